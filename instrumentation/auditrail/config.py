@@ -1,0 +1,444 @@
+"""audit.yaml: loading, validation with file:line:column messages, and the compiled result."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import semconv
+from .events import EVENT_NAME_RE, REQUIRED_PAYLOAD
+from .expressions import CALL_NAMES, Expression, ExpressionError, compile_expression, constant
+from .payload import DEFAULT_MAX_BYTES
+
+CONFIG_ENV = "AUDITRAIL_CONFIG"
+DEFAULT_CONFIG = "audit.yaml"
+DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
+
+TOP_KEYS = ("service_name", "delivery", "context", "redact", "payload_max_bytes", "resource", "events")
+DELIVERY_KEYS = ("mode", "spool_dir")
+CONTEXT_KEYS = ("actor", "tenant", "source_ip")
+FIELD_KEYS = ("tenant", "actor", "reason", "source_ip", "approval_id", "when")
+PAYLOAD_KEYS = ("before", "after", "payload")
+EVENT_KEYS = ("target", "event", "risk", "actor_type", *FIELD_KEYS, *PAYLOAD_KEYS)
+
+
+class ConfigError(ValueError):
+    """A mistake in audit.yaml; the message names the file, line, column and key."""
+
+
+class ConfigWarning(UserWarning):
+    """Something in audit.yaml that works but is probably not what was meant."""
+
+
+PayloadSpec = Expression | dict[str, Expression] | None
+
+
+@dataclass
+class EventSpec:
+    """One `events:` entry, compiled."""
+
+    target: str
+    module: str
+    qualname: str
+    event: str
+    risk: str | None
+    actor_type: str | None
+    fields: dict[str, Expression]  # tenant, actor, reason, source_ip, approval_id, when
+    before: PayloadSpec
+    after: PayloadSpec
+    payload: PayloadSpec
+    where: str  # "file:line" for messages at run time
+
+
+@dataclass
+class DeliveryConfig:
+    """`delivery:`: how events are kept until exported."""
+
+    mode: str = "durable"
+    spool_dir: str = ".auditrail/spool"
+
+
+@dataclass
+class AuditConfig:
+    """A loaded, validated audit.yaml."""
+
+    path: str | None = None
+    service_name: str = "unknown_service"
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    context: dict[str, list[Expression]] = field(default_factory=dict)
+    redact: list[str] = field(default_factory=list)
+    payload_max_bytes: int = DEFAULT_MAX_BYTES
+    resource: dict[str, str] = field(default_factory=dict)
+    events: list[EventSpec] = field(default_factory=list)
+
+
+# --- YAML with positions --------------------------------------------------------------------------
+
+Path_ = tuple[Any, ...]
+
+
+class _Located:
+    """Plain Python values from a YAML document, plus the position of every node by its key path."""
+
+    def __init__(self, filename: str, text: str) -> None:
+        self.filename = filename
+        self.marks: dict[Path_, tuple[int, int]] = {}
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            self.value = None if node is None else self._convert(loader, node, ())
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+            raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}") from None
+        finally:
+            loader.dispose()
+
+    def _convert(self, loader: yaml.SafeLoader, node: yaml.Node, path: Path_) -> Any:
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=True)
+                if key in out:
+                    line = key_node.start_mark.line + 1
+                    raise ConfigError(f"{self.filename}:{line}:{key_node.start_mark.column + 1}: "
+                                      f"{_dotted(path + (key,))}: duplicate key")
+                self.marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                out[key] = self._convert(loader, value_node, path + (key,))
+                # Point at the value for value errors, but keep the key's mark for unknown-key errors.
+                self.marks[path + (key, "<value>")] = (value_node.start_mark.line + 1, value_node.start_mark.column + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(loader, item, path + (i,)) for i, item in enumerate(node.value)]
+        return loader.construct_object(node, deep=True)
+
+    def error(self, path: Path_, message: str, *, at_value: bool = True) -> ConfigError:
+        """A ConfigError located at `path`."""
+        mark = (self.marks.get(path + ("<value>",)) if at_value else None) or self.marks.get(path)
+        probe = path
+        while mark is None and probe:
+            probe = probe[:-1]
+            mark = self.marks.get(probe)
+        where = f"{self.filename}:{mark[0]}:{mark[1]}" if mark else self.filename
+        label = _dotted(path)
+        return ConfigError(f"{where}: {label + ': ' if label else ''}{message}")
+
+    def line(self, path: Path_) -> str:
+        mark = self.marks.get(path)
+        return f"{self.filename}:{mark[0]}" if mark else self.filename
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The audit.yaml to use: explicit, else $AUDITRAIL_CONFIG, else ./audit.yaml if it exists."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    default = Path.cwd() / DEFAULT_CONFIG
+    return default if default.exists() else None
+
+
+def load_config(path: str | os.PathLike[str], *, check_targets: bool = False) -> AuditConfig:
+    """Load and validate an audit.yaml; `check_targets` also proves every target exists (without running it)."""
+    filename = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{filename}: cannot read audit config: {exc.strerror or exc}") from None
+    return parse_config(text, filename=filename, check_targets=check_targets)
+
+
+def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bool = False) -> AuditConfig:
+    """Validate audit.yaml text and compile every expression in it."""
+    doc = _Located(filename, text)
+    root = doc.value
+    if root is None:
+        raise ConfigError(f"{filename}: the file is empty; it needs at least `events:`")
+    if not isinstance(root, dict):
+        raise doc.error((), "the top level must be a mapping of keys such as service_name and events")
+    _known_keys(doc, (), root, TOP_KEYS)
+    cfg = AuditConfig(path=filename)
+    if "service_name" in root:
+        cfg.service_name = _string(doc, ("service_name",), root["service_name"])
+    cfg.delivery = _delivery(doc, root.get("delivery"))
+    cfg.context = _context(doc, root.get("context"))
+    cfg.redact = _string_list(doc, ("redact",), root.get("redact", []))
+    if "payload_max_bytes" in root:
+        value = root["payload_max_bytes"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 256:
+            raise doc.error(("payload_max_bytes",), "must be an integer of at least 256")
+        cfg.payload_max_bytes = value
+    resource = root.get("resource", {})
+    if not isinstance(resource, dict):
+        raise doc.error(("resource",), "must be a mapping of resource attribute names to values")
+    cfg.resource = {str(k): str(v) for k, v in resource.items()}
+    events = root.get("events")
+    if not isinstance(events, list) or not events:
+        raise doc.error(("events",), "must be a non-empty list of {target, event, ...} entries")
+    resolver = _TargetResolver() if check_targets else None
+    cfg.events = [_event(doc, i, entry, resolver) for i, entry in enumerate(events)]
+    return cfg
+
+
+def _known_keys(doc: _Located, path: Path_, mapping: dict[Any, Any], allowed: tuple[str, ...]) -> None:
+    for key in mapping:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(allowed)})"
+            raise doc.error(path + (key,), f"unknown key {key!r}{suggestion}", at_value=False)
+
+
+def _string(doc: _Located, path: Path_, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise doc.error(path, "must be a non-empty string")
+    return value
+
+
+def _string_list(doc: _Located, path: Path_, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise doc.error(path, "must be a list of strings")
+    return list(value)
+
+
+def _delivery(doc: _Located, value: Any) -> DeliveryConfig:
+    delivery = DeliveryConfig()
+    if value is None:
+        return delivery
+    if not isinstance(value, dict):
+        raise doc.error(("delivery",), "must be a mapping such as {mode: durable, spool_dir: .auditrail/spool}")
+    _known_keys(doc, ("delivery",), value, DELIVERY_KEYS)
+    if "mode" in value:
+        if value["mode"] not in DELIVERY_MODES:
+            raise doc.error(("delivery", "mode"), f"must be one of {', '.join(DELIVERY_MODES)}, not {value['mode']!r}")
+        delivery.mode = value["mode"]
+    if "spool_dir" in value:
+        delivery.spool_dir = _string(doc, ("delivery", "spool_dir"), value["spool_dir"])
+    return delivery
+
+
+def _context(doc: _Located, value: Any) -> dict[str, list[Expression]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise doc.error(("context",), "must be a mapping with actor, tenant and/or source_ip")
+    _known_keys(doc, ("context",), value, CONTEXT_KEYS)
+    out: dict[str, list[Expression]] = {}
+    for key, sources in value.items():
+        items = sources if isinstance(sources, list) else [sources]
+        out[key] = [
+            _expression(doc, ("context", key, i) if isinstance(sources, list) else ("context", key), src, ("request",))
+            for i, src in enumerate(items)
+        ]
+    return out
+
+
+def _expression(doc: _Located, path: Path_, value: Any, allowed: tuple[str, ...] | frozenset[str] | None) -> Expression:
+    if isinstance(value, (int, float, bool)) or value is None:
+        return constant(value)
+    if not isinstance(value, str):
+        raise doc.error(path, f"must be an expression (a string), not a {type(value).__name__}")
+    try:
+        return compile_expression(value, allowed)
+    except ExpressionError as exc:
+        raise doc.error(path, f"bad expression {value!r}: {exc}") from None
+
+
+def _event(doc: _Located, index: int, entry: Any, resolver: _TargetResolver | None) -> EventSpec:
+    path: Path_ = ("events", index)
+    if not isinstance(entry, dict):
+        raise doc.error(path, "each event must be a mapping with at least `target` and `event`")
+    _known_keys(doc, path, entry, EVENT_KEYS)
+    for required in ("target", "event"):
+        if required not in entry:
+            raise doc.error(path, f"missing required key {required!r}")
+    target = _string(doc, path + ("target",), entry["target"])
+    module, sep, qualname = target.partition(":")
+    if not sep or not module or not qualname or not all(p.isidentifier() for p in qualname.split(".")) or not all(
+        p.isidentifier() for p in module.split(".")
+    ):
+        raise doc.error(path + ("target",), f"target {target!r} must look like 'package.module:Class.method' or 'module:function'")
+    event = _string(doc, path + ("event",), entry["event"])
+    if not EVENT_NAME_RE.match(event):
+        raise doc.error(path + ("event",), f"event type {event!r} must be dotted lower-case words, e.g. prompt.update")
+    risk = entry.get("risk")
+    if risk is not None and risk not in semconv.RISKS:
+        raise doc.error(path + ("risk",), f"must be one of {', '.join(semconv.RISKS)}, not {risk!r}")
+    actor_type = entry.get("actor_type")
+    if actor_type is not None and actor_type not in semconv.ACTOR_TYPES:
+        raise doc.error(path + ("actor_type",), f"must be one of {', '.join(semconv.ACTOR_TYPES)}, not {actor_type!r}")
+
+    params = resolver.parameters(doc, path + ("target",), module, qualname) if resolver else None
+    after_names = None if params is None else frozenset(params) | frozenset(CALL_NAMES)
+    before_names = None if after_names is None else after_names - {"result", "error"}
+
+    fields = {k: _expression(doc, path + (k,), entry[k], after_names) for k in FIELD_KEYS if k in entry}
+    before = _payload_spec(doc, path + ("before",), entry.get("before"), before_names)
+    if before is not None and after_names is None:
+        _reject_outcome_names(doc, path + ("before",), before)
+    after = _payload_spec(doc, path + ("after",), entry.get("after"), after_names)
+    payload = _payload_spec(doc, path + ("payload",), entry.get("payload"), after_names)
+    if isinstance(payload, dict):
+        for key in ("before", "after"):
+            if key in payload and entry.get(key) is not None:
+                raise doc.error(path + ("payload", key), f"payload.{key} clashes with the event's own `{key}:`")
+    _warn_missing_fields(doc, path, event, before, after, payload)
+    return EventSpec(target, module, qualname, event, risk, actor_type, fields, before, after, payload, doc.line(path))
+
+
+def _payload_spec(doc: _Located, path: Path_, value: Any, allowed: frozenset[str] | None) -> PayloadSpec:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        out = {}
+        for key, expr in value.items():
+            if not isinstance(key, str) or not key:
+                raise doc.error(path + (key,), "payload keys must be non-empty strings", at_value=False)
+            out[key] = _expression(doc, path + (key,), expr, allowed)
+        return out
+    return _expression(doc, path, value, allowed)
+
+
+def _reject_outcome_names(doc: _Located, path: Path_, spec: PayloadSpec) -> None:
+    """`before` runs before the call: it cannot see result or error (checked even when the target is unknown)."""
+    exprs = spec.items() if isinstance(spec, dict) else [(None, spec)]
+    for key, expr in exprs:
+        if expr is not None and expr.names & {"result", "error"}:
+            where = path + ((key,) if key else ())
+            raise doc.error(where, f"{expr.source!r} uses result/error, which do not exist before the call")
+
+
+def _warn_missing_fields(doc: _Located, path: Path_, event: str, before: PayloadSpec, after: PayloadSpec,
+                         payload: PayloadSpec) -> None:
+    required = REQUIRED_PAYLOAD.get(event, ())
+    have = {"before"} if before is not None else set()
+    have |= {"after"} if after is not None else set()
+    if isinstance(payload, dict):
+        have |= set(payload)
+    elif payload is not None:
+        return  # a whole-object expression: keys cannot be known before it runs
+    missing = [k for k in required if k not in have]
+    if missing:
+        warnings.warn(
+            f"{doc.line(path)}: {event} events should carry {', '.join(missing)} (DESIGN.md categories)",
+            ConfigWarning,
+            stacklevel=2,
+        )
+
+
+def compile_event(entry: dict[str, Any], *, where: str) -> EventSpec:
+    """Compile one event entry given in code (the @audited decorator), with the same checks as audit.yaml."""
+    text = yaml.safe_dump({"events": [entry]}, sort_keys=False)
+    doc = _Located(where, text)
+    return _event(doc, 0, doc.value["events"][0], None)
+
+
+# --- target checks (static: the target module is parsed, never executed) --------------------------
+
+
+class _TargetResolver:
+    """Finds a target's module on sys.path and its definition in the source, returning its parameters."""
+
+    def __init__(self) -> None:
+        self._trees: dict[str, ast.Module | None] = {}
+
+    def parameters(self, doc: _Located, path: Path_, module: str, qualname: str) -> list[str] | None:
+        """Parameter names of `module:qualname`, None when they cannot be known statically."""
+        tree = self._tree(doc, path, module)
+        if tree is None:
+            return None
+        scope: Any = tree
+        parts = qualname.split(".")
+        for depth, part in enumerate(parts):
+            node = _find_definition(scope, part)
+            if node is None:
+                owner = module if depth == 0 else f"{module}:{'.'.join(parts[:depth])}"
+                raise doc.error(path, f"impossible target: {owner} defines no {part!r}")
+            if node is True:  # assigned or imported: exists, shape unknown
+                return None
+            scope = node
+        if isinstance(scope, ast.ClassDef):
+            raise doc.error(path, f"impossible target: {module}:{qualname} is a class; target one of its methods")
+        args = scope.args
+        names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+        names += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+        return names
+
+    def _tree(self, doc: _Located, path: Path_, module: str) -> ast.Module | None:
+        if module in self._trees:
+            return self._trees[module]
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError) as exc:
+            raise doc.error(path, f"impossible target: cannot import {module!r} ({exc})") from None
+        if spec is None:
+            raise doc.error(
+                path,
+                f"impossible target: module {module!r} not found on sys.path "
+                f"(run from the app's directory or set PYTHONPATH; searched {', '.join(sys.path[:4])}, ...)",
+            )
+        tree = None
+        if spec.origin and spec.origin.endswith(".py"):
+            try:
+                tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"), spec.origin)
+            except (OSError, SyntaxError, ValueError):
+                tree = None
+        self._trees[module] = tree
+        return tree
+
+
+def _find_definition(scope: ast.AST, name: str) -> ast.AST | bool | None:
+    """The def/class named `name` directly in `scope`; True if only assigned or imported; None if absent."""
+    found: ast.AST | bool | None = None
+    body = getattr(scope, "body", [])
+    for node in _flatten(body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            found = node  # the last definition wins, as at run time
+        elif found is None and _binds(node, name):
+            found = True
+        elif found is None and isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+            found = True
+    return found
+
+
+def _flatten(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Statements of a body including those under if/try (definitions guarded by version checks)."""
+    out: list[ast.stmt] = []
+    for node in body:
+        out.append(node)
+        if isinstance(node, (ast.If, ast.Try)):
+            for part in ("body", "orelse", "finalbody"):
+                out.extend(_flatten(getattr(node, part, [])))
+            for handler in getattr(node, "handlers", []):
+                out.extend(_flatten(handler.body))
+    return out
+
+
+def _binds(node: ast.stmt, name: str) -> bool:
+    if isinstance(node, ast.Assign):
+        return any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+    if isinstance(node, ast.AnnAssign):
+        return isinstance(node.target, ast.Name) and node.target.id == name
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return any((a.asname or a.name.split(".")[0]) == name for a in node.names)
+    return False

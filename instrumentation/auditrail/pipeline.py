@@ -1,0 +1,208 @@
+"""From captured event to exporter: the audit LoggerProvider, its spool and its drain worker.
+
+Audit records never touch the application's (global) LoggerProvider: they go through a provider of
+their own, with their own resource and the instrumentation scope `auditrail`, so they are never mixed
+with the app's logs, sampled, or dropped by its processors. The hot path only appends a compact
+AuditEvent to the spool (the SDK's Logger.emit costs ~25 us here, more than our whole budget); the
+worker turns batches into SDK ReadableLogRecords and hands them to a standard SDK LogRecordExporter.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+
+from opentelemetry import _logs as api_logs
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import TraceFlags
+
+from . import semconv
+from .events import AuditEvent, severity_for
+from .spool import MemorySpool, Spool
+from .version import __version__
+
+_log = logging.getLogger("auditrail")
+
+_SEVERITY = {n: SeverityNumber(n) for n in (9, 13)}
+
+
+def to_log_record(event: AuditEvent, resource: Resource, scope: InstrumentationScope) -> ReadableLogRecord:
+    """The SDK LogRecord for an event (DESIGN.md's mapping)."""
+    number, text = severity_for(event.risk)
+    record = LogRecord(
+        timestamp=event.time_unix_nano,
+        observed_timestamp=event.time_unix_nano,
+        trace_id=event.trace_id,
+        span_id=event.span_id,
+        trace_flags=TraceFlags(event.trace_flags),
+        severity_text=text,
+        severity_number=_SEVERITY[number],
+        body=event.body(),
+        attributes=event.attributes(),
+        event_name=event.event_type,
+    )
+    return ReadableLogRecord(log_record=record, resource=resource, instrumentation_scope=scope)
+
+
+class AuditLoggerProvider(api_logs.LoggerProvider):
+    """The LoggerProvider audit records go through: its own resource, scope, spool and exporter."""
+
+    def __init__(
+        self,
+        exporter: LogRecordExporter,
+        *,
+        resource: Resource | None = None,
+        spool: Spool | None = None,
+        max_batch: int = 512,
+        schedule_delay: float = 0.2,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.resource = resource or Resource.create({})
+        self.scope = InstrumentationScope(semconv.SCOPE_NAME, __version__)
+        self.exporter = exporter
+        self.spool: Spool = spool or MemorySpool()
+        self.max_batch = max_batch
+        self.schedule_delay = schedule_delay
+        self.max_backoff = max_backoff
+        self.exported = 0
+        self.export_failures = 0
+        self._wake = threading.Condition(threading.Lock())
+        self._idle = threading.Condition(threading.Lock())
+        self._stopping = False
+        self._shutdown = False
+        self._worker: threading.Thread | None = None
+        self._pid = os.getpid()
+        _live_providers.add(self)
+        self._start_worker()
+
+    # The API LoggerProvider surface: code that wants raw OTel log records on the audit channel.
+    def get_logger(self, name: str, version: str | None = None, schema_url: str | None = None,
+                   attributes: object = None) -> api_logs.Logger:
+        """A logger whose records are exported beside (never mixed into the app's) audit events."""
+        return _PassThroughLogger(self, name, version, schema_url)
+
+    def submit(self, event: AuditEvent) -> None:
+        """Hot path: hand an event to the spool and nudge the worker when a batch is ready."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        self.spool.append(event)
+        if len(self.spool) >= self.max_batch:
+            with self._wake:
+                self._wake.notify()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Wait until every queued event was exported; False on timeout."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        with self._wake:
+            self._wake.notify()
+        with self._idle:
+            while len(self.spool):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._worker is None or not self._worker.is_alive():
+                    return len(self.spool) == 0
+                self._idle.wait(min(remaining, 0.05))
+        return True
+
+    def shutdown(self, timeout_millis: int = 10_000) -> None:
+        """Flush within the timeout, stop the worker and shut the exporter down. Idempotent."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        flushed = self.force_flush(timeout_millis)
+        if not flushed:
+            _log.error("auditrail: %d audit events not exported at shutdown", len(self.spool))
+        self._stopping = True
+        with self._wake:
+            self._wake.notify()
+        if self._worker is not None:
+            self._worker.join(timeout=max(0.1, timeout_millis / 1000))
+        self.exporter.shutdown()
+        self.spool.close()
+        _live_providers.discard(self)
+
+    # --- the drain worker ---------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._run, name="auditrail-drain", daemon=True)
+        self._worker.start()
+
+    def _after_fork(self) -> None:
+        """In a forked child the worker thread is gone: start a fresh one (locks are new too)."""
+        self._pid = os.getpid()
+        self._wake = threading.Condition(threading.Lock())
+        self._idle = threading.Condition(threading.Lock())
+        self._start_worker()
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._wake:
+                if not self._stopping and len(self.spool) < self.max_batch:
+                    self._wake.wait(backoff or self.schedule_delay)
+            batch = self.spool.peek(self.max_batch)
+            if not batch:
+                self._notify_idle()
+                if self._stopping:
+                    return
+                continue
+            if self._export(batch):
+                self.spool.ack(len(batch))
+                self.exported += len(batch)
+                backoff = 0.0
+                if not len(self.spool):
+                    self._notify_idle()
+            else:
+                self.export_failures += 1
+                if self._stopping:
+                    return
+                backoff = min(self.max_backoff, max(0.1, backoff * 2))
+
+    def _export(self, batch: Sequence[AuditEvent]) -> bool:
+        try:
+            records = [to_log_record(e, self.resource, self.scope) for e in batch]
+            return self.exporter.export(records) == LogRecordExportResult.SUCCESS
+        except Exception:  # noqa: BLE001 - a broken exporter must not kill the worker
+            _log.exception("auditrail: exporter raised; will retry")
+            return False
+
+    def _notify_idle(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
+
+
+class _PassThroughLogger(api_logs.Logger):
+    """A Logger on the audit channel: exports API LogRecords directly with the audit resource."""
+
+    def __init__(self, provider: AuditLoggerProvider, name: str, version: str | None, schema_url: str | None):
+        super().__init__(name, version, schema_url)
+        self._provider = provider
+        self._scope = InstrumentationScope(name, version, schema_url)
+
+    def emit(self, record: LogRecord | None = None, **kwargs: object) -> None:  # type: ignore[override]
+        """Export one record synchronously (not spooled: use auditrail.emit for audit events)."""
+        rec = record if record is not None else LogRecord(**kwargs)  # type: ignore[arg-type]
+        self._provider.exporter.export(
+            [ReadableLogRecord(log_record=rec, resource=self._provider.resource, instrumentation_scope=self._scope)]
+        )
+
+
+_live_providers: "weakref.WeakSet[AuditLoggerProvider]" = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    """At interpreter exit, flush every provider (bounded by its timeout)."""
+    for provider in list(_live_providers):
+        try:
+            provider.shutdown()
+        except Exception:  # noqa: BLE001
+            _log.exception("auditrail: shutdown failed")

@@ -1,0 +1,168 @@
+"""The one place a captured action becomes an AuditEvent: defaults, context, impersonation, payload."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import trace
+
+from .context import (
+    Impersonation,
+    current_actor,
+    current_request,
+    current_source_ip,
+    current_tenant,
+    impersonations,
+)
+from .events import IMPERSONATION_END, IMPERSONATION_START, AuditEvent, default_risk, new_event_id
+from .expressions import Expression
+from .payload import PayloadPolicy
+from .pipeline import AuditLoggerProvider
+
+_log = logging.getLogger("auditrail")
+
+
+class Counters:
+    """What went wrong while capturing, counted rather than raised (the app must never notice)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.extractor_errors = 0
+        self.capture_errors = 0
+        self._warned: set[str] = set()
+
+    def extractor_failed(self, where: str, exc: BaseException) -> None:
+        """Count a raising expression; log its first failure per location."""
+        with self._lock:
+            self.extractor_errors += 1
+            first = where not in self._warned
+            self._warned.add(where)
+        if first:
+            _log.warning("auditrail: expression %s raised %s: %s (field left empty)", where, type(exc).__name__, exc)
+
+    def capture_failed(self, where: str) -> None:
+        """Count an internal failure (logged with its traceback)."""
+        with self._lock:
+            self.capture_errors += 1
+        _log.exception("auditrail: could not capture %s; the call itself was not affected", where)
+
+
+class ContextSources:
+    """audit.yaml `context:` fallbacks: expressions tried in order when an event does not say."""
+
+    def __init__(self, actor: Sequence[Expression] = (), tenant: Sequence[Expression] = (),
+                 source_ip: Sequence[Expression] = ()) -> None:
+        self.actor = tuple(actor)
+        self.tenant = tuple(tenant)
+        self.source_ip = tuple(source_ip)
+
+
+class Recorder:
+    """Builds events from captured fields and submits them to the audit LoggerProvider."""
+
+    def __init__(
+        self,
+        provider: AuditLoggerProvider,
+        *,
+        policy: PayloadPolicy | None = None,
+        sources: ContextSources | None = None,
+        counters: Counters | None = None,
+    ) -> None:
+        self.provider = provider
+        self.policy = policy or PayloadPolicy()
+        self.sources = sources or ContextSources()
+        self.counters = counters or Counters()
+
+    def record(
+        self,
+        event_type: str,
+        *,
+        tenant: Any = None,
+        actor: Any = None,
+        actor_type: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        source_ip: Any = None,
+        reason: Any = None,
+        outcome: str = "success",
+        risk: str | None = None,
+        approval_id: Any = None,
+        event_id: str | None = None,
+    ) -> AuditEvent:
+        """Complete the fields (context fallbacks, impersonation, trace) and submit the event."""
+        tenant = _text(tenant if tenant is not None else self._fallback("tenant", current_tenant(), self.sources.tenant))
+        actor = _text(actor if actor is not None else self._fallback("actor", current_actor(), self.sources.actor))
+        if source_ip is None:
+            source_ip = self._fallback("source_ip", current_source_ip(), self.sources.source_ip)
+        body = dict(payload) if payload else {}
+        session = self._impersonation(event_type, tenant, actor, body)
+        event = AuditEvent(
+            event_type=event_type,
+            tenant=tenant,
+            actor=actor,
+            actor_type=actor_type or ("user" if actor is not None else "system"),
+            payload=self.policy.to_json(body),
+            source_ip=_text(source_ip),
+            reason=_text(reason),
+            outcome=outcome,
+            risk=risk or default_risk(event_type),
+            impersonator=session.impersonator if session else None,
+            impersonation_id=session.session_id if session else None,
+            approval_id=_text(approval_id),
+            event_id=event_id or new_event_id(),
+        )
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            event.trace_id, event.span_id, event.trace_flags = span.trace_id, span.span_id, int(span.trace_flags)
+        self.provider.submit(event)
+        return event
+
+    def _fallback(self, field: str, explicit: Any, sources: Sequence[Expression]) -> Any:
+        if explicit is not None:
+            return explicit
+        if not sources:
+            return None
+        namespace = {"request": current_request()}
+        for expr in sources:
+            try:
+                value = expr.evaluate(namespace)
+            except Exception as exc:  # noqa: BLE001 - a bad fallback leaves the field empty
+                self.counters.extractor_failed(f"context.{field} {expr.source!r}", exc)
+                continue
+            if value is not None:
+                return value
+        return None
+
+    def _impersonation(self, event_type: str, tenant: str | None, actor: str | None,
+                       payload: dict[str, Any]) -> Impersonation | None:
+        """Open/close sessions on impersonation events; link other events by the impersonated actor."""
+        if event_type == IMPERSONATION_START:
+            user = _text(payload.get("impersonated"))
+            session_id = _text(payload.get("session")) or new_event_id()
+            payload["session"] = session_id
+            if user is None:
+                _log.warning("auditrail: %s without payload.impersonated; actions cannot be linked", event_type)
+                return Impersonation(session_id, actor, "", tenant)
+            session = Impersonation(session_id, actor, user, tenant)
+            impersonations.open(session)
+            return session
+        if event_type == IMPERSONATION_END:
+            session_id = _text(payload.get("session"))
+            user = _text(payload.get("impersonated"))
+            closed = impersonations.close(session_id=session_id, user=user, tenant=tenant)
+            if closed is not None:
+                payload.setdefault("session", closed.session_id)
+                payload.setdefault("impersonated", closed.user)
+                return closed
+            return Impersonation(session_id, actor, user, tenant) if session_id else None
+        return impersonations.find(tenant, actor)
+
+
+def _text(value: Any) -> str | None:
+    """Attribute values are strings (ids may come in as ints or UUIDs); None stays None."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+

@@ -1,0 +1,79 @@
+"""The spool: where an event waits between the audited call and the exporter's confirmation.
+
+This is the seam the delivery layer builds on. A spool takes events on the hot path (`append`), hands
+the drain worker batches (`peek`), and forgets a batch only once the exporter confirmed it (`ack`).
+`MemorySpool` is the `best_effort` store; a durable on-disk spool implements the same protocol.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import Protocol
+
+from .events import AuditEvent
+
+_log = logging.getLogger("auditrail")
+
+
+class Spool(Protocol):
+    """Storage between emit and export; implementations must be thread-safe."""
+
+    def append(self, event: AuditEvent) -> None:
+        """Store one event; returns once it is as safe as the spool's mode promises."""
+
+    def peek(self, max_items: int) -> list[AuditEvent]:
+        """Up to `max_items` of the oldest events not yet acknowledged (does not remove them)."""
+
+    def ack(self, count: int) -> None:
+        """Forget the `count` oldest events: the exporter confirmed them."""
+
+    def __len__(self) -> int:
+        """Events waiting."""
+
+    def close(self) -> None:
+        """Release resources; pending events stay where the spool keeps them."""
+
+
+class MemorySpool:
+    """In-memory spool for `best_effort` mode: bounded, and loud when it has to drop."""
+
+    def __init__(self, max_events: int = 100_000) -> None:
+        self._events: collections.deque[AuditEvent] = collections.deque()
+        self._lock = threading.Lock()
+        self.max_events = max_events
+        self.dropped = 0
+
+    def append(self, event: AuditEvent) -> None:
+        """Queue an event; over the cap the oldest is dropped and counted."""
+        with self._lock:
+            if len(self._events) >= self.max_events:
+                self._events.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    _log.error(
+                        "auditrail: in-memory spool full (%d events); %d audit events dropped. "
+                        "Use delivery.mode durable to never drop.",
+                        self.max_events,
+                        self.dropped,
+                    )
+            self._events.append(event)
+
+    def peek(self, max_items: int) -> list[AuditEvent]:
+        """The oldest events, without removing them."""
+        with self._lock:
+            n = min(max_items, len(self._events))
+            return [self._events[i] for i in range(n)]
+
+    def ack(self, count: int) -> None:
+        """Remove the `count` oldest events."""
+        with self._lock:
+            for _ in range(min(count, len(self._events))):
+                self._events.popleft()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def close(self) -> None:
+        """Nothing to release."""

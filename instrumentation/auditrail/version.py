@@ -1,0 +1,3 @@
+"""auditrail version."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,66 @@
+"""Zero-code capture of the current HTTP request, so expressions can read `request` (client, headers...).
+
+ASGI: Starlette (and so FastAPI) and Django's ASGIHandler. WSGI: Flask and Django's WSGIHandler.
+Other frameworks: wrap the app once with `AuditRequestMiddleware` (ASGI) or `AuditWSGIMiddleware`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .context import enter_request, exit_request
+from .wrapping import Patcher
+
+_ASGI_TARGETS = (("starlette.applications", "Starlette"), ("django.core.handlers.asgi", "ASGIHandler"))
+_WSGI_TARGETS = (("flask.app", "Flask", "wsgi_app"), ("django.core.handlers.wsgi", "WSGIHandler", "__call__"))
+
+
+async def _asgi_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    scope = args[0] if args else kwargs.get("scope")
+    if not isinstance(scope, dict) or scope.get("type") not in ("http", "websocket"):
+        return await wrapped(*args, **kwargs)
+    token = enter_request("asgi", scope)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        exit_request(token)
+
+
+def _wsgi_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    environ = args[0] if args else kwargs.get("environ")
+    token = enter_request("wsgi", environ)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        exit_request(token)
+
+
+def install_request_capture(patcher: Patcher) -> None:
+    """Hook the ASGI/WSGI entry points of the supported frameworks, whenever they are imported."""
+    for module, cls in _ASGI_TARGETS:
+        patcher.install_hook(module, lambda mod, cls=cls: patcher.wrap(getattr(mod, cls), "__call__", _asgi_wrapper))
+    for module, cls, method in _WSGI_TARGETS:
+        patcher.install_hook(
+            module, lambda mod, cls=cls, method=method: patcher.wrap(getattr(mod, cls), method, _wsgi_wrapper)
+        )
+
+
+class AuditRequestMiddleware:
+    """ASGI middleware for frameworks auditrail does not hook by itself."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        await _asgi_wrapper(self.app, None, (scope, receive, send), {})
+
+
+class AuditWSGIMiddleware:
+    """WSGI middleware for frameworks auditrail does not hook by itself."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return _wsgi_wrapper(self.app, None, (environ, start_response), {})

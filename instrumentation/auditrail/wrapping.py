@@ -1,0 +1,282 @@
+"""Zero-code wrapping: post-import hooks patch each audit.yaml target with an auditing wrapper.
+
+Hooks fire when the target module finishes importing (or at once if it already has), before any
+`from module import target` statement binds the name, so import order never matters. Each wrapper
+evaluates `before` ahead of the call and everything else after it, then emits through the Recorder.
+Every step of ours runs under a guard: the app sees its own result or its own exception, never ours.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+from . import runtime
+from .config import EventSpec, PayloadSpec
+from .context import current_request
+from .expressions import CALL_NAMES, Expression
+
+_log = logging.getLogger("auditrail")
+_MISSING = object()
+
+
+class _Binder:
+    """Maps a call's args/kwargs to parameter names, faster than inspect.Signature.bind."""
+
+    __slots__ = ("positional", "defaults", "var_pos", "var_kw", "named")
+
+    def __init__(self, fn: Callable[..., Any], skip_first: bool) -> None:
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        if skip_first and params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            params = params[1:]
+        kinds = inspect.Parameter
+        self.positional = tuple(p.name for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD))
+        self.defaults = {p.name: p.default for p in params if p.default is not kinds.empty}
+        self.var_pos = next((p.name for p in params if p.kind is kinds.VAR_POSITIONAL), None)
+        self.var_kw = next((p.name for p in params if p.kind is kinds.VAR_KEYWORD), None)
+        self.named = frozenset(p.name for p in params if p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD))
+
+    def names(self) -> frozenset[str]:
+        """Every name a call binds."""
+        return self.named | {n for n in (self.var_pos, self.var_kw) if n}
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's parameters by name (defaults filled in)."""
+        ns = dict(self.defaults) if self.defaults else {}
+        ns.update(zip(self.positional, args))
+        if self.var_pos:
+            ns[self.var_pos] = args[len(self.positional):]
+        if kwargs:
+            if self.var_kw:
+                extra = {}
+                for key, value in kwargs.items():
+                    if key in self.named:
+                        ns[key] = value
+                    else:
+                        extra[key] = value
+                ns[self.var_kw] = extra
+            else:
+                ns.update(kwargs)
+        elif self.var_kw:
+            ns[self.var_kw] = {}
+        return ns
+
+
+class AuditWrapper:
+    """The wrapt wrapper for one target: binds, evaluates, calls through, records."""
+
+    def __init__(self, spec: EventSpec, fn: Callable[..., Any], kind: str,
+                 get_recorder: Callable[[], Any] | None = None) -> None:
+        self.spec = spec
+        # Zero-code wrappers pass through when auditing is off (uninstrumented); decorators configure lazily.
+        self.get_recorder = get_recorder or _active_recorder
+        self.kind = kind  # "function" | "method" | "classmethod" | "staticmethod"
+        self.binder = _Binder(fn, skip_first=kind in ("method", "classmethod"))
+        self.self_name = {"method": "self", "classmethod": "cls"}.get(kind)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        exprs = [*spec.fields.values(), *_exprs(spec.before), *_exprs(spec.after), *_exprs(spec.payload)]
+        self.uses_request = any("request" in e.names for e in exprs)
+        self._check_names(exprs)
+
+    def _check_names(self, exprs: list[Expression]) -> None:
+        """Names not checked at load time (target unknown then) are checked against the real signature."""
+        known = self.binder.names() | frozenset(CALL_NAMES)
+        for expr in exprs:
+            unknown = expr.names - known
+            if unknown:
+                _log.error(
+                    "auditrail: %s (%s): expression %r uses %s, which %s does not have; that field will be empty",
+                    self.spec.where, self.spec.event, expr.source, ", ".join(sorted(unknown)), self.spec.target,
+                )
+
+    def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.is_async:
+            return self._call_async(wrapped, instance, args, kwargs)
+        recorder = self.get_recorder()
+        if recorder is None:
+            return wrapped(*args, **kwargs)
+        state = self._start(recorder, instance, args, kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        except Exception as exc:
+            self._finish(recorder, state, None, exc)
+            raise
+        self._finish(recorder, state, result, None)
+        return result
+
+    async def _call_async(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> Any:
+        recorder = self.get_recorder()
+        if recorder is None:
+            return await wrapped(*args, **kwargs)
+        state = self._start(recorder, instance, args, kwargs)
+        try:
+            result = await wrapped(*args, **kwargs)
+        except Exception as exc:
+            self._finish(recorder, state, None, exc)
+            raise
+        self._finish(recorder, state, result, None)
+        return result
+
+    def _start(self, recorder: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Bind the call and evaluate `before` (guarded: a failure here only empties fields)."""
+        try:
+            ns = self.binder.bind(args, kwargs)
+            if self.self_name:
+                ns[self.self_name] = instance
+            if self.uses_request:
+                ns["request"] = current_request()
+            before = self._evaluate(recorder, self.spec.before, ns, "before") if self.spec.before is not None else None
+            return ns, before
+        except Exception:  # noqa: BLE001
+            recorder.counters.capture_failed(f"{self.spec.target} (before the call)")
+            return None
+
+    def _finish(self, recorder: Any, state: Any, result: Any, error: BaseException | None) -> None:
+        """Evaluate the rest and emit (guarded)."""
+        try:
+            ns, before = state if state is not None else ({}, None)
+            ns["result"] = result
+            ns["error"] = error
+            fields = self.spec.fields
+            when = fields.get("when")
+            if when is not None and error is None and not self._value(recorder, when, ns, "when"):
+                return
+            payload = self._evaluate(recorder, self.spec.payload, ns, "payload") if self.spec.payload is not None else {}
+            if not isinstance(payload, dict):
+                payload = {"value": payload}
+            if before is not None:
+                payload["before"] = before
+            if self.spec.after is not None:
+                payload["after"] = self._evaluate(recorder, self.spec.after, ns, "after")
+            if error is not None:
+                payload["error"] = {"type": type(error).__name__, "message": str(error)[:500]}
+            recorder.record(
+                self.spec.event,
+                tenant=self._field(recorder, "tenant", ns),
+                actor=self._field(recorder, "actor", ns),
+                actor_type=self.spec.actor_type,
+                payload=payload,
+                source_ip=self._field(recorder, "source_ip", ns),
+                reason=self._field(recorder, "reason", ns),
+                approval_id=self._field(recorder, "approval_id", ns),
+                outcome="failure" if error is not None else "success",
+                risk=self.spec.risk,
+            )
+        except Exception:  # noqa: BLE001
+            recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
+
+    def _field(self, recorder: Any, name: str, ns: dict[str, Any]) -> Any:
+        expr = self.spec.fields.get(name)
+        return None if expr is None else self._value(recorder, expr, ns, name)
+
+    def _value(self, recorder: Any, expr: Expression, ns: dict[str, Any], where: str) -> Any:
+        try:
+            return expr.evaluate(ns)
+        except Exception as exc:  # noqa: BLE001 - the field stays empty, the event is still emitted
+            recorder.counters.extractor_failed(f"{self.spec.where} {where} {expr.source!r}", exc)
+            return None
+
+    def _evaluate(self, recorder: Any, spec: PayloadSpec, ns: dict[str, Any], where: str) -> Any:
+        if isinstance(spec, dict):
+            return {key: self._value(recorder, expr, ns, f"{where}.{key}") for key, expr in spec.items()}
+        return self._value(recorder, spec, ns, where)  # type: ignore[arg-type]
+
+
+def _active_recorder() -> Any:
+    return runtime.recorder
+
+
+def _exprs(spec: PayloadSpec) -> list[Expression]:
+    if spec is None:
+        return []
+    return list(spec.values()) if isinstance(spec, dict) else [spec]
+
+
+# --- installing and removing ----------------------------------------------------------------------
+
+
+class Patcher:
+    """Registers post-import hooks for targets and undoes exactly the patches it made."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._patched: list[tuple[Any, str, Any]] = []  # (owner, attribute, original static value)
+        self._generation = 0
+
+    def install(self, specs: list[EventSpec]) -> None:
+        """Patch each target when its module is imported (now, if it already was)."""
+        generation = self._generation
+        for spec in specs:
+            wrapt.register_post_import_hook(self._hook(spec, generation), spec.module)
+
+    def install_hook(self, module: str, apply: Callable[[Any], None]) -> None:
+        """Run `apply(module)` when `module` is imported, unless uninstalled by then."""
+        generation = self._generation
+
+        def hook(mod: Any) -> None:
+            if generation == self._generation:
+                apply(mod)
+
+        wrapt.register_post_import_hook(hook, module)
+
+    def _hook(self, spec: EventSpec, generation: int) -> Callable[[Any], None]:
+        def hook(module: Any) -> None:
+            if generation != self._generation:
+                return  # uninstrumented since: post-import hooks cannot be unregistered
+            try:
+                self.patch(module, spec)
+            except Exception:  # noqa: BLE001 - never break the import of the app's module
+                _log.exception("auditrail: %s: cannot wrap %s", spec.where, spec.target)
+
+        return hook
+
+    def patch(self, module: Any, spec: EventSpec) -> None:
+        """Wrap `spec.target` inside the just-imported `module`."""
+        *owner_path, name = spec.qualname.split(".")
+        owner = module
+        for part in owner_path:
+            owner = getattr(owner, part)
+        static = inspect.getattr_static(owner, name, _MISSING)
+        if static is _MISSING:
+            _log.error("auditrail: %s: %s has no attribute %r; %s is not audited", spec.where, spec.module, spec.qualname, spec.event)
+            return
+        kind, fn = _kind(owner, static)
+        self.wrap(owner, name, AuditWrapper(spec, fn, kind))
+
+    def wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
+        """Apply a wrapt wrapper to owner.name, remembering the original for `uninstall`."""
+        static = inspect.getattr_static(owner, name)
+        wrapt.wrap_function_wrapper(owner, name, wrapper)
+        with self._lock:
+            self._patched.append((owner, name, static))
+
+    def uninstall(self) -> None:
+        """Restore every patched attribute (newest first) and disarm pending hooks."""
+        with self._lock:
+            self._generation += 1
+            patched, self._patched = self._patched, []
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+
+
+def _kind(owner: Any, static: Any) -> tuple[str, Callable[..., Any]]:
+    """How the target binds: function, method, classmethod or staticmethod; and the plain function."""
+    if isinstance(static, classmethod):
+        return "classmethod", static.__func__
+    if isinstance(static, staticmethod):
+        return "staticmethod", static.__func__
+    if inspect.isclass(owner):
+        return "method", static
+    return "function", static
+
+
+patcher = Patcher()
