@@ -179,6 +179,11 @@ class AuditWrapper:
         return None if expr is None else self._value(recorder, expr, ns, name)
 
     def _value(self, recorder: Any, expr: Expression, ns: dict[str, Any], where: str) -> Any:
+        # After a failed call there is no result (and after a good one no error): such fields are empty.
+        if ns.get("error") is not None and "result" in expr.names:
+            return None
+        if "error" in expr.names and ns.get("error") is None and "result" in ns:
+            return None
         try:
             return expr.evaluate(ns)
         except Exception as exc:  # noqa: BLE001 - the field stays empty, the event is still emitted

@@ -1,0 +1,32 @@
+"""`auditrail`: the command line (subcommands grow with the product)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .version import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `auditrail`."""
+    parser = argparse.ArgumentParser(prog="auditrail", description="auditrail: audit logging on OpenTelemetry.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    show = sub.add_parser("show", help="print audit events from OTLP JSON files (AUDITRAIL_EXPORTER=file:...)",
+                          add_help=False)
+    show.add_argument("rest", nargs=argparse.REMAINDER)
+    check = sub.add_parser("check", help="validate an audit.yaml and its targets")
+    check.add_argument("config", nargs="?", help="path (default: $AUDITRAIL_CONFIG or ./audit.yaml)")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "show":
+        from .show import main_show
+
+        return main_show([*args.rest, *rest])
+    from .launcher import main as launcher_main
+
+    return launcher_main(["--check", *(["--config", args.config] if args.config else [])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

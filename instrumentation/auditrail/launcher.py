@@ -1,0 +1,124 @@
+"""`auditrail-instrument CMD [ARGS...]`: run a program with audit instrumentation, zero code changes.
+
+Like `opentelemetry-instrument`: audit.yaml is validated first (a mistake stops here, with its file,
+line and key, before the app starts); then CMD is exec'd with a sitecustomize on PYTHONPATH that
+starts auditing in the app's interpreter before the app's first import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from .config import CONFIG_ENV, ConfigError, ConfigWarning, config_path, load_config
+from .exporters import EXPORTER_ENV, ExporterError, check_exporter_spec
+from .version import __version__
+
+BOOTSTRAP_DIR = str(Path(__file__).parent / "_bootstrap")
+_log = logging.getLogger("auditrail")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auditrail-instrument",
+        description="Run a Python program with auditrail's audit instrumentation (configured by audit.yaml).",
+        epilog=f"audit.yaml is read from --config, ${CONFIG_ENV}, or ./audit.yaml. "
+        f"${EXPORTER_ENV} chooses the exporter: otlp (default), console, file:PATH.",
+    )
+    parser.add_argument("--config", help="path to audit.yaml")
+    parser.add_argument("--check", action="store_true", help="validate audit.yaml and the targets, then exit")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("command", nargs="?", help="the program to run, e.g. uvicorn or python")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    return parser
+
+
+def _search_path(command: str | None, args: list[str]) -> list[str]:
+    """Where the app will look for its modules: cwd, PYTHONPATH, and a `python script.py`'s folder."""
+    paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    if command and Path(command).name.startswith("python") and args and args[0].endswith(".py"):
+        paths.insert(0, str(Path(args[0]).resolve().parent))
+    return paths
+
+
+def validate(path: Path, search_path: list[str]) -> tuple[int, list[str]]:
+    """Load audit.yaml with target checks; returns (event count, warnings). Raises ConfigError."""
+    saved = list(sys.path)
+    sys.path[:0] = [p for p in search_path if p not in sys.path]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigWarning)
+            config = load_config(path, check_targets=True)
+    finally:
+        sys.path[:] = saved
+    return len(config.events), [str(w.message) for w in caught if issubclass(w.category, ConfigWarning)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `auditrail-instrument`."""
+    options = _parser().parse_args(argv)
+    if not options.command and not options.check:
+        _parser().print_usage(sys.stderr)
+        print("auditrail-instrument: error: give the command to run, or --check", file=sys.stderr)
+        return 2
+    path = config_path(options.config)
+    if path is None:
+        print(f"auditrail-instrument: no audit.yaml in {os.getcwd()} and ${CONFIG_ENV} is not set", file=sys.stderr)
+        return 2
+    try:
+        check_exporter_spec(os.environ.get(EXPORTER_ENV, "otlp"))
+        count, notes = validate(path, _search_path(options.command, options.args))
+    except (ConfigError, ExporterError) as exc:
+        print(f"auditrail-instrument: {exc}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"auditrail-instrument: warning: {note}", file=sys.stderr)
+    if options.check:
+        print(f"{path}: OK, {count} audited target(s)")
+        return 0
+    executable = shutil.which(options.command)
+    if executable is None:
+        print(f"auditrail-instrument: command not found: {options.command}", file=sys.stderr)
+        return 127
+    env = os.environ
+    env[CONFIG_ENV] = str(path.resolve())
+    python_path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
+    if os.getcwd() not in python_path:
+        python_path.insert(0, os.getcwd())  # as opentelemetry-instrument does: apps run by their own executable
+    env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
+    os.execv(executable, [executable, *options.args])
+    return 0  # not reached
+
+
+def bootstrap() -> None:
+    """In the app's interpreter: start auditing, then hand over to any other sitecustomize on the path."""
+    try:
+        from .instrumentor import AuditInstrumentor
+
+        AuditInstrumentor().instrument()
+    except Exception:  # noqa: BLE001 - the app must start; the failure is reported, loudly
+        _log.exception("auditrail: instrumentation failed; this process is NOT audited")
+    _chain_sitecustomize()
+
+
+def _chain_sitecustomize() -> None:
+    """Import the next sitecustomize module (e.g. opentelemetry-instrument's), as if ours were not there."""
+    saved = list(sys.path)
+    ours = sys.modules.pop("sitecustomize", None)
+    try:
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p) != BOOTSTRAP_DIR]
+        import importlib
+
+        try:
+            importlib.import_module("sitecustomize")
+        except ImportError:
+            pass
+    finally:
+        sys.path[:] = saved
+        if ours is not None:
+            sys.modules["sitecustomize"] = ours
