@@ -38,6 +38,8 @@ CATEGORIES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
 EVENT_CATEGORY: dict[str, str] = {t: cat for cat, (types, _, _) in CATEGORIES.items() for t in types}
 DEFAULT_RISK: dict[str, str] = {t: CATEGORIES[cat][1] for t, cat in EVENT_CATEGORY.items()}
 REQUIRED_PAYLOAD: dict[str, tuple[str, ...]] = {t: CATEGORIES[cat][2] for t, cat in EVENT_CATEGORY.items()}
+# An end event names its session or its user; the recorder fills in the other from the open session.
+REQUIRED_PAYLOAD["admin.impersonation.end"] = ()
 # Custom event types (an app's own) default to medium: visible, not alarming.
 CUSTOM_RISK = "medium"
 

@@ -64,12 +64,12 @@ def resolve_callable(spec: str) -> Callable[..., Any]:
     return obj
 
 
-def _call(spec: str) -> Any:
-    """Call the app's own zero-argument function `module:qualname` (resolved once, on first use)."""
+def _call(spec: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the app's own function `module:qualname` (resolved once, on first use) with the given arguments."""
     fn = _call_cache.get(spec)
     if fn is None:
         fn = _call_cache[spec] = resolve_callable(spec)
-    return fn()
+    return fn(*args, **kwargs)
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -154,11 +154,10 @@ def _is_called(tree: ast.AST, name: ast.Name) -> bool:
 
 
 def _check_call_target(node: ast.Call) -> None:
-    """`call(...)` takes one literal "module:function" string, checked now rather than at first use."""
-    if len(node.args) != 1 or node.keywords or not isinstance(node.args[0], ast.Constant) or not (
-        isinstance(node.args[0].value, str) and ":" in node.args[0].value
-    ):
-        raise ExpressionError('call() takes one literal string "module:function"')
+    """`call(...)` starts with a literal "module:function" string, checked now rather than at first use."""
+    first = node.args[0] if node.args else None
+    if not isinstance(first, ast.Constant) or not isinstance(first.value, str) or ":" not in first.value:
+        raise ExpressionError('call() needs a literal "module:function" first, e.g. call("app.billing:get_plan", tenant_id)')
 
 
 def compile_expression(source: str, allowed_names: Iterable[str] | None = None) -> Expression:

@@ -13,7 +13,8 @@ What pdata does, and plain ``json_format.MessageToJson`` does not (checked again
   ``"scope":{}``, ``"body":{}``, ``"value":{}``);
 * fields come in ``.proto`` declaration order (``observedTimeUnixNano`` right after ``timeUnixNano``),
   not field-number order;
-* doubles use Go's formatting (``1`` not ``1.0``, ``1e-7`` not ``1e-07``, ``0.00005`` not ``5e-05``);
+* doubles use Go's formatting (``1`` not ``1.0``, ``0.00005`` not ``5e-05``, exponent form only below 1e-6
+  and from 1e21; jsoniter keeps two-digit exponents such as ``1e-07``, unlike Go's encoding/json);
 * strings escape backspace and form feed as ``\\u0008`` / ``\\u000c``, everything else non-ASCII raw.
 
 int64/fixed64 as decimal strings, enums as integers and lowerCamelCase names are the protobuf JSON
@@ -86,7 +87,7 @@ def _reshape(obj: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
         name = field.json_name
         value = obj.get(name)
         is_message = field.type == FieldDescriptor.TYPE_MESSAGE
-        is_repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        is_repeated = _is_repeated(field)
         if value is None:
             # pdata holds singular non-oneof messages by value, so it always writes them, empty or not.
             if is_message and not is_repeated and field.containing_oneof is None:
@@ -102,6 +103,14 @@ def _reshape(obj: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    """Whether a field is repeated; protobuf 6 deprecates ``label`` for ``is_repeated``, 5.x lacks the latter."""
+    flag = getattr(field, "is_repeated", None)
+    if flag is None:
+        return field.label == FieldDescriptor.LABEL_REPEATED
+    return bool(flag() if callable(flag) else flag)
 
 
 def _dump(value: Any) -> str:
@@ -150,12 +159,9 @@ def _go_float(number: float) -> str:
         if "e" in text:
             text = format(Decimal(text), "f")
         return text[:-2] if text.endswith(".0") else text
-    # Exponent form: Python and Go both pad the exponent to two digits; Go then trims "e-0X" to "e-X".
-    mantissa, _, exponent = text.partition("e")
-    mantissa = mantissa[:-2] if mantissa.endswith(".0") else mantissa
-    if exponent.startswith("-0"):
-        exponent = "-" + exponent[2:]
-    return f"{mantissa}e{exponent}"
+    # Exponent form: Python's repr and Go's strconv agree ("1e-07", "1e+21"). jsoniter, unlike
+    # encoding/json, does not trim "e-07" to "e-7".
+    return text
 
 
 # --------------------------------------------------------------------------------------------------
