@@ -104,7 +104,8 @@ class _Located:
             loader.dispose()
 
     def _convert(self, loader: yaml.SafeLoader, node: yaml.Node, path: Path_) -> Any:
-        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        # A mapping value's path already holds its key's position (set by the parent): keep it.
+        self.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -206,6 +207,10 @@ def _known_keys(doc: _Located, path: Path_, mapping: dict[Any, Any], allowed: tu
         if key not in allowed:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(allowed)})"
+            if any(ch in str(key) for ch in "()[]'\""):
+                # The YAML trap DESIGN.md warns about: in {...} a comma ends a plain value.
+                suggestion = (" (looks like part of an expression: inside {...} a comma ends a value, "
+                              "so quote expressions that contain commas or brackets, or use block style)")
             raise doc.error(path + (key,), f"unknown key {key!r}{suggestion}", at_value=False)
 
 
