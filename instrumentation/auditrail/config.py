@@ -89,8 +89,9 @@ Path_ = tuple[Any, ...]
 class _Located:
     """Plain Python values from a YAML document, plus the position of every node by its key path."""
 
-    def __init__(self, filename: str, text: str) -> None:
+    def __init__(self, filename: str, text: str, *, positions: bool = True) -> None:
         self.filename = filename
+        self.positions = positions  # False for entries given in code: the YAML positions would mislead
         self.marks: dict[Path_, tuple[int, int]] = {}
         loader = yaml.SafeLoader(text)
         try:
@@ -130,13 +131,13 @@ class _Located:
         while mark is None and probe:
             probe = probe[:-1]
             mark = self.marks.get(probe)
-        where = f"{self.filename}:{mark[0]}:{mark[1]}" if mark else self.filename
+        where = f"{self.filename}:{mark[0]}:{mark[1]}" if mark and self.positions else self.filename
         label = _dotted(path)
         return ConfigError(f"{where}: {label + ': ' if label else ''}{message}")
 
     def line(self, path: Path_) -> str:
         mark = self.marks.get(path)
-        return f"{self.filename}:{mark[0]}" if mark else self.filename
+        return f"{self.filename}:{mark[0]}" if mark and self.positions else self.filename
 
 
 def _dotted(path: Path_) -> str:
@@ -354,7 +355,7 @@ def _warn_missing_fields(doc: _Located, path: Path_, event: str, before: Payload
 def compile_event(entry: dict[str, Any], *, where: str) -> EventSpec:
     """Compile one event entry given in code (the @audited decorator), with the same checks as audit.yaml."""
     text = yaml.safe_dump({"events": [entry]}, sort_keys=False)
-    doc = _Located(where, text)
+    doc = _Located(where, text, positions=False)
     return _event(doc, 0, doc.value["events"][0], None)
 
 
