@@ -241,6 +241,7 @@ def test_impersonation_links_actions_of_the_impersonated_user_to_the_session(aud
     start, during, other, end, after = events
     assert start["payload"] == {"impersonated": "bob@globex.com", "session": "imp-1"}
     assert start["attrs"][semconv.IMPERSONATION] == "imp-1"
+    assert semconv.IMPERSONATOR not in start["attrs"]  # the start is the impersonator's own act
     assert during["attrs"][semconv.IMPERSONATOR] == "ops@vendor.io"
     assert during["attrs"][semconv.IMPERSONATION] == "imp-1"
     assert semconv.IMPERSONATOR not in other["attrs"]

@@ -38,7 +38,7 @@ def error_of(text: str, *, check_targets: bool = False) -> str:
         ("events:\n  - target: mf\n    event: custom.act\n", r"^audit\.yaml:2:13: events\[0\]\.target: target 'mf' must look like"),
         ("events:\n  - target: m:f\n    event: Prompt Update\n", r"^audit\.yaml:3:12: events\[0\]\.event: event type 'Prompt Update' must be dotted"),
         ("events:\n  - target: m:f\n    event: custom.act\n    risk: severe\n", r"^audit\.yaml:4:11: events\[0\]\.risk: must be one of low, medium, high, critical"),
-        ("events:\n  - target: m:f\n    event: custom.act\n    actor_type: robot\n", r"events\[0\]\.actor_type: must be one of user, service, system"),
+        ("events:\n  - target: m:f\n    event: custom.act\n    actor_type: 5\n", r"events\[0\]\.actor_type: must be one of user, service, system or an expression giving one, not 5"),
         ("events:\n  - event: custom.act\n", r"^audit\.yaml:2:5: events\[0\]: missing required key 'target'"),
         ("events: []\n", r"^audit\.yaml:1:9: events: must be a non-empty list"),
         ("events:\n  - just a string\n", r"events\[0\]: each event must be a mapping"),
@@ -79,6 +79,8 @@ def test_impossible_targets_are_refused_when_checked(tmp_path, monkeypatch) -> N
     assert re.search(r"events\[0\]\.tenant: bad expression 'tenant_id': unknown name 'tenant_id' \(available: .*cart_id.*coupon",
                      check("shop.cart:checkout", "    tenant: tenant_id\n"))
     assert "unknown name 'result'" in check("shop.cart:Cart.add", "    before: {x: result}\n")
+    assert "actor_type: must be one of user, service, system or an expression giving one, not 'robot'" in check(
+        "shop.cart:Cart.add", "    actor_type: robot\n")
     # valid targets (methods, keyword-only params, names bound by assignment) pass
     for target, extra in (("shop.cart:Cart.add", "    payload: {item: item, qty: qty, who: self}\n"),
                           ("shop.cart:checkout", "    payload: {c: coupon, r: result}\n"),

@@ -51,7 +51,7 @@ class EventSpec:
     qualname: str
     event: str
     risk: str | None
-    actor_type: str | None
+    actor_type: str | Expression | None  # a literal word, or an expression giving one
     fields: dict[str, Expression]  # tenant, actor, reason, source_ip, approval_id, when
     before: PayloadSpec
     after: PayloadSpec
@@ -290,13 +290,19 @@ def _event(doc: _Located, index: int, entry: Any, resolver: _TargetResolver | No
     risk = entry.get("risk")
     if risk is not None and risk not in semconv.RISKS:
         raise doc.error(path + ("risk",), f"must be one of {', '.join(semconv.RISKS)}, not {risk!r}")
-    actor_type = entry.get("actor_type")
-    if actor_type is not None and actor_type not in semconv.ACTOR_TYPES:
-        raise doc.error(path + ("actor_type",), f"must be one of {', '.join(semconv.ACTOR_TYPES)}, not {actor_type!r}")
-
     params = resolver.parameters(doc, path + ("target",), module, qualname) if resolver else None
     after_names = None if params is None else frozenset(params) | frozenset(CALL_NAMES)
     before_names = None if after_names is None else after_names - {"result", "error"}
+
+    # actor_type: one of the literal words, or an expression that yields one of them.
+    actor_type: str | Expression | None = entry.get("actor_type")
+    if actor_type is not None and actor_type not in semconv.ACTOR_TYPES:
+        unknown_word = (isinstance(actor_type, str) and after_names is not None and actor_type.isidentifier()
+                        and actor_type not in after_names)
+        if not isinstance(actor_type, str) or unknown_word:
+            raise doc.error(path + ("actor_type",), f"must be one of {', '.join(semconv.ACTOR_TYPES)} "
+                            f"or an expression giving one, not {actor_type!r}")
+        actor_type = _expression(doc, path + ("actor_type",), actor_type, after_names)
 
     fields = {k: _expression(doc, path + (k,), entry[k], after_names) for k in FIELD_KEYS if k in entry}
     before = _payload_spec(doc, path + ("before",), entry.get("before"), before_names)

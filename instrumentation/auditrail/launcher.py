@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -101,9 +102,32 @@ def bootstrap() -> None:
         from .instrumentor import AuditInstrumentor
 
         AuditInstrumentor().instrument()
+        _flush_on_sigterm()
     except Exception:  # noqa: BLE001 - the app must start; the failure is reported, loudly
         _log.exception("auditrail: instrumentation failed; this process is NOT audited")
     _chain_sitecustomize()
+
+
+def _flush_on_sigterm() -> None:
+    """Make SIGTERM flush queued audit events before the process dies of it.
+
+    A process killed by SIGTERM's default action skips atexit. Servers such as uvicorn install their own
+    handler for a graceful stop, then restore the previous one and re-raise the signal: that lands here.
+    Only the default disposition is replaced; an app's own handler is left alone.
+    """
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        from .setup import shutdown
+
+        try:
+            shutdown()
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)  # die of the signal, as without us
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _chain_sitecustomize() -> None:

@@ -23,6 +23,7 @@ from .payload import PayloadPolicy
 from .pipeline import AuditLoggerProvider
 
 _log = logging.getLogger("auditrail")
+_SESSION_EVENTS = (IMPERSONATION_START, IMPERSONATION_END)
 
 
 class Counters:
@@ -108,7 +109,8 @@ class Recorder:
             reason=_text(reason),
             outcome=outcome,
             risk=risk or default_risk(event_type),
-            impersonator=session.impersonator if session else None,
+            # Start/end events are the impersonator's own acts: they carry the session id, not the marker.
+            impersonator=session.impersonator if session and event_type not in _SESSION_EVENTS else None,
             impersonation_id=session.session_id if session else None,
             approval_id=_text(approval_id),
             event_id=event_id or new_event_id(),

@@ -20,6 +20,7 @@ from . import runtime
 from .config import EventSpec, PayloadSpec
 from .context import current_request
 from .expressions import CALL_NAMES, Expression
+from .semconv import ACTOR_TYPES
 
 _log = logging.getLogger("auditrail")
 _MISSING = object()
@@ -163,7 +164,7 @@ class AuditWrapper:
                 self.spec.event,
                 tenant=self._field(recorder, "tenant", ns),
                 actor=self._field(recorder, "actor", ns),
-                actor_type=self.spec.actor_type,
+                actor_type=self._actor_type(recorder, ns),
                 payload=payload,
                 source_ip=self._field(recorder, "source_ip", ns),
                 reason=self._field(recorder, "reason", ns),
@@ -174,16 +175,27 @@ class AuditWrapper:
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
 
+    def _actor_type(self, recorder: Any, ns: dict[str, Any]) -> str | None:
+        spec = self.spec.actor_type
+        if spec is None or isinstance(spec, str):
+            return spec
+        value = self._value(recorder, spec, ns, "actor_type")
+        if value is not None and value not in ACTOR_TYPES:
+            recorder.counters.extractor_failed(f"{self.spec.where} actor_type", ValueError(f"{value!r} is not one of {ACTOR_TYPES}"))
+            return None
+        return value
+
     def _field(self, recorder: Any, name: str, ns: dict[str, Any]) -> Any:
         expr = self.spec.fields.get(name)
         return None if expr is None else self._value(recorder, expr, ns, name)
 
     def _value(self, recorder: Any, expr: Expression, ns: dict[str, Any], where: str) -> Any:
-        # After a failed call there is no result (and after a good one no error): such fields are empty.
-        if ns.get("error") is not None and "result" in expr.names:
-            return None
-        if "error" in expr.names and ns.get("error") is None and "result" in ns:
-            return None
+        # After a failed call there is no result (and after a good one no error): a field that reads only
+        # the missing one is empty without being an extractor failure. One that reads both is evaluated.
+        if "result" in ns and ("result" in expr.names) != ("error" in expr.names):
+            failed = ns.get("error") is not None
+            if failed == ("result" in expr.names):
+                return None
         try:
             return expr.evaluate(ns)
         except Exception as exc:  # noqa: BLE001 - the field stays empty, the event is still emitted

@@ -1,0 +1,1 @@
+"""assistant-admin: the admin API of an AI-assistant SaaS (prompts, crawls, policies, billing, support tools)."""
