@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -400,7 +401,7 @@ class _TargetResolver:
         if module in self._trees:
             return self._trees[module]
         try:
-            spec = importlib.util.find_spec(module)
+            spec = _find_spec_without_running(module)
         except (ImportError, ValueError) as exc:
             raise doc.error(path, f"impossible target: cannot import {module!r} ({exc})") from None
         if spec is None:
@@ -417,6 +418,24 @@ class _TargetResolver:
                 tree = None
         self._trees[module] = tree
         return tree
+
+
+def _find_spec_without_running(module: str) -> importlib.machinery.ModuleSpec | None:
+    """Locate a module like importlib.util.find_spec, but without executing its parent packages."""
+    if module in sys.modules:
+        return getattr(sys.modules[module], "__spec__", None) or importlib.util.find_spec(module)
+    search: list[str] | None = None
+    spec = None
+    parts = module.split(".")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        spec = importlib.machinery.PathFinder.find_spec(name, search)
+        if spec is None:
+            return importlib.util.find_spec(module) if depth == 1 and name in sys.builtin_module_names else None
+        search = list(spec.submodule_search_locations or [])
+        if depth < len(parts) and not search:
+            return None  # a plain module has no submodules
+    return spec
 
 
 def _find_definition(scope: ast.AST, name: str) -> ast.AST | bool | None:

@@ -174,4 +174,5 @@ def compile_expression(source: str, allowed_names: Iterable[str] | None = None) 
 
 def constant(value: Any) -> Expression:
     """An expression that always yields `value` (for literals written in YAML, e.g. numbers)."""
-    return Expression(repr(value), compile(ast.Expression(ast.Constant(value)), "<const>", "eval"), frozenset())
+    tree = ast.fix_missing_locations(ast.Expression(ast.Constant(value)))
+    return Expression(repr(value), compile(tree, "<const>", "eval"), frozenset())

@@ -19,7 +19,7 @@ from rich.text import Text
 from auditrail import semconv
 from auditrail.exporters.otlp_json import read_records
 
-__all__ = ["is_audit_event", "main_show", "render_table"]
+__all__ = ["format_time", "is_audit_event", "main_show", "render_table", "summarize_payload"]
 
 _MAX_VALUE_CHARS = 40
 _MISSING = "-"
@@ -40,14 +40,16 @@ def is_audit_event(record: dict[str, Any]) -> bool:
 def render_table(records: Iterable[dict[str, Any]], console: Console | None = None) -> int:
     """Print audit events (flat records from ``read_records``) as a table; return the number of rows."""
     console = console or Console()
-    table = Table(show_lines=False, header_style="bold")
+    table = Table(header_style="bold")
+    # Only the timestamp refuses to wrap: on a narrow terminal Rich squeezes no_wrap columns last, so more
+    # of them would shrink the others to nothing. Every other cell folds onto extra lines instead.
     table.add_column("time", no_wrap=True)
-    table.add_column("event", no_wrap=True)
-    table.add_column("tenant")
-    table.add_column("actor")
-    table.add_column("before -> after", overflow="fold")
-    table.add_column("source IP", no_wrap=True)
-    table.add_column("outcome/risk", no_wrap=True)
+    table.add_column("event", overflow="fold")
+    table.add_column("tenant", overflow="fold")
+    table.add_column("actor", overflow="fold")
+    table.add_column("before -> after", overflow="fold", ratio=1)  # takes what the others leave
+    table.add_column("source IP", overflow="fold")
+    table.add_column("outcome/risk", overflow="fold")
     rows = 0
     for record in records:
         if not is_audit_event(record):
@@ -195,6 +197,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The ``auditrail show`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="auditrail show",
         description="Show audit events from OTLP/JSON-lines files (the collector's file exporter format).",

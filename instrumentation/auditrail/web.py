@@ -1,6 +1,7 @@
 """Zero-code capture of the current HTTP request, so expressions can read `request` (client, headers...).
 
-ASGI: Starlette (and so FastAPI) and Django's ASGIHandler. WSGI: Flask and Django's WSGIHandler.
+ASGI: Starlette (and so FastAPI). WSGI: Flask. Django (WSGI, ASGI and its test client alike): the
+request its BaseHandler resolves, through `request.META`, which Django fills the same way for both.
 Other frameworks: wrap the app once with `AuditRequestMiddleware` (ASGI) or `AuditWSGIMiddleware`.
 """
 
@@ -12,8 +13,9 @@ from typing import Any
 from .context import enter_request, exit_request
 from .wrapping import Patcher
 
-_ASGI_TARGETS = (("starlette.applications", "Starlette"), ("django.core.handlers.asgi", "ASGIHandler"))
-_WSGI_TARGETS = (("flask.app", "Flask", "wsgi_app"), ("django.core.handlers.wsgi", "WSGIHandler", "__call__"))
+_ASGI_TARGETS = (("starlette.applications", "Starlette", "__call__"),)
+_WSGI_TARGETS = (("flask.app", "Flask", "wsgi_app"),)
+_DJANGO = "django.core.handlers.base"
 
 
 async def _asgi_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -36,13 +38,33 @@ def _wsgi_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, .
         exit_request(token)
 
 
+def _django_sync(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    request = args[0] if args else kwargs.get("request")
+    token = enter_request("wsgi", request.META)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        exit_request(token)
+
+
+async def _django_async(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    request = args[0] if args else kwargs.get("request")
+    token = enter_request("wsgi", request.META)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        exit_request(token)
+
+
 def install_request_capture(patcher: Patcher) -> None:
-    """Hook the ASGI/WSGI entry points of the supported frameworks, whenever they are imported."""
-    for module, cls in _ASGI_TARGETS:
-        patcher.install_hook(module, lambda mod, cls=cls: patcher.wrap(getattr(mod, cls), "__call__", _asgi_wrapper))
-    for module, cls, method in _WSGI_TARGETS:
+    """Hook the request entry points of the supported frameworks, whenever they are imported."""
+    hooks = [(module, cls, method, _asgi_wrapper) for module, cls, method in _ASGI_TARGETS]
+    hooks += [(module, cls, method, _wsgi_wrapper) for module, cls, method in _WSGI_TARGETS]
+    hooks += [(_DJANGO, "BaseHandler", "get_response", _django_sync),
+              (_DJANGO, "BaseHandler", "get_response_async", _django_async)]
+    for module, cls, method, wrapper in hooks:
         patcher.install_hook(
-            module, lambda mod, cls=cls, method=method: patcher.wrap(getattr(mod, cls), method, _wsgi_wrapper)
+            module, lambda mod, cls=cls, method=method, wrapper=wrapper: patcher.wrap(getattr(mod, cls), method, wrapper)
         )
 
 
