@@ -1,0 +1,82 @@
+"""AUDITRAIL_EXPORTER end to end: OTLP over HTTP and gRPC to local receivers, and the console exporter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from auditrail import semconv
+from otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver
+
+BIN = Path(sys.executable).parent
+
+APP = """
+from billing.plans import change_plan
+change_plan("acme", "pro", actor="alice@acme.io")
+change_plan("globex", "team", actor="carol@globex.com")
+print("app done")
+"""
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "billing").mkdir()
+    (tmp_path / "billing" / "__init__.py").write_text("")
+    (tmp_path / "billing" / "plans.py").write_text("PLANS = {}\n\ndef change_plan(tenant_id, plan, actor):\n    PLANS[tenant_id] = plan\n")
+    (tmp_path / "main.py").write_text(textwrap.dedent(APP))
+    (tmp_path / "audit.yaml").write_text(textwrap.dedent("""
+        service_name: billing-svc
+        delivery: {mode: best_effort}
+        events:
+          - target: billing.plans:change_plan
+            event: billing.plan.change
+            tenant: tenant_id
+            actor: actor
+            after: {plan: plan}
+        """))
+    return tmp_path
+
+
+def run_app(app_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env}
+    return subprocess.run([str(BIN / "auditrail-instrument"), "python", "main.py"], cwd=app_dir, env=full_env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def attrs_of(record) -> dict[str, str]:
+    return {kv.key: kv.value.string_value for kv in record.attributes}
+
+
+@pytest.mark.parametrize("receiver_cls,protocol", [(OTLPHttpReceiver, "http/protobuf"), (OTLPGrpcReceiver, "grpc")])
+def test_otlp_exporter_delivers_to_the_endpoint_with_standard_otel_settings(app_dir, receiver_cls, protocol):
+    with receiver_cls() as receiver:
+        done = run_app(app_dir, AUDITRAIL_EXPORTER="otlp", OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+                       OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                       OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20s3cret")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "app done"
+        records = receiver.received.log_records()
+        headers = receiver.received.headers
+    assert [r.event_name for r in records] == ["billing.plan.change", "billing.plan.change"]
+    first = attrs_of(records[0])
+    assert first[semconv.TENANT] == "acme" and first[semconv.ACTOR] == "alice@acme.io"
+    assert json.loads(first[semconv.PAYLOAD]) == {"after": {"plan": "pro"}}
+    assert all(h.get("authorization") == "Bearer s3cret" for h in headers)
+    request = receiver.received.requests[0]
+    assert request.resource_logs[0].scope_logs[0].scope.name == "auditrail"
+    service = {kv.key: kv.value.string_value for kv in request.resource_logs[0].resource.attributes}["service.name"]
+    assert service == "billing-svc"
+
+
+def test_console_exporter_prints_one_json_record_per_line(app_dir):
+    done = run_app(app_dir, AUDITRAIL_EXPORTER="console")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [line["event_name"] for line in lines] == ["billing.plan.change"] * 2
+    assert lines[1]["attributes"][semconv.TENANT] == "globex"
