@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python examples/assistant/demo.py
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check instrumentation tests examples benchmarks
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py

@@ -9,7 +9,6 @@ import json
 
 import pytest
 
-import auditrail
 from auditrail import semconv
 
 APP = '''

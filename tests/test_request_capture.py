@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from _support_web import WebAudit, forget_modules, forget_package, serve_asgi, serve_wsgi, web_audit, write_package  # noqa: F401
+from _support_web import WebAudit, forget_modules, forget_package, serve_asgi, serve_wsgi, write_package  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 

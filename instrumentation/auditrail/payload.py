@@ -20,6 +20,35 @@ _MAX_DEPTH = 16  # deeper structures are cut: protects against cycles and pathol
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
+def _fast_dumps() -> Any:
+    """`_dumps` for cleaned values, without building a new C encoder per call (JSONEncoder.encode does).
+
+    Same C encoder and settings as `_dumps`, minus the circular-reference markers: `_clean` always
+    returns a fresh, depth-limited tree, which cannot contain a cycle. Falls back to `_dumps` when the
+    C accelerator is missing or does not produce byte-identical output on a probe.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _dumps
+    try:
+        # markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys, allow_nan
+        encode = make(None, _dumps.__self__.default, json.encoder.encode_basestring, None, ":", ",",
+                      False, False, False)
+
+        def dumps(value: Any) -> str:
+            return "".join(encode(value, 0))
+
+        probe = {"k": [1, 2.5, None, True, "\u00e9\n\"x\""], "n": {"e": []}, "i": -3}
+        return dumps if dumps(probe) == _dumps(probe) else _dumps
+    except Exception:  # noqa: BLE001 - another interpreter's accelerator: keep the plain encoder
+        return _dumps
+
+
+_dumps_clean = _fast_dumps()
+# Exact types `_clean` returns unchanged; checked inline to save a call per leaf value.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 class PayloadPolicy:
     """How payloads are cleaned: which keys are redacted and how large the JSON text may be."""
 
@@ -36,14 +65,25 @@ class PayloadPolicy:
 
     def to_json(self, payload: Mapping[str, Any]) -> str:
         """The payload as JSON object text, cleaned, capped at max_bytes with a truncation marker."""
-        text = _dumps(self.clean(payload))
+        text = _dumps_clean(self.clean(payload))
         size = len(text.encode("utf-8")) if len(text) * 4 > self.max_bytes else len(text)
         if size <= self.max_bytes:
             return text
         return _truncated(text, size, self.max_bytes)
 
 
+_norm_cache: dict[str, str] = {}
+_NORM_CACHE_MAX = 4096  # payload keys are mostly a config's fixed names; dynamic keys just stop being cached
+
+
 def _norm_key(key: str) -> str:
+    if type(key) is str:
+        norm = _norm_cache.get(key)
+        if norm is None:
+            norm = "".join(ch for ch in key.lower() if ch.isalnum())
+            if len(_norm_cache) < _NORM_CACHE_MAX:
+                _norm_cache[key] = norm
+        return norm
     return "".join(ch for ch in str(key).lower() if ch.isalnum())
 
 
@@ -54,11 +94,16 @@ def _clean(value: Any, redact: frozenset[str], depth: int) -> Any:
         return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
     if depth >= _MAX_DEPTH:
         return "[depth limit]"
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
             key = k if isinstance(k, str) else str(k)
-            out[key] = REDACTED if redact and _norm_key(key) in redact else _clean(v, redact, depth + 1)
+            if redact and _norm_key(key) in redact:
+                out[key] = REDACTED
+            elif type(v) in _PLAIN:
+                out[key] = v
+            else:
+                out[key] = _clean(v, redact, depth + 1)
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_clean(v, redact, depth + 1) for v in value]

@@ -52,7 +52,7 @@ class _Binder:
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's parameters by name (defaults filled in)."""
         ns = dict(self.defaults) if self.defaults else {}
-        ns.update(zip(self.positional, args))
+        ns.update(zip(self.positional, args, strict=False))  # fewer args than params: defaults stay
         if self.var_pos:
             ns[self.var_pos] = args[len(self.positional):]
         if kwargs:
