@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,13 +23,7 @@ def captured(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("example")
     events = tmp / "events.jsonl"
     port = demo.free_port()
-    env = dict(os.environ)
-    env.update(
-        AUDITRAIL_CONFIG=str(EXAMPLE / "audit.yaml"),
-        AUDITRAIL_EXPORTER=f"file:{events}",
-        ASSISTANT_DB=str(tmp / "assistant.db"),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    )
+    env = demo.app_env(events, tmp / "assistant.db")
     proc = demo.start_server(demo.server_command(port, audit=True), env, tmp / "app.log")
     try:
         demo.wait_healthy(f"http://127.0.0.1:{port}", proc, tmp / "app.log")

@@ -117,6 +117,19 @@ def show_events(path: Path) -> None:
     print(f"{count} audit events in {path}")
 
 
+def app_env(events: Path, db: Path) -> dict[str, str]:
+    """The app's environment: this example's audit.yaml, events to an OTLP JSON file, its own database."""
+    env = dict(os.environ)
+    env.update(
+        AUDITRAIL_CONFIG=str(HERE / "audit.yaml"),
+        AUDITRAIL_EXPORTER=f"file:{events}",
+        ASSISTANT_DB=str(db),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; the exit code is non-zero when a step fails."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,14 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
 
-    env = dict(os.environ)
-    env.update(
-        AUDITRAIL_CONFIG=str(HERE / "audit.yaml"),
-        AUDITRAIL_EXPORTER=f"file:{events}",
-        ASSISTANT_DB=str(DEMO_DIR / "assistant.db"),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-        PYTHONUNBUFFERED="1",
-    )
+    env = app_env(events, DEMO_DIR / "assistant.db")
     command = server_command(port, audit=not args.no_audit)
     print(f"starting: {' '.join(command)}  (in {HERE.relative_to(REPO)})")
     proc = start_server(command, env, log_path)
