@@ -101,11 +101,12 @@ _ALLOWED_NODES = (
 class Expression:
     """One compiled expression; `evaluate(namespace)` runs it against a call's names."""
 
-    __slots__ = ("source", "names", "_code")
+    __slots__ = ("source", "names", "tree", "_code")
 
-    def __init__(self, source: str, code: Any, names: frozenset[str]) -> None:
+    def __init__(self, source: str, tree: ast.expr, names: frozenset[str]) -> None:
         self.source = source
-        self._code = code
+        self.tree = tree  # the checked expression node, for compiling several into one (`compile_group`)
+        self._code = compile(ast.fix_missing_locations(ast.Expression(tree)), "<audit.yaml>", "eval")
         self.names = names  # the call names it reads, e.g. {"tenant_id", "result"}
 
     def evaluate(self, namespace: dict[str, Any]) -> Any:
@@ -169,10 +170,16 @@ def compile_expression(source: str, allowed_names: Iterable[str] | None = None) 
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error in {source!r}: {exc.msg}") from None
     names = _check(tree, allowed_names)
-    return Expression(source, compile(tree, "<audit.yaml>", "eval"), names)
+    return Expression(source, tree.body, names)
 
 
 def constant(value: Any) -> Expression:
     """An expression that always yields `value` (for literals written in YAML, e.g. numbers)."""
-    tree = ast.fix_missing_locations(ast.Expression(ast.Constant(value)))
-    return Expression(repr(value), compile(tree, "<const>", "eval"), frozenset())
+    return Expression(repr(value), ast.Constant(value), frozenset())
+
+
+def combine(tree: ast.expr, source: str = "<combined>") -> Expression:
+    """One expression built from checked ones (e.g. a tuple or dict of their `.tree`s): a single eval
+    per call instead of one per field. Callers fall back to the members one by one if it raises, so a
+    failing member still empties only its own field."""
+    return Expression(source, tree, frozenset())

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+import orjson
+
 REDACTED = "[REDACTED]"
 TRUNCATED_KEY = "_auditrail_truncated"
 DEFAULT_MAX_BYTES = 16 * 1024
@@ -20,31 +22,14 @@ _MAX_DEPTH = 16  # deeper structures are cut: protects against cycles and pathol
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-def _fast_dumps() -> Any:
-    """`_dumps` for cleaned values, without building a new C encoder per call (JSONEncoder.encode does).
-
-    Same C encoder and settings as `_dumps`, minus the circular-reference markers: `_clean` always
-    returns a fresh, depth-limited tree, which cannot contain a cycle. Falls back to `_dumps` when the
-    C accelerator is missing or does not produce byte-identical output on a probe.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _dumps
+def _dumps_clean(value: Any) -> str:
+    """JSON text of a cleaned value: orjson (~0.6 us here against ~6 us for the stdlib encoder)."""
     try:
-        # markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys, allow_nan
-        encode = make(None, _dumps.__self__.default, json.encoder.encode_basestring, None, ":", ",",
-                      False, False, False)
-
-        def dumps(value: Any) -> str:
-            return "".join(encode(value, 0))
-
-        probe = {"k": [1, 2.5, None, True, "\u00e9\n\"x\""], "n": {"e": []}, "i": -3}
-        return dumps if dumps(probe) == _dumps(probe) else _dumps
-    except Exception:  # noqa: BLE001 - another interpreter's accelerator: keep the plain encoder
-        return _dumps
+        return orjson.dumps(value).decode("utf-8")
+    except orjson.JSONEncodeError:  # e.g. an int beyond 64 bits, which the stdlib encoder writes
+        return _dumps(value)
 
 
-_dumps_clean = _fast_dumps()
 # Exact types `_clean` returns unchanged; checked inline to save a call per leaf value.
 _PLAIN = frozenset({str, int, bool, type(None)})
 
@@ -63,9 +48,29 @@ class PayloadPolicy:
         """A JSON-safe copy of `value` with redacted keys masked at any depth."""
         return _clean(value, self.redact_keys, 0)
 
+    def redacted_keys(self, keys: Iterable[str]) -> frozenset[str]:
+        """Which of these (fixed, config-given) keys this policy masks."""
+        return frozenset(k for k in keys if self.redact_keys and _norm_key(k) in self.redact_keys)
+
+    def clean_fields(self, fields: dict[str, Any], redacted: frozenset[str]) -> dict[str, Any]:
+        """Clean, in place, a dict auditrail built itself from config keys (`redacted`: from redacted_keys).
+
+        Plain values stay as they are; only nested or foreign values take the general walk.
+        """
+        for key, value in fields.items():
+            if key in redacted:
+                fields[key] = REDACTED
+            elif type(value) not in _PLAIN:
+                fields[key] = _clean(value, self.redact_keys, 1)
+        return fields
+
     def to_json(self, payload: Mapping[str, Any]) -> str:
         """The payload as JSON object text, cleaned, capped at max_bytes with a truncation marker."""
-        text = _dumps_clean(self.clean(payload))
+        return self.encode(self.clean(payload))
+
+    def encode(self, cleaned: Mapping[str, Any]) -> str:
+        """JSON object text of an already cleaned payload, capped at max_bytes with a truncation marker."""
+        text = _dumps_clean(cleaned)
         size = len(text.encode("utf-8")) if len(text) * 4 > self.max_bytes else len(text)
         if size <= self.max_bytes:
             return text

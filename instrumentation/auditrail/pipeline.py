@@ -80,9 +80,12 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         self._stopping = False
         self._shutdown = False
         self._worker: threading.Thread | None = None
-        self._pid = os.getpid()
         _live_providers.add(self)
         self._start_worker()
+        if hasattr(os, "register_at_fork"):
+            # In a forked child the worker thread is gone: start a fresh one (weakly: no leak per provider).
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: (p := ref()) is not None and p._after_fork())
 
     # The API LoggerProvider surface: code that wants raw OTel log records on the audit channel.
     def get_logger(self, name: str, version: str | None = None, schema_url: str | None = None,
@@ -92,10 +95,9 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
 
     def submit(self, event: AuditEvent) -> None:
         """Hot path: hand an event to the spool and nudge the worker when a batch is ready."""
-        if self._pid != os.getpid():
-            self._after_fork()
-        self.spool.append(event)
-        if len(self.spool) >= self.max_batch:
+        # Only on crossing the threshold: the worker drains all it finds, and a notify per call while
+        # it works would make every audited call take the condition's lock.
+        if self.spool.append(event) == self.max_batch:
             with self._wake:
                 self._wake.notify()
 
@@ -136,8 +138,9 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         self._worker.start()
 
     def _after_fork(self) -> None:
-        """In a forked child the worker thread is gone: start a fresh one (locks are new too)."""
-        self._pid = os.getpid()
+        """Fresh locks and a fresh worker in a forked child (the parent's thread did not survive the fork)."""
+        if self._shutdown:
+            return
         self._wake = threading.Condition(threading.Lock())
         self._idle = threading.Condition(threading.Lock())
         self._start_worker()

@@ -7,16 +7,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry import trace
+from time import time_ns
 
-from .context import (
-    Impersonation,
-    current_actor,
-    current_request,
-    current_source_ip,
-    current_tenant,
-    impersonations,
-)
+from opentelemetry.trace import get_current_span
+
+from .context import Impersonation, _actor, _source_ip, _tenant, current_request, impersonations
 from .events import IMPERSONATION_END, IMPERSONATION_START, AuditEvent, default_risk, new_event_id
 from .expressions import Expression
 from .payload import PayloadPolicy
@@ -91,41 +86,61 @@ class Recorder:
         risk: str | None = None,
         approval_id: Any = None,
         event_id: str | None = None,
+        cleaned: bool = False,
     ) -> AuditEvent:
-        """Complete the fields (context fallbacks, impersonation, trace) and submit the event."""
-        tenant = _text(tenant if tenant is not None else self._fallback("tenant", current_tenant(), self.sources.tenant))
-        actor = _text(actor if actor is not None else self._fallback("actor", current_actor(), self.sources.actor))
+        """Complete the fields (context fallbacks, impersonation, trace) and submit the event.
+
+        `payload` is the caller's fresh dict: it may be extended (impersonation ids), never kept.
+        `cleaned` says it already went through this recorder's payload policy (redaction, safe values).
+        """
+        # Inline checks: this runs on every audited call, and each avoided call is ~0.1 us here.
+        sources = self.sources
+        if tenant is None:
+            tenant = _tenant.get()
+            if tenant is None and sources.tenant:
+                tenant = self._fallback("tenant", sources.tenant)
+        if actor is None:
+            actor = _actor.get()
+            if actor is None and sources.actor:
+                actor = self._fallback("actor", sources.actor)
         if source_ip is None:
-            source_ip = self._fallback("source_ip", current_source_ip(), self.sources.source_ip)
-        body = dict(payload) if payload else {}
-        session = self._impersonation(event_type, tenant, actor, body)
+            source_ip = _source_ip.get()
+            if source_ip is None and sources.source_ip:
+                source_ip = self._fallback("source_ip", sources.source_ip)
+        if tenant is not None and type(tenant) is not str:
+            tenant = str(tenant)
+        if actor is not None and type(actor) is not str:
+            actor = str(actor)
+        body = payload if payload is not None else {}
+        if event_type in _SESSION_EVENTS:
+            session = self._session_event(event_type, tenant, actor, body)
+        else:
+            session = impersonations.find(tenant, actor)
+        span = get_current_span().get_span_context()
         event = AuditEvent(
-            event_type=event_type,
-            tenant=tenant,
-            actor=actor,
-            actor_type=actor_type or ("user" if actor is not None else "system"),
-            payload=self.policy.to_json(body),
-            source_ip=_text(source_ip),
-            reason=_text(reason),
-            outcome=outcome,
-            risk=risk or default_risk(event_type),
+            event_type,
+            tenant,
+            actor,
+            actor_type or ("user" if actor is not None else "system"),
+            self.policy.encode(body) if cleaned else self.policy.to_json(body),
+            _text(source_ip),
+            _text(reason),
+            outcome,
+            risk or default_risk(event_type),
             # Start/end events are the impersonator's own acts: they carry the session id, not the marker.
-            impersonator=session.impersonator if session and event_type not in _SESSION_EVENTS else None,
-            impersonation_id=session.session_id if session else None,
-            approval_id=_text(approval_id),
-            event_id=event_id or new_event_id(),
+            session.impersonator if session is not None and event_type not in _SESSION_EVENTS else None,
+            session.session_id if session is not None else None,
+            _text(approval_id),
+            event_id or new_event_id(),
+            time_ns(),
         )
-        span = trace.get_current_span().get_span_context()
         if span.is_valid:
             event.trace_id, event.span_id, event.trace_flags = span.trace_id, span.span_id, int(span.trace_flags)
         self.provider.submit(event)
         return event
 
-    def _fallback(self, field: str, explicit: Any, sources: Sequence[Expression]) -> Any:
-        if explicit is not None:
-            return explicit
-        if not sources:
-            return None
+    def _fallback(self, field: str, sources: Sequence[Expression]) -> Any:
+        """The first non-None value of the audit.yaml `context:` sources for `field`."""
         namespace = {"request": current_request()}
         for expr in sources:
             try:
@@ -137,9 +152,9 @@ class Recorder:
                 return value
         return None
 
-    def _impersonation(self, event_type: str, tenant: str | None, actor: str | None,
+    def _session_event(self, event_type: str, tenant: str | None, actor: str | None,
                        payload: dict[str, Any]) -> Impersonation | None:
-        """Open/close sessions on impersonation events; link other events by the impersonated actor."""
+        """Open or close the session an impersonation start/end event names."""
         if event_type == IMPERSONATION_START:
             user = _text(payload.get("impersonated"))
             session_id = _text(payload.get("session")) or new_event_id()
@@ -150,16 +165,14 @@ class Recorder:
             session = Impersonation(session_id, actor, user, tenant)
             impersonations.open(session)
             return session
-        if event_type == IMPERSONATION_END:
-            session_id = _text(payload.get("session"))
-            user = _text(payload.get("impersonated"))
-            closed = impersonations.close(session_id=session_id, user=user, tenant=tenant)
-            if closed is not None:
-                payload.setdefault("session", closed.session_id)
-                payload.setdefault("impersonated", closed.user)
-                return closed
-            return Impersonation(session_id, actor, user, tenant) if session_id else None
-        return impersonations.find(tenant, actor)
+        session_id = _text(payload.get("session"))  # the end of a session
+        user = _text(payload.get("impersonated"))
+        closed = impersonations.close(session_id=session_id, user=user, tenant=tenant)
+        if closed is not None:
+            payload.setdefault("session", closed.session_id)
+            payload.setdefault("impersonated", closed.user)
+            return closed
+        return Impersonation(session_id, actor, user, tenant) if session_id else None
 
 
 def _text(value: Any) -> str | None:

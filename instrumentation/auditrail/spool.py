@@ -20,8 +20,8 @@ _log = logging.getLogger("auditrail")
 class Spool(Protocol):
     """Storage between emit and export; implementations must be thread-safe."""
 
-    def append(self, event: AuditEvent) -> None:
-        """Store one event; returns once it is as safe as the spool's mode promises."""
+    def append(self, event: AuditEvent) -> int:
+        """Store one event; returns (once it is as safe as the spool's mode promises) how many wait."""
 
     def peek(self, max_items: int) -> list[AuditEvent]:
         """Up to `max_items` of the oldest events not yet acknowledged (does not remove them)."""
@@ -44,11 +44,20 @@ class MemorySpool:
         self._lock = threading.Lock()
         self.max_events = max_events
         self.dropped = 0
+        self._dropped_at_peek = 0
 
-    def append(self, event: AuditEvent) -> None:
-        """Queue an event; over the cap the oldest is dropped and counted."""
+    def append(self, event: AuditEvent) -> int:
+        """Queue an event; over the cap the oldest is dropped and counted. Returns the queue length."""
+        events = self._events
+        events.append(event)  # deque.append is atomic: no lock on the hot path
+        size = len(events)
+        if size > self.max_events:
+            self._drop_oldest()
+        return size
+
+    def _drop_oldest(self) -> None:
         with self._lock:
-            if len(self._events) >= self.max_events:
+            while len(self._events) > self.max_events:
                 self._events.popleft()
                 self.dropped += 1
                 if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -58,18 +67,19 @@ class MemorySpool:
                         self.max_events,
                         self.dropped,
                     )
-            self._events.append(event)
 
     def peek(self, max_items: int) -> list[AuditEvent]:
         """The oldest events, without removing them."""
         with self._lock:
+            self._dropped_at_peek = self.dropped
             n = min(max_items, len(self._events))
             return [self._events[i] for i in range(n)]
 
     def ack(self, count: int) -> None:
         """Remove the `count` oldest events."""
         with self._lock:
-            for _ in range(min(count, len(self._events))):
+            count -= self.dropped - self._dropped_at_peek  # peeked events already dropped for space
+            for _ in range(max(0, min(count, len(self._events)))):
                 self._events.popleft()
 
     def __len__(self) -> int:

@@ -8,6 +8,7 @@ Every step of ours runs under a guard: the app sees its own result or its own ex
 
 from __future__ import annotations
 
+import ast
 import inspect
 import logging
 import threading
@@ -19,7 +20,7 @@ import wrapt
 from . import runtime
 from .config import EventSpec, PayloadSpec
 from .context import current_request
-from .expressions import CALL_NAMES, Expression
+from .expressions import CALL_NAMES, Expression, combine
 from .semconv import ACTOR_TYPES
 
 _log = logging.getLogger("auditrail")
@@ -71,8 +72,16 @@ class _Binder:
         return ns
 
 
+_RECORD_FIELDS = ("tenant", "actor", "reason", "source_ip", "approval_id")
+
+
 class AuditWrapper:
-    """The wrapt wrapper for one target: binds, evaluates, calls through, records."""
+    """The wrapt wrapper for one target: binds, evaluates, calls through, records.
+
+    Fast path: `before` is one eval, and after a successful call every other field is one more eval
+    (the expressions compiled together into a tuple). If a combined eval raises, or the call failed,
+    the fields are evaluated one by one, so that a failing expression empties only its own field.
+    """
 
     def __init__(self, spec: EventSpec, fn: Callable[..., Any], kind: str,
                  get_recorder: Callable[[], Any] | None = None) -> None:
@@ -84,8 +93,18 @@ class AuditWrapper:
         self.self_name = {"method": "self", "classmethod": "cls"}.get(kind)
         self.is_async = inspect.iscoroutinefunction(fn)
         exprs = [*spec.fields.values(), *_exprs(spec.before), *_exprs(spec.after), *_exprs(spec.payload)]
+        if isinstance(spec.actor_type, Expression):
+            exprs.append(spec.actor_type)
         self.uses_request = any("request" in e.names for e in exprs)
         self._check_names(exprs)
+        # Per payload policy (keyed by the object itself, not id(), which a new policy could reuse).
+        self._redacted: dict[Any, dict[str, frozenset[str]]] = {}
+        self._before_all = None if spec.before is None else combine(_success_tree(spec.before))
+        actor_type = spec.actor_type if isinstance(spec.actor_type, Expression) else None
+        self._after_all = combine(ast.Tuple([
+            *(_success_tree(spec.fields.get(name)) for name in _RECORD_FIELDS),
+            _success_tree(actor_type), _success_tree(spec.after), _success_tree(spec.payload),
+        ], ast.Load()))
 
     def _check_names(self, exprs: list[Expression]) -> None:
         """Names not checked at load time (target unknown then) are checked against the real signature."""
@@ -135,7 +154,12 @@ class AuditWrapper:
                 ns[self.self_name] = instance
             if self.uses_request:
                 ns["request"] = current_request()
-            before = self._evaluate(recorder, self.spec.before, ns, "before") if self.spec.before is not None else None
+            before = None
+            if self._before_all is not None:
+                try:
+                    before = self._before_all.evaluate(ns)
+                except Exception:  # noqa: BLE001 - find the failing one; the others keep their values
+                    before = self._evaluate(recorder, self.spec.before, ns, "before")
             return ns, before
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} (before the call)")
@@ -147,55 +171,65 @@ class AuditWrapper:
             ns, before = state if state is not None else ({}, None)
             ns["result"] = result
             ns["error"] = error
-            fields = self.spec.fields
-            when = fields.get("when")
+            when = self.spec.fields.get("when")
             if when is not None and error is None and not self._value(recorder, when, ns, "when"):
                 return
-            payload = self._evaluate(recorder, self.spec.payload, ns, "payload") if self.spec.payload is not None else {}
-            if not isinstance(payload, dict):
-                payload = {"value": payload}
-            if before is not None:
-                payload["before"] = before
+            values = None
+            if error is None:
+                try:
+                    values = self._after_all.evaluate(ns)
+                except Exception:  # noqa: BLE001 - fall through to one by one
+                    values = None
+            if values is None:
+                values = self._one_by_one(recorder, ns)
+            tenant, actor, reason, source_ip, approval_id, actor_type, after, payload = values
+            # Clean here, where the config's keys are known: fixed keys are checked for redaction once
+            # per policy, and only values that are not plain take the general walk.
+            policy = recorder.policy
+            redacted = self._redacted.get(policy)
+            if redacted is None:
+                redacted = self._redacted[policy] = {
+                    section: policy.redacted_keys(spec) for section, spec in
+                    (("before", self.spec.before), ("after", self.spec.after), ("payload", self.spec.payload))
+                    if isinstance(spec, dict)
+                }
+            payload = _cleaned(policy, self.spec.payload, payload, redacted.get("payload"), {})
+            if self.spec.before is not None:
+                payload["before"] = _cleaned(policy, self.spec.before, before, redacted.get("before"), None)
             if self.spec.after is not None:
-                payload["after"] = self._evaluate(recorder, self.spec.after, ns, "after")
+                payload["after"] = _cleaned(policy, self.spec.after, after, redacted.get("after"), None)
             if error is not None:
                 payload["error"] = {"type": type(error).__name__, "message": str(error)[:500]}
+            if actor_type is None:
+                actor_type = self.spec.actor_type if isinstance(self.spec.actor_type, str) else None
+            elif actor_type not in ACTOR_TYPES:
+                recorder.counters.extractor_failed(
+                    f"{self.spec.where} actor_type", ValueError(f"{actor_type!r} is not one of {ACTOR_TYPES}"))
+                actor_type = None
             recorder.record(
-                self.spec.event,
-                tenant=self._field(recorder, "tenant", ns),
-                actor=self._field(recorder, "actor", ns),
-                actor_type=self._actor_type(recorder, ns),
-                payload=payload,
-                source_ip=self._field(recorder, "source_ip", ns),
-                reason=self._field(recorder, "reason", ns),
-                approval_id=self._field(recorder, "approval_id", ns),
-                outcome="failure" if error is not None else "success",
-                risk=self.spec.risk,
+                self.spec.event, tenant=tenant, actor=actor, actor_type=actor_type, payload=payload,
+                source_ip=source_ip, reason=reason, approval_id=approval_id,
+                outcome="failure" if error is not None else "success", risk=self.spec.risk, cleaned=True,
             )
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
 
-    def _actor_type(self, recorder: Any, ns: dict[str, Any]) -> str | None:
-        spec = self.spec.actor_type
-        if spec is None or isinstance(spec, str):
-            return spec
-        value = self._value(recorder, spec, ns, "actor_type")
-        if value is not None and value not in ACTOR_TYPES:
-            recorder.counters.extractor_failed(f"{self.spec.where} actor_type", ValueError(f"{value!r} is not one of {ACTOR_TYPES}"))
-            return None
-        return value
+    def _one_by_one(self, recorder: Any, ns: dict[str, Any]) -> tuple[Any, ...]:
+        """The after-call values field by field (a failed call, or a combined eval that raised)."""
+        fields = [self._field(recorder, name, ns) for name in _RECORD_FIELDS]
+        actor_type = self.spec.actor_type
+        fields.append(self._value(recorder, actor_type, ns, "actor_type") if isinstance(actor_type, Expression) else None)
+        fields.append(None if self.spec.after is None else self._evaluate(recorder, self.spec.after, ns, "after"))
+        fields.append(None if self.spec.payload is None else self._evaluate(recorder, self.spec.payload, ns, "payload"))
+        return tuple(fields)
 
     def _field(self, recorder: Any, name: str, ns: dict[str, Any]) -> Any:
         expr = self.spec.fields.get(name)
         return None if expr is None else self._value(recorder, expr, ns, name)
 
     def _value(self, recorder: Any, expr: Expression, ns: dict[str, Any], where: str) -> Any:
-        # After a failed call there is no result (and after a good one no error): a field that reads only
-        # the missing one is empty without being an extractor failure. One that reads both is evaluated.
-        if "result" in ns and ("result" in expr.names) != ("error" in expr.names):
-            failed = ns.get("error") is not None
-            if failed == ("result" in expr.names):
-                return None
+        if _reads_only_missing(expr, ns):
+            return None
         try:
             return expr.evaluate(ns)
         except Exception as exc:  # noqa: BLE001 - the field stays empty, the event is still emitted
@@ -206,6 +240,35 @@ class AuditWrapper:
         if isinstance(spec, dict):
             return {key: self._value(recorder, expr, ns, f"{where}.{key}") for key, expr in spec.items()}
         return self._value(recorder, spec, ns, where)  # type: ignore[arg-type]
+
+
+def _cleaned(policy: Any, spec: PayloadSpec, value: Any, redacted: frozenset[str] | None, absent: Any) -> Any:
+    """A before/after/payload value made safe: a mapping spec's fresh dict in place, anything else copied."""
+    if spec is None:
+        return absent
+    if isinstance(spec, dict) and type(value) is dict:
+        return policy.clean_fields(value, redacted or frozenset())
+    cleaned = policy.clean(value)  # a whole-object expression: may be the app's own object, never mutated
+    return cleaned if absent is None or isinstance(cleaned, dict) else {"value": cleaned}
+
+
+def _reads_only_missing(expr: Expression, ns: dict[str, Any]) -> bool:
+    """After a failed call there is no result (after a good one no error): a field reading only the
+    missing one is empty, not an extractor failure. One reading both is evaluated."""
+    if "result" not in ns or ("result" in expr.names) == ("error" in expr.names):
+        return False
+    return (ns.get("error") is not None) == ("result" in expr.names)
+
+
+def _success_tree(spec: PayloadSpec) -> ast.expr:
+    """The AST evaluating `spec` after a successful call (fields that read only `error` are None)."""
+    if spec is None:
+        return ast.Constant(None)
+    if isinstance(spec, dict):
+        return ast.Dict([ast.Constant(k) for k in spec], [_success_tree(e) for e in spec.values()])
+    if "error" in spec.names and "result" not in spec.names:
+        return ast.Constant(None)
+    return spec.tree
 
 
 def _active_recorder() -> Any:
