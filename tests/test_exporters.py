@@ -80,3 +80,29 @@ def test_console_exporter_prints_one_json_record_per_line(app_dir):
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [line["event_name"] for line in lines] == ["billing.plan.change"] * 2
     assert lines[1]["attributes"][semconv.TENANT] == "globex"
+
+
+def test_forked_children_keep_auditing_with_their_own_drain_thread(app_dir):
+    """A pre-fork server's workers: each child starts its own worker; every event reaches the file."""
+    (app_dir / "main.py").write_text(textwrap.dedent("""
+        import os, sys
+        from billing.plans import change_plan
+        change_plan("parent", "free", actor="p")
+        children = []
+        for i in range(3):
+            pid = os.fork()
+            if pid == 0:
+                change_plan(f"child{i}", "pro", actor=f"c{i}")
+                sys.exit(0)  # a normal exit: atexit flushes the child's queue
+            children.append(pid)
+        for pid in children:
+            os.waitpid(pid, 0)
+        print("app done")
+        """))
+    from auditrail.exporters.otlp_json import read_records
+
+    events = app_dir / "events.jsonl"
+    done = run_app(app_dir, AUDITRAIL_EXPORTER=f"file:{events}")
+    assert done.returncode == 0, done.stderr
+    tenants = sorted(r["attributes"][semconv.TENANT] for r in read_records([events]))
+    assert tenants == ["child0", "child1", "child2", "parent"]

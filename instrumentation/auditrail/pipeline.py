@@ -141,6 +141,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         """Fresh locks and a fresh worker in a forked child (the parent's thread did not survive the fork)."""
         if self._shutdown:
             return
+        self.spool.after_fork_in_child()
         self._wake = threading.Condition(threading.Lock())
         self._idle = threading.Condition(threading.Lock())
         self._start_worker()

@@ -35,6 +35,9 @@ class Spool(Protocol):
     def close(self) -> None:
         """Release resources; pending events stay where the spool keeps them."""
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child: give up what the parent had queued (the parent delivers it)."""
+
 
 class MemorySpool:
     """In-memory spool for `best_effort` mode: bounded, and loud when it has to drop."""
@@ -87,3 +90,9 @@ class MemorySpool:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def after_fork_in_child(self) -> None:
+        """Drop the copy of the parent's queue, and take a fresh lock (the parent's may have been held)."""
+        self._lock = threading.Lock()
+        self._events = collections.deque()
+        self._dropped_at_peek = self.dropped
