@@ -295,7 +295,7 @@ class Setup:
                     make_loop("store.update(t, x, e, r)", {"store": app.PassthroughPromptStore()}), reference=True),
             Variant("audited", "audited (zero-code)",
                     make_loop("store.update(t, x, e, r)", {"store": app.AuditedPromptStore()}), settle=flush_audit),
-            Variant("audited_deferred", "audited, drain after the round (ref)",
+            Variant("audited_deferred", "audited, drain after the round",
                     make_loop("store.update(t, x, e, r)", {"store": app.AuditedPromptStore()}),
                     settle=flush_audit, prepare=park_drain, reference=True),
             Variant("emit_batch", "call + emit->Batch->discard",

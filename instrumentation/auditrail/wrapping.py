@@ -30,7 +30,7 @@ _MISSING = object()
 class _Binder:
     """Maps a call's args/kwargs to parameter names, faster than inspect.Signature.bind."""
 
-    __slots__ = ("positional", "defaults", "var_pos", "var_kw", "named")
+    __slots__ = ("positional", "defaults", "var_pos", "var_kw", "named", "simple")
 
     def __init__(self, fn: Callable[..., Any], skip_first: bool) -> None:
         try:
@@ -45,6 +45,8 @@ class _Binder:
         self.var_pos = next((p.name for p in params if p.kind is kinds.VAR_POSITIONAL), None)
         self.var_kw = next((p.name for p in params if p.kind is kinds.VAR_KEYWORD), None)
         self.named = frozenset(p.name for p in params if p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD))
+        # Plain positional parameters only: a call passing all of them positionally binds with one zip.
+        self.simple = len(self.named) == len(self.positional) and not (self.var_pos or self.var_kw)
 
     def names(self) -> frozenset[str]:
         """Every name a call binds."""
@@ -52,6 +54,8 @@ class _Binder:
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's parameters by name (defaults filled in)."""
+        if self.simple and not kwargs and len(args) == len(self.positional):
+            return dict(zip(self.positional, args, strict=True))
         ns = dict(self.defaults) if self.defaults else {}
         ns.update(zip(self.positional, args, strict=False))  # fewer args than params: defaults stay
         if self.var_pos:
@@ -99,6 +103,8 @@ class AuditWrapper:
         self._check_names(exprs)
         # Per payload policy (keyed by the object itself, not id(), which a new policy could reuse).
         self._redacted: dict[Any, dict[str, frozenset[str]]] = {}
+        self._when = spec.fields.get("when")
+        self._literal_actor_type = spec.actor_type if isinstance(spec.actor_type, str) else None
         self._before_all = None if spec.before is None else combine(_success_tree(spec.before))
         actor_type = spec.actor_type if isinstance(spec.actor_type, Expression) else None
         self._after_all = combine(ast.Tuple([
@@ -152,7 +158,7 @@ class AuditWrapper:
             ns = self.binder.bind(args, kwargs)
             if self.self_name:
                 ns[self.self_name] = instance
-            if self.uses_request:
+            if self.uses_request and "request" not in ns:  # a parameter named `request` (Django views) wins
                 ns["request"] = current_request()
             before = None
             if self._before_all is not None:
@@ -171,7 +177,8 @@ class AuditWrapper:
             ns, before = state if state is not None else ({}, None)
             ns["result"] = result
             ns["error"] = error
-            when = self.spec.fields.get("when")
+            spec = self.spec
+            when = self._when
             if when is not None and error is None and not self._value(recorder, when, ns, "when"):
                 return
             values = None
@@ -193,23 +200,23 @@ class AuditWrapper:
                     (("before", self.spec.before), ("after", self.spec.after), ("payload", self.spec.payload))
                     if isinstance(spec, dict)
                 }
-            payload = _cleaned(policy, self.spec.payload, payload, redacted.get("payload"), {})
-            if self.spec.before is not None:
-                payload["before"] = _cleaned(policy, self.spec.before, before, redacted.get("before"), None)
-            if self.spec.after is not None:
-                payload["after"] = _cleaned(policy, self.spec.after, after, redacted.get("after"), None)
+            payload = _cleaned(policy, spec.payload, payload, redacted.get("payload"), {})
+            if spec.before is not None:
+                payload["before"] = _cleaned(policy, spec.before, before, redacted.get("before"), None)
+            if spec.after is not None:
+                payload["after"] = _cleaned(policy, spec.after, after, redacted.get("after"), None)
             if error is not None:
                 payload["error"] = {"type": type(error).__name__, "message": str(error)[:500]}
             if actor_type is None:
-                actor_type = self.spec.actor_type if isinstance(self.spec.actor_type, str) else None
+                actor_type = self._literal_actor_type
             elif actor_type not in ACTOR_TYPES:
                 recorder.counters.extractor_failed(
-                    f"{self.spec.where} actor_type", ValueError(f"{actor_type!r} is not one of {ACTOR_TYPES}"))
+                    f"{spec.where} actor_type", ValueError(f"{actor_type!r} is not one of {ACTOR_TYPES}"))
                 actor_type = None
             recorder.record(
-                self.spec.event, tenant=tenant, actor=actor, actor_type=actor_type, payload=payload,
+                spec.event, tenant=tenant, actor=actor, actor_type=actor_type, payload=payload,
                 source_ip=source_ip, reason=reason, approval_id=approval_id,
-                outcome="failure" if error is not None else "success", risk=self.spec.risk, cleaned=True,
+                outcome="failure" if error is not None else "success", risk=spec.risk, cleaned=True,
             )
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
