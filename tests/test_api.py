@@ -147,3 +147,16 @@ def test_exporter_failure_is_retried_until_it_succeeds():
         assert len(flaky.get_finished_logs()) == 1 and flaky.calls == 3
     finally:
         auditrail.shutdown()
+
+
+def test_audit_logger_provider_carries_raw_otel_records_on_the_audit_channel(exporter):
+    from opentelemetry._logs import LogRecord
+
+    from auditrail import runtime
+
+    provider = runtime.recorder.provider
+    provider.get_logger("myapp.audit").emit(LogRecord(body="raw record", attributes={"k": "v"}))
+    [record] = exporter.get_finished_logs()
+    assert record.log_record.body == "raw record"
+    assert record.instrumentation_scope.name == "myapp.audit"
+    assert record.resource.attributes["service.name"] == "api-test"
