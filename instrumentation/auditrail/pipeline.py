@@ -191,6 +191,10 @@ class _PassThroughLogger(api_logs.Logger):
         self._provider = provider
         self._scope = InstrumentationScope(name, version, schema_url)
 
+    def enabled(self, **kwargs: object) -> bool:  # type: ignore[override]
+        """Always: the audit channel does not filter by severity."""
+        return True
+
     def emit(self, record: LogRecord | None = None, **kwargs: object) -> None:  # type: ignore[override]
         """Export one record synchronously (not spooled: use auditrail.emit for audit events)."""
         rec = record if record is not None else LogRecord(**kwargs)  # type: ignore[arg-type]
