@@ -93,6 +93,17 @@ class Recorder:
         `payload` is the caller's fresh dict: it may be extended (impersonation ids), never kept.
         `cleaned` says it already went through this recorder's payload policy (redaction, safe values).
         """
+        return self.record_positional(
+            event_type, tenant, actor, actor_type, payload if payload is not None else {}, source_ip, reason,
+            outcome, risk or default_risk(event_type), approval_id, event_id, cleaned,
+        )
+
+    def record_positional(
+        self, event_type: str, tenant: Any, actor: Any, actor_type: str | None, body: dict[str, Any],
+        source_ip: Any, reason: Any, outcome: str, risk: str, approval_id: Any, event_id: str | None,
+        cleaned: bool,
+    ) -> AuditEvent:
+        """`record` for the wrappers' hot path: every argument given, in order (keywords cost here)."""
         # Inline checks: this runs on every audited call, and each avoided call is ~0.1 us here.
         sources = self.sources
         if tenant is None:
@@ -111,7 +122,6 @@ class Recorder:
             tenant = str(tenant)
         if actor is not None and type(actor) is not str:
             actor = str(actor)
-        body = payload if payload is not None else {}
         if event_type in _SESSION_EVENTS:
             session = self._session_event(event_type, tenant, actor, body)
         else:
@@ -126,7 +136,7 @@ class Recorder:
             _text(source_ip),
             _text(reason),
             outcome,
-            risk or default_risk(event_type),
+            risk,
             # Start/end events are the impersonator's own acts: they carry the session id, not the marker.
             session.impersonator if session is not None and event_type not in _SESSION_EVENTS else None,
             session.session_id if session is not None else None,

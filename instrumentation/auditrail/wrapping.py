@@ -20,6 +20,7 @@ import wrapt
 from . import runtime
 from .config import EventSpec, PayloadSpec
 from .context import current_request
+from .events import default_risk
 from .expressions import CALL_NAMES, Expression, combine
 from .semconv import ACTOR_TYPES
 
@@ -104,6 +105,7 @@ class AuditWrapper:
         # Per payload policy (keyed by the object itself, not id(), which a new policy could reuse).
         self._redacted: dict[Any, dict[str, frozenset[str]]] = {}
         self._when = spec.fields.get("when")
+        self._risk = spec.risk or default_risk(spec.event)
         self._literal_actor_type = spec.actor_type if isinstance(spec.actor_type, str) else None
         self._before_all = None if spec.before is None else combine(_success_tree(spec.before))
         actor_type = spec.actor_type if isinstance(spec.actor_type, Expression) else None
@@ -213,10 +215,9 @@ class AuditWrapper:
                 recorder.counters.extractor_failed(
                     f"{spec.where} actor_type", ValueError(f"{actor_type!r} is not one of {ACTOR_TYPES}"))
                 actor_type = None
-            recorder.record(
-                spec.event, tenant=tenant, actor=actor, actor_type=actor_type, payload=payload,
-                source_ip=source_ip, reason=reason, approval_id=approval_id,
-                outcome="failure" if error is not None else "success", risk=spec.risk, cleaned=True,
+            recorder.record_positional(
+                spec.event, tenant, actor, actor_type, payload, source_ip, reason,
+                "failure" if error is not None else "success", self._risk, approval_id, None, True,
             )
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
