@@ -176,10 +176,3 @@ def compile_expression(source: str, allowed_names: Iterable[str] | None = None) 
 def constant(value: Any) -> Expression:
     """An expression that always yields `value` (for literals written in YAML, e.g. numbers)."""
     return Expression(repr(value), ast.Constant(value), frozenset())
-
-
-def combine(tree: ast.expr, source: str = "<combined>") -> Expression:
-    """One expression built from checked ones (e.g. a tuple or dict of their `.tree`s): a single eval
-    per call instead of one per field. Callers fall back to the members one by one if it raises, so a
-    failing member still empties only its own field."""
-    return Expression(source, tree, frozenset())

@@ -8,7 +8,6 @@ Every step of ours runs under a guard: the app sees its own result or its own ex
 
 from __future__ import annotations
 
-import ast
 import inspect
 import logging
 import threading
@@ -21,7 +20,8 @@ from . import runtime
 from .config import EventSpec, PayloadSpec
 from .context import current_request
 from .events import default_risk
-from .expressions import CALL_NAMES, Expression, combine
+from .codegen import RECORD_FIELDS, generate
+from .expressions import CALL_NAMES, Expression
 from .semconv import ACTOR_TYPES
 
 _log = logging.getLogger("auditrail")
@@ -77,15 +77,16 @@ class _Binder:
         return ns
 
 
-_RECORD_FIELDS = ("tenant", "actor", "reason", "source_ip", "approval_id")
+_GENERATED = object()  # marks a call whose `before` ran in the generated function
 
 
 class AuditWrapper:
-    """The wrapt wrapper for one target: binds, evaluates, calls through, records.
+    """The wrapt wrapper for one target: evaluates `before`, calls through, evaluates the rest, records.
 
-    Fast path: `before` is one eval, and after a successful call every other field is one more eval
-    (the expressions compiled together into a tuple). If a combined eval raises, or the call failed,
-    the fields are evaluated one by one, so that a failing expression empties only its own field.
+    Fast path: functions generated for this target (codegen.py) take the call's own arguments. The
+    generic path binds the arguments into a namespace and evaluates each expression on its own; it
+    serves failed calls, targets whose signature cannot be mirrored, and calls the generated
+    functions cannot bind. Both give the same event.
     """
 
     def __init__(self, spec: EventSpec, fn: Callable[..., Any], kind: str,
@@ -107,12 +108,10 @@ class AuditWrapper:
         self._when = spec.fields.get("when")
         self._risk = spec.risk or default_risk(spec.event)
         self._literal_actor_type = spec.actor_type if isinstance(spec.actor_type, str) else None
-        self._before_all = None if spec.before is None else combine(_success_tree(spec.before))
-        actor_type = spec.actor_type if isinstance(spec.actor_type, Expression) else None
-        self._after_all = combine(ast.Tuple([
-            *(_success_tree(spec.fields.get(name)) for name in _RECORD_FIELDS),
-            _success_tree(actor_type), _success_tree(spec.after), _success_tree(spec.payload),
-        ], ast.Load()))
+        self._gen = generate(spec, fn, kind, self._generated_failed)
+
+    def _generated_failed(self, recorder: Any, label: str, expr: Expression, exc: BaseException) -> None:
+        recorder.counters.extractor_failed(f"{self.spec.where} {label} {expr.source!r}", exc)
 
     def _check_names(self, exprs: list[Expression]) -> None:
         """Names not checked at load time (target unknown then) are checked against the real signature."""
@@ -135,9 +134,9 @@ class AuditWrapper:
         try:
             result = wrapped(*args, **kwargs)
         except Exception as exc:
-            self._finish(recorder, state, None, exc)
+            self._finish(recorder, state, instance, args, kwargs, None, exc)
             raise
-        self._finish(recorder, state, result, None)
+        self._finish(recorder, state, instance, args, kwargs, result, None)
         return result
 
     async def _call_async(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
@@ -149,82 +148,105 @@ class AuditWrapper:
         try:
             result = await wrapped(*args, **kwargs)
         except Exception as exc:
-            self._finish(recorder, state, None, exc)
+            self._finish(recorder, state, instance, args, kwargs, None, exc)
             raise
-        self._finish(recorder, state, result, None)
+        self._finish(recorder, state, instance, args, kwargs, result, None)
         return result
 
     def _start(self, recorder: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Bind the call and evaluate `before` (guarded: a failure here only empties fields)."""
+        """Evaluate `before` (guarded: a failure here only empties fields). Returns the call's state."""
+        gen = self._gen
+        if gen is not None:
+            try:
+                if gen.before is None:
+                    return _GENERATED, None
+                if self.self_name:
+                    return _GENERATED, gen.before(recorder, instance, *args, **kwargs)
+                return _GENERATED, gen.before(recorder, *args, **kwargs)
+            except Exception:  # noqa: BLE001 - arguments it cannot bind: the generic path copes
+                pass
         try:
-            ns = self.binder.bind(args, kwargs)
-            if self.self_name:
-                ns[self.self_name] = instance
-            if self.uses_request and "request" not in ns:  # a parameter named `request` (Django views) wins
-                ns["request"] = current_request()
-            before = None
-            if self._before_all is not None:
-                try:
-                    before = self._before_all.evaluate(ns)
-                except Exception:  # noqa: BLE001 - find the failing one; the others keep their values
-                    before = self._evaluate(recorder, self.spec.before, ns, "before")
+            ns = self._namespace(instance, args, kwargs)
+            before = None if self.spec.before is None else self._evaluate(recorder, self.spec.before, ns, "before")
             return ns, before
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} (before the call)")
             return None
 
-    def _finish(self, recorder: Any, state: Any, result: Any, error: BaseException | None) -> None:
+    def _namespace(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's names for the generic path: parameters, self/cls, request."""
+        ns = self.binder.bind(args, kwargs)
+        if self.self_name:
+            ns[self.self_name] = instance
+        if self.uses_request and "request" not in ns:  # a parameter named `request` (Django views) wins
+            ns["request"] = current_request()
+        return ns
+
+    def _finish(self, recorder: Any, state: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                result: Any, error: BaseException | None) -> None:
         """Evaluate the rest and emit (guarded)."""
         try:
             ns, before = state if state is not None else ({}, None)
-            ns["result"] = result
-            ns["error"] = error
-            spec = self.spec
-            when = self._when
-            if when is not None and error is None and not self._value(recorder, when, ns, "when"):
-                return
             values = None
-            if error is None:
-                try:
-                    values = self._after_all.evaluate(ns)
-                except Exception:  # noqa: BLE001 - fall through to one by one
-                    values = None
+            if ns is _GENERATED:
+                if error is None:
+                    try:
+                        if self.self_name:
+                            values = self._gen.after(recorder, result, instance, *args, **kwargs)
+                        else:
+                            values = self._gen.after(recorder, result, *args, **kwargs)
+                        if values is None:
+                            return  # `when` ruled this call out
+                    except Exception:  # noqa: BLE001 - fall back to the generic path
+                        values = None
+                if values is None:
+                    ns = self._namespace(instance, args, kwargs)
             if values is None:
+                ns["result"] = result
+                ns["error"] = error
+                when = self._when
+                if when is not None and error is None and not self._value(recorder, when, ns, "when"):
+                    return
                 values = self._one_by_one(recorder, ns)
-            tenant, actor, reason, source_ip, approval_id, actor_type, after, payload = values
-            # Clean here, where the config's keys are known: fixed keys are checked for redaction once
-            # per policy, and only values that are not plain take the general walk.
-            policy = recorder.policy
-            redacted = self._redacted.get(policy)
-            if redacted is None:
-                redacted = self._redacted[policy] = {
-                    section: policy.redacted_keys(spec) for section, spec in
-                    (("before", self.spec.before), ("after", self.spec.after), ("payload", self.spec.payload))
-                    if isinstance(spec, dict)
-                }
-            payload = _cleaned(policy, spec.payload, payload, redacted.get("payload"), {})
-            if spec.before is not None:
-                payload["before"] = _cleaned(policy, spec.before, before, redacted.get("before"), None)
-            if spec.after is not None:
-                payload["after"] = _cleaned(policy, spec.after, after, redacted.get("after"), None)
-            if error is not None:
-                payload["error"] = {"type": type(error).__name__, "message": str(error)[:500]}
-            if actor_type is None:
-                actor_type = self._literal_actor_type
-            elif actor_type not in ACTOR_TYPES:
-                recorder.counters.extractor_failed(
-                    f"{spec.where} actor_type", ValueError(f"{actor_type!r} is not one of {ACTOR_TYPES}"))
-                actor_type = None
-            recorder.record_positional(
-                spec.event, tenant, actor, actor_type, payload, source_ip, reason,
-                "failure" if error is not None else "success", self._risk, approval_id, None, True,
-            )
+            self._emit(recorder, values, before, error)
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
 
+    def _emit(self, recorder: Any, values: tuple[Any, ...], before: Any, error: BaseException | None) -> None:
+        """Clean the payload and hand the event to the recorder."""
+        spec = self.spec
+        tenant, actor, reason, source_ip, approval_id, actor_type, after, payload = values
+        # Clean here, where the config's keys are known: fixed keys are checked for redaction once
+        # per policy, and only values that are not plain take the general walk.
+        policy = recorder.policy
+        redacted = self._redacted.get(policy)
+        if redacted is None:
+            redacted = self._redacted[policy] = {
+                section: policy.redacted_keys(part) for section, part in
+                (("before", spec.before), ("after", spec.after), ("payload", spec.payload))
+                if isinstance(part, dict)
+            }
+        payload = _cleaned(policy, spec.payload, payload, redacted.get("payload"), {})
+        if spec.before is not None:
+            payload["before"] = _cleaned(policy, spec.before, before, redacted.get("before"), None)
+        if spec.after is not None:
+            payload["after"] = _cleaned(policy, spec.after, after, redacted.get("after"), None)
+        if error is not None:
+            payload["error"] = {"type": type(error).__name__, "message": str(error)[:500]}
+        if actor_type is None:
+            actor_type = self._literal_actor_type
+        elif actor_type not in ACTOR_TYPES:
+            recorder.counters.extractor_failed(
+                f"{spec.where} actor_type", ValueError(f"{actor_type!r} is not one of {ACTOR_TYPES}"))
+            actor_type = None
+        recorder.record_positional(
+            spec.event, tenant, actor, actor_type, payload, source_ip, reason,
+            "failure" if error is not None else "success", self._risk, approval_id, None, True,
+        )
+
     def _one_by_one(self, recorder: Any, ns: dict[str, Any]) -> tuple[Any, ...]:
-        """The after-call values field by field (a failed call, or a combined eval that raised)."""
-        fields = [self._field(recorder, name, ns) for name in _RECORD_FIELDS]
+        """The after-call values field by field: the generic path (failed calls, unmirrorable targets)."""
+        fields = [self._field(recorder, name, ns) for name in RECORD_FIELDS]
         actor_type = self.spec.actor_type
         fields.append(self._value(recorder, actor_type, ns, "actor_type") if isinstance(actor_type, Expression) else None)
         fields.append(None if self.spec.after is None else self._evaluate(recorder, self.spec.after, ns, "after"))
@@ -266,17 +288,6 @@ def _reads_only_missing(expr: Expression, ns: dict[str, Any]) -> bool:
     if "result" not in ns or ("result" in expr.names) == ("error" in expr.names):
         return False
     return (ns.get("error") is not None) == ("result" in expr.names)
-
-
-def _success_tree(spec: PayloadSpec) -> ast.expr:
-    """The AST evaluating `spec` after a successful call (fields that read only `error` are None)."""
-    if spec is None:
-        return ast.Constant(None)
-    if isinstance(spec, dict):
-        return ast.Dict([ast.Constant(k) for k in spec], [_success_tree(e) for e in spec.values()])
-    if "error" in spec.names and "result" not in spec.names:
-        return ast.Constant(None)
-    return spec.tree
 
 
 def _active_recorder() -> Any:
