@@ -82,6 +82,9 @@ from auditrail.config import parse_config
 from auditrail.instrumentor import AuditInstrumentor
 
 TARGET_ADDED_US = 15.0
+# The issue set 15 us on a machine where this baseline (emit->Batch) measured 24.5 us: the same target
+# as a share of the baseline measured in this run, for machines of another speed.
+REFERENCE_BASELINE_US = 24.5
 APP_MODULE = "auditrail_bench_app.prompts"
 
 # One class body, written three times into the app module: identical code for every variant.
@@ -638,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
          audited <= baseline),
         (f"audited p50 added latency <= {TARGET_ADDED_US:g} us: {audited:.2f} us <= {TARGET_ADDED_US:g} us",
          audited <= TARGET_ADDED_US),
+        (f"the same, scaled to this run's baseline: audited/baseline {audited / baseline:.2f} <= "
+         f"{TARGET_ADDED_US:g}/{REFERENCE_BASELINE_US:g} = {TARGET_ADDED_US / REFERENCE_BASELINE_US:.2f}",
+         audited / baseline <= TARGET_ADDED_US / REFERENCE_BASELINE_US),
     ]
     print("\ntarget checks:")
     for text, ok in checks:
