@@ -391,3 +391,28 @@ def test_records_are_otlp_encodable(audit, app):
     keys = {kv.key for kv in log.attributes}
     assert {semconv.EVENT_ID, semconv.TENANT, semconv.ACTOR, semconv.PAYLOAD, semconv.OUTCOME, semconv.RISK} <= keys
     assert json.loads(next(kv.value.string_value for kv in log.attributes if kv.key == semconv.PAYLOAD))
+
+
+def test_a_parameter_named_request_is_the_apps_own_and_still_audited(audit):
+    """Targets whose parameters shadow a name of the language take the generic path: same event."""
+    audit.module("app11.views", "def view(request, tenant_id):\n    return 'ok'\n")
+    audit.instrument("events:\n  - {target: app11.views:view, event: custom.view, tenant: tenant_id, actor: request.user}\n")
+    views = importlib.import_module("app11.views")
+
+    class Req:
+        user = "frank@acme.io"
+
+    assert views.view(Req(), "acme") == "ok"
+    event = audit.one("custom.view")
+    assert event["attrs"][semconv.ACTOR] == "frank@acme.io" and event["attrs"][semconv.TENANT] == "acme"
+
+
+def test_a_call_with_wrong_arguments_raises_the_apps_own_type_error(audit):
+    audit.module("app12.target", "def act(tenant_id, value):\n    return value\n")
+    audit.instrument("events:\n  - {target: app12.target:act, event: custom.act, tenant: tenant_id, before: {v: value}}\n")
+    target = importlib.import_module("app12.target")
+    with pytest.raises(TypeError, match="act\\(\\) missing 1 required positional argument: 'value'"):
+        target.act("acme")
+    event = audit.one("custom.act")
+    assert event["attrs"][semconv.OUTCOME] == "failure"
+    assert event["payload"]["error"]["type"] == "TypeError"
