@@ -376,44 +376,51 @@ def _go_escape(match: re.Match[bytes]) -> bytes:
     return _GO_ESCAPES[match.group()]
 
 
-def _resource_entry(resource: Any) -> tuple[bytes, bytes, int]:
-    """The encoded Resource message, its schemaUrl member and its deepest attribute value, cached by identity."""
-    entry = _resource_cache.get(id(resource))
-    if entry is None or entry[0] is not resource:
-        parts: list[bytes] = [b"{"]
-        deepest = _append_attributes(parts, resource.attributes)
-        if len(parts) > 1:
-            parts[1] = parts[1][1:]
-        parts.append(b"}")
-        entry = (resource, b"".join(parts), _schema_url_member(resource.schema_url), deepest)
-        if len(_resource_cache) >= _CACHE_LIMIT:
-            _resource_cache.clear()
-        _resource_cache[id(resource)] = entry
+def _cached(cache: dict[int, tuple[Any, ...]], obj: Any, build: Any) -> tuple[bytes, bytes, int]:
+    """`build(obj)`, cached by identity (the entry keeps `obj` alive, so its id cannot be reused)."""
+    entry = cache.get(id(obj))
+    if entry is None or entry[0] is not obj:
+        entry = (obj, *build(obj))
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[id(obj)] = entry
     return entry[1], entry[2], entry[3]
+
+
+def _resource_entry(resource: Any) -> tuple[bytes, bytes, int]:
+    """The encoded Resource message, its schemaUrl member and its deepest attribute value."""
+    return _cached(_resource_cache, resource, _build_resource)
+
+
+def _build_resource(resource: Any) -> tuple[bytes, bytes, int]:
+    parts: list[bytes] = [b"{"]
+    deepest = _append_attributes(parts, resource.attributes)
+    if len(parts) > 1:
+        parts[1] = parts[1][1:]
+    parts.append(b"}")
+    return b"".join(parts), _schema_url_member(resource.schema_url), deepest
 
 
 def _scope_entry(scope: Any) -> tuple[bytes, bytes, int]:
-    """The encoded InstrumentationScope message, its schemaUrl member and its deepest attribute, cached by identity."""
+    """The encoded InstrumentationScope message, its schemaUrl member and its deepest attribute."""
     if scope is None:  # the SDK encodes a missing scope as an empty message
         return b"{}", b"", 0
-    entry = _scope_cache.get(id(scope))
-    if entry is None or entry[0] is not scope:
-        parts: list[bytes] = [b"{"]
-        name = _string_field(scope.name)
-        if name:
-            parts.append(b',"name":' + _dumps(name))
-        version = _string_field(scope.version)
-        if version:
-            parts.append(b',"version":' + _dumps(version))
-        deepest = _append_attributes(parts, scope.attributes)
-        if len(parts) > 1:
-            parts[1] = parts[1][1:]
-        parts.append(b"}")
-        entry = (scope, b"".join(parts), _schema_url_member(scope.schema_url), deepest)
-        if len(_scope_cache) >= _CACHE_LIMIT:
-            _scope_cache.clear()
-        _scope_cache[id(scope)] = entry
-    return entry[1], entry[2], entry[3]
+    return _cached(_scope_cache, scope, _build_scope)
+
+
+def _build_scope(scope: Any) -> tuple[bytes, bytes, int]:
+    parts: list[bytes] = [b"{"]
+    name = _string_field(scope.name)
+    if name:
+        parts.append(b',"name":' + _dumps(name))
+    version = _string_field(scope.version)
+    if version:
+        parts.append(b',"version":' + _dumps(version))
+    deepest = _append_attributes(parts, scope.attributes)
+    if len(parts) > 1:
+        parts[1] = parts[1][1:]
+    parts.append(b"}")
+    return b"".join(parts), _schema_url_member(scope.schema_url), deepest
 
 
 def _schema_url_member(schema_url: Any) -> bytes:
