@@ -16,6 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("show", help="print audit events from OTLP JSON files (AUDITRAIL_EXPORTER=file:...)",
                           add_help=False)
     show.add_argument("rest", nargs=argparse.REMAINDER)
+    verify = sub.add_parser("verify", help="verify hash chains and signed checkpoints in OTLP JSON files",
+                            add_help=False)
+    verify.add_argument("rest", nargs=argparse.REMAINDER)
+    keys = sub.add_parser("keys", help="checkpoint signing keys: `keys public` prints the public key", add_help=False)
+    keys.add_argument("rest", nargs=argparse.REMAINDER)
     check = sub.add_parser("check", help="validate an audit.yaml and its targets")
     check.add_argument("config", nargs="?", help="path (default: $AUDITRAIL_CONFIG or ./audit.yaml)")
     args, rest = parser.parse_known_args(argv)
@@ -23,6 +28,14 @@ def main(argv: list[str] | None = None) -> int:
         from .show import main_show
 
         return main_show([*args.rest, *rest])
+    if args.command == "verify":
+        from .verify import main_verify
+
+        return main_verify([*args.rest, *rest])
+    if args.command == "keys":
+        from .signing import main_keys
+
+        return main_keys([*args.rest, *rest])
     from .launcher import main as launcher_main
 
     return launcher_main(["--check", *(["--config", args.config] if args.config else [])])
