@@ -1,0 +1,871 @@
+"""The on-disk spool for `durable` and `fail_closed` delivery: append-only segment files with CRCs.
+
+Layout (one directory per process, so processes never share a file):
+
+    <spool_dir>/<pid>-<random>/lock                 exclusive fcntl.flock held for the life of the spool
+    <spool_dir>/<pid>-<random>/cursor               "<segment> <offset>": the first unacknowledged record
+    <spool_dir>/<pid>-<random>/0000000000000001.seg  records: [u32 length][u32 crc32(payload)][payload]
+
+The payload is orjson of `[1, <the AuditEvent's fields in order>]` (trace/span ids above 2**64 as hex).
+
+Modes
+  durable      append() does one os.write of the framed record: it is in the page cache before the audited
+               call returns (a process crash loses nothing); a flusher thread fdatasyncs within 50 ms.
+  fail_closed  append() returns only once the record is fsynced; concurrent appenders share one fsync
+               (group commit: the first waiter syncs for everyone written so far, the others wait on a
+               condition). When the record cannot be written or synced, SpoolWriteError is raised.
+
+A process that opens a spool adopts the directories of dead processes (their lock can be taken): their
+unacknowledged records are verified (CRC), a torn tail is cut off, and they are delivered before the new
+ones; the adopted directory is removed once everything in it is acknowledged. Acknowledged whole segments
+are deleted; the cursor is rewritten (temp file + os.replace) on every ack, so a restart resends at most
+the records acknowledged after the last cursor write (downstream deduplicates by event id).
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from .events import AuditEvent
+
+_log = logging.getLogger("auditrail")
+
+_HEADER = struct.Struct("<II")
+_HEADER_SIZE = _HEADER.size
+_FORMAT = 1
+_SEG_SUFFIX = ".seg"
+_MAX_RECORD = 64 * 1024 * 1024  # a length above this is corruption, not a record
+_READ_CHUNK = 1024 * 1024
+_LIVE_CAP = 8192  # events kept in memory beside the file for the drain (beyond: read back from disk)
+_U64 = 1 << 64
+
+DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
+SYNC_INTERVAL = 0.05
+WARN_FRACTION = 0.8
+MODES = ("durable", "fail_closed")
+
+
+class SpoolWriteError(OSError):
+    """An event could not be recorded in the spool (the message names the path and the OS error)."""
+
+
+class SpoolFullError(SpoolWriteError):
+    """The spool reached its disk cap (`max_bytes`); see DiskSpool.wait_for_space."""
+
+
+# --- record encoding ------------------------------------------------------------------------------
+
+
+def encode_event(e: AuditEvent) -> bytes:
+    """The record payload of an event (orjson list, fields in dataclass order)."""
+    t, s = e.trace_id, e.span_id
+    return orjson.dumps([
+        _FORMAT, e.event_type, e.tenant, e.actor, e.actor_type, e.payload, e.source_ip, e.reason, e.outcome,
+        e.risk, e.impersonator, e.impersonation_id, e.approval_id, e.event_id, e.time_unix_nano,
+        t if t < _U64 else format(t, "x"), s if s < _U64 else format(s, "x"), e.trace_flags, e.extra,
+    ])
+
+
+def decode_event(payload: bytes | memoryview) -> AuditEvent:
+    """The event of a record payload; ValueError when it is not one."""
+    v = orjson.loads(payload)
+    if type(v) is not list or len(v) != 19 or v[0] != _FORMAT:
+        raise ValueError("not an auditrail spool record (format 1)")
+    t, s = v[15], v[16]
+    return AuditEvent(
+        v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14],
+        int(t, 16) if type(t) is str else t, int(s, 16) if type(s) is str else s, v[17], v[18],
+    )
+
+
+def frame(payload: bytes) -> bytes:
+    """`[u32 length][u32 crc32][payload]`."""
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _seg_name(n: int) -> str:
+    return f"{n:016d}{_SEG_SUFFIX}"
+
+
+def _list_segments(path: str) -> list[int]:
+    out = []
+    for name in os.listdir(path):
+        if name.endswith(_SEG_SUFFIX) and name[: -len(_SEG_SUFFIX)].isdigit():
+            out.append(int(name[: -len(_SEG_SUFFIX)]))
+    return sorted(out)
+
+
+def _scan(data: bytes | memoryview, start: int, limit: int) -> tuple[list[tuple[int, int]], int, bool]:
+    """Frames in data[start:limit]: ([(payload_start, payload_end)], end of the last good frame, bad frame seen).
+
+    Stops at the first frame whose header is implausible or whose CRC does not match; a frame cut off
+    by `limit` counts as bad only if the caller says the data is complete (it decides from the result).
+    """
+    frames = []
+    pos = start
+    unpack = _HEADER.unpack_from
+    crc32 = zlib.crc32
+    while pos + _HEADER_SIZE <= limit:
+        length, crc = unpack(data, pos)
+        end = pos + _HEADER_SIZE + length
+        if length > _MAX_RECORD:
+            return frames, pos, True
+        if end > limit:
+            break
+        if crc32(data[pos + _HEADER_SIZE:end]) != crc:
+            return frames, pos, True
+        frames.append((pos + _HEADER_SIZE, end))
+        pos = end
+    return frames, pos, False
+
+
+# --- one spool directory --------------------------------------------------------------------------
+
+
+class _Source:
+    """One spool directory: ours (written now) or adopted from a dead process (read only)."""
+
+    __slots__ = ("path", "lock_fd", "adopted", "segs", "sizes", "ack_seg", "ack_off", "rseg", "roff", "pending",
+                 "read_done")
+
+    def __init__(self, path: str, lock_fd: int, adopted: bool) -> None:
+        self.path = path
+        self.lock_fd = lock_fd
+        self.adopted = adopted
+        self.segs: list[int] = []  # segment numbers on disk, oldest first
+        self.sizes: dict[int, int] = {}  # final (valid) size of each segment no longer written
+        self.ack_seg = 0
+        self.ack_off = 0
+        self.rseg = 0  # the next record not yet handed to the reader (for ours: nor kept in memory)
+        self.roff = 0
+        self.pending = 0  # adopted: records counted at adoption not yet read
+        self.read_done = False
+
+    def seg_path(self, n: int) -> str:
+        return os.path.join(self.path, _seg_name(n))
+
+    def write_cursor(self) -> None:
+        tmp = os.path.join(self.path, "cursor.tmp")
+        with open(tmp, "w") as f:
+            f.write(f"{self.ack_seg} {self.ack_off}\n")
+        os.replace(tmp, os.path.join(self.path, "cursor"))
+
+    def read_cursor(self) -> tuple[int, int]:
+        try:
+            with open(os.path.join(self.path, "cursor")) as f:
+                seg, off = f.read().split()
+            return int(seg), int(off)
+        except (OSError, ValueError):
+            return 0, 0
+
+    def remove(self) -> None:
+        """Delete the directory (everything in it was acknowledged) and release its lock."""
+        for name in os.listdir(self.path):
+            if name != "lock":
+                _unlink_quiet(os.path.join(self.path, name))
+        _unlink_quiet(os.path.join(self.path, "lock"))
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
+        _close_quiet(self.lock_fd)
+        self.lock_fd = -1
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _close_quiet(fd: int) -> None:
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- the spool ------------------------------------------------------------------------------------
+
+
+class DiskSpool:
+    """A durable, per-process, crash-safe spool with the Spool protocol (see spool.py). Thread-safe."""
+
+    def __init__(self, spool_dir: str | os.PathLike[str], *, mode: str = "durable",
+                 max_bytes: int = DEFAULT_MAX_BYTES, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+                 adopt: bool = True) -> None:
+        if mode not in MODES:
+            raise ValueError(f"DiskSpool mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.spool_dir = os.path.abspath(os.fspath(spool_dir))
+        self.mode = mode
+        self.max_bytes = max_bytes
+        # Space comes back a segment at a time: keep several segments under the cap.
+        self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
+        self._adopt = adopt
+        # Counters (metrics): read freely, written under the locks.
+        self.syncs = 0
+        self.write_errors = 0
+        self.sync_errors = 0
+        self.space_warnings = 0
+        self.full_refusals = 0
+        self.corrupt_regions = 0
+        self.truncated_bytes = 0
+        self.adopted_records = 0
+        self._init_state()
+        self._open_dirs()
+
+    @classmethod
+    def open(cls, spool_dir: str | os.PathLike[str], *, mode: str = "durable",
+             max_bytes: int = DEFAULT_MAX_BYTES, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> DiskSpool:
+        """Create this process's spool under `spool_dir` and adopt the spools of dead processes."""
+        return cls(spool_dir, mode=mode, max_bytes=max_bytes, segment_bytes=segment_bytes)
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()  # the write side: file, position, counters
+        self._rlock = threading.Lock()  # the read side: peek/ack (the drain worker)
+        self._space = threading.Condition(threading.Lock())  # wait_for_space
+        self._sync_cv = threading.Condition(threading.Lock())  # group commit
+        self._syncing = False
+        self._sync_mutex = threading.Lock()  # one fsync pass at a time
+        self._written = 0  # records written (monotonic): the group-commit ticket
+        self._synced = 0  # records known synced
+        self._failed_upto = 0  # records <= this whose sync failed
+        self._sync_error: OSError | None = None
+        self._broken: SpoolWriteError | None = None  # fail_closed after a failed fsync: refuse everything
+        self._count = 0  # unacknowledged records, all sources
+        self._disk_bytes = 0
+        self._over_warn = False
+        self._closed = False
+        self._sources: list[_Source] = []  # adopted ones first, ours last
+        self._own: _Source | None = None
+        self._fd = -1
+        self._wseg = 0
+        self._woff = 0
+        self._retired: list[int] = []  # fds of rotated segments, closed after their last sync
+        self._dir_dirty = False
+        # Read side: _buf holds (event, source, seg, end) read but not acknowledged; _live holds events
+        # appended while the reader was caught up (no need to read them back from the file); our source's
+        # rseg/roff is the next record that is in neither.
+        self._buf: collections.deque[tuple[AuditEvent, _Source, int, int]] = collections.deque()
+        self._live: collections.deque[tuple[AuditEvent, int, int]] = collections.deque()
+        self._live_on = True
+        self._read_fds: dict[str, int] = {}
+        self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # --- opening and adoption -------------------------------------------------------------------
+
+    def _open_dirs(self) -> None:
+        try:
+            os.makedirs(self.spool_dir, exist_ok=True)
+            name = f"{os.getpid()}-{secrets.token_hex(4)}"
+            tmp = os.path.join(self.spool_dir, f".new-{name}")
+            os.mkdir(tmp)
+            lock_fd = os.open(os.path.join(tmp, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Renamed only once locked: a scanning process never sees an unlocked live directory.
+            path = os.path.join(self.spool_dir, name)
+            os.rename(tmp, path)
+            own = _Source(path, lock_fd, adopted=False)
+            own.ack_seg = own.rseg = self._wseg = 1
+            own.segs.append(1)
+            own.write_cursor()
+            self._fd = os.open(own.seg_path(1), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            _fsync_dir(path)
+            _fsync_dir(self.spool_dir)
+        except OSError as exc:
+            raise SpoolWriteError(exc.errno, f"auditrail: cannot create a spool in {self.spool_dir}: "
+                                  f"{exc.strerror or exc}") from exc
+        self._own = own
+        if self._adopt:
+            self._adopt_dead()
+        self._sources.append(own)
+        self._check_space()
+        if self.mode == "durable":
+            self._flusher = threading.Thread(target=self._flush_loop, name="auditrail-spool-sync", daemon=True)
+            self._flusher.start()
+
+    def _adopt_dead(self) -> None:
+        try:
+            names = os.listdir(self.spool_dir)
+        except OSError:
+            return
+        for _, name in sorted(self._age(name) for name in names):  # oldest spool first
+            path = os.path.join(self.spool_dir, name)
+            if name.startswith(".") or self._own is None or path == self._own.path or not os.path.isdir(path):
+                continue
+            try:
+                fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue  # being removed, or not a spool
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # alive (or adopted by another process)
+                continue
+            if not os.path.exists(path):  # removed between open and flock by whoever held it
+                os.close(fd)
+                continue
+            source = _Source(path, fd, adopted=True)
+            try:
+                self._recover(source)
+            except OSError as exc:
+                _log.error("auditrail: cannot adopt spool %s: %s (left for a later start)", path, exc)
+                os.close(fd)
+                continue
+            if source.pending == 0:
+                source.remove()
+                continue
+            _log.warning("auditrail: adopted %d unsent audit events from the spool of a process that is gone (%s)",
+                         source.pending, path)
+            self._sources.append(source)
+            self._count += source.pending
+            self.adopted_records += source.pending
+            self._disk_bytes += sum(source.sizes.values())
+
+    def _age(self, name: str) -> tuple[int, str]:
+        """(creation time of the spool's lock file, name): adopted spools are delivered oldest first."""
+        try:
+            return os.stat(os.path.join(self.spool_dir, name, "lock")).st_mtime_ns, name
+        except OSError:
+            return 0, name
+
+    def _recover(self, source: _Source) -> None:
+        """Verify an adopted directory: count its unacknowledged records, cut a torn tail, skip corruption."""
+        cseg, coff = source.read_cursor()
+        segs = _list_segments(source.path)
+        for n in [n for n in segs if n < cseg]:
+            _unlink_quiet(source.seg_path(n))  # acknowledged, deletion did not happen before the crash
+        segs = [n for n in segs if n >= cseg]
+        if segs and segs[0] != cseg:
+            cseg, coff = segs[0], 0  # the cursor's segment is gone: it was fully acknowledged
+        for i, n in enumerate(segs):
+            last = i == len(segs) - 1
+            path = source.seg_path(n)
+            with open(path, "rb") as f:
+                data = f.read()
+            start = coff if n == cseg else 0
+            start = min(start, len(data))
+            frames, end, bad = _scan(data, start, len(data))
+            if end < len(data):
+                cut = len(data) - end
+                if last:
+                    with open(path, "r+b") as f:
+                        f.truncate(end)
+                        os.fsync(f.fileno())
+                    self.truncated_bytes += cut
+                    _log.warning("auditrail: spool %s: cut a torn record at the tail (%d bytes at offset %d): "
+                                 "a crash interrupted a write", path, cut, end)
+                else:
+                    self.corrupt_regions += 1
+                    _log.error("auditrail: spool %s: corrupt record at offset %d: %d bytes (at least one audit "
+                               "event) skipped, continuing with the next segment; %d good records before it",
+                               path, end, cut, len(frames))
+            source.segs.append(n)
+            source.sizes[n] = end
+            source.pending += len(frames)
+        source.ack_seg, source.ack_off = source.rseg, source.roff = (cseg, coff) if segs else (0, 0)
+
+    # --- the hot path ---------------------------------------------------------------------------
+
+    def append(self, event: AuditEvent) -> int:
+        """Record one event; returns the number waiting. Raises SpoolWriteError (SpoolFullError at the cap)."""
+        try:
+            payload = encode_event(event)
+        except TypeError as exc:
+            raise SpoolWriteError(errno.EINVAL, f"auditrail: cannot encode audit event {event.event_id} for "
+                                  f"the spool in {self._own.path if self._own else self.spool_dir}: {exc}") from exc
+        rec = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        size = len(rec)
+        with self._lock:
+            if self._broken is not None:
+                raise self._broken
+            if self._disk_bytes + size > self.max_bytes:
+                self.full_refusals += 1
+                raise SpoolFullError(errno.ENOSPC, f"auditrail: spool {self.spool_dir} is full "
+                                     f"({self._disk_bytes} of max_bytes {self.max_bytes} bytes unacknowledged)")
+            if self._woff + size > self.segment_bytes and self._woff:
+                self._rotate()
+            try:
+                n = os.write(self._fd, rec)
+            except OSError as exc:
+                self._write_failed(exc, 0)
+            if n != size:
+                self._write_failed(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), n)
+            self._woff += size
+            self._disk_bytes += size
+            self._written += 1
+            ticket = self._written
+            self._count += 1
+            count = self._count
+            if self._live_on:
+                if len(self._live) < _LIVE_CAP:
+                    self._live.append((event, self._wseg, self._woff))
+                    own = self._own
+                    own.rseg = self._wseg  # type: ignore[union-attr]
+                    own.roff = self._woff  # type: ignore[union-attr]
+                else:
+                    self._live_on = False  # the reader reads the rest back from the file
+            if not self._over_warn and self._disk_bytes > self.max_bytes * WARN_FRACTION:
+                self._warn_space()
+        if self.mode == "fail_closed":
+            self._wait_synced(ticket)
+        return count
+
+    def _write_failed(self, exc: OSError, written: int) -> None:
+        """Undo a partial write (a later record must not follow a torn one), log, raise. Called under _lock."""
+        self.write_errors += 1
+        path = self._own.seg_path(self._wseg) if self._own else self.spool_dir
+        if written:
+            try:
+                os.ftruncate(self._fd, self._woff)
+            except OSError as exc2:
+                self._broken = SpoolWriteError(exc2.errno, f"auditrail: spool {path} is damaged (cannot undo a "
+                                               f"partial write: {exc2.strerror}); audit events are refused")
+        _log.error("auditrail: cannot write an audit event to the spool %s: %s", path, exc.strerror or exc)
+        raise SpoolWriteError(exc.errno, f"auditrail: cannot write audit event to spool {path}: "
+                              f"{exc.strerror or exc}") from exc
+
+    def _rotate(self) -> None:
+        """Start a new segment (under _lock); the old fd is synced and closed by the next sync pass."""
+        own = self._own
+        assert own is not None
+        nxt = self._wseg + 1
+        try:
+            fd = os.open(own.seg_path(nxt), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            self.write_errors += 1
+            _log.error("auditrail: cannot create spool segment %s: %s", own.seg_path(nxt), exc.strerror)
+            raise SpoolWriteError(exc.errno, f"auditrail: cannot create spool segment {own.seg_path(nxt)}: "
+                                  f"{exc.strerror or exc}") from exc
+        own.sizes[self._wseg] = self._woff
+        own.segs.append(nxt)
+        self._retired.append(self._fd)
+        self._fd = fd
+        self._wseg = nxt
+        self._woff = 0
+        self._dir_dirty = True
+
+    # --- syncing ----------------------------------------------------------------------------------
+
+    def _fsync(self, fd: int) -> None:
+        """fdatasync one file (a hook: subclasses may count or fail it)."""
+        os.fdatasync(fd)
+
+    def _sync_pass(self) -> int:
+        """fsync everything written so far; returns the ticket it covers. Raises OSError."""
+        with self._sync_mutex:
+            with self._lock:
+                target = self._written
+                fd = self._fd
+                retired, self._retired = self._retired, []
+                dir_dirty, self._dir_dirty = self._dir_dirty, False
+                own = self._own
+            try:
+                for old in retired:
+                    self._fsync(old)
+                    os.close(old)
+                    retired = retired[1:]
+                if fd >= 0:
+                    self._fsync(fd)
+                if dir_dirty and own is not None:
+                    _fsync_dir(own.path)
+            except OSError:
+                with self._lock:
+                    self._retired[:0] = retired
+                    self._dir_dirty = self._dir_dirty or dir_dirty
+                raise
+            self.syncs += 1
+            return target
+
+    def _wait_synced(self, ticket: int) -> None:
+        """Group commit: the first waiter syncs for all written so far; the others wait for it."""
+        cv = self._sync_cv
+        with cv:
+            while True:
+                if self._synced >= ticket:
+                    return
+                if ticket <= self._failed_upto:
+                    err = self._sync_error
+                    raise SpoolWriteError(err.errno if err else errno.EIO, f"auditrail: cannot sync audit event "
+                                          f"to spool {self._own.path if self._own else self.spool_dir}: "
+                                          f"{err.strerror if err else 'fsync failed'}")
+                if not self._syncing:
+                    break
+                cv.wait()
+            self._syncing = True
+        try:
+            done = self._sync_pass()
+            error = None
+        except OSError as exc:
+            done, error = 0, exc
+        with cv:
+            self._syncing = False
+            if error is None:
+                self._synced = max(self._synced, done)
+            else:
+                with self._lock:
+                    self._failed_upto = self._written
+                self.sync_errors += 1
+                self._sync_error = error
+                # After a failed fsync the kernel may have dropped the data: refuse from now on.
+                self._broken = SpoolWriteError(error.errno, f"auditrail: fsync of spool "
+                                               f"{self._own.path if self._own else self.spool_dir} failed "
+                                               f"({error.strerror}); audit events are refused")
+                _log.error("auditrail: fsync of the spool %s failed: %s", self.spool_dir, error)
+            cv.notify_all()
+        if error is not None:
+            raise SpoolWriteError(error.errno, f"auditrail: cannot sync audit event to spool "
+                                  f"{self._own.path if self._own else self.spool_dir}: {error.strerror}") from error
+
+    def _flush_loop(self) -> None:
+        stop = self._stop
+        while not stop.wait(SYNC_INTERVAL):
+            self._flush_once()
+
+    def _flush_once(self) -> None:
+        if self._synced >= self._written and not self._retired:
+            return
+        try:
+            done = self._sync_pass()
+            self._synced = max(self._synced, done)
+        except OSError as exc:
+            self.sync_errors += 1
+            _log.error("auditrail: fsync of the spool %s failed: %s (audit events since the last sync may not "
+                       "survive a power loss)", self.spool_dir, exc)
+
+    def flush(self) -> None:
+        """fsync now (durable mode syncs by itself within 50 ms)."""
+        self._flush_once()
+
+    # --- disk cap ---------------------------------------------------------------------------------
+
+    def _warn_space(self) -> None:
+        self._over_warn = True
+        self.space_warnings += 1
+        _log.warning("auditrail: spool %s is %d%% full (%d of max_bytes %d bytes): audit events are not being "
+                     "delivered fast enough", self.spool_dir, 100 * self._disk_bytes // self.max_bytes,
+                     self._disk_bytes, self.max_bytes)
+
+    def _check_space(self) -> None:
+        if self._disk_bytes > self.max_bytes * WARN_FRACTION:
+            if not self._over_warn:
+                self._warn_space()
+        else:
+            self._over_warn = False
+
+    def _freed(self, nbytes: int) -> None:
+        with self._lock:
+            self._disk_bytes -= nbytes
+            self._check_space()
+        with self._space:
+            self._space.notify_all()
+
+    def wait_for_space(self, timeout: float | None = None) -> bool:
+        """Block until the spool is under its cap (acks freed a segment); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._space:
+            # Room for a few records, not just one (space comes back a segment at a time anyway).
+            while self._disk_bytes >= self.max_bytes - min(64 * 1024, self.max_bytes // 16) and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._space.wait(remaining if remaining is not None else 1.0)
+        return True
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of unacknowledged segments on disk (own and adopted)."""
+        return self._disk_bytes
+
+    @property
+    def path(self) -> str:
+        """This process's spool directory."""
+        return self._own.path if self._own else self.spool_dir
+
+    # --- the read side ----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._count
+
+    def peek(self, max_items: int) -> list[AuditEvent]:
+        """Up to `max_items` of the oldest unacknowledged events (not removed)."""
+        with self._rlock:
+            self._fill(max_items)
+            buf = self._buf
+            return [buf[i][0] for i in range(min(max_items, len(buf)))]
+
+    def ack(self, count: int) -> None:
+        """Forget the `count` oldest events; persists the position and deletes finished segments."""
+        with self._rlock:
+            self._fill(count)
+            buf = self._buf
+            n = min(count, len(buf))
+            if not n:
+                return
+            last: dict[int, tuple[_Source, int, int]] = {}
+            for _ in range(n):
+                _, src, seg, end = buf.popleft()
+                last[id(src)] = (src, seg, end)
+            with self._lock:
+                self._count -= n
+            for src, seg, end in last.values():
+                self._advance(src, seg, end)
+
+    def _advance(self, src: _Source, seg: int, end: int) -> None:
+        """Persist `src`'s acknowledged position; delete the segments (or the directory) it finished."""
+        buf = self._buf
+        if src.adopted and src.read_done and (not buf or buf[0][1] is not src):
+            self._drop_adopted(src)
+            return
+        with self._lock:
+            last_seg = src.segs[-1] if src.adopted else self._wseg
+            if seg < last_seg and end >= src.sizes.get(seg, end + 1):
+                seg, end = next(n for n in src.segs if n > seg), 0  # that segment is finished
+            src.ack_seg, src.ack_off = seg, end
+            doomed = [n for n in src.segs if n < seg]
+            src.segs = [n for n in src.segs if n >= seg]
+            freed = sum(src.sizes.pop(n, 0) for n in doomed)
+        try:
+            src.write_cursor()
+        except OSError as exc:
+            _log.error("auditrail: cannot write the spool cursor in %s: %s (acknowledged events may be resent)",
+                       src.path, exc)
+        for n in doomed:  # after the cursor moved past them
+            self._close_read_fd(src.seg_path(n))
+            _unlink_quiet(src.seg_path(n))
+        if not src.adopted:
+            freed += self._maybe_reset_own(src)
+        if freed:
+            self._freed(freed)
+
+    def _drop_adopted(self, src: _Source) -> None:
+        """Everything of an adopted directory is acknowledged: remove it."""
+        for n in src.segs:
+            self._close_read_fd(src.seg_path(n))
+        with self._lock:
+            freed = sum(src.sizes.values())
+            self._sources = [s for s in self._sources if s is not src]
+        src.remove()
+        self._freed(freed)
+
+    def _maybe_reset_own(self, src: _Source) -> int:
+        """All we wrote is acknowledged and the segment is big: start a new segment and delete this one."""
+        with self._lock:
+            if (src.ack_seg != self._wseg or src.ack_off != self._woff or self._woff < self.segment_bytes // 4
+                    or self._live or not self._live_on or self._buf):
+                return 0
+            old, size = self._wseg, self._woff
+            try:
+                self._rotate()
+            except SpoolWriteError:
+                return 0
+            src.ack_seg, src.ack_off = src.rseg, src.roff = self._wseg, 0
+            src.segs.remove(old)
+            src.sizes.pop(old, None)
+        try:
+            src.write_cursor()
+        except OSError:
+            pass
+        self._close_read_fd(src.seg_path(old))
+        _unlink_quiet(src.seg_path(old))
+        return size
+
+    def _fill(self, want: int) -> None:
+        """Top the peek buffer up to `want` events: adopted spools first, then ours (memory, else disk)."""
+        buf = self._buf
+        own = self._own
+        assert own is not None
+        while len(buf) < want:
+            src = next((s for s in self._sources if s.adopted and not s.read_done), None)
+            if src is not None:
+                self._read_adopted(src, want - len(buf))
+                continue
+            with self._lock:
+                live = self._live
+                while live and len(buf) < want:
+                    ev, seg, end = live.popleft()
+                    buf.append((ev, own, seg, end))
+                if len(buf) >= want or self._live_on:
+                    return
+                lseg, loff = self._wseg, self._woff
+                if (own.rseg, own.roff) == (lseg, loff):
+                    # Caught up with the writer: new events go to memory again. Resync the count (exact here).
+                    self._live_on = True
+                    self._count = len(buf)
+                    return
+                rseg, roff = own.rseg, own.roff
+            if rseg < lseg and roff >= own.sizes.get(rseg, 0):
+                with self._lock:
+                    own.rseg, own.roff = rseg + 1, 0
+                continue
+            limit = loff if rseg == lseg else own.sizes[rseg]
+            records, end, skipped, bad = self._read_records(own.seg_path(rseg), roff, limit, want - len(buf))
+            if bad:
+                self.corrupt_regions += 1
+                _log.error("auditrail: spool %s: corrupt record at offset %d: %d bytes (at least one audit event) "
+                           "skipped to the end of what was written", own.seg_path(rseg), end, limit - end)
+                end = limit
+            for ev, rec_end in records:
+                buf.append((ev, own, rseg, rec_end))
+            with self._lock:
+                own.rseg, own.roff = rseg, end
+                self._count -= skipped
+
+    def _read_adopted(self, src: _Source, want: int) -> None:
+        """Read up to `want` records of an adopted directory, or mark it read to the end."""
+        seg, off = src.rseg, src.roff
+        later = [n for n in src.segs if n >= seg]
+        if later and later[0] != seg:
+            seg, off = later[0], 0
+        while later:
+            limit = src.sizes.get(seg, 0)
+            if off < limit:
+                records, end, skipped, bad = self._read_records(src.seg_path(seg), off, limit, want)
+                if bad:  # verified at adoption: changed since
+                    self.corrupt_regions += 1
+                    _log.error("auditrail: spool %s: corrupt record at offset %d (changed after adoption?)",
+                               src.seg_path(seg), end)
+                    end = limit
+                for ev, rec_end in records:
+                    self._buf.append((ev, src, seg, rec_end))
+                src.pending -= len(records) + skipped
+                src.rseg, src.roff = seg, end
+                if skipped:
+                    with self._lock:
+                        self._count -= skipped
+                if records:
+                    return
+                off = end
+                continue
+            nxt = [n for n in src.segs if n > seg]
+            if not nxt:
+                break
+            seg, off = nxt[0], 0
+        src.read_done = True
+        if src.pending:  # records counted at adoption that could not be read after all
+            with self._lock:
+                self._count -= src.pending
+            src.pending = 0
+        if not any(entry[1] is src for entry in self._buf):
+            self._drop_adopted(src)
+
+    def _read_records(self, path: str, off: int, limit: int,
+                      want: int) -> tuple[list[tuple[AuditEvent, int]], int, int, bool]:
+        """Decode up to `want` records of a segment from `off` up to `limit`.
+
+        Returns ([(event, end offset)], next offset, undecodable records skipped, hit a bad frame)."""
+        fd = self._read_fds.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self._read_fds[path] = fd
+        out: list[tuple[AuditEvent, int]] = []
+        skipped = 0
+        while len(out) + skipped < want and off < limit:
+            data = os.pread(fd, min(_READ_CHUNK, limit - off), off)
+            if len(data) >= _HEADER_SIZE:
+                need = _HEADER_SIZE + _HEADER.unpack_from(data, 0)[0]
+                if len(data) < need <= limit - off:
+                    data = os.pread(fd, need, off)  # one record larger than a chunk
+            frames, _, bad = _scan(data, 0, len(data))
+            if not frames:
+                return out, off, skipped, True  # bad, or a record running past what was written
+            base = off
+            for start, stop in frames:
+                if len(out) + skipped >= want:
+                    break
+                try:
+                    out.append((decode_event(data[start:stop]), base + stop))
+                except ValueError as exc:
+                    skipped += 1
+                    self.corrupt_regions += 1
+                    _log.error("auditrail: spool %s: undecodable record at offset %d skipped: %s",
+                               path, base + start - _HEADER_SIZE, exc)
+                off = base + stop
+            else:
+                if bad:
+                    return out, off, skipped, True
+        return out, off, skipped, False
+
+    def _close_read_fd(self, path: str) -> None:
+        fd = self._read_fds.pop(path, None)
+        if fd is not None:
+            _close_quiet(fd)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Sync, release the files and locks; unacknowledged events stay on disk for the next start."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=5)
+        try:
+            self._sync_pass()
+        except OSError as exc:
+            _log.error("auditrail: final fsync of the spool %s failed: %s", self.spool_dir, exc)
+        with self._lock:
+            for fd in self._retired:
+                _close_quiet(fd)
+            self._retired = []
+            _close_quiet(self._fd)
+            self._fd = -1
+        for fd in self._read_fds.values():
+            _close_quiet(fd)
+        self._read_fds.clear()
+        for src in self._sources:
+            if src.adopted:
+                _close_quiet(src.lock_fd)  # the next start adopts what is left
+        own = self._own
+        if own is not None:
+            if self._count == 0 and not any(s.adopted for s in self._sources):
+                own.remove()
+            else:
+                _close_quiet(own.lock_fd)
+        with self._space:
+            self._space.notify_all()
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a spool of its own (the parent keeps its files, locks and queued events)."""
+        inherited = [self._fd, *self._retired, *self._read_fds.values(),
+                     *(s.lock_fd for s in self._sources)]
+        for fd in inherited:
+            _close_quiet(fd)  # closing our copy never releases the parent's flock (it holds its own fd)
+        self.syncs = 0
+        self._init_state()
+        self._open_dirs()
+
+    def __enter__(self) -> DiskSpool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[AuditEvent]:  # pragma: no cover - debugging aid
+        return iter(self.peek(self._count))

@@ -1,0 +1,453 @@
+"""DiskSpool: the durable on-disk spool (real files, real subprocesses, a real fork)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from auditrail.events import AuditEvent
+from auditrail.spool_file import DiskSpool, SpoolFullError, SpoolWriteError, decode_event, encode_event
+
+SRC = str(Path(__file__).resolve().parents[1] / "instrumentation")
+
+
+def make_event(i: int, **kw: object) -> AuditEvent:
+    return AuditEvent("prompt.update", tenant=f"t{i % 3}", actor=f"user{i}", payload='{"i": %d}' % i, **kw)
+
+
+def dirs(spool_dir: Path) -> list[Path]:
+    return sorted(p for p in spool_dir.iterdir() if p.is_dir())
+
+
+def segments(d: Path) -> list[Path]:
+    return sorted(d.glob("*.seg"))
+
+
+def drain(spool: DiskSpool, batch: int = 100) -> list[AuditEvent]:
+    out: list[AuditEvent] = []
+    while True:
+        got = spool.peek(batch)
+        if not got:
+            return out
+        out.extend(got)
+        spool.ack(len(got))
+
+
+def run_child(code: str, *args: str, **kw: object) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE,
+                            stdin=subprocess.PIPE, text=True, env=env, **kw)  # type: ignore[call-overload]
+
+
+# --- encoding -------------------------------------------------------------------------------------
+
+
+def test_round_trip_every_field(tmp_path: Path) -> None:
+    full = AuditEvent(
+        "admin.impersonation.start", tenant="acme", actor="alice", actor_type="admin",
+        payload='{"impersonated": "bob", "n": [1, 2]}', source_ip="10.0.0.1", reason="ticket 42",
+        outcome="failure", risk="critical", impersonator="root", impersonation_id="imp-1", approval_id="ap-9",
+        trace_id=(1 << 128) - 1, span_id=(1 << 64) - 1, trace_flags=1,
+        extra={"audit.chain.id": "c1", "audit.chain.seq": 7, "nested": {"a": [1, "x", None, True, 1.5]}},
+    )
+    minimal = AuditEvent("crawl.run")
+    assert decode_event(encode_event(full)) == full
+    with DiskSpool.open(tmp_path) as spool:
+        spool.append(full)
+        spool.append(minimal)
+        assert spool.peek(10) == [full, minimal]
+    with DiskSpool.open(tmp_path) as spool:  # read back from the file (adopted), not from memory
+        assert spool.peek(10) == [full, minimal]
+
+
+def test_unencodable_extra_raises(tmp_path: Path) -> None:
+    with DiskSpool.open(tmp_path) as spool:
+        with pytest.raises(SpoolWriteError, match="cannot encode"):
+            spool.append(AuditEvent("x.y", extra={"obj": object()}))
+        assert len(spool) == 0
+
+
+# --- peek / ack -----------------------------------------------------------------------------------
+
+
+def test_peek_ack_like_memory_spool(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(10)]
+    with DiskSpool.open(tmp_path) as spool:
+        for n, ev in enumerate(events, 1):
+            assert spool.append(ev) == n
+        assert spool.peek(3) == events[:3]
+        assert spool.peek(3) == events[:3]  # peek does not remove
+        spool.ack(2)
+        assert len(spool) == 8
+        assert spool.peek(100) == events[2:]
+        spool.ack(100)
+        assert len(spool) == 0 and spool.peek(5) == []
+
+
+def test_ack_persists_across_reopen(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(50)]
+    spool = DiskSpool.open(tmp_path)
+    for ev in events:
+        spool.append(ev)
+    spool.peek(20)
+    spool.ack(20)
+    spool.close()
+    spool = DiskSpool.open(tmp_path)
+    assert len(spool) == 30
+    assert drain(spool, 7) == events[20:]
+    spool.close()
+    assert dirs(tmp_path) == []  # everything acknowledged: nothing left behind
+    with DiskSpool.open(tmp_path) as spool:
+        assert len(spool) == 0
+
+
+def test_read_back_from_disk_beyond_memory_window(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(20_000)]  # more than the in-memory window
+    with DiskSpool.open(tmp_path, segment_bytes=64 * 1024) as spool:
+        for ev in events[:15_000]:
+            spool.append(ev)
+        got = spool.peek(1000)
+        spool.ack(1000)
+        for ev in events[15_000:]:
+            spool.append(ev)
+        got = drain(spool, 512)
+        assert [e.event_id for e in got] == [e.event_id for e in events[1000:]]
+        assert len(spool) == 0
+
+
+# --- segments ---------------------------------------------------------------------------------------
+
+
+def test_segments_rotate_and_are_deleted_when_acknowledged(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(300)]
+    with DiskSpool.open(tmp_path, segment_bytes=4096) as spool:
+        own = Path(spool.path)
+        for ev in events:
+            spool.append(ev)
+        segs = segments(own)
+        assert len(segs) >= 5
+        assert all(s.stat().st_size <= 4096 for s in segs)
+        spool.peek(150)
+        spool.ack(150)
+        left = segments(own)
+        assert segs[0] not in left and len(left) < len(segs)
+        assert spool.disk_bytes == sum(s.stat().st_size for s in left)
+        assert drain(spool) == events[150:]
+        assert len(segments(own)) == 1
+
+
+# --- crash safety -----------------------------------------------------------------------------------
+
+CHILD_BURST = """
+import sys
+from auditrail.events import AuditEvent
+from auditrail.spool_file import DiskSpool
+spool = DiskSpool.open(sys.argv[1], mode=sys.argv[2], segment_bytes=int(sys.argv[3]))
+i = 0
+while True:
+    ev = AuditEvent("prompt.update", tenant="t", actor="a", payload='{"i": %d, "pad": "%s"}' % (i, "x" * 200))
+    spool.append(ev)
+    print(ev.event_id, flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("mode", ["durable", "fail_closed"])
+def test_kill_9_mid_burst_loses_nothing_returned(tmp_path: Path, mode: str) -> None:
+    child = run_child(CHILD_BURST, str(tmp_path), mode, "65536")
+    returned = []
+    assert child.stdout is not None
+    for line in child.stdout:
+        returned.append(line.strip())
+        if len(returned) == (3000 if mode == "durable" else 300):
+            break
+    child.send_signal(signal.SIGKILL)
+    rest = child.stdout.read()  # lines printed before the kill landed: their append() had returned too
+    child.wait()
+    returned += [ln.strip() for ln in rest.splitlines() if ln.strip()]
+    returned = [r for r in returned if len(r) == 36]  # a line cut by the kill is not a whole id
+    with DiskSpool.open(tmp_path) as spool:
+        got = [e.event_id for e in drain(spool, 500)]
+    assert len(got) == len(set(got))  # exactly once
+    missing = set(returned) - set(got)
+    assert not missing
+    assert len(got) - len(returned) <= 1  # at most the one appended but not yet printed
+
+
+def test_torn_tail_is_cut_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    events = [make_event(i) for i in range(100)]
+    child = run_child("""
+        import sys, os
+        from auditrail.events import AuditEvent
+        from auditrail.spool_file import DiskSpool
+        spool = DiskSpool.open(sys.argv[1])
+        for i in range(100):
+            spool.append(AuditEvent("prompt.update", tenant="t%d" % (i % 3), actor="user%d" % i,
+                                    payload='{"i": %d}' % i, event_id="id-%d" % i, time_unix_nano=i))
+        print(spool.path, flush=True)
+        sys.stdin.read()
+    """, str(tmp_path))
+    assert child.stdout is not None
+    path = Path(child.stdout.readline().strip())
+    child.kill()
+    child.wait()
+    seg = segments(path)[-1]
+    size = seg.stat().st_size
+    os.truncate(seg, size - 5)  # the last record loses its tail, as if the machine died mid-write
+    with caplog.at_level(logging.WARNING, logger="auditrail"):
+        spool = DiskSpool.open(tmp_path)
+    assert "torn record" in caplog.text
+    assert spool.truncated_bytes > 0
+    got = drain(spool)
+    assert [e.event_id for e in got] == [f"id-{i}" for i in range(99)]
+    assert got[5].actor == events[5].actor
+    spool.close()
+
+
+def test_corrupt_record_in_earlier_segment_is_reported_and_skipped(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    spool = DiskSpool(tmp_path, segment_bytes=4096)
+    ids = []
+    for i in range(200):
+        ev = make_event(i)
+        ids.append(ev.event_id)
+        spool.append(ev)
+    path = Path(spool.path)
+    os.close(spool._own.lock_fd)  # noqa: SLF001 - simulate death without cleanup
+    spool._own = None  # noqa: SLF001
+    segs = segments(path)
+    assert len(segs) >= 3
+    data = bytearray(segs[1].read_bytes())
+    data[200] ^= 0xFF  # flip a byte inside a record in the middle of the second segment
+    segs[1].write_bytes(bytes(data))
+    with caplog.at_level(logging.ERROR, logger="auditrail"):
+        reopened = DiskSpool.open(tmp_path, segment_bytes=4096)
+    assert "corrupt record" in caplog.text and "skipped" in caplog.text
+    assert reopened.corrupt_regions == 1
+    got = [e.event_id for e in drain(reopened)]
+    assert len(got) == len(set(got)) < 200
+    assert got[0] == ids[0] and got[-1] == ids[-1]  # the third segment onwards is still delivered
+    assert len(reopened) == 0
+    reopened.close()
+
+
+# --- fail_closed ------------------------------------------------------------------------------------
+
+
+class CountingSpool(DiskSpool):
+    """Counts real fdatasync calls (the hook every sync goes through)."""
+
+    def _fsync(self, fd: int) -> None:
+        self.fsync_calls = getattr(self, "fsync_calls", 0) + 1
+        super()._fsync(fd)
+
+
+def test_fail_closed_really_fsyncs_with_group_commit(tmp_path: Path) -> None:
+    spool = CountingSpool.open(tmp_path, mode="fail_closed")
+    spool.append(make_event(0))
+    assert spool.fsync_calls == 1  # returned only after its own fsync
+    threads = [threading.Thread(target=lambda: [spool.append(make_event(i)) for i in range(100)])
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(spool) == 801
+    assert spool._synced == spool._written == 801  # noqa: SLF001 - every append was covered by an fsync
+    assert spool.fsync_calls < 801  # concurrent appenders shared fsyncs
+    spool.close()
+
+
+def test_durable_flusher_syncs_within_50ms(tmp_path: Path) -> None:
+    spool = CountingSpool.open(tmp_path, mode="durable")
+    spool.append(make_event(0))
+    assert getattr(spool, "fsync_calls", 0) == 0  # not on the hot path
+    deadline = threading.Event()
+    deadline.wait(0.3)
+    assert spool.fsync_calls >= 1 and spool._synced == 1  # noqa: SLF001
+    spool.close()
+
+
+def test_fail_closed_unwritable_dir_raises(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SpoolWriteError) as info:
+        DiskSpool.open(blocker / "spool", mode="fail_closed")
+    assert str(blocker) in str(info.value) and "Not a directory" in str(info.value)
+
+
+def test_fail_closed_full_file_raises(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE makes write() fail with EFBIG at 64 KiB: a full disk, for this process only.
+    child = run_child("""
+        import resource, signal, sys
+        from auditrail.events import AuditEvent
+        from auditrail.spool_file import DiskSpool, SpoolWriteError
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+        for mode in ("fail_closed", "durable"):
+            spool = DiskSpool.open(sys.argv[1] + "/" + mode, mode=mode)
+            n = 0
+            try:
+                while n < 100000:
+                    spool.append(AuditEvent("prompt.update", payload='"%s"' % ("x" * 500)))
+                    n += 1
+                print("no error")
+            except SpoolWriteError as exc:
+                print(mode, n, len(spool), exc, flush=True)
+                # the failed record left no torn bytes: everything before it reads back
+                assert len(spool.peek(100000)) == n, "lost"
+    """, str(tmp_path), stderr=subprocess.PIPE)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    lines = out.splitlines()
+    # a partial write is undone and reported as ENOSPC; a write refused whole as EFBIG
+    too_big = ("File too large", "No space left on device")
+    assert lines[0].startswith("fail_closed ") and any(m in lines[0] for m in too_big) and ".seg" in lines[0]
+    n = int(lines[0].split()[1])
+    assert 50 < n < 130
+    assert lines[1].startswith("durable ") and any(m in lines[1] for m in too_big)
+    assert "cannot write an audit event to the spool" in err  # durable: loud in the log too
+
+
+def test_fail_closed_sync_error_refuses(tmp_path: Path) -> None:
+    class FailingSync(DiskSpool):
+        def _fsync(self, fd: int) -> None:
+            raise OSError(5, "Input/output error")
+
+    spool = FailingSync.open(tmp_path, mode="fail_closed")
+    with pytest.raises(SpoolWriteError, match="Input/output error") as info:
+        spool.append(make_event(0))
+    assert spool.path in str(info.value)
+    with pytest.raises(SpoolWriteError, match="refused"):
+        spool.append(make_event(1))
+    spool._fsync = lambda fd: None  # type: ignore[method-assign]  # noqa: SLF001 - let close() finish
+    spool.close()
+
+
+# --- adoption ---------------------------------------------------------------------------------------
+
+
+def test_live_spool_not_adopted_dead_one_adopted(tmp_path: Path) -> None:
+    child = run_child("""
+        import sys
+        from auditrail.events import AuditEvent
+        from auditrail.spool_file import DiskSpool
+        spool = DiskSpool.open(sys.argv[1])
+        for i in range(25):
+            spool.append(AuditEvent("crawl.run", event_id="child-%d" % i))
+        print(spool.path, flush=True)
+        sys.stdin.read()
+    """, str(tmp_path))
+    assert child.stdout is not None
+    child_dir = Path(child.stdout.readline().strip())
+    with DiskSpool.open(tmp_path) as mine:
+        assert len(mine) == 0 and mine.adopted_records == 0  # the child is alive: its lock is held
+        mine.append(make_event(0))
+    assert child_dir.exists()
+    child.kill()
+    child.wait()
+    with DiskSpool.open(tmp_path) as spool:
+        assert spool.adopted_records == 25 + 1
+        got = drain(spool)
+        assert [e.event_id for e in got if e.event_id.startswith("child-")] == [f"child-{i}" for i in range(25)]
+        assert not child_dir.exists()  # acknowledged: the adopted directory is gone
+    assert dirs(tmp_path) == []
+
+
+def test_adopted_events_come_first(tmp_path: Path) -> None:
+    old = DiskSpool.open(tmp_path)
+    old_events = [make_event(i) for i in range(5)]
+    for ev in old_events:
+        old.append(ev)
+    old.close()
+    with DiskSpool.open(tmp_path) as spool:
+        new = make_event(99)
+        spool.append(new)
+        assert len(spool) == 6
+        assert spool.peek(10) == [*old_events, new]
+        spool.ack(3)
+        spool.close()
+    with DiskSpool.open(tmp_path) as spool:
+        assert spool.peek(10) == [*old_events[3:], new]
+
+
+# --- disk cap ---------------------------------------------------------------------------------------
+
+
+def test_disk_cap_warns_then_refuses(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="auditrail"):
+        spool = DiskSpool.open(tmp_path, max_bytes=64 * 1024, segment_bytes=8192)
+        n = 0
+        with pytest.raises(SpoolFullError) as info:
+            while True:
+                spool.append(make_event(n))
+                n += 1
+    assert "full" in str(info.value) and str(tmp_path) in str(info.value)
+    assert spool.space_warnings == 1 and caplog.text.count("% full") == 1
+    assert spool.disk_bytes <= 64 * 1024 and len(spool) == n
+    # wait_for_space blocks until acknowledgements free a segment
+    assert spool.wait_for_space(0.05) is False
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(spool.wait_for_space(5)))
+    waiter.start()
+    spool.peek(n // 2)
+    spool.ack(n // 2)
+    waiter.join()
+    assert result == [True]
+    spool.append(make_event(-1))
+    drain(spool)
+    spool.append(make_event(-2))  # a later crossing warns again
+    assert spool.space_warnings == 1
+    for i in range(n - 5):
+        spool.append(make_event(i))
+    assert spool.space_warnings == 2
+    spool.close()
+
+
+# --- fork -------------------------------------------------------------------------------------------
+
+
+def test_after_fork_in_child_gets_own_spool(tmp_path: Path) -> None:
+    spool = DiskSpool.open(tmp_path)
+    parent_events = [make_event(i) for i in range(10)]
+    for ev in parent_events:
+        spool.append(ev)
+    parent_dir = spool.path
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            os.close(r)
+            spool.after_fork_in_child()
+            ok = spool.path != parent_dir and len(spool) == 0
+            for i in range(7):
+                spool.append(AuditEvent("crawl.run", event_id=f"fork-{i}"))
+            ok = ok and [e.event_id for e in spool.peek(100)] == [f"fork-{i}" for i in range(7)]
+            os.write(w, spool.path.encode())
+            spool.close()  # unacknowledged: the directory stays for adoption
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    os.close(w)
+    child_dir = os.read(r, 4096).decode()
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_dir and child_dir != parent_dir and os.path.isdir(child_dir)
+    # The parent keeps its lock (the child closed only its copy) and its events.
+    spool.append(make_event(10))
+    assert spool.peek(100)[:10] == parent_events and len(spool) == 11
+    with DiskSpool.open(tmp_path) as other:  # adopts the exited child's spool, not the live parent's
+        assert [e.event_id for e in drain(other)] == [f"fork-{i}" for i in range(7)]
+    assert os.path.isdir(parent_dir)
+    drain(spool)
+    spool.close()
