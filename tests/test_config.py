@@ -47,7 +47,7 @@ def error_of(text: str, *, check_targets: bool = False) -> str:
         ("context: {user: [x]}\nevents:\n" + GOOD_EVENT, r"context\.user: unknown key 'user'"),
         ("context: {actor: [param_name]}\nevents:\n" + GOOD_EVENT, r"context\.actor\[0\]: bad expression 'param_name': unknown name 'param_name' \(available: request\)"),
         ("redact: api_key\nevents:\n" + GOOD_EVENT, r"^audit\.yaml:1:9: redact: must be a list of strings"),
-        ("payload_max_bytes: 10\nevents:\n" + GOOD_EVENT, r"payload_max_bytes: must be an integer of at least 256"),
+        ("payload_max_bytes: 10\nevents:\n" + GOOD_EVENT, r"payload_max_bytes: must be a number of at least 256"),
         ("events:\n  - target: m:f\n    event: custom.act\n    payload: {before: x}\n    before: {y: z}\n", r"events\[0\]\.payload\.before: payload\.before clashes"),
         ("events:\n  - target: m:f\n    event: custom.act\n    actor: [1, 2]\n", r"events\[0\]\.actor: must be an expression \(a string\), not a list"),
         ("events:\n  - target: m:f\n    event: custom.act\n    payload: {a: 'call(x)'}\n", r'call\(\) needs a literal "module:function" first'),

@@ -30,10 +30,23 @@ def captured(tmp_path_factory):
         steps = run_scenario(f"http://127.0.0.1:{port}")
     finally:
         demo.stop_server(proc)  # SIGTERM, as a process manager would: queued events must still be flushed
-    records = [r for r in read_records([events]) if r["scope_name"] == "auditrail"]
-    for r in records:
+    everything = [r for r in read_records([events]) if r["scope_name"] == "auditrail"]
+    for r in everything:
         r["payload"] = json.loads(r["attributes"][semconv.PAYLOAD])
-    return steps, records
+    actions = [r for r in everything if r["event_name"] != "audit.checkpoint"]
+    return steps, actions, everything
+
+
+def test_the_stored_events_form_one_verified_chain_anchored_by_a_final_checkpoint(captured):
+    from auditrail.verify import verify_records
+
+    _, actions, everything = captured
+    report = verify_records(everything)
+    assert report.ok, report.render()
+    [chain] = report.chains.values()
+    assert chain.first_seq == 1 and chain.last_seq == len(everything)
+    assert everything[-1]["event_name"] == "audit.checkpoint"  # written at shutdown (SIGTERM)
+    assert everything[-1]["payload"]["seq"] == len(everything) - 1
 
 
 def of_type(records, event):
@@ -41,7 +54,7 @@ def of_type(records, event):
 
 
 def test_every_scenario_step_is_one_audit_event_and_every_category_is_covered(captured):
-    steps, records = captured
+    steps, records, _ = captured
     assert len(records) == len(steps) == 16
     names = {r["event_name"] for r in records}
     assert names == {
@@ -54,7 +67,7 @@ def test_every_scenario_step_is_one_audit_event_and_every_category_is_covered(ca
 
 
 def test_prompt_edits_chain_their_hashes_and_carry_editor_reason_and_client_ip(captured):
-    _, records = captured
+    records = captured[1]
     first, second = of_type(records, "prompt.update")
     assert first["payload"]["after"]["prompt_hash"] == second["payload"]["before"]["prompt_hash"]
     assert first["payload"]["before"]["prompt_hash"] != first["payload"]["after"]["prompt_hash"]
@@ -65,7 +78,7 @@ def test_prompt_edits_chain_their_hashes_and_carry_editor_reason_and_client_ip(c
 
 
 def test_crawls_record_trigger_pages_and_the_failed_run(captured):
-    _, records = captured
+    records = captured[1]
     crawls = of_type(records, "crawl.run")
     assert [c["payload"]["triggered_by"] for c in crawls] == ["schedule", "manual", "manual"]
     assert crawls[0]["attributes"][semconv.ACTOR_TYPE] == "service"
@@ -77,7 +90,7 @@ def test_crawls_record_trigger_pages_and_the_failed_run(captured):
 
 
 def test_billing_and_policy_edits_carry_before_and_after(captured):
-    _, records = captured
+    records = captured[1]
     plan = of_type(records, "billing.plan.change")[0]["payload"]
     assert plan["before"]["plan"] != plan["after"]["plan"]
     quota = of_type(records, "billing.quota.override")[0]["payload"]
@@ -92,7 +105,7 @@ def test_billing_and_policy_edits_carry_before_and_after(captured):
 
 
 def test_actions_while_impersonating_are_linked_to_the_session(captured):
-    _, records = captured
+    records = captured[1]
     start = of_type(records, "admin.impersonation.start")[0]
     end = of_type(records, "admin.impersonation.end")[0]
     session = start["payload"]["session"]
@@ -108,7 +121,7 @@ def test_actions_while_impersonating_are_linked_to_the_session(captured):
 
 
 def test_kill_switches_record_scope_feature_and_global_tenant(captured):
-    _, records = captured
+    records = captured[1]
     disables = of_type(records, "killswitch.disable")
     assert [d["attributes"][semconv.TENANT] for d in disables] == ["*", "globex"]
     assert disables[0]["payload"]["feature"] == "embed" and disables[0]["payload"]["scope"] == "*"

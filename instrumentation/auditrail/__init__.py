@@ -14,10 +14,12 @@ In code, for those who want it:
 
 from .api import audited, configure, emit, flush, impersonation
 from .context import audit_context, current_request
+from .pipeline import AuditUnavailable
 from .setup import shutdown
 from .version import __version__
 
 __all__ = [
+    "AuditUnavailable",
     "__version__",
     "audit_context",
     "audited",

@@ -293,6 +293,14 @@ class Chain:
         with self._lock:
             return self._chain_id, self._seq, self._head
 
+    def rewind(self, seq: int, head: str) -> None:
+        """Undo the links after (seq, head): their append to the spool failed, so no seq may be skipped.
+
+        Only valid when nothing else linked meanwhile: the pipeline links and appends under one lock.
+        """
+        with self._lock:
+            self._seq, self._head = seq, head
+
     def link(self, event: AuditEvent) -> None:
         """Give ``event`` the next seq and its chain attributes (set in ``event.extra``).
 

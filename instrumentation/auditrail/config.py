@@ -24,8 +24,9 @@ CONFIG_ENV = "AUDITRAIL_CONFIG"
 DEFAULT_CONFIG = "audit.yaml"
 DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
 
-TOP_KEYS = ("service_name", "delivery", "context", "redact", "payload_max_bytes", "resource", "events")
-DELIVERY_KEYS = ("mode", "spool_dir")
+TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "payload_max_bytes", "resource", "events")
+DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes")
+INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
 CONTEXT_KEYS = ("actor", "tenant", "source_ip")
 FIELD_KEYS = ("tenant", "actor", "reason", "source_ip", "approval_id", "when")
 PAYLOAD_KEYS = ("before", "after", "payload")
@@ -66,6 +67,16 @@ class DeliveryConfig:
 
     mode: str = "durable"
     spool_dir: str = ".auditrail/spool"
+    max_bytes: int = 1 << 30  # disk cap of the spool
+
+
+@dataclass
+class IntegrityConfig:
+    """`integrity:`: hash-chain checkpoints and the key that signs them."""
+
+    checkpoint_every: int = 1000  # events
+    checkpoint_seconds: float = 60.0
+    signing_key_file: str | None = None  # else AUDITRAIL_SIGNING_KEY(_FILE), else a generated key (warned)
 
 
 @dataclass
@@ -75,6 +86,7 @@ class AuditConfig:
     path: str | None = None
     service_name: str = "unknown_service"
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
     context: dict[str, list[Expression]] = field(default_factory=dict)
     redact: list[str] = field(default_factory=list)
     payload_max_bytes: int = DEFAULT_MAX_BYTES
@@ -185,13 +197,11 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     if "service_name" in root:
         cfg.service_name = _string(doc, ("service_name",), root["service_name"])
     cfg.delivery = _delivery(doc, root.get("delivery"))
+    cfg.integrity = _integrity(doc, root.get("integrity"))
     cfg.context = _context(doc, root.get("context"))
     cfg.redact = _string_list(doc, ("redact",), root.get("redact", []))
     if "payload_max_bytes" in root:
-        value = root["payload_max_bytes"]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 256:
-            raise doc.error(("payload_max_bytes",), "must be an integer of at least 256")
-        cfg.payload_max_bytes = value
+        cfg.payload_max_bytes = _number(doc, ("payload_max_bytes",), root["payload_max_bytes"], int, 256)
     resource = root.get("resource", {})
     if not isinstance(resource, dict):
         raise doc.error(("resource",), "must be a mapping of resource attribute names to values")
@@ -241,7 +251,32 @@ def _delivery(doc: _Located, value: Any) -> DeliveryConfig:
         delivery.mode = value["mode"]
     if "spool_dir" in value:
         delivery.spool_dir = _string(doc, ("delivery", "spool_dir"), value["spool_dir"])
+    if "max_bytes" in value:
+        delivery.max_bytes = _number(doc, ("delivery", "max_bytes"), value["max_bytes"], int, 1 << 20)
     return delivery
+
+
+def _integrity(doc: _Located, value: Any) -> IntegrityConfig:
+    integrity = IntegrityConfig()
+    if value is None:
+        return integrity
+    if not isinstance(value, dict):
+        raise doc.error(("integrity",), "must be a mapping such as {checkpoint_every: 1000, checkpoint_seconds: 60}")
+    _known_keys(doc, ("integrity",), value, INTEGRITY_KEYS)
+    if "checkpoint_every" in value:
+        integrity.checkpoint_every = _number(doc, ("integrity", "checkpoint_every"), value["checkpoint_every"], int, 1)
+    if "checkpoint_seconds" in value:
+        integrity.checkpoint_seconds = float(
+            _number(doc, ("integrity", "checkpoint_seconds"), value["checkpoint_seconds"], (int, float), 0.01))
+    if "signing_key_file" in value:
+        integrity.signing_key_file = _string(doc, ("integrity", "signing_key_file"), value["signing_key_file"])
+    return integrity
+
+
+def _number(doc: _Located, path: Path_, value: Any, kind: Any, minimum: float) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+        raise doc.error(path, f"must be a number of at least {minimum:g}")
+    return value
 
 
 def _context(doc: _Located, value: Any) -> dict[str, list[Expression]]:

@@ -26,13 +26,19 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
 from . import semconv
+from .chain import Chain
 from .events import AuditEvent, severity_for
+from .signing import Signer
 from .spool import MemorySpool, Spool
 from .version import __version__
 
 _log = logging.getLogger("auditrail")
 
 _SEVERITY = {n: SeverityNumber(n) for n in (9, 13)}
+
+
+class AuditUnavailable(RuntimeError):
+    """delivery.mode fail_closed: the action is refused because its audit event cannot be recorded."""
 
 
 def to_log_record(event: AuditEvent, resource: Resource, scope: InstrumentationScope) -> ReadableLogRecord:
@@ -65,8 +71,22 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         max_batch: int = 512,
         schedule_delay: float = 0.2,
         max_backoff: float = 30.0,
+        chain: Chain | None = None,
+        signer: Signer | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 60.0,
     ) -> None:
         self.resource = resource or Resource.create({})
+        # Tamper evidence: every event is linked into `chain` as it enters the spool, under one lock so
+        # that seq order is spool order; a signed checkpoint anchors the head every N events / T seconds.
+        self.chain = chain
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+        self.checkpoints = 0
+        self._append_lock = threading.Lock()
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
         self.scope = InstrumentationScope(semconv.SCOPE_NAME, __version__)
         self.exporter = exporter
         self.spool: Spool = spool or MemorySpool()
@@ -95,11 +115,59 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
 
     def submit(self, event: AuditEvent) -> None:
         """Hot path: hand an event to the spool and nudge the worker when a batch is ready."""
+        chain = self.chain
+        if chain is None:
+            size = self.spool.append(event)
+        else:
+            with self._append_lock:
+                seq, head = chain.seq, chain.head
+                chain.link(event)
+                try:
+                    size = self.spool.append(event)
+                except BaseException:
+                    chain.rewind(seq, head)  # not stored: its seq is given to the next event, leaving no gap
+                    raise
+                self._since_checkpoint += 1
+            if self._since_checkpoint >= self.checkpoint_every:
+                size = self.max_batch  # wake the worker: it writes the checkpoint
         # Only on crossing the threshold: the worker drains all it finds, and a notify per call while
         # it works would make every audited call take the condition's lock.
-        if self.spool.append(event) == self.max_batch:
+        if size == self.max_batch:
             with self._wake:
                 self._wake.notify()
+
+    def check_recordable(self) -> None:
+        """Raise AuditUnavailable when the spool would refuse an event (fail_closed, before the action)."""
+        reason = self.spool.refusal()
+        if reason is not None:
+            raise AuditUnavailable(f"auditrail (fail_closed): action refused, its audit event cannot be recorded: {reason}")
+
+    def checkpoint(self) -> AuditEvent | None:
+        """Sign the chain head into an `audit.checkpoint` event (when events came since the last one)."""
+        chain, signer = self.chain, self.signer
+        if chain is None or signer is None:
+            return None
+        with self._append_lock:
+            if not self._since_checkpoint:
+                return None
+            seq, head = chain.seq, chain.head
+            event = chain.checkpoint(signer)
+            try:
+                self.spool.append(event)
+            except Exception:  # noqa: BLE001 - the next checkpoint will anchor these events
+                chain.rewind(seq, head)
+                _log.exception("auditrail: could not store a checkpoint")
+                return None
+            self._since_checkpoint = 0
+            self._last_checkpoint = time.monotonic()
+            self.checkpoints += 1
+            return event
+
+    def _checkpoint_due(self) -> bool:
+        return bool(self._since_checkpoint) and (
+            self._since_checkpoint >= self.checkpoint_every
+            or time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
+        )
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Wait until every queued event was exported; False on timeout."""
@@ -119,6 +187,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         if self._shutdown:
             return
         self._shutdown = True
+        self.checkpoint()  # anchor the tail, so a later truncation is detectable
         flushed = self.force_flush(timeout_millis)
         if not flushed:
             _log.error("auditrail: %d audit events not exported at shutdown", len(self.spool))
@@ -142,6 +211,11 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         if self._shutdown:
             return
         self.spool.after_fork_in_child()
+        self._append_lock = threading.Lock()
+        if self.chain is not None:
+            # One chain per emitter: a child continuing the parent's chain would fork it (two seq N).
+            self.chain = Chain()
+            self._since_checkpoint = 0
         self._wake = threading.Condition(threading.Lock())
         self._idle = threading.Condition(threading.Lock())
         self._start_worker()
@@ -152,6 +226,8 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             with self._wake:
                 if not self._stopping and len(self.spool) < self.max_batch:
                     self._wake.wait(backoff or self.schedule_delay)
+            if self.signer is not None and self._checkpoint_due():
+                self.checkpoint()
             batch = self.spool.peek(self.max_batch)
             if not batch:
                 self._notify_idle()

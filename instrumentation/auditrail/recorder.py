@@ -66,8 +66,11 @@ class Recorder:
         policy: PayloadPolicy | None = None,
         sources: ContextSources | None = None,
         counters: Counters | None = None,
+        fail_closed: bool = False,
     ) -> None:
         self.provider = provider
+        # fail_closed: an action whose event cannot be recorded is refused (AuditUnavailable).
+        self.fail_closed = fail_closed
         self.policy = policy or PayloadPolicy()
         self.sources = sources or ContextSources()
         self.counters = counters or Counters()

@@ -14,20 +14,39 @@ from .exporters import make_exporter
 from .payload import PayloadPolicy
 from .pipeline import AuditLoggerProvider
 from .recorder import ContextSources, Recorder
-from .spool import MemorySpool, Spool
+from .chain import Chain
+from .signing import Signer, load_signer
+from .spool import MemorySpool, RefusingSpool, Spool
+from .spool_file import DiskSpool
 
 _log = logging.getLogger("auditrail")
 
 
 def make_spool(config: AuditConfig) -> Spool:
-    """The spool for `delivery.mode` (the on-disk spool is the delivery layer's; best_effort is memory)."""
-    if config.delivery.mode != "best_effort":
-        _log.warning(
-            "auditrail: delivery.mode=%s needs the on-disk spool, which this build does not have yet; "
-            "buffering audit events in memory (best_effort)",
-            config.delivery.mode,
-        )
-    return MemorySpool()
+    """The spool for `delivery.mode`: on disk for durable and fail_closed, memory for best_effort."""
+    delivery = config.delivery
+    if delivery.mode == "best_effort":
+        return MemorySpool()
+    try:
+        return DiskSpool.open(delivery.spool_dir, mode=delivery.mode, max_bytes=delivery.max_bytes)
+    except OSError as exc:
+        if delivery.mode == "fail_closed":
+            _log.error("auditrail: %s; fail_closed: every audited action will be refused", exc)
+            return RefusingSpool(str(exc))
+        # durable: the app must run; say loudly that a crash would now lose events.
+        _log.error("auditrail: %s; keeping audit events in memory only (a crash would lose them)", exc)
+        return MemorySpool()
+
+
+def make_chain(config: AuditConfig) -> tuple[Chain, Signer | None]:
+    """A new hash chain for this process and the key that signs its checkpoints."""
+    spool_dir = None if config.delivery.mode == "best_effort" else config.delivery.spool_dir
+    try:
+        signer = load_signer(config.integrity.signing_key_file, spool_dir=spool_dir)
+    except (OSError, ValueError) as exc:
+        _log.error("auditrail: no signing key (%s); checkpoints are not written", exc)
+        signer = None
+    return Chain(), signer
 
 
 def configure(config: AuditConfig | None = None, *, exporter: LogRecordExporter | None = None) -> Recorder:
@@ -36,15 +55,21 @@ def configure(config: AuditConfig | None = None, *, exporter: LogRecordExporter 
     attributes = dict(config.resource)
     if not os.environ.get("OTEL_SERVICE_NAME"):
         attributes[SERVICE_NAME] = config.service_name
+    chain, signer = make_chain(config)
     provider = AuditLoggerProvider(
         exporter or make_exporter(),
         resource=Resource.create(attributes),
         spool=make_spool(config),
+        chain=chain,
+        signer=signer,
+        checkpoint_every=config.integrity.checkpoint_every,
+        checkpoint_seconds=config.integrity.checkpoint_seconds,
     )
     recorder = Recorder(
         provider,
         policy=PayloadPolicy(config.redact, config.payload_max_bytes),
         sources=ContextSources(**{k: v for k, v in config.context.items()}),
+        fail_closed=config.delivery.mode == "fail_closed",
     )
     previous = runtime.set_recorder(recorder)
     if previous is not None:

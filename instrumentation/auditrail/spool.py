@@ -38,6 +38,40 @@ class Spool(Protocol):
     def after_fork_in_child(self) -> None:
         """In a forked child: give up what the parent had queued (the parent delivers it)."""
 
+    def refusal(self) -> str | None:
+        """Why an append would fail right now (fail_closed asks before the audited action runs), or None."""
+
+
+class RefusingSpool:
+    """The spool of a fail_closed process whose spool could not be opened: every action is refused."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def append(self, event: AuditEvent) -> int:
+        """Refuse."""
+        raise OSError(self.reason)
+
+    def peek(self, max_items: int) -> list[AuditEvent]:
+        """Nothing stored."""
+        return []
+
+    def ack(self, count: int) -> None:
+        """Nothing stored."""
+
+    def __len__(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def after_fork_in_child(self) -> None:
+        """Still refusing."""
+
+    def refusal(self) -> str | None:
+        """Always the reason it could not be opened."""
+        return self.reason
+
 
 class MemorySpool:
     """In-memory spool for `best_effort` mode: bounded, and loud when it has to drop."""
@@ -90,6 +124,10 @@ class MemorySpool:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def refusal(self) -> str | None:
+        """Memory never refuses (over its cap it drops the oldest, loudly)."""
+        return None
 
     def after_fork_in_child(self) -> None:
         """Drop the copy of the parent's queue, and take a fresh lock (the parent's may have been held)."""

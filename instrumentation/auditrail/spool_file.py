@@ -585,6 +585,14 @@ class DiskSpool:
         with self._space:
             self._space.notify_all()
 
+    def refusal(self) -> str | None:
+        """Why an append would be refused now: a damaged spool, or one at its disk cap."""
+        if self._broken is not None:
+            return str(self._broken)
+        if self._disk_bytes >= self.max_bytes:
+            return f"spool {self.spool_dir} is full ({self._disk_bytes} of max_bytes {self.max_bytes} bytes)"
+        return None
+
     def wait_for_space(self, timeout: float | None = None) -> bool:
         """Block until the spool is under its cap (acks freed a segment); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout

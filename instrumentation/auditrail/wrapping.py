@@ -22,6 +22,7 @@ from .context import current_request
 from .events import default_risk
 from .codegen import RECORD_FIELDS, generate
 from .expressions import CALL_NAMES, Expression
+from .pipeline import AuditUnavailable
 from .semconv import ACTOR_TYPES
 
 _log = logging.getLogger("auditrail")
@@ -154,7 +155,12 @@ class AuditWrapper:
         return result
 
     def _start(self, recorder: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Evaluate `before` (guarded: a failure here only empties fields). Returns the call's state."""
+        """Evaluate `before` (guarded: a failure here only empties fields). Returns the call's state.
+
+        fail_closed: raises AuditUnavailable when the event could not be recorded; the target never runs.
+        """
+        if recorder.fail_closed:
+            recorder.provider.check_recordable()
         gen = self._gen
         if gen is not None:
             try:
@@ -209,7 +215,12 @@ class AuditWrapper:
                     return
                 values = self._one_by_one(recorder, ns)
             self._emit(recorder, values, before, error)
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
+            if recorder.fail_closed and isinstance(exc, OSError) and error is None:
+                # The action ran but its event could not be made durable: the caller must know.
+                raise AuditUnavailable(
+                    f"auditrail (fail_closed): {self.spec.event} ran but its audit event could not be recorded: {exc}"
+                ) from exc
             recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
 
     def _emit(self, recorder: Any, values: tuple[Any, ...], before: Any, error: BaseException | None) -> None:
