@@ -37,7 +37,7 @@ class Received:
 class OTLPHttpReceiver:
     """POST /v1/logs with application/x-protobuf (optionally gzip), answering 200 like a collector."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.received = Received()
         received = self.received
 
@@ -64,7 +64,7 @@ class OTLPHttpReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -89,7 +89,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         self._last_checkpoint = time.monotonic()
         self.scope = InstrumentationScope(semconv.SCOPE_NAME, __version__)
         self.exporter = exporter
-        self.spool: Spool = spool or MemorySpool()
+        self.spool: Spool = spool if spool is not None else MemorySpool()  # (an empty spool is falsy)
         self.max_batch = max_batch
         self.schedule_delay = schedule_delay
         self.max_backoff = max_backoff
