@@ -603,7 +603,10 @@ def main(argv: list[str] | None = None) -> int:
             profiled, profile_text = profile_audited(setup, args, opts.profile) if opts.profile else (0, "")
             provider = setup.recorder.provider
             provider.force_flush(60_000)
-            exported, dropped = setup.audit_exporter.count, getattr(provider.spool, "dropped", 0)
+            # Signed checkpoints (every 1000 events and each minute) are exported beside the events.
+            checkpoints = provider.checkpoints
+            exported = setup.audit_exporter.count - checkpoints
+            dropped = getattr(provider.spool, "dropped", 0)
             # Every call of the audited method that should have produced an event (timed, breakdown, profile).
             audited_calls = sum(v.calls for v in variants if v.key.startswith("audited")) + emitted + profiled
             counters = setup.recorder.counters
@@ -627,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     if profile_text:
         print(profile_text.rstrip())
     expected = audited_calls
-    print(f"\naudited events exported: {exported} for {expected} audited calls "
+    print(f"\naudited events exported: {exported} for {expected} audited calls, plus {checkpoints} checkpoints "
           f"(spool dropped {dropped}, capture/extractor errors {errors}); "
           f"emit->Batch exported {setup.batch_exporter.count}, emit->Simple exported {setup.simple_exporter.count}")
     if exported != expected or dropped or errors:

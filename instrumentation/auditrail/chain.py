@@ -301,11 +301,12 @@ class Chain:
         with self._lock:
             self._seq, self._head = seq, head
 
-    def link(self, event: AuditEvent) -> None:
+    def link(self, event: AuditEvent) -> tuple[int, str]:
         """Give ``event`` the next seq and its chain attributes (set in ``event.extra``).
 
         Call it in the order events are appended to the spool (under the same lock, or from the one thread
-        that appends), so seq order is append order. The event must not change afterwards.
+        that appends), so seq order is append order. The event must not change afterwards. Returns the
+        state before it, for :meth:`rewind` should storing the event fail.
         """
         chain_id = self._chain_id
         fields, plain = _event_fields(event, chain_id, 0, GENESIS_HASH)  # seq and prev are set below
@@ -324,6 +325,7 @@ class Chain:
         extra[semconv.CHAIN_SEQ] = seq
         extra[semconv.CHAIN_PREV] = prev
         extra[semconv.CHAIN_HASH] = digest
+        return seq - 1, prev
 
     def checkpoint(
         self,

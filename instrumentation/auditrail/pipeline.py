@@ -120,16 +120,15 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             size = self.spool.append(event)
         else:
             with self._append_lock:
-                seq, head = chain.seq, chain.head
-                chain.link(event)
+                before = chain.link(event)
                 try:
                     size = self.spool.append(event)
                 except BaseException:
-                    chain.rewind(seq, head)  # not stored: its seq is given to the next event, leaving no gap
+                    chain.rewind(*before)  # not stored: its seq goes to the next event, leaving no gap
                     raise
                 self._since_checkpoint += 1
-            if self._since_checkpoint >= self.checkpoint_every:
-                size = self.max_batch  # wake the worker: it writes the checkpoint
+            if self._since_checkpoint == self.checkpoint_every and self.signer is not None:
+                size = self.max_batch  # wake the worker (once, on crossing): it writes the checkpoint
         # Only on crossing the threshold: the worker drains all it finds, and a notify per call while
         # it works would make every audited call take the condition's lock.
         if size == self.max_batch:
