@@ -113,7 +113,14 @@ def show_events(path: Path) -> None:
 
         # Piped (CI logs, `| less`): rich would assume 80 columns; give the table room instead.
         console = Console() if sys.stdout.isatty() else Console(width=200)
-        count = render_table(read_records([path]), console=console)
+        count = render_table((r for r in read_records([path]) if r["event_name"] != "audit.checkpoint"),
+                             console=console)
+        from auditrail.verify import verify_records
+
+        report = verify_records(read_records([path]))
+        chains = ", ".join(f"{c.events} events, seq {c.first_seq}-{c.last_seq}, {c.checkpoints} signed checkpoint(s)"
+                           for c in report.chains.values())
+        print(f"verify: {'OK' if report.ok else 'PROBLEMS'} ({chains}); `auditrail verify {path}` for details")
     print(f"{count} audit events in {path}")
 
 
