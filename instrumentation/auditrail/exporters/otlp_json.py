@@ -376,6 +376,15 @@ def _go_escape(match: re.Match[bytes]) -> bytes:
     return _GO_ESCAPES[match.group()]
 
 
+def _uint64_member(template: bytes, label: str, value: Any) -> bytes:
+    """A fixed64 member as pdata writes it (a decimal string; 0, the default, is left out)."""
+    if type(value) is not int:
+        value = operator.index(value)  # as protobuf: 1.0 or "" raise
+    if value < 0 or value >= _UINT64_END:
+        raise ValueError(f"{label} out of range: {value}")
+    return template % value if value else b""
+
+
 def _cached(cache: dict[int, tuple[Any, ...]], obj: Any, build: Any) -> tuple[bytes, bytes, int]:
     """`build(obj)`, cached by identity (the entry keeps `obj` alive, so its id cannot be reused)."""
     entry = cache.get(id(obj))
@@ -436,23 +445,11 @@ def _encode_record(record: ReadableLogRecord) -> bytes:
     append = parts.append
     # Integer fields: None is unset, anything else goes through __index__ (so 1.0 or "" raise, as in
     # protobuf), and 0 is the default pdata leaves out.
-    value: Any = log.timestamp
-    if value is not None:
-        if type(value) is not int:
-            value = operator.index(value)
-        if value < 0 or value >= _UINT64_END:
-            raise ValueError(f"timestamp out of range: {value}")
-        if value:
-            append(b',"timeUnixNano":"%d"' % value)
-    value = log.observed_timestamp
-    if value is not None:
-        if type(value) is not int:
-            value = operator.index(value)
-        if value < 0 or value >= _UINT64_END:
-            raise ValueError(f"observed_timestamp out of range: {value}")
-        if value:
-            append(b',"observedTimeUnixNano":"%d"' % value)
-    value = log.severity_number
+    for template, label, value in ((b',"timeUnixNano":"%d"', "timestamp", log.timestamp),
+                                   (b',"observedTimeUnixNano":"%d"', "observed_timestamp", log.observed_timestamp)):
+        if value is not None and (member := _uint64_member(template, label, value)):
+            append(member)  # (never an empty part: the first part's comma is stripped later)
+    value: Any = log.severity_number
     if value is not None:
         entry = _severity_members.get(id(value))
         if entry is None or entry[0] is not value:
