@@ -69,6 +69,7 @@ sys.path.insert(0, str(_HERE.parent / "tests"))  # tests/otlp_receiver.py
 
 from overhead import (  # noqa: E402
     APP_MODULE,
+    EVENTS_YAML,
     DiscardExporter,
     _emit_body,
     _emit_names,
@@ -85,19 +86,8 @@ MODES = ("best_effort", "durable", "fail_closed")
 
 def audit_yaml(mode: str, spool_dir: Path, key_file: Path) -> str:
     """overhead.py's prompt.update event, with the delivery mode under test and a configured key."""
-    return f"""\
-service_name: delivery-bench
-delivery: {{mode: {mode}, spool_dir: "{spool_dir}"}}
-integrity: {{signing_key_file: "{key_file}"}}
-events:
-  - target: {APP_MODULE}:AuditedPromptStore.update
-    event: prompt.update
-    tenant: tenant_id
-    actor: editor
-    reason: reason
-    before: {{prompt_hash: sha256(self.get(tenant_id))}}
-    after: {{prompt_hash: sha256(new_text)}}
-"""
+    return (f'service_name: delivery-bench\ndelivery: {{mode: {mode}, spool_dir: "{spool_dir}"}}\n'
+            f'integrity: {{signing_key_file: "{key_file}"}}\n' + EVENTS_YAML)
 
 
 class Bench:

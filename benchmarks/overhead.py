@@ -107,10 +107,8 @@ class {name}:
 '''
 _CLASSES = ("PromptStore", "PassthroughPromptStore", "AuditedPromptStore")
 
-# DESIGN.md's prompt.update example (risk defaults to high for prompt.update).
-AUDIT_YAML = f"""\
-service_name: overhead-bench
-delivery: {{mode: best_effort}}
+# DESIGN.md's prompt.update example (risk defaults to high for prompt.update); delivery.py reuses it.
+EVENTS_YAML = f"""\
 events:
   - target: {APP_MODULE}:AuditedPromptStore.update
     event: prompt.update
@@ -120,6 +118,7 @@ events:
     before: {{prompt_hash: sha256(self.get(tenant_id))}}
     after: {{prompt_hash: sha256(new_text)}}
 """
+AUDIT_YAML = "service_name: overhead-bench\ndelivery: {mode: best_effort}\n" + EVENTS_YAML
 
 
 class DiscardExporter(LogRecordExporter):
