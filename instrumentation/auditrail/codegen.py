@@ -32,12 +32,11 @@ _RESERVED = frozenset({"result", "error", "request", "self", "cls"})
 
 
 class Generated:
-    """The compiled functions for one target, and what each expression index stands for."""
+    """The compiled functions for one target."""
 
-    def __init__(self, before: Callable[..., Any] | None, after: Callable[..., Any], labels: list[str]) -> None:
+    def __init__(self, before: Callable[..., Any] | None, after: Callable[..., Any]) -> None:
         self.before = before
         self.after = after
-        self.labels = labels  # index -> "before.prompt_hash", for failure messages
 
 
 def generate(spec: EventSpec, fn: Callable[..., Any], kind: str,
@@ -72,7 +71,7 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str,
     namespace: dict[str, Any] = {**_GLOBALS, **defaults, "__request": current_request, "Exception": Exception,
                                  "__fail": lambda rec, i, exc: on_failure(rec, labels[i], exprs[i], exc)}
     exec(compile("".join(sources), f"<auditrail {spec.target}>", "exec"), namespace)  # noqa: S102 - checked ASTs
-    return Generated(namespace.get("before"), namespace["after"], labels)
+    return Generated(namespace.get("before"), namespace["after"])
 
 
 class _Code:

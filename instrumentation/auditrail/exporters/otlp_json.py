@@ -376,6 +376,15 @@ def _go_escape(match: re.Match[bytes]) -> bytes:
     return _GO_ESCAPES[match.group()]
 
 
+def _append_string_member(parts: list[bytes], member: bytes, value: Any) -> None:
+    """A string member as pdata writes it (checked like protobuf; the empty default is left out)."""
+    if type(value) is not str:
+        value = _string_field(value)
+    if value:
+        parts.append(member)
+        parts.append(_dumps(value))
+
+
 def _uint64_member(template: bytes, label: str, value: Any) -> bytes:
     """A fixed64 member as pdata writes it (a decimal string; 0, the default, is left out)."""
     if type(value) is not int:
@@ -456,13 +465,8 @@ def _encode_record(record: ReadableLogRecord) -> bytes:
             entry = _severity_member(value)
         if entry[1]:
             append(entry[1])
-    value = log.severity_text
-    if value is not None:
-        if type(value) is not str:
-            value = _string_field(value)
-        if value:
-            append(b',"severityText":')
-            append(_dumps(value))
+    if log.severity_text is not None:
+        _append_string_member(parts, b',"severityText":', log.severity_text)
     value = log.body
     if type(value) is str:
         append(b',"body":{"stringValue":')
@@ -504,13 +508,8 @@ def _encode_record(record: ReadableLogRecord) -> bytes:
             append(b',"spanId":"%016x"' % value)
         else:
             append(b',"spanId":"%s"' % value.to_bytes(length=8, byteorder="big", signed=False).hex().encode())
-    value = log.event_name
-    if value is not None:
-        if type(value) is not str:
-            value = _string_field(value)
-        if value:
-            append(b',"eventName":')
-            append(_dumps(value))
+    if log.event_name is not None:
+        _append_string_member(parts, b',"eventName":', log.event_name)
     parts[1] = parts[1][1:]  # no comma before the first member (body is always there)
     append(b"}")
     return b"".join(parts)
