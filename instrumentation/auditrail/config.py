@@ -238,13 +238,19 @@ def _string_list(doc: _Located, path: Path_, value: Any) -> list[str]:
     return list(value)
 
 
+def _section(doc: _Located, name: str, value: Any, allowed: tuple[str, ...], example: str) -> dict[Any, Any]:
+    """A top-level mapping section, checked for shape and unknown keys ({} when absent)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise doc.error((name,), f"must be a mapping {example}")
+    _known_keys(doc, (name,), value, allowed)
+    return value
+
+
 def _delivery(doc: _Located, value: Any) -> DeliveryConfig:
     delivery = DeliveryConfig()
-    if value is None:
-        return delivery
-    if not isinstance(value, dict):
-        raise doc.error(("delivery",), "must be a mapping such as {mode: durable, spool_dir: .auditrail/spool}")
-    _known_keys(doc, ("delivery",), value, DELIVERY_KEYS)
+    value = _section(doc, "delivery", value, DELIVERY_KEYS, "such as {mode: durable, spool_dir: .auditrail/spool}")
     if "mode" in value:
         if value["mode"] not in DELIVERY_MODES:
             raise doc.error(("delivery", "mode"), f"must be one of {', '.join(DELIVERY_MODES)}, not {value['mode']!r}")
@@ -258,11 +264,7 @@ def _delivery(doc: _Located, value: Any) -> DeliveryConfig:
 
 def _integrity(doc: _Located, value: Any) -> IntegrityConfig:
     integrity = IntegrityConfig()
-    if value is None:
-        return integrity
-    if not isinstance(value, dict):
-        raise doc.error(("integrity",), "must be a mapping such as {checkpoint_every: 1000, checkpoint_seconds: 60}")
-    _known_keys(doc, ("integrity",), value, INTEGRITY_KEYS)
+    value = _section(doc, "integrity", value, INTEGRITY_KEYS, "such as {checkpoint_every: 1000, checkpoint_seconds: 60}")
     if "checkpoint_every" in value:
         integrity.checkpoint_every = _number(doc, ("integrity", "checkpoint_every"), value["checkpoint_every"], int, 1)
     if "checkpoint_seconds" in value:
@@ -280,11 +282,7 @@ def _number(doc: _Located, path: Path_, value: Any, kind: Any, minimum: float) -
 
 
 def _context(doc: _Located, value: Any) -> dict[str, list[Expression]]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise doc.error(("context",), "must be a mapping with actor, tenant and/or source_ip")
-    _known_keys(doc, ("context",), value, CONTEXT_KEYS)
+    value = _section(doc, "context", value, CONTEXT_KEYS, "with actor, tenant and/or source_ip")
     out: dict[str, list[Expression]] = {}
     for key, sources in value.items():
         items = sources if isinstance(sources, list) else [sources]
