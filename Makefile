@@ -22,7 +22,7 @@ test: install lint
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check instrumentation tests examples benchmarks
+	$(BIN)/ruff check instrumentation storage tests examples benchmarks
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py

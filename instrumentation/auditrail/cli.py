@@ -8,8 +8,25 @@ import sys
 from .version import __version__
 
 
+# Subcommands of the store (storage/auditrail_store): imported only when used, so the instrumentation
+# side never loads the ClickHouse engine.
+STORE_COMMANDS = {
+    "serve": "run the store service (OTLP/HTTP ingest, exports, verify)",
+    "migrate": "create or upgrade the ClickHouse schema",
+    "export": "export one tenant's events as CSV/JSON/NDJSON",
+    "tokens": "create, list and revoke API tokens",
+    "retention": "per-tenant retention and legal hold",
+    "archive": "archive one tenant-month as Parquet to S3-compatible storage",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `auditrail`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and (argv[0] in STORE_COMMANDS or (argv[0] == "verify" and _store_verify(argv[1:]))):
+        from auditrail_store.cli import main as store_main
+
+        return store_main(argv)
     parser = argparse.ArgumentParser(prog="auditrail", description="auditrail: audit logging on OpenTelemetry.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -23,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_argument("rest", nargs=argparse.REMAINDER)
     check = sub.add_parser("check", help="validate an audit.yaml and its targets")
     check.add_argument("config", nargs="?", help="path (default: $AUDITRAIL_CONFIG or ./audit.yaml)")
+    for name, text in STORE_COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "show":
         from .show import main_show
@@ -39,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     from .launcher import main as launcher_main
 
     return launcher_main(["--check", *(["--config", args.config] if args.config else [])])
+
+
+def _store_verify(args: list[str]) -> bool:
+    """`verify --tenant T` checks stored events; `verify FILE...` stays with the file verifier."""
+    return any(a == "--tenant" or a.startswith("--tenant=") for a in args)
 
 
 if __name__ == "__main__":
