@@ -37,18 +37,21 @@ def make_exporter(spec: str | None = None) -> LogRecordExporter:
 
 
 def _otlp_exporter() -> LogRecordExporter:
-    """The SDK's OTLP log exporter for the protocol the standard OTEL_EXPORTER_OTLP_* variables choose."""
+    """The OTLP log exporter for the protocol the standard OTEL_EXPORTER_OTLP_* variables choose.
+
+    http/json is sent as http/protobuf (the SDK has no JSON encoder): every OTLP/HTTP receiver takes both.
+    """
     protocol = (
         os.environ.get("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "http/protobuf"
     ).strip()
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
+        from .otlp import GrpcEventExporter
 
-        return GrpcExporter()
+        return GrpcEventExporter()
     if protocol in ("http/protobuf", "http/json"):
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
+        from .otlp import HttpEventExporter
 
-        return HttpExporter()
+        return HttpEventExporter()
     raise ExporterError(f"OTLP protocol {protocol!r} is not supported: use grpc or http/protobuf")

@@ -706,16 +706,26 @@ class OTLPJsonLinesExporter(LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         """Write ``batch`` as one line; FAILURE (logged, never raised) when it cannot be encoded or written."""
+        ok = self._write(batch, lambda: _encode_batch(batch, b"\n"))
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+    def export_events(self, events: Sequence[Any], resource: Any, scope: Any) -> bool:
+        """Write audit events as one line, encoded straight from them (no SDK LogRecord objects in between)."""
+        from ..pipeline import event_view  # (pipeline imports this package)
+
+        return self._write(events, lambda: _encode_batch([event_view(e, resource, scope) for e in events], b"\n"))
+
+    def _write(self, batch: Sequence[Any], encode: Callable[[], bytes]) -> bool:
         if self._shutdown:
             _logger.warning("OTLPJsonLinesExporter for %s is shut down; dropping %d records", self._path, len(batch))
-            return LogRecordExportResult.FAILURE
+            return False
         if not batch:
-            return LogRecordExportResult.SUCCESS
+            return True
         try:
-            line = _encode_batch(batch, b"\n")
+            line = encode()
         except Exception:  # noqa: BLE001 - an exporter must not raise into the SDK or the app
             _logger.exception("cannot encode %d log records as OTLP/JSON", len(batch))
-            return LogRecordExportResult.FAILURE
+            return False
         with self._lock:
             try:
                 stream = self._open()
@@ -729,8 +739,8 @@ class OTLPJsonLinesExporter(LogRecordExporter):
                 _logger.exception("cannot write %d log records to %s", len(batch), self._path)
                 # A failed write may have left half a line; reopening terminates it before the next one.
                 self._close_quietly()
-                return LogRecordExportResult.FAILURE
-        return LogRecordExportResult.SUCCESS
+                return False
+        return True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush buffered bytes to the OS (each export already flushes); False if that fails."""
