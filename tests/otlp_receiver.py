@@ -5,9 +5,14 @@ They decode with opentelemetry-proto's own types, so what they record is exactly
 
 from __future__ import annotations
 
+import datetime
 import gzip
+import ipaddress
+import ssl
 import threading
 from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -34,10 +39,75 @@ class Received:
             return [lr for req in self.requests for rl in req.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
 
 
-class OTLPHttpReceiver:
-    """POST /v1/logs with application/x-protobuf (optionally gzip), answering 200 like a collector."""
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a throwaway CA, a server certificate for 127.0.0.1 and a client certificate (mTLS)."""
 
-    def __init__(self, port: int = 0) -> None:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(directory: Path) -> TLSFiles:
+    """Generate a CA and leaf certificates with `cryptography` (Ed25519 is not in every TLS stack: EC P-256)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        return path
+
+    def write_cert(cert: x509.Certificate, path: Path) -> Path:
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def builder(subject: str, issuer: str, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+        return (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1)))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (builder("auditrail test CA", "auditrail test CA", ca_key)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = (builder("127.0.0.1", "auditrail test CA", server_key)
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                          x509.DNSName("localhost")]), critical=False)
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = (builder("auditrail-app", "auditrail test CA", client_key)
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    return TLSFiles(
+        ca=write_cert(ca, directory / "ca.pem"),
+        server_cert=write_cert(server, directory / "server.pem"),
+        server_key=write_key(server_key, directory / "server-key.pem"),
+        client_cert=write_cert(client, directory / "client.pem"),
+        client_key=write_key(client_key, directory / "client-key.pem"),
+    )
+
+
+class OTLPHttpReceiver:
+    """POST /v1/logs with application/x-protobuf (optionally gzip), answering 200 like a collector.
+
+    With `tls`, HTTPS that requires a client certificate signed by the test CA (mTLS).
+    """
+
+    def __init__(self, port: int = 0, tls: TLSFiles | None = None) -> None:
         self.received = Received()
         received = self.received
 
@@ -65,7 +135,14 @@ class OTLPHttpReceiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca))
+            context.load_cert_chain(str(tls.server_cert), str(tls.server_key))
+            context.verify_mode = ssl.CERT_REQUIRED
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> OTLPHttpReceiver:
@@ -78,14 +155,21 @@ class OTLPHttpReceiver:
 
 
 class OTLPGrpcReceiver(logs_service_pb2_grpc.LogsServiceServicer):
-    """The OTLP LogsService over insecure gRPC."""
+    """The OTLP LogsService over gRPC; with `tls`, TLS that requires a client certificate (mTLS)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TLSFiles | None = None) -> None:
         self.received = Received()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(self, self.server)
-        port = self.server.add_insecure_port("127.0.0.1:0")
-        self.endpoint = f"http://127.0.0.1:{port}"
+        if tls is None:
+            port = self.server.add_insecure_port("127.0.0.1:0")
+            self.endpoint = f"http://127.0.0.1:{port}"
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(tls.server_key.read_bytes(), tls.server_cert.read_bytes())],
+                root_certificates=tls.ca.read_bytes(), require_client_auth=True)
+            port = self.server.add_secure_port("127.0.0.1:0", credentials)
+            self.endpoint = f"https://127.0.0.1:{port}"
 
     def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the service's method name
         self.received.add(request, {k: v for k, v in context.invocation_metadata()})

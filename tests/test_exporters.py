@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from auditrail import semconv
-from otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver
+from otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver, make_tls_files
 
 BIN = Path(sys.executable).parent
 
@@ -114,3 +114,42 @@ def test_forked_children_keep_auditing_with_their_own_drain_thread(app_dir):
     report = verify_records(records)
     assert report.ok, report.render()
     assert len(report.chains) == 4
+
+
+@pytest.mark.parametrize("receiver_cls,protocol", [(OTLPHttpReceiver, "http/protobuf"), (OTLPGrpcReceiver, "grpc")])
+def test_otlp_exporter_speaks_mtls_from_the_standard_certificate_variables(app_dir, tmp_path, receiver_cls, protocol):
+    tls = make_tls_files(tmp_path / "tls")
+    with receiver_cls(tls=tls) as receiver:
+        done = run_app(app_dir, AUDITRAIL_EXPORTER="otlp", OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+                       OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                       OTEL_EXPORTER_OTLP_CERTIFICATE=str(tls.ca),
+                       OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=str(tls.client_cert),
+                       OTEL_EXPORTER_OTLP_CLIENT_KEY=str(tls.client_key))
+        assert done.returncode == 0, done.stderr
+        records = [r for r in receiver.received.log_records() if r.event_name != "audit.checkpoint"]
+    assert [attrs_of(r)[semconv.TENANT] for r in records] == ["acme", "globex"]
+
+
+@pytest.mark.parametrize("receiver_cls,protocol", [(OTLPHttpReceiver, "http/protobuf"), (OTLPGrpcReceiver, "grpc")])
+def test_otlp_exporter_without_a_client_certificate_is_refused_and_reports_failure(tmp_path, receiver_cls, protocol,
+                                                                                  monkeypatch):
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from auditrail.events import AuditEvent
+    from auditrail.exporters import make_exporter
+
+    tls = make_tls_files(tmp_path / "tls")
+    with receiver_cls(tls=tls) as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(tls.ca))  # trusts the server, has no client cert
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+        exporter = make_exporter("otlp")
+        try:
+            ok = exporter.export_events([AuditEvent("billing.plan.change", tenant="acme")],
+                                        Resource.create({}), InstrumentationScope("auditrail"))
+        finally:
+            exporter.shutdown()
+        assert ok is False
+        assert receiver.received.requests == []
