@@ -43,6 +43,7 @@ def error_of(text: str, *, check_targets: bool = False) -> str:
         ("events: []\n", r"^audit\.yaml:1:9: events: must be a non-empty list"),
         ("events:\n  - just a string\n", r"events\[0\]: each event must be a mapping"),
         ("delivery: {mode: sometimes}\nevents:\n" + GOOD_EVENT, r"^audit\.yaml:1:18: delivery\.mode: must be one of durable, fail_closed, best_effort"),
+        ("delivery: {on_full: drop}\nevents:\n" + GOOD_EVENT, r"^audit\.yaml:1:21: delivery\.on_full: must be one of block, refuse, not 'drop'"),
         ("delivery: {mod: durable}\nevents:\n" + GOOD_EVENT, r"delivery\.mod: unknown key 'mod' \(did you mean 'mode'\?\)"),
         ("context: {user: [x]}\nevents:\n" + GOOD_EVENT, r"context\.user: unknown key 'user'"),
         ("context: {actor: [param_name]}\nevents:\n" + GOOD_EVENT, r"context\.actor\[0\]: bad expression 'param_name': unknown name 'param_name' \(available: request\)"),

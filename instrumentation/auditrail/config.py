@@ -25,7 +25,8 @@ DEFAULT_CONFIG = "audit.yaml"
 DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
 
 TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "payload_max_bytes", "resource", "events")
-DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes")
+DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes", "on_full")
+ON_FULL = ("block", "refuse")
 INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
 CONTEXT_KEYS = ("actor", "tenant", "source_ip")
 FIELD_KEYS = ("tenant", "actor", "reason", "source_ip", "approval_id", "when")
@@ -68,6 +69,7 @@ class DeliveryConfig:
     mode: str = "durable"
     spool_dir: str = ".auditrail/spool"
     max_bytes: int = 1 << 30  # disk cap of the spool
+    on_full: str = "block"  # durable at the cap: block the audited call until there is room, or refuse it
 
 
 @dataclass
@@ -259,6 +261,10 @@ def _delivery(doc: _Located, value: Any) -> DeliveryConfig:
         delivery.spool_dir = _string(doc, ("delivery", "spool_dir"), value["spool_dir"])
     if "max_bytes" in value:
         delivery.max_bytes = _number(doc, ("delivery", "max_bytes"), value["max_bytes"], int, 1 << 20)
+    if "on_full" in value:
+        if value["on_full"] not in ON_FULL:
+            raise doc.error(("delivery", "on_full"), f"must be one of {', '.join(ON_FULL)}, not {value['on_full']!r}")
+        delivery.on_full = value["on_full"]
     return delivery
 
 

@@ -30,6 +30,7 @@ from .chain import Chain
 from .events import AuditEvent, severity_for
 from .signing import Signer
 from .spool import MemorySpool, Spool
+from .spool_file import SpoolFullError
 from .version import __version__
 
 _log = logging.getLogger("auditrail")
@@ -109,6 +110,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         signer: Signer | None = None,
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 60.0,
+        on_full: str = "block",
     ) -> None:
         self.resource = resource or Resource.create({})
         # Tamper evidence: every event is linked into `chain` as it enters the spool, under one lock so
@@ -118,6 +120,10 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoints = 0
+        # Durable spool at its cap: "block" audited calls until there is room, or "refuse" them (admit()).
+        self.on_full = on_full
+        self.spool_full_waits = 0
+        self.spool_full_refusals = 0
         self._append_lock = threading.Lock()
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
@@ -151,7 +157,48 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         return _PassThroughLogger(self, name, version, schema_url)
 
     def submit(self, event: AuditEvent) -> None:
-        """Hot path: hand an event to the spool and nudge the worker when a batch is ready."""
+        """Hot path: hand an event to the spool and nudge the worker when a batch is ready.
+
+        A spool at its disk cap makes this wait for room (the action already ran: its event must be kept).
+        """
+        try:
+            self._submit(event)
+        except SpoolFullError:
+            while True:
+                self.wait_for_space()
+                try:
+                    self._submit(event)
+                    return
+                except SpoolFullError:
+                    continue
+
+    def admit(self) -> None:
+        """Before an audited action in durable mode: at the spool's cap, refuse it or wait for room (on_full)."""
+        if self.spool.full():
+            if self.on_full == "refuse":
+                self.spool_full_refusals += 1
+                raise AuditUnavailable("auditrail (delivery.on_full: refuse): action refused, the audit spool is "
+                                       "full because events are not being delivered downstream")
+            self.wait_for_space()
+
+    def wait_for_space(self) -> None:
+        """Block the calling thread until the spool has room again, saying so loudly (once per episode)."""
+        spool = self.spool
+        if not spool.full():
+            return
+        self.spool_full_waits += 1
+        _log.error("auditrail: the audit spool is full (delivery.max_bytes): audited calls wait until events are "
+                   "delivered downstream (delivery.on_full: block)")
+        started = time.monotonic()
+        with self._wake:
+            self._wake.notify()  # make sure the worker is draining, not sleeping
+        while not spool.wait_for_space(timeout=30.0):
+            if self._shutdown:
+                return
+            _log.error("auditrail: audited calls have waited %.0f s for room in the audit spool",
+                       time.monotonic() - started)
+
+    def _submit(self, event: AuditEvent) -> None:
         chain = self.chain
         if chain is None:
             size = self.spool.append(event)

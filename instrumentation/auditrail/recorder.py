@@ -67,10 +67,14 @@ class Recorder:
         sources: ContextSources | None = None,
         counters: Counters | None = None,
         fail_closed: bool = False,
+        durable: bool = False,
     ) -> None:
         self.provider = provider
         # fail_closed: an action whose event cannot be recorded is refused (AuditUnavailable).
         self.fail_closed = fail_closed
+        # Asked before every audited action (None: nothing to ask): fail_closed refuses what cannot be
+        # recorded; durable refuses or waits at the spool's disk cap (delivery.on_full).
+        self.guard = provider.check_recordable if fail_closed else provider.admit if durable else None
         self.policy = policy or PayloadPolicy()
         self.sources = sources or ContextSources()
         self.counters = counters or Counters()

@@ -64,12 +64,14 @@ def configure(config: AuditConfig | None = None, *, exporter: LogRecordExporter 
         signer=signer,
         checkpoint_every=config.integrity.checkpoint_every,
         checkpoint_seconds=config.integrity.checkpoint_seconds,
+        on_full=config.delivery.on_full,
     )
     recorder = Recorder(
         provider,
         policy=PayloadPolicy(config.redact, config.payload_max_bytes),
         sources=ContextSources(**{k: v for k, v in config.context.items()}),
         fail_closed=config.delivery.mode == "fail_closed",
+        durable=config.delivery.mode == "durable",
     )
     previous = runtime.set_recorder(recorder)
     if previous is not None:

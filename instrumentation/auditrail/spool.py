@@ -41,6 +41,12 @@ class Spool(Protocol):
     def refusal(self) -> str | None:
         """Why an append would fail right now (fail_closed asks before the audited action runs), or None."""
 
+    def full(self) -> bool:
+        """At its cap now (a cheap read for the hot path: durable asks before the audited action runs)."""
+
+    def wait_for_space(self, timeout: float | None = None) -> bool:
+        """Block until under the cap (False on timeout); at once for spools that never fill."""
+
 
 class RefusingSpool:
     """The spool of a fail_closed process whose spool could not be opened: every action is refused."""
@@ -71,6 +77,14 @@ class RefusingSpool:
     def refusal(self) -> str | None:
         """Always the reason it could not be opened."""
         return self.reason
+
+    def full(self) -> bool:
+        """Refusal, not fullness, is what this spool reports."""
+        return False
+
+    def wait_for_space(self, timeout: float | None = None) -> bool:
+        """There is always room."""
+        return True
 
 
 class MemorySpool:
@@ -128,6 +142,14 @@ class MemorySpool:
     def refusal(self) -> str | None:
         """Memory never refuses (over its cap it drops the oldest, loudly)."""
         return None
+
+    def full(self) -> bool:
+        """Never: over its cap it drops the oldest, loudly (best_effort)."""
+        return False
+
+    def wait_for_space(self, timeout: float | None = None) -> bool:
+        """There is always room."""
+        return True
 
     def after_fork_in_child(self) -> None:
         """Drop the copy of the parent's queue, and take a fresh lock (the parent's may have been held)."""

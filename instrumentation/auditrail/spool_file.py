@@ -593,12 +593,16 @@ class DiskSpool:
             return f"spool {self.spool_dir} is full ({self._disk_bytes} of max_bytes {self.max_bytes} bytes)"
         return None
 
+    def full(self) -> bool:
+        """At the cap, less room for a few records (a lock-free read: the hot path asks before each action)."""
+        return self._disk_bytes >= self.max_bytes - min(64 * 1024, self.max_bytes // 16)
+
     def wait_for_space(self, timeout: float | None = None) -> bool:
         """Block until the spool is under its cap (acks freed a segment); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._space:
             # Room for a few records, not just one (space comes back a segment at a time anyway).
-            while self._disk_bytes >= self.max_bytes - min(64 * 1024, self.max_bytes // 16) and not self._closed:
+            while self.full() and not self._closed:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False

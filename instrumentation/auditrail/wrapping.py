@@ -157,10 +157,12 @@ class AuditWrapper:
     def _start(self, recorder: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Evaluate `before` (guarded: a failure here only empties fields). Returns the call's state.
 
-        fail_closed: raises AuditUnavailable when the event could not be recorded; the target never runs.
+        fail_closed (and durable with on_full: refuse, at the spool's cap): raises AuditUnavailable, and the
+        target never runs; durable with on_full: block waits here, before the action, for room in the spool.
         """
-        if recorder.fail_closed:
-            recorder.provider.check_recordable()
+        guard = recorder.guard
+        if guard is not None:
+            guard()
         gen = self._gen
         if gen is not None:
             try:
