@@ -1,0 +1,120 @@
+package googlechatexporter
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func sampleAlert() alert {
+	return alert{
+		Rule: "impersonation", EventName: "admin.impersonation.start", EventID: "0193a0c2-1111-7000-8000-000000000001",
+		Tenant: "acme & co", Actor: "alice@acme.test", Impersonator: "root@ops.test", Reason: "ticket #42",
+		Risk: "high", Outcome: "success", Time: time.Date(2026, 11, 26, 15, 4, 5, 123, time.FixedZone("CET", 3600)),
+	}
+}
+
+// cardFields flattens a card into label -> text.
+func cardFields(m chatMessage) map[string]string {
+	out := map[string]string{}
+	for _, s := range m.CardsV2[0].Card.Sections {
+		for _, w := range s.Widgets {
+			if w.DecoratedText != nil {
+				out[w.DecoratedText.TopLabel] = w.DecoratedText.Text
+			}
+			if w.ButtonList != nil {
+				out["link"] = w.ButtonList.Buttons[0].OnClick.OpenLink.URL
+				out["link text"] = w.ButtonList.Buttons[0].Text
+			}
+		}
+	}
+	return out
+}
+
+func TestAlertCardShowsEventTenantActorImpersonatorReasonTimeAndLink(t *testing.T) {
+	m := alertCard(sampleAlert(), "https://grafana.test/d/x", "Open in Grafana")
+	require.Len(t, m.CardsV2, 1)
+	c := m.CardsV2[0].Card
+	assert.Equal(t, "admin.impersonation.start", c.Header.Title)
+	assert.Equal(t, "tenant acme & co · risk high", c.Header.Subtitle)
+	assert.Equal(t, map[string]string{
+		"Tenant":       "acme &amp; co",
+		"Actor":        "alice@acme.test",
+		"Impersonator": "root@ops.test",
+		"Reason":       "ticket #42",
+		"Outcome":      "success",
+		"Time (UTC)":   "2026-11-26T14:04:05Z",
+		"Event ID":     "0193a0c2-1111-7000-8000-000000000001",
+		"link":         "https://grafana.test/d/x",
+		"link text":    "Open in Grafana",
+	}, cardFields(m))
+	body, err := json.Marshal(m)
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `"cardsV2":[{"cardId":"alert-0193a0c2-1111-7000-8000-000000000001"`)
+}
+
+func TestAlertCardEscapesHTMLSoRecordsCannotInjectLinksOrMentions(t *testing.T) {
+	a := sampleAlert()
+	a.Reason = `<a href="https://evil.test">click</a> <users/all>`
+	fields := cardFields(alertCard(a, "", ""))
+	assert.Equal(t, "&lt;a href=&#34;https://evil.test&#34;&gt;click&lt;/a&gt; &lt;users/all&gt;", fields["Reason"])
+	_, hasLink := fields["link"]
+	assert.False(t, hasLink, "no template, no button")
+}
+
+func TestAlertCardMarksMissingFieldsAndLeavesOutAbsentImpersonator(t *testing.T) {
+	fields := cardFields(alertCard(alert{EventName: "prompt.update", Time: t0}, "", ""))
+	assert.Equal(t, "(none)", fields["Tenant"])
+	assert.Equal(t, "(none)", fields["Actor"])
+	assert.Equal(t, "(none)", fields["Reason"])
+	assert.NotContains(t, fields, "Impersonator")
+	assert.NotContains(t, fields, "Outcome")
+}
+
+func TestLongFieldsAreTruncated(t *testing.T) {
+	a := sampleAlert()
+	a.Reason = strings.Repeat("x", 5000)
+	got := cardFields(alertCard(a, "", ""))["Reason"]
+	assert.Equal(t, maxFieldRunes, len([]rune(got)))
+	assert.True(t, strings.HasSuffix(got, "…"))
+}
+
+func TestLinkTemplateEscapesValuesForTheQuery(t *testing.T) {
+	tmpl, err := parseLinkTemplate(`https://grafana.test/d/audit?var-tenant={{ .Tenant }}&var-event_id={{ .EventID }}&from={{ .TimeUnixMilli }}&path={{ pathescape .Raw.Tenant }}&r={{ .Rule }}`)
+	require.NoError(t, err)
+	link, err := renderLink(tmpl, sampleAlert())
+	require.NoError(t, err)
+	assert.Equal(t, "https://grafana.test/d/audit?var-tenant=acme+%26+co&var-event_id=0193a0c2-1111-7000-8000-000000000001&from=1795701845000&path=acme%20&%20co&r=impersonation", link)
+}
+
+func TestLinkTemplateMustRenderAnAbsoluteURL(t *testing.T) {
+	tmpl, err := parseLinkTemplate(`{{ .Raw.Tenant }}`)
+	require.Error(t, err, "the sample tenant does not render an absolute URL")
+	assert.Nil(t, tmpl)
+}
+
+func TestThreadKeyIsPerTenantAndEventType(t *testing.T) {
+	assert.Equal(t, "auditrail/prompt.update/t1", threadKey("t1", "prompt.update"))
+	assert.NotEqual(t, threadKey("t1", "prompt.update"), threadKey("t2", "prompt.update"))
+	assert.NotEqual(t, threadKey("t1", "prompt.update"), threadKey("t1", "policy.update"))
+	long := threadKey(strings.Repeat("t", 300), "prompt.update")
+	assert.LessOrEqual(t, len(long), 128)
+	assert.Equal(t, long, threadKey(strings.Repeat("t", 300), "prompt.update"), "stable")
+}
+
+func TestSummaryCardSaysHowManyMoreEvents(t *testing.T) {
+	s := summary{rule: "prompts", tenant: "t1", event: "prompt.update", count: 1, start: t0, end: t0.Add(1500 * time.Millisecond)}
+	m := summaryCard(s)
+	assert.Equal(t, "1 more prompt.update event for tenant t1 in the last 1.5s", m.CardsV2[0].Card.Header.Title)
+	assert.Contains(t, m.CardsV2[0].Card.Sections[0].Widgets[1].TextParagraph.Text, "Rule prompts")
+}
+
+func TestSpanTextReadsLikeTheWindow(t *testing.T) {
+	assert.Equal(t, "60s", spanText(time.Minute))
+	assert.Equal(t, "300ms", spanText(300*time.Millisecond))
+	assert.Equal(t, "23.4s", spanText(23400*time.Millisecond+200*time.Microsecond))
+}
