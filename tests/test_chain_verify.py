@@ -573,3 +573,34 @@ def test_cli_keys_public(tmp_path):
 def test_main_verify_in_process(chain_file, capsys):
     assert main_verify([str(chain_file)]) == 0
     assert "verify: OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["best_effort", "durable"])
+def test_provider_chains_concurrent_submits_with_checkpoints_in_both_linking_modes(tmp_path, signer, mode):
+    """best_effort links in the drain worker (memory spool), durable in the audited call: both verify."""
+    from auditrail.pipeline import AuditLoggerProvider
+    from auditrail.spool import MemorySpool
+    from auditrail.spool_file import DiskSpool
+
+    out = tmp_path / "events.jsonl"
+    spool = MemorySpool() if mode == "best_effort" else DiskSpool.open(str(tmp_path / "spool"), mode="durable")
+    provider = AuditLoggerProvider(OTLPJsonLinesExporter(out), spool=spool, chain=Chain(), signer=signer,
+                                   checkpoint_every=97, schedule_delay=0.01)
+    assert provider._link_at_drain is (mode == "best_effort")
+
+    def work(t: int) -> None:
+        for i in range(400):
+            provider.submit(make_event(t * 1000 + i))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    provider.shutdown()
+    report = verify_records(read_records([out]))
+    assert report.ok, report.render()
+    (chain,) = report.chains.values()
+    records = list(read_records([out]))
+    checkpoints = sum(r["event_name"] == "audit.checkpoint" for r in records)
+    assert len(records) == 1600 + checkpoints and checkpoints >= 2  # (checked once per drain cycle)

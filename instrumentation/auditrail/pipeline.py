@@ -10,6 +10,7 @@ worker turns batches into SDK ReadableLogRecords and hands them to a standard SD
 from __future__ import annotations
 
 import atexit
+import collections
 import logging
 import os
 import threading
@@ -133,6 +134,12 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         # LogRecordExporter gets SDK records.
         self._export_events = getattr(exporter, "export_events", None)
         self.spool: Spool = spool if spool is not None else MemorySpool()  # (an empty spool is falsy)
+        # A memory spool keeps nothing across a crash, so nothing needs the chain fields before the drain
+        # reads the event: the drain links such events (in submit order) and the audited call only queues
+        # them. A disk spool needs them in the record it writes (replays must resend identical events), so
+        # there the call links before it appends.
+        self._link_at_drain = chain is not None and isinstance(self.spool, MemorySpool)
+        self._pending: collections.deque[AuditEvent] = collections.deque()
         self.max_batch = max_batch
         self.schedule_delay = schedule_delay
         self.max_backoff = max_backoff
@@ -199,6 +206,13 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
                        time.monotonic() - started)
 
     def _submit(self, event: AuditEvent) -> None:
+        if self._link_at_drain:
+            pending = self._pending
+            pending.append(event)  # (deque.append is atomic: no lock on this path)
+            if len(pending) == self.max_batch:
+                with self._wake:
+                    self._wake.notify()
+            return
         chain = self.chain
         if chain is None:
             size = self.spool.append(event)
@@ -225,11 +239,25 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         if reason is not None:
             raise AuditUnavailable(f"auditrail (fail_closed): action refused, its audit event cannot be recorded: {reason}")
 
+    def _link_pending(self) -> None:
+        """Link the events queued by audited calls (memory spool) into the chain, and spool them, in order."""
+        pending = self._pending
+        if not pending or self.chain is None:
+            return
+        with self._append_lock:
+            link, append = self.chain.link, self.spool.append
+            while pending:
+                event = pending.popleft()
+                link(event)
+                append(event)
+                self._since_checkpoint += 1
+
     def checkpoint(self) -> AuditEvent | None:
         """Sign the chain head into an `audit.checkpoint` event (when events came since the last one)."""
         chain, signer = self.chain, self.signer
         if chain is None or signer is None:
             return None
+        self._link_pending()  # the checkpoint covers every event submitted before it
         with self._append_lock:
             if not self._since_checkpoint:
                 return None
@@ -258,10 +286,10 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         with self._wake:
             self._wake.notify()
         with self._idle:
-            while len(self.spool):
+            while len(self.spool) or self._pending:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._worker is None or not self._worker.is_alive():
-                    return len(self.spool) == 0
+                    return len(self.spool) == 0 and not self._pending
                 self._idle.wait(min(remaining, 0.05))
         return True
 
@@ -295,6 +323,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             return
         self.spool.after_fork_in_child()
         self._append_lock = threading.Lock()
+        self._pending = collections.deque()  # the parent's queued events are the parent's to deliver
         if self.chain is not None:
             # One chain per emitter: a child continuing the parent's chain would fork it (two seq N).
             self.chain = Chain()
@@ -305,10 +334,18 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
 
     def _run(self) -> None:
         backoff = 0.0
+        retry_at = 0.0  # while backing off after a failed export, woken early only to link queued events
         while True:
             with self._wake:
-                if not self._stopping and len(self.spool) < self.max_batch:
-                    self._wake.wait(backoff or self.schedule_delay)
+                if not self._stopping:
+                    wait = retry_at - time.monotonic()
+                    if wait > 0:
+                        self._wake.wait(wait)
+                    elif len(self.spool) < self.max_batch and len(self._pending) < self.max_batch:
+                        self._wake.wait(self.schedule_delay)
+            self._link_pending()
+            if not self._stopping and time.monotonic() < retry_at:
+                continue
             if self.signer is not None and self._checkpoint_due():
                 self.checkpoint()
             batch = self.spool.peek(self.max_batch)
@@ -320,14 +357,15 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             if self._export(batch):
                 self.spool.ack(len(batch))
                 self.exported += len(batch)
-                backoff = 0.0
-                if not len(self.spool):
+                backoff = retry_at = 0.0
+                if not len(self.spool) and not self._pending:
                     self._notify_idle()
             else:
                 self.export_failures += 1
                 if self._stopping:
                     return
                 backoff = min(self.max_backoff, max(0.1, backoff * 2))
+                retry_at = time.monotonic() + backoff
 
     def _export(self, batch: Sequence[AuditEvent]) -> bool:
         try:
