@@ -24,7 +24,8 @@ One run prints, side by side:
                calling the audited method in a loop for --duration seconds, drained to a discarding
                exporter; calls/s over the window, exported/s from the start until force_flush returned
                (everything on disk AND exported), and a check that exported == calls + checkpoints.
-  3. OTLP      the drain rate to OTLP/HTTP on loopback: the real OTLPLogExporter (protobuf over HTTP) to
+  3. OTLP      the drain rate to OTLP/HTTP on loopback: auditrail's exporter (EventEncoder bytes through the
+               SDK's HTTP client; beside it, as reference, the SDK's OTLPLogExporter fed SDK records) to
                tests/otlp_receiver.py's OTLPHttpReceiver, in a child process like a real collector
                (--in-process-receiver: in this one, where its decoding competes for the GIL), durable mode;
                --otlp-events calls enqueued as fast as possible (the drain runs meanwhile), then the time
@@ -337,11 +338,15 @@ class _Receiver:
                 self.proc.wait()
 
 
-def otlp_drain(bench: Bench, args: list[Any], events: int, in_process: bool) -> dict[str, Any]:
+def otlp_drain(bench: Bench, args: list[Any], events: int, in_process: bool, sdk: bool = False) -> dict[str, Any]:
+    """Drain through auditrail's OTLP/HTTP exporter (what AUDITRAIL_EXPORTER=otlp builds), or with `sdk`
+    through the SDK's OTLPLogExporter fed SDK LogRecords (the reference: the route before EventEncoder)."""
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
+    from auditrail.exporters.otlp import HttpEventExporter
+
     with _Receiver(in_process) as receiver:
-        exporter = OTLPLogExporter(endpoint=f"{receiver.endpoint}/v1/logs")
+        exporter = (OTLPLogExporter if sdk else HttpEventExporter)(endpoint=f"{receiver.endpoint}/v1/logs")
         provider = bench.start("durable", exporter)
         store, mask = bench.app.AuditedPromptStore(), len(args) - 1
         t0 = time.perf_counter()
@@ -366,6 +371,7 @@ def otlp_drain(bench: Bench, args: list[Any], events: int, in_process: bool) -> 
         "received": received, "checkpoints": checkpoints_so_far, "requests": requests,
         "all_received": received == events + checkpoints_so_far,
         "where": "in this process" if in_process else "in a child process",
+        "exporter": "SDK OTLPLogExporter + SDK records (ref)" if sdk else "auditrail HttpEventExporter",
     }
 
 
@@ -430,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {n} thread(s): {r['calls']} calls", flush=True)
             print(f"\n3. drain to OTLP/HTTP on loopback, durable mode, {opts.otlp_events} events")
             otlp = otlp_drain(bench, args, opts.otlp_events, opts.in_process_receiver)
+            otlp_ref = otlp_drain(bench, args, opts.otlp_events, opts.in_process_receiver, sdk=True)
         finally:
             if bench.instrumentor.is_instrumented_by_opentelemetry:
                 bench.instrumentor.uninstrument()
@@ -473,13 +480,14 @@ def main(argv: list[str] | None = None) -> int:
           "force_flush returned; in window = events + checkpoints exported before the calls stopped; backlog = spooled, not yet "
           "exported, when they stopped)")
 
-    print(f"\n3. drain to OTLP/HTTP on loopback (OTLPLogExporter -> OTLPHttpReceiver {otlp['where']}), durable mode")
-    print(f"  enqueued {otlp['events']} events in {otlp['enqueue_s']:.2f} s ({otlp['enqueue_per_s']:,.0f} calls/s); "
-          f"{otlp['backlog_at_enqueued']} still spooled then")
-    print(f"  receiver holds all {otlp['received']} records ({otlp['events']} events + {otlp['checkpoints']} checkpoints, "
-          f"{otlp['requests']} requests) {otlp['drained_s']:.2f} s after the first call: "
-          f"{otlp['drained_per_s']:,.0f} events/s drained end to end; the backlog after enqueueing drained at "
-          f"{otlp['tail_drain_per_s']:,.0f} events/s" + ("" if otlp["all_received"] else "  (INCOMPLETE)"))
+    print(f"\n3. drain to OTLP/HTTP on loopback (-> OTLPHttpReceiver {otlp['where']}), durable mode")
+    for o in (otlp, otlp_ref):
+        print(f"  {o['exporter']}: enqueued {o['events']} events in {o['enqueue_s']:.2f} s "
+              f"({o['enqueue_per_s']:,.0f} calls/s), {o['backlog_at_enqueued']} still spooled then; the receiver held "
+              f"all {o['received']} records ({o['checkpoints']} checkpoints, {o['requests']} requests) "
+              f"{o['drained_s']:.2f} s after the first call: {o['drained_per_s']:,.0f} events/s end to end; the "
+              f"backlog drained at {o['tail_drain_per_s']:,.0f} events/s" + ("" if o["all_received"] else "  (INCOMPLETE)"))
+    print(f"  auditrail/SDK, events/s end to end: {otlp['drained_per_s'] / max(1e-9, otlp_ref['drained_per_s']):.2f}x")
 
     print(f"\nevery cycle: {bench.exported} audited events exported for {bench.calls} audited calls, plus "
           f"{bench.checkpoints} checkpoints, over {bench.cycles} instrument/uninstrument cycles")
