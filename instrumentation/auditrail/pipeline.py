@@ -26,7 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
-from . import semconv
+from . import metrics, semconv
 from .chain import Chain
 from .events import AuditEvent, severity_for
 from .signing import Signer
@@ -112,6 +112,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 60.0,
         on_full: str = "block",
+        meter_provider: object = None,
     ) -> None:
         self.resource = resource or Resource.create({})
         # Tamper evidence: every event is linked into `chain` as it enters the spool, under one lock so
@@ -151,6 +152,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         self._shutdown = False
         self._worker: threading.Thread | None = None
         _live_providers.add(self)
+        metrics.register(self, meter_provider)
         self._start_worker()
         if hasattr(os, "register_at_fork"):
             # In a forked child the worker thread is gone: start a fresh one (weakly: no leak per provider).
