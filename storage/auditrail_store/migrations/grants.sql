@@ -1,0 +1,33 @@
+-- Roles and row policies for a ClickHouse server (`auditrail migrate --grants`); chDB has no access control.
+-- Give users these roles; never give the writer or reader ALTER, DELETE or TRUNCATE: audit rows are
+-- append-only, and only TTL (retention contracts) removes them.
+CREATE ROLE IF NOT EXISTS auditrail_writer ${on_cluster};
+CREATE ROLE IF NOT EXISTS auditrail_reader ${on_cluster};
+CREATE ROLE IF NOT EXISTS auditrail_admin ${on_cluster};
+
+-- The collector's clickhouse exporter (create_schema: false): DESC TABLE, then INSERT. audit_events_mv runs
+-- with its definer's rights (SQL SECURITY DEFINER), so the writer needs nothing on audit_events.
+GRANT ${on_cluster} SHOW COLUMNS, INSERT ON ${db}.`otel_logs` TO auditrail_writer;
+GRANT ${on_cluster} SHOW COLUMNS, INSERT ON ${db}.`otel_logs${local}` TO auditrail_writer;
+
+-- Inserts into audit_events (a ReplacingMergeTree, via the MV) are ~2x faster without optimize_on_insert,
+-- which only pre-collapses duplicates inside one block; reads use FINAL anyway.
+CREATE SETTINGS PROFILE IF NOT EXISTS auditrail_writer_settings ${on_cluster} SETTINGS optimize_on_insert = 0
+    TO auditrail_writer;
+
+-- Readers (the store service's export/verify, Grafana): SELECT on the typed table only.
+GRANT ${on_cluster} SELECT ON ${db}.`audit_events` TO auditrail_reader;
+GRANT ${on_cluster} SELECT ON ${db}.`audit_events${local}` TO auditrail_reader;
+
+-- Operators: retention contracts (an INSERT plus ALTER ... MODIFY TTL) and everything a reader may do.
+GRANT ${on_cluster} auditrail_reader TO auditrail_admin;
+GRANT ${on_cluster} SELECT, INSERT ON ${db}.`retention_contracts` TO auditrail_admin;
+GRANT ${on_cluster} SELECT, INSERT ON ${db}.`retention_contracts${local}` TO auditrail_admin;
+GRANT ${on_cluster} ALTER TTL, ALTER MODIFY SETTING, OPTIMIZE ON ${db}.`audit_events${local}` TO auditrail_admin;
+GRANT ${on_cluster} ALTER TTL, ALTER MODIFY SETTING, OPTIMIZE ON ${db}.`otel_logs${local}` TO auditrail_admin;
+
+-- Defense in depth for tenant isolation: a reader sees only the tenant its session names in the custom
+-- setting SQL_auditrail_tenant (the store service sets it per query from the token's tenant; the server's
+-- custom_settings_prefixes must allow SQL_, its default). Unset, the query fails: fail closed.
+CREATE ROW POLICY IF NOT EXISTS auditrail_tenant_scope ON ${db}.`audit_events${local}` ${on_cluster}
+    FOR SELECT USING tenant_id = getSetting('SQL_auditrail_tenant') TO auditrail_reader;

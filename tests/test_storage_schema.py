@@ -1,0 +1,381 @@
+"""The ClickHouse schema on the real engine (chDB through clickhouse-connect): migrations, otel_logs as the
+collector's exporter makes it, audit_events filled by the materialized view, dedup, identifiers, cluster DDL.
+
+chDB runs one data directory per process: this module opens one Store (module scope) and closes it;
+CLI tests run in subprocesses with directories of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditrail import semconv
+from auditrail.chain import Chain
+from auditrail.events import AuditEvent, severity_for
+from auditrail_store import migrate as migrate_module
+from auditrail_store.db import EVENT_COLUMNS, SEED_COLUMNS, Store, StoreError, check_identifier, select_events
+from auditrail_store.migrate import Migration, apply_grants, load_migrations, migrate, plan, render
+
+REPO = Path(__file__).resolve().parent.parent
+AUDITRAIL = str(REPO / ".venv" / "bin" / "auditrail")
+MIGRATIONS = REPO / "storage" / "auditrail_store" / "migrations"
+
+# The exporter's INSERT column list at v0.161.0 (internal/sqltemplates/logs_insert.sql + the EventName feature
+# column it adds after DESC TABLE finds it), with the types its Go values are encoded as.
+EXPORTER_INSERT_COLUMNS = {
+    "Timestamp": "DateTime64(9)", "TraceId": "String", "SpanId": "String", "TraceFlags": "UInt8",
+    "SeverityText": "LowCardinality(String)", "SeverityNumber": "UInt8", "ServiceName": "LowCardinality(String)",
+    "Body": "String", "ResourceSchemaUrl": "LowCardinality(String)",
+    "ResourceAttributes": "Map(LowCardinality(String), String)", "ScopeSchemaUrl": "LowCardinality(String)",
+    "ScopeName": "String", "ScopeVersion": "LowCardinality(String)",
+    "ScopeAttributes": "Map(LowCardinality(String), String)", "LogAttributes": "Map(LowCardinality(String), String)",
+    "EventName": "String",
+}
+EXPORTER_COLUMNS = tuple(EXPORTER_INSERT_COLUMNS)
+# Event times within the 365-day default contract (older rows would rightly expire at the next merge).
+RECENT_NS = (time.time_ns() // 10**9 - 86400) * 10**9 + 123_456_789
+
+
+def exporter_row(
+    *,
+    time_ns: int,
+    attributes: dict[str, Any],
+    event_name: str = "",
+    scope: str = "auditrail",
+    service: str = "assistant-admin",
+    severity: tuple[int, str] = (9, "INFO"),
+    body: str = "",
+    trace_id: str = "",
+    span_id: str = "",
+) -> list[Any]:
+    """One otel_logs row as the clickhouse exporter appends it: attribute values as strings (pcommon AsString)."""
+    as_string = {k: (v if isinstance(v, str) else str(v)) for k, v in attributes.items()}
+    return [time_ns, trace_id, span_id, 1 if trace_id else 0, severity[1], severity[0], service, body, "",
+            {"service.name": service}, "", scope, "0.1.0", {}, as_string, event_name]
+
+
+def audit_row(event: AuditEvent, **kw: Any) -> list[Any]:
+    """The exporter's row for an audit event from the real instrumentation model."""
+    number, text = severity_for(event.risk)
+    return exporter_row(time_ns=event.time_unix_nano, attributes=event.attributes(), event_name=event.event_type,
+                        severity=(number, text), body=event.body(), **kw)
+
+
+def insert_rows(store: Store, rows: list[list[Any]]) -> None:
+    """One INSERT into otel_logs, as one exporter batch."""
+    store.insert("otel_logs", rows, EXPORTER_COLUMNS)
+
+
+def migrated_store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Store]:
+    """A migrated embedded store in a fresh directory, closed afterwards (chDB: one directory at a time)."""
+    s = Store.open("chdb://" + str(tmp_path_factory.mktemp(name) / "store"))
+    migrate(s)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    yield from migrated_store(tmp_path_factory, "schema")
+
+
+# --- migrations ---------------------------------------------------------------------------------------
+
+
+def test_migrate_is_idempotent_and_records_each_file_with_its_checksum(store: Store) -> None:
+    assert migrate(store) == []
+    rows = store.query("SELECT version, name, checksum FROM auditrail.schema_migrations ORDER BY version").result_rows
+    assert [(v, n, c) for v, n, c in rows] == [(m.version, m.name, m.checksum) for m in load_migrations()]
+    assert [n for _, n, _ in rows][:5] == ["otel_logs", "audit_events", "audit_events_mv", "retention",
+                                           "audit_events_unique"]
+    assert all(re.fullmatch(r"[0-9a-f]{64}", c) for _, _, c in rows)
+
+
+def test_an_edited_applied_migration_is_an_error(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = load_migrations()[0]
+    edited = Migration(first.version, first.name, first.text + "\n-- edited after release\n")
+    monkeypatch.setattr(migrate_module, "load_migrations", lambda: [edited])
+    with pytest.raises(StoreError, match="0001_otel_logs changed after it was applied"):
+        migrate(store)
+
+
+def test_migration_files_are_numbered_in_sequence() -> None:
+    names = sorted(p.name for p in MIGRATIONS.glob("0*.sql"))
+    assert [n[:4] for n in names if int(n[:4]) < 10] == ["0001", "0002", "0003", "0004", "0005"]
+    assert [m.version for m in load_migrations()] == sorted({int(n[:4]) for n in names})
+
+
+# --- otel_logs as the exporter creates it ----------------------------------------------------------------
+
+
+def _declared_columns(sql: str) -> list[tuple[str, str, str, str, str, str]]:
+    """(name, type, default kind, default expression, comment, codec args) of each column of a CREATE TABLE."""
+    out = []
+    pattern = re.compile(
+        r"^\s+`(?P<name>[^`]+)` (?P<type>.+?)(?: (?P<kind>MATERIALIZED|DEFAULT) (?P<expr>.+?))?"
+        r"(?: COMMENT '(?P<comment>[^']*)')?(?: CODEC\((?P<codec>.*)\))?,?$")
+    for line in sql.splitlines():
+        match = pattern.match(line)
+        if match:
+            g = match.groupdict()
+            out.append((g["name"], g["type"], g["kind"] or "", g["expr"] or "", g["comment"] or "", g["codec"] or ""))
+    return out
+
+
+def test_otel_logs_columns_types_codecs_equal_the_exporter_ddl(store: Store) -> None:
+    declared = _declared_columns(render((MIGRATIONS / "0001_otel_logs.sql").read_text(), "auditrail")[0])
+    described = [tuple(r[:6]) for r in store.query("DESCRIBE TABLE auditrail.otel_logs").result_rows]
+    # DESCRIBE: name, type, default_type, default_expression, comment, codec_expression
+    assert [(n, t, k, e, c, codec) for n, t, k, e, c, codec in described] == declared
+    assert len(declared) == 24
+    types = {n: t for n, t, *_ in described}
+    assert {n: types[n] for n in EXPORTER_COLUMNS} == EXPORTER_INSERT_COLUMNS
+
+
+def test_otel_logs_keys_and_engine_are_the_exporters(store: Store) -> None:
+    engine, partition, sorting, primary = store.query(
+        "SELECT engine, partition_key, sorting_key, primary_key FROM system.tables"
+        " WHERE database = 'auditrail' AND name = 'otel_logs'").result_rows[0]
+    assert (engine, partition) == ("MergeTree", "toDate(Timestamp)")
+    assert sorting == primary == "toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp"
+
+
+def test_the_sql_file_records_its_upstream_source() -> None:
+    header = (MIGRATIONS / "0001_otel_logs.sql").read_text().split("CREATE TABLE")[0]
+    for fact in ("opentelemetry-collector-contrib", "internal/sqltemplates/logs_table.sql", "v0.161.0",
+                 "create_schema: false"):
+        assert fact in header
+
+
+# --- audit_events through the materialized view -----------------------------------------------------------
+
+
+def _chained(event: AuditEvent, chain: Chain) -> AuditEvent:
+    chain.link(event)
+    return event
+
+
+def test_exporter_rows_fill_audit_events_with_audit_records_only(store: Store) -> None:
+    chain = Chain()
+    event = _chained(AuditEvent(
+        "admin.impersonation.start", tenant="mv-acme", actor="bob@globex.com", actor_type="user",
+        payload='{"impersonated":"bob@globex.com","session":"s-1"}', source_ip="203.0.113.9",
+        reason="ticket 7", outcome="success", risk="critical", impersonator="ops@vendor.io",
+        impersonation_id="s-1", approval_id="ap-9", time_unix_nano=RECENT_NS,
+        extra={"deployment.ring": "canary"}), chain)
+    app_log = exporter_row(time_ns=event.time_unix_nano, attributes={"http.route": "/x"}, scope="myapp",
+                           body="GET /x 200")
+    foreign_otel_event = exporter_row(time_ns=event.time_unix_nano + 1, scope="billing-svc",
+                                      event_name="billing.plan.change",
+                                      attributes={semconv.EVENT_ID: str(uuid.uuid4()), semconv.TENANT: "mv-acme"})
+    scope_without_id = exporter_row(time_ns=event.time_unix_nano + 2, attributes={"note": "no id"})
+    insert_rows(store, [audit_row(event, trace_id="ab" * 16, span_id="cd" * 8), app_log, foreign_otel_event,
+                        scope_without_id])
+
+    sql, params = select_events(store, "mv-acme")
+    result = store.query(sql, params)
+    rows = [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]
+    assert [r["event_type"] for r in rows] == ["admin.impersonation.start", "billing.plan.change"]
+    got = rows[0]
+    assert got == {
+        "event_id": uuid.UUID(event.event_id),
+        "event_type": "admin.impersonation.start",
+        "timestamp": got["timestamp"],
+        "tenant_id": "mv-acme",
+        "actor": "bob@globex.com",
+        "source_ip": "203.0.113.9",
+        "payload": '{"impersonated":"bob@globex.com","session":"s-1"}',
+        "actor_type": "user",
+        "reason": "ticket 7",
+        "outcome": "success",
+        "risk": "critical",
+        "impersonator_id": "ops@vendor.io",
+        "impersonation_id": "s-1",
+        "approval_id": "ap-9",
+        "chain_id": chain.chain_id,
+        "chain_seq": 1,
+        "chain_prev_hash": "0" * 64,
+        "chain_hash": chain.head,
+        "service_name": "assistant-admin",
+        "severity_text": "WARN",
+        "severity_number": 13,
+        "trace_id": "ab" * 16,
+        "span_id": "cd" * 8,
+        "attributes": {"deployment.ring": "canary"},
+        "inserted_at": got["inserted_at"],
+    }
+    ns = store.query("SELECT toUnixTimestamp64Nano(timestamp), timezoneOf(timestamp) FROM auditrail.audit_events"
+                     " WHERE event_id = {id:UUID}", {"id": event.event_id}).result_rows
+    assert ns == [(RECENT_NS, "UTC")]  # nanoseconds kept
+    assert got["timestamp"].replace(tzinfo=timezone.utc) == datetime.fromtimestamp(RECENT_NS // 1000 / 1e6, timezone.utc)
+    assert list(result.column_names[: len(SEED_COLUMNS)]) == list(SEED_COLUMNS)
+
+
+def test_absent_attributes_are_null_and_empty_strings_stay_empty(store: Store) -> None:
+    event = AuditEvent("crawl.run", tenant="mv-nulls", actor=None, reason="", payload="{}")
+    insert_rows(store, [audit_row(event)])
+    sql, params = select_events(store, "mv-nulls", columns=("actor", "reason", "source_ip", "chain_seq", "payload"))
+    assert store.query(sql, params).result_rows == [(None, "", None, None, "{}")]
+
+
+def test_an_event_id_that_is_no_uuid_is_kept_verbatim(store: Store) -> None:
+    row = exporter_row(time_ns=RECENT_NS, event_name="deploy.finish", scope="ci",
+                       attributes={semconv.EVENT_ID: "build-42", semconv.TENANT: "mv-odd"})
+    insert_rows(store, [row])
+    sql, params = select_events(store, "mv-odd", columns=("event_id", "attributes"))
+    assert store.query(sql, params).result_rows == [(uuid.UUID(int=0), {"audit.event_id": "build-42"})]
+
+
+def test_replayed_event_is_visible_once(store: Store) -> None:
+    event = AuditEvent("policy.update", tenant="mv-dup", actor="alice", payload='{"before":{},"after":{}}')
+    for _ in range(3):  # three batches: a retry after a lost ack, then a spool replay after a crash
+        insert_rows(store, [audit_row(event)])
+    raw = "SELECT count() FROM auditrail.audit_events WHERE tenant_id = 'mv-dup'"
+    assert store.query(raw).result_rows[0][0] == 3  # stored three times, until merged
+    sql, params = select_events(store, "mv-dup")
+    assert len(store.query(sql, params).result_rows) == 1
+    view = "SELECT count() FROM auditrail.audit_events_unique WHERE tenant_id = 'mv-dup'"
+    assert store.query(view).result_rows[0][0] == 1
+    store.command("OPTIMIZE TABLE auditrail.audit_events FINAL")
+    assert store.query(raw).result_rows[0][0] == 1
+
+
+def test_reads_are_scoped_to_one_tenant_and_filters_are_bound(store: Store) -> None:
+    base = RECENT_NS - RECENT_NS % 10**9
+    events = [AuditEvent(t, tenant=tenant, actor=actor, time_unix_nano=base + i * 10**9)
+              for i, (t, tenant, actor) in enumerate([
+                  ("billing.plan.change", "iso-a", "ann"), ("billing.grace.start", "iso-a", "bo"),
+                  ("prompt.update", "iso-a", "ann"), ("prompt.update", "iso-b", "ann")])]
+    insert_rows(store, [audit_row(e) for e in events])
+
+    def read(tenant: str, **kw: Any) -> list[str]:
+        sql, params = select_events(store, tenant, columns=("event_type",), **kw)
+        return [r[0] for r in store.query(sql, params).result_rows]
+
+    assert read("iso-a") == ["billing.plan.change", "billing.grace.start", "prompt.update"]
+    assert read("iso-b") == ["prompt.update"]
+    assert read("iso-a", event_type="billing.") == ["billing.plan.change", "billing.grace.start"]
+    assert read("iso-a", event_type="billing.*", actor="bo") == ["billing.grace.start"]
+    since = datetime.fromtimestamp(base / 1e9 + 1, timezone.utc)
+    assert read("iso-a", since=since, until=since + timedelta(seconds=1)) == ["billing.grace.start"]
+    for attack in ("iso-a' OR '1'='1", "iso-b' --", "*", "iso-%"):
+        assert read(attack) == []
+        assert read("iso-b", actor=attack, event_type=attack) == []
+    with pytest.raises(StoreError, match="tenant is required"):
+        select_events(store, "")
+    with pytest.raises(StoreError, match="unknown column"):
+        select_events(store, "iso-a", columns=("event_id", "1; DROP TABLE x"))
+
+
+def test_event_columns_start_with_the_seed_fields() -> None:
+    assert EVENT_COLUMNS[:7] == ("event_id", "event_type", "timestamp", "tenant_id", "actor", "source_ip", "payload")
+
+
+# --- identifiers, append-only, cluster, grants -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["", "1abc", "audit-trail", "a.b", "x`; DROP DATABASE y", "a b", "é", "a" * 65])
+def test_bad_identifiers_are_refused(bad: str) -> None:
+    with pytest.raises(StoreError, match="invalid"):
+        check_identifier(bad, "database name")
+    with pytest.raises(StoreError, match="invalid"):
+        Store.open("chdb:///nonexistent/never-opened", database=bad)
+    with pytest.raises(StoreError, match="invalid cluster name"):
+        plan("auditrail", cluster=bad or " ")
+
+
+def test_unsupported_urls_are_refused() -> None:
+    with pytest.raises(StoreError, match="unsupported storage URL"):
+        Store.open("postgres://u:secret@h/db")
+    with pytest.raises(StoreError, match=r"u:\*\*\*@h"):
+        Store.open("ftp://u:secret@h/db")
+
+
+def test_no_update_or_delete_path_in_the_store_code() -> None:
+    package = REPO / "storage" / "auditrail_store"
+    mutation = re.compile(r"ALTER\s+TABLE\s+\S+(\s+ON\s+CLUSTER\s+\S+)?\s+(UPDATE|DELETE)\b|DELETE\s+FROM|"
+                          r"\bTRUNCATE\b|DROP\s+(TABLE|DATABASE|PARTITION)|\bUPDATE\s+\S+\s+SET\b", re.I)
+    code = {p.name: re.sub(r"--[^\n]*", "", p.read_text()) if p.suffix == ".sql" else p.read_text()
+            for p in sorted(package.rglob("*")) if p.suffix in (".py", ".sql")}
+    offenders = [f"{name}: {m.group(0)}" for name, text in code.items() for m in mutation.finditer(text)]
+    assert offenders == []
+
+
+def test_cluster_ddl_is_replicated_distributed_and_parses(store: Store) -> None:
+    steps = plan("auditrail", cluster="prod", grants=True)
+    statements = [sql for _, sqls in steps for sql in sqls]
+    for sql in statements:
+        formatted = store.query("SELECT formatQuery({q:String})", {"q": sql}).result_rows[0][0]
+        assert "ON CLUSTER prod" in formatted or formatted.startswith("GRANT ON CLUSTER prod"), formatted
+    text = "\n".join(statements)
+    assert "`otel_logs_local` ON CLUSTER `prod`" in text and "ENGINE = ReplicatedMergeTree()" in text
+    assert "ENGINE = ReplicatedReplacingMergeTree" in text
+    for table in ("otel_logs", "audit_events", "retention_contracts"):
+        assert f"ENGINE = Distributed(`prod`, `auditrail`, `{table}_local`" in text
+    assert "TO `auditrail`.`audit_events_local`" in text and "FROM `auditrail`.`otel_logs_local`" in text
+    single = "\n".join(sql for _, sqls in plan("auditrail") for sql in sqls)
+    assert "Distributed" not in single and "ON CLUSTER" not in single and "_local" not in single
+
+
+def test_grants_parse_and_need_a_server(store: Store) -> None:
+    grants = plan("auditrail", grants=True)[-1]
+    assert grants[0] == "grants"
+    for sql in grants[1]:
+        store.query("SELECT formatQuery({q:String})", {"q": sql})
+    text = "\n".join(grants[1])
+    assert "INSERT ON `auditrail`.`otel_logs` TO auditrail_writer" in text
+    assert "SELECT ON `auditrail`.`audit_events` TO auditrail_reader" in text
+    assert "getSetting('SQL_auditrail_tenant')" in text
+    with pytest.raises(StoreError, match="needs a ClickHouse server"):
+        apply_grants(store)
+
+
+# --- the CLI, in processes of their own ------------------------------------------------------------------
+
+
+def _cli(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if url:
+        env["AUDITRAIL_CLICKHOUSE_URL"] = url
+    return subprocess.run([AUDITRAIL, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli_migrate_applies_then_reports_up_to_date(tmp_path: Path) -> None:
+    url = "chdb://" + str(tmp_path / "store")
+    first = _cli("migrate", url=url)
+    assert first.returncode == 0, first.stderr
+    assert "applied 0001_otel_logs" in first.stdout and "applied 0004_retention" in first.stdout
+    second = _cli("migrate", url=url)
+    assert (second.returncode, second.stdout.strip()) == (0, "schema up to date")
+
+
+def test_cli_migrate_print_emits_cluster_ddl_without_a_store() -> None:
+    out = _cli("migrate", "--cluster", "prod", "--print", "--grants", url="chdb:///nonexistent/not-created")
+    assert out.returncode == 0, out.stderr
+    assert "-- 0001_otel_logs" in out.stdout and "ON CLUSTER `prod`" in out.stdout and "-- grants" in out.stdout
+    assert not Path("/nonexistent/not-created").exists()
+    bad = _cli("migrate", "--cluster", "prod; DROP", "--print")
+    assert bad.returncode == 2 and "invalid cluster name" in bad.stderr
+
+
+def test_a_directory_in_use_names_its_owner(store: Store) -> None:
+    out = _cli("migrate", url=store.url)
+    assert out.returncode == 2
+    assert "in use by another process" in out.stderr and "auditrail serve" in out.stderr
+
+
+def test_store_cli_is_reachable_through_the_main_entry_point() -> None:
+    out = subprocess.run([sys.executable, "-m", "auditrail_store.cli", "migrate", "--print"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "CREATE TABLE IF NOT EXISTS `auditrail`.`audit_events`" in out.stdout
