@@ -61,8 +61,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _store_verify(args: list[str]) -> bool:
-    """`verify --tenant T` checks stored events; `verify FILE...` stays with the file verifier."""
-    return any(a == "--tenant" or a.startswith("--tenant=") for a in args)
+    """`verify --tenant T` and `verify EXPORT.json` (a store export) go to the store; OTLP JSON-lines files stay."""
+    import re
+
+    if any(a == "--tenant" or a.startswith("--tenant=") for a in args):
+        return True
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        try:
+            with open(arg, "rb") as stream:  # a store export starts with its format marker
+                head = stream.read(64)
+        except OSError:
+            continue
+        if re.match(rb'\s*\{\s*"format"\s*:\s*"auditrail\.export/', head):
+            return True
+    return False
 
 
 if __name__ == "__main__":

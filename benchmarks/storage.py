@@ -1,0 +1,284 @@
+"""Store service performance beside its baselines, from one run (issue 4's Performance section).
+
+1. Ingest: OTLP/HTTP protobuf batches through a real `auditrail serve` (decode + insert into otel_logs,
+   the materialized view into audit_events included), beside clickhouse-connect inserting the same decoded
+   rows (client.insert, Native) into a plain table of otel_logs' columns with no view.
+2. CSV export of a tenant's events through the service (HTTP, streamed) beside chDB's own raw_stream of
+   the same export query in-process.
+3. A tenant + 24 h query (the canonical read, every event of one tenant-day) over a large table: p50 of
+   it through the service and in the engine.
+
+    .venv/bin/python benchmarks/storage.py [--ingest 200000] [--export 1000000] [--query-rows 10000000]
+
+The engine work runs where the service runs (chDB in-process): 2 shared cores here, so read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+ATTRIBUTES = 15
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_service(store_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=store_url)
+    process = subprocess.Popen([PYTHON, "-m", "auditrail.cli", "serve", "--port", str(port)], env=env,
+                               stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit("service did not start: " + log.read_text())
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def token(store_url: str, tenant: str, scope: str) -> str:
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=store_url)
+    out = subprocess.run([PYTHON, "-m", "auditrail.cli", "tokens", "create", "--tenant", tenant, "--scope", scope],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return out.rstrip("\n").splitlines()[-1]
+
+
+def batches(total: int, size: int) -> list[bytes]:
+    """OTLP protobuf requests of `size` audit records (15 attributes each, as the instrumentation sends)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    out = []
+    now = time.time_ns()
+    n = 0
+    while n < total:
+        request = ExportLogsServiceRequest()
+        resource_logs = request.resource_logs.add()
+        resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="bench")))
+        scope_logs = resource_logs.scope_logs.add()
+        scope_logs.scope.name = "auditrail"
+        for _ in range(min(size, total - n)):
+            record = scope_logs.log_records.add(time_unix_nano=now + n, observed_time_unix_nano=now + n,
+                                                severity_number=9, severity_text="INFO", event_name="prompt.update")
+            record.body.string_value = "prompt.update by user@acme.io"
+            values = {"audit.event_id": f"01900000-0000-7000-8000-{n:012x}", "audit.tenant_id": f"t{n % 10}",
+                      "enduser.id": f"user{n % 100}@acme.io", "audit.actor.type": "user",
+                      "client.address": "203.0.113.9", "audit.reason": "ticket 42", "audit.outcome": "success",
+                      "audit.risk": "high", "audit.chain.id": "01900000-0000-7000-8000-00000000c0de",
+                      "audit.chain.prev_hash": "a" * 64, "audit.chain.hash": "b" * 64,
+                      "audit.payload": '{"before":{"prompt_hash":"%s"},"after":{"prompt_hash":"%s"}}' % ("c" * 64,
+                                                                                                      "d" * 64),
+                      "service.version": "1.2.3", "deployment": "prod"}
+            for key, value in values.items():
+                record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+            record.attributes.append(KeyValue(key="audit.chain.seq", value=AnyValue(int_value=n + 1)))
+            n += 1
+        out.append(request.SerializeToString())
+    return out
+
+
+def bench_ingest(total: int, tmp: Path) -> dict[str, float]:
+    url = f"chdb://{tmp}/ingest"
+    bodies = batches(total, 5000)
+    ingest = token(url, "*", "ingest")
+    process, base = start_service(url, tmp / "ingest.log")
+    try:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ingest}",
+                                                  "Content-Type": "application/x-protobuf"}, timeout=300) as client:
+            client.post("/v1/logs", content=bodies[0])  # warm-up (counted in the store, not in the time)
+            started = time.perf_counter()
+            # Two senders, as a collector's exporter queue sends (num_consumers): one request decodes in
+            # Python while the other's insert runs in the engine.
+            with ThreadPoolExecutor(2) as pool:
+                codes = list(pool.map(lambda body: client.post("/v1/logs", content=body).status_code, bodies[1:]))
+            assert set(codes) == {200}, codes
+            service_rate = (total - 5000) / (time.perf_counter() - started)
+    finally:
+        stop(process)
+
+    # Baseline, in this process on its own chDB directory: clickhouse-connect inserting the same rows.
+    from auditrail_store.db import Store
+    from auditrail_store.ingest import BASE_COLUMNS, FEATURE_COLUMNS, decode_protobuf
+    from auditrail_store.migrate import migrate
+
+    store = Store.open(f"chdb://{tmp}/baseline")
+    migrate(store)
+    store.command("CREATE TABLE auditrail.plain_logs AS auditrail.otel_logs ENGINE = MergeTree "
+                  "ORDER BY (ServiceName, Timestamp)")
+    columns = BASE_COLUMNS + FEATURE_COLUMNS
+    decoded = [decode_protobuf(body) for body in bodies[1:]]
+    from datetime import datetime, timezone
+
+    prepared = []
+    for batch in decoded:
+        data = batch.columns()
+        rows = list(zip(*(data[c] for c in columns), strict=True))
+        prepared.append([(datetime.fromtimestamp(r[0] / 1e9, timezone.utc),) + r[1:] for r in rows])
+    started = time.perf_counter()
+    for rows in prepared:
+        store.client.insert("plain_logs", rows, column_names=list(columns), database="auditrail")
+    baseline_rate = (total - 5000) / (time.perf_counter() - started)
+    store.close()
+    return {"service": service_rate, "baseline": baseline_rate}
+
+
+_FILL = """
+import sys, time
+from auditrail_store.db import Store
+from auditrail_store.migrate import migrate
+rows, days, tenants = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+start = time.time_ns() - days * 86_400 * 10**9
+step = days * 86_400 * 10**9 // rows
+with Store.open() as store:
+    migrate(store)
+    for offset in range(0, rows, 1_000_000):
+        store.command('''
+          INSERT INTO auditrail.otel_logs (Timestamp, SeverityText, SeverityNumber, ServiceName, Body, ScopeName,
+                                           LogAttributes, EventName)
+          SELECT fromUnixTimestamp64Nano(toInt64({start:Int64} + number * {step:Int64})), 'INFO', 9, 'bench',
+                 'event', 'auditrail',
+                 map('audit.event_id', toString(generateUUIDv7()),
+                     'audit.tenant_id', concat('t', toString(number % {tenants:UInt32})),
+                     'enduser.id', concat('user', toString(number % 100), '@acme.io'),
+                     'client.address', '203.0.113.9', 'audit.risk', 'low', 'audit.outcome', 'success',
+                     'audit.payload', concat('{"domain":"acme.io","run_id":"', toString(number), '","pages":12}')),
+                 'crawl.run'
+          FROM numbers({offset:UInt64}, {count:UInt64})''',
+          {"start": start, "step": step, "tenants": tenants, "offset": offset,
+           "count": min(1_000_000, rows - offset)})
+    store.command("OPTIMIZE TABLE auditrail.audit_events FINAL")
+"""
+
+_RAW_STREAM = """
+import sys, time
+from auditrail_store.db import Store
+from auditrail_store.export import ExportFilters, export_query, _SETTINGS
+with Store.open() as store:
+    sql, params = export_query(store, sys.argv[1], ExportFilters(), flat=True)
+    started = time.perf_counter()
+    stream = store.client.raw_stream(sql, parameters=params, settings=_SETTINGS, fmt="CSV")
+    lines = 0
+    while chunk := stream.read(1 << 16):
+        lines += chunk.count(b"\\n")
+    print(lines, time.perf_counter() - started)
+"""
+
+_ENGINE_QUERY = """
+import sys, time, statistics
+from datetime import datetime, timedelta, timezone
+from auditrail_store.db import Store, select_events
+with Store.open() as store:
+    end = datetime.now(timezone.utc) - timedelta(days=3)
+    times = []
+    for i in range(int(sys.argv[2])):
+        day_end = end - timedelta(hours=7 * i)
+        sql, params = select_events(store, sys.argv[1], since=day_end - timedelta(hours=24), until=day_end)
+        started = time.perf_counter()
+        rows = store.query(sql, params).result_rows
+        times.append(time.perf_counter() - started)
+    print(statistics.median(times), len(rows))
+"""
+
+
+def fill(url: str, rows: int, days: int, tenants: int) -> float:
+    started = time.perf_counter()
+    subprocess.run([PYTHON, "-c", _FILL, str(rows), str(days), str(tenants)], check=True,
+                   env=dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=url))
+    return time.perf_counter() - started
+
+
+def bench_export(total: int, tmp: Path) -> dict[str, float]:
+    url = f"chdb://{tmp}/export"
+    fill(url, total, 1, 1)
+    read = token(url, "t0", "read")
+    process, base = start_service(url, tmp / "export.log")
+    try:
+        started = time.perf_counter()
+        lines = 0
+        with httpx.stream("GET", base + "/v1/tenants/t0/events", params={"format": "csv"},
+                          headers={"Authorization": f"Bearer {read}"}, timeout=None) as response:
+            for chunk in response.iter_bytes():
+                lines += chunk.count(b"\n")
+        service_rate = (lines - 1) / (time.perf_counter() - started)
+    finally:
+        stop(process)
+    out = subprocess.run([PYTHON, "-c", _RAW_STREAM, "t0"], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=url)).stdout.split()
+    return {"service": service_rate, "baseline": int(out[0]) / float(out[1]), "rows": lines - 1}
+
+
+def bench_query(total: int, tmp: Path, repeats: int = 21) -> dict[str, float]:
+    url = f"chdb://{tmp}/query"
+    fill_seconds = fill(url, total, 30, 100)
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=url)
+    engine = subprocess.run([PYTHON, "-c", _ENGINE_QUERY, "t7", str(repeats)], check=True, capture_output=True,
+                            text=True, env=env).stdout.split()
+    read = token(url, "t7", "read")
+    process, base = start_service(url, tmp / "query.log")
+    times = []
+    try:
+        from datetime import datetime, timedelta, timezone
+
+        end = datetime.now(timezone.utc) - timedelta(days=3)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {read}"}, timeout=60) as client:
+            for i in range(repeats):
+                day_end = end - timedelta(hours=7 * i)
+                params = {"since": (day_end - timedelta(hours=24)).isoformat(), "until": day_end.isoformat(),
+                          "format": "ndjson"}
+                started = time.perf_counter()
+                response = client.get("/v1/tenants/t7/events", params=params)
+                times.append(time.perf_counter() - started)
+                rows = response.text.count("\n")
+    finally:
+        stop(process)
+    return {"service_p50": statistics.median(times), "engine_p50": float(engine[0]), "rows": rows,
+            "fill_seconds": fill_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ingest", type=int, default=200_000)
+    parser.add_argument("--export", type=int, default=1_000_000)
+    parser.add_argument("--query-rows", type=int, default=10_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="auditrail-bench-") as name:
+        tmp = Path(name)
+        ingest = bench_ingest(args.ingest, tmp)
+        print(f"ingest  {args.ingest:>10,} events  service (OTLP/HTTP protobuf, MV incl.) {ingest['service']:>9,.0f}/s"
+              f" | clickhouse-connect insert, plain table {ingest['baseline']:>9,.0f}/s"
+              f" | ratio {ingest['service'] / ingest['baseline']:.2f}  (target >= 100,000/s)", flush=True)
+        export = bench_export(args.export, tmp)
+        print(f"export  {export['rows']:>10,} rows    service CSV over HTTP {export['service']:>9,.0f} rows/s"
+              f" | chDB raw_stream CSV {export['baseline']:>9,.0f} rows/s"
+              f" | ratio {export['service'] / export['baseline']:.2f}  (target >= 300,000/s)", flush=True)
+        query = bench_query(args.query_rows, tmp)
+        print(f"query   {args.query_rows:>10,} events  tenant + 24 h ({query['rows']} rows): service p50 "
+              f"{query['service_p50'] * 1000:.1f} ms | engine (canonical read) p50 {query['engine_p50'] * 1000:.1f} ms"
+              f"  (target < 100 ms; table filled in {query['fill_seconds']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""The running service's local door, for CLI commands on an embedded store it owns.
+
+chDB lets one process own a data directory, and a running ``auditrail serve`` owns it. So that operators
+can still create tokens, export or verify while it runs, the service writes ``<store dir>.service.json``
+at start (mode 0600, removed at exit): its pid, its loopback URL and a fresh 256-bit secret. A CLI command
+that finds the directory locked reads that file, checks the pid is alive, and sends the same operation to
+the service with the secret in ``X-Auditrail-Local-Admin``. The secret is compared in constant time and
+is worth exactly what the file's permissions give: whoever can read it could read the data directory
+itself. Servers and clusters need none of this (any number of processes connect); tokens live in the
+store either way, so there is one source of truth for every replica.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+__all__ = ["LOCAL_ADMIN_HEADER", "LocalService", "control_path", "find_service", "remove_control", "write_control"]
+
+LOCAL_ADMIN_HEADER = "X-Auditrail-Local-Admin"
+
+
+def control_path(url: str) -> Path | None:
+    """Where the service of an embedded store writes its control file; None for servers."""
+    parsed = urlparse(url)
+    if parsed.scheme != "chdb" or not parsed.path:
+        return None
+    return Path(os.path.abspath(parsed.path.rstrip("/")) + ".service.json")
+
+
+def write_control(url: str, host: str, port: int) -> str | None:
+    """Write the control file (0600, atomically) for a service on host:port; the secret, or None for servers."""
+    path = control_path(url)
+    if path is None:
+        return None
+    secret = secrets.token_urlsafe(32)
+    connect_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    if ":" in connect_host and not connect_host.startswith("["):
+        connect_host = f"[{connect_host}]"
+    content = json.dumps({"pid": os.getpid(), "url": f"http://{connect_host}:{port}", "secret": secret})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".service.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as stream:
+            stream.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return secret
+
+
+def remove_control(url: str, secret: str | None) -> None:
+    """Remove the control file if it is still ours."""
+    path = control_path(url)
+    if path is None or secret is None:
+        return
+    try:
+        if json.loads(path.read_text()).get("secret") == secret:
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+@dataclass(frozen=True)
+class LocalService:
+    """A running service on this machine that owns the embedded store."""
+
+    base_url: str
+    secret: str
+    pid: int
+
+    def headers(self) -> dict[str, str]:
+        """The local admin header."""
+        return {LOCAL_ADMIN_HEADER: self.secret}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One request to the service (httpx.Response); raises httpx errors."""
+        import httpx
+
+        with httpx.Client(base_url=self.base_url, timeout=60.0) as client:
+            return client.request(method, path, headers=self.headers(), **kwargs)
+
+
+def find_service(url: str) -> LocalService | None:
+    """The live service that owns the embedded store at `url`, from its control file; None if there is none."""
+    path = control_path(url)
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+        pid = int(data["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return LocalService(str(data["url"]), str(data["secret"]), pid)
+
+
+# --------------------------------------------------------------------------------------------------
+# The store service's operator commands: `serve`, `tokens`, `export`, `verify`, `archive`. cli.py calls
+# add_parsers() and dispatches to run_*; each run_* imports what it needs when it runs.
+
+
+def add_parsers(sub: Any) -> None:
+    """Add serve / tokens / export / verify / archive to the store CLI's subparsers."""
+    url_help = "storage URL (default $AUDITRAIL_CLICKHOUSE_URL or chdb://./.auditrail/store)"
+
+    serve = sub.add_parser("serve", help="run the store service (OTLP/HTTP ingest, exports, verify)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=4320, help="port (default 4320)")
+    serve.add_argument("--url", default=None, help=url_help)
+
+    tokens = sub.add_parser("tokens", help="create, list and revoke API tokens")
+    tsub = tokens.add_subparsers(dest="tokens_command", required=True)
+    create = tsub.add_parser("create", help="create a token; it is printed once, alone on the last line")
+    create.add_argument("--tenant", required=True, help="tenant id, or '*' for every tenant")
+    create.add_argument("--scope", required=True, choices=("read", "ingest", "admin"))
+    create.add_argument("--description", default="")
+    create.add_argument("--url", default=None, help=url_help)
+    listing = tsub.add_parser("list", help="list tokens (ids, tenants, scopes; never secrets)")
+    listing.add_argument("--all", action="store_true", help="include revoked tokens")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--url", default=None, help=url_help)
+    revoke = tsub.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("token_id", help="the token id (the 16 hex digits after art_) or the token")
+    revoke.add_argument("--url", default=None, help=url_help)
+
+    export = sub.add_parser("export", help="export one tenant's events as CSV/JSON/NDJSON")
+    _tenant_filters(export)
+    export.add_argument("--type", dest="event_type", default=None, help="event type, or a prefix ending in . or *")
+    export.add_argument("--actor", default=None)
+    export.add_argument("--format", choices=("csv", "json", "ndjson"), default=None,
+                        help="default: from --out's extension, else json")
+    export.add_argument("--out", required=True, help="output file ('-' for stdout)")
+    export.add_argument("--no-progress", action="store_true", help="no progress bar")
+    export.add_argument("--url", default=None, help=url_help)
+
+    verify = sub.add_parser("verify", help="verify stored events (--tenant) or an exported JSON file")
+    verify.add_argument("export_file", nargs="?", help="an `auditrail export --format json` file (no store needed)")
+    verify.add_argument("--tenant", default=None)
+    verify.add_argument("--since", default=None)
+    verify.add_argument("--until", default=None)
+    verify.add_argument("--key", action="append", default=[], metavar="PEM_FILE",
+                        help="trusted checkpoint public key (repeatable); default: the keys the events carry")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument("--url", default=None, help=url_help)
+
+    archive = sub.add_parser("archive", help="archive one tenant-month as Parquet to S3-compatible storage")
+    archive.add_argument("--tenant", required=True)
+    archive.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    archive.add_argument("--to", required=True, dest="target", help="s3://bucket/prefix")
+    archive.add_argument("--endpoint", default=None,
+                         help="S3-compatible endpoint, e.g. https://storage.googleapis.com or a local moto "
+                              "(default $AUDITRAIL_S3_ENDPOINT, else AWS from the bucket's region)")
+    archive.add_argument("--region", default=None, help="default $AWS_REGION or us-east-1")
+    archive.add_argument("--url", default=None, help=url_help)
+
+
+def _tenant_filters(parser: Any) -> None:
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--since", default=None, help="ISO-8601, inclusive")
+    parser.add_argument("--until", default=None, help="ISO-8601, exclusive")
+
+
+def open_store_or_service(url: str | None) -> tuple[Any, LocalService | None]:
+    """(Store, None), or (None, the running service) when that service owns the embedded store."""
+    from .db import Store, StoreError, default_url
+
+    url = url or default_url()
+    service = find_service(url)  # first: trying the engine on a locked directory makes chDB print errors
+    if service is not None:
+        return None, service
+    try:
+        return Store.open(url), None
+    except StoreError:
+        service = find_service(url)
+        if service is None:
+            raise
+        return None, service
+
+
+def _service_error(response: Any) -> str:
+    try:
+        detail = response.json()
+        detail = detail.get("detail") or detail.get("message") or detail
+    except ValueError:
+        detail = response.text
+    return f"the service answered {response.status_code}: {detail}"
+
+
+def run_serve(args: Any) -> int:
+    """`auditrail serve`."""
+    from .service import serve
+
+    serve(args.host, args.port, args.url)
+    return 0
+
+
+def run_tokens(args: Any) -> int:
+    """`auditrail tokens create|list|revoke`."""
+    import sys
+
+    from .db import StoreError
+
+    store, service = open_store_or_service(args.url)
+    if service is not None:
+        if args.tokens_command == "create":
+            response = service.request("POST", "/v1/admin/tokens", json={
+                "tenant": args.tenant, "scope": args.scope, "description": args.description})
+            if response.status_code != 201:
+                raise StoreError(_service_error(response))
+            data = response.json()
+            token = data.pop("token")
+            _print_created(data)
+            print(token)
+            return 0
+        if args.tokens_command == "list":
+            response = service.request("GET", "/v1/admin/tokens", params={"all": "true" if args.all else "false"})
+            if response.status_code != 200:
+                raise StoreError(_service_error(response))
+            _print_tokens(response.json(), args.json)
+            return 0
+        token_id = _token_id(args.token_id)
+        response = service.request("DELETE", f"/v1/admin/tokens/{token_id}")
+        if response.status_code == 404:
+            print(f"auditrail tokens: no active token {token_id}", file=sys.stderr)
+            return 1
+        if response.status_code != 204:
+            raise StoreError(_service_error(response))
+        print(f"revoked {token_id}")
+        return 0
+
+    from .migrate import migrate
+    from .tokens import TokenStore
+
+    with store:
+        migrate(store)
+        tokens = TokenStore(store, cache_seconds=0)
+        if args.tokens_command == "create":
+            token, info = tokens.create(args.tenant, args.scope, args.description)
+            _print_created(info.to_dict())
+            print(token)
+            return 0
+        if args.tokens_command == "list":
+            _print_tokens([info.to_dict() for info in tokens.list(include_revoked=args.all)], args.json)
+            return 0
+        token_id = _token_id(args.token_id)
+        if not tokens.revoke(token_id):
+            print(f"auditrail tokens: no active token {token_id}", file=sys.stderr)
+            return 1
+        print(f"revoked {token_id}")
+        return 0
+
+
+def _token_id(text: str) -> str:
+    from .tokens import parse_token
+
+    parsed = parse_token(text)
+    return parsed[0] if parsed else text.strip()
+
+
+def _print_created(info: dict[str, Any]) -> None:
+    print(f"created token {info['token_id']}: tenant {info['tenant']!r}, scope {info['scope']}")
+    print("store it now: it is shown once and only its hash is kept. The token:")
+
+
+def _print_tokens(items: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(items, indent=1))
+        return
+    if not items:
+        print("no tokens")
+        return
+    print(f"{'TOKEN ID':<17} {'TENANT':<20} {'SCOPE':<7} {'CREATED':<25} STATUS")
+    for item in items:
+        status = "active" if item["active"] else f"revoked {item['revoked_at']}"
+        print(f"{item['token_id']:<17} {item['tenant'][:20]:<20} {item['scope']:<7} {item['created_at'] or '':<25} "
+              f"{status}")
+
+
+def run_export(args: Any) -> int:
+    """`auditrail export --tenant T [--since --until --type --actor --format] --out FILE`."""
+    from .export import main_export
+
+    return main_export(args)
+
+
+def run_verify(args: Any) -> int:
+    """`auditrail verify --tenant T` (stored events) or `auditrail verify EXPORT.json` (offline)."""
+    from .verify_store import main_verify
+
+    return main_verify(args)
+
+
+def run_archive(args: Any) -> int:
+    """`auditrail archive --tenant T --month YYYY-MM --to s3://bucket/prefix`."""
+    from .archive import main_archive
+
+    return main_archive(args)
+
+
+COMMANDS = {"serve": run_serve, "tokens": run_tokens, "export": run_export, "verify": run_verify,
+            "archive": run_archive}

@@ -1,0 +1,975 @@
+"""OTLP/HTTP logs -> ``otel_logs`` rows, exactly as the collector's clickhouse exporter writes them.
+
+The store service accepts what a collector would (``POST /v1/logs``, protobuf or JSON, optionally gzip)
+and writes the rows the contrib ``clickhouseexporter`` (v0.161.0, ``exporter_logs.go`` and
+``internal/util.go``) would write for the same request, so the audit_events materialized view, Grafana
+and the exporter itself all see one table. Per log record:
+
+=====================  ======================================================================
+column                 value (pdata / Go)
+=====================  ======================================================================
+Timestamp              ``time_unix_nano``, or ``observed_time_unix_nano`` when it is 0 (ns)
+TraceId / SpanId       lowercase hex, ``""`` when absent or all zeros
+TraceFlags             ``uint8(flags)``
+SeverityText           as sent
+SeverityNumber         ``uint8(severity_number)``
+ServiceName            resource attribute ``service.name`` via ``AsString()``, else ``""``
+Body                   ``body.AsString()``
+ResourceSchemaUrl      ``ResourceLogs.schema_url``
+ResourceAttributes     every resource attribute, value ``AsString()``, sorted by key (duplicates kept)
+ScopeSchemaUrl         ``ScopeLogs.schema_url``
+ScopeName/ScopeVersion the instrumentation scope's
+ScopeAttributes        scope attributes, as above
+LogAttributes          record attributes, as above
+EventName              ``event_name``, written only when the table has the column (the exporter
+                       checks the same with ``DESCRIBE TABLE``)
+=====================  ======================================================================
+
+``AsString()`` (pdata ``Value.AsString``): strings as they are, ``true``/``false``, ints in decimal,
+doubles as Go's ``float64AsString`` (shortest digits, exponent below 1e-6 and from 1e21, ``e-7`` not
+``e-07``; ``NaN``, ``Infinity``), bytes base64, maps and slices as Go's ``json.Encoder`` (no HTML
+escaping) of ``AsRaw()`` (sorted keys; ``""`` when a NaN or infinity inside makes it fail), an empty value
+``""``. pdata v1.67.0 is what v0.161.0 builds with; tests/data/pdata_asstring_vectors.json holds values
+produced by that pdata itself.
+
+Decoding. Protobuf goes through upb (``ExportLogsServiceRequest.FromString``) first: that is the
+validation (truncation, wire types, UTF-8), in C. The rows are then read by a hand-written wire walker,
+~3x faster than reading the upb objects field by field from Python (measured: 22k vs ~70k records/s with
+15 attributes a record); anything it does not expect (a repeated singular field, unknown fields, the
+profiles-only ``*_strindex`` fields) sends the request to :func:`rows_from_message`, the plain reading of
+the upb objects, which is also the tests' oracle. JSON follows pdata's OTLP/JSON reader: camelCase or
+snake_case names, int64s as numbers or strings, hex trace/span ids, enum names or numbers.
+
+Writing: one ``INSERT ... FORMAT JSONColumns`` per request, built with orjson (clickhouse-connect's
+Native encoder manages ~17k rows/s with three Map columns here, JSONColumns ~100k). The request is fully
+decoded and validated before the insert, and a single-block insert is all or nothing, so a malformed
+request writes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValueList
+
+__all__ = [
+    "BASE_COLUMNS",
+    "FEATURE_COLUMNS",
+    "IngestError",
+    "LogBatch",
+    "LogWriter",
+    "any_value_as_string",
+    "decode_json",
+    "decode_protobuf",
+    "decode_request",
+    "go_float",
+    "go_json",
+    "rows_from_message",
+]
+
+# The exporter's INSERT column list (internal/sqltemplates/logs_insert.sql), then its feature columns.
+BASE_COLUMNS: tuple[str, ...] = (
+    "Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText", "SeverityNumber", "ServiceName", "Body",
+    "ResourceSchemaUrl", "ResourceAttributes", "ScopeSchemaUrl", "ScopeName", "ScopeVersion", "ScopeAttributes",
+    "LogAttributes",
+)
+FEATURE_COLUMNS: tuple[str, ...] = ("EventName",)
+
+SERVICE_NAME = "service.name"
+DEFAULT_MAX_BODY = 64 << 20  # decompressed request size accepted by the service
+
+
+class IngestError(ValueError):
+    """A request that cannot be ingested (malformed, unsupported): HTTP 400, nothing written."""
+
+
+# A map column value: a dict, or a list of (key, value) pairs when the request repeats a key (the exporter
+# keeps every pair, in order; ClickHouse's Map keeps them too and ``m['k']`` returns the first).
+AttrMap = dict[str, str] | list[tuple[str, str]]
+
+
+@dataclass(slots=True)
+class LogBatch:
+    """Decoded log records, one list per otel_logs column (columnar: what the insert sends)."""
+
+    timestamps: list[int] = field(default_factory=list)  # ns since the epoch (signed, as Go's int64 cast)
+    trace_ids: list[str] = field(default_factory=list)
+    span_ids: list[str] = field(default_factory=list)
+    trace_flags: list[int] = field(default_factory=list)
+    severity_texts: list[str] = field(default_factory=list)
+    severity_numbers: list[int] = field(default_factory=list)
+    service_names: list[str] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
+    resource_schema_urls: list[str] = field(default_factory=list)
+    resource_attributes: list[AttrMap] = field(default_factory=list)
+    scope_schema_urls: list[str] = field(default_factory=list)
+    scope_names: list[str] = field(default_factory=list)
+    scope_versions: list[str] = field(default_factory=list)
+    scope_attributes: list[AttrMap] = field(default_factory=list)
+    log_attributes: list[AttrMap] = field(default_factory=list)
+    event_names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    def columns(self) -> dict[str, list[Any]]:
+        """Column name -> values, base columns then feature columns."""
+        return {
+            "Timestamp": self.timestamps, "TraceId": self.trace_ids, "SpanId": self.span_ids,
+            "TraceFlags": self.trace_flags, "SeverityText": self.severity_texts,
+            "SeverityNumber": self.severity_numbers, "ServiceName": self.service_names, "Body": self.bodies,
+            "ResourceSchemaUrl": self.resource_schema_urls, "ResourceAttributes": self.resource_attributes,
+            "ScopeSchemaUrl": self.scope_schema_urls, "ScopeName": self.scope_names,
+            "ScopeVersion": self.scope_versions, "ScopeAttributes": self.scope_attributes,
+            "LogAttributes": self.log_attributes, "EventName": self.event_names,
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per record (tests and debugging; the insert stays columnar)."""
+        columns = self.columns()
+        return [{name: values[i] for name, values in columns.items()} for i in range(len(self))]
+
+    def attribute_values(self, key: str) -> set[str | None]:
+        """The distinct values of one log attribute over the batch (None where a record lacks it)."""
+        return {_map_get(attributes, key) for attributes in self.log_attributes}
+
+
+def _map_get(attributes: AttrMap, key: str) -> str | None:
+    """``m[key]`` as ClickHouse reads it: the first pair with that key."""
+    if isinstance(attributes, dict):
+        return attributes.get(key)
+    for name, value in attributes:
+        if name == key:
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# pdata's AsString
+
+
+def go_float(number: float) -> str:
+    """pdata's ``float64AsString``: ES6-style shortest digits; NaN, Infinity, -Infinity."""
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "Infinity" if number > 0 else "-Infinity"
+    return _go_float_digits(number)
+
+
+def _go_float_digits(number: float) -> str:
+    """A finite double as Go's ``strconv`` 'f' (or 'e' below 1e-6 and from 1e21, exponent trimmed)."""
+    if number == 0:
+        return "-0" if math.copysign(1.0, number) < 0 else "0"
+    text = repr(number)  # the shortest round-trip digits, as strconv's precision -1
+    magnitude = abs(number)
+    if 1e-6 <= magnitude < 1e21:
+        if "e" in text:
+            text = format(Decimal(text), "f")
+        return text[:-2] if text.endswith(".0") else text
+    mantissa, exponent = text.split("e")
+    if mantissa.endswith(".0"):
+        mantissa = mantissa[:-2]
+    sign = exponent[0]
+    digits = exponent[1:].lstrip("0") or "0"
+    if len(digits) < 2 and sign == "+":
+        digits = digits.rjust(2, "0")  # Go trims only "e-0d" to "e-d"; "e+21" stays
+    return f"{mantissa}e{sign}{digits}"
+
+
+class _Unsupported(ValueError):
+    """encoding/json refuses the value (NaN / infinity): AsString gives ""."""
+
+
+_GO_STRING_ESCAPES = {"\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _go_json_string(text: str) -> str:
+    """A JSON string as Go's json.Encoder writes it with SetEscapeHTML(false) (pdata's AsString of maps)."""
+    encoded = orjson.dumps(text).decode()  # escapes ", \\, \\b \\f \\n \\r \\t, other controls as \\u00xx: as Go
+    if "\u2028" in text or "\u2029" in text:  # Go escapes these two even without HTML escaping
+        encoded = "".join(_GO_STRING_ESCAPES.get(c, c) for c in encoded)
+    return encoded
+
+
+def go_json(raw: Any) -> str:
+    """``json.Marshal`` of a pdata ``AsRaw()`` value; raises _Unsupported for NaN / infinity."""
+    if raw is None:
+        return "null"
+    if raw is True:
+        return "true"
+    if raw is False:
+        return "false"
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, float):
+        if math.isnan(raw) or math.isinf(raw):
+            raise _Unsupported(raw)
+        return _go_float_digits(raw)
+    if isinstance(raw, str):
+        return _go_json_string(raw)
+    if isinstance(raw, bytes):  # Go: []byte as base64; an empty one is a nil slice, null
+        return '"' + base64.b64encode(raw).decode() + '"' if raw else "null"
+    if isinstance(raw, dict):
+        # Go sorts map keys by their UTF-8 bytes, which is code point order.
+        return "{" + ",".join(_go_json_string(k) + ":" + go_json(raw[k]) for k in sorted(raw)) + "}"
+    if isinstance(raw, list):
+        return "[" + ",".join(go_json(v) for v in raw) + "]"
+    raise TypeError(f"not a pdata raw value: {type(raw).__name__}")
+
+
+def _raw_as_string(raw: Any) -> str:
+    """AsString of a map or slice given its raw value."""
+    try:
+        return go_json(raw)
+    except _Unsupported:
+        return ""
+
+
+def _int64(value: int) -> int:
+    """A varint read as int64 (two's complement)."""
+    value &= 0xFFFFFFFFFFFFFFFF
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def any_value_as_string(value: AnyValue) -> str:
+    """pdata ``Value.AsString()`` of an upb AnyValue."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind is None or kind == "string_value_strindex":
+        return ""  # pdata has no string-table values for logs: an empty value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return go_float(value.double_value)
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return _raw_as_string(_any_raw(value))
+
+
+def _any_raw(value: AnyValue) -> Any:
+    """pdata ``Value.AsRaw()`` of an upb AnyValue."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bytes_value":
+        return bytes(value.bytes_value)
+    if kind == "array_value":
+        return [_any_raw(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _any_raw(kv.value) for kv in value.kvlist_value.values}  # last key wins, as AsRaw
+    return None
+
+
+def _attributes(key_values: Iterable[Any]) -> AttrMap:
+    """Attributes as a map column value (see _attr_map)."""
+    return _attr_map([(kv.key, any_value_as_string(kv.value)) for kv in key_values])
+
+
+def _first_as_string(key_values: Iterable[Any], key: str) -> str:
+    """pcommon.Map.Get(key).AsString(): the first pair with that key, else ""."""
+    for kv in key_values:
+        if kv.key == key:
+            return any_value_as_string(kv.value)
+    return ""
+
+
+def _timestamp(time_unix_nano: int, observed: int) -> int:
+    """The exporter's timestamp: the record time, else the observed time; as Go's int64 conversion."""
+    chosen = time_unix_nano or observed
+    return chosen - (1 << 64) if chosen >= 1 << 63 else chosen
+
+
+def _hex_id(raw: bytes, size: int, name: str) -> str:
+    """traceutil.*ToHexOrEmptyString; pdata refuses ids of another length."""
+    if not raw:
+        return ""
+    if len(raw) != size:
+        raise IngestError(f"{name} must be {size} bytes, got {len(raw)}")
+    return raw.hex() if any(raw) else ""
+
+
+def rows_from_message(request: ExportLogsServiceRequest) -> LogBatch:
+    """The exporter's rows for a parsed request, read field by field from the upb objects."""
+    batch = LogBatch()
+    for resource_logs in request.resource_logs:
+        resource_attrs = resource_logs.resource.attributes
+        service_name = _first_as_string(resource_attrs, SERVICE_NAME)
+        resource_map = _attributes(resource_attrs)
+        resource_url = resource_logs.schema_url
+        for scope_logs in resource_logs.scope_logs:
+            scope = scope_logs.scope
+            scope_map = _attributes(scope.attributes)
+            for record in scope_logs.log_records:
+                batch.timestamps.append(_timestamp(record.time_unix_nano, record.observed_time_unix_nano))
+                batch.trace_ids.append(_hex_id(record.trace_id, 16, "trace_id"))
+                batch.span_ids.append(_hex_id(record.span_id, 8, "span_id"))
+                batch.trace_flags.append(record.flags & 0xFF)
+                batch.severity_texts.append(record.severity_text)
+                batch.severity_numbers.append(record.severity_number & 0xFF)
+                batch.service_names.append(service_name)
+                batch.bodies.append(any_value_as_string(record.body) if record.HasField("body") else "")
+                batch.resource_schema_urls.append(resource_url)
+                batch.resource_attributes.append(resource_map)
+                batch.scope_schema_urls.append(scope_logs.schema_url)
+                batch.scope_names.append(scope.name)
+                batch.scope_versions.append(scope.version)
+                batch.scope_attributes.append(scope_map)
+                batch.log_attributes.append(_attributes(record.attributes))
+                batch.event_names.append(record.event_name)
+    return batch
+
+
+# --------------------------------------------------------------------------------------------------
+# Protobuf: the fast wire walker
+
+
+class _Fallback(Exception):
+    """Something the fast walker does not handle: decode with rows_from_message instead."""
+
+
+_unpack_double = struct.Struct("<d").unpack_from
+_unpack_fixed64 = struct.Struct("<Q").unpack_from
+_unpack_fixed32 = struct.Struct("<I").unpack_from
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position) of the varint at pos."""
+    byte = data[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    result = byte & 0x7F
+    shift = 7
+    pos += 1
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise _Fallback
+
+
+def _len_field(data: bytes, pos: int) -> tuple[int, int]:
+    """(start, end) of the length-delimited payload whose length varint is at pos."""
+    length = data[pos]
+    if length < 0x80:
+        start = pos + 1
+    else:
+        length, start = _varint(data, pos)
+    return start, start + length
+
+
+def _any_string(data: bytes, pos: int, end: int) -> str:
+    """AsString of the AnyValue encoded in data[pos:end]."""
+    if pos == end:
+        return ""
+    tag = data[pos]
+    if tag == 0x0A:  # string_value: the common case
+        start, stop = _len_field(data, pos + 1)
+        if stop != end:
+            raise _Fallback
+        return data[start:stop].decode()
+    if tag == 0x10:  # bool_value
+        value, stop = _varint(data, pos + 1)
+        result = "true" if value else "false"
+    elif tag == 0x18:  # int_value
+        value, stop = _varint(data, pos + 1)
+        result = str(_int64(value))
+    elif tag == 0x21:  # double_value
+        stop = pos + 9
+        result = go_float(_unpack_double(data, pos + 1)[0])
+    elif tag == 0x3A:  # bytes_value
+        start, stop = _len_field(data, pos + 1)
+        result = base64.b64encode(data[start:stop]).decode()
+    elif tag == 0x2A or tag == 0x32:  # array_value / kvlist_value: rare, read through upb
+        start, stop = _len_field(data, pos + 1)
+        if stop != end:
+            raise _Fallback
+        message = (ArrayValue if tag == 0x2A else KeyValueList).FromString(data[start:stop])
+        if tag == 0x2A:
+            return _raw_as_string([_any_raw(v) for v in message.values])
+        return _raw_as_string({kv.key: _any_raw(kv.value) for kv in message.values})
+    else:
+        raise _Fallback
+    if stop != end:
+        raise _Fallback  # a second oneof member or a repeated field: proto merge rules, not ours
+    return result
+
+
+def _key_values(data: bytes, pos: int, end: int, out: list[tuple[str, str]]) -> None:
+    """Append (key, AsString) of one KeyValue at data[pos:end] (its field tag already read)."""
+    key = ""
+    value = ""
+    seen_value = False
+    while pos < end:
+        tag = data[pos]
+        start, stop = _len_field(data, pos + 1)
+        if tag == 0x0A:
+            key = data[start:stop].decode()
+        elif tag == 0x12 and not seen_value:
+            value = _any_string(data, start, stop)
+            seen_value = True
+        else:
+            raise _Fallback
+        pos = stop
+    out.append((key, value))
+
+
+def _by_key(pair: tuple[str, str]) -> str:
+    return pair[0]
+
+
+def _attr_map(pairs: list[tuple[str, str]]) -> AttrMap:
+    """A map column value as the exporter sends it: pairs sorted by key (clickhouse-go's orderedmap.CollectN
+    sorts them; Go compares UTF-8 bytes, which is code point order), every pair kept; a dict when no key
+    repeats. Go's sort is not stable, but for the few pairs of one key it is insertion sort: stable."""
+    pairs.sort(key=_by_key)
+    as_dict = dict(pairs)
+    return as_dict if len(as_dict) == len(pairs) else pairs
+
+
+def decode_protobuf(data: bytes) -> LogBatch:
+    """Rows of a protobuf ExportLogsServiceRequest; IngestError when it is not one."""
+    try:
+        message = ExportLogsServiceRequest.FromString(data)
+    except DecodeError as error:
+        raise IngestError(f"malformed protobuf ExportLogsServiceRequest: {error}") from None
+    try:
+        return _walk_request(bytes(data))
+    except IngestError:
+        raise
+    except Exception:  # _Fallback, or anything the walker did not foresee: the plain reading decides
+        return rows_from_message(message)
+
+
+def _walk_request(data: bytes) -> LogBatch:
+    batch = LogBatch()
+    pos = 0
+    end = len(data)
+    while pos < end:
+        if data[pos] != 0x0A:
+            raise _Fallback
+        start, stop = _len_field(data, pos + 1)
+        _walk_resource_logs(data, start, stop, batch)
+        pos = stop
+    return batch
+
+
+def _container(data: bytes, pos: int, end: int) -> tuple[tuple[int, int] | None, list[tuple[int, int]], str]:
+    """ResourceLogs and ScopeLogs share a layout: 1 = resource / scope, 2 = repeated children, 3 = schema_url.
+    Returns (the head message's span or None, the children's spans, the schema url)."""
+    head: tuple[int, int] | None = None
+    children: list[tuple[int, int]] = []
+    schema_url = ""
+    while pos < end:
+        tag = data[pos]
+        start, stop = _len_field(data, pos + 1)
+        if tag == 0x12:
+            children.append((start, stop))
+        elif tag == 0x0A and head is None:
+            head = (start, stop)
+        elif tag == 0x1A:
+            schema_url = data[start:stop].decode()
+        else:
+            raise _Fallback
+        pos = stop
+    return head, children, schema_url
+
+
+def _walk_resource_logs(data: bytes, pos: int, end: int, batch: LogBatch) -> None:
+    resource, scopes, schema_url = _container(data, pos, end)
+    pairs: list[tuple[str, str]] = []
+    if resource is not None:
+        _walk_attributes_only(data, resource[0], resource[1], 0x0A, (0x10,), pairs)
+    service_name = next((value for key, value in pairs if key == SERVICE_NAME), "")
+    resource_map = _attr_map(pairs)
+    for start, stop in scopes:
+        _walk_scope_logs(data, start, stop, batch, service_name, resource_map, schema_url)
+
+
+def _walk_attributes_only(data: bytes, pos: int, end: int, attr_tag: int, skip_varint_tags: tuple[int, ...],
+                          out: list[tuple[str, str]], strings: dict[int, str] | None = None) -> None:
+    """Attributes of a Resource / InstrumentationScope; other string fields into ``strings`` by tag."""
+    while pos < end:
+        tag = data[pos]
+        if tag in skip_varint_tags:
+            _, pos = _varint(data, pos + 1)
+            continue
+        start, stop = _len_field(data, pos + 1)
+        if tag == attr_tag:
+            _key_values(data, start, stop, out)
+        elif strings is not None and tag in strings:
+            strings[tag] = data[start:stop].decode()
+        else:
+            raise _Fallback
+        pos = stop
+
+
+def _walk_scope_logs(data: bytes, pos: int, end: int, batch: LogBatch, service_name: str, resource_map: AttrMap,
+                     resource_url: str) -> None:
+    scope, records, schema_url = _container(data, pos, end)
+    pairs: list[tuple[str, str]] = []
+    strings = {0x0A: "", 0x12: ""}  # name, version
+    if scope is not None:
+        _walk_attributes_only(data, scope[0], scope[1], 0x1A, (0x20,), pairs, strings)
+    scope_map = _attr_map(pairs)
+    scope_name = strings[0x0A]
+    scope_version = strings[0x12]
+
+    count = len(records)
+    batch.service_names.extend([service_name] * count)
+    batch.resource_schema_urls.extend([resource_url] * count)
+    batch.resource_attributes.extend([resource_map] * count)
+    batch.scope_schema_urls.extend([schema_url] * count)
+    batch.scope_names.extend([scope_name] * count)
+    batch.scope_versions.extend([scope_version] * count)
+    batch.scope_attributes.extend([scope_map] * count)
+
+    timestamps = batch.timestamps
+    trace_ids = batch.trace_ids
+    span_ids = batch.span_ids
+    flags_column = batch.trace_flags
+    severity_texts = batch.severity_texts
+    severity_numbers = batch.severity_numbers
+    bodies = batch.bodies
+    log_attributes = batch.log_attributes
+    event_names = batch.event_names
+    for pos, end in records:
+        time_unix_nano = observed = 0
+        severity_number = 0
+        severity_text = body = event_name = ""
+        trace_id = span_id = b""
+        flags = 0
+        attrs: dict[str, str] = {}
+        count = 0
+        body_seen = False
+        while pos < end:
+            tag = data[pos]
+            if tag == 0x32:  # attributes
+                count += 1
+                # The common shape, KeyValue{key, value{string_value}}, read in place: lengths of one or two
+                # varint bytes inline (values up to 16 KiB), anything else through _key_values.
+                byte = data[pos + 1]
+                if byte < 0x80:
+                    start = pos + 2
+                    stop = start + byte
+                else:
+                    high = data[pos + 2]
+                    if high < 0x80:
+                        start = pos + 3
+                        stop = start + ((byte & 0x7F) | (high << 7))
+                    else:
+                        start, stop = _len_field(data, pos + 1)
+                if data[start] == 0x0A and data[start + 1] < 0x80:
+                    kstop = start + 2 + data[start + 1]
+                    if data[kstop] == 0x12:
+                        byte = data[kstop + 1]
+                        if byte < 0x80:
+                            vstart = kstop + 2
+                        else:
+                            high = data[kstop + 2]
+                            vstart = kstop + 3 if high < 0x80 else -1
+                            byte = (byte & 0x7F) | (high << 7)
+                        if vstart > 0 and vstart + byte == stop and data[vstart] == 0x0A:
+                            slen = data[vstart + 1]
+                            if slen < 0x80:
+                                sstart = vstart + 2
+                            else:
+                                high = data[vstart + 2]
+                                sstart = vstart + 3 if high < 0x80 else -1
+                                slen = (slen & 0x7F) | (high << 7)
+                            if sstart > 0 and sstart + slen == stop:
+                                attrs[data[start + 2:kstop].decode()] = data[sstart:stop].decode()
+                                pos = stop
+                                continue
+                pairs: list[tuple[str, str]] = []
+                _key_values(data, start, stop, pairs)
+                attrs[pairs[0][0]] = pairs[0][1]
+                pos = stop
+            elif tag == 0x09:  # time_unix_nano, fixed64
+                time_unix_nano = _unpack_fixed64(data, pos + 1)[0]
+                pos += 9
+            elif tag == 0x59:  # observed_time_unix_nano, fixed64
+                observed = _unpack_fixed64(data, pos + 1)[0]
+                pos += 9
+            elif tag == 0x10:  # severity_number
+                severity_number, pos = _varint(data, pos + 1)
+            elif tag == 0x45:  # flags, fixed32
+                flags = _unpack_fixed32(data, pos + 1)[0]
+                pos += 5
+            elif tag == 0x38:  # dropped_attributes_count
+                _, pos = _varint(data, pos + 1)
+            else:
+                start, stop = _len_field(data, pos + 1)
+                if tag == 0x1A:
+                    severity_text = data[start:stop].decode()
+                elif tag == 0x2A and not body_seen:
+                    body = _any_string(data, start, stop)
+                    body_seen = True
+                elif tag == 0x4A:
+                    trace_id = data[start:stop]
+                elif tag == 0x52:
+                    span_id = data[start:stop]
+                elif tag == 0x62:
+                    event_name = data[start:stop].decode()
+                else:
+                    raise _Fallback
+                pos = stop
+        timestamps.append(_timestamp(time_unix_nano, observed))
+        trace_ids.append(_hex_id(trace_id, 16, "trace_id"))
+        span_ids.append(_hex_id(span_id, 8, "span_id"))
+        flags_column.append(flags & 0xFF)
+        severity_texts.append(severity_text)
+        severity_numbers.append(severity_number & 0xFF)
+        bodies.append(body)
+        if len(attrs) != count:
+            raise _Fallback  # a repeated key: the exporter keeps every pair
+        log_attributes.append(dict(sorted(attrs.items())) if count > 1 else attrs)
+        event_names.append(event_name)
+
+
+# --------------------------------------------------------------------------------------------------
+# OTLP/JSON, as pdata reads it
+
+
+def _get(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
+def _json_object(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise IngestError(f"{where}: expected an object")
+    return value
+
+
+def _json_list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise IngestError(f"{where}: expected an array")
+    return value
+
+
+def _json_string(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise IngestError(f"{where}: expected a string")
+    return value
+
+
+def _json_uint(value: Any, where: str, bits: int) -> int:
+    """An unsigned integer as a JSON number or a decimal string."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise IngestError(f"{where}: expected an integer")
+    try:
+        number = int(value)
+    except ValueError:
+        raise IngestError(f"{where}: expected an integer, got {value!r}") from None
+    if not 0 <= number < 1 << bits:
+        raise IngestError(f"{where}: {number} out of range")
+    return number
+
+
+def _json_int64(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise IngestError(f"{where}: expected an integer")
+    try:
+        number = int(value)
+    except ValueError:
+        raise IngestError(f"{where}: expected an integer, got {value!r}") from None
+    if not -(1 << 63) <= number < 1 << 63:
+        raise IngestError(f"{where}: {number} out of int64 range")
+    return number
+
+
+def _json_double(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise IngestError(f"{where}: expected a number")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+        return float(value.replace("Infinity", "inf"))
+    raise IngestError(f"{where}: expected a number")
+
+
+def _json_id(value: Any, size: int, where: str) -> str:
+    """A hex trace/span id as pdata reads it: empty, or exactly 2*size hex digits."""
+    text = _json_string(value, where)
+    if not text:
+        return ""
+    if len(text) != size * 2:
+        raise IngestError(f"{where}: expected {size * 2} hex digits")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise IngestError(f"{where}: not hex") from None
+    return raw.hex() if any(raw) else ""
+
+
+_SEVERITY_NAMES: dict[str, int] = {}
+
+
+def _severity_number(value: Any, where: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str) and not value.lstrip("-").isdigit():
+        if not _SEVERITY_NAMES:
+            from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+
+            _SEVERITY_NAMES.update({name: number for name, number in SeverityNumber.items()})
+        if value not in _SEVERITY_NAMES:
+            raise IngestError(f"{where}: unknown severity {value!r}")
+        return _SEVERITY_NAMES[value]
+    number = _json_int64(value, where)
+    if not -(1 << 31) <= number < 1 << 31:
+        raise IngestError(f"{where}: out of int32 range")
+    return number & 0xFF
+
+
+def _json_any_raw(value: Any, where: str) -> Any:
+    """AsRaw of an OTLP/JSON AnyValue object."""
+    obj = _json_object(value, where)
+    for camel, snake in _ANY_KEYS:
+        if camel in obj or snake in obj:
+            item = _get(obj, camel, snake)
+            if camel == "stringValue":
+                return _json_string(item, where)
+            if camel == "boolValue":
+                if not isinstance(item, bool):
+                    raise IngestError(f"{where}: boolValue must be true or false")
+                return item
+            if camel == "intValue":
+                return _json_int64(item, where)
+            if camel == "doubleValue":
+                return _json_double(item, where)
+            if camel == "bytesValue":
+                try:
+                    return base64.b64decode(_json_string(item, where), validate=True)
+                except ValueError:
+                    raise IngestError(f"{where}: bytesValue is not base64") from None
+            values = _json_list(_json_object(item, where).get("values"), where)
+            if camel == "arrayValue":
+                return [_json_any_raw(v, where) for v in values]
+            return {_json_string(_json_object(kv, where).get("key"), where):
+                    _json_any_raw(_json_object(kv, where).get("value"), where) for kv in values}
+    return None
+
+
+_ANY_KEYS = (("stringValue", "string_value"), ("boolValue", "bool_value"), ("intValue", "int_value"),
+             ("doubleValue", "double_value"), ("arrayValue", "array_value"), ("kvlistValue", "kvlist_value"),
+             ("bytesValue", "bytes_value"))
+
+
+def _json_as_string(value: Any, where: str) -> str:
+    """AsString of an OTLP/JSON AnyValue object."""
+    if type(value) is dict and len(value) == 1:
+        text = value.get("stringValue")
+        if type(text) is str:
+            return text
+    raw = _json_any_raw(value, where)
+    if raw is None:
+        return ""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, float):
+        return go_float(raw)
+    if isinstance(raw, bytes):
+        return base64.b64encode(raw).decode()
+    return _raw_as_string(raw)
+
+
+def _json_attributes(value: Any, where: str) -> list[tuple[str, str]]:
+    pairs = []
+    for kv in _json_list(value, where):
+        if type(kv) is not dict:
+            raise IngestError(f"{where}: expected an object")
+        pairs.append((_json_string(kv.get("key"), where), _json_as_string(kv.get("value"), where)))
+    return pairs
+
+
+def decode_json(data: bytes) -> LogBatch:
+    """Rows of an OTLP/JSON ExportLogsServiceRequest; IngestError when it is not one."""
+    try:
+        request = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise IngestError(f"malformed JSON: {error}") from None
+    request = _json_object(request, "request")
+    batch = LogBatch()
+    for r, resource_logs in enumerate(_json_list(_get(request, "resourceLogs", "resource_logs"), "resourceLogs")):
+        where = f"resourceLogs[{r}]"
+        resource_logs = _json_object(resource_logs, where)
+        resource = _json_object(resource_logs.get("resource"), where + ".resource")
+        pairs = _json_attributes(resource.get("attributes"), where + ".resource.attributes")
+        service_name = next((value for key, value in pairs if key == SERVICE_NAME), "")
+        resource_map = _attr_map(pairs)
+        resource_url = _json_string(_get(resource_logs, "schemaUrl", "schema_url"), where + ".schemaUrl")
+        for s, scope_logs in enumerate(_json_list(_get(resource_logs, "scopeLogs", "scope_logs"), where)):
+            where_scope = f"{where}.scopeLogs[{s}]"
+            scope_logs = _json_object(scope_logs, where_scope)
+            scope = _json_object(scope_logs.get("scope"), where_scope + ".scope")
+            scope_map = _attr_map(_json_attributes(scope.get("attributes"), where_scope + ".scope.attributes"))
+            scope_url = _json_string(_get(scope_logs, "schemaUrl", "schema_url"), where_scope + ".schemaUrl")
+            scope_name = _json_string(scope.get("name"), where_scope + ".scope.name")
+            scope_version = _json_string(scope.get("version"), where_scope + ".scope.version")
+            for i, record in enumerate(_json_list(_get(scope_logs, "logRecords", "log_records"), where_scope)):
+                at = f"{where_scope}.logRecords[{i}]"
+                record = _json_object(record, at)
+                body = record.get("body")
+                batch.timestamps.append(_timestamp(
+                    _json_uint(_get(record, "timeUnixNano", "time_unix_nano"), at + ".timeUnixNano", 64),
+                    _json_uint(_get(record, "observedTimeUnixNano", "observed_time_unix_nano"),
+                               at + ".observedTimeUnixNano", 64)))
+                batch.trace_ids.append(_json_id(_get(record, "traceId", "trace_id"), 16, at + ".traceId"))
+                batch.span_ids.append(_json_id(_get(record, "spanId", "span_id"), 8, at + ".spanId"))
+                batch.trace_flags.append(_json_uint(record.get("flags"), at + ".flags", 32) & 0xFF)
+                batch.severity_texts.append(_json_string(_get(record, "severityText", "severity_text"),
+                                                         at + ".severityText"))
+                batch.severity_numbers.append(_severity_number(_get(record, "severityNumber", "severity_number"),
+                                                               at + ".severityNumber"))
+                batch.service_names.append(service_name)
+                batch.bodies.append("" if body is None else _json_as_string(body, at + ".body"))
+                batch.resource_schema_urls.append(resource_url)
+                batch.resource_attributes.append(resource_map)
+                batch.scope_schema_urls.append(scope_url)
+                batch.scope_names.append(scope_name)
+                batch.scope_versions.append(scope_version)
+                batch.scope_attributes.append(scope_map)
+                batch.log_attributes.append(_attr_map(_json_attributes(record.get("attributes"), at + ".attributes")))
+                batch.event_names.append(_json_string(_get(record, "eventName", "event_name"), at + ".eventName"))
+    return batch
+
+
+# --------------------------------------------------------------------------------------------------
+# Requests
+
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+def decompress(body: bytes, content_encoding: str | None, max_bytes: int = DEFAULT_MAX_BODY) -> bytes:
+    """The request body without its Content-Encoding (gzip, deflate or identity), at most max_bytes."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        data = body
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        wbits = 16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS
+        inflater = zlib.decompressobj(wbits)
+        try:
+            data = inflater.decompress(body, max_bytes + 1)
+        except zlib.error as error:
+            raise IngestError(f"malformed {encoding} body: {error}") from None
+        if not inflater.eof and len(data) <= max_bytes:
+            raise IngestError(f"truncated {encoding} body")
+    else:
+        raise IngestError(f"unsupported Content-Encoding {content_encoding!r} (gzip, deflate or none)")
+    if len(data) > max_bytes:
+        raise IngestError(f"request larger than {max_bytes} bytes")
+    return data
+
+
+def media_type(content_type: str | None) -> str:
+    """``application/x-protobuf`` or ``application/json`` from a Content-Type header; IngestError else."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if kind in (PROTOBUF, "application/protobuf"):
+        return PROTOBUF
+    if kind == JSON:
+        return JSON
+    raise IngestError(f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}")
+
+
+def decode_request(body: bytes, content_type: str | None, content_encoding: str | None = None,
+                   max_bytes: int = DEFAULT_MAX_BODY) -> LogBatch:
+    """Decode an OTLP/HTTP logs request body into rows; IngestError (HTTP 400) when it is malformed."""
+    kind = media_type(content_type)
+    data = decompress(body, content_encoding, max_bytes)
+    return decode_protobuf(data) if kind == PROTOBUF else decode_json(data)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _timestamp_text(ns: int) -> bytes:
+    """A DateTime64(9) as the decimal seconds ClickHouse reads exactly (unquoted: quoted digits are dates)."""
+    if ns >= 0:
+        seconds, fraction = divmod(ns, 1_000_000_000)
+        return b"%d.%09d" % (seconds, fraction)
+    seconds, fraction = divmod(-ns, 1_000_000_000)
+    return b"-%d.%09d" % (seconds, fraction)
+
+
+def _map_json(value: AttrMap) -> Any:
+    if isinstance(value, dict):
+        return value
+    return orjson.Fragment(b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in value) + b"}")
+
+
+def encode_json_columns(batch: LogBatch, column_names: Sequence[str]) -> bytes:
+    """The batch as one JSONColumns document holding the named columns."""
+    columns = batch.columns()
+    payload: dict[str, Any] = {}
+    for name in column_names:
+        values = columns[name]
+        if name == "Timestamp":
+            payload[name] = orjson.Fragment(b"[" + b",".join(_timestamp_text(ns) for ns in values) + b"]")
+        elif name.endswith("Attributes") and not all(type(v) is dict for v in values):
+            payload[name] = [_map_json(v) for v in values]
+        else:
+            payload[name] = values
+    return orjson.dumps(payload)
+
+
+class LogWriter:
+    """Writes decoded batches into ``otel_logs`` of a store, one insert per batch."""
+
+    def __init__(self, client: Any, database: str, table: str = "otel_logs") -> None:
+        """Reads the table's columns once (as the exporter does) to know whether EventName is there."""
+        self._client = client
+        self._table = f"`{database}`.`{table}`"
+        described = client.query(f"DESCRIBE TABLE {self._table}").result_rows
+        present = {row[0] for row in described}
+        missing = [name for name in BASE_COLUMNS if name not in present]
+        if missing:
+            raise RuntimeError(f"{database}.{table} lacks exporter columns {missing}: run `auditrail migrate`")
+        self.columns: tuple[str, ...] = BASE_COLUMNS + tuple(c for c in FEATURE_COLUMNS if c in present)
+
+    def write(self, batch: LogBatch) -> int:
+        """Insert every row of the batch in one statement; returns the row count."""
+        if not len(batch):
+            return 0
+        self._client.raw_insert(self._table, list(self.columns), encode_json_columns(batch, self.columns),
+                                fmt="JSONColumns")
+        return len(batch)

@@ -1,0 +1,351 @@
+"""The store service (``auditrail serve``): OTLP/HTTP ingest, tenant-scoped exports, verification, tokens.
+
+Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz):
+
+* ``POST /v1/logs``: OTLP/HTTP logs, protobuf or JSON, gzip/deflate or not; an ``ingest`` or ``admin``
+  bearer token. A token of one tenant may only send that tenant's events (``audit.tenant_id``); anything
+  else is refused whole (403). Malformed input: 400 with a ``google.rpc.Status`` in the request's
+  encoding, nothing written (ingest.py decodes and validates all of it before the single insert).
+* ``GET /v1/tenants/{tenant}/events?since=&until=&type=&actor=&format=csv|json|ndjson``: streamed from
+  the engine (export.py); a ``read`` token of that tenant (or ``*``), or ``admin``.
+* ``GET /v1/tenants/{tenant}/verify``: the chain verification of that tenant's stored events.
+* ``GET /healthz``; ``/v1/admin/tokens`` (create, list, revoke: admin of ``*``).
+
+Auth is one dependency (:func:`principal`); tenant checks are :meth:`TokenInfo.allows`. Each export and
+verify opens its own engine handle, so a long export never blocks ingest on the shared client's lock.
+On an embedded store the service writes its local admin door (admin.py) so the CLI keeps working.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from pydantic import BaseModel, Field
+
+from auditrail import semconv
+
+from . import admin
+from .db import DEFAULT_DATABASE, Store, StoreError, default_url
+from .export import FORMATS, ExportFilters, parse_time, stream_export
+from .ingest import DEFAULT_MAX_BODY, PROTOBUF, IngestError, LogBatch, LogWriter, decode_request
+from .tokens import ALL_TENANTS, SCOPES, TokenInfo, TokenStore
+
+__all__ = ["create_app", "serve"]
+
+logger = logging.getLogger("auditrail.store")
+
+_LOCAL_ADMIN = TokenInfo("local-admin", ALL_TENANTS, "admin", "the service's local admin door")
+_MEDIA = {"csv": "text/csv; charset=utf-8", "json": "application/json", "ndjson": "application/x-ndjson"}
+
+
+@dataclass
+class _State:
+    url: str
+    database: str
+    store: Store
+    writer: LogWriter
+    tokens: TokenStore
+    local_secret: str | None
+    max_body: int
+    write_lock: threading.Lock
+    handles: _Handles
+
+
+def _state(request: Request) -> _State:
+    return request.app.state.auditrail
+
+
+def principal(request: Request) -> TokenInfo:
+    """The caller: a valid bearer token, or the local admin door; 401 otherwise."""
+    state = _state(request)
+    local = request.headers.get(admin.LOCAL_ADMIN_HEADER)
+    if local and state.local_secret and hmac.compare_digest(local.encode(), state.local_secret.encode()):
+        return _LOCAL_ADMIN
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    info = state.tokens.authenticate(token) if scheme.lower() == "bearer" else None
+    if info is None:
+        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return info
+
+
+Caller = Annotated[TokenInfo, Depends(principal)]
+TenantPath = Annotated[str, Path(min_length=1, max_length=256, description="the tenant id (`*`: global events)")]
+
+
+def _require(info: TokenInfo, scope: str, tenant: str | None) -> None:
+    if not info.allows(scope, tenant):
+        what = f"{scope} of tenant {tenant!r}" if tenant is not None else scope
+        raise HTTPException(403, f"token {info.token_id} may not {what}")
+
+
+class TokenRequest(BaseModel):
+    """A token to create."""
+
+    tenant: str = Field(min_length=1, max_length=256, description="tenant id, or * for all tenants")
+    scope: Literal["read", "ingest", "admin"]
+    description: str = Field(default="", max_length=500)
+
+
+class TokenOut(BaseModel):
+    """A token's metadata (never its secret)."""
+
+    token_id: str
+    tenant: str
+    scope: str
+    description: str
+    created_at: str | None
+    created_by: str
+    revoked_at: str | None
+    revoked_by: str
+    active: bool
+
+
+class CreatedToken(TokenOut):
+    """A new token: ``token`` is shown this once."""
+
+    token: str
+
+
+class Health(BaseModel):
+    """Liveness and the store behind it."""
+
+    status: str
+    embedded: bool
+    database: str
+
+
+def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migrate_schema: bool = True,
+               max_body: int = DEFAULT_MAX_BODY, host: str = "127.0.0.1", port: int | None = None) -> FastAPI:
+    """The FastAPI app over the store at `url`; the store is opened (and migrated) when the app starts."""
+    url = url or default_url()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        store = Store.open(url, database)
+        if migrate_schema:
+            from .migrate import migrate
+
+            applied = migrate(store)
+            if applied:
+                logger.info("migrated: %s", ", ".join(applied))
+        secret = admin.write_control(url, host, port) if (store.embedded and port) else None
+        token_handle = Store.open(url, database)  # its own handle: auth never waits behind an insert
+        app.state.auditrail = _State(url, database, store, LogWriter(store.client, store.database),
+                                     TokenStore(token_handle), secret, max_body, threading.Lock(),
+                                     _Handles(url, database))
+        try:
+            yield
+        finally:
+            admin.remove_control(url, secret)
+            app.state.auditrail.handles.close()
+            token_handle.close()
+            store.close()
+
+    app = FastAPI(title="auditrail store", version="1", lifespan=lifespan,
+                  description="OTLP/HTTP ingest of audit events, tenant-scoped exports and chain verification.")
+
+    @app.post("/v1/logs", summary="OTLP/HTTP logs ingest (protobuf or JSON, gzip)",
+              responses={200: {"content": {"application/x-protobuf": {}, "application/json": {}}},
+                         400: {"description": "malformed request; nothing written"}, 401: {}, 403: {}, 413: {}})
+    async def ingest_logs(request: Request, caller: Caller) -> Response:
+        _require(caller, "ingest", None)
+        state = _state(request)
+        content_type = request.headers.get("content-type")
+        is_protobuf = (content_type or "").split(";")[0].strip().lower() in (PROTOBUF, "application/protobuf")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > state.max_body:
+            return _otlp_error(413, f"request larger than {state.max_body} bytes", is_protobuf)
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in request.stream():  # bounded even without Content-Length (chunked uploads)
+            received += len(chunk)
+            if received > state.max_body:
+                return _otlp_error(413, f"request larger than {state.max_body} bytes", is_protobuf)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        try:
+            batch = await run_in_threadpool(decode_request, body, content_type,
+                                            request.headers.get("content-encoding"), state.max_body)
+        except IngestError as error:
+            return _otlp_error(400, str(error), is_protobuf)
+        refused = _foreign_tenants(caller, batch)
+        if refused:
+            return _otlp_error(403, f"token {caller.token_id} may not ingest events of tenant(s) "
+                                    f"{', '.join(sorted(repr(t) for t in refused))[:200]}", is_protobuf)
+        await run_in_threadpool(_write, state, batch)
+        if is_protobuf:
+            return Response(ExportLogsServiceResponse().SerializeToString(), media_type=PROTOBUF)
+        return Response(b"{}", media_type="application/json")
+
+    @app.get("/v1/tenants/{tenant}/events", summary="one tenant's events, streamed",
+             responses={200: {"content": {_MEDIA["csv"]: {}, _MEDIA["json"]: {}, _MEDIA["ndjson"]: {}}}})
+    def tenant_events(
+        request: Request,
+        caller: Caller,
+        tenant: TenantPath,
+        since: Annotated[str | None, Query(description="ISO-8601, inclusive", max_length=64)] = None,
+        until: Annotated[str | None, Query(description="ISO-8601, exclusive", max_length=64)] = None,
+        type: Annotated[str | None, Query(description="event type; `billing.*` or `billing.` for a prefix",
+                                          max_length=256)] = None,
+        actor: Annotated[str | None, Query(max_length=1024)] = None,
+        format: Annotated[Literal["csv", "json", "ndjson"], Query()] = "json",
+    ) -> StreamingResponse:
+        _require(caller, "read", tenant)
+        filters = _filters(since, until, type, actor)
+        store = _open_handle(_state(request))
+        return StreamingResponse(_closing(_state(request), store, stream_export(store, tenant, filters, format)),
+                                 media_type=_MEDIA[format], headers={
+                                     "Content-Disposition": f'attachment; filename="audit-events.{format}"'})
+
+    @app.get("/v1/tenants/{tenant}/verify", summary="verify the hash chains of a tenant's stored events")
+    def tenant_verify(request: Request, caller: Caller, tenant: TenantPath,
+                      since: Annotated[str | None, Query(max_length=64)] = None,
+                      until: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+        _require(caller, "read", tenant)
+        from .verify_store import verify_stored
+
+        filters = _filters(since, until, None, None)
+        state = _state(request)
+        store = _open_handle(state)
+        try:
+            report = verify_stored(store, tenant, filters)
+        except BaseException:
+            store.close()
+            raise
+        state.handles.give(store)
+        return report.to_dict()
+
+    @app.get("/healthz", summary="liveness: the store answers")
+    def healthz(request: Request) -> Health:
+        state = _state(request)
+        with state.write_lock:
+            state.store.query("SELECT 1")
+        return Health(status="ok", embedded=state.store.embedded, database=state.database)
+
+    @app.post("/v1/admin/tokens", summary="create a token (admin of every tenant)", status_code=201)
+    def create_token(request: Request, caller: Caller, body: TokenRequest) -> CreatedToken:
+        _require(caller, "admin", ALL_TENANTS)
+        state = _state(request)
+        try:
+            token, info = state.tokens.create(body.tenant, body.scope, body.description,
+                                                  created_by=f"token:{caller.token_id}")
+        except StoreError as error:
+            raise HTTPException(400, str(error))
+        logger.info("token %s created (tenant %r, scope %s) by %s", info.token_id, info.tenant_id, info.scope,
+                    caller.token_id)
+        return CreatedToken(token=token, **info.to_dict())
+
+    @app.get("/v1/admin/tokens", summary="list tokens (no secrets)")
+    def list_tokens(request: Request, caller: Caller, all: bool = False) -> list[TokenOut]:
+        _require(caller, "admin", ALL_TENANTS)
+        state = _state(request)
+        return [TokenOut(**info.to_dict()) for info in state.tokens.list(include_revoked=all)]
+
+    @app.delete("/v1/admin/tokens/{token_id}", summary="revoke a token", status_code=204)
+    def revoke_token(request: Request, caller: Caller,
+                     token_id: Annotated[str, Path(pattern="^[0-9a-f]{16}$")]) -> Response:
+        _require(caller, "admin", ALL_TENANTS)
+        state = _state(request)
+        revoked = state.tokens.revoke(token_id, revoked_by=f"token:{caller.token_id}")
+        if not revoked:
+            raise HTTPException(404, f"no active token {token_id}")
+        logger.info("token %s revoked by %s", token_id, caller.token_id)
+        return Response(status_code=204)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, error: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=400)
+
+    assert SCOPES and FORMATS  # the names the routes' Literal types spell out
+    return app
+
+
+def _filters(since: str | None, until: str | None, event_type: str | None, actor: str | None) -> ExportFilters:
+    return ExportFilters(parse_time(since, "since"), parse_time(until, "until"), event_type or None, actor or None)
+
+
+def _foreign_tenants(caller: TokenInfo, batch: LogBatch) -> set[str | None]:
+    """Tenants in the batch that the caller's token may not ingest for."""
+    if caller.tenant_id == ALL_TENANTS:
+        return set()
+    return {t for t in batch.attribute_values(semconv.TENANT) if t != caller.tenant_id}
+
+
+def _write(state: _State, batch: LogBatch) -> int:
+    with state.write_lock:
+        return state.writer.write(batch)
+
+
+class _Handles:
+    """Store handles for reads, reused: each export or verify takes one of its own (chDB: another handle
+    on the same engine, ~20 ms to open; servers: another connection), so a long export never holds the
+    ingest client's lock, and a short query does not pay for a new handle."""
+
+    def __init__(self, url: str, database: str, keep: int = 4) -> None:
+        self._url, self._database, self._keep = url, database, keep
+        self._idle: list[Store] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> Store:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return Store.open(self._url, self._database)
+
+    def give(self, store: Store) -> None:
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(store)
+                return
+        store.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for store in idle:
+            store.close()
+
+
+def _open_handle(state: _State) -> Store:
+    """A read handle from the pool; give it back with state.handles.give (``_closing`` does)."""
+    return state.handles.take()
+
+
+def _closing(state: _State, store: Store, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except BaseException:
+        store.close()  # a stream cut half-way may leave the handle mid-query: never reuse it
+        raise
+    else:
+        state.handles.give(store)
+
+
+def _otlp_error(status: int, message: str, protobuf: bool) -> Response:
+    """An OTLP/HTTP error: google.rpc.Status in the request's encoding."""
+    code = {400: 3, 401: 16, 403: 7, 413: 8}.get(status, 13)
+    if protobuf:
+        return Response(Status(code=code, message=message).SerializeToString(), status_code=status,
+                        media_type=PROTOBUF)
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, database: str = DEFAULT_DATABASE,
+          log_level: str = "info") -> None:
+    """Run the service with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(url, database, host=host, port=port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False)

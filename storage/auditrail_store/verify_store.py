@@ -1,0 +1,259 @@
+"""Chain verification over stored events and over exported JSON documents (no store needed for the latter).
+
+Both reuse ``auditrail.verify.verify_records``: stored or exported events become the flat records it
+reads (``event_name``, ``time_unix_nano``, ``attributes`` with the LogRecord attribute names; absent
+fields left out, as the chain hashes them). The store's ``verify --tenant`` builds the same JSON document
+an export would and checks it, so the service, the CLI and a customer's auditor run one procedure:
+
+* the tenant's events are hashed and linked;
+* *link stubs* (other events of the same chains: seq, prev_hash, hash, no content) are trusted for their
+  hash only, so links can be followed across events this tenant may not see (``redacted`` records of
+  ``verify_records``); a stub that claims a seq the export also has as a full event is dropped;
+* a chain that starts inside the export's window (``from_seq`` > 1) starts from its first event's
+  ``prev_hash`` instead of the genesis hash: its earlier events are outside the export by construction;
+* the ``payload`` shown as JSON must parse to the same value as ``payload_json``, the exact hashed text,
+  else the event is reported edited: a reader of the export sees what was verified;
+* checkpoints are verified with the keys given (``--key``), else with the ones the document carries,
+  and the report says which.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from auditrail import semconv
+from auditrail.verify import Problem, VerifyReport, verify_records
+
+from .db import Store, StoreError
+
+__all__ = ["chain_checkpoints", "chain_links", "document_records", "verify_document", "verify_stored"]
+
+# export column -> LogRecord attribute (the hashed ones, chain.HASHED_ATTRIBUTES, and the rest we keep)
+_ATTRIBUTES = {
+    "event_id": semconv.EVENT_ID, "tenant_id": semconv.TENANT, "actor": semconv.ACTOR,
+    "actor_type": semconv.ACTOR_TYPE, "source_ip": semconv.SOURCE_IP, "reason": semconv.REASON,
+    "outcome": semconv.OUTCOME, "risk": semconv.RISK, "impersonator_id": semconv.IMPERSONATOR,
+    "impersonation_id": semconv.IMPERSONATION, "approval_id": semconv.APPROVAL, "chain_id": semconv.CHAIN_ID,
+    "chain_seq": semconv.CHAIN_SEQ, "chain_prev_hash": semconv.CHAIN_PREV, "chain_hash": semconv.CHAIN_HASH,
+}
+
+
+def time_unix_nano(iso: str) -> int:
+    """``2026-01-31T12:00:00.123456789Z`` -> ns since the epoch (all nine digits kept)."""
+    text = iso.rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    seconds = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp()
+    return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+def event_record(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An exported event as the flat record verify_records reads."""
+    attributes: dict[str, Any] = {}
+    for column, key in _ATTRIBUTES.items():
+        value = event.get(column)
+        if value is not None:
+            attributes[key] = value
+    payload_text = event.get("payload_json", event.get("payload"))
+    if payload_text is not None:
+        attributes[semconv.PAYLOAD] = payload_text if isinstance(payload_text, str) else json.dumps(payload_text)
+    timestamp = event.get("timestamp")
+    return {"event_name": event.get("event_type") or None,
+            "time_unix_nano": time_unix_nano(timestamp) if isinstance(timestamp, str) else 0,
+            "attributes": attributes, "scope_name": semconv.SCOPE_NAME}
+
+
+def stub_record(chain_id: str, stub: Mapping[str, Any]) -> dict[str, Any]:
+    """A link stub as a redacted record: its hash is trusted, its content is not shown."""
+    return {"redacted": True, "event_name": None, "time_unix_nano": 0, "scope_name": semconv.SCOPE_NAME,
+            "attributes": {semconv.CHAIN_ID: chain_id, semconv.CHAIN_SEQ: stub.get("seq"),
+                           semconv.CHAIN_PREV: stub.get("prev_hash"), semconv.CHAIN_HASH: stub.get("hash")}}
+
+
+def document_records(document: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """(flat records, problems found before hashing) of an export document."""
+    problems: list[Problem] = []
+    records: list[dict[str, Any]] = []
+    full: set[tuple[str, int]] = set()
+    events = list(document.get("events") or [])
+    for chain in document.get("chains") or []:
+        events.extend(chain.get("checkpoints") or [])
+    seen_ids: set[tuple[Any, Any]] = set()
+    for event in events:
+        if not isinstance(event, dict):
+            problems.append(Problem("unreadable", "an event of the export is not a JSON object"))
+            continue
+        key = (event.get("event_id"), event.get("chain_seq"))
+        if key in seen_ids:
+            continue  # a checkpoint that is also among the events
+        seen_ids.add(key)
+        if "payload_json" in event and event.get("payload_json") is not None:
+            try:
+                same = json.loads(event["payload_json"]) == event.get("payload")
+            except ValueError:
+                same = event.get("payload") == event["payload_json"]
+            if not same:
+                problems.append(Problem("edited", "payload differs from payload_json, the text the chain hashed",
+                                        event.get("chain_id"), event.get("chain_seq"),
+                                        event_id=event.get("event_id")))
+        records.append(event_record(event))
+        if isinstance(event.get("chain_id"), str) and isinstance(event.get("chain_seq"), int):
+            full.add((event["chain_id"], event["chain_seq"]))
+    for stub in document.get("links") or []:
+        if not isinstance(stub, dict):
+            problems.append(Problem("unreadable", "a link stub of the export is not a JSON object"))
+            continue
+        chain_id = stub.get("chain_id")
+        if (chain_id, stub.get("seq")) not in full:
+            records.append(stub_record(str(chain_id), stub))
+    return records, problems
+
+
+def verify_document(document: Mapping[str, Any],
+                    trusted_keys: Mapping[str, Ed25519PublicKey] | None = None) -> VerifyReport:
+    """Verify an ``auditrail.export/v1`` document; see the module docstring."""
+    if document.get("format") != "auditrail.export/v1":
+        raise StoreError(f"not an auditrail export (format {document.get('format')!r})")
+    records, problems = document_records(document)
+    starts = {c.get("chain_id"): c.get("from_seq") for c in document.get("chains") or []}
+    report = verify_records(records, trusted_keys)
+    for chain_id, chain in report.chains.items():
+        start = starts.get(chain_id)
+        if isinstance(start, int) and start > 1:
+            chain.problems[:] = [p for p in chain.problems if not _before_window(p, start)]
+    report.problems.extend(problems)
+    return report
+
+
+def _before_window(problem: Problem, start: int) -> bool:
+    """The seqs before a window's first event are absent by construction, and its first link is trusted."""
+    if problem.kind == "missing" and problem.seq == 1 and problem.seq_end == start - 1:
+        return True
+    if problem.kind == "broken_link" and problem.seq == start and "genesis" in problem.message:
+        return True
+    return False
+
+
+def verify_stored(store: Store, tenant: str, filters: Any = None,
+                  trusted_keys: Mapping[str, Ed25519PublicKey] | None = None) -> VerifyReport:
+    """Verify one tenant's stored events exactly as its JSON export would be verified offline."""
+    from .export import ExportFilters, stream_export
+
+    document = orjson.loads(b"".join(stream_export(store, tenant, filters or ExportFilters(), "json")))
+    return verify_document(document, trusted_keys)
+
+
+# --------------------------------------------------------------------------------------------------
+# What the JSON export adds to a tenant's events (read by export.py)
+
+
+def chain_checkpoints(store: Store, chain_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The signed checkpoint events of these chains, oldest first, with what each covers.
+
+    Checkpoints are global-tenant (``*``) events whose payload holds only the chain id, a seq, a head hash,
+    the key id, public key and signature: no tenant data, so every tenant's export may carry them.
+    """
+    from .export import CHECKPOINT_EVENT, ExportFilters, _chunks, _lines, _reshape, _VALID, export_query
+
+    wanted = set(chain_ids)
+    found: dict[str, list[dict[str, Any]]] = {}
+    if not wanted:
+        return found
+    sql, params = export_query(store, semconv.GLOBAL_TENANT, ExportFilters(event_type=CHECKPOINT_EVENT),
+                               extra=[_VALID])
+    for line in _lines(_chunks(store.client, sql, params, "JSONEachRow")):
+        event = _reshape(line, keep_text=True)
+        if event.get("chain_id") not in wanted:
+            continue
+        try:
+            payload = json.loads(event.get("payload_json") or "{}")
+        except ValueError:
+            payload = {}
+        event = orjson.loads(orjson.dumps(event))  # the Fragment as a plain value
+        found.setdefault(event["chain_id"], []).append({
+            "chain_seq": event.get("chain_seq") or 0, "covers_seq": int(payload.get("seq") or 0),
+            "key_id": str(payload.get("key_id") or ""), "public_key": str(payload.get("public_key") or ""),
+            "event": event})
+    for items in found.values():
+        items.sort(key=lambda c: c["chain_seq"])
+    return found
+
+
+def chain_links(store: Store, chain_id: str, from_seq: int, to_seq: int,
+                exclude: tuple[str, dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
+    """Link stubs (seq, prev_hash, hash) of one chain's events in [from_seq, to_seq] not in the export.
+
+    `exclude` is the export's canonical read (db.select_events): its events are in the export in full, so
+    they get no stub (a deleted one then shows as a gap). This is the one read of audit_events that crosses
+    tenants: it returns hashes only, never an event's content, tenant or id.
+    """
+    parameters: dict[str, Any] = {"chain_id": chain_id, "first": from_seq, "last": to_seq}
+    excluded = ""
+    if exclude is not None:
+        sql, exclude_params = exclude
+        parameters.update(exclude_params)
+        excluded = f" AND event_id NOT IN (SELECT event_id FROM ({sql}))"
+    rows = store.query(
+        f"SELECT chain_seq, chain_prev_hash, chain_hash FROM {store.table('audit_events')} FINAL"
+        " WHERE chain_id = {chain_id:String} AND chain_seq BETWEEN {first:UInt64} AND {last:UInt64}"
+        + excluded + " ORDER BY chain_seq", parameters).result_rows
+    for seq, prev_hash, hash_ in rows:
+        yield {"chain_id": chain_id, "seq": int(seq), "prev_hash": prev_hash, "hash": hash_}
+
+
+def main_verify(args: Any) -> int:
+    """`auditrail verify EXPORT.json` or `auditrail verify --tenant T`: 0 clean, 1 problems, 2 errors."""
+    import sys
+
+    from auditrail.signing import SigningKeyError, key_id_of, load_public_key
+
+    from .admin import _service_error, open_store_or_service
+    from .export import ExportFilters, parse_time
+
+    trusted: dict[str, Ed25519PublicKey] = {}
+    for path in args.key:
+        try:
+            with open(path, "rb") as stream:
+                public_key = load_public_key(stream.read(), path)
+        except (OSError, SigningKeyError, ValueError) as error:
+            raise StoreError(f"key {path}: {error}") from None
+        trusted[key_id_of(public_key)] = public_key
+    if args.export_file:
+        try:
+            with open(args.export_file, "rb") as stream:
+                document = orjson.loads(stream.read())
+        except OSError as error:
+            raise StoreError(f"{args.export_file}: {error.strerror or error}") from None
+        except orjson.JSONDecodeError as error:
+            print(f"auditrail verify: {args.export_file}: not valid JSON ({error}): the file was altered or cut",
+                  file=sys.stderr)
+            return 1
+        if not isinstance(document, dict):
+            raise StoreError(f"{args.export_file}: not an auditrail export")
+        report = verify_document(document, trusted or None)
+    elif args.tenant:
+        filters = ExportFilters(parse_time(args.since, "since"), parse_time(args.until, "until"))
+        store, service = open_store_or_service(args.url)
+        if service is not None:  # the service owns the embedded store: verify its export here, the same way
+            from urllib.parse import quote
+
+            params = {k: v for k, v in {"since": args.since, "until": args.until, "format": "json"}.items() if v}
+            response = service.request("GET", f"/v1/tenants/{quote(args.tenant, safe='')}/events", params=params)
+            if response.status_code != 200:
+                raise StoreError(_service_error(response))
+            report = verify_document(orjson.loads(response.content), trusted or None)
+        else:
+            with store:
+                report = verify_stored(store, args.tenant, filters, trusted or None)
+    else:
+        raise StoreError("give an exported JSON file, or --tenant T to verify stored events")
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        print(report.render())
+    return 0 if report.ok else 1

@@ -1,0 +1,90 @@
+"""`auditrail archive` writes a tenant-month as Parquet into S3: a real moto server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("moto.server")
+
+PYTHON = sys.executable
+_WRITE = """
+import sys, time
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from auditrail_store.db import Store
+from auditrail_store.migrate import migrate
+from auditrail_store.ingest import LogWriter, decode_protobuf
+request = ExportLogsServiceRequest()
+scope = request.resource_logs.add().scope_logs.add()
+scope.scope.name = "auditrail"
+now = time.time_ns()
+for i in range(12):
+    record = scope.log_records.add(time_unix_nano=now + i, event_name="crawl.run")
+    for key, value in [("audit.event_id", f"01900000-0000-7000-8000-{i:012x}"),
+                       ("audit.tenant_id", "acme" if i % 3 else "globex"), ("audit.payload", '{"pages": 3}')]:
+        record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+with Store.open() as store:
+    migrate(store)
+    LogWriter(store.client, store.database).write(decode_protobuf(request.SerializeToString()))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def moto_endpoint(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen([PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=open(tmp_path / "moto.log", "wb"), stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_archive_writes_one_tenant_month_as_parquet(tmp_path: Path, moto_endpoint: str) -> None:
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp_path}/store", AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
+    subprocess.run([PYTHON, "-c", _WRITE], env=env, check=True, capture_output=True, timeout=120)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="audit-archive")
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    result = subprocess.run([PYTHON, "-m", "auditrail.cli", "archive", "--tenant", "acme", "--month", month,
+                             "--to", "s3://audit-archive/exports", "--endpoint", moto_endpoint],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    key = f"exports/tenant=acme/month={month}/events.parquet"
+    assert result.stdout.strip().endswith(key)
+    assert "testing" not in result.stdout + result.stderr  # credentials are never printed
+    table = pq.read_table(io.BytesIO(s3.get_object(Bucket="audit-archive", Key=key)["Body"].read()))
+    assert table.num_rows == 8
+    assert set(table.column("tenant_id").to_pylist()) == {"acme"}
+    assert table.column_names[:7] == ["event_id", "event_type", "timestamp", "time_unix_nano", "tenant_id", "actor",
+                                      "source_ip"]
+    assert str(table.schema.field("timestamp").type) == "timestamp[us, tz=UTC]"

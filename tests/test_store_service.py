@@ -1,0 +1,341 @@
+"""The store service over real HTTP: a real `auditrail serve` (uvicorn) on embedded chDB, real httpx.
+
+Events come from the real instrumentation (a subprocess emitting hash-chained, signed events through the
+`file:` exporter), are posted as OTLP/HTTP, then exported, verified and tampered with.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+PYTHON = sys.executable
+TENANTS = ("acme", "globex", "initech")
+
+_GENERATOR = """
+import sys, auditrail
+for i in range(int(sys.argv[1])):
+    tenant = {tenants!r}[i % 3]
+    auditrail.emit("prompt.update" if i % 2 else "policy.update", tenant=tenant, actor=f"user{{i % 4}}@{{tenant}}.io",
+                   payload={{"i": i, "before": {{"v": i}}, "after": {{"v": i + 1}}, "note": "<&> \\u2028 é"}},
+                   reason="ticket 7", source_ip="203.0.113.9")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `auditrail ARGS` the way an operator would."""
+    result = subprocess.run([PYTHON, "-m", "auditrail.cli", *args], env=env, capture_output=True, text=True,
+                            timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"auditrail {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def generate_events(directory: Path, count: int) -> list[bytes]:
+    """OTLP JSON lines of `count` chained events over three tenants, checkpointed every 5 events."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "genmod.py").write_text("def noop():\n    pass\n")
+    (directory / "gen.py").write_text(_GENERATOR.format(tenants=TENANTS))
+    (directory / "audit.yaml").write_text(
+        "service_name: gen-app\n"
+        "delivery: {mode: durable, spool_dir: spool}\n"
+        "integrity: {checkpoint_every: 5, checkpoint_seconds: 3600}\n"
+        "events:\n  - target: genmod:noop\n    event: custom.noop\n")
+    env = dict(os.environ, AUDITRAIL_CONFIG="audit.yaml", AUDITRAIL_EXPORTER="file:out.jsonl", PYTHONPATH=".")
+    subprocess.run([PYTHON, "gen.py", str(count)], cwd=directory, env=env, check=True, capture_output=True,
+                   timeout=120)
+    return [line for line in (directory / "out.jsonl").read_bytes().splitlines() if line.strip()]
+
+
+@dataclass
+class Service:
+    base: str
+    env: dict[str, str]
+    ingest: str
+    admin: str
+    read_acme: str
+    read_globex: str
+    ingest_acme: str
+    process: subprocess.Popen[bytes]
+    tmp: Path
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base, headers=headers, timeout=60)
+
+
+def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """`auditrail serve` on a free loopback port over a fresh embedded store; waits for /healthz."""
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp}/store")
+    port = free_port()
+    log = open(tmp / "serve.log", "wb")
+    process = subprocess.Popen([PYTHON, "-m", "auditrail.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return process, base, env
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("the service did not start:\n" + (tmp / "serve.log").read_text())
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def token_of(result: subprocess.CompletedProcess[str]) -> str:
+    """The token: alone on the last line of stdout."""
+    return result.stdout.rstrip("\n").splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("store")
+    process, base, env = start_service(tmp)
+    try:
+        # The service owns the chDB directory: these go through its local admin door.
+        tokens = {name: token_of(cli("tokens", "create", "--tenant", tenant, "--scope", scope, env=env))
+                  for name, tenant, scope in [("ingest", "*", "ingest"), ("admin", "*", "admin"),
+                                              ("read_acme", "acme", "read"), ("read_globex", "globex", "read"),
+                                              ("ingest_acme", "acme", "ingest")]}
+        svc = Service(base, env, process=process, tmp=tmp, **tokens)
+        lines = generate_events(tmp / "gen", 30)
+        with svc.client(svc.ingest) as client:
+            for line in lines:
+                response = client.post("/v1/logs", content=line, headers={"Content-Type": "application/json"})
+                assert response.status_code == 200, response.text
+        yield svc
+    finally:
+        stop(process)
+
+
+def events(svc: Service, tenant: str, token: str, **params: str) -> list[dict]:
+    with svc.client(token) as client:
+        response = client.get(f"/v1/tenants/{tenant}/events", params=dict(params, format="ndjson"))
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.split("\n") if line]  # NDJSON lines end at \n only
+
+
+def otlp_request(tenant: str, event_ids: list[str]) -> ExportLogsServiceRequest:
+    """A plain (unchained) audit request built with the OTLP protobuf classes."""
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="proto-app")))
+    scope_logs = resource_logs.scope_logs.add()
+    scope_logs.scope.name = "auditrail"
+    now = time.time_ns()  # recent: older rows would meet the 365-day retention TTL
+    for i, event_id in enumerate(event_ids):
+        record = scope_logs.log_records.add(time_unix_nano=now + i, severity_number=9,
+                                            severity_text="INFO", event_name="billing.plan.change")
+        record.body.string_value = "billing.plan.change"
+        for key, value in [("audit.event_id", event_id), ("audit.tenant_id", tenant), ("enduser.id", "ops@x.io"),
+                           ("audit.payload", '{"before":{"plan":"free"},"after":{"plan":"pro"}}')]:
+            record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+    return request
+
+
+def uuid7ish(n: int) -> str:
+    return f"01900000-0000-7000-8000-{n:012x}"
+
+
+def test_ingested_events_are_exported_per_tenant_with_seed_columns_first(service: Service) -> None:
+    acme = events(service, "acme", service.read_acme)
+    assert len(acme) == 10 and {e["tenant_id"] for e in acme} == {"acme"}
+    assert list(acme[0])[:7] == ["event_id", "event_type", "timestamp", "tenant_id", "actor", "source_ip", "payload"]
+    assert acme[0]["timestamp"].endswith("Z") and len(acme[0]["timestamp"].split(".")[1]) == 10  # 9 digits + Z
+    assert acme[0]["payload"]["note"] == "<&> \u2028 é"  # payload as JSON, not as a string
+    with service.client(service.read_acme) as client:
+        csv = client.get("/v1/tenants/acme/events", params={"format": "csv"}).text.split("\n")[:-1]
+    assert csv[0].startswith("event_id,event_type,timestamp,tenant_id,actor,source_ip,payload,actor_type")
+    assert len(csv) == 11
+
+
+def test_protobuf_json_and_gzip_ingest_and_replays_are_seen_once(service: Service) -> None:
+    request = otlp_request("protocols", [uuid7ish(i) for i in range(1, 4)])
+    body = request.SerializeToString()
+    with service.client(service.ingest) as client:
+        for content, headers in [
+            (body, {"Content-Type": "application/x-protobuf"}),
+            (gzip.compress(body), {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}),
+            (json.dumps({"resourceLogs": [{"resource": {}, "scopeLogs": [{"scope": {"name": "auditrail"},
+             "logRecords": [{"timeUnixNano": str(time.time_ns()), "eventName": "billing.plan.change",
+                             "attributes": [{"key": "audit.event_id", "value": {"stringValue": uuid7ish(9)}},
+                                            {"key": "audit.tenant_id", "value": {"stringValue": "protocols"}}]}]}]}]}
+                        ).encode(), {"Content-Type": "application/json"}),
+        ]:
+            response = client.post("/v1/logs", content=content, headers=headers)
+            assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/json")
+    seen = events(service, "protocols", service.admin)
+    assert sorted(e["event_id"] for e in seen) == [uuid7ish(1), uuid7ish(2), uuid7ish(3), uuid7ish(9)]
+    assert seen[0]["payload"] == {"before": {"plan": "free"}, "after": {"plan": "pro"}}
+
+
+def test_malformed_requests_get_400_and_nothing_is_written(service: Service) -> None:
+    good = otlp_request("malformed", [uuid7ish(100)]).SerializeToString()
+    with service.client(service.ingest) as client:
+        for content, headers in [
+            (good[:-3], {"Content-Type": "application/x-protobuf"}),  # truncated
+            (b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"attributes": [{"key": "audit.tenant_id", '
+             b'"value": {"stringValue": "malformed"}}]}, {"traceId": "zz"}]}]}]}', {"Content-Type": "application/json"}),
+            (b"garbage", {"Content-Type": "application/json", "Content-Encoding": "gzip"}),
+            (good, {"Content-Type": "text/plain"}),
+        ]:
+            response = client.post("/v1/logs", content=content, headers=headers)
+            assert response.status_code == 400, (response.status_code, response.text)
+    assert events(service, "malformed", service.admin) == []
+
+
+def test_ingest_needs_an_ingest_token_of_the_events_tenant(service: Service) -> None:
+    body = otlp_request("acme", [uuid7ish(200)]).SerializeToString()
+    headers = {"Content-Type": "application/x-protobuf"}
+    assert httpx.post(service.base + "/v1/logs", content=body, headers=headers).status_code == 401
+    for token in (service.read_acme, "art_0123456789abcdef_" + "A" * 43, "Bearer nonsense"):
+        with service.client(token) as client:
+            assert client.post("/v1/logs", content=body, headers=headers).status_code in (401, 403)
+    with service.client(service.ingest_acme) as client:
+        assert client.post("/v1/logs", content=body, headers=headers).status_code == 200
+        mixed = otlp_request("globex", [uuid7ish(201)])
+        mixed.MergeFrom(otlp_request("acme", [uuid7ish(202)]))
+        assert client.post("/v1/logs", content=mixed.SerializeToString(), headers=headers).status_code == 403
+    assert uuid7ish(202) not in {e["event_id"] for e in events(service, "acme", service.read_acme)}
+
+
+INJECTIONS = ["acme' OR '1'='1", "acme' OR 1=1 --", "*", "acme%", "' UNION SELECT * FROM auditrail.api_tokens --",
+              "acme\\' OR tenant_id != \\'", "acme}) OR (1=1", "{tenant:String}"]
+
+
+def test_a_read_token_never_sees_another_tenant(service: Service) -> None:
+    with service.client(service.read_acme) as client:
+        for tenant in ["globex", "*", "ACME", "acme ", *INJECTIONS]:
+            response = client.get(f"/v1/tenants/{httpx.URL(path=tenant).raw_path.decode()}/events",
+                                  params={"format": "ndjson"})
+            assert response.status_code in (403, 404), (tenant, response.status_code)
+        for name in ("type", "actor", "since", "until"):
+            for value in INJECTIONS:
+                response = client.get("/v1/tenants/acme/events", params={name: value, "format": "ndjson"})
+                assert response.status_code in (200, 400, 422), (name, value, response.status_code)
+                tenants = {json.loads(line)["tenant_id"] for line in response.text.split("\n")
+                           if response.status_code == 200 and line}
+                assert tenants <= {"acme"}, (name, value)
+        assert client.get("/v1/tenants/globex/verify").status_code == 403
+    # The injection strings as tenants of an admin read: bound parameters, so simply no such tenant.
+    for value in INJECTIONS:
+        if value != "*":  # '*' is the real global tenant
+            assert events(service, httpx.URL(path=value).raw_path.decode(), service.admin) == [], value
+
+
+def test_filters_select_by_type_actor_and_time(service: Service) -> None:
+    acme = events(service, "acme", service.read_acme)
+    policy = events(service, "acme", service.read_acme, type="policy.update")
+    assert policy and all(e["event_type"] == "policy.update" for e in policy)
+    assert len(events(service, "acme", service.read_acme, type="policy.")) == len(policy)
+    actor = acme[0]["actor"]
+    assert {e["actor"] for e in events(service, "acme", service.read_acme, actor=actor)} == {actor}
+    middle = acme[len(acme) // 2]["timestamp"]
+    assert len(events(service, "acme", service.read_acme, since=middle)) + len(
+        events(service, "acme", service.read_acme, until=middle)) == len(acme)
+
+
+def test_stored_chains_verify_through_the_api(service: Service) -> None:
+    with service.client(service.read_globex) as client:  # acme also holds an unchained event (ingest test)
+        report = client.get("/v1/tenants/globex/verify").json()
+    assert report["ok"], json.dumps(report)[-1500:]
+    assert report["chains"][0]["checkpoints"] >= 1
+
+
+def test_offline_verification_of_an_export_and_of_tampered_ones(service: Service) -> None:
+    out = service.tmp / "initech.json"
+    cli("export", "--tenant", "initech", "--format", "json", "--out", str(out), "--no-progress", env=service.env)
+    ok = cli("verify", str(out), env={k: v for k, v in service.env.items() if k != "AUDITRAIL_CLICKHOUSE_URL"})
+    assert "verify: OK" in ok.stdout
+
+    document = json.loads(out.read_text())
+    assert document["public_keys"] and document["chains"][0]["checkpoints"]
+    victim = document["events"][3]
+    victim["payload"]["after"]["v"] = 999
+    victim["payload_json"] = json.dumps(victim["payload"], separators=(",", ":"))
+    edited = service.tmp / "edited.json"
+    edited.write_text(json.dumps(document))
+    result = cli("verify", str(edited), env=service.env, check=False)
+    assert result.returncode == 1 and f"edited at seq {victim['chain_seq']}" in result.stdout, result.stdout
+
+    document = json.loads(out.read_text())
+    removed = document["events"].pop(4)
+    deleted = service.tmp / "deleted.json"
+    deleted.write_text(json.dumps(document))
+    result = cli("verify", str(deleted), env=service.env, check=False)
+    assert result.returncode == 1 and f"missing at seq {removed['chain_seq']}" in result.stdout, result.stdout
+
+
+def test_cli_verify_and_export_csv_while_the_service_owns_the_store(service: Service) -> None:
+    assert "verify: OK" in cli("verify", "--tenant", "globex", env=service.env).stdout
+    out = service.tmp / "globex.csv"
+    cli("export", "--tenant", "globex", "--out", str(out), env=service.env)
+    assert len(out.read_text().split("\n")) == 12  # header, 10 events, final newline
+
+
+def test_tokens_are_listed_without_secrets_and_revocation_takes_effect(service: Service) -> None:
+    created = cli("tokens", "create", "--tenant", "initech", "--scope", "read", env=service.env)
+    token = token_of(created)
+    assert token.startswith("art_") and len(created.stdout.splitlines()) >= 2
+    listing = cli("tokens", "list", "--json", env=service.env).stdout
+    token_id = token.split("_")[1]
+    assert token_id in listing and token.split("_", 2)[2] not in listing
+    with service.client(token) as client:
+        assert client.get("/v1/tenants/initech/events").status_code == 200
+        cli("tokens", "revoke", token_id, env=service.env)
+        assert client.get("/v1/tenants/initech/events").status_code == 401
+
+
+def test_openapi_document_describes_the_routes(service: Service) -> None:
+    document = httpx.get(service.base + "/openapi.json").json()
+    assert {"/v1/logs", "/v1/tenants/{tenant}/events", "/v1/tenants/{tenant}/verify", "/healthz"} <= set(
+        document["paths"])
+    assert set(document["paths"]["/v1/tenants/{tenant}/events"]["get"]["parameters"][3:][0]) >= {"name", "in"}
+
+
+def test_tokens_are_stored_as_sha256_hashes(tmp_path: Path) -> None:
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp_path}/store")
+    token = token_of(cli("tokens", "create", "--tenant", "*", "--scope", "admin", env=env))
+    dump = subprocess.run([PYTHON, "-c", (
+        "import json; from auditrail_store.db import Store\n"
+        "with Store.open() as s:\n"
+        "    r = s.query('SELECT * FROM auditrail.api_tokens')\n"
+        "    print(json.dumps([[str(v) for v in row] for row in r.result_rows]))")],
+        env=env, capture_output=True, text=True, check=True).stdout
+    secret = token.split("_", 2)[2]
+    assert secret not in dump and token not in dump
+    assert hashlib.sha256(secret.encode()).hexdigest() in dump
