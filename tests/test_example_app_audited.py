@@ -23,7 +23,7 @@ def captured(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("example")
     events = tmp / "events.jsonl"
     port = demo.free_port()
-    env = demo.app_env(events, tmp / "assistant.db")
+    env = demo.app_env(tmp / "assistant.db", AUDITRAIL_EXPORTER=f"file:{events}")
     proc = demo.start_server(demo.server_command(port, audit=True), env, tmp / "app.log")
     try:
         demo.wait_healthy(f"http://127.0.0.1:{port}", proc, tmp / "app.log")

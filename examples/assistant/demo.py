@@ -1,7 +1,12 @@
 """`make demo`: run assistant-admin under auditrail-instrument, drive the scenario, show the audit events.
 
-    .venv/bin/python examples/assistant/demo.py              # audited, events in .auditrail/demo/
+    .venv/bin/python examples/assistant/demo.py              # app -> OTLP -> `auditrail serve` (embedded chDB)
+    .venv/bin/python examples/assistant/demo.py --file       # app -> OTLP JSON lines file, no store
     .venv/bin/python examples/assistant/demo.py --no-audit   # the same app and story, plain uvicorn
+
+The default run starts the store service on an embedded ClickHouse (chDB) under .auditrail/demo/store,
+gives the app an ingest token, and afterwards prints the stored events, their count per type, each
+tenant's chain verification, and the CSV/JSON exports it wrote (the JSON one verified offline too).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-DEMO_DIR = REPO / ".auditrail" / "demo"
+DEMO_DIR = Path(os.environ.get("AUDITRAIL_DEMO_DIR") or REPO / ".auditrail" / "demo").resolve()
 
 sys.path.insert(0, str(HERE))
 from scenario import run_scenario  # noqa: E402
@@ -124,12 +129,12 @@ def show_events(path: Path) -> None:
     print(f"{count} audit events in {path}")
 
 
-def app_env(events: Path, db: Path) -> dict[str, str]:
-    """The app's environment: this example's audit.yaml, events to an OTLP JSON file, its own database."""
+def app_env(db: Path, **exporter: str) -> dict[str, str]:
+    """The app's environment: this example's audit.yaml, its own database, the exporter variables given."""
     env = dict(os.environ)
     env.update(
         AUDITRAIL_CONFIG=str(HERE / "audit.yaml"),
-        AUDITRAIL_EXPORTER=f"file:{events}",
+        **exporter,
         ASSISTANT_DB=str(db),
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         PYTHONUNBUFFERED="1",
@@ -137,10 +142,100 @@ def app_env(events: Path, db: Path) -> dict[str, str]:
     return env
 
 
+# --- the store: `auditrail serve` on embedded chDB, and the CLI that talks to it --------------------------
+
+AUDITRAIL = Path(sys.executable).parent / "auditrail"
+TENANTS = ("acme", "globex", "*")  # the scenario's tenants ("*": the global kill switch)
+
+
+def auditrail_cli(*args: str) -> str:
+    """Run `auditrail ARGS`; its stdout, or exit with its stderr when it fails."""
+    done = subprocess.run([str(AUDITRAIL), *args], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        sys.exit(f"`auditrail {' '.join(args)}` failed ({done.returncode}):\n{done.stderr}{done.stdout}")
+    return done.stdout
+
+
+def start_store(store_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`auditrail serve` on a free loopback port; returns the process and its base URL once healthy."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([str(AUDITRAIL), "serve", "--host", "127.0.0.1", "--port", str(port), "--url", store_url],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_healthy(base_url, proc, log_path)
+    return proc, base_url
+
+
+def stored_events(base_url: str, token: str, tenant: str) -> list[dict[str, object]]:
+    """A tenant's stored events through the service's export API (NDJSON)."""
+    response = httpx.get(f"{base_url}/v1/tenants/{tenant}/events", params={"format": "ndjson"},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    response.raise_for_status()
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def wait_stored(base_url: str, token: str, expected: int, timeout: float = 30.0) -> list[dict[str, object]]:
+    """The stored audit events of every tenant, once `expected` of them (checkpoints aside) arrived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = [e for t in TENANTS for e in stored_events(base_url, token, t)]
+        actions = [e for e in events if e["event_type"] != "audit.checkpoint"]
+        if len(actions) >= expected or time.monotonic() > deadline:
+            return events
+        time.sleep(0.3)
+
+
+def show_store(base_url: str, read_token: str, store_url: str, expected: int) -> bool:
+    """Print what the store holds, verify each tenant, write exports; True when all is clean."""
+    from auditrail_store.verify_store import event_record
+    from rich.console import Console
+
+    from auditrail.show import render_table
+
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    events = wait_stored(base_url, read_token, expected)
+    actions = [e for e in events if e["event_type"] != "audit.checkpoint"]
+    print(f"{len(actions)} audit events stored in {store_url} (GET /v1/tenants/{{tenant}}/events):")
+    render_table(sorted((event_record(e) for e in actions), key=lambda r: r["time_unix_nano"]), console=console)
+    per_type: dict[str, int] = {}
+    for e in actions:
+        per_type[str(e["event_type"])] = per_type.get(str(e["event_type"]), 0) + 1
+    print("events per type: " + ", ".join(f"{t} {n}" for t, n in sorted(per_type.items())))
+
+    clean = len(actions) == expected
+    if not clean:
+        print(f"expected {expected} audit events in the store, found {len(actions)}")
+    exports = DEMO_DIR / "exports"
+    exports.mkdir(exist_ok=True)
+    for tenant in TENANTS:
+        name = "global" if tenant == "*" else tenant
+        report = json.loads(auditrail_cli("verify", "--tenant", tenant, "--json", "--url", store_url))
+        csv_path, json_path = exports / f"{name}.csv", exports / f"{name}.json"
+        auditrail_cli("export", "--tenant", tenant, "--format", "csv", "--out", str(csv_path), "--no-progress",
+                      "--url", store_url)
+        auditrail_cli("export", "--tenant", tenant, "--format", "json", "--out", str(json_path), "--no-progress",
+                      "--url", store_url)
+        offline = subprocess.run([str(AUDITRAIL), "verify", str(json_path)], capture_output=True, text=True, timeout=120)
+        ok = bool(report.get("ok")) and offline.returncode == 0
+        clean = clean and ok
+        print(f"tenant {tenant!r}: verify {'OK' if report.get('ok') else 'PROBLEMS'} in the store, "
+              f"{'OK' if offline.returncode == 0 else 'PROBLEMS'} offline; exports: {_shown(csv_path)}, "
+              f"{_shown(json_path)}")
+    print(f"check an export yourself: .venv/bin/auditrail verify {_shown(exports / 'acme.json')}")
+    return clean
+
+
+def _shown(path: Path) -> Path:
+    """A path relative to the repository when it is inside it."""
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; the exit code is non-zero when a step fails."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-audit", action="store_true", help="run plain uvicorn, without auditrail-instrument")
+    parser.add_argument("--file", action="store_true", help="events to an OTLP JSON lines file instead of the store")
     args = parser.parse_args(argv)
 
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
@@ -150,7 +245,31 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
 
-    env = app_env(events, DEMO_DIR / "assistant.db")
+    use_store = not args.file and not args.no_audit
+    store = store_url = read_token = store_base = None
+    if use_store:
+        store_url = f"chdb://{DEMO_DIR / 'store'}"
+        print(f"starting: auditrail serve --url {store_url}")
+        store, store_base = start_store(store_url, DEMO_DIR / "store.log")
+        ingest_token = auditrail_cli("tokens", "create", "--tenant", "*", "--scope", "ingest",
+                                     "--description", "demo app", "--url", store_url).strip().splitlines()[-1]
+        read_token = auditrail_cli("tokens", "create", "--tenant", "*", "--scope", "read",
+                                   "--description", "demo reader", "--url", store_url).strip().splitlines()[-1]
+        env = app_env(DEMO_DIR / "assistant.db", AUDITRAIL_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=store_base,
+                      OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+                      OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{ingest_token}")
+    else:
+        env = app_env(DEMO_DIR / "assistant.db", AUDITRAIL_EXPORTER=f"file:{events}")
+    try:
+        return _run_app(args, env, port, base_url, log_path, events, store_base, read_token, store_url)
+    finally:
+        if store is not None:
+            stop_server(store)
+
+
+def _run_app(args: argparse.Namespace, env: dict[str, str], port: int, base_url: str, log_path: Path, events: Path,
+             store_base: str | None, read_token: str | None, store_url: str | None) -> int:
+    steps = 0
     command = server_command(port, audit=not args.no_audit)
     print(f"starting: {' '.join(command)}  (in {HERE.relative_to(REPO)})")
     proc = start_server(command, env, log_path)
@@ -159,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"assistant-admin is up on {base_url}; running the scenario:")
         for number, step in enumerate(run_scenario(base_url), 1):
             print(f"  {number:2}. {step}")
+            steps = number
     except BaseException:
         stop_server(proc)
         print(log_path.read_text(errors="replace"), file=sys.stderr)
@@ -169,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if args.no_audit:
         print("auditing was off (--no-audit): no events recorded")
+    elif store_base is not None and read_token is not None and store_url is not None:
+        return 0 if show_store(store_base, read_token, store_url, steps) else 1
     else:
         show_events(events)
     return 0
