@@ -38,7 +38,7 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -180,6 +180,21 @@ def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     except OSError:
         pass
     return _private_from_bytes(data, str(path))
+
+
+def load_public_keys(paths: Iterable[str]) -> dict[str, Ed25519PublicKey]:
+    """Trusted public keys from files (``--key``), by key id; SigningKeyError names the file that failed."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in paths:
+        try:
+            with open(path, "rb") as stream:
+                public_key = load_public_key(stream.read(), path)
+        except OSError as error:
+            raise SigningKeyError(f"key {path}: {error.strerror or error}") from None
+        except ValueError as error:  # SigningKeyError included
+            raise SigningKeyError(f"key {path}: {error}") from None
+        keys[key_id_of(public_key)] = public_key
+    return keys
 
 
 def load_public_key(data: bytes | str, where: str = "key") -> Ed25519PublicKey:

@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from . import semconv
 from .exporters.otlp_json import read_records
 from .chain import CHECKPOINT_EVENT, GENESIS_HASH, event_hash, record_fields
-from .signing import ALGORITHM, SigningKeyError, key_id_of, load_public_key, verify_checkpoint_signature
+from .signing import ALGORITHM, SigningKeyError, key_id_of, load_public_key, load_public_keys, verify_checkpoint_signature
 
 __all__ = ["ChainReport", "Problem", "VerifyReport", "main_verify", "verify_records"]
 
@@ -411,15 +411,11 @@ def main_verify(argv: list[str], stdout: TextIO | None = None, stderr: TextIO | 
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
 
-    trusted: dict[str, Ed25519PublicKey] = {}
-    for path in args.key:
-        try:
-            with open(path, "rb") as stream:
-                public_key = load_public_key(stream.read(), path)
-        except (OSError, SigningKeyError, ValueError) as error:
-            print(f"auditrail verify: error: key {path}: {_reason(error)}", file=err)
-            return 2
-        trusted[key_id_of(public_key)] = public_key
+    try:
+        trusted = load_public_keys(args.key)
+    except SigningKeyError as error:
+        print(f"auditrail verify: error: {error}", file=err)
+        return 2
 
     skipped: list[str] = []
 

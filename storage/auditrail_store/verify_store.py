@@ -210,19 +210,15 @@ def main_verify(args: Any) -> int:
     """`auditrail verify EXPORT.json` or `auditrail verify --tenant T`: 0 clean, 1 problems, 2 errors."""
     import sys
 
-    from auditrail.signing import SigningKeyError, key_id_of, load_public_key
+    from auditrail.signing import SigningKeyError, load_public_keys
 
     from .admin import _service_error, open_store_or_service
     from .export import ExportFilters, parse_time
 
-    trusted: dict[str, Ed25519PublicKey] = {}
-    for path in args.key:
-        try:
-            with open(path, "rb") as stream:
-                public_key = load_public_key(stream.read(), path)
-        except (OSError, SigningKeyError, ValueError) as error:
-            raise StoreError(f"key {path}: {error}") from None
-        trusted[key_id_of(public_key)] = public_key
+    try:
+        trusted = load_public_keys(args.key)
+    except SigningKeyError as error:
+        raise StoreError(str(error)) from None
     if args.export_file:
         try:
             with open(args.export_file, "rb") as stream:
