@@ -4,6 +4,9 @@
 -- OTel event (EventName set) from another emitter that follows DESIGN.md's mapping. App logs in the same
 -- table (no audit.event_id) are not copied. Absent attributes become NULL, never '' (see 0002). An event id
 -- that is not a UUID (a foreign emitter's) is stored as the zero UUID and kept verbatim in `attributes`.
+-- The event type is EventName, else the `event.name` attribute: the collector's clickhouse exporter (v0.161.0)
+-- probes for the EventName column once, at start, and if ClickHouse was down then it inserts without it for
+-- its whole life; our collector pipeline copies EventName into LogAttributes['event.name'] for that case.
 -- SQL SECURITY DEFINER: the view inserts with the privileges of whoever ran the migration, so the
 -- collector's writer role needs INSERT on otel_logs only (grants.sql).
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.`audit_events_mv${local}` ${on_cluster}
@@ -11,7 +14,7 @@ TO ${db}.`audit_events${local}`
 SQL SECURITY DEFINER
 AS SELECT
     toUUIDOrZero(LogAttributes['audit.event_id']) AS event_id,
-    EventName AS event_type,
+    if(EventName != '', EventName, LogAttributes['event.name']) AS event_type,
     toDateTime64(Timestamp, 9, 'UTC') AS timestamp,
     LogAttributes['audit.tenant_id'] AS tenant_id,
     if(mapContains(LogAttributes, 'enduser.id'), LogAttributes['enduser.id'], NULL) AS actor,
@@ -38,4 +41,5 @@ AS SELECT
         'audit.impersonation.id', 'audit.approval.id', 'audit.chain.id', 'audit.chain.seq',
         'audit.chain.prev_hash', 'audit.chain.hash'), LogAttributes) AS attributes
 FROM ${db}.`otel_logs${local}`
-WHERE mapContains(LogAttributes, 'audit.event_id') AND (ScopeName = 'auditrail' OR EventName != '');
+WHERE mapContains(LogAttributes, 'audit.event_id')
+  AND (ScopeName = 'auditrail' OR EventName != '' OR LogAttributes['event.name'] != '');
