@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-all clean
+.PHONY: install demo demo-collector test lint bench bench-all clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/python examples/assistant/demo.py
+
+# The same through the collector distribution: alerts land in a local Google Chat webhook receiver.
+demo-collector: install collector
+	$(BIN)/python examples/assistant/demo.py --collector
 
 # With Go on the PATH the collector distribution is built first (once; then only when its inputs change),
 # so the collector tests run against the real binary; without Go they skip, saying why.

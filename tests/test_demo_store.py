@@ -12,10 +12,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_demo_stores_every_event_verifies_each_tenant_and_writes_exports(tmp_path):
+def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AUDITRAIL_DEMO_DIR": str(tmp_path / "demo")}
-    done = subprocess.run([sys.executable, str(REPO / "examples" / "assistant" / "demo.py")], env=env,
+    return subprocess.run([sys.executable, str(REPO / "examples" / "assistant" / "demo.py"), *args], env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+def test_demo_stores_every_event_verifies_each_tenant_and_writes_exports(tmp_path):
+    done = run_demo(tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "16 audit events stored in chdb://" in out
@@ -29,3 +33,19 @@ def test_demo_stores_every_event_verifies_each_tenant_and_writes_exports(tmp_pat
     assert sum(r["event_type"] == "prompt.update" for r in rows) == 2
     document = json.loads((exports / "globex.json").read_text())
     assert any(e["event_type"] == "admin.impersonation.start" for e in document["events"])
+
+
+def test_demo_through_the_collector_stores_every_event_and_posts_alerts(tmp_path):
+    from collector import require_binary
+
+    require_binary()
+    done = run_demo(tmp_path, "--collector")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "16 audit events stored in chdb://" in out
+    assert "tenant 'acme': verify OK in the store, OK offline" in out
+    # rules.yaml alerts on prompt updates, impersonations and kill switches (one card per rule, tenant, type)
+    for line in ("prompt.update: tenant acme", "admin.impersonation.start: tenant globex",
+                 "killswitch.disable: tenant *"):
+        assert f"  - {line}" in out
+    assert "crawl.run: tenant" not in out

@@ -1,6 +1,8 @@
 """`make demo`: run assistant-admin under auditrail-instrument, drive the scenario, show the audit events.
 
     .venv/bin/python examples/assistant/demo.py              # app -> OTLP -> `auditrail serve` (embedded chDB)
+    .venv/bin/python examples/assistant/demo.py --collector  # app -> the auditrail collector -> the store,
+                                                             # alerts -> a local Google Chat webhook receiver
     .venv/bin/python examples/assistant/demo.py --file       # app -> OTLP JSON lines file, no store
     .venv/bin/python examples/assistant/demo.py --no-audit   # the same app and story, plain uvicorn
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,14 +66,15 @@ def start_server(command: list[str], env: dict[str, str], log_path: Path) -> sub
         )
 
 
-def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0) -> None:
-    """Return once GET /healthz answers 200; exit with the app's output if it dies or times out."""
+def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0,
+                 path: str = "/healthz") -> None:
+    """Return once GET `path` answers 200; exit with the process's output if it dies or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             sys.exit(f"the app exited with code {proc.returncode}:\n{log_path.read_text(errors='replace')}")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{base_url}{path}", timeout=1.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -226,6 +231,88 @@ def show_store(base_url: str, read_token: str, store_url: str, expected: int) ->
     return clean
 
 
+# --- collector mode: the app -> otelcol-auditrail -> the store; alerts -> a local Google Chat webhook -------
+
+COLLECTOR_BIN = REPO / "bin" / "otelcol-auditrail"
+COLLECTOR_CONFIGS = [REPO / "collector-config" / name for name in ("pipelines.yaml", "rules.yaml",
+                                                                    "otelcol-embedded.yaml")]
+
+
+class ChatWebhook:
+    """A stand-in for a Google Chat space: records the cards the collector's googlechat exporter posts."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.messages: list[dict[str, object]] = []
+        messages = self.messages
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                messages.append({"thread": self.path, "body": json.loads(body or b"{}")})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/spaces/DEMO/messages?key=demo&token=demo"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_collector(store_base: str, store_token: str, webhook: ChatWebhook) -> tuple[subprocess.Popen[bytes], str, str]:
+    """otelcol-auditrail (embedded variant) on free loopback ports; (process, OTLP/HTTP endpoint, its token)."""
+    if not COLLECTOR_BIN.exists():
+        sys.exit(f"{COLLECTOR_BIN} not found: run `make collector` (needs Go), or `make demo` without the collector")
+    token = secrets.token_urlsafe(24)
+    http_port, health_port, grpc_port, metrics_port = (free_port() for _ in range(4))
+    closed = f"127.0.0.1:{free_port()}"  # the cloud loggers are not part of the demo: their copies wait in the queue
+    env = dict(os.environ)
+    env.update(
+        AUDITRAIL_COLLECTOR_TOKEN=token, AUDITRAIL_COLLECTOR_HTTP_ENDPOINT=f"127.0.0.1:{http_port}",
+        AUDITRAIL_COLLECTOR_GRPC_ENDPOINT=f"127.0.0.1:{grpc_port}",
+        AUDITRAIL_COLLECTOR_HEALTH_ENDPOINT=f"127.0.0.1:{health_port}",
+        AUDITRAIL_COLLECTOR_METRICS_PORT=str(metrics_port), AUDITRAIL_COLLECTOR_QUEUE_DIR=str(DEMO_DIR / "queue"),
+        AUDITRAIL_STORE_ENDPOINT=store_base, AUDITRAIL_STORE_TOKEN=store_token,
+        AUDITRAIL_GOOGLE_CHAT_WEBHOOK_URL=webhook.url, AUDITRAIL_GOOGLE_CHAT_ALLOW_HTTP="true",
+        AUDITRAIL_ALERT_LINK_TEMPLATE="http://127.0.0.1:3000/d/auditrail?var-tenant={{.Tenant}}",
+        AUDITRAIL_GCP_PROJECT="demo", AUDITRAIL_GCP_LOGGING_ENDPOINT=closed, AUDITRAIL_GCP_LOGGING_INSECURE="true",
+        AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
+        AUDITRAIL_CLOUDWATCH_ENDPOINT=f"http://{closed}",
+    )
+    command = [str(COLLECTOR_BIN), *(f"--config={c}" for c in COLLECTOR_CONFIGS)]
+    log_path = DEMO_DIR / "collector.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_healthy(f"http://127.0.0.1:{health_port}", proc, log_path, path="/")
+    return proc, f"http://127.0.0.1:{http_port}", token
+
+
+def show_alerts(webhook: ChatWebhook, timeout: float = 10.0) -> int:
+    """Print the Google Chat cards received (waiting up to `timeout` s for the first); their number."""
+    deadline = time.monotonic() + timeout
+    while not webhook.messages and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # the rest of the burst
+    print(f"\n{len(webhook.messages)} Google Chat alert(s) posted by the collector:")
+    for message in webhook.messages:
+        body = message["body"]
+        for card in body.get("cardsV2", []) if isinstance(body, dict) else []:
+            header = card.get("card", {}).get("header", {})
+            print(f"  - {header.get('title', '?')}: {header.get('subtitle', '')}")
+    return len(webhook.messages)
+
+
 def _shown(path: Path) -> Path:
     """A path relative to the repository when it is inside it."""
     return path.relative_to(REPO) if path.is_relative_to(REPO) else path
@@ -236,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-audit", action="store_true", help="run plain uvicorn, without auditrail-instrument")
     parser.add_argument("--file", action="store_true", help="events to an OTLP JSON lines file instead of the store")
+    parser.add_argument("--collector", action="store_true",
+                        help="events through the auditrail collector (bin/otelcol-auditrail) to the store; alerts "
+                             "to a local Google Chat webhook receiver")
     args = parser.parse_args(argv)
 
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
@@ -246,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     base_url = f"http://127.0.0.1:{port}"
 
     use_store = not args.file and not args.no_audit
-    store = store_url = read_token = store_base = None
+    store = store_url = read_token = store_base = collector = webhook = None
     if use_store:
         store_url = f"chdb://{DEMO_DIR / 'store'}"
         print(f"starting: auditrail serve --url {store_url}")
@@ -255,16 +345,28 @@ def main(argv: list[str] | None = None) -> int:
                                      "--description", "demo app", "--url", store_url).strip().splitlines()[-1]
         read_token = auditrail_cli("tokens", "create", "--tenant", "*", "--scope", "read",
                                    "--description", "demo reader", "--url", store_url).strip().splitlines()[-1]
-        env = app_env(DEMO_DIR / "assistant.db", AUDITRAIL_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=store_base,
+        endpoint, token = store_base, ingest_token
+        if args.collector:
+            webhook = ChatWebhook()
+            print("starting: otelcol-auditrail (collector-config/otelcol-embedded.yaml) -> the store")
+            collector, endpoint, token = start_collector(store_base, ingest_token, webhook)
+        env = app_env(DEMO_DIR / "assistant.db", AUDITRAIL_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
                       OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-                      OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{ingest_token}")
+                      OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{token}")
     else:
         env = app_env(DEMO_DIR / "assistant.db", AUDITRAIL_EXPORTER=f"file:{events}")
     try:
-        return _run_app(args, env, port, base_url, log_path, events, store_base, read_token, store_url)
+        code = _run_app(args, env, port, base_url, log_path, events, store_base, read_token, store_url)
+        if webhook is not None and show_alerts(webhook) == 0:
+            print(f"no alert arrived: see {_shown(DEMO_DIR / 'collector.log')}")
+            code = 1
+        return code
     finally:
-        if store is not None:
-            stop_server(store)
+        for proc in (collector, store):
+            if proc is not None:
+                stop_server(proc)
+        if webhook is not None:
+            webhook.close()
 
 
 def _run_app(args: argparse.Namespace, env: dict[str, str], port: int, base_url: str, log_path: Path, events: Path,
