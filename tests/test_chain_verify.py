@@ -584,7 +584,7 @@ def test_provider_chains_concurrent_submits_with_checkpoints_in_both_linking_mod
 
     out = tmp_path / "events.jsonl"
     spool = MemorySpool() if mode == "best_effort" else DiskSpool.open(str(tmp_path / "spool"), mode="durable")
-    provider = AuditLoggerProvider(OTLPJsonLinesExporter(out), spool=spool, chain=Chain(), signer=signer,
+    provider = AuditLoggerProvider(OTLPJsonLinesExporter(out), spool=spool, chained=True, signer=signer,
                                    checkpoint_every=97, schedule_delay=0.01)
     assert provider._link_at_drain is (mode == "best_effort")
 
@@ -600,7 +600,15 @@ def test_provider_chains_concurrent_submits_with_checkpoints_in_both_linking_mod
     provider.shutdown()
     report = verify_records(read_records([out]))
     assert report.ok, report.render()
-    (chain,) = report.chains.values()
     records = list(read_records([out]))
-    checkpoints = sum(r["event_name"] == "audit.checkpoint" for r in records)
-    assert len(records) == 1600 + checkpoints and checkpoints >= 2  # (checked once per drain cycle)
+    checkpoints = [r for r in records if r["event_name"] == "audit.checkpoint"]
+    assert len(records) == 1600 + len(checkpoints)
+    # One chain per tenant (make_event spreads events over tenant-0..2), each anchored by its own checkpoints,
+    # which carry the chain's tenant.
+    assert len(report.chains) == 3
+    tenant_of_chain: dict[str, set[str]] = {}
+    for r in records:
+        attrs = r["attributes"]
+        tenant_of_chain.setdefault(attrs["audit.chain.id"], set()).add(attrs["audit.tenant_id"])
+    assert sorted(map(tuple, tenant_of_chain.values())) == [("tenant-0",), ("tenant-1",), ("tenant-2",)]
+    assert all(c.checkpoints >= 1 for c in report.chains.values())

@@ -37,16 +37,23 @@ def captured(tmp_path_factory):
     return steps, actions, everything
 
 
-def test_the_stored_events_form_one_verified_chain_anchored_by_a_final_checkpoint(captured):
+def test_each_tenants_events_form_a_verified_chain_anchored_by_a_final_checkpoint(captured):
     from auditrail.verify import verify_records
 
     _, actions, everything = captured
     report = verify_records(everything)
     assert report.ok, report.render()
-    [chain] = report.chains.values()
-    assert chain.first_seq == 1 and chain.last_seq == len(everything)
-    assert everything[-1]["event_name"] == "audit.checkpoint"  # written at shutdown (SIGTERM)
-    assert everything[-1]["payload"]["seq"] == len(everything) - 1
+    by_tenant: dict[str, list] = {}
+    for record in everything:
+        by_tenant.setdefault(record["attributes"]["audit.tenant_id"], []).append(record)
+    assert set(by_tenant) == {"acme", "globex", "*"}  # one chain per tenant of the scenario
+    assert len(report.chains) == 3
+    for records in by_tenant.values():
+        [chain_id] = {r["attributes"]["audit.chain.id"] for r in records}
+        chain = report.chains[chain_id]
+        assert chain.first_seq == 1 and chain.last_seq == len(records)
+        assert records[-1]["event_name"] == "audit.checkpoint"  # written at shutdown (SIGTERM)
+        assert records[-1]["payload"]["seq"] == len(records) - 1
 
 
 def of_type(records, event):

@@ -1,4 +1,10 @@
-"""Hash chains: every emitter (one per spool / process) links its audit events into one SHA-256 chain.
+"""Hash chains: every emitter (one per spool / process) links each tenant's audit events into a SHA-256 chain.
+
+One chain per tenant and emitter, not one per emitter: a tenant's events then form whole chains of their
+own, so the tenant's export (storage) can be verified completely without any other tenant's events, and no
+"link stub" of another tenant's event can hide one of this tenant's (the store's security review found
+both problems with shared chains). Events without a tenant share one chain; a chain's checkpoints carry its
+tenant, so they are part of that tenant's log.
 
 Each event gets four attributes (DESIGN.md's LogRecord mapping):
 

@@ -29,7 +29,7 @@ from opentelemetry.trace import TraceFlags
 from . import metrics, semconv
 from .chain import Chain
 from .events import AuditEvent, severity_for
-from .signing import Signer
+from .signing import Signer, checkpoint_event
 from .spool import MemorySpool, Spool
 from .spool_file import SpoolFullError
 from .version import __version__
@@ -107,7 +107,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         max_batch: int = 512,
         schedule_delay: float = 0.2,
         max_backoff: float = 30.0,
-        chain: Chain | None = None,
+        chained: bool = False,
         signer: Signer | None = None,
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 60.0,
@@ -115,9 +115,12 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         meter_provider: object = None,
     ) -> None:
         self.resource = resource or Resource.create({})
-        # Tamper evidence: every event is linked into `chain` as it enters the spool, under one lock so
-        # that seq order is spool order; a signed checkpoint anchors the head every N events / T seconds.
-        self.chain = chain
+        # Tamper evidence: every event is linked into the hash chain of its tenant as it enters the spool,
+        # under one lock so that seq order is spool order; a signed checkpoint anchors each chain's head every
+        # N of its events / T seconds. One chain per tenant (not one per emitter): a tenant's export then
+        # holds whole chains, verifiable without another tenant's events (see chain.py).
+        self.chains: dict[str | None, Chain] | None = {} if chained else None
+        self._since_checkpoint: dict[str | None, int] = {}  # tenant -> events linked since its last checkpoint
         self.signer = signer
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
@@ -127,7 +130,6 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         self.spool_full_waits = 0
         self.spool_full_refusals = 0
         self._append_lock = threading.Lock()
-        self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self.scope = InstrumentationScope(semconv.SCOPE_NAME, __version__)
         self.exporter = exporter
@@ -139,7 +141,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         # reads the event: the drain links such events (in submit order) and the audited call only queues
         # them. A disk spool needs them in the record it writes (replays must resend identical events), so
         # there the call links before it appends.
-        self._link_at_drain = chain is not None and isinstance(self.spool, MemorySpool)
+        self._link_at_drain = chained and isinstance(self.spool, MemorySpool)
         self._pending: collections.deque[AuditEvent] = collections.deque()
         self.max_batch = max_batch
         self.schedule_delay = schedule_delay
@@ -215,19 +217,19 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
                 with self._wake:
                     self._wake.notify()
             return
-        chain = self.chain
-        if chain is None:
+        if self.chains is None:
             size = self.spool.append(event)
         else:
             with self._append_lock:
+                chain = self._chain_of(event.tenant)
                 before = chain.link(event)
                 try:
                     size = self.spool.append(event)
                 except BaseException:
                     chain.rewind(*before)  # not stored: its seq goes to the next event, leaving no gap
                     raise
-                self._since_checkpoint += 1
-            if self._since_checkpoint == self.checkpoint_every and self.signer is not None:
+                since = self._since_checkpoint[event.tenant] = self._since_checkpoint.get(event.tenant, 0) + 1
+            if since == self.checkpoint_every and self.signer is not None:
                 size = self.max_batch  # wake the worker (once, on crossing): it writes the checkpoint
         # Only on crossing the threshold: the worker drains all it finds, and a notify per call while
         # it works would make every audited call take the condition's lock.
@@ -241,46 +243,68 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         if reason is not None:
             raise AuditUnavailable(f"auditrail (fail_closed): action refused, its audit event cannot be recorded: {reason}")
 
+    def _chain_of(self, tenant: str | None) -> Chain:
+        """The chain of a tenant's events (created on its first event); the caller holds the append lock."""
+        chains = self.chains
+        assert chains is not None
+        chain = chains.get(tenant)
+        if chain is None:
+            chain = chains[tenant] = Chain()
+        return chain
+
     def _link_pending(self) -> None:
-        """Link the events queued by audited calls (memory spool) into the chain, and spool them, in order."""
+        """Link the events queued by audited calls (memory spool) into their chains, and spool them, in order."""
         pending = self._pending
-        if not pending or self.chain is None:
+        if not pending or self.chains is None:
             return
         with self._append_lock:
-            link, append = self.chain.link, self.spool.append
+            append, since = self.spool.append, self._since_checkpoint
             while pending:
                 event = pending.popleft()
-                link(event)
+                self._chain_of(event.tenant).link(event)
                 append(event)
-                self._since_checkpoint += 1
+                since[event.tenant] = since.get(event.tenant, 0) + 1
 
-    def checkpoint(self) -> AuditEvent | None:
-        """Sign the chain head into an `audit.checkpoint` event (when events came since the last one)."""
-        chain, signer = self.chain, self.signer
-        if chain is None or signer is None:
-            return None
-        self._link_pending()  # the checkpoint covers every event submitted before it
+    def checkpoint(self, *, due_only: bool = False) -> list[AuditEvent]:
+        """Sign each chain head with events since its last checkpoint into an `audit.checkpoint` event.
+
+        The checkpoint carries the chain's tenant, so it is part of that tenant's log (and its exports).
+        `due_only`: only the chains with `checkpoint_every` events since their last one.
+        """
+        signer = self.signer
+        if self.chains is None or signer is None:
+            return []
+        self._link_pending()  # the checkpoints cover every event submitted before them
+        written: list[AuditEvent] = []
         with self._append_lock:
-            if not self._since_checkpoint:
-                return None
-            seq, head = chain.seq, chain.head
-            event = chain.checkpoint(signer)
-            try:
-                self.spool.append(event)
-            except Exception:  # noqa: BLE001 - the next checkpoint will anchor these events
-                chain.rewind(seq, head)
-                _log.exception("auditrail: could not store a checkpoint")
-                return None
-            self._since_checkpoint = 0
-            self._last_checkpoint = time.monotonic()
-            self.checkpoints += 1
-            return event
+            since = self._since_checkpoint
+            for tenant in [t for t, n in since.items() if n and (not due_only or n >= self.checkpoint_every)]:
+                chain = self.chains[tenant]
+                seq, head = chain.seq, chain.head
+                now = time.time_ns()
+                event = chain.checkpoint(signer, time_ns=now,
+                                         make_event=lambda text, t=tenant, now=now: checkpoint_event(text, now, t))
+                try:
+                    self.spool.append(event)
+                except Exception:  # noqa: BLE001 - the next checkpoint will anchor these events
+                    chain.rewind(seq, head)
+                    _log.exception("auditrail: could not store a checkpoint")
+                    continue
+                del since[tenant]
+                self.checkpoints += 1
+                written.append(event)
+            if not due_only:
+                self._last_checkpoint = time.monotonic()
+        return written
 
-    def _checkpoint_due(self) -> bool:
-        return bool(self._since_checkpoint) and (
-            self._since_checkpoint >= self.checkpoint_every
-            or time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
-        )
+    def _checkpoint_due(self) -> bool | None:
+        """None: nothing due; False: the chains that reached checkpoint_every; True: every chain (time)."""
+        since = self._since_checkpoint
+        if not since:
+            return None
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
+            return True
+        return False if max(since.values()) >= self.checkpoint_every else None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Wait until every queued event was exported; False on timeout."""
@@ -326,10 +350,10 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         self.spool.after_fork_in_child()
         self._append_lock = threading.Lock()
         self._pending = collections.deque()  # the parent's queued events are the parent's to deliver
-        if self.chain is not None:
-            # One chain per emitter: a child continuing the parent's chain would fork it (two seq N).
-            self.chain = Chain()
-            self._since_checkpoint = 0
+        if self.chains is not None:
+            # Chains of their own: a child continuing the parent's chains would fork them (two seq N).
+            self.chains = {}
+            self._since_checkpoint = {}
         self._wake = threading.Condition(threading.Lock())
         self._idle = threading.Condition(threading.Lock())
         self._start_worker()
@@ -348,8 +372,9 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             self._link_pending()
             if not self._stopping and time.monotonic() < retry_at:
                 continue
-            if self.signer is not None and self._checkpoint_due():
-                self.checkpoint()
+            due = self._checkpoint_due() if self.signer is not None else None
+            if due is not None:
+                self.checkpoint(due_only=not due)
             batch = self.spool.peek(self.max_batch)
             if not batch:
                 self._notify_idle()

@@ -14,7 +14,6 @@ from .exporters import make_exporter
 from .payload import PayloadPolicy
 from .pipeline import AuditLoggerProvider
 from .recorder import ContextSources, Recorder
-from .chain import Chain
 from .signing import Signer, load_signer
 from .spool import MemorySpool, RefusingSpool, Spool
 from .spool_file import DiskSpool
@@ -38,15 +37,15 @@ def make_spool(config: AuditConfig) -> Spool:
         return MemorySpool()
 
 
-def make_chain(config: AuditConfig) -> tuple[Chain, Signer | None]:
-    """A new hash chain for this process and the key that signs its checkpoints."""
+def make_signer(config: AuditConfig) -> Signer | None:
+    """The key that signs this process's checkpoints (None, loudly, when it cannot be loaded)."""
     spool_dir = None if config.delivery.mode == "best_effort" else config.delivery.spool_dir
     try:
         signer = load_signer(config.integrity.signing_key_file, spool_dir=spool_dir)
     except (OSError, ValueError) as exc:
         _log.error("auditrail: no signing key (%s); checkpoints are not written", exc)
         signer = None
-    return Chain(), signer
+    return signer
 
 
 def configure(config: AuditConfig | None = None, *, exporter: LogRecordExporter | None = None) -> Recorder:
@@ -55,12 +54,12 @@ def configure(config: AuditConfig | None = None, *, exporter: LogRecordExporter 
     attributes = dict(config.resource)
     if not os.environ.get("OTEL_SERVICE_NAME"):
         attributes[SERVICE_NAME] = config.service_name
-    chain, signer = make_chain(config)
+    signer = make_signer(config)
     provider = AuditLoggerProvider(
         exporter or make_exporter(),
         resource=Resource.create(attributes),
         spool=make_spool(config),
-        chain=chain,
+        chained=True,
         signer=signer,
         checkpoint_every=config.integrity.checkpoint_every,
         checkpoint_seconds=config.integrity.checkpoint_seconds,

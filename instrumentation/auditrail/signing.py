@@ -335,11 +335,11 @@ def verify_checkpoint_signature(payload: Mapping[str, Any], public_key: Ed25519P
     return True
 
 
-def checkpoint_event(payload_json: str, time_ns: int) -> AuditEvent:
-    """The default ``audit.checkpoint`` event for a payload: system actor, global tenant, low risk."""
+def checkpoint_event(payload_json: str, time_ns: int, tenant: str | None = semconv.GLOBAL_TENANT) -> AuditEvent:
+    """The ``audit.checkpoint`` event for a payload: system actor, the chain's tenant, low risk."""
     return AuditEvent(
         event_type=CHECKPOINT_EVENT,
-        tenant=semconv.GLOBAL_TENANT,
+        tenant=tenant,
         actor="auditrail",
         actor_type="system",
         payload=payload_json,

@@ -37,6 +37,9 @@ EXPORT_FORMAT = "auditrail.export/v1"
 CHECKPOINT_EVENT = "audit.checkpoint"
 _CHUNK = 1 << 16
 _ISO = "'%Y-%m-%dT%H:%i:%S.%fZ'"
+# What a DateTime64(9, 'UTC') parameter holds (ClickHouse: 1900-01-01 .. 2262-04-11 23:47:16).
+_TIME_MIN = datetime(1900, 1, 1, tzinfo=timezone.utc)
+_TIME_MAX = datetime(2262, 4, 11, 23, 47, 16, tzinfo=timezone.utc)
 # Engine settings of every export query: numbers as numbers, NULL as an empty CSV field.
 _SETTINGS = {"output_format_json_quote_64bit_integers": 0, "format_csv_null_representation": "",
              "output_format_csv_crlf_end_of_line": 0, "formatdatetime_f_prints_scale_number_of_digits": 1}
@@ -68,7 +71,10 @@ def parse_time(text: str | None, what: str = "time") -> datetime | None:
             value = datetime.combine(date.fromisoformat(text.strip()), datetime.min.time())
         except ValueError:
             raise StoreError(f"invalid {what} {text!r}: use ISO-8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if not _TIME_MIN <= value <= _TIME_MAX:  # else the engine refuses the bound value after a 200 went out
+        raise StoreError(f"invalid {what} {text!r}: outside {iso_time(_TIME_MIN)} .. {iso_time(_TIME_MAX)}")
+    return value
 
 
 def iso_time(value: datetime | None) -> str | None:
@@ -245,7 +251,7 @@ def _chain_sections(store: Store, tenant: str, filters: ExportFilters,
     """``chains`` (range and anchoring checkpoints), ``links`` (stubs) and ``public_keys`` of the document."""
     from .verify_store import chain_checkpoints, chain_links
 
-    checkpoints = chain_checkpoints(store, list(ranges))
+    checkpoints = chain_checkpoints(store, tenant, list(ranges))
     exclude = select_events(store, tenant, since=filters.since, until=filters.until, event_type=filters.event_type,
                             actor=filters.actor, columns=("event_id",))
     chains = []
@@ -268,7 +274,7 @@ def _chain_sections(store: Store, tenant: str, filters: ExportFilters,
     yield b',"links":['
     first = True
     for chain in chains:
-        for stub in chain_links(store, chain["chain_id"], chain["from_seq"], chain["to_seq"], exclude):
+        for stub in chain_links(store, tenant, chain["chain_id"], chain["from_seq"], chain["to_seq"], exclude):
             yield (b"" if first else b",") + orjson.dumps(stub)
             first = False
     yield b"]"

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from auditrail import semconv
 from auditrail.verify import Problem, VerifyReport, verify_records
 
-from .db import Store, StoreError
+from .db import Store, StoreError, tenant_scope
 
 __all__ = ["chain_checkpoints", "chain_links", "document_records", "verify_document", "verify_stored"]
 
@@ -152,11 +152,11 @@ def verify_stored(store: Store, tenant: str, filters: Any = None,
 # What the JSON export adds to a tenant's events (read by export.py)
 
 
-def chain_checkpoints(store: Store, chain_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    """The signed checkpoint events of these chains, oldest first, with what each covers.
+def chain_checkpoints(store: Store, tenant: str, chain_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The signed checkpoint events of these chains of `tenant`, oldest first, with what each covers.
 
-    Checkpoints are global-tenant (``*``) events whose payload holds only the chain id, a seq, a head hash,
-    the key id, public key and signature: no tenant data, so every tenant's export may carry them.
+    Emitters keep one chain per tenant, and a chain's checkpoints carry its tenant: they are the tenant's
+    own events, read through the same tenant-scoped query as the rest of its export.
     """
     from .export import CHECKPOINT_EVENT, ExportFilters, _chunks, _lines, _reshape, _VALID, export_query
 
@@ -164,7 +164,7 @@ def chain_checkpoints(store: Store, chain_ids: Iterable[str]) -> dict[str, list[
     found: dict[str, list[dict[str, Any]]] = {}
     if not wanted:
         return found
-    sql, params = export_query(store, semconv.GLOBAL_TENANT, ExportFilters(event_type=CHECKPOINT_EVENT),
+    sql, params = export_query(store, tenant, ExportFilters(event_type=CHECKPOINT_EVENT),
                                extra=[_VALID])
     for line in _lines(_chunks(store.client, sql, params, "JSONEachRow")):
         event = _reshape(line, keep_text=True)
@@ -184,15 +184,17 @@ def chain_checkpoints(store: Store, chain_ids: Iterable[str]) -> dict[str, list[
     return found
 
 
-def chain_links(store: Store, chain_id: str, from_seq: int, to_seq: int,
+def chain_links(store: Store, tenant: str, chain_id: str, from_seq: int, to_seq: int,
                 exclude: tuple[str, dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
-    """Link stubs (seq, prev_hash, hash) of one chain's events in [from_seq, to_seq] not in the export.
+    """Link stubs (seq, prev_hash, hash) of `tenant`'s events of one chain in [from_seq, to_seq] not in the export
+    (those a filter such as `type` or `actor` left out).
 
     `exclude` is the export's canonical read (db.select_events): its events are in the export in full, so
-    they get no stub (a deleted one then shows as a gap). This is the one read of audit_events that crosses
-    tenants: it returns hashes only, never an event's content, tenant or id.
+    they get no stub (a deleted one then shows as a gap). Chains are per tenant, so stubs come from the
+    tenant's own rows only: another tenant cannot place stubs in this tenant's chains.
     """
     parameters: dict[str, Any] = {"chain_id": chain_id, "first": from_seq, "last": to_seq}
+    scope = tenant_scope(tenant, parameters)
     excluded = ""
     if exclude is not None:
         sql, exclude_params = exclude
@@ -200,7 +202,7 @@ def chain_links(store: Store, chain_id: str, from_seq: int, to_seq: int,
         excluded = f" AND event_id NOT IN (SELECT event_id FROM ({sql}))"
     rows = store.query(
         f"SELECT chain_seq, chain_prev_hash, chain_hash FROM {store.table('audit_events')} FINAL"
-        " WHERE chain_id = {chain_id:String} AND chain_seq BETWEEN {first:UInt64} AND {last:UInt64}"
+        f" WHERE {scope} AND chain_id = {{chain_id:String}} AND chain_seq BETWEEN {{first:UInt64}} AND {{last:UInt64}}"
         + excluded + " ORDER BY chain_seq", parameters).result_rows
     for seq, prev_hash, hash_ in rows:
         yield {"chain_id": chain_id, "seq": int(seq), "prev_hash": prev_hash, "hash": hash_}
