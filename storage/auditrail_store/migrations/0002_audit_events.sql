@@ -6,7 +6,9 @@
 --
 -- Dedup: ReplacingMergeTree on (tenant_id, timestamp, event_id). A replayed event carries the same id, time
 -- and tenant, so its copies share the sort key; merges keep one, and reads use FINAL (db.select_events) so
--- copies not merged yet are never seen. docs/storage.md has the measured cost.
+-- copies not merged yet are never seen. docs/storage.md has the measured cost. The FIRST copy stored wins
+-- (`ver` falls as time goes on): a replay is identical anyway, and a later copy with other content (an
+-- ingest token re-sending a known event id) can never replace what was stored; otel_logs keeps both.
 -- Retention: the TTL below is the default contract; retention.py replaces it with the per-tenant one.
 CREATE TABLE IF NOT EXISTS ${db}.`audit_events${local}` ${on_cluster} (
     `event_id` UUID COMMENT 'audit.event_id (UUIDv7)',
@@ -34,10 +36,12 @@ CREATE TABLE IF NOT EXISTS ${db}.`audit_events${local}` ${on_cluster} (
     `span_id` String CODEC(ZSTD(1)),
     `attributes` Map(LowCardinality(String), String) COMMENT 'other LogRecord attributes, kept so nothing is lost' CODEC(ZSTD(1)),
     `inserted_at` DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the store received it',
+    `ver` UInt64 MATERIALIZED toUInt64(9223372036854775807 - toUnixTimestamp64Nano(now64(9)))
+        COMMENT 'ReplacingMergeTree version: higher for earlier inserts, so the first copy of an event wins',
     INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_event_type event_type TYPE set(256) GRANULARITY 1,
     INDEX idx_actor actor TYPE bloom_filter(0.01) GRANULARITY 1
-) ENGINE = ${replicated}ReplacingMergeTree
+) ENGINE = ${replicated}ReplacingMergeTree(ver)
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (tenant_id, timestamp, event_id)
 TTL toDateTime(timestamp) + toIntervalDay(365);
