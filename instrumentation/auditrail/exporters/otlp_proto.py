@@ -152,7 +152,8 @@ class EventEncoder:
         self._scope_schema = _schema_url(getattr(scope, "schema_url", None))
         # Severity (number, text) fields per risk level, and the encoded values that repeat across events.
         self._severity: dict[str, bytes] = {}
-        self._cache: dict[tuple[str, str], bytes] = {}
+        self._cache: dict[tuple[str, Any], bytes] = {}
+        self._bodies: dict[tuple[Any, ...], bytes] = {}
 
     def encode(self, events: Sequence[AuditEvent]) -> bytes:
         """The serialized ExportLogsServiceRequest for ``events`` (in order)."""
@@ -162,41 +163,55 @@ class EventEncoder:
         return _field(b"\x0a", resource_logs) if events else b""
 
     def _record(self, event: AuditEvent) -> bytes:
-        """``0x12 len LogRecord`` (ScopeLogs.log_records = 2), the fields of to_log_record()/encode_logs."""
+        """``0x12 len LogRecord`` (ScopeLogs.log_records = 2), the fields of to_log_record()/encode_logs.
+
+        Values that repeat across events (tenant, actor, IP, reason, chain id, the body summary, ...) are
+        encoded once and looked up after (a bounded cache); the unique ones (event id, payload, hashes, seq,
+        times) are written each time.
+        """
+        cache = self._cache
         t = event.time_unix_nano
         timestamp = _pack_fixed64(t) if t else b""
         severity = self._severity.get(event.risk)
         if severity is None:
             number, text = severity_for(event.risk)
             severity = self._severity[event.risk] = b"\x10" + varint(number) + _field(b"\x1a", text.encode())
+        body_key = (event.event_type, event.actor, event.impersonator, event.tenant, event.outcome)
+        body = self._bodies.get(body_key)
+        if body is None:
+            body = _field(b"\x2a", _field(b"\x0a", event.body().encode("utf-8")))  # 5 body: AnyValue{string_value}
+            if len(self._bodies) >= _CACHE_LIMIT:
+                self._bodies.clear()
+            self._bodies[body_key] = body
         parts = [
             b"\x09" + timestamp if t else b"",                  # 1 time_unix_nano (fixed64)
             severity,                                           # 2 severity_number, 3 severity_text
-            _field(b"\x2a", _field(b"\x0a", event.body().encode("utf-8"))),  # 5 body: AnyValue{string_value}
-            _string_attribute(_KEY_PREFIX[semconv.EVENT_ID], event.event_id),   # 6 attributes ...
+            body,
+            _string_attribute(_EVENT_ID_PREFIX, event.event_id),  # 6 attributes ...
         ]
         append = parts.append
         for slot, key in _STRING_FIELDS:
             value = getattr(event, slot)
             if value is not None:
-                append(_string_attribute(_KEY_PREFIX[key], value) if type(value) is str
-                       else _field(b"\x32", _key_value(key, value)))
-        cache = self._cache
-        append(self._repeating(semconv.ACTOR_TYPE, event.actor_type, cache))
-        append(_string_attribute(_KEY_PREFIX[semconv.PAYLOAD], event.payload))
-        append(self._repeating(semconv.OUTCOME, event.outcome, cache))
-        append(self._repeating(semconv.RISK, event.risk, cache))
+                append(cache.get((key, value)) or self._attribute(key, value))
+        append(cache.get((semconv.ACTOR_TYPE, event.actor_type)) or self._attribute(semconv.ACTOR_TYPE, event.actor_type))
+        payload = event.payload
+        append(_string_attribute(_PAYLOAD_PREFIX, payload) if type(payload) is str
+               else _field(b"\x32", _key_value(semconv.PAYLOAD, payload)))
+        append(cache.get((semconv.OUTCOME, event.outcome)) or self._attribute(semconv.OUTCOME, event.outcome))
+        append(cache.get((semconv.RISK, event.risk)) or self._attribute(semconv.RISK, event.risk))
         if event.extra:
             for key, value in event.extra.items():
                 kind = type(value)
-                if kind is str:
-                    prefix = _KEY_PREFIX.get(key) or _key_prefix(key)
-                    append(_string_attribute(prefix, value))
+                if kind is str and key in _UNIQUE_KEYS:  # the chain's hashes: never repeat
+                    append(_string_attribute(_KEY_PREFIX.get(key) or _key_prefix(key), value))
                 elif kind is int and 0 <= value < 16384:  # the chain's seq, mostly
                     prefix = _KEY_PREFIX.get(key) or _key_prefix(key)
                     any_value = b"\x18" + _VARINT[value]
                     kv = prefix + _VARINT[len(any_value)] + any_value
                     append(b"\x32" + _VARINT[len(kv)] + kv)
+                elif kind is str:  # e.g. the chain id: the same for many events
+                    append(cache.get((key, value)) or self._attribute(key, value))
                 else:  # (None included: the SDK sends it as an empty AnyValue)
                     append(_field(b"\x32", _key_value(key, value)))
         if event.trace_flags:
@@ -208,20 +223,28 @@ class EventEncoder:
         if t:
             append(b"\x59" + timestamp)                                     # 11 observed_time_unix_nano
         if event.event_type:
-            append(_field(b"\x62", event.event_type.encode("utf-8")))       # 12 event_name
+            name = cache.get(("", event.event_type))
+            if name is None:
+                name = cache[("", event.event_type)] = _field(b"\x62", event.event_type.encode("utf-8"))  # 12 event_name
+            append(name)
         record = b"".join(parts)
         return b"\x12" + _len(len(record)) + record
 
-    @staticmethod
-    def _repeating(key: str, value: Any, cache: dict[tuple[str, str], bytes]) -> bytes:
-        """A low-cardinality string attribute (actor type, outcome, risk), encoded once per value."""
-        encoded = cache.get((key, value))
-        if encoded is None:
-            encoded = (_string_attribute(_KEY_PREFIX[key], value) if type(value) is str
-                       else _field(b"\x32", _key_value(key, value)))
-            if len(cache) < 256:
-                cache[(key, value)] = encoded
+    def _attribute(self, key: str, value: Any) -> bytes:
+        """Encode a repeating attribute and remember it (the cache is cleared when it grows past its limit)."""
+        encoded = (_string_attribute(_KEY_PREFIX.get(key) or _key_prefix(key), value) if type(value) is str
+                   else _field(b"\x32", _key_value(key, value)))
+        cache = self._cache
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[(key, value)] = encoded
         return encoded
+
+
+_CACHE_LIMIT = 8192
+_UNIQUE_KEYS = frozenset({semconv.CHAIN_PREV, semconv.CHAIN_HASH})
+_EVENT_ID_PREFIX = _KEY_PREFIX[semconv.EVENT_ID]
+_PAYLOAD_PREFIX = _KEY_PREFIX[semconv.PAYLOAD]
 
 
 def _schema_url(url: str | None) -> bytes:
