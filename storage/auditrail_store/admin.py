@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,14 @@ def find_service(url: str) -> LocalService | None:
     if path is None:
         return None
     try:
-        data = json.loads(path.read_text())
+        # Only a file the service could have written: not a symlink, ours, 0600. Else anyone who can write
+        # the store's parent directory could plant one and receive (and answer) our exports and tokens.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd) as stream:
+            info = os.fstat(stream.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                return None
+            data = json.loads(stream.read())
         pid = int(data["pid"])
         os.kill(pid, 0)
     except (OSError, ValueError, KeyError, TypeError):

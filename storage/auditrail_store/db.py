@@ -214,7 +214,7 @@ def _open_chdb(url: str) -> Any:
     path = urlparse(url).path
     if not path or path in ("/memory", "/:memory:"):
         raise StoreError(f"{url!r}: give the store a directory, chdb:///abs/path")
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(path, mode=0o700, exist_ok=True)  # every tenant's events and the token hashes: owner only
     try:
         return clickhouse_connect.get_client(dsn=url, settings=dict(CLIENT_SETTINGS))
     except ClickHouseError as exc:
