@@ -2,7 +2,9 @@
 
 1. Ingest: OTLP/HTTP protobuf batches through a real `auditrail serve` (decode + insert into otel_logs,
    the materialized view into audit_events included), beside clickhouse-connect inserting the same decoded
-   rows (client.insert, Native) into a plain table of otel_logs' columns with no view.
+   rows (client.insert, Native) into a plain table of otel_logs' columns with no view. The service runs
+   twice on fresh stores: the engine-decoding path (ingest_fast.py, the default) and, with
+   AUDITRAIL_INGEST_FAST=0, the Python decoding path.
 2. CSV export of a tenant's events through the service (HTTP, streamed) beside chDB's own raw_stream of
    the same export query in-process.
 3. A tenant + 24 h query (the canonical read, every event of one tenant-day) over a large table: p50 of
@@ -39,9 +41,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_service(store_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(store_url: str, log: Path, **extra_env: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=store_url)
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=store_url, **extra_env)
     process = subprocess.Popen([PYTHON, "-m", "auditrail.cli", "serve", "--port", str(port)], env=env,
                                stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -100,11 +102,10 @@ def batches(total: int, size: int) -> list[bytes]:
     return out
 
 
-def bench_ingest(total: int, tmp: Path) -> dict[str, float]:
-    url = f"chdb://{tmp}/ingest"
-    bodies = batches(total, 5000)
+def bench_service_ingest(bodies: list[bytes], total: int, url: str, log: Path, fast: bool) -> float:
+    """events/s through `auditrail serve`: the engine-decoding path (ingest_fast.py) or the Python one."""
     ingest = token(url, "*", "ingest")
-    process, base = start_service(url, tmp / "ingest.log")
+    process, base = start_service(url, log, AUDITRAIL_INGEST_FAST="1" if fast else "0")
     try:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ingest}",
                                                   "Content-Type": "application/x-protobuf"}, timeout=300) as client:
@@ -118,6 +119,13 @@ def bench_ingest(total: int, tmp: Path) -> dict[str, float]:
             service_rate = (total - 5000) / (time.perf_counter() - started)
     finally:
         stop(process)
+    return service_rate
+
+
+def bench_ingest(total: int, tmp: Path) -> dict[str, float]:
+    bodies = batches(total, 5000)
+    python_rate = bench_service_ingest(bodies, total, f"chdb://{tmp}/ingest-python", tmp / "ingest-python.log", False)
+    fast_rate = bench_service_ingest(bodies, total, f"chdb://{tmp}/ingest-fast", tmp / "ingest-fast.log", True)
 
     # Baseline, in this process on its own chDB directory: clickhouse-connect inserting the same rows.
     from auditrail_store.db import Store
@@ -142,7 +150,7 @@ def bench_ingest(total: int, tmp: Path) -> dict[str, float]:
         store.client.insert("plain_logs", rows, column_names=list(columns), database="auditrail")
     baseline_rate = (total - 5000) / (time.perf_counter() - started)
     store.close()
-    return {"service": service_rate, "baseline": baseline_rate}
+    return {"service": fast_rate, "python": python_rate, "baseline": baseline_rate}
 
 
 _FILL = """
@@ -268,6 +276,7 @@ def main() -> None:
         tmp = Path(name)
         ingest = bench_ingest(args.ingest, tmp)
         print(f"ingest  {args.ingest:>10,} events  service (OTLP/HTTP protobuf, MV incl.) {ingest['service']:>9,.0f}/s"
+              f" (engine decodes; Python decoding path {ingest['python']:>7,.0f}/s)"
               f" | clickhouse-connect insert, plain table {ingest['baseline']:>9,.0f}/s"
               f" | ratio {ingest['service'] / ingest['baseline']:.2f}  (target >= 100,000/s)", flush=True)
         export = bench_export(args.export, tmp)

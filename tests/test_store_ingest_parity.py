@@ -91,5 +91,36 @@ def test_ingest_rows_equal_the_collector_exporters_rows(tmp_path: Path) -> None:
     assert expected > 100 and len(theirs) == expected
     for their_row, our_row in zip(theirs, ours, strict=True):
         assert our_row == their_row
+    assert _service_path_rows(tmp_path, requests, order) == theirs
     if not any(row["lk"] != sorted(set(row["lk"])) for row in theirs):
         pytest.fail("the random requests should include a record with repeated or unsorted attribute keys")
+
+
+def _service_path_rows(tmp_path: Path, requests: list[ExportLogsServiceRequest], order: str) -> list[dict]:
+    """The same requests as the service writes them on an embedded store: ingest_fast (the engine decodes),
+    and the existing path for what it declines; the rows as JSONEachRow, as the fixture returns them."""
+    import json
+
+    from auditrail_store.db import Store
+    from auditrail_store.ingest import LogWriter, decode_protobuf
+    from auditrail_store.ingest_fast import FastLogWriter
+    from auditrail_store.migrate import migrate
+
+    with Store.open(f"chdb://{tmp_path}/service-path") as store:
+        migrate(store)
+        writer = LogWriter(store.client, store.database)
+        fast = FastLogWriter.for_store(store, writer.columns, min_rows=1)  # every request
+        assert fast is not None
+        taken = 0
+        try:
+            for request in requests:
+                data = request.SerializeToString()
+                if fast.write(data) is None:
+                    writer.write(decode_protobuf(data))
+                else:
+                    taken += 1
+        finally:
+            fast.close()
+        assert taken > 0, "some requests have only values the engine path converts itself"
+        text = store.client.raw_query(f"SELECT {COLUMNS} FROM auditrail.otel_logs{order}", fmt="JSONEachRow")
+    return [json.loads(line) for line in text.decode().splitlines() if line]

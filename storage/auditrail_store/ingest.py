@@ -44,6 +44,9 @@ Writing: one ``INSERT ... FORMAT JSONColumns`` per request, built with orjson (c
 Native encoder manages ~17k rows/s with three Map columns here, JSONColumns ~100k). The request is fully
 decoded and validated before the insert, and a single-block insert is all or nothing, so a malformed
 request writes nothing.
+
+On an embedded store the service first offers protobuf requests to ingest_fast.py, where the engine decodes
+them (same rows, ~1.6x the events/s); what it declines comes here.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ On an embedded store the service writes its local admin door (admin.py) so the C
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import threading
 from collections.abc import Iterator
@@ -38,7 +39,8 @@ from auditrail import semconv
 from . import admin
 from .db import DEFAULT_DATABASE, Store, StoreError, default_url
 from .export import FORMATS, ExportFilters, parse_time, stream_export
-from .ingest import DEFAULT_MAX_BODY, PROTOBUF, IngestError, LogBatch, LogWriter, decode_request
+from .ingest import DEFAULT_MAX_BODY, PROTOBUF, IngestError, LogBatch, LogWriter, decode_request, decompress
+from .ingest_fast import FastLogWriter
 from .tokens import ALL_TENANTS, SCOPES, TokenInfo, TokenStore
 
 __all__ = ["create_app", "serve"]
@@ -70,7 +72,8 @@ def principal(request: Request) -> TokenInfo:
     """The caller: a valid bearer token, or the local admin door; 401 otherwise."""
     state = _state(request)
     local = request.headers.get(admin.LOCAL_ADMIN_HEADER)
-    if local and state.local_secret and hmac.compare_digest(local.encode(), state.local_secret.encode()):
+    if (local and state.local_secret and _from_this_host(request)
+            and hmac.compare_digest(local.encode(), state.local_secret.encode())):
         return _LOCAL_ADMIN
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -78,6 +81,18 @@ def principal(request: Request) -> TokenInfo:
     if info is None:
         raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     return info
+
+
+def _from_this_host(request: Request) -> bool:
+    """The local admin door is for this machine's CLI: a loopback peer, or one connecting from the very
+    address it reached (the service bound to a LAN address); never another host, whatever it sends."""
+    client, server = request.client, request.scope.get("server")
+    try:
+        peer = ipaddress.ip_address(client.host) if client else None
+    except ValueError:
+        return False
+    peer = getattr(peer, "ipv4_mapped", None) or peer  # ::ffff:127.0.0.1 is loopback too
+    return peer is not None and (peer.is_loopback or (server is not None and client.host == server[0]))
 
 
 Caller = Annotated[TokenInfo, Depends(principal)]
@@ -145,9 +160,13 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         app.state.auditrail = _State(url, database, store, LogWriter(store.client, store.database),
                                      TokenStore(token_handle), secret, max_body, threading.Lock(),
                                      _Handles(url, database))
+        # Protobuf requests of all-tenant tokens on an embedded store: decoded by the engine (ingest_fast.py).
+        app.state.auditrail_fast = FastLogWriter.for_store(store, app.state.auditrail.writer.columns)
         try:
             yield
         finally:
+            if app.state.auditrail_fast is not None:
+                app.state.auditrail_fast.close()
             admin.remove_control(url, secret)
             app.state.auditrail.handles.close()
             token_handle.close()
@@ -175,9 +194,19 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
                 return _otlp_error(413, f"request larger than {state.max_body} bytes", is_protobuf)
             chunks.append(chunk)
         body = b"".join(chunks)
-        try:
-            batch = await run_in_threadpool(decode_request, body, content_type,
-                                            request.headers.get("content-encoding"), state.max_body)
+        encoding = request.headers.get("content-encoding")
+        fast: FastLogWriter | None = request.app.state.auditrail_fast
+        if fast is not None and is_protobuf and caller.tenant_id == ALL_TENANTS:  # no tenant check to make
+            try:
+                body = await run_in_threadpool(decompress, body, encoding, state.max_body)
+                encoding = None
+                written = await run_in_threadpool(fast.write, body)
+            except IngestError as error:
+                return _otlp_error(400, str(error), is_protobuf)
+            if written is not None:
+                return Response(ExportLogsServiceResponse().SerializeToString(), media_type=PROTOBUF)
+        try:  # the existing path: JSON, tenant-scoped tokens, servers, and what the engine path declined
+            batch = await run_in_threadpool(decode_request, body, content_type, encoding, state.max_body)
         except IngestError as error:
             return _otlp_error(400, str(error), is_protobuf)
         refused = _foreign_tenants(caller, batch)

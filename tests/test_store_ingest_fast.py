@@ -1,0 +1,310 @@
+"""The engine-decoding ingest path (auditrail_store.ingest_fast) writes exactly the rows of the existing path.
+
+The existing path (ingest.decode_protobuf + LogWriter) is the reference: test_store_ingest_parity.py proves it
+equal to the real collector's exporter, and test_store_ingest_parity also drives this path against the
+collector's rows. Here: random requests, pdata's own AsString vectors, the schema file against the installed
+opentelemetry-proto descriptors, wire shapes the engine might read otherwise, and all-or-nothing on refusal.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+import test_store_ingest
+from auditrail_store.db import Store
+from auditrail_store.ingest import IngestError, LogWriter, decode_protobuf
+from auditrail_store.ingest_fast import SCHEMA_PATH, FastLogWriter
+from auditrail_store.migrate import migrate
+
+VECTORS = json.loads((Path(__file__).parent / "data" / "pdata_asstring_vectors.json").read_text())
+COLUMNS = ("toUnixTimestamp64Nano(Timestamp) AS ts, TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, "
+           "ServiceName, Body, ResourceSchemaUrl, mapKeys(ResourceAttributes) AS rk, "
+           "mapValues(ResourceAttributes) AS rv, ScopeSchemaUrl, ScopeName, ScopeVersion, "
+           "mapKeys(ScopeAttributes) AS sk, mapValues(ScopeAttributes) AS sv, mapKeys(LogAttributes) AS lk, "
+           "mapValues(LogAttributes) AS lv, EventName")
+ORDER = " ORDER BY ts, Body, lk, lv, rk, rv, sk, sv, TraceId, SpanId, SeverityNumber, TraceFlags, EventName"
+
+
+class Twins:
+    """One embedded store with two copies of otel_logs: `fast` (this path) and `slow` (the existing one)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        for table in ("fast", "slow"):
+            store.command(f"CREATE TABLE auditrail.{table} AS auditrail.otel_logs")
+            store.command(f"ALTER TABLE auditrail.{table} REMOVE TTL")  # random times: keep every row
+        self.slow = LogWriter(store.client, store.database, table="slow")
+        writer = FastLogWriter.for_store(store, self.slow.columns, table="fast", min_rows=1)
+        assert writer is not None
+        self.fast = writer
+
+    def rows(self, table: str) -> list[tuple]:
+        return self.store.query(f"SELECT {COLUMNS} FROM auditrail.{table}{ORDER}").result_rows
+
+    def count(self, table: str) -> int:
+        return int(self.store.query(f"SELECT count() FROM auditrail.{table}").result_rows[0][0])
+
+    def both(self, data: bytes) -> int | None:
+        """Write through both paths; what the fast path returned."""
+        written = self.fast.write(data)
+        if written is not None:
+            self.slow.write(decode_protobuf(data))
+        return written
+
+
+@pytest.fixture
+def twins(tmp_path: Path) -> Iterator[Twins]:
+    store = Store.open(f"chdb://{tmp_path}/store")
+    try:
+        migrate(store)
+        pair = Twins(store)
+        try:
+            yield pair
+        finally:
+            pair.fast.close()
+    finally:
+        store.close()
+
+
+_RANDOM_VALUE = test_store_ingest._random_value
+
+
+def _plain_value(rng: random.Random, depth: int = 0) -> AnyValue:
+    """test_store_ingest's random values without the kinds this path leaves to the existing one."""
+    value = _RANDOM_VALUE(rng, depth)
+    if value.WhichOneof("value") in ("double_value", "array_value", "kvlist_value"):
+        return AnyValue(string_value=rng.choice(["", "d", "ü"]))
+    return value
+
+
+def _plain_requests(seed: int, count: int, monkeypatch: pytest.MonkeyPatch) -> list[ExportLogsServiceRequest]:
+    rng = random.Random(seed)
+    with monkeypatch.context() as patch:
+        patch.setattr(test_store_ingest, "_random_value", _plain_value)
+        return [test_store_ingest._random_request(rng) for _ in range(count)]
+
+
+def test_random_requests_give_the_existing_paths_rows(twins: Twins, monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = 0
+    for request in _plain_requests(4, 100, monkeypatch):
+        written = twins.both(request.SerializeToString())
+        assert written is not None, "strings, ints, bools, bytes and empty values are this path's own"
+        taken += written
+    fast, slow = twins.rows("fast"), twins.rows("slow")
+    assert taken > 200 and len(fast) == taken
+    assert fast == slow
+    assert any(row[16] != sorted(set(row[16])) for row in fast), "repeated and unsorted keys were exercised"
+
+
+def test_values_go_formats_are_left_to_the_existing_path(twins: Twins) -> None:
+    rng = random.Random(5)
+    declined = 0
+    for _ in range(120):
+        data = test_store_ingest._random_request(rng).SerializeToString()
+        if twins.fast.write(data) is None:
+            declined += 1
+        else:
+            twins.slow.write(decode_protobuf(data))
+    assert declined > 20
+    assert twins.rows("fast") == twins.rows("slow")
+
+
+def test_pdata_asstring_vectors(twins: Twins) -> None:
+    """Each vector alone (body and attribute v): equal to pdata's string, or left to the existing path."""
+    request = ExportLogsServiceRequest.FromString(base64.b64decode(VECTORS["request_protobuf_base64"]))
+    records = [record for rl in request.resource_logs for sl in rl.scope_logs for record in sl.log_records]
+    assert len(records) == len(VECTORS["vectors"])
+    taken = 0
+    for record, vector in zip(records, VECTORS["vectors"], strict=True):
+        single = ExportLogsServiceRequest()
+        single.resource_logs.add().scope_logs.add().log_records.append(record)
+        twins.store.command("TRUNCATE TABLE auditrail.fast")
+        if twins.fast.write(single.SerializeToString()) is None:
+            assert record.body.WhichOneof("value") in ("double_value", "array_value", "kvlist_value"), vector["name"]
+            continue
+        taken += 1
+        (body, value), = twins.store.query("SELECT Body, LogAttributes['v'] FROM auditrail.fast").result_rows
+        assert (body, value) == (vector["as_string"], vector["as_string"]), vector["name"]
+    assert taken >= 5
+
+
+def test_the_schema_file_matches_the_installed_opentelemetry_proto() -> None:
+    """Every field of proto/otlp_logs_ingest.proto has the installed descriptors' name, number and wire type."""
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.logs.v1 import logs_pb2
+    from opentelemetry.proto.resource.v1 import resource_pb2
+
+    descriptors = {name: d for module in (common_pb2, resource_pb2, logs_pb2)
+                   for name, d in module.DESCRIPTOR.message_types_by_name.items()}
+    descriptors["ExportLogsServiceRequest"] = ExportLogsServiceRequest.DESCRIPTOR
+    wire = {"string": 2, "bytes": 2, "bool": 0, "int64": 0, "int32": 0, "uint32": 0, "double": 1, "fixed64": 1,
+            "fixed32": 5}
+    wire_of_type = {9: 2, 12: 2, 8: 0, 3: 0, 5: 0, 13: 0, 14: 0, 1: 1, 6: 1, 7: 5, 11: 2}
+    text = SCHEMA_PATH.read_text()
+    checked = 0
+    for message, body in re.findall(r"message (\w+) \{(.*?)\n\}", text, flags=re.S):
+        fields = descriptors[message].fields_by_name
+        for kind, name, number in re.findall(r"(?:repeated )?(\w+) (\w+) = (\d+);", body):
+            field = fields[name]
+            assert field.number == int(number), (message, name)
+            assert wire.get(kind, 2) == wire_of_type[field.type], (message, name)
+            checked += 1
+    assert checked == 37  # every field of the file
+
+
+def _record_request(**fields: object) -> ExportLogsServiceRequest:
+    request = ExportLogsServiceRequest()
+    request.resource_logs.add().scope_logs.add().log_records.add(**fields)
+    return request
+
+
+def _kv(key: str, value: bytes) -> bytes:
+    key_bytes = key.encode()
+    return b"\x0a" + bytes([len(key_bytes)]) + key_bytes + b"\x12" + bytes([len(value)]) + value
+
+
+def _wrap_record(record: bytes) -> bytes:
+    """An ExportLogsServiceRequest holding one ResourceLogs / ScopeLogs / LogRecord with these record bytes."""
+    scope_logs = b"\x12" + bytes([len(record)]) + record
+    resource_logs = b"\x12" + bytes([len(scope_logs)]) + scope_logs
+    return b"\x0a" + bytes([len(resource_logs)]) + resource_logs
+
+
+@pytest.mark.parametrize("record", [
+    # a singular field twice (protobuf: the last one wins)
+    b"\x1a\x01A\x1a\x01B",
+    b"\x62\x01x\x62\x01y",
+    b"\x10\x05\x10\x09",
+    b"\x45\x01\x00\x00\x00\x45\x02\x00\x00\x00",
+    # the body twice (messages merge), and an AnyValue with two oneof members (the last one wins)
+    b"\x2a\x03\x0a\x01a\x2a\x03\x0a\x01b",
+    b"\x2a\x05\x0a\x01a\x18\x07",
+    b"\x2a\x05\x18\x07\x0a\x01a",
+    # a bool of 2 and of 256, an int beyond int32, a severity beyond int32 and a negative one
+    b"\x2a\x02\x10\x02",
+    b"\x2a\x03\x10\x80\x02",
+    b"\x2a\x06\x18\x80\x80\x80\x80\x10",
+    b"\x10\x80\x80\x80\x80\x10",
+    b"\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+    # unknown fields, and known numbers with another wire type (protobuf: unknown fields)
+    b"\x78\x01\x1a\x01A",
+    b"\x08\x05\x1a\x01A",
+    b"\x32" + bytes([len(_kv("k", b"\x0a\x01v")) + 2]) + _kv("k", b"\x0a\x01v") + b"\x18\x01",
+    # a key twice inside one KeyValue, a string_value_strindex, a key_strindex
+    b"\x32" + bytes([len(_kv("k", b"\x0a\x01v")) + 3]) + _kv("k", b"\x0a\x01v") + b"\x0a\x01j",
+    b"\x32\x07" + _kv("k", b"\x40\x03"),
+    b"\x32" + bytes([len(_kv("k", b"\x0a\x01v")) + 2]) + _kv("k", b"\x0a\x01v") + b"\x18\x02",
+])
+def test_unusual_wire_shapes_give_the_same_rows_or_go_to_the_existing_path(twins: Twins, record: bytes) -> None:
+    data = _wrap_record(record)
+    ExportLogsServiceRequest.FromString(data)  # valid protobuf, only unusual
+    written = twins.fast.write(data)
+    if written is None:
+        assert twins.count("fast") == 0
+        return
+    twins.slow.write(decode_protobuf(data))
+    assert twins.rows("fast") == twins.rows("slow")
+
+
+def test_a_refused_request_writes_nothing_even_when_large(twins: Twins) -> None:
+    """A wrong-length trace id in the last of 100,000 records: nothing written, the existing path says 400."""
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for i in range(100_000):
+        records.add(time_unix_nano=1_764_000_000_000_000_000 + i, event_name="e")
+    records[-1].trace_id = b"\x01" * 5
+    data = request.SerializeToString()
+    assert twins.fast.write(data) is None
+    assert twins.count("fast") == 0
+    with pytest.raises(IngestError, match="trace_id"):
+        decode_protobuf(data)
+
+
+def test_malformed_protobuf_is_refused(twins: Twins) -> None:
+    with pytest.raises(IngestError, match="malformed protobuf"):
+        twins.fast.write(b"\x0a\xff\xff")
+    assert twins.fast.write(b"") == 0
+    assert twins.count("fast") == 0
+
+
+def test_large_request_and_the_materialized_view(twins: Twins) -> None:
+    """A 20,000-record audit request: every row in otel_logs (as the existing path) and in audit_events."""
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="app")))
+    scope_logs = resource_logs.scope_logs.add()
+    scope_logs.scope.name = "auditrail"
+    now = time.time_ns()
+    for i in range(20_000):
+        record = scope_logs.log_records.add(time_unix_nano=now + i, event_name="prompt.update", severity_number=9)
+        for key, value in (("audit.event_id", f"01900000-0000-7000-8000-{i:012x}"), ("audit.tenant_id", f"t{i % 3}"),
+                           ("enduser.id", "u@x.io")):
+            record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+        record.attributes.append(KeyValue(key="audit.chain.seq", value=AnyValue(int_value=i)))
+    data = request.SerializeToString()
+    assert twins.fast.write(data) == 20_000
+    twins.slow.write(decode_protobuf(data))
+    assert twins.rows("fast") == twins.rows("slow")
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, min_rows=1)  # into otel_logs, under the view
+    assert writer is not None
+    try:
+        assert writer.write(data) == 20_000
+        assert writer.write(_record_request(time_unix_nano=now).SerializeToString()) == 1  # not audit: no event
+    finally:
+        writer.close()
+    assert twins.count("otel_logs") == 20_001
+    assert twins.store.query("SELECT count(), uniqExact(tenant_id), max(chain_seq) FROM auditrail.audit_events "
+                             "WHERE service_name = 'app'").result_rows == [(20_000, 3, 19_999)]
+
+
+def test_small_requests_are_left_to_the_existing_path(twins: Twins) -> None:
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast")  # the service's default
+    assert writer is not None and writer.min_rows > 1
+    try:
+        assert writer.write(_record_request(time_unix_nano=1).SerializeToString()) is None
+    finally:
+        writer.close()
+    assert twins.count("fast") == 0
+
+
+def test_the_service_takes_this_path_and_still_refuses_malformed_bodies(tmp_path: Path) -> None:
+    """Through `auditrail serve`: a gzip'd 1,500-record request lands in otel_logs and audit_events; a body
+    malformed after a valid prefix gets a 400 and writes nothing."""
+    import gzip
+
+    from test_store_service import cli, start_service, stop, token_of, uuid7ish
+
+    process, base, env = start_service(tmp_path)
+    try:
+        ingest = token_of(cli("tokens", "create", "--tenant", "*", "--scope", "ingest", env=env))
+        request = ExportLogsServiceRequest()
+        scope_logs = request.resource_logs.add().scope_logs.add()
+        scope_logs.scope.name = "auditrail"
+        now = time.time_ns()
+        for i in range(1_500):
+            record = scope_logs.log_records.add(time_unix_nano=now + i, event_name="crawl.run")
+            for key, value in (("audit.event_id", uuid7ish(i)), ("audit.tenant_id", "acme")):
+                record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+        data = request.SerializeToString()
+        headers = {"Authorization": f"Bearer {ingest}", "Content-Type": "application/x-protobuf"}
+        response = httpx.post(base + "/v1/logs", content=gzip.compress(data), timeout=60,
+                              headers=dict(headers, **{"Content-Encoding": "gzip"}))
+        assert response.status_code == 200, response.text
+        response = httpx.post(base + "/v1/logs", content=data[:-3], headers=headers, timeout=60)
+        assert response.status_code == 400
+    finally:
+        stop(process)
+    with Store.open(f"chdb://{tmp_path}/store") as store:
+        assert store.query("SELECT count() FROM auditrail.otel_logs").result_rows == [(1_500,)]
+        assert store.query("SELECT count() FROM auditrail.audit_events").result_rows == [(1_500,)]
