@@ -21,26 +21,12 @@ import pytest
 from auditrail_store import admin
 from auditrail_store.db import Store
 from auditrail_store.verify_store import verify_document
-from test_store_service import Service, cli, generate_events, start_service, stop, token_of
+from test_store_service import Service, cli, seeded_service, token_of
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    tmp = tmp_path_factory.mktemp("secstore")
-    process, base, env = start_service(tmp)
-    try:
-        tokens = {name: token_of(cli("tokens", "create", "--tenant", tenant, "--scope", scope, env=env))
-                  for name, tenant, scope in [("ingest", "*", "ingest"), ("admin", "*", "admin"),
-                                              ("read_acme", "acme", "read"), ("read_globex", "globex", "read"),
-                                              ("ingest_acme", "acme", "ingest")]}
-        svc = Service(base, env, process=process, tmp=tmp, **tokens)
-        with svc.client(svc.ingest) as client:  # hash-chained, signed events of acme, globex and initech
-            for line in generate_events(tmp / "gen", 30):
-                assert client.post("/v1/logs", content=line, headers={"Content-Type": "application/json"}
-                                   ).status_code == 200
-        yield svc
-    finally:
-        stop(process)
+    yield from seeded_service(tmp_path_factory.mktemp("secstore"))
 
 
 # --- time filters outside DateTime64(9): a clean 400, not a 200 whose stream is cut, nor a 500 --------------

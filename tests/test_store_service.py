@@ -120,9 +120,8 @@ def token_of(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout.rstrip("\n").splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    tmp = tmp_path_factory.mktemp("store")
+def seeded_service(tmp: Path) -> Iterator[Service]:
+    """A running service with one token per role and hash-chained, signed events of acme, globex and initech."""
     process, base, env = start_service(tmp)
     try:
         # The service owns the chDB directory: these go through its local admin door.
@@ -139,6 +138,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield svc
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    yield from seeded_service(tmp_path_factory.mktemp("store"))
 
 
 def events(svc: Service, tenant: str, token: str, **params: str) -> list[dict]:
