@@ -299,12 +299,13 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
 
     def _checkpoint_due(self) -> bool | None:
         """None: nothing due; False: the chains that reached checkpoint_every; True: every chain (time)."""
-        since = self._since_checkpoint
-        if not since:
+        with self._append_lock:  # audited calls add tenants to the dict meanwhile
+            counts = list(self._since_checkpoint.values())
+        if not any(counts):
             return None
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
             return True
-        return False if max(since.values()) >= self.checkpoint_every else None
+        return False if max(counts) >= self.checkpoint_every else None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Wait until every queued event was exported; False on timeout."""
