@@ -44,19 +44,19 @@ class AuditUnavailable(RuntimeError):
 
 
 def to_log_record(event: AuditEvent, resource: Resource, scope: InstrumentationScope) -> ReadableLogRecord:
-    """The SDK LogRecord for an event (DESIGN.md's mapping)."""
-    number, text = severity_for(event.risk)
+    """The SDK LogRecord for an event (DESIGN.md's mapping, as event_view spells it)."""
+    view = event_view(event, resource, scope)
     record = LogRecord(
-        timestamp=event.time_unix_nano,
-        observed_timestamp=event.time_unix_nano,
-        trace_id=event.trace_id,
-        span_id=event.span_id,
-        trace_flags=TraceFlags(event.trace_flags),
-        severity_text=text,
-        severity_number=_SEVERITY[number],
-        body=event.body(),
-        attributes=event.attributes(),
-        event_name=event.event_type,
+        timestamp=view.timestamp,
+        observed_timestamp=view.observed_timestamp,
+        trace_id=view.trace_id,
+        span_id=view.span_id,
+        trace_flags=TraceFlags(view.trace_flags),
+        severity_text=view.severity_text,
+        severity_number=view.severity_number,
+        body=view.body,
+        attributes=view.attributes,
+        event_name=view.event_name,
     )
     return ReadableLogRecord(log_record=record, resource=resource, instrumentation_scope=scope)
 
@@ -78,7 +78,8 @@ class _EventView:
 
 
 def event_view(event: AuditEvent, resource: Resource, scope: InstrumentationScope) -> _EventView:
-    """The record view of an event for encoders that read SDK records (see _EventView)."""
+    """The record view of an event for encoders that read SDK records (see _EventView): the one place that
+    maps an AuditEvent's fields to LogRecord fields (to_log_record builds its SDK record from it)."""
     number, text = severity_for(event.risk)
     view = _EventView()
     view.timestamp = view.observed_timestamp = event.time_unix_nano
@@ -221,14 +222,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             size = self.spool.append(event)
         else:
             with self._append_lock:
-                chain = self._chain_of(event.tenant)
-                before = chain.link(event)
-                try:
-                    size = self.spool.append(event)
-                except BaseException:
-                    chain.rewind(*before)  # not stored: its seq goes to the next event, leaving no gap
-                    raise
-                since = self._since_checkpoint[event.tenant] = self._since_checkpoint.get(event.tenant, 0) + 1
+                size, since = self._link_and_append(event)
             if since == self.checkpoint_every and self.signer is not None:
                 size = self.max_batch  # wake the worker (once, on crossing): it writes the checkpoint
         # Only on crossing the threshold: the worker drains all it finds, and a notify per call while
@@ -243,14 +237,23 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         if reason is not None:
             raise AuditUnavailable(f"auditrail (fail_closed): action refused, its audit event cannot be recorded: {reason}")
 
-    def _chain_of(self, tenant: str | None) -> Chain:
-        """The chain of a tenant's events (created on its first event); the caller holds the append lock."""
+    def _link_and_append(self, event: AuditEvent) -> tuple[int, int]:
+        """Link an event into its tenant's chain (created on the tenant's first event) and spool it; the
+        caller holds the append lock. Returns (events waiting, the chain's events since its checkpoint)."""
         chains = self.chains
         assert chains is not None
+        tenant = event.tenant
         chain = chains.get(tenant)
         if chain is None:
             chain = chains[tenant] = Chain()
-        return chain
+        before = chain.link(event)
+        try:
+            size = self.spool.append(event)
+        except BaseException:
+            chain.rewind(*before)  # not stored: its seq goes to the next event, leaving no gap
+            raise
+        since = self._since_checkpoint[tenant] = self._since_checkpoint.get(tenant, 0) + 1
+        return size, since
 
     def _link_pending(self) -> None:
         """Link the events queued by audited calls (memory spool) into their chains, and spool them, in order."""
@@ -258,12 +261,8 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         if not pending or self.chains is None:
             return
         with self._append_lock:
-            append, since = self.spool.append, self._since_checkpoint
             while pending:
-                event = pending.popleft()
-                self._chain_of(event.tenant).link(event)
-                append(event)
-                since[event.tenant] = since.get(event.tenant, 0) + 1
+                self._link_and_append(pending.popleft())
 
     def checkpoint(self, *, due_only: bool = False) -> list[AuditEvent]:
         """Sign each chain head with events since its last checkpoint into an `audit.checkpoint` event.
