@@ -59,7 +59,7 @@ def server_command(port: int, *, audit: bool) -> list[str]:
 
 
 def start_server(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start the app in its own process group (cwd: this example), stdout and stderr to `log_path`."""
+    """Start a process in its own process group (cwd: this example), stdout and stderr to `log_path`."""
     with log_path.open("wb") as log:
         return subprocess.Popen(
             command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -165,9 +165,8 @@ def start_store(store_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes]
     """`auditrail serve` on a free loopback port; returns the process and its base URL once healthy."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([str(AUDITRAIL), "serve", "--host", "127.0.0.1", "--port", str(port), "--url", store_url],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_server([str(AUDITRAIL), "serve", "--host", "127.0.0.1", "--port", str(port), "--url", store_url],
+                        dict(os.environ), log_path)
     wait_healthy(base_url, proc, log_path)
     return proc, base_url
 
@@ -292,8 +291,7 @@ def start_collector(store_base: str, store_token: str, webhook: ChatWebhook) -> 
     )
     command = [str(COLLECTOR_BIN), *(f"--config={c}" for c in COLLECTOR_CONFIGS)]
     log_path = DEMO_DIR / "collector.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_server(command, env, log_path)
     wait_healthy(f"http://127.0.0.1:{health_port}", proc, log_path, path="/")
     return proc, f"http://127.0.0.1:{http_port}", token
 
