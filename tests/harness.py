@@ -62,6 +62,12 @@ class Audit:
         AuditInstrumentor().instrument(config=config, exporter=self.exporter)
         self.instrumented = True
 
+    def stop(self) -> None:
+        """Stop auditing (flushes and writes the final checkpoint) before the test ends."""
+        if self.instrumented:
+            AuditInstrumentor().uninstrument()
+            self.instrumented = False
+
     @property
     def counters(self) -> Any:
         """The active recorder's failure counters."""
@@ -97,7 +103,6 @@ def audit_fixture(tmp_path: Path) -> Iterator[Audit]:
     try:
         yield harness
     finally:
-        if harness.instrumented:
-            AuditInstrumentor().uninstrument()
+        harness.stop()
         sys.path.remove(str(tmp_path))
         forget_modules(tmp_path)

@@ -46,13 +46,6 @@ events:
     runtime.recorder.provider.max_backoff = 0.5  # retry often, so the test sees recovery quickly
 
 
-def stop_auditing(audit) -> None:
-    from auditrail.instrumentor import AuditInstrumentor
-
-    AuditInstrumentor().uninstrument()
-    audit.instrumented = False
-
-
 def fill_spool(store) -> int:
     """Audited calls with 10 KB payloads until the spool says it is full; returns how many ran."""
     spool = runtime.recorder.provider.spool
@@ -91,7 +84,7 @@ def test_refuse_at_the_cap_raises_before_the_target_runs_then_recovers(audit, tm
         assert auditrail.flush(30)
         store.save("after", "z")
         assert auditrail.flush(30)
-        stop_auditing(audit)  # while downstream is up: the final checkpoint goes out at once
+        audit.stop()  # while downstream is up: the final checkpoint goes out at once
         tenants = received_tenants(receiver)
     assert tenants == [f"t{i}" for i in range(filled)] + ["after"]
 
@@ -113,7 +106,7 @@ def test_block_at_the_cap_waits_before_the_action_and_loses_nothing(audit, tmp_p
         blocked.join(timeout=30)
         assert not blocked.is_alive()
         assert auditrail.flush(30)
-        stop_auditing(audit)
+        audit.stop()
         tenants = received_tenants(receiver)
     assert store.CALLS[-1] == "blocked"
     assert tenants == [f"t{i}" for i in range(filled)] + ["blocked"]
