@@ -41,7 +41,7 @@ Methodology (the machine is noisy, so everything is relative and interleaved):
     pipelines are flushed so no queue grows across blocks (auditrail's memory spool caps at 100k events);
   * at the end every audited call must have produced exactly one exported event (checked and printed).
 
---breakdown prices each part of the audited call by stubbing it out (e.g. PayloadPolicy.to_json -> "{}")
+--breakdown prices each part of the audited call by stubbing it out (e.g. the sha256 expressions -> a constant)
 and taking the paired p50 difference to the unstubbed call, over many short interleaved rounds; unlike
 cProfile it does not inflate Python function calls, but parts interact (fewer allocations, smaller
 events), so the rows do not add up exactly. The absolute numbers move with the machine's other load;
@@ -419,59 +419,48 @@ class _Swap:
             delattr(self.obj, self.name)
 
 
-class _NoSpan:
-    class _Ctx:
-        is_valid = False
+class _SwapItem(_Swap):
+    """Temporarily replace mapping[key] (e.g. a name in the generated call function's globals)."""
 
-    _ctx = _Ctx()
+    def __init__(self, mapping: dict[str, Any], key: str, value: Any) -> None:
+        self.obj, self.name, self.value, self.old = mapping, key, value, mapping[key]
 
-    def get_current_span(self) -> Any:
-        return self
+    def enter(self) -> None:
+        self.obj[self.name] = self.value
 
-    def get_span_context(self) -> Any:
-        return self._ctx
-
-
-class _ConstPolicy:
-    def to_json(self, payload: Any) -> str:
-        return "{}"
+    def exit(self) -> None:
+        self.obj[self.name] = self.old
 
 
 def breakdown(setup: Setup, args: list[tuple[str, str, str, str]], rounds: int,
               block: int = 2_000) -> tuple[list[dict[str, Any]], int]:
     """Cost of each part = p50(audited) - p50(audited with that part stubbed), paired per round, median.
 
-    Uses internals (Recorder attributes, the recorder module's globals, the wrapper's spec); a part whose
+    Uses internals (Recorder and provider attributes, the generated call function's globals); a part whose
     internals changed is skipped rather than failing the benchmark. Returns the rows and the number of
-    calls that still produced an event (all but those with auditing off, record() or submit() stubbed).
+    calls that still produced an event (all but those with auditing off, or emit/record/queue stubbed).
     """
-    from auditrail import recorder as recorder_module
-
     rec, provider = setup.recorder, setup.recorder.provider
     wrapper = getattr(setup.app.AuditedPromptStore.__dict__["update"], "_self_wrapper", None)
-    spec = getattr(wrapper, "spec", None)
+    generated = wrapper._gen.call.__globals__  # the names the generated call function reads
     # key -> (stubs, still emits an event)
     stubs: dict[str, tuple[Callable[[], list[_Swap]], bool]] = {
         "full": (lambda: [], True),
         "off": (lambda: [_Swap(runtime, "recorder", None)], False),
-        "no_record": (lambda: [_Swap(rec, "record", lambda *a, **k: None)], False),
-        "no_before_after": (lambda: [_Swap(spec, "before", None), _Swap(spec, "after", None)], True),
-        "no_json": (lambda: [_Swap(rec, "policy", _ConstPolicy())], True),
-        "no_id": (lambda: [_Swap(recorder_module, "new_event_id", lambda: "0")], True),
-        "no_trace": (lambda: [_Swap(recorder_module, "trace", _NoSpan())], True),
-        "no_submit": (lambda: [_Swap(provider, "submit", lambda event: None)], False),
+        "no_emit": (lambda: [_SwapItem(generated, "__emit", lambda *a: None)], False),
+        "no_record": (lambda: [_Swap(rec, "record_positional", lambda *a: None)], False),
+        "no_sha256": (lambda: [_SwapItem(generated, "sha256", lambda value: "0" * 64)], True),
+        "no_queue": (lambda: [_Swap(provider, "submit_deferred", lambda build, fields: None)], False),
     }
     # row label -> (minuend, subtrahend): the part's cost is p50[minuend] - p50[subtrahend]
     rows_spec = [
         ("whole audited call (added over plain)", "full", "plain"),
         ("  wrapt dispatch + AuditWrapper, auditing off", "off", "plain"),
-        ("  wrapper side: bind, before/after, 5 fields", "no_record", "off"),
-        ("    of which before/after expressions (+ their JSON)", "full", "no_before_after"),
-        ("  Recorder.record(): build + submit the event", "full", "no_record"),
-        ("    of which payload to JSON (policy.to_json)", "full", "no_json"),
-        ("    of which event id (new_event_id)", "full", "no_id"),
-        ("    of which trace context (get_current_span)", "full", "no_trace"),
-        ("    of which provider.submit (pid, spool, drain)", "full", "no_submit"),
+        ("  generated call: bind, before/after, 5 fields", "no_emit", "off"),
+        ("    of which the two sha256() of prompt texts", "full", "no_sha256"),
+        ("  emitter: payload hygiene (redaction, plain check)", "no_record", "no_emit"),
+        ("  Recorder: context, impersonation, trace, queue", "full", "no_record"),
+        ("    of which the queue to the drain", "full", "no_queue"),
     ]
     jobs: list[tuple[str, Callable[..., None], list[_Swap], bool]] = [
         ("plain", make_loop("store.update(t, x, e, r)", {"store": setup.app.PromptStore()}), [], False)]

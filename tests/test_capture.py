@@ -416,3 +416,105 @@ def test_a_call_with_wrong_arguments_raises_the_apps_own_type_error(audit):
     event = audit.one("custom.act")
     assert event["attrs"][semconv.OUTCOME] == "failure"
     assert event["payload"]["error"]["type"] == "TypeError"
+
+
+EQUIVALENCE_APP = '''
+import asyncio
+
+
+class Thing:
+    def __init__(self):
+        self.items = {"a": 1}
+
+    def put(self, tenant_id, key, value, *, actor="system", role="user", secret=None, **extra):
+        self.items[key] = value
+        if key == "boom":
+            raise KeyError(key)
+        return {"key": key, "size": len(self.items), "token": "t0p", "nested": {"Api-Key": "k", "ok": [1, 2]}}
+
+    @classmethod
+    def kind(cls, tenant_id, /, label, *rest):
+        return [label, *rest]
+
+
+async def fetch(tenant_id, url, retries=2):
+    await asyncio.sleep(0)
+    return {"url": url, "pages": retries}
+'''
+
+EQUIVALENCE_YAML = """
+    redact: [secret, token, api_key]
+    events:
+      - target: appeq.target:Thing.put
+        event: policy.update
+        tenant: tenant_id
+        actor: actor
+        actor_type: role
+        reason: extra.get("why")
+        approval_id: extra.get("approval")
+        before: {old: self.items.get(key), secret: secret, count: len(self.items)}
+        after: result
+        payload: {key: key, value: value, secret: secret, extra: extra, error: str(error)}
+      - target: appeq.target:Thing.kind
+        event: custom.kind
+        tenant: tenant_id
+        when: label != "skip"
+        after: {labels: result, first: "result[0]"}
+        payload: rest
+      - target: appeq.target:fetch
+        event: crawl.run
+        tenant: tenant_id
+        before: {url: url}
+        after: {pages: 'result["pages"]', missing: 'result["nope"]'}
+    """
+
+
+def _comparable(event: dict) -> dict:
+    attrs = {k: v for k, v in event["attrs"].items() if k not in (semconv.EVENT_ID,) and not k.startswith("audit.chain")}
+    return {"event": event["event"], "severity": event["severity"], "attrs": attrs, "payload": event["payload"]}
+
+
+def _equivalence_calls(target) -> None:
+    thing = target.Thing()
+    thing.put("t1", "k", {"deep": {"password": "x", "Token": "y"}}, actor="ann", role="service", secret="s3",
+              why="ticket-1", approval="ap-9")
+    thing.put("t1", "k2", 5, role="martian")  # an actor_type outside DESIGN.md's: left empty, counted
+    with pytest.raises(KeyError):
+        thing.put("t2", "boom", None, actor="bob")
+    with pytest.raises(TypeError):
+        thing.put("t2")  # arguments the target cannot take: the app's own TypeError, and a failure event
+    target.Thing.kind("t3", "x", "y", {"token": "z"})
+    target.Thing.kind("t3", "skip")
+    asyncio.run(target.fetch("t4", "https://example.com", retries=5))
+
+
+def test_generated_and_generic_paths_record_identical_events(audit):
+    """The generated call function (the hot path) and the one-by-one evaluation give the same events."""
+    audit.module("appeq.target", EQUIVALENCE_APP)
+    audit.instrument(EQUIVALENCE_YAML)
+    target = importlib.import_module("appeq.target")
+    wrappers = [target.Thing.__dict__["put"]._self_wrapper, target.Thing.__dict__["kind"]._self_wrapper,
+                target.fetch._self_wrapper]
+    assert all(w._gen is not None for w in wrappers)
+    _equivalence_calls(target)
+    generated = [_comparable(e) for e in audit.events()]
+    errors = audit.counters.extractor_errors
+    for wrapper in wrappers:
+        wrapper._gen = None  # every call now takes the generic path
+    _equivalence_calls(target)
+    generic = [_comparable(e) for e in audit.events()[len(generated):]]
+    assert generated == generic
+    assert audit.counters.extractor_errors == 2 * errors
+    first = generated[0]
+    assert first["payload"]["secret"] == "[REDACTED]" and first["payload"]["before"]["secret"] == "[REDACTED]"
+    assert first["payload"]["value"] == {"deep": {"password": "x", "Token": "[REDACTED]"}}
+    assert first["payload"]["after"]["token"] == "[REDACTED]"
+    assert first["payload"]["after"]["nested"]["Api-Key"] == "[REDACTED]"
+    assert first["attrs"][semconv.ACTOR_TYPE] == "service" and first["attrs"][semconv.APPROVAL] == "ap-9"
+    assert generated[1]["attrs"][semconv.ACTOR_TYPE] == "user"  # "martian" left empty: the default for a user
+    assert [e["attrs"][semconv.OUTCOME] for e in generated] == ["success", "success", "failure", "failure",
+                                                                "success", "success"]
+    assert generated[2]["payload"]["error"] == {"type": "KeyError", "message": "'boom'"}
+    assert generated[4]["payload"] == {"value": ["y", {"token": "[REDACTED]"}],
+                                        "after": {"labels": ["x", "y", {"token": "[REDACTED]"}], "first": "x"}}
+    assert generated[5]["payload"]["after"] == {"pages": 5, "missing": None}

@@ -63,9 +63,13 @@ def severity_for(risk: str) -> tuple[int, str]:
     return SEVERITY_WARN if risk in ("high", "critical") else SEVERITY_INFO
 
 
-def new_event_id() -> str:
-    """A UUIDv7 string: time-ordered, unique, fixed at emit time so replays can be deduplicated."""
-    return str(uuid_utils.uuid7())
+def new_event_id(time_unix_nano: int | None = None) -> str:
+    """A UUIDv7 string: time-ordered, unique, fixed before the event leaves the process so replays can be
+    deduplicated. Its time is `time_unix_nano` when given (an event built after its action: best_effort's
+    drain), else now."""
+    if time_unix_nano is None:
+        return str(uuid_utils.uuid7())
+    return str(uuid_utils.uuid7(nanoseconds=time_unix_nano))
 
 
 @dataclass(slots=True)

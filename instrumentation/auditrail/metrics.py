@@ -56,5 +56,6 @@ def register(provider: AuditLoggerProvider, meter_provider: Any = None) -> None:
         "auditrail.spool.full", callbacks=[observe(lambda p: p.spool_full_waits + p.spool_full_refusals)],
         unit="{occurrence}", description="Times audited calls waited for room in, or were refused by, a full spool")
     meter.create_observable_counter(
-        "auditrail.events.dropped", callbacks=[observe(lambda p: getattr(p.spool, "dropped", 0))], unit="{event}",
-        description="Events dropped by the best_effort memory spool at its cap (durable modes never drop)")
+        "auditrail.events.dropped", callbacks=[observe(lambda p: getattr(p.spool, "dropped", 0) + p.build_failures)],
+        unit="{event}", description="Events dropped by the best_effort memory spool at its cap, or that its drain "
+        "could not build (durable modes never drop)")

@@ -48,22 +48,6 @@ class PayloadPolicy:
         """A JSON-safe copy of `value` with redacted keys masked at any depth."""
         return _clean(value, self.redact_keys, 0)
 
-    def redacted_keys(self, keys: Iterable[str]) -> frozenset[str]:
-        """Which of these (fixed, config-given) keys this policy masks."""
-        return frozenset(k for k in keys if self.redact_keys and _norm_key(k) in self.redact_keys)
-
-    def clean_fields(self, fields: dict[str, Any], redacted: frozenset[str]) -> dict[str, Any]:
-        """Clean, in place, a dict auditrail built itself from config keys (`redacted`: from redacted_keys).
-
-        Plain values stay as they are; only nested or foreign values take the general walk.
-        """
-        for key, value in fields.items():
-            if key in redacted:
-                fields[key] = REDACTED
-            elif type(value) not in _PLAIN:
-                fields[key] = _clean(value, self.redact_keys, 1)
-        return fields
-
     def to_json(self, payload: Mapping[str, Any]) -> str:
         """The payload as JSON object text, cleaned, capped at max_bytes with a truncation marker."""
         return self.encode(self.clean(payload))

@@ -16,7 +16,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry import _logs as api_logs
 from opentelemetry._logs import LogRecord, SeverityNumber
@@ -143,7 +144,10 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         # them. A disk spool needs them in the record it writes (replays must resend identical events), so
         # there the call links before it appends.
         self._link_at_drain = chained and isinstance(self.spool, MemorySpool)
-        self._pending: collections.deque[AuditEvent] = collections.deque()
+        # Events (or, from submit_deferred, their builders) queued for the drain to link (memory spool).
+        self._pending: collections.deque[AuditEvent | tuple[Callable[..., AuditEvent], tuple[Any, ...]]] = (
+            collections.deque())
+        self.build_failures = 0
         self.max_batch = max_batch
         self.schedule_delay = schedule_delay
         self.max_backoff = max_backoff
@@ -212,11 +216,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
 
     def _submit(self, event: AuditEvent) -> None:
         if self._link_at_drain:
-            pending = self._pending
-            pending.append(event)  # (deque.append is atomic: no lock on this path)
-            if len(pending) == self.max_batch:
-                with self._wake:
-                    self._wake.notify()
+            self._queue(event)
             return
         if self.chains is None:
             size = self.spool.append(event)
@@ -228,6 +228,23 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         # Only on crossing the threshold: the worker drains all it finds, and a notify per call while
         # it works would make every audited call take the condition's lock.
         if size == self.max_batch:
+            with self._wake:
+                self._wake.notify()
+
+    @property
+    def defers(self) -> bool:
+        """Whether events may be built by the drain (submit_deferred): a memory spool linked at the drain."""
+        return self._link_at_drain
+
+    def submit_deferred(self, build: Callable[..., AuditEvent], fields: tuple[Any, ...]) -> None:
+        """Hot path of best_effort: queue what `build(*fields)` makes into the event; the drain calls it."""
+        self._queue((build, fields))
+
+    def _queue(self, item: AuditEvent | tuple[Callable[..., AuditEvent], tuple[Any, ...]]) -> None:
+        """Queue an event (or its builder) for the drain to link; nudge it when a batch is ready."""
+        pending = self._pending
+        pending.append(item)  # (deque.append is atomic: no lock on this path)
+        if len(pending) == self.max_batch:
             with self._wake:
                 self._wake.notify()
 
@@ -262,7 +279,15 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             return
         with self._append_lock:
             while pending:
-                self._link_and_append(pending.popleft())
+                event = pending.popleft()
+                if type(event) is tuple:  # submit_deferred: build it now
+                    try:
+                        event = event[0](*event[1])
+                    except Exception:  # noqa: BLE001 - one bad event must not stop the drain
+                        self.build_failures += 1
+                        _log.exception("auditrail: could not build a queued audit event; it is lost")
+                        continue
+                self._link_and_append(event)
 
     def checkpoint(self, *, due_only: bool = False) -> list[AuditEvent]:
         """Sign each chain head with events since its last checkpoint into an `audit.checkpoint` event.

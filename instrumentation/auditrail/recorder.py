@@ -108,9 +108,14 @@ class Recorder:
     def record_positional(
         self, event_type: str, tenant: Any, actor: Any, actor_type: str | None, body: dict[str, Any],
         source_ip: Any, reason: Any, outcome: str, risk: str, approval_id: Any, event_id: str | None,
-        cleaned: bool,
-    ) -> AuditEvent:
-        """`record` for the wrappers' hot path: every argument given, in order (keywords cost here)."""
+        cleaned: bool, deferrable: bool = False,
+    ) -> AuditEvent | None:
+        """`record` for the wrappers' hot path: every argument given, in order (keywords cost here).
+
+        `deferrable` (wrappers): when the provider builds events in its drain (best_effort), everything
+        that does not depend on the call's context (JSON text, event id, the AuditEvent) is left to the
+        drain, and None is returned.
+        """
         # Inline checks: this runs on every audited call, and each avoided call is ~0.1 us here.
         sources = self.sources
         if tenant is None:
@@ -133,13 +138,14 @@ class Recorder:
             session = self._session_event(event_type, tenant, actor, body)
         else:
             session = impersonations.find(tenant, actor)
-        span = get_current_span().get_span_context()
-        event = AuditEvent(
+        if not cleaned:
+            body = self.policy.clean(body)
+        fields = (
             event_type,
             tenant,
             actor,
             actor_type or ("user" if actor is not None else "system"),
-            self.policy.encode(body) if cleaned else self.policy.to_json(body),
+            body,
             _text(source_ip),
             _text(reason),
             outcome,
@@ -148,12 +154,29 @@ class Recorder:
             session.impersonator if session is not None and event_type not in _SESSION_EVENTS else None,
             session.session_id if session is not None else None,
             _text(approval_id),
-            event_id or new_event_id(),
+            event_id,
             time_ns(),
+            get_current_span(),  # (its span context is immutable: read when the event is built)
         )
-        if span.is_valid:
-            event.trace_id, event.span_id, event.trace_flags = span.trace_id, span.span_id, int(span.trace_flags)
+        if deferrable and self.provider.defers:
+            self.provider.submit_deferred(self._build, fields)
+            return None
+        event = self._build(*fields)
         self.provider.submit(event)
+        return event
+
+    def _build(self, event_type: str, tenant: str | None, actor: str | None, actor_type: str,
+               body: dict[str, Any], source_ip: str | None, reason: str | None, outcome: str, risk: str,
+               impersonator: str | None, session_id: str | None, approval_id: str | None,
+               event_id: str | None, time_unix_nano: int, span: Any) -> AuditEvent:
+        """The event from its resolved fields (`body` cleaned): on the call's thread, or in the drain."""
+        event = AuditEvent(event_type, tenant, actor, actor_type, self.policy.encode(body), source_ip, reason,
+                           outcome, risk, impersonator, session_id, approval_id, event_id or new_event_id(time_unix_nano),
+                           time_unix_nano)
+        context = span.get_span_context()
+        if context.is_valid:
+            event.trace_id, event.span_id, event.trace_flags = (context.trace_id, context.span_id,
+                                                                int(context.trace_flags))
         return event
 
     def _fallback(self, field: str, sources: Sequence[Expression]) -> Any:

@@ -20,7 +20,7 @@ from . import runtime
 from .config import EventSpec, PayloadSpec
 from .context import current_request
 from .events import default_risk
-from .codegen import RECORD_FIELDS, generate
+from .codegen import RECORD_FIELDS, generate, generate_emitter
 from .expressions import CALL_NAMES, Expression
 from .pipeline import AuditUnavailable
 from .semconv import ACTOR_TYPES
@@ -78,9 +78,6 @@ class _Binder:
         return ns
 
 
-_GENERATED = object()  # marks a call whose `before` ran in the generated function
-
-
 class AuditWrapper:
     """The wrapt wrapper for one target: evaluates `before`, calls through, evaluates the rest, records.
 
@@ -104,12 +101,9 @@ class AuditWrapper:
             exprs.append(spec.actor_type)
         self.uses_request = any("request" in e.names for e in exprs)
         self._check_names(exprs)
-        # Per payload policy (keyed by the object itself, not id(), which a new policy could reuse).
-        self._redacted: dict[Any, dict[str, frozenset[str]]] = {}
         self._when = spec.fields.get("when")
-        self._risk = spec.risk or default_risk(spec.event)
-        self._literal_actor_type = spec.actor_type if isinstance(spec.actor_type, str) else None
-        self._gen = generate(spec, fn, kind, self._generated_failed)
+        self._emitter = generate_emitter(spec, spec.risk or default_risk(spec.event))
+        self._gen = generate(spec, fn, kind, self.is_async, self._emitter, self._generated_failed)
 
     def _generated_failed(self, recorder: Any, label: str, expr: Expression, exc: BaseException) -> None:
         recorder.counters.extractor_failed(f"{self.spec.where} {label} {expr.source!r}", exc)
@@ -126,36 +120,52 @@ class AuditWrapper:
                 )
 
     def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self.is_async:
-            return self._call_async(wrapped, instance, args, kwargs)
         recorder = self.get_recorder()
+        gen = self._gen
+        if self.is_async:
+            if recorder is None:
+                return wrapped(*args, **kwargs)  # the coroutine itself: nothing of ours around it
+            if gen is not None:
+                return gen.acall(self, recorder, wrapped, instance, args, kwargs)
+            return self.generic_acall(recorder, wrapped, instance, args, kwargs)
         if recorder is None:
             return wrapped(*args, **kwargs)
-        state = self._start(recorder, instance, args, kwargs)
+        if gen is not None:
+            return gen.call(self, recorder, wrapped, instance, args, kwargs)
+        return self.generic_call(recorder, wrapped, instance, args, kwargs)
+
+    def generic_call(self, recorder: Any, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+        """The call with every expression evaluated one by one (no generated function, or one that cannot
+        bind these arguments)."""
+        before = self._start(recorder, instance, args, kwargs)
         try:
             result = wrapped(*args, **kwargs)
         except Exception as exc:
-            self._finish(recorder, state, instance, args, kwargs, None, exc)
+            self._finish(recorder, before, instance, args, kwargs, None, exc)
             raise
-        self._finish(recorder, state, instance, args, kwargs, result, None)
+        self._finish(recorder, before, instance, args, kwargs, result, None)
         return result
 
-    async def _call_async(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
-                          kwargs: dict[str, Any]) -> Any:
-        recorder = self.get_recorder()
-        if recorder is None:
-            return await wrapped(*args, **kwargs)
-        state = self._start(recorder, instance, args, kwargs)
+    async def generic_acall(self, recorder: Any, wrapped: Callable[..., Any], instance: Any,
+                            args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """generic_call for coroutine functions."""
+        before = self._start(recorder, instance, args, kwargs)
         try:
             result = await wrapped(*args, **kwargs)
         except Exception as exc:
-            self._finish(recorder, state, instance, args, kwargs, None, exc)
+            self._finish(recorder, before, instance, args, kwargs, None, exc)
             raise
-        self._finish(recorder, state, instance, args, kwargs, result, None)
+        self._finish(recorder, before, instance, args, kwargs, result, None)
         return result
 
+    def failed(self, recorder: Any, before: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+               error: BaseException) -> None:
+        """The generated call's target raised: its event comes from the generic path (`before` is known)."""
+        self._finish(recorder, before, instance, args, kwargs, None, error)
+
     def _start(self, recorder: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Evaluate `before` (guarded: a failure here only empties fields). Returns the call's state.
+        """Evaluate `before` (guarded: a failure here only empties fields). Returns its value.
 
         fail_closed (and durable with on_full: refuse, at the spool's cap): raises AuditUnavailable, and the
         target never runs; durable with on_full: block waits here, before the action, for room in the spool.
@@ -163,20 +173,10 @@ class AuditWrapper:
         guard = recorder.guard
         if guard is not None:
             guard()
-        gen = self._gen
-        if gen is not None:
-            try:
-                if gen.before is None:
-                    return _GENERATED, None
-                if self.self_name:
-                    return _GENERATED, gen.before(recorder, instance, *args, **kwargs)
-                return _GENERATED, gen.before(recorder, *args, **kwargs)
-            except Exception:  # noqa: BLE001 - arguments it cannot bind: the generic path copes
-                pass
+        if self.spec.before is None:
+            return None
         try:
-            ns = self._namespace(instance, args, kwargs)
-            before = None if self.spec.before is None else self._evaluate(recorder, self.spec.before, ns, "before")
-            return ns, before
+            return self._evaluate(recorder, self.spec.before, self._namespace(instance, args, kwargs), "before")
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} (before the call)")
             return None
@@ -190,72 +190,37 @@ class AuditWrapper:
             ns["request"] = current_request()
         return ns
 
-    def _finish(self, recorder: Any, state: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+    def _finish(self, recorder: Any, before: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                 result: Any, error: BaseException | None) -> None:
-        """Evaluate the rest and emit (guarded)."""
+        """Evaluate the rest one by one and emit (guarded)."""
         try:
-            ns, before = state if state is not None else ({}, None)
-            values = None
-            if ns is _GENERATED:
-                if error is None:
-                    try:
-                        if self.self_name:
-                            values = self._gen.after(recorder, result, instance, *args, **kwargs)
-                        else:
-                            values = self._gen.after(recorder, result, *args, **kwargs)
-                        if values is None:
-                            return  # `when` ruled this call out
-                    except Exception:  # noqa: BLE001 - fall back to the generic path
-                        values = None
-                if values is None:
-                    ns = self._namespace(instance, args, kwargs)
-            if values is None:
-                ns["result"] = result
-                ns["error"] = error
-                when = self._when
-                if when is not None and error is None and not self._value(recorder, when, ns, "when"):
-                    return
-                values = self._one_by_one(recorder, ns)
-            self._emit(recorder, values, before, error)
+            ns = self._namespace(instance, args, kwargs)
+            ns["result"] = result
+            ns["error"] = error
+            when = self._when
+            if when is not None and error is None and not self._value(recorder, when, ns, "when"):
+                return
+            self._emit(recorder, self._one_by_one(recorder, ns), before, error)
         except Exception as exc:  # noqa: BLE001
-            if recorder.fail_closed and isinstance(exc, OSError) and error is None:
-                # The action ran but its event could not be made durable: the caller must know.
-                raise AuditUnavailable(
-                    f"auditrail (fail_closed): {self.spec.event} ran but its audit event could not be recorded: {exc}"
-                ) from exc
-            recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
+            self.emit_failed(recorder, exc, error)
+
+    def emit_failed(self, recorder: Any, exc: Exception, error: BaseException | None = None) -> None:
+        """Capturing after the call failed: count it, unless fail_closed could not make the event durable."""
+        if recorder.fail_closed and isinstance(exc, OSError) and error is None:
+            # The action ran but its event could not be made durable: the caller must know.
+            raise AuditUnavailable(
+                f"auditrail (fail_closed): {self.spec.event} ran but its audit event could not be recorded: {exc}"
+            ) from exc
+        recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
 
     def _emit(self, recorder: Any, values: tuple[Any, ...], before: Any, error: BaseException | None) -> None:
-        """Clean the payload and hand the event to the recorder."""
-        spec = self.spec
-        tenant, actor, reason, source_ip, approval_id, actor_type, after, payload = values
-        # Clean here, where the config's keys are known: fixed keys are checked for redaction once
-        # per policy, and only values that are not plain take the general walk.
-        policy = recorder.policy
-        redacted = self._redacted.get(policy)
-        if redacted is None:
-            redacted = self._redacted[policy] = {
-                section: policy.redacted_keys(part) for section, part in
-                (("before", spec.before), ("after", spec.after), ("payload", spec.payload))
-                if isinstance(part, dict)
-            }
-        payload = _cleaned(policy, spec.payload, payload, redacted.get("payload"), {})
-        if spec.before is not None:
-            payload["before"] = _cleaned(policy, spec.before, before, redacted.get("before"), None)
-        if spec.after is not None:
-            payload["after"] = _cleaned(policy, spec.after, after, redacted.get("after"), None)
-        if error is not None:
-            payload["error"] = {"type": type(error).__name__, "message": str(error)[:500]}
-        if actor_type is None:
-            actor_type = self._literal_actor_type
-        elif actor_type not in ACTOR_TYPES:
-            recorder.counters.extractor_failed(
-                f"{spec.where} actor_type", ValueError(f"{actor_type!r} is not one of {ACTOR_TYPES}"))
-            actor_type = None
-        recorder.record_positional(
-            spec.event, tenant, actor, actor_type, payload, source_ip, reason,
-            "failure" if error is not None else "success", self._risk, approval_id, None, True,
-        )
+        """Clean the payload and hand the event to the recorder (the generic path's way into the emitter)."""
+        self._emitter(self, recorder, *values, before, error)
+
+    def bad_actor_type(self, recorder: Any, actor_type: Any) -> None:
+        """An actor_type expression gave a value that is not one of DESIGN.md's (the field is left empty)."""
+        recorder.counters.extractor_failed(
+            f"{self.spec.where} actor_type", ValueError(f"{actor_type!r} is not one of {ACTOR_TYPES}"))
 
     def _one_by_one(self, recorder: Any, ns: dict[str, Any]) -> tuple[Any, ...]:
         """The after-call values field by field: the generic path (failed calls, unmirrorable targets)."""
@@ -283,16 +248,6 @@ class AuditWrapper:
         if isinstance(spec, dict):
             return {key: self._value(recorder, expr, ns, f"{where}.{key}") for key, expr in spec.items()}
         return self._value(recorder, spec, ns, where)  # type: ignore[arg-type]
-
-
-def _cleaned(policy: Any, spec: PayloadSpec, value: Any, redacted: frozenset[str] | None, absent: Any) -> Any:
-    """A before/after/payload value made safe: a mapping spec's fresh dict in place, anything else copied."""
-    if spec is None:
-        return absent
-    if isinstance(spec, dict) and type(value) is dict:
-        return policy.clean_fields(value, redacted or frozenset())
-    cleaned = policy.clean(value)  # a whole-object expression: may be the app's own object, never mutated
-    return cleaned if absent is None or isinstance(cleaned, dict) else {"value": cleaned}
 
 
 def _reads_only_missing(expr: Expression, ns: dict[str, Any]) -> bool:
