@@ -1,9 +1,10 @@
 """One tenant's events as CSV, NDJSON or a self-verifying JSON document, streamed from the engine.
 
-Every export reads through :func:`db.select_events` (tenant scope, filters as bound parameters, each event
-once) wrapped in one formatting query, and streams the engine's output: CSV leaves ClickHouse as bytes and
-is passed through untouched (the engine writes it, ~engine speed); NDJSON / JSON lines are reshaped one by
-one (payload embedded as JSON). Nothing holds more than a chunk, so a million events stream in flat memory.
+Every export is one query: :func:`db.select_events` (tenant scope, filters as bound parameters, each event
+once) wrapped in a formatting query, streamed block by block. The engine writes every format: CSV leaves
+ClickHouse as bytes and is passed through untouched; for NDJSON and JSON it writes each event as one JSON
+object (payload embedded as JSON), which Python only joins (:func:`_json_query`). Nothing holds more than
+a few blocks, so a million events stream in flat memory.
 
 Columns: ``event_id, event_type, timestamp, tenant_id, actor, source_ip, payload`` (DESIGN.md's seed
 fields), then ``actor_type, reason, outcome, risk, impersonator_id, impersonation_id, approval_id`` and the
@@ -35,14 +36,24 @@ __all__ = ["EXPORT_FORMAT", "FORMATS", "ExportFilters", "iso_time", "parse_time"
 FORMATS = ("csv", "json", "ndjson")
 EXPORT_FORMAT = "auditrail.export/v1"
 CHECKPOINT_EVENT = "audit.checkpoint"
-_CHUNK = 1 << 16
+_CHUNK = 1 << 20  # of CSV per read and HTTP chunk: 64 KiB chunks cost the service ~20% more CPU on 1M events
 _ISO = "'%Y-%m-%dT%H:%i:%S.%fZ'"
 # What a DateTime64(9, 'UTC') parameter holds (ClickHouse: 1900-01-01 .. 2262-04-11 23:47:16).
 _TIME_MIN = datetime(1900, 1, 1, tzinfo=timezone.utc)
 _TIME_MAX = datetime(2262, 4, 11, 23, 47, 16, tzinfo=timezone.utc)
-# Engine settings of every export query: numbers as numbers, NULL as an empty CSV field.
+# Engine settings of every export query: numbers as numbers, NULL as an empty CSV field. They travel in the
+# query's own SETTINGS clause, not as per-call client settings: with those, clickhouse-connect's chDB backend
+# cannot stream (it SETs them on the handle, runs the query whole into memory and restores them: ten engine
+# calls and the full result in RAM); with the clause the engine streams block by block, on a server too.
 _SETTINGS = {"output_format_json_quote_64bit_integers": 0, "format_csv_null_representation": "",
              "output_format_csv_crlf_end_of_line": 0, "formatdatetime_f_prints_scale_number_of_digits": 1}
+# JSON and NDJSON (_json_query): '/' unescaped, as orjson writes it; tuple(x AS name) names its elements.
+_JSON_SETTINGS = dict(_SETTINGS, output_format_json_escape_forward_slashes=0, enable_named_columns_in_function_tuple=1)
+
+
+def _settings_clause(settings: dict[str, Any]) -> str:
+    """`` SETTINGS name = value, ...`` of our own constants (never a caller's value)."""
+    return " SETTINGS " + ", ".join(f"{name} = {value!r}" for name, value in settings.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,31 +93,93 @@ def iso_time(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _column_expression(column: str, flat: bool) -> str:
+def _column_value(column: str, flat: bool) -> str:
     """How a column of the canonical read is shown in an export (`flat`: CSV, where maps become JSON text)."""
     name = quote_identifier(column)
     if column == "event_id":
-        return f"toString({name}) AS {name}"
+        return f"toString({name})"
     if column in ("timestamp", "inserted_at"):
-        return f"formatDateTime({name}, {_ISO}, 'UTC') AS {name}"
+        return f"formatDateTime({name}, {_ISO}, 'UTC')"
     if column == "attributes" and flat:
-        return f"toJSONString({name}) AS {name}"
+        return f"toJSONString({name})"
     return name
 
 
 def export_query(store: Store, tenant: str, filters: ExportFilters, columns: Sequence[str] = EVENT_COLUMNS,
-                 extra: Sequence[str] = (), flat: bool = False) -> tuple[str, dict[str, Any]]:
+                 flat: bool = False) -> tuple[str, dict[str, Any]]:
     """(sql, parameters) of an export: the canonical read, its columns formatted for people and tools."""
     inner, params = select_events(store, tenant, since=filters.since, until=filters.until,
                                   event_type=filters.event_type, actor=filters.actor, columns=columns)
-    outer = ", ".join([_column_expression(c, flat) for c in columns] + list(extra))
+    outer = ", ".join(f"{_column_value(c, flat)} AS {quote_identifier(c)}" for c in columns)
     # No ORDER BY outside: the canonical read's order (the table's sort key, read in order) is kept.
-    return f"SELECT {outer} FROM ({inner})", params
+    return f"SELECT {outer} FROM ({inner}){_settings_clause(_SETTINGS)}", params
+
+
+# Where the engine's JSON and orjson's (which wrote every JSON export before the engine did) differ: in
+# strings (the engine escapes U+2028/U+2029 and writes \u000B..\u001F in upper-case hex), and for a map
+# holding a key twice (the engine writes both, orjson the last). Such events are finished in Python.
+_RESPELL = (r"match(concat(_before, _after, _payload_string), '\\\\u(2028|2029|000[BEF]|001[A-F])')"
+            " OR arrayUniq(mapKeys(attributes)) < length(attributes)")
+
+
+def _json_query(store: Store, tenant: str, filters: ExportFilters, keep_text: bool,
+                extra: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
+    """(sql, parameters) of a JSON or NDJSON export: each event as one finished JSON object, by the engine.
+
+    Columns: ``line``, ``respell``, then `extra`. ``line`` holds the event with its payload embedded as
+    JSON (the emitted text as is, when valid) and, with `keep_text`, that text again as ``payload_json``.
+    Where the engine would write the event differently from orjson (``respell`` = 1, rare: see _RESPELL),
+    ``line`` is instead the event with its payload as a string beside ``_payload_valid``, which
+    :func:`_reshape` finishes in Python: the export stays byte for byte what orjson wrote.
+
+    The columns before and after ``payload`` are written as two named tuples (``{...}``), joined around
+    it: a short expression, because the engine's analysis of a query grows with every function in it
+    (chDB 26.9, CPU of a query with an empty result: the canonical read alone 9 ms, wrapped in a
+    ``concat`` of one ``toJSONString`` per column 21 ms, in these two tuples 15 ms; a day of a tenant
+    costs ~12 ms more to read).
+    """
+    inner, params = select_events(store, tenant, since=filters.since, until=filters.until,
+                                  event_type=filters.event_type, actor=filters.actor)
+    cut = EVENT_COLUMNS.index("payload")
+    text = "concat(',\"payload_json\":', _payload_string)" if keep_text else "''"
+    sql = (f"WITH {_json_object(EVENT_COLUMNS[:cut])} AS _before, {_json_object(EVENT_COLUMNS[cut + 1:])} AS _after,"
+           " isValidJSON(ifNull(payload, '')) AS _payload_valid,"
+           " ifNull(toJSONString(payload), 'null') AS _payload_string,"
+           f" {_RESPELL} AS _respell"
+           " SELECT concat("
+           "   substring(_before, 1, -1), ',\"payload\":',"  # {...before without its '}', "payload":
+           "   if(_payload_valid AND NOT _respell, assumeNotNull(payload), _payload_string),"
+           "   ',', substring(_after, 2, -1),"  # , after without its braces
+           f"  if(_respell, concat(',\"_payload_valid\":', toString(_payload_valid)), {text}), '}}') AS line,"
+           " _respell AS respell" + "".join(f", {quote_identifier(c)}" for c in extra)
+           + f" FROM ({inner}){_settings_clause(_JSON_SETTINGS)}")
+    return sql, params
+
+
+def _json_object(columns: Sequence[str]) -> str:
+    """SQL of these columns of the canonical read as the text of one JSON object, in this order."""
+    members = ", ".join(f"{_column_value(c, False)} AS {quote_identifier(c)}" for c in columns)
+    return f"toJSONString(tuple({members}))"
+
+
+def _event_blocks(store: Store, tenant: str, filters: ExportFilters, keep_text: bool,
+                  extra: Sequence[str] = ()) -> Iterator[tuple[Sequence[bytes], list[Sequence[Any]]]]:
+    """The export's events as JSON objects (bytes), an engine block at a time (never empty), with the
+    `extra` columns beside them."""
+    sql, params = _json_query(store, tenant, filters, keep_text, extra)
+    with store.client.query_column_block_stream(sql, parameters=params, column_formats={"line": "bytes"}) as blocks:
+        for lines, respell, *columns in blocks:
+            if not lines:
+                continue
+            if any(respell):
+                lines = [orjson.dumps(_reshape(line, keep_text)) if fix else line
+                         for line, fix in zip(lines, respell, strict=True)]
+            yield lines, columns
 
 
 def _chunks(client: Any, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
     """The engine's output of one query, as it arrives."""
-    stream = client.raw_stream(sql, parameters=params, settings=_SETTINGS, fmt=fmt)
+    stream = client.raw_stream(sql, parameters=params, fmt=fmt)
     try:
         while True:
             chunk = stream.read(_CHUNK)
@@ -117,19 +190,9 @@ def _chunks(client: Any, sql: str, params: dict[str, Any], fmt: str) -> Iterator
         stream.close()
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Complete lines (without the newline) out of arbitrary chunks."""
-    rest = b""
-    for chunk in chunks:
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        yield rest
-
-
 def _reshape(line: bytes, keep_text: bool) -> dict[str, Any]:
-    """One JSONEachRow line as an export event: payload embedded as JSON (and its exact text if asked)."""
+    """An event whose payload is a string (``_payload_valid`` beside it) as an export event: payload
+    embedded as JSON, and its exact text as ``payload_json`` if asked."""
     event = orjson.loads(line)
     payload = event.get("payload")
     valid = event.pop("_payload_valid", 0)
@@ -142,108 +205,56 @@ def _reshape(line: bytes, keep_text: bool) -> dict[str, Any]:
     return event
 
 
-_VALID = "isValidJSON(ifNull(payload, '')) AS _payload_valid"
-
-
-PAGE_ROWS = 100_000
-
-
-def pages(store: Store, tenant: str, filters: ExportFilters, page_rows: int = PAGE_ROWS) -> list[ExportFilters]:
-    """The export cut into consecutive time ranges of about `page_rows` events each.
-
-    Measured on chDB 26.9 (900k events, 242 MB of CSV): one FINAL read of it all held ~500 MB in the
-    engine; read in pages, the engine holds one page at a time, whatever the export's size: ~150 MB and
-    ~240k rows/s with pages of 50k, ~280 MB and ~300k rows/s with 100k (the default). The cuts are the
-    timestamps of every page_rows-th event (one cheap read of the time column); each cut is the `until` of one page and the
-    `since` of the next, so the pages partition the export exactly, with no event read twice.
-    """
-    sql, params = select_events(store, tenant, since=filters.since, until=filters.until,
-                                event_type=filters.event_type, actor=filters.actor, columns=("timestamp",))
-    params = dict(params, page_rows=page_rows)
-    cuts = [row[0] for row in store.query(
-        f"SELECT timestamp FROM ({sql}) WHERE rowNumberInAllBlocks() % {{page_rows:UInt64}} = 0"
-        " AND rowNumberInAllBlocks() > 0", params).result_rows]
-    cuts = sorted({c if c.tzinfo else c.replace(tzinfo=timezone.utc) for c in cuts})
-    bounds: list[datetime | None] = [filters.since, *cuts, filters.until]
-    result = []
-    for since, until in zip(bounds, bounds[1:], strict=False):
-        if since is not None and until is not None and since >= until:
-            continue
-        result.append(ExportFilters(since, until, filters.event_type, filters.actor))
-    return result
-
-
 def stream_export(store: Store, tenant: str, filters: ExportFilters, fmt: str,
-                  counter: list[int] | None = None, page_rows: int = PAGE_ROWS) -> Iterator[bytes]:
-    """The export as byte chunks, read page by page; ``counter[0]`` counts events as they pass."""
+                  counter: list[int] | None = None) -> Iterator[bytes]:
+    """The export as byte chunks, from one streamed engine query; ``counter[0]`` counts events as they pass.
+
+    One query, not pages: streamed (see ``_SETTINGS``), the engine holds a few blocks of the read-in-order
+    FINAL merge at a time, whatever the export's size (tests/test_store_export_scale.py measures it).
+    """
     if fmt not in FORMATS:
         raise StoreError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
     count = counter if counter is not None else [0]
     if fmt == "csv":
         yield (",".join(EVENT_COLUMNS) + "\n").encode()
-        for page in pages(store, tenant, filters, page_rows):
-            sql, params = export_query(store, tenant, page, flat=True)
-            for chunk in _chunks(store.client, sql, params, "CSV"):
-                count[0] += chunk.count(b"\n")  # approximate while streaming: a payload may hold a newline
-                yield chunk
+        sql, params = export_query(store, tenant, filters, flat=True)
+        for chunk in _chunks(store.client, sql, params, "CSV"):
+            count[0] += chunk.count(b"\n")  # approximate while streaming: a payload may hold a newline
+            yield chunk
         return
     if fmt == "ndjson":
-        for page in pages(store, tenant, filters, page_rows):
-            yield from _ndjson_page(store, tenant, page, count)
+        for lines, _ in _event_blocks(store, tenant, filters, keep_text=False):
+            count[0] += len(lines)
+            yield b"\n".join(lines) + b"\n"
         return
-    yield from _json_document(store, tenant, filters, count, page_rows)
+    yield from _json_document(store, tenant, filters, count)
 
 
-def _ndjson_page(store: Store, tenant: str, page: ExportFilters, count: list[int]) -> Iterator[bytes]:
-    sql, params = export_query(store, tenant, page, extra=[_VALID])
-    buffer: list[bytes] = []
-    for line in _lines(_chunks(store.client, sql, params, "JSONEachRow")):
-        buffer.append(orjson.dumps(_reshape(line, keep_text=False)))
-        count[0] += 1
-        if len(buffer) >= 1000:
-            yield b"\n".join(buffer) + b"\n"
-            buffer = []
-    if buffer:
-        yield b"\n".join(buffer) + b"\n"
-
-
-def _json_document(store: Store, tenant: str, filters: ExportFilters, count: list[int],
-                   page_rows: int = PAGE_ROWS) -> Iterator[bytes]:
+def _json_document(store: Store, tenant: str, filters: ExportFilters, count: list[int]) -> Iterator[bytes]:
     """The offline-verifiable JSON document, streamed: header, events, then chains, stubs and keys."""
     header = {"format": EXPORT_FORMAT, "tenant": tenant, "exported_at": iso_time(datetime.now(timezone.utc)),
               "filters": filters.to_dict(), "columns": list(EVENT_COLUMNS)}
     head = orjson.dumps(header)
     yield head[:-1] + b',"events":['
     ranges: dict[str, list[int]] = {}  # chain id -> [first seq, last seq] among the exported events
-    first = True
-    buffer: list[bytes] = []
-    for line in _page_lines(store, tenant, filters, page_rows):
-        event = _reshape(line, keep_text=True)
-        chain_id, seq = event.get("chain_id"), event.get("chain_seq")
-        if chain_id is not None and isinstance(seq, int):
+    separator = b""
+    for lines, (chain_ids, seqs) in _event_blocks(store, tenant, filters, keep_text=True,
+                                                  extra=("chain_id", "chain_seq")):
+        for chain_id, seq in zip(chain_ids, seqs, strict=True):
+            if chain_id is None or seq is None:
+                continue
             span = ranges.get(chain_id)
             if span is None:
                 ranges[chain_id] = [seq, seq]
             else:
                 span[0] = min(span[0], seq)
                 span[1] = max(span[1], seq)
-        buffer.append(orjson.dumps(event))
-        count[0] += 1
-        if len(buffer) >= 1000:
-            yield (b"" if first else b",") + b",".join(buffer)
-            first = False
-            buffer = []
-    if buffer:
-        yield (b"" if first else b",") + b",".join(buffer)
+        count[0] += len(lines)
+        yield separator + b",".join(lines)
+        separator = b","
     yield b"]"
     yield from _chain_sections(store, tenant, filters, ranges)
     yield b"}\n"
-
-
-def _page_lines(store: Store, tenant: str, filters: ExportFilters, page_rows: int) -> Iterator[bytes]:
-    for page in pages(store, tenant, filters, page_rows):
-        sql, params = export_query(store, tenant, page, extra=[_VALID])
-        yield from _lines(_chunks(store.client, sql, params, "JSONEachRow"))
 
 
 def _chain_sections(store: Store, tenant: str, filters: ExportFilters,

@@ -158,23 +158,20 @@ def chain_checkpoints(store: Store, tenant: str, chain_ids: Iterable[str]) -> di
     Emitters keep one chain per tenant, and a chain's checkpoints carry its tenant: they are the tenant's
     own events, read through the same tenant-scoped query as the rest of its export.
     """
-    from .export import CHECKPOINT_EVENT, ExportFilters, _chunks, _lines, _reshape, _VALID, export_query
+    from .export import CHECKPOINT_EVENT, ExportFilters, _event_blocks
 
     wanted = set(chain_ids)
     found: dict[str, list[dict[str, Any]]] = {}
     if not wanted:
         return found
-    sql, params = export_query(store, tenant, ExportFilters(event_type=CHECKPOINT_EVENT),
-                               extra=[_VALID])
-    for line in _lines(_chunks(store.client, sql, params, "JSONEachRow")):
-        event = _reshape(line, keep_text=True)
+    blocks = _event_blocks(store, tenant, ExportFilters(event_type=CHECKPOINT_EVENT), keep_text=True)
+    for event in (orjson.loads(line) for lines, _ in blocks for line in lines):
         if event.get("chain_id") not in wanted:
             continue
         try:
             payload = json.loads(event.get("payload_json") or "{}")
         except ValueError:
             payload = {}
-        event = orjson.loads(orjson.dumps(event))  # the Fragment as a plain value
         found.setdefault(event["chain_id"], []).append({
             "chain_seq": event.get("chain_seq") or 0, "covers_seq": int(payload.get("seq") or 0),
             "key_id": str(payload.get("key_id") or ""), "public_key": str(payload.get("public_key") or ""),
