@@ -3,14 +3,17 @@
 1. Ingest: OTLP/HTTP protobuf batches through a real `auditrail serve` (decode + insert into otel_logs,
    the materialized view into audit_events included), beside clickhouse-connect inserting the same decoded
    rows (client.insert, Native) into a plain table of otel_logs' columns with no view. The service runs
-   twice on fresh stores: the engine-decoding path (ingest_fast.py, the default) and, with
-   AUDITRAIL_INGEST_FAST=0, the Python decoding path.
+   twice on fresh stores: the engine-decoding path (ingest_fast.py, the default; concurrent requests
+   coalesced into one insert) and, with AUDITRAIL_INGEST_FAST=0, the Python decoding path. --senders
+   requests at a time, as a collector's exporter queue sends; besides events/s, the CPU time the service
+   process (or, for the baseline, this one) spent per event, which a busy shared machine distorts less.
 2. CSV export of a tenant's events through the service (HTTP, streamed) beside chDB's own raw_stream of
    the same export query in-process.
 3. A tenant + 24 h query (the canonical read, every event of one tenant-day) over a large table: p50 of
    it through the service and in the engine.
 
-    .venv/bin/python benchmarks/storage.py [--ingest 200000] [--export 1000000] [--query-rows 10000000]
+    .venv/bin/python benchmarks/storage.py [--ingest 200000] [--batch 5000] [--senders 8] [--export 1000000]
+                                           [--query-rows 10000000] [--only ingest|export|query]
 
 The engine work runs where the service runs (chDB in-process): 2 shared cores here, so read the ratios.
 """
@@ -102,30 +105,47 @@ def batches(total: int, size: int) -> list[bytes]:
     return out
 
 
-def bench_service_ingest(bodies: list[bytes], total: int, url: str, log: Path, fast: bool) -> float:
-    """events/s through `auditrail serve`: the engine-decoding path (ingest_fast.py) or the Python one."""
+def bench_service_ingest(bodies: list[bytes], url: str, log: Path, fast: bool, senders: int) -> tuple[float, float]:
+    """(events/s, service CPU us per event) through `auditrail serve`: the engine-decoding path
+    (ingest_fast.py, concurrent requests coalesced into one insert) or the Python one."""
+    import psutil
+
     ingest = token(url, "*", "ingest")
     process, base = start_service(url, log, AUDITRAIL_INGEST_FAST="1" if fast else "0")
     try:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ingest}",
-                                                  "Content-Type": "application/x-protobuf"}, timeout=300) as client:
+                                                  "Content-Type": "application/x-protobuf"}, timeout=300,
+                          limits=httpx.Limits(max_connections=senders)) as client:
             client.post("/v1/logs", content=bodies[0])  # warm-up (counted in the store, not in the time)
+            service = psutil.Process(process.pid)
+            cpu_before = sum(service.cpu_times()[:2])
             started = time.perf_counter()
-            # Two senders, as a collector's exporter queue sends (num_consumers): one request decodes in
-            # Python while the other's insert runs in the engine.
-            with ThreadPoolExecutor(2) as pool:
+            # Concurrent senders, as a collector's exporter queue sends (sending_queue.num_consumers, 10 by
+            # default): the service coalesces what arrives together into one engine insert.
+            with ThreadPoolExecutor(senders) as pool:
                 codes = list(pool.map(lambda body: client.post("/v1/logs", content=body).status_code, bodies[1:]))
+            elapsed = time.perf_counter() - started
+            cpu = sum(service.cpu_times()[:2]) - cpu_before
             assert set(codes) == {200}, codes
-            service_rate = (total - 5000) / (time.perf_counter() - started)
     finally:
         stop(process)
-    return service_rate
+    events = sum(_records(body) for body in bodies[1:])
+    return events / elapsed, 1e6 * cpu / events
 
 
-def bench_ingest(total: int, tmp: Path) -> dict[str, float]:
-    bodies = batches(total, 5000)
-    python_rate = bench_service_ingest(bodies, total, f"chdb://{tmp}/ingest-python", tmp / "ingest-python.log", False)
-    fast_rate = bench_service_ingest(bodies, total, f"chdb://{tmp}/ingest-fast", tmp / "ingest-fast.log", True)
+def _records(body: bytes) -> int:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest.FromString(body)
+    return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+
+
+def bench_ingest(total: int, tmp: Path, batch: int, senders: int) -> dict[str, float]:
+    bodies = batches(total, batch)
+    python_rate, python_cpu = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-python", tmp / "ingest-python.log",
+                                                   False, senders)
+    fast_rate, fast_cpu = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-fast", tmp / "ingest-fast.log", True,
+                                               senders)
 
     # Baseline, in this process on its own chDB directory: clickhouse-connect inserting the same rows.
     from auditrail_store.db import Store
@@ -141,16 +161,20 @@ def bench_ingest(total: int, tmp: Path) -> dict[str, float]:
     from datetime import datetime, timezone
 
     prepared = []
-    for batch in decoded:
-        data = batch.columns()
+    for decoded_batch in decoded:
+        data = decoded_batch.columns()
         rows = list(zip(*(data[c] for c in columns), strict=True))
         prepared.append([(datetime.fromtimestamp(r[0] / 1e9, timezone.utc),) + r[1:] for r in rows])
+    events = sum(len(rows) for rows in prepared)
+    cpu_before = sum(os.times()[:2])
     started = time.perf_counter()
     for rows in prepared:
         store.client.insert("plain_logs", rows, column_names=list(columns), database="auditrail")
-    baseline_rate = (total - 5000) / (time.perf_counter() - started)
+    baseline_rate = events / (time.perf_counter() - started)
+    baseline_cpu = 1e6 * (sum(os.times()[:2]) - cpu_before) / events
     store.close()
-    return {"service": fast_rate, "python": python_rate, "baseline": baseline_rate}
+    return {"service": fast_rate, "service_cpu": fast_cpu, "python": python_rate, "python_cpu": python_cpu,
+            "baseline": baseline_rate, "baseline_cpu": baseline_cpu}
 
 
 _FILL = """
@@ -183,11 +207,11 @@ with Store.open() as store:
 _RAW_STREAM = """
 import sys, time
 from auditrail_store.db import Store
-from auditrail_store.export import ExportFilters, export_query, _SETTINGS
+from auditrail_store.export import ExportFilters, export_query
 with Store.open() as store:
     sql, params = export_query(store, sys.argv[1], ExportFilters(), flat=True)
     started = time.perf_counter()
-    stream = store.client.raw_stream(sql, parameters=params, settings=_SETTINGS, fmt="CSV")
+    stream = store.client.raw_stream(sql, parameters=params, fmt="CSV")  # (export_query carries its SETTINGS)
     lines = 0
     while chunk := stream.read(1 << 16):
         lines += chunk.count(b"\\n")
@@ -269,24 +293,34 @@ def bench_query(total: int, tmp: Path, repeats: int = 21) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ingest", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=5_000, help="records per ingest request")
+    parser.add_argument("--senders", type=int, default=8, help="concurrent ingest requests")
+    parser.add_argument("--only", choices=("ingest", "export", "query"), help="run one section")
     parser.add_argument("--export", type=int, default=1_000_000)
     parser.add_argument("--query-rows", type=int, default=10_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="auditrail-bench-") as name:
         tmp = Path(name)
-        ingest = bench_ingest(args.ingest, tmp)
-        print(f"ingest  {args.ingest:>10,} events  service (OTLP/HTTP protobuf, MV incl.) {ingest['service']:>9,.0f}/s"
-              f" (engine decodes; Python decoding path {ingest['python']:>7,.0f}/s)"
-              f" | clickhouse-connect insert, plain table {ingest['baseline']:>9,.0f}/s"
-              f" | ratio {ingest['service'] / ingest['baseline']:.2f}  (target >= 100,000/s)", flush=True)
-        export = bench_export(args.export, tmp)
-        print(f"export  {export['rows']:>10,} rows    service CSV over HTTP {export['service']:>9,.0f} rows/s"
-              f" | chDB raw_stream CSV {export['baseline']:>9,.0f} rows/s"
-              f" | ratio {export['service'] / export['baseline']:.2f}  (target >= 300,000/s)", flush=True)
-        query = bench_query(args.query_rows, tmp)
-        print(f"query   {args.query_rows:>10,} events  tenant + 24 h ({query['rows']} rows): service p50 "
-              f"{query['service_p50'] * 1000:.1f} ms | engine (canonical read) p50 {query['engine_p50'] * 1000:.1f} ms"
-              f"  (target < 100 ms; table filled in {query['fill_seconds']:.0f} s)", flush=True)
+        if args.only in (None, "ingest"):
+            ingest = bench_ingest(args.ingest, tmp, args.batch, args.senders)
+            print(f"ingest  {args.ingest:>10,} events  service (OTLP/HTTP protobuf, {args.batch:,}-record requests, "
+                  f"{args.senders} senders, MV incl.) {ingest['service']:>9,.0f}/s, "
+                  f"{ingest['service_cpu']:.0f} CPU us/event (engine decodes; Python decoding path "
+                  f"{ingest['python']:>7,.0f}/s, {ingest['python_cpu']:.0f} us) | clickhouse-connect insert, plain "
+                  f"table {ingest['baseline']:>9,.0f}/s, {ingest['baseline_cpu']:.0f} us"
+                  f" | ratio {ingest['service'] / ingest['baseline']:.2f}  (target >= 100,000/s)"
+                  f"  [load {os.getloadavg()[0]:.1f}]", flush=True)
+        if args.only in (None, "export"):
+            export = bench_export(args.export, tmp)
+            print(f"export  {export['rows']:>10,} rows    service CSV over HTTP {export['service']:>9,.0f} rows/s"
+                  f" | chDB raw_stream CSV {export['baseline']:>9,.0f} rows/s"
+                  f" | ratio {export['service'] / export['baseline']:.2f}  (target >= 300,000/s)", flush=True)
+        if args.only in (None, "query"):
+            query = bench_query(args.query_rows, tmp)
+            print(f"query   {args.query_rows:>10,} events  tenant + 24 h ({query['rows']} rows): service p50 "
+                  f"{query['service_p50'] * 1000:.1f} ms | engine (canonical read) p50 "
+                  f"{query['engine_p50'] * 1000:.1f} ms"
+                  f"  (target < 100 ms; table filled in {query['fill_seconds']:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -266,6 +267,64 @@ def test_large_request_and_the_materialized_view(twins: Twins) -> None:
     assert twins.count("otel_logs") == 20_001
     assert twins.store.query("SELECT count(), uniqExact(tenant_id), max(chain_seq) FROM auditrail.audit_events "
                              "WHERE service_name = 'app'").result_rows == [(20_000, 3, 19_999)]
+
+
+def _audit_request(first: int, count: int, trace_id: bytes = b"") -> bytes:
+    """`count` audit records of ids first.. (the last one with `trace_id`), in one scope."""
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=f"s{first}")))
+    scope_logs = resource_logs.scope_logs.add()
+    scope_logs.scope.name = "auditrail"
+    now = time.time_ns()
+    for i in range(first, first + count):
+        record = scope_logs.log_records.add(time_unix_nano=now + i, event_name="policy.update")
+        for key, value in (("audit.event_id", f"01900000-0000-7000-8000-{i:012x}"), ("audit.tenant_id", f"t{i % 3}")):
+            record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+    scope_logs.log_records[-1].trace_id = trace_id
+    return request.SerializeToString()
+
+
+def _parts(store: Store, table: str) -> int:
+    return int(store.query("SELECT count() FROM system.parts WHERE database = 'auditrail' AND table = {t:String} "
+                           "AND active", {"t": table}).result_rows[0][0])
+
+
+def test_concurrent_requests_share_inserts(twins: Twins) -> None:
+    """Requests that arrive together go in one insert (fewer parts than requests, merges stopped), each caller
+    gets its own count back once its rows are written, and the rows are the existing path's."""
+    twins.store.command("SYSTEM STOP MERGES auditrail.fast")
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1)
+    assert writer is not None
+    requests = [_audit_request(i * 1_000, 1_000) for i in range(12)]
+    try:
+        with ThreadPoolExecutor(len(requests)) as pool:
+            written = list(pool.map(writer.write, requests))
+    finally:
+        writer.close()
+    assert written == [1_000] * len(requests)
+    for data in requests:
+        twins.slow.write(decode_protobuf(data))
+    assert twins.rows("fast") == twins.rows("slow")
+    assert _parts(twins.store, "fast") < len(requests)
+
+
+def test_a_refused_request_does_not_take_its_group_down(twins: Twins) -> None:
+    """One request the engine refuses (a 5-byte trace id) among good ones sent at once: the good ones are
+    written, that one is left to the existing path with nothing of it written, whatever group it fell in."""
+    requests = [_audit_request(i * 1_000, 1_000) for i in range(8)]
+    requests.insert(3, _audit_request(99_000, 1_000, trace_id=b"\x01" * 5))
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1)
+    assert writer is not None
+    try:
+        with ThreadPoolExecutor(len(requests)) as pool:
+            written = list(pool.map(writer.write, requests))
+    finally:
+        writer.close()
+    assert written == [1_000] * 3 + [None] + [1_000] * 5
+    for data in requests[:3] + requests[4:]:
+        twins.slow.write(decode_protobuf(data))
+    assert twins.rows("fast") == twins.rows("slow")
 
 
 def test_small_requests_are_left_to_the_existing_path(twins: Twins) -> None:

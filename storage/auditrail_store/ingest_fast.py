@@ -26,21 +26,29 @@ changes who computes them. For an ``ExportLogsServiceRequest`` body on a ``chdb:
    engine error ever come after the rows were written, the retry duplicates them in otel_logs only;
    audit_events collapses an event id, as for any replayed batch.)
 
-All or nothing: an ``INSERT ... SELECT`` squashes its blocks up to ``min_insert_block_size_rows`` before
-writing, and the statement runs with one thread, so a request of at most :data:`MAX_ROWS` records is one
-block: a throw anywhere writes nothing (tests/test_store_ingest_fast.py: a bad id in the last of 100,000
-records). Larger requests take the existing path.
+Group commit: requests that arrive while an insert runs are queued, and the next insert takes all of them
+(up to :data:`GROUP_ROWS` records) as one statement over their concatenated bodies (concatenated protobuf
+messages are one message: every request's ``resource_logs`` in order; the scope parameters are joined to
+match). Each caller is answered once the insert holding its rows succeeded. A second handle starts an insert
+beside a running one only for a full group of backlog: small parts cost more in merges than they save.
 
-Measured (benchmarks/storage.py, 200,000 events in 5,000-record requests through ``auditrail serve``, two
-senders, a shared 2-core machine; four runs, each with its own baselines): this path 19.0k / 22.2k / 25.3k /
-27.2k events/s, the Python decoding path 12.0k / 13.3k / 16.6k / 14.7k, clickhouse-connect inserting the
-decoded rows into a plain table 30.0k / 41.9k / 44.3k / 33.5k: 1.6-1.85x the Python path. Per 5,000-record request,
-in-process medians: upb parse 12 ms, ByteSize 26 ms, the engine's planning of the statement 45 ms (its size:
-the resource/scope expressions as SQL made it ~65-100 ms, hence the parameters), the whole write 246 ms;
-the existing path 231 ms of Python decoding plus a 154 ms insert. The engine insert itself (otel_logs with its
-skip indexes, plus the view into audit_events) is ~20 us a record, so 100,000/s is out of reach on two cores.
-The engine runs outside the GIL: requests insert in parallel, each on its own handle (the existing path
-serialises on the service's write lock).
+All or nothing: an ``INSERT ... SELECT`` squashes its blocks up to ``min_insert_block_size_rows`` before
+writing, and the statement runs with one thread, so a statement of at most :data:`MAX_ROWS` records is one
+block: a throw anywhere writes nothing (tests/test_store_ingest_fast.py: a bad id in the last of 100,000
+records). A group statement that fails is retried request by request, so the one request the existing path
+must decide does not send the others there. Requests larger than MAX_ROWS take the existing path.
+
+Where the time goes (chDB 26.9, 15-attribute audit records, in-process, best of rounds on the shared 2-core
+machine; engine CPU per record): decoding the body in the statement 12.5 us (the Protobuf reader itself ~6:
+the attributes' nested arrays; their AsString + sort into the Map ~5), writing otel_logs 2.8 us (6.4 in
+5,000-row inserts), the view's SELECT 2.6 us, writing audit_events 1.9 us (4.4 in 5,000-row inserts);
+upb ``FromString`` 2.7 us and ``ByteSize`` 4.5 us in Python; the statement's planning ~45 ms whatever its
+size. Then merges: every insert is a part in otel_logs and in audit_events that background merges rewrite,
+25-30 us a record more when inserts are 5,000 rows. Measured with the engine's own formats for comparison:
+JSONColumns parses at 7.4-12 us a record (but Python must build it: ~40 us), so the engine decoding the
+protobuf stays the cheaper whole. Group commit (8 threads sending 5,000-record requests, 400,000 records,
+one run, load ~7): 8.7k events/s and 98 CPU us an event without it, 17.1k/s and 55 us with it.
+benchmarks/storage.py measures the service end to end beside its baseline.
 
 Not taken here (the existing path runs): requests of fewer than :data:`MIN_ROWS` records (the statement's
 planning makes this path slower there: the SDK's own batches of 512 go the existing way, a collector's
@@ -51,10 +59,12 @@ requests of tenant-scoped tokens (the service must see each record's tenant befo
 
 from __future__ import annotations
 
+import collections
 import os
-import queue
 import tempfile
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -65,13 +75,18 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from .ingest import SERVICE_NAME, IngestError, _first_as_string
 from .ingest import _attributes as _attribute_map
 
-__all__ = ["FAST_ENV", "MAX_ROWS", "MIN_ROWS", "FastLogWriter", "fast_enabled", "insert_sql"]
+__all__ = ["FAST_ENV", "GROUP_ROWS", "MAX_ROWS", "MIN_ROWS", "FastLogWriter", "fast_enabled", "insert_sql"]
 
 FAST_ENV = "AUDITRAIL_INGEST_FAST"
 MAX_ROWS = 1_000_000  # below min_insert_block_size_rows (1,048,449): one squashed block, all or nothing
 # Below this many records the existing path is quicker: this one pays ~30-45 ms a request for the engine to plan
 # its statement (measured: 10 records 101 vs 49 ms, 500: 136 vs 106 ms, 1,000: 138 vs 136, 2,000: 187 vs 254).
 MIN_ROWS = 1_000
+# Records of one group insert (concurrent requests coalesced): large enough that the statement's fixed price
+# and the merges of its parts are small per record, small enough to bound memory and latency. Measured peak
+# while one insert runs: 11-13 KB a record of 15 attributes (the body, upb's copy, the engine's nested
+# arrays), so ~0.6 GB here.
+GROUP_ROWS = 50_000
 SCHEMA_PATH = Path(__file__).with_name("proto") / "otlp_logs_ingest.proto"
 _FAST_ERROR = "auditrail-fast"
 
@@ -181,65 +196,112 @@ def _pairs(attributes: Any) -> str:
     return "[" + ",".join(f"({_quote(key)},{_quote(value)})" for key, value in items) + "]"
 
 
-def scope_parameters(request: ExportLogsServiceRequest) -> tuple[int, dict[str, str]]:
-    """(record count, the per-scope query parameters): service name, resource and scope attribute maps as
-    the existing path computes them (ingest._first_as_string, ingest._attributes: pdata AsString, sorted)."""
+@dataclass(frozen=True, slots=True)
+class ScopeValues:
+    """A request's resource and scope values, one entry per scope (quoted texts of query parameter arrays),
+    and per ResourceLogs the position of its first scope: what the statement indexes with ``g``."""
+
+    first_scopes: list[int]
+    service_names: list[str]
+    resource_maps: list[str]
+    scope_maps: list[str]
+
+
+def scope_values(request: ExportLogsServiceRequest) -> tuple[int, ScopeValues]:
+    """(record count, the per-scope values): service name, resource and scope attribute maps as the existing
+    path computes them (ingest._first_as_string, ingest._attributes: pdata AsString, sorted)."""
     records = 0
-    offsets: list[str] = []
-    services: list[str] = []
-    resource_maps: list[str] = []
-    scope_maps: list[str] = []
+    values = ScopeValues([], [], [], [])
     for resource_logs in request.resource_logs:
-        offsets.append(str(len(services)))
+        values.first_scopes.append(len(values.service_names))
         attributes = resource_logs.resource.attributes
         service = _quote(_first_as_string(attributes, SERVICE_NAME))
         resource_map = _pairs(_attribute_map(attributes))
         for scope_logs in resource_logs.scope_logs:
             records += len(scope_logs.log_records)
-            services.append(service)
-            resource_maps.append(resource_map)
-            scope_maps.append(_pairs(_attribute_map(scope_logs.scope.attributes)))
-    return records, {"scope_offsets": "[" + ",".join(offsets) + "]", "service_names": "[" + ",".join(services) + "]",
-                     "resource_attributes": "[" + ",".join(resource_maps) + "]",
-                     "scope_attributes": "[" + ",".join(scope_maps) + "]"}
+            values.service_names.append(service)
+            values.resource_maps.append(resource_map)
+            values.scope_maps.append(_pairs(_attribute_map(scope_logs.scope.attributes)))
+    return records, values
+
+
+def scope_parameters(requests: Sequence[ScopeValues]) -> dict[str, str]:
+    """The statement's query parameters for the concatenation of these requests' bodies, in order (protobuf:
+    concatenated messages are one message whose repeated ``resource_logs`` hold every request's)."""
+    offsets: list[str] = []
+    services: list[str] = []
+    resource_maps: list[str] = []
+    scope_maps: list[str] = []
+    for values in requests:
+        base = len(services)
+        offsets += [str(base + first) for first in values.first_scopes]
+        services += values.service_names
+        resource_maps += values.resource_maps
+        scope_maps += values.scope_maps
+    return {"scope_offsets": "[" + ",".join(offsets) + "]", "service_names": "[" + ",".join(services) + "]",
+            "resource_attributes": "[" + ",".join(resource_maps) + "]",
+            "scope_attributes": "[" + ",".join(scope_maps) + "]"}
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """One request waiting for the group insert that holds its rows."""
+
+    data: bytes
+    rows: int
+    scopes: ScopeValues
+    taken: bool = False  # in a group being inserted
+    done: bool = False
+    written: int | None = None
 
 
 class FastLogWriter:
     """Inserts protobuf requests into ``otel_logs`` of an embedded store, decoded by the engine.
 
+    Group commit: requests that arrive while an insert runs wait in a queue, and the next free handle takes
+    all of them (up to `group_rows` records) as one statement over their concatenated bodies. Each engine
+    statement has a fixed price (its planning, ~45 ms; a part in otel_logs and one in audit_events), so
+    concurrent requests (a collector's exporter queue sends with several consumers) share it. Every caller
+    returns only once the insert holding its rows succeeded. A group insert that fails wrote nothing (one
+    block, see the module notes); its requests are then tried one by one, so one request the existing path
+    must decide never sends the others there.
+
     Holds `handles` chDB connections of its own on the store's engine (one process, one directory: the
-    same engine as the store's client), so that many requests insert at once, each on its own handle.
+    same engine as the store's client): that many group inserts run at once, outside the GIL.
     """
 
     def __init__(self, path: str, database: str, columns: Sequence[str], table: str = "otel_logs",
-                 handles: int = 2, spool: str | None = None, min_rows: int = MIN_ROWS) -> None:
+                 handles: int = 2, spool: str | None = None, min_rows: int = MIN_ROWS,
+                 group_rows: int = GROUP_ROWS) -> None:
         import chdb
 
         self.min_rows = min_rows
-
+        self.group_rows = min(group_rows, MAX_ROWS)
         self._schema = str(SCHEMA_PATH.resolve(strict=True))
         self._table = f"`{database}`.`{table}`"
         self._columns = tuple(columns)
         self._spool = spool or (Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) and "/dev/shm") or None
         # clickhouse-connect's chdb backend opens the engine with the real path; chDB compares paths literally.
         self._connections = [chdb.connect(os.path.realpath(path)) for _ in range(max(1, handles))]
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for connection in self._connections:
-            self._idle.put(connection)
+        self._idle = list(self._connections)
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._queued_rows = 0
+        self._ready = threading.Condition()
 
     @classmethod
     def for_store(cls, store: Any, columns: Sequence[str], table: str = "otel_logs", handles: int = 2,
-                  min_rows: int = MIN_ROWS) -> FastLogWriter | None:
+                  min_rows: int = MIN_ROWS, group_rows: int = GROUP_ROWS) -> FastLogWriter | None:
         """A writer for an embedded store (``chdb://``), None for servers or when switched off."""
         if not getattr(store, "embedded", False) or not fast_enabled():
             return None
         return cls(urlparse(store.url).path, store.database, columns, table=table, handles=handles,
-                   min_rows=min_rows)
+                   min_rows=min_rows, group_rows=group_rows)
 
     def write(self, data: bytes) -> int | None:
-        """Insert the rows of protobuf request `data` (already decompressed); the row count, or None when this
-        path does not take the request (nothing was written: use ingest.decode_protobuf + LogWriter).
-        IngestError (nothing written) when it is not a protobuf ExportLogsServiceRequest."""
+        """Insert the rows of protobuf request `data` (already decompressed); the row count once they are
+        written, or None when this path does not take the request (nothing of it was written: use
+        ingest.decode_protobuf + LogWriter). IngestError (nothing written) when it is not a protobuf
+        ExportLogsServiceRequest."""
         try:
             request = ExportLogsServiceRequest.FromString(data)
         except DecodeError as error:
@@ -248,25 +310,76 @@ class FastLogWriter:
             # Not the canonical encoding: a field given twice (protobuf merges: the last one wins, where the
             # engine reads otherwise), an explicit default, an unknown field... The existing path decides.
             return None
-        rows, parameters = scope_parameters(request)
+        rows, scopes = scope_values(request)
         if rows == 0:
             return 0
         if rows > MAX_ROWS or rows < self.min_rows:
             return None
+        return self._commit(_Pending(data, rows, scopes))
+
+    def _commit(self, pending: _Pending) -> int | None:
+        """Queue `pending`; wait until a group holding it is done, or take a free handle and insert a group."""
+        with self._ready:
+            self._queue.append(pending)
+            self._queued_rows += pending.rows
+        while True:
+            with self._ready:
+                while not pending.done and (pending.taken or not self._may_start()):
+                    self._ready.wait()
+                if pending.done:
+                    return pending.written
+                connection = self._idle.pop()
+                group = self._take_group()
+            try:
+                self._insert_group(connection, group)
+            finally:
+                with self._ready:
+                    for item in group:
+                        item.done = True  # an unexpected error above: None, the existing path decides
+                    self._idle.append(connection)
+                    self._ready.notify_all()
+
+    def _may_start(self) -> bool:
+        """A free handle, and either no insert running or a full group waiting (under the lock). Starting a
+        second insert beside a running one for a few requests would make small parts: the next group is
+        larger for waiting, and every part costs merges later (measured: 55 vs 75 CPU us an event)."""
+        return bool(self._idle) and (len(self._idle) == len(self._connections) or self._queued_rows >= self.group_rows)
+
+    def _take_group(self) -> list[_Pending]:
+        """The queue's oldest requests, up to group_rows records (at least one request). Under the lock."""
+        group = [self._queue.popleft()]
+        rows = group[0].rows
+        while self._queue and rows + self._queue[0].rows <= self.group_rows:
+            rows += self._queue[0].rows
+            group.append(self._queue.popleft())
+        for item in group:
+            item.taken = True
+        self._queued_rows -= rows
+        return group
+
+    def _insert_group(self, connection: Any, group: list[_Pending]) -> None:
+        """Insert the group as one statement; if that fails (nothing written), each request alone."""
+        if self._insert(connection, group):
+            for item in group:
+                item.written = item.rows
+        elif len(group) > 1:
+            for item in group:
+                item.written = item.rows if self._insert(connection, [item]) else None
+
+    def _insert(self, connection: Any, group: list[_Pending]) -> bool:
+        """One INSERT ... SELECT over the group's concatenated bodies; False when the engine refused it."""
         descriptor, name = tempfile.mkstemp(prefix="auditrail-otlp-", suffix=".pb", dir=self._spool)
         try:
             with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-            connection = self._idle.get()
+                file.writelines(item.data for item in group)
             try:
-                connection.query(insert_sql(self._table, self._columns, name, self._schema), params=parameters)
+                connection.query(insert_sql(self._table, self._columns, name, self._schema),
+                                 params=scope_parameters([item.scopes for item in group]))
             except Exception:  # a throwIf of ours, or anything the engine reads otherwise: the existing path decides
-                return None
-            finally:
-                self._idle.put(connection)
+                return False
         finally:
             os.unlink(name)
-        return rows
+        return True
 
     def close(self) -> None:
         for connection in self._connections:
