@@ -4,11 +4,11 @@
     .venv/bin/python benchmarks/spool.py --n 20000 --seconds 3 --json out.json
 
 For each candidate and mode:
-  file    durable      DiskSpool: one os.write per append, fdatasync by a flusher every 50 ms
+  file    durable      DiskSpool: one copy into the mapped segment per append, fdatasync by a flusher every 50 ms
   file    fail_closed  DiskSpool: append returns after fdatasync, concurrent appenders share it (group commit)
   sqlite  NORMAL       stdlib sqlite3, journal_mode=WAL, synchronous=NORMAL (no fsync per commit: durable-like)
   sqlite  FULL         the same with synchronous=FULL (WAL fsynced at every commit: fail_closed-like)
-SQLite stores one row per event (INSERT in autocommit, the same orjson payload as the file), the drain reads
+SQLite stores one row per event (INSERT in autocommit, the same record payload as the file), the drain reads
 `ORDER BY id LIMIT n` on a second connection and DELETEs on ack.
 
 Measured, with a drain thread peeking/acking batches of 512 running throughout (as the pipeline's worker):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from auditrail import spool_file
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool, SpoolFullError, SpoolWriteError, decode_event, encode_event
 
@@ -66,6 +67,21 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
         assert spool.peek(10) == [full, minimal]
     with DiskSpool.open(tmp_path) as spool:  # read back from the file (adopted), not from memory
         assert spool.peek(10) == [full, minimal]
+
+
+def test_pwrite_segments_where_mapping_is_unsafe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool_file, "_MAPPABLE_FS", frozenset())  # as on btrfs or ZFS
+    events = [make_event(i) for i in range(300)]
+    with DiskSpool.open(tmp_path, segment_bytes=4096) as spool:
+        assert not spool._mapped  # noqa: SLF001
+        for ev in events:
+            spool.append(ev)
+        assert len(segments(Path(spool.path))) >= 5
+        assert drain(spool, 64) == events
+        for ev in events:
+            spool.append(ev)
+    with DiskSpool.open(tmp_path) as spool:  # adopted: read back from the files
+        assert drain(spool) == events
 
 
 def test_unencodable_extra_raises(tmp_path: Path) -> None:
@@ -139,7 +155,9 @@ def test_segments_rotate_and_are_deleted_when_acknowledged(tmp_path: Path) -> No
         spool.ack(150)
         left = segments(own)
         assert segs[0] not in left and len(left) < len(segs)
-        assert spool.disk_bytes == sum(s.stat().st_size for s in left)
+        # finished segments are cut to their records; the one being written is preallocated whole
+        in_current = spool.disk_bytes - sum(s.stat().st_size for s in left[:-1])
+        assert 0 < in_current <= left[-1].stat().st_size == 4096
         assert drain(spool) == events[150:]
         assert len(segments(own)) == 1
 
@@ -200,8 +218,10 @@ def test_torn_tail_is_cut_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     child.kill()
     child.wait()
     seg = segments(path)[-1]
-    size = seg.stat().st_size
-    os.truncate(seg, size - 5)  # the last record loses its tail, as if the machine died mid-write
+    data = bytearray(seg.read_bytes())
+    written = len(data.rstrip(b"\0"))  # the segment is preallocated: zeros after the records
+    data[written - 5:written] = bytes(5)  # the last record loses its tail, as if the machine died mid-write
+    seg.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING, logger="auditrail"):
         spool = DiskSpool.open(tmp_path)
     assert "torn record" in caplog.text
@@ -285,7 +305,9 @@ def test_fail_closed_unwritable_dir_raises(tmp_path: Path) -> None:
 
 
 def test_fail_closed_full_file_raises(tmp_path: Path) -> None:
-    # RLIMIT_FSIZE makes write() fail with EFBIG at 64 KiB: a full disk, for this process only.
+    # RLIMIT_FSIZE makes allocating a file past 64 KiB fail with EFBIG: a full disk, for this process only.
+    # Segments are allocated whole when created (16 KiB here), so the append that needs a new segment, one
+    # for a 100 KB record, fails, loudly, and leaves the spool as it was.
     child = run_child("""
         import resource, signal, sys
         from auditrail.events import AuditEvent
@@ -293,28 +315,26 @@ def test_fail_closed_full_file_raises(tmp_path: Path) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
         for mode in ("fail_closed", "durable"):
-            spool = DiskSpool.open(sys.argv[1] + "/" + mode, mode=mode)
-            n = 0
+            spool = DiskSpool.open(sys.argv[1] + "/" + mode, mode=mode, segment_bytes=16384)
+            for i in range(20):
+                spool.append(AuditEvent("prompt.update", payload='"%s"' % ("x" * 500)))
             try:
-                while n < 100000:
-                    spool.append(AuditEvent("prompt.update", payload='"%s"' % ("x" * 500)))
-                    n += 1
+                spool.append(AuditEvent("prompt.update", payload='"%s"' % ("x" * 100_000)))
                 print("no error")
             except SpoolWriteError as exc:
-                print(mode, n, len(spool), exc, flush=True)
-                # the failed record left no torn bytes: everything before it reads back
-                assert len(spool.peek(100000)) == n, "lost"
+                print(mode, len(spool), exc, flush=True)
+            # the failed record left nothing behind: everything before it reads back, and the spool goes on
+            assert len(spool.peek(100)) == 20, "lost"
+            spool.append(AuditEvent("prompt.update"))
+            assert len(spool.peek(100)) == 21
+            spool.close()
     """, str(tmp_path), stderr=subprocess.PIPE)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
     lines = out.splitlines()
-    # a partial write is undone and reported as ENOSPC; a write refused whole as EFBIG
-    too_big = ("File too large", "No space left on device")
-    assert lines[0].startswith("fail_closed ") and any(m in lines[0] for m in too_big) and ".seg" in lines[0]
-    n = int(lines[0].split()[1])
-    assert 50 < n < 130
-    assert lines[1].startswith("durable ") and any(m in lines[1] for m in too_big)
-    assert "cannot write an audit event to the spool" in err  # durable: loud in the log too
+    assert lines[0].startswith("fail_closed 20 ") and "File too large" in lines[0] and ".seg" in lines[0]
+    assert lines[1].startswith("durable 20 ") and "File too large" in lines[1]
+    assert "cannot create spool segment" in err  # loud in the log too
 
 
 def test_fail_closed_sync_error_refuses(tmp_path: Path) -> None:
@@ -352,10 +372,13 @@ def test_live_spool_not_adopted_dead_one_adopted(tmp_path: Path) -> None:
         assert len(mine) == 0 and mine.adopted_records == 0  # the child is alive: its lock is held
         mine.append(make_event(0))
     assert child_dir.exists()
+    segment = segments(child_dir)[0]
+    assert segment.stat().st_size == 16 * 1024 * 1024  # allocated whole: zeros after the records
     child.kill()
     child.wait()
     with DiskSpool.open(tmp_path) as spool:
         assert spool.adopted_records == 25 + 1
+        assert spool.truncated_bytes == spool.corrupt_regions == 0  # the zeros end the records: nothing torn
         got = drain(spool)
         assert [e.event_id for e in got if e.event_id.startswith("child-")] == [f"child-{i}" for i in range(25)]
         assert not child_dir.exists()  # acknowledged: the adopted directory is gone
