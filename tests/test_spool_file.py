@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -9,11 +10,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from auditrail import spool_file
+from auditrail.chain import Chain
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool, SpoolFullError, SpoolWriteError, decode_event, encode_event
 
@@ -474,3 +477,117 @@ def test_after_fork_in_child_gets_own_spool(tmp_path: Path) -> None:
     assert os.path.isdir(parent_dir)
     drain(spool)
     spool.close()
+
+
+# --- hash chains linked by the drain (set_linker) ------------------------------------------------------
+
+
+def chain_linker(chain: Chain) -> Callable[[list[AuditEvent]], None]:
+    def link(events: list[AuditEvent]) -> None:
+        for event in events:
+            if not (event.extra and "audit.chain.hash" in event.extra):
+                chain.link(event)
+    return link
+
+
+def links(event: AuditEvent) -> tuple[object, ...]:
+    extra = event.extra or {}
+    return tuple(extra.get(key) for key in ("audit.chain.id", "audit.chain.seq", "audit.chain.prev_hash",
+                                            "audit.chain.hash"))
+
+
+def test_records_reach_the_reader_only_once_linked_and_journalled(tmp_path: Path) -> None:
+    chain = Chain()
+    with DiskSpool.open(tmp_path, segment_bytes=8192) as spool:
+        spool.set_linker(chain_linker(chain))
+        events = [make_event(i) for i in range(60)]  # several segments
+        for ev in events:
+            spool.append(ev)
+        assert len(spool) == 60 and spool.peek(100) == []  # stored, not linked yet: the reader waits
+        spool.link_pending()
+        got = drain(spool, 7)
+        assert [e.event_id for e in got] == [e.event_id for e in events]
+        assert [links(e)[1] for e in got] == list(range(1, 61))
+        assert all(links(e)[0] == chain.chain_id for e in got)
+        assert not list(Path(spool.path).glob("*.links"))[1:]  # acknowledged segments took their journals along
+
+
+def test_read_back_beyond_memory_window_carries_the_journalled_links(tmp_path: Path) -> None:
+    chain = Chain()
+    with DiskSpool.open(tmp_path, segment_bytes=256 * 1024) as spool:
+        spool.set_linker(chain_linker(chain))
+        for i in range(20_000):  # more than the in-memory window: most are read back from the segments
+            spool.append(make_event(i))
+        spool.link_pending()
+        for i in range(20_000, 20_100):
+            spool.append(make_event(i))
+        first = drain(spool, 512)
+        spool.link_pending()
+        rest = drain(spool, 512)
+        got = first + rest
+        assert [links(e)[1] for e in got] == list(range(1, 20_101))
+        assert [e.actor for e in got] == [f"user{i}" for i in range(20_100)]
+        # each link is the chain's: prev of one is the hash of the one before
+        assert all(links(got[i])[2] == links(got[i - 1])[3] for i in range(1, len(got)))
+
+
+CHILD_LINKED = """
+import json, sys
+from auditrail.chain import Chain
+from auditrail.events import AuditEvent
+from auditrail.spool_file import DiskSpool
+chain = Chain()
+spool = DiskSpool.open(sys.argv[1], segment_bytes=8192)
+spool.set_linker(lambda events: [chain.link(e) for e in events])
+for i in range(70):
+    if i == 50:
+        spool.link_pending()  # the first 50 are linked (and could have been exported), the last 20 not
+    spool.append(AuditEvent("prompt.update", tenant="t", actor="user%d" % i, payload='{"i": %d}' % i))
+for ev in spool.peek(100):
+    print(json.dumps([ev.event_id, ev.extra["audit.chain.id"], ev.extra["audit.chain.seq"],
+                      ev.extra["audit.chain.prev_hash"], ev.extra["audit.chain.hash"]]), flush=True)
+print(spool.path, flush=True)
+sys.stdin.read()
+"""
+
+
+def crashed_linked_spool(tmp_path: Path) -> tuple[list[list[object]], Path]:
+    """A process that linked 50 of 70 stored events, killed with SIGKILL: (the 50 events' links, its dir)."""
+    child = run_child(CHILD_LINKED, str(tmp_path))
+    assert child.stdout is not None
+    linked = [json.loads(child.stdout.readline()) for _ in range(50)]
+    path = Path(child.stdout.readline().strip())
+    child.kill()
+    child.wait()
+    return linked, path
+
+
+def test_links_survive_a_crash_and_the_adopter_links_the_rest(tmp_path: Path) -> None:
+    linked, _ = crashed_linked_spool(tmp_path)
+    chain = Chain()
+    with DiskSpool.open(tmp_path) as spool:
+        spool.set_linker(chain_linker(chain))
+        got = drain(spool)
+    assert [e.actor for e in got] == [f"user{i}" for i in range(70)]
+    # a replay resends the linked events exactly as they were linked (and perhaps exported) before the crash
+    assert [[e.event_id, *links(e)] for e in got[:50]] == linked
+    # the rest were never linked: the adopter links them into its own chain
+    assert [links(e)[:2] for e in got[50:]] == [(chain.chain_id, seq) for seq in range(1, 21)]
+
+
+def test_torn_journal_tail_is_cut_and_its_record_linked_anew(tmp_path: Path) -> None:
+    linked, path = crashed_linked_spool(tmp_path)
+    journal = sorted(path.glob("*.links"))[-1]
+    journal.write_bytes(journal.read_bytes()[:-3])  # the last link frame is torn, as by a power loss
+    first = Chain()
+    spool = DiskSpool.open(tmp_path)
+    spool.set_linker(chain_linker(first))
+    got = spool.peek(100)
+    spool.close()  # nothing acknowledged: the next start adopts it all again
+    assert [[e.event_id, *links(e)] for e in got[:49]] == linked[:49]
+    relinked = next(e for e in got if e.event_id == linked[49][0])
+    assert links(relinked)[0] == first.chain_id  # its frame was torn: linked anew, journalled after the cut
+    with DiskSpool.open(tmp_path) as spool:
+        spool.set_linker(chain_linker(Chain()))
+        again = drain(spool)
+    assert [links(e) for e in again] == [links(e) for e in got]  # the new links were kept on disk

@@ -20,8 +20,9 @@ _log = logging.getLogger("auditrail")
 class Spool(Protocol):
     """Storage between emit and export; implementations must be thread-safe."""
 
-    def append(self, event: AuditEvent) -> int:
-        """Store one event; returns (once it is as safe as the spool's mode promises) how many wait."""
+    def append(self, event: AuditEvent, linked: bool = False) -> int:
+        """Store one event; returns (once it is as safe as the spool's mode promises) how many wait.
+        `linked`: the event carries its chain fields already (a checkpoint)."""
 
     def peek(self, max_items: int) -> list[AuditEvent]:
         """Up to `max_items` of the oldest events not yet acknowledged (does not remove them)."""
@@ -54,7 +55,7 @@ class RefusingSpool:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def append(self, event: AuditEvent) -> int:
+    def append(self, event: AuditEvent, linked: bool = False) -> int:
         """Refuse."""
         raise OSError(self.reason)
 
@@ -97,7 +98,7 @@ class MemorySpool:
         self.dropped = 0
         self._dropped_at_peek = 0
 
-    def append(self, event: AuditEvent) -> int:
+    def append(self, event: AuditEvent, linked: bool = False) -> int:
         """Queue an event; over the cap the oldest is dropped and counted. Returns the queue length."""
         events = self._events
         events.append(event)  # deque.append is atomic: no lock on the hot path

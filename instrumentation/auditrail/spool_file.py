@@ -5,8 +5,12 @@ Layout (one directory per process, so processes never share a file):
     <spool_dir>/<pid>-<random>/lock                 exclusive fcntl.flock held for the life of the spool
     <spool_dir>/<pid>-<random>/cursor               "<segment> <offset>": the first unacknowledged record
     <spool_dir>/<pid>-<random>/0000000000000001.seg  records: [u32 length][u32 crc32(payload)][payload]
+    <spool_dir>/<pid>-<random>/0000000000000001.links  hash chains: the links of the segment's records
 
 The payload is orjson of `[1, <the AuditEvent's fields in order>]` (trace/span ids above 2**64 as hex).
+With hash chains the drain links a record after it is stored (set_linker: the chain link is not the audited
+call's work) and appends its chain fields to the segment's journal, framed the same way, fdatasynced before
+the reader sees the record.
 
 Writing: a segment is created at its full size with posix_fallocate (its blocks exist before anything is
 written, so a full disk fails the rotation, never a page fault: no SIGBUS) and mapped MAP_SHARED; append()
@@ -49,11 +53,12 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 
+from . import semconv
 from .events import AuditEvent
 
 _log = logging.getLogger("auditrail")
@@ -62,6 +67,8 @@ _HEADER = struct.Struct("<II")
 _HEADER_SIZE = _HEADER.size
 _FORMAT = 1
 _SEG_SUFFIX = ".seg"
+_LINKS_SUFFIX = ".links"
+_CHAIN_KEYS = (semconv.CHAIN_ID, semconv.CHAIN_SEQ, semconv.CHAIN_PREV, semconv.CHAIN_HASH)
 _MAX_RECORD = 64 * 1024 * 1024  # a length above this is corruption, not a record
 _READ_CHUNK = 1024 * 1024
 _CURSOR_WIDTH = 40  # "<segment> <offset>" padded: every cursor write covers the one before
@@ -106,6 +113,13 @@ def decode_event(payload: bytes | memoryview) -> AuditEvent:
         v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14],
         int(t, 16) if type(t) is str else t, int(s, 16) if type(s) is str else s, v[17], v[18],
     )
+
+
+def _link_frame(end: int, event: AuditEvent) -> bytes:
+    """A link journal frame: the chain fields of the record ending at offset `end` of the segment."""
+    extra = event.extra or {}
+    payload = orjson.dumps([end, *(extra.get(key) for key in _CHAIN_KEYS)])
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def _seg_name(n: int) -> str:
@@ -156,7 +170,7 @@ class _Source:
     """One spool directory: ours (written now) or adopted from a dead process (read only)."""
 
     __slots__ = ("path", "lock_fd", "cursor_fd", "adopted", "segs", "sizes", "ack_seg", "ack_off", "rseg", "roff",
-                 "pending", "read_done")
+                 "pending", "read_done", "link_sizes")
 
     def __init__(self, path: str, lock_fd: int, adopted: bool) -> None:
         self.path = path
@@ -171,9 +185,13 @@ class _Source:
         self.roff = 0
         self.pending = 0  # adopted: records counted at adoption not yet read
         self.read_done = False
+        self.link_sizes: dict[int, int] = {}  # bytes of each segment's link journal (see DiskSpool.set_linker)
 
     def seg_path(self, n: int) -> str:
         return os.path.join(self.path, _seg_name(n))
+
+    def links_path(self, n: int) -> str:
+        return os.path.join(self.path, f"{n:016d}{_LINKS_SUFFIX}")
 
     def write_cursor(self) -> None:
         if self.cursor_fd < 0:
@@ -319,6 +337,8 @@ class DiskSpool:
         self.corrupt_regions = 0
         self.truncated_bytes = 0
         self.adopted_records = 0
+        self.link_errors = 0
+        self._linker: Callable[[list[AuditEvent]], None] | None = None
         self._init_state()
         self._open_dirs()
 
@@ -360,6 +380,12 @@ class DiskSpool:
         self._buf: collections.deque[tuple[AuditEvent, _Source, int, int]] = collections.deque()
         self._live: collections.deque[tuple[AuditEvent, int, int]] = collections.deque()
         self._live_on = True
+        # With a linker (set_linker): appended records wait in _unlinked, in file order, until the drain links
+        # them and persists their links; _lpos is the end of the last linked record (the reader's limit).
+        self._unlinked: collections.deque[tuple[AuditEvent, int, int, bool]] = collections.deque()
+        self._lpos = (0, 0)
+        self._link_fds: dict[str, int] = {}
+        self._links_cache: dict[str, tuple[int, dict[int, list[Any]]]] = {}
         self._read_fds: dict[str, int] = {}
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
@@ -379,6 +405,7 @@ class DiskSpool:
             os.rename(tmp, path)
             own = _Source(path, lock_fd, adopted=False)
             own.ack_seg = own.rseg = self._wseg = 1
+            self._lpos = (1, 0)
             own.segs.append(1)
             own.write_cursor()
             self._mapped = filesystem_type(os.path.realpath(path)) in _MAPPABLE_FS
@@ -434,7 +461,26 @@ class DiskSpool:
             self._sources.append(source)
             self._count += source.pending
             self.adopted_records += source.pending
-            self._disk_bytes += sum(source.sizes.values())
+            self._disk_bytes += sum(source.sizes.values()) + sum(source.link_sizes.values())
+
+    def _recover_links(self, source: _Source, segs: set[int]) -> None:
+        """An adopted directory's link journals: delete those of gone segments, cut a torn tail off the others
+        (frames appended later must follow a whole one), count their bytes."""
+        for name in os.listdir(source.path):
+            stem = name[: -len(_LINKS_SUFFIX)]
+            if not (name.endswith(_LINKS_SUFFIX) and stem.isdigit()):
+                continue
+            path = os.path.join(source.path, name)
+            if int(stem) not in segs:
+                _unlink_quiet(path)
+                continue
+            with open(path, "r+b") as f:
+                data = f.read()
+                _, end, _ = _scan(memoryview(data), 0, len(data))
+                if end < len(data):
+                    f.truncate(end)
+                    os.fsync(f.fileno())
+            source.link_sizes[int(stem)] = end
 
     def _age(self, name: str) -> tuple[int, str]:
         """(creation time of the spool's lock file, name): adopted spools are delivered oldest first."""
@@ -450,6 +496,7 @@ class DiskSpool:
         for n in [n for n in segs if n < cseg]:
             _unlink_quiet(source.seg_path(n))  # acknowledged, deletion did not happen before the crash
         segs = [n for n in segs if n >= cseg]
+        self._recover_links(source, set(segs))
         if segs and segs[0] != cseg:
             cseg, coff = segs[0], 0  # the cursor's segment is gone: it was fully acknowledged
         for i, n in enumerate(segs):
@@ -484,8 +531,11 @@ class DiskSpool:
 
     # --- the hot path ---------------------------------------------------------------------------
 
-    def append(self, event: AuditEvent) -> int:
-        """Record one event; returns the number waiting. Raises SpoolWriteError (SpoolFullError at the cap)."""
+    def append(self, event: AuditEvent, linked: bool = False) -> int:
+        """Record one event; returns the number waiting. Raises SpoolWriteError (SpoolFullError at the cap).
+
+        With a linker (set_linker) the event waits for link_pending before the reader sees it; `linked`: it
+        carries its chain fields already (a checkpoint, linked as it was made): nothing to link or journal."""
         try:
             payload = encode_event(event)
         except TypeError as exc:
@@ -519,7 +569,9 @@ class DiskSpool:
             ticket = self._written
             self._count += 1
             count = self._count
-            if self._live_on:
+            if self._linker is not None:
+                self._unlinked.append((event, self._wseg, self._woff, linked))
+            elif self._live_on:
                 if len(self._live) < _LIVE_CAP:
                     self._live.append((event, self._wseg, self._woff))
                     own = self._own
@@ -556,6 +608,130 @@ class DiskSpool:
         self._wseg = nxt
         self._woff = 0
         self._dir_dirty = True
+
+    # --- linking (hash chains) ---------------------------------------------------------------------
+
+    def set_linker(self, linker: Callable[[list[AuditEvent]], None]) -> None:
+        """Hash chains are linked by the drain, not inside the audited call: `linker(events)` gives each event
+        its chain fields (in event.extra; an event that has them already is left as it is).
+
+        Call before the first append. From then on an appended record waits until link_pending links it and
+        writes its links to the segment's journal (``<segment>.links``: [u32 length][u32 crc][orjson
+        [record end offset, chain id, seq, prev hash, hash]]) and fdatasyncs that, before the reader sees it:
+        an event is never exported before its chain fields are on disk, so a replay after a crash (or a power
+        loss) resends it with the same ones. Records found without links when read back (a journal lost, the
+        spool of a dead process) are linked then, into this process's chains."""
+        self._linker = linker
+
+    def link_pending(self) -> None:
+        """Link the records appended since the last call, persist their links, hand them to the reader."""
+        if self._linker is None:
+            return
+        with self._rlock:
+            with self._lock:
+                entries = list(self._unlinked)
+            own = self._own
+            if not entries or own is None:
+                return
+            self._linker([entry[0] for entry in entries if not entry[3]])
+            frames: dict[int, list[bytes]] = {}
+            for event, seg, end, linked in entries:
+                if not linked:
+                    frames.setdefault(seg, []).append(_link_frame(end, event))
+            for seg, chunk in frames.items():
+                self._journal(own, seg, chunk)
+            with self._lock:
+                unlinked, live = self._unlinked, self._live
+                for event, seg, end, _ in entries:
+                    unlinked.popleft()
+                    if self._live_on and len(live) < _LIVE_CAP:
+                        live.append((event, seg, end))
+                        own.rseg, own.roff = seg, end
+                    else:
+                        self._live_on = False  # the reader reads the rest back from the file
+                self._lpos = (entries[-1][1], entries[-1][2])
+
+    def _journal(self, src: _Source, seg: int, frames: list[bytes]) -> None:
+        """Append link frames to a segment's journal and fdatasync it. A failure is logged and counted, and
+        delivery goes on: the events then carry links that a crash before their export would not keep (the
+        next start links them anew; the store keeps the copy it got first)."""
+        path = src.links_path(seg)
+        data = b"".join(frames)
+        try:
+            fd = self._link_fds.get(path)
+            if fd is None:
+                fd = self._link_fds[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                _fsync_dir(src.path)
+            try:
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError:
+                os.ftruncate(fd, src.link_sizes.get(seg, 0))  # no torn frame before the next ones
+                raise
+            self._fsync(fd)
+        except OSError as exc:
+            self.link_errors += 1
+            if self.link_errors == 1 or self.link_errors % 1000 == 0:
+                _log.error("auditrail: cannot write the chain links of %d audit events to %s: %s (%d such "
+                           "errors)", len(frames), path, exc.strerror or exc, self.link_errors)
+            return
+        with self._lock:
+            src.link_sizes[seg] = src.link_sizes.get(seg, 0) + len(data)
+            self._disk_bytes += len(data)
+
+    def _links(self, src: _Source, seg: int) -> dict[int, list[Any]]:
+        """A segment's journal: record end offset -> [chain id, seq, prev hash, hash] (cached by size)."""
+        path = src.links_path(seg)
+        size = src.link_sizes.get(seg, 0)
+        cached = self._links_cache.get(path)
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        links: dict[int, list[Any]] = {}
+        try:
+            with open(path, "rb") as f:
+                data = f.read(size)
+        except FileNotFoundError:
+            data = b""
+        frames, _, _ = _scan(memoryview(data), 0, len(data))
+        for start, stop in frames:
+            try:
+                entry = orjson.loads(data[start:stop])
+            except orjson.JSONDecodeError:
+                continue
+            if type(entry) is list and len(entry) == 1 + len(_CHAIN_KEYS):
+                links[entry[0]] = entry[1:]
+        self._links_cache[path] = (size, links)
+        return links
+
+    def _apply_links(self, src: _Source, seg: int, records: list[tuple[AuditEvent, int]]) -> None:
+        """Give records read back from a segment their journalled links; link (and journal) those without."""
+        if self._linker is None or not records:
+            return
+        links = self._links(src, seg)
+        need: list[tuple[AuditEvent, int]] = []
+        for event, end in records:
+            link = links.get(end)
+            if link is not None:
+                extra = event.extra
+                if extra is None:
+                    extra = event.extra = {}
+                for key, value in zip(_CHAIN_KEYS, link, strict=True):
+                    extra[key] = value
+            elif not (event.extra and semconv.CHAIN_HASH in event.extra):
+                need.append((event, end))
+        if need:
+            self._linker([event for event, _ in need])
+            self._journal(src, seg, [_link_frame(end, event) for event, end in need])
+
+    def _forget_links(self, src: _Source, seg: int) -> int:
+        """Close and delete a segment's journal (the segment is acknowledged); returns its bytes."""
+        path = src.links_path(seg)
+        fd = self._link_fds.pop(path, None)
+        if fd is not None:
+            _close_quiet(fd)
+        self._links_cache.pop(path, None)
+        _unlink_quiet(path)
+        return src.link_sizes.pop(seg, 0)
 
     # --- syncing ----------------------------------------------------------------------------------
 
@@ -749,6 +925,7 @@ class DiskSpool:
             doomed = [n for n in src.segs if n < seg]
             src.segs = [n for n in src.segs if n >= seg]
             freed = sum(src.sizes.pop(n, 0) for n in doomed)
+            freed += sum(src.link_sizes.get(n, 0) for n in doomed)
         try:
             src.write_cursor()
         except OSError as exc:
@@ -757,6 +934,7 @@ class DiskSpool:
         for n in doomed:  # after the cursor moved past them
             self._close_read_fd(src.seg_path(n))
             _unlink_quiet(src.seg_path(n))
+            self._forget_links(src, n)
         if not src.adopted:
             freed += self._maybe_reset_own(src)
         if freed:
@@ -767,7 +945,10 @@ class DiskSpool:
         for n in src.segs:
             self._close_read_fd(src.seg_path(n))
         with self._lock:
-            freed = sum(src.sizes.values())
+            freed = sum(src.sizes.values()) + sum(src.link_sizes.values())
+        for n in list(src.link_sizes):
+            self._forget_links(src, n)
+        with self._lock:
             self._sources = [s for s in self._sources if s is not src]
         src.remove()
         self._freed(freed)
@@ -776,7 +957,7 @@ class DiskSpool:
         """All we wrote is acknowledged and the segment is big: start a new segment and delete this one."""
         with self._lock:
             if (src.ack_seg != self._wseg or src.ack_off != self._woff or self._woff < self.segment_bytes // 4
-                    or self._live or not self._live_on or self._buf or self._map is None):
+                    or self._live or not self._live_on or self._buf or self._unlinked or self._map is None):
                 return 0
             old, size = self._wseg, self._woff
             try:
@@ -784,14 +965,17 @@ class DiskSpool:
             except SpoolWriteError:
                 return 0
             src.ack_seg, src.ack_off = src.rseg, src.roff = self._wseg, 0
+            self._lpos = (self._wseg, 0)
             src.segs.remove(old)
             src.sizes.pop(old, None)
+            size += src.link_sizes.get(old, 0)
         try:
             src.write_cursor()
         except OSError:
             pass
         self._close_read_fd(src.seg_path(old))
         _unlink_quiet(src.seg_path(old))
+        self._forget_links(src, old)
         return size
 
     def _fill(self, want: int) -> None:
@@ -811,11 +995,12 @@ class DiskSpool:
                     buf.append((ev, own, seg, end))
                 if len(buf) >= want or self._live_on:
                     return
-                lseg, loff = self._wseg, self._woff
+                # The reader's limit: what the writer wrote, or (hash chains) what the drain linked.
+                lseg, loff = (self._wseg, self._woff) if self._linker is None else self._lpos
                 if (own.rseg, own.roff) == (lseg, loff):
-                    # Caught up with the writer: new events go to memory again. Resync the count (exact here).
+                    # Caught up: new events go to memory again. Resync the count (exact here).
                     self._live_on = True
-                    self._count = len(buf)
+                    self._count = len(buf) + len(self._unlinked)
                     return
                 rseg, roff = own.rseg, own.roff
             if rseg < lseg and roff >= own.sizes.get(rseg, 0):
@@ -829,6 +1014,7 @@ class DiskSpool:
                 _log.error("auditrail: spool %s: corrupt record at offset %d: %d bytes (at least one audit event) "
                            "skipped to the end of what was written", own.seg_path(rseg), end, limit - end)
                 end = limit
+            self._apply_links(own, rseg, records)
             for ev, rec_end in records:
                 buf.append((ev, own, rseg, rec_end))
             with self._lock:
@@ -850,6 +1036,7 @@ class DiskSpool:
                     _log.error("auditrail: spool %s: corrupt record at offset %d (changed after adoption?)",
                                src.seg_path(seg), end)
                     end = limit
+                self._apply_links(src, seg, records)
                 for ev, rec_end in records:
                     self._buf.append((ev, src, seg, rec_end))
                 src.pending -= len(records) + skipped
@@ -940,9 +1127,10 @@ class DiskSpool:
             self._retired = []
             _close_quiet(self._fd)
             self._fd = -1
-        for fd in self._read_fds.values():
+        for fd in (*self._read_fds.values(), *self._link_fds.values()):
             _close_quiet(fd)
         self._read_fds.clear()
+        self._link_fds.clear()
         for src in self._sources:
             if src.adopted:
                 src.release()  # the next start adopts what is left
@@ -957,7 +1145,7 @@ class DiskSpool:
 
     def after_fork_in_child(self) -> None:
         """In a forked child: a spool of its own (the parent keeps its files, locks and queued events)."""
-        inherited = [self._fd, *self._retired, *self._read_fds.values(),
+        inherited = [self._fd, *self._retired, *self._read_fds.values(), *self._link_fds.values(),
                      *(fd for s in self._sources for fd in (s.cursor_fd, s.lock_fd))]
         for fd in inherited:
             _close_quiet(fd)  # closing our copy never releases the parent's flock (it holds its own fd)
