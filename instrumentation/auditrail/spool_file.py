@@ -115,11 +115,16 @@ def decode_event(payload: bytes | memoryview) -> AuditEvent:
     )
 
 
-def _link_frame(end: int, event: AuditEvent) -> bytes:
-    """A link journal frame: the chain fields of the record ending at offset `end` of the segment."""
-    extra = event.extra or {}
-    payload = orjson.dumps([end, *(extra.get(key) for key in _CHAIN_KEYS)])
-    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+_ID, _SEQ, _PREV, _HASH = _CHAIN_KEYS
+
+
+def _journal_entries(records: list[tuple[int, AuditEvent]]) -> list[list[Any]]:
+    """[record end offset, chain id, seq, prev hash, hash] of each (end, linked event)."""
+    entries = []
+    for end, event in records:
+        extra = event.extra or {}
+        entries.append([end, extra.get(_ID), extra.get(_SEQ), extra.get(_PREV), extra.get(_HASH)])
+    return entries
 
 
 def _seg_name(n: int) -> str:
@@ -380,9 +385,12 @@ class DiskSpool:
         self._buf: collections.deque[tuple[AuditEvent, _Source, int, int]] = collections.deque()
         self._live: collections.deque[tuple[AuditEvent, int, int]] = collections.deque()
         self._live_on = True
-        # With a linker (set_linker): appended records wait in _unlinked, in file order, until the drain links
-        # them and persists their links; _lpos is the end of the last linked record (the reader's limit).
+        # With a linker (set_linker): appended records wait in _unlinked (event, segment, end, linked), in file
+        # order, until link_pending links them and persists their links; _lpos is the end of the last one it
+        # took. Past _LIVE_CAP waiting, records are no longer queued (_queue_on): the reader links those as it
+        # reads them back, until it has caught up with the writer.
         self._unlinked: collections.deque[tuple[AuditEvent, int, int, bool]] = collections.deque()
+        self._queue_on = True
         self._lpos = (0, 0)
         self._link_fds: dict[str, int] = {}
         self._links_cache: dict[str, tuple[int, dict[int, list[Any]]]] = {}
@@ -570,7 +578,11 @@ class DiskSpool:
             self._count += 1
             count = self._count
             if self._linker is not None:
-                self._unlinked.append((event, self._wseg, self._woff, linked))
+                if self._queue_on:
+                    if len(self._unlinked) < _LIVE_CAP:
+                        self._unlinked.append((event, self._wseg, self._woff, linked))
+                    else:
+                        self._queue_on = self._live_on = False  # the reader links the rest as it reads them
             elif self._live_on:
                 if len(self._live) < _LIVE_CAP:
                     self._live.append((event, self._wseg, self._woff))
@@ -616,8 +628,9 @@ class DiskSpool:
         its chain fields (in event.extra; an event that has them already is left as it is).
 
         Call before the first append. From then on an appended record waits until link_pending links it and
-        writes its links to the segment's journal (``<segment>.links``: [u32 length][u32 crc][orjson
-        [record end offset, chain id, seq, prev hash, hash]]) and fdatasyncs that, before the reader sees it:
+        writes its links to the segment's journal (``<segment>.links``: frames [u32 length][u32 crc][orjson
+        [[record end offset, chain id, seq, prev hash, hash], ...]], one per write) and fdatasyncs that,
+        before the reader sees it:
         an event is never exported before its chain fields are on disk, so a replay after a crash (or a power
         loss) resends it with the same ones. Records found without links when read back (a journal lost, the
         spool of a dead process) are linked then, into this process's chains."""
@@ -634,12 +647,12 @@ class DiskSpool:
             if not entries or own is None:
                 return
             self._linker([entry[0] for entry in entries if not entry[3]])
-            frames: dict[int, list[bytes]] = {}
+            by_seg: dict[int, list[tuple[int, AuditEvent]]] = {}
             for event, seg, end, linked in entries:
                 if not linked:
-                    frames.setdefault(seg, []).append(_link_frame(end, event))
-            for seg, chunk in frames.items():
-                self._journal(own, seg, chunk)
+                    by_seg.setdefault(seg, []).append((end, event))
+            for seg, linked_records in by_seg.items():
+                self._journal(own, seg, linked_records)
             with self._lock:
                 unlinked, live = self._unlinked, self._live
                 for event, seg, end, _ in entries:
@@ -651,12 +664,14 @@ class DiskSpool:
                         self._live_on = False  # the reader reads the rest back from the file
                 self._lpos = (entries[-1][1], entries[-1][2])
 
-    def _journal(self, src: _Source, seg: int, frames: list[bytes]) -> None:
+    def _journal(self, src: _Source, seg: int, records: list[tuple[int, AuditEvent]]) -> None:
         """Append link frames to a segment's journal and fdatasync it. A failure is logged and counted, and
         delivery goes on: the events then carry links that a crash before their export would not keep (the
         next start links them anew; the store keeps the copy it got first)."""
         path = src.links_path(seg)
-        data = b"".join(frames)
+        entries = _journal_entries(records)
+        payload = orjson.dumps(entries)  # one frame per write: torn, it takes only its own records with it
+        data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
             fd = self._link_fds.get(path)
             if fd is None:
@@ -673,11 +688,16 @@ class DiskSpool:
             self.link_errors += 1
             if self.link_errors == 1 or self.link_errors % 1000 == 0:
                 _log.error("auditrail: cannot write the chain links of %d audit events to %s: %s (%d such "
-                           "errors)", len(frames), path, exc.strerror or exc, self.link_errors)
+                           "errors)", len(records), path, exc.strerror or exc, self.link_errors)
             return
         with self._lock:
-            src.link_sizes[seg] = src.link_sizes.get(seg, 0) + len(data)
+            size = src.link_sizes.get(seg, 0)
+            src.link_sizes[seg] = size + len(data)
             self._disk_bytes += len(data)
+        cached = self._links_cache.get(path)
+        if cached is not None and cached[0] == size:  # keep the cache current: no re-reading a growing journal
+            cached[1].update((entry[0], entry[1:]) for entry in entries)
+            self._links_cache[path] = (size + len(data), cached[1])
 
     def _links(self, src: _Source, seg: int) -> dict[int, list[Any]]:
         """A segment's journal: record end offset -> [chain id, seq, prev hash, hash] (cached by size)."""
@@ -695,11 +715,12 @@ class DiskSpool:
         frames, _, _ = _scan(memoryview(data), 0, len(data))
         for start, stop in frames:
             try:
-                entry = orjson.loads(data[start:stop])
+                entries = orjson.loads(data[start:stop])
             except orjson.JSONDecodeError:
                 continue
-            if type(entry) is list and len(entry) == 1 + len(_CHAIN_KEYS):
-                links[entry[0]] = entry[1:]
+            for entry in entries if type(entries) is list else ():
+                if type(entry) is list and len(entry) == 1 + len(_CHAIN_KEYS):
+                    links[entry[0]] = entry[1:]
         self._links_cache[path] = (size, links)
         return links
 
@@ -721,7 +742,7 @@ class DiskSpool:
                 need.append((event, end))
         if need:
             self._linker([event for event, _ in need])
-            self._journal(src, seg, [_link_frame(end, event) for event, end in need])
+            self._journal(src, seg, [(end, event) for event, end in need])
 
     def _forget_links(self, src: _Source, seg: int) -> int:
         """Close and delete a segment's journal (the segment is acknowledged); returns its bytes."""
@@ -906,10 +927,10 @@ class DiskSpool:
             for _ in range(n):
                 _, src, seg, end = buf.popleft()
                 last[id(src)] = (src, seg, end)
-            with self._lock:
-                self._count -= n
             for src, seg, end in last.values():
                 self._advance(src, seg, end)
+            with self._lock:  # last: whoever sees the spool empty (force_flush) also sees the space it freed
+                self._count -= n
 
     def _advance(self, src: _Source, seg: int, end: int) -> None:
         """Persist `src`'s acknowledged position; delete the segments (or the directory) it finished."""
@@ -995,12 +1016,15 @@ class DiskSpool:
                     buf.append((ev, own, seg, end))
                 if len(buf) >= want or self._live_on:
                     return
-                # The reader's limit: what the writer wrote, or (hash chains) what the drain linked.
-                lseg, loff = (self._wseg, self._woff) if self._linker is None else self._lpos
+                # The reader's limit: what the writer wrote; with hash chains, while records wait in the queue,
+                # the last one link_pending took (those beyond it are linked by link_pending first).
+                queued = self._linker is not None and (self._queue_on or self._unlinked)
+                lseg, loff = self._lpos if queued else (self._wseg, self._woff)
                 if (own.rseg, own.roff) == (lseg, loff):
-                    # Caught up: new events go to memory again. Resync the count (exact here).
-                    self._live_on = True
-                    self._count = len(buf) + len(self._unlinked)
+                    if self._queue_on or not queued:
+                        # Caught up: new events go to memory again. Resync the count (exact here).
+                        self._live_on = self._queue_on = True
+                        self._count = len(buf) + len(self._unlinked)
                     return
                 rseg, roff = own.rseg, own.roff
             if rseg < lseg and roff >= own.sizes.get(rseg, 0):
