@@ -200,7 +200,7 @@ class AuditWrapper:
             when = self._when
             if when is not None and error is None and not self._value(recorder, when, ns, "when"):
                 return
-            self._emit(recorder, self._one_by_one(recorder, ns), before, error)
+            self._emitter(self, recorder, *self._one_by_one(recorder, ns), before, error)  # payload hygiene, record
         except Exception as exc:  # noqa: BLE001
             self.emit_failed(recorder, exc, error)
 
@@ -212,10 +212,6 @@ class AuditWrapper:
                 f"auditrail (fail_closed): {self.spec.event} ran but its audit event could not be recorded: {exc}"
             ) from exc
         recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event})")
-
-    def _emit(self, recorder: Any, values: tuple[Any, ...], before: Any, error: BaseException | None) -> None:
-        """Clean the payload and hand the event to the recorder (the generic path's way into the emitter)."""
-        self._emitter(self, recorder, *values, before, error)
 
     def bad_actor_type(self, recorder: Any, actor_type: Any) -> None:
         """An actor_type expression gave a value that is not one of DESIGN.md's (the field is left empty)."""

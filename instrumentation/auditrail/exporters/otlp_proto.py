@@ -154,6 +154,8 @@ class EventEncoder:
         self._severity: dict[str, bytes] = {}
         self._cache: dict[tuple[str, Any], bytes] = {}
         self._bodies: dict[tuple[Any, ...], bytes] = {}
+        self._who: dict[tuple[Any, ...], bytes] = {}
+        self._how: dict[tuple[Any, ...], bytes] = {}
 
     def encode(self, events: Sequence[AuditEvent]) -> bytes:
         """The serialized ExportLogsServiceRequest for ``events`` (in order)."""
@@ -179,10 +181,8 @@ class EventEncoder:
         body_key = (event.event_type, event.actor, event.impersonator, event.tenant, event.outcome)
         body = self._bodies.get(body_key)
         if body is None:
-            body = _field(b"\x2a", _field(b"\x0a", event.body().encode("utf-8")))  # 5 body: AnyValue{string_value}
-            if len(self._bodies) >= _CACHE_LIMIT:
-                self._bodies.clear()
-            self._bodies[body_key] = body
+            body = self._remember(self._bodies, body_key,  # 5 body: AnyValue{string_value}
+                                  _field(b"\x2a", _field(b"\x0a", event.body().encode("utf-8"))))
         parts = [
             b"\x09" + timestamp if t else b"",                  # 1 time_unix_nano (fixed64)
             severity,                                           # 2 severity_number, 3 severity_text
@@ -190,16 +190,25 @@ class EventEncoder:
             _string_attribute(_EVENT_ID_PREFIX, event.event_id),  # 6 attributes ...
         ]
         append = parts.append
-        for slot, key in _STRING_FIELDS:
-            value = getattr(event, slot)
-            if value is not None:
-                append(cache.get((key, value)) or self._attribute(key, value))
-        append(cache.get((semconv.ACTOR_TYPE, event.actor_type)) or self._attribute(semconv.ACTOR_TYPE, event.actor_type))
+        # Who, where and how: the attributes before the payload, and the two after it, repeat across events
+        # together: one lookup each.
+        who = (event.actor, event.tenant, event.source_ip, event.reason, event.impersonator,
+               event.impersonation_id, event.approval_id, event.actor_type)
+        encoded = self._who.get(who)
+        if encoded is None:
+            encoded = self._remember(self._who, who, b"".join(
+                [self._attribute(key, value) for (_, key), value in zip(_STRING_FIELDS, who, strict=False)
+                 if value is not None] + [self._attribute(semconv.ACTOR_TYPE, event.actor_type)]))
+        append(encoded)
         payload = event.payload
         append(_string_attribute(_PAYLOAD_PREFIX, payload) if type(payload) is str
                else _field(b"\x32", _key_value(semconv.PAYLOAD, payload)))
-        append(cache.get((semconv.OUTCOME, event.outcome)) or self._attribute(semconv.OUTCOME, event.outcome))
-        append(cache.get((semconv.RISK, event.risk)) or self._attribute(semconv.RISK, event.risk))
+        how = (event.outcome, event.risk)
+        encoded = self._how.get(how)
+        if encoded is None:
+            encoded = self._remember(self._how, how, self._attribute(semconv.OUTCOME, event.outcome)
+                                     + self._attribute(semconv.RISK, event.risk))
+        append(encoded)
         if event.extra:
             for key, value in event.extra.items():
                 kind = type(value)
@@ -229,6 +238,14 @@ class EventEncoder:
             append(name)
         record = b"".join(parts)
         return b"\x12" + _len(len(record)) + record
+
+    @staticmethod
+    def _remember(cache: dict[tuple[Any, ...], bytes], key: tuple[Any, ...], encoded: bytes) -> bytes:
+        """Keep `encoded` under `key` (the cache is cleared when it grows past its limit)."""
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = encoded
+        return encoded
 
     def _attribute(self, key: str, value: Any) -> bytes:
         """Encode a repeating attribute and remember it (the cache is cleared when it grows past its limit)."""
