@@ -87,10 +87,24 @@ def test_kill_9_mid_burst_loses_no_returned_call_and_replays_each_event_once(tmp
                               env=app_env(receiver.endpoint), capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         by_id, _ = tenants_received(receiver)
+        requests = list(receiver.received.requests)
     got = sorted(by_id.values())
     assert len(got) == len(set(got)), "an event arrived under two ids"
     missing = {f"t{i}" for i in returned} - set(got)
     assert not missing, f"{len(missing)} returned calls lost, e.g. {sorted(missing)[:5]}"
+    # The chains verify across the crash: events the dead process had linked keep their links (its drain
+    # journalled them), the rest were linked by the adopter. Only the dead process's tail is unanchored (it
+    # could not write its final checkpoint).
+    from google.protobuf.json_format import MessageToJson
+
+    from auditrail.exporters.otlp_json import read_records
+    from auditrail.verify import verify_records
+
+    received = tmp_path / "received.jsonl"
+    received.write_text("".join(MessageToJson(r, indent=None) + "\n" for r in requests))
+    report = verify_records(read_records([received]))
+    assert [p.kind for p in report.problems] in ([], ["unanchored"]), report.render()
+    assert len(report.chains) >= 2  # the dead process's chain and the adopter's
 
 
 def test_downstream_down_for_30_s_then_back_loses_nothing(tmp_path):
