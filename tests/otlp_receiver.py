@@ -113,6 +113,7 @@ class OTLPHttpReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"  # keep-alive, as a collector's receiver does
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
