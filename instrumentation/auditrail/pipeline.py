@@ -261,12 +261,8 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
     def _link_and_append(self, event: AuditEvent) -> tuple[int, int]:
         """Link an event into its tenant's chain (created on the tenant's first event) and spool it; the
         caller holds the append lock. Returns (events waiting, the chain's events since its checkpoint)."""
-        chains = self.chains
-        assert chains is not None
         tenant = event.tenant
-        chain = chains.get(tenant)
-        if chain is None:
-            chain = chains[tenant] = Chain()
+        chain = self._chain(tenant)
         before = chain.link(event)
         try:
             size = self.spool.append(event)
@@ -276,10 +272,18 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         since = self._since_checkpoint[tenant] = self._since_checkpoint.get(tenant, 0) + 1
         return size, since
 
-    def _link_events(self, events: list[AuditEvent]) -> None:
-        """A disk spool's linker (the drain): link the events not linked yet into their tenants' chains, in order."""
+    def _chain(self, tenant: str | None) -> Chain:
+        """The chain of a tenant, started on its first event (under the append lock)."""
         chains = self.chains
         assert chains is not None
+        chain = chains.get(tenant)
+        if chain is None:
+            chain = chains[tenant] = Chain()
+        return chain
+
+    def _link_events(self, events: list[AuditEvent]) -> None:
+        """A disk spool's linker (the drain): link the events not linked yet into their tenants' chains, in order.
+        An event that cannot be linked is exported without chain fields (verify reports it: unchained)."""
         since = self._since_checkpoint
         with self._append_lock:
             for event in events:
@@ -287,10 +291,11 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
                 if extra and semconv.CHAIN_HASH in extra:
                     continue
                 tenant = event.tenant
-                chain = chains.get(tenant)
-                if chain is None:
-                    chain = chains[tenant] = Chain()
-                chain.link(event)
+                try:
+                    self._chain(tenant).link(event)
+                except Exception:  # noqa: BLE001 - one bad event must not stop the drain
+                    _log.exception("auditrail: could not link audit event %s into its hash chain", event.event_id)
+                    continue
                 since[tenant] = since.get(tenant, 0) + 1
 
     def _link_pending(self) -> None:

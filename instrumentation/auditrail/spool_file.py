@@ -630,9 +630,8 @@ class DiskSpool:
         Call before the first append. From then on an appended record waits until link_pending links it and
         writes its links to the segment's journal (``<segment>.links``: frames [u32 length][u32 crc][orjson
         [[record end offset, chain id, seq, prev hash, hash], ...]], one per write) and fdatasyncs that,
-        before the reader sees it:
-        an event is never exported before its chain fields are on disk, so a replay after a crash (or a power
-        loss) resends it with the same ones. Records found without links when read back (a journal lost, the
+        before the reader sees it: an event is never exported before its chain fields are on disk, so a
+        replay after a crash (or a power loss) resends it with the same ones. Records found without links when read back (a journal lost, the
         spool of a dead process) are linked then, into this process's chains."""
         self._linker = linker
 
