@@ -73,41 +73,31 @@ def token(store_url: str, tenant: str, scope: str) -> str:
 
 def batches(total: int, size: int) -> list[bytes]:
     """OTLP protobuf requests of `size` audit records (15 attributes each, as the instrumentation sends)."""
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    sys.path.insert(0, str(ROOT / "tests"))
+    from otlp_requests import logs_request, uuid7ish
 
-    out = []
     now = time.time_ns()
-    n = 0
-    while n < total:
-        request = ExportLogsServiceRequest()
-        resource_logs = request.resource_logs.add()
-        resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="bench")))
-        scope_logs = resource_logs.scope_logs.add()
-        scope_logs.scope.name = "auditrail"
-        for _ in range(min(size, total - n)):
-            record = scope_logs.log_records.add(time_unix_nano=now + n, observed_time_unix_nano=now + n,
-                                                severity_number=9, severity_text="INFO", event_name="prompt.update")
-            record.body.string_value = "prompt.update by user@acme.io"
-            values = {"audit.event_id": f"01900000-0000-7000-8000-{n:012x}", "audit.tenant_id": f"t{n % 10}",
-                      "enduser.id": f"user{n % 100}@acme.io", "audit.actor.type": "user",
-                      "client.address": "203.0.113.9", "audit.reason": "ticket 42", "audit.outcome": "success",
-                      "audit.risk": "high", "audit.chain.id": "01900000-0000-7000-8000-00000000c0de",
-                      "audit.chain.prev_hash": "a" * 64, "audit.chain.hash": "b" * 64,
-                      "audit.payload": '{"before":{"prompt_hash":"%s"},"after":{"prompt_hash":"%s"}}' % ("c" * 64,
-                                                                                                      "d" * 64),
-                      "service.version": "1.2.3", "deployment": "prod"}
-            for key, value in values.items():
-                record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
-            record.attributes.append(KeyValue(key="audit.chain.seq", value=AnyValue(int_value=n + 1)))
-            n += 1
-        out.append(request.SerializeToString())
-    return out
+    payload = '{"before":{"prompt_hash":"%s"},"after":{"prompt_hash":"%s"}}' % ("c" * 64, "d" * 64)
+
+    def record(n: int) -> dict[str, object]:
+        return {"time_unix_nano": now + n, "observed_time_unix_nano": now + n, "severity_number": 9,
+                "severity_text": "INFO", "event_name": "prompt.update", "body": "prompt.update by user@acme.io",
+                "attributes": {"audit.event_id": uuid7ish(n), "audit.tenant_id": f"t{n % 10}",
+                               "enduser.id": f"user{n % 100}@acme.io", "audit.actor.type": "user",
+                               "client.address": "203.0.113.9", "audit.reason": "ticket 42", "audit.outcome": "success",
+                               "audit.risk": "high", "audit.chain.id": "01900000-0000-7000-8000-00000000c0de",
+                               "audit.chain.prev_hash": "a" * 64, "audit.chain.hash": "b" * 64,
+                               "audit.payload": payload, "service.version": "1.2.3", "deployment": "prod",
+                               "audit.chain.seq": n + 1}}
+
+    return [logs_request((record(n) for n in range(first, min(first + size, total))), service="bench")
+            .SerializeToString() for first in range(0, total, size)]
 
 
-def bench_service_ingest(bodies: list[bytes], url: str, log: Path, fast: bool, senders: int) -> tuple[float, float]:
-    """(events/s, service CPU us per event) through `auditrail serve`: the engine-decoding path
-    (ingest_fast.py, concurrent requests coalesced into one insert) or the Python one."""
+def bench_service_ingest(bodies: list[bytes], url: str, log: Path, fast: bool,
+                         senders: int) -> tuple[float, float, float]:
+    """(events/s, service CPU us per event, service peak RSS in bytes) through `auditrail serve`: the
+    engine-decoding path (ingest_fast.py, concurrent requests coalesced into one insert) or the Python one."""
     import psutil
 
     ingest = token(url, "*", "ingest")
@@ -127,10 +117,21 @@ def bench_service_ingest(bodies: list[bytes], url: str, log: Path, fast: bool, s
             elapsed = time.perf_counter() - started
             cpu = sum(service.cpu_times()[:2]) - cpu_before
             assert set(codes) == {200}, codes
+            peak = _peak_rss(process.pid)
     finally:
         stop(process)
     events = sum(_records(body) for body in bodies[1:])
-    return events / elapsed, 1e6 * cpu / events
+    return events / elapsed, 1e6 * cpu / events, peak
+
+
+def _peak_rss(pid: int) -> float:
+    """The process's peak resident set (Linux VmHWM), in bytes; 0 where /proc has none."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((line for line in status.splitlines() if line.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return float(line.split()[1]) * 1024
 
 
 def _records(body: bytes) -> int:
@@ -142,9 +143,9 @@ def _records(body: bytes) -> int:
 
 def bench_ingest(total: int, tmp: Path, batch: int, senders: int) -> dict[str, float]:
     bodies = batches(total, batch)
-    python_rate, python_cpu = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-python", tmp / "ingest-python.log",
+    python_rate, python_cpu, python_peak = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-python", tmp / "ingest-python.log",
                                                    False, senders)
-    fast_rate, fast_cpu = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-fast", tmp / "ingest-fast.log", True,
+    fast_rate, fast_cpu, fast_peak = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-fast", tmp / "ingest-fast.log", True,
                                                senders)
 
     # Baseline, in this process on its own chDB directory: clickhouse-connect inserting the same rows.
@@ -173,8 +174,9 @@ def bench_ingest(total: int, tmp: Path, batch: int, senders: int) -> dict[str, f
     baseline_rate = events / (time.perf_counter() - started)
     baseline_cpu = 1e6 * (sum(os.times()[:2]) - cpu_before) / events
     store.close()
-    return {"service": fast_rate, "service_cpu": fast_cpu, "python": python_rate, "python_cpu": python_cpu,
-            "baseline": baseline_rate, "baseline_cpu": baseline_cpu}
+    return {"service": fast_rate, "service_cpu": fast_cpu, "service_peak": fast_peak, "python": python_rate,
+            "python_cpu": python_cpu, "python_peak": python_peak, "baseline": baseline_rate,
+            "baseline_cpu": baseline_cpu}
 
 
 _FILL = """
@@ -305,8 +307,9 @@ def main() -> None:
             ingest = bench_ingest(args.ingest, tmp, args.batch, args.senders)
             print(f"ingest  {args.ingest:>10,} events  service (OTLP/HTTP protobuf, {args.batch:,}-record requests, "
                   f"{args.senders} senders, MV incl.) {ingest['service']:>9,.0f}/s, "
-                  f"{ingest['service_cpu']:.0f} CPU us/event (engine decodes; Python decoding path "
-                  f"{ingest['python']:>7,.0f}/s, {ingest['python_cpu']:.0f} us) | clickhouse-connect insert, plain "
+                  f"{ingest['service_cpu']:.0f} CPU us/event, peak RSS {ingest['service_peak'] / 1e6:.0f} MB "
+                  f"(engine decodes; Python decoding path {ingest['python']:>7,.0f}/s, {ingest['python_cpu']:.0f} us, "
+                  f"{ingest['python_peak'] / 1e6:.0f} MB) | clickhouse-connect insert, plain "
                   f"table {ingest['baseline']:>9,.0f}/s, {ingest['baseline_cpu']:.0f} us"
                   f" | ratio {ingest['service'] / ingest['baseline']:.2f}  (target >= 100,000/s)"
                   f"  [load {os.getloadavg()[0]:.1f}]", flush=True)

@@ -21,20 +21,15 @@ pytest.importorskip("moto.server")
 PYTHON = sys.executable
 _WRITE = """
 import sys, time
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+sys.path.insert(0, sys.argv[1])
+from otlp_requests import logs_request, uuid7ish
 from auditrail_store.db import Store
 from auditrail_store.migrate import migrate
 from auditrail_store.ingest import LogWriter, decode_protobuf
-request = ExportLogsServiceRequest()
-scope = request.resource_logs.add().scope_logs.add()
-scope.scope.name = "auditrail"
 now = time.time_ns()
-for i in range(12):
-    record = scope.log_records.add(time_unix_nano=now + i, event_name="crawl.run")
-    for key, value in [("audit.event_id", f"01900000-0000-7000-8000-{i:012x}"),
-                       ("audit.tenant_id", "acme" if i % 3 else "globex"), ("audit.payload", '{"pages": 3}')]:
-        record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+request = logs_request({"time_unix_nano": now + i, "event_name": "crawl.run",
+                        "attributes": {"audit.event_id": uuid7ish(i), "audit.tenant_id": "acme" if i % 3 else "globex",
+                                       "audit.payload": '{"pages": 3}'}} for i in range(12))
 with Store.open() as store:
     migrate(store)
     LogWriter(store.client, store.database).write(decode_protobuf(request.SerializeToString()))
@@ -70,7 +65,7 @@ def moto_endpoint(tmp_path: Path) -> Iterator[str]:
 def test_archive_writes_one_tenant_month_as_parquet(tmp_path: Path, moto_endpoint: str) -> None:
     env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp_path}/store", AWS_ACCESS_KEY_ID="testing",
                AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
-    subprocess.run([PYTHON, "-c", _WRITE], env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run([PYTHON, "-c", _WRITE, str(Path(__file__).parent)], env=env, check=True, capture_output=True, timeout=120)
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
                       aws_secret_access_key="testing")
     s3.create_bucket(Bucket="audit-archive")

@@ -20,9 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 import test_store_ingest
+from otlp_requests import logs_request, uuid7ish
 from auditrail_store.db import Store
 from auditrail_store.ingest import IngestError, LogWriter, decode_protobuf
 from auditrail_store.ingest_fast import SCHEMA_PATH, FastLogWriter
@@ -164,12 +165,6 @@ def test_the_schema_file_matches_the_installed_opentelemetry_proto() -> None:
     assert checked == 37  # every field of the file
 
 
-def _record_request(**fields: object) -> ExportLogsServiceRequest:
-    request = ExportLogsServiceRequest()
-    request.resource_logs.add().scope_logs.add().log_records.add(**fields)
-    return request
-
-
 def _kv(key: str, value: bytes) -> bytes:
     key_bytes = key.encode()
     return b"\x0a" + bytes([len(key_bytes)]) + key_bytes + b"\x12" + bytes([len(value)]) + value
@@ -241,19 +236,11 @@ def test_malformed_protobuf_is_refused(twins: Twins) -> None:
 
 def test_large_request_and_the_materialized_view(twins: Twins) -> None:
     """A 20,000-record audit request: every row in otel_logs (as the existing path) and in audit_events."""
-    request = ExportLogsServiceRequest()
-    resource_logs = request.resource_logs.add()
-    resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="app")))
-    scope_logs = resource_logs.scope_logs.add()
-    scope_logs.scope.name = "auditrail"
     now = time.time_ns()
-    for i in range(20_000):
-        record = scope_logs.log_records.add(time_unix_nano=now + i, event_name="prompt.update", severity_number=9)
-        for key, value in (("audit.event_id", f"01900000-0000-7000-8000-{i:012x}"), ("audit.tenant_id", f"t{i % 3}"),
-                           ("enduser.id", "u@x.io")):
-            record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
-        record.attributes.append(KeyValue(key="audit.chain.seq", value=AnyValue(int_value=i)))
-    data = request.SerializeToString()
+    data = logs_request(({"time_unix_nano": now + i, "event_name": "prompt.update", "severity_number": 9,
+                          "attributes": {"audit.event_id": uuid7ish(i), "audit.tenant_id": f"t{i % 3}",
+                                         "enduser.id": "u@x.io", "audit.chain.seq": i}}
+                         for i in range(20_000)), service="app").SerializeToString()
     assert twins.fast.write(data) == 20_000
     twins.slow.write(decode_protobuf(data))
     assert twins.rows("fast") == twins.rows("slow")
@@ -261,7 +248,7 @@ def test_large_request_and_the_materialized_view(twins: Twins) -> None:
     assert writer is not None
     try:
         assert writer.write(data) == 20_000
-        assert writer.write(_record_request(time_unix_nano=now).SerializeToString()) == 1  # not audit: no event
+        assert writer.write(logs_request([{"time_unix_nano": now}], scope=None).SerializeToString()) == 1  # not audit: no event
     finally:
         writer.close()
     assert twins.count("otel_logs") == 20_001
@@ -271,17 +258,11 @@ def test_large_request_and_the_materialized_view(twins: Twins) -> None:
 
 def _audit_request(first: int, count: int, trace_id: bytes = b"") -> bytes:
     """`count` audit records of ids first.. (the last one with `trace_id`), in one scope."""
-    request = ExportLogsServiceRequest()
-    resource_logs = request.resource_logs.add()
-    resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=f"s{first}")))
-    scope_logs = resource_logs.scope_logs.add()
-    scope_logs.scope.name = "auditrail"
     now = time.time_ns()
-    for i in range(first, first + count):
-        record = scope_logs.log_records.add(time_unix_nano=now + i, event_name="policy.update")
-        for key, value in (("audit.event_id", f"01900000-0000-7000-8000-{i:012x}"), ("audit.tenant_id", f"t{i % 3}")):
-            record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
-    scope_logs.log_records[-1].trace_id = trace_id
+    request = logs_request(({"time_unix_nano": now + i, "event_name": "policy.update",
+                             "attributes": {"audit.event_id": uuid7ish(i), "audit.tenant_id": f"t{i % 3}"}}
+                            for i in range(first, first + count)), service=f"s{first}")
+    request.resource_logs[0].scope_logs[0].log_records[-1].trace_id = trace_id
     return request.SerializeToString()
 
 
@@ -290,13 +271,15 @@ def _parts(store: Store, table: str) -> int:
                            "AND active", {"t": table}).result_rows[0][0])
 
 
-def test_concurrent_requests_share_inserts(twins: Twins) -> None:
-    """Requests that arrive together go in one insert (fewer parts than requests, merges stopped), each caller
-    gets its own count back once its rows are written, and the rows are the existing path's."""
+def _send_together(twins: Twins, group_requests: float | None = None) -> int:
+    """Twelve 1,000-record requests sent at once to a one-handle writer into `fast` (merges stopped, so an insert
+    is a part; `group_requests`: group_bytes as so many requests' bodies): each caller gets its count back and
+    the rows are the existing path's. The parts made."""
     twins.store.command("SYSTEM STOP MERGES auditrail.fast")
-    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1)
-    assert writer is not None
     requests = [_audit_request(i * 1_000, 1_000) for i in range(12)]
+    bound = {} if group_requests is None else {"group_bytes": int(len(requests[0]) * group_requests)}
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1, **bound)
+    assert writer is not None
     try:
         with ThreadPoolExecutor(len(requests)) as pool:
             written = list(pool.map(writer.write, requests))
@@ -306,7 +289,19 @@ def test_concurrent_requests_share_inserts(twins: Twins) -> None:
     for data in requests:
         twins.slow.write(decode_protobuf(data))
     assert twins.rows("fast") == twins.rows("slow")
-    assert _parts(twins.store, "fast") < len(requests)
+    return _parts(twins.store, "fast")
+
+
+def test_concurrent_requests_share_inserts(twins: Twins) -> None:
+    """Requests that arrive together go in one insert (fewer parts than requests, merges stopped), each caller
+    gets its own count back once its rows are written, and the rows are the existing path's."""
+    assert _send_together(twins) < 12
+
+
+def test_a_group_holds_at_most_group_bytes_of_requests(twins: Twins) -> None:
+    """The memory bound: with room for two and a half requests' bodies, no insert takes more than two, however
+    many wait; every caller's rows are written all the same."""
+    assert _send_together(twins, group_requests=2.5) >= 12 // 2
 
 
 def test_a_refused_request_does_not_take_its_group_down(twins: Twins) -> None:
@@ -331,7 +326,7 @@ def test_small_requests_are_left_to_the_existing_path(twins: Twins) -> None:
     writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast")  # the service's default
     assert writer is not None and writer.min_rows > 1
     try:
-        assert writer.write(_record_request(time_unix_nano=1).SerializeToString()) is None
+        assert writer.write(logs_request([{"time_unix_nano": 1}], scope=None).SerializeToString()) is None
     finally:
         writer.close()
     assert twins.count("fast") == 0
@@ -342,20 +337,15 @@ def test_the_service_takes_this_path_and_still_refuses_malformed_bodies(tmp_path
     malformed after a valid prefix gets a 400 and writes nothing."""
     import gzip
 
-    from test_store_service import cli, start_service, stop, token_of, uuid7ish
+    from test_store_service import cli, start_service, stop, token_of
 
     process, base, env = start_service(tmp_path)
     try:
         ingest = token_of(cli("tokens", "create", "--tenant", "*", "--scope", "ingest", env=env))
-        request = ExportLogsServiceRequest()
-        scope_logs = request.resource_logs.add().scope_logs.add()
-        scope_logs.scope.name = "auditrail"
         now = time.time_ns()
-        for i in range(1_500):
-            record = scope_logs.log_records.add(time_unix_nano=now + i, event_name="crawl.run")
-            for key, value in (("audit.event_id", uuid7ish(i)), ("audit.tenant_id", "acme")):
-                record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
-        data = request.SerializeToString()
+        data = logs_request({"time_unix_nano": now + i, "event_name": "crawl.run",
+                             "attributes": {"audit.event_id": uuid7ish(i), "audit.tenant_id": "acme"}}
+                            for i in range(1_500)).SerializeToString()
         headers = {"Authorization": f"Bearer {ingest}", "Content-Type": "application/x-protobuf"}
         response = httpx.post(base + "/v1/logs", content=gzip.compress(data), timeout=60,
                               headers=dict(headers, **{"Content-Encoding": "gzip"}))

@@ -27,10 +27,19 @@ changes who computes them. For an ``ExportLogsServiceRequest`` body on a ``chdb:
    audit_events collapses an event id, as for any replayed batch.)
 
 Group commit: requests that arrive while an insert runs are queued, and the next insert takes all of them
-(up to :data:`GROUP_ROWS` records) as one statement over their concatenated bodies (concatenated protobuf
-messages are one message: every request's ``resource_logs`` in order; the scope parameters are joined to
-match). Each caller is answered once the insert holding its rows succeeded. A second handle starts an insert
-beside a running one only for a full group of backlog: small parts cost more in merges than they save.
+(up to :data:`GROUP_ROWS` records and :data:`GROUP_BYTES` of bodies) as one statement over their concatenated
+bodies (concatenated protobuf messages are one message: every request's ``resource_logs`` in order; the scope
+parameters are joined to match). Each caller is answered once the insert holding its rows succeeded. A second
+handle starts an insert beside a running one only for a full group of backlog: small parts cost more in
+merges than they save.
+
+The byte bound (benchmarks/storage.py --only ingest: 200,000 records in 5,000-record requests of 4.3 MB,
+8 senders, through the service; medians, the shared 2-core machine busy, so read the CPU figure): without it
+(groups up to 50,000 records, ~0.6 GB an insert) 20.9k events/s and 54 CPU us an event (4 runs); 16 MiB
+(3 requests a group) 20.4k/s, 62 us (3 runs); 12 MiB (2 a group) 17.9k/s, 67 us (3 runs); 8 MiB (no
+grouping left for requests this size) 13.0k/s, 93 us (2 runs). Smaller groups mean more parts to merge. The
+service's peak RSS in that benchmark was 1.1-1.3 GB in every variant (and ~0.95 GB on the Python path): most
+of it is not the group insert's (the engine's merges and caches, the requests in flight).
 
 All or nothing: an ``INSERT ... SELECT`` squashes its blocks up to ``min_insert_block_size_rows`` before
 writing, and the statement runs with one thread, so a statement of at most :data:`MAX_ROWS` records is one
@@ -75,7 +84,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from .ingest import SERVICE_NAME, IngestError, _first_as_string
 from .ingest import _attributes as _attribute_map
 
-__all__ = ["FAST_ENV", "GROUP_ROWS", "MAX_ROWS", "MIN_ROWS", "FastLogWriter", "fast_enabled", "insert_sql"]
+__all__ = ["FAST_ENV", "GROUP_BYTES", "GROUP_ROWS", "MAX_ROWS", "MIN_ROWS", "FastLogWriter", "fast_enabled", "insert_sql"]
 
 FAST_ENV = "AUDITRAIL_INGEST_FAST"
 MAX_ROWS = 1_000_000  # below min_insert_block_size_rows (1,048,449): one squashed block, all or nothing
@@ -83,10 +92,13 @@ MAX_ROWS = 1_000_000  # below min_insert_block_size_rows (1,048,449): one squash
 # its statement (measured: 10 records 101 vs 49 ms, 500: 136 vs 106 ms, 1,000: 138 vs 136, 2,000: 187 vs 254).
 MIN_ROWS = 1_000
 # Records of one group insert (concurrent requests coalesced): large enough that the statement's fixed price
-# and the merges of its parts are small per record, small enough to bound memory and latency. Measured peak
-# while one insert runs: 11-13 KB a record of 15 attributes (the body, upb's copy, the engine's nested
-# arrays), so ~0.6 GB here.
+# and the merges of its parts are small per record, small enough to bound latency. Memory is GROUP_BYTES' job.
 GROUP_ROWS = 50_000
+# Request bytes of one group insert (at least one request): what bounds memory. An insert's peak is ~14x its
+# bodies (the body, upb's copy, the engine's nested arrays; measured in-process on a fresh engine, records of
+# 15 attributes, ~850 B each: 4.3 MB of bodies +69 MB RSS, 8.5 MB +126, 12.8 MB +189, 17.1 MB +233,
+# 42.7 MB (50,000 records, the old bound) +572). 16 MiB: ~+190-235 MB an insert, two at most at once.
+GROUP_BYTES = 16 << 20
 SCHEMA_PATH = Path(__file__).with_name("proto") / "otlp_logs_ingest.proto"
 _FAST_ERROR = "auditrail-fast"
 
@@ -272,11 +284,12 @@ class FastLogWriter:
 
     def __init__(self, path: str, database: str, columns: Sequence[str], table: str = "otel_logs",
                  handles: int = 2, spool: str | None = None, min_rows: int = MIN_ROWS,
-                 group_rows: int = GROUP_ROWS) -> None:
+                 group_rows: int = GROUP_ROWS, group_bytes: int = GROUP_BYTES) -> None:
         import chdb
 
         self.min_rows = min_rows
         self.group_rows = min(group_rows, MAX_ROWS)
+        self.group_bytes = group_bytes
         self._schema = str(SCHEMA_PATH.resolve(strict=True))
         self._table = f"`{database}`.`{table}`"
         self._columns = tuple(columns)
@@ -286,16 +299,18 @@ class FastLogWriter:
         self._idle = list(self._connections)
         self._queue: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
+        self._queued_bytes = 0
         self._ready = threading.Condition()
 
     @classmethod
     def for_store(cls, store: Any, columns: Sequence[str], table: str = "otel_logs", handles: int = 2,
-                  min_rows: int = MIN_ROWS, group_rows: int = GROUP_ROWS) -> FastLogWriter | None:
+                  min_rows: int = MIN_ROWS, group_rows: int = GROUP_ROWS,
+                 group_bytes: int = GROUP_BYTES) -> FastLogWriter | None:
         """A writer for an embedded store (``chdb://``), None for servers or when switched off."""
         if not getattr(store, "embedded", False) or not fast_enabled():
             return None
         return cls(urlparse(store.url).path, store.database, columns, table=table, handles=handles,
-                   min_rows=min_rows, group_rows=group_rows)
+                   min_rows=min_rows, group_rows=group_rows, group_bytes=group_bytes)
 
     def write(self, data: bytes) -> int | None:
         """Insert the rows of protobuf request `data` (already decompressed); the row count once they are
@@ -322,6 +337,7 @@ class FastLogWriter:
         with self._ready:
             self._queue.append(pending)
             self._queued_rows += pending.rows
+            self._queued_bytes += len(pending.data)
         while True:
             with self._ready:
                 while not pending.done and (pending.taken or not self._may_start()):
@@ -343,18 +359,23 @@ class FastLogWriter:
         """A free handle, and either no insert running or a full group waiting (under the lock). Starting a
         second insert beside a running one for a few requests would make small parts: the next group is
         larger for waiting, and every part costs merges later (measured: 55 vs 75 CPU us an event)."""
-        return bool(self._idle) and (len(self._idle) == len(self._connections) or self._queued_rows >= self.group_rows)
+        full = self._queued_rows >= self.group_rows or self._queued_bytes >= self.group_bytes
+        return bool(self._idle) and (len(self._idle) == len(self._connections) or full)
 
     def _take_group(self) -> list[_Pending]:
-        """The queue's oldest requests, up to group_rows records (at least one request). Under the lock."""
+        """The queue's oldest requests, up to group_rows records and group_bytes of bodies (at least one
+        request). Under the lock."""
         group = [self._queue.popleft()]
-        rows = group[0].rows
-        while self._queue and rows + self._queue[0].rows <= self.group_rows:
+        rows, size = group[0].rows, len(group[0].data)
+        while (self._queue and rows + self._queue[0].rows <= self.group_rows
+               and size + len(self._queue[0].data) <= self.group_bytes):
             rows += self._queue[0].rows
+            size += len(self._queue[0].data)
             group.append(self._queue.popleft())
         for item in group:
             item.taken = True
         self._queued_rows -= rows
+        self._queued_bytes -= size
         return group
 
     def _insert_group(self, connection: Any, group: list[_Pending]) -> None:
