@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from otlp_requests import logs_request, uuid7ish
 
 PYTHON = sys.executable
 TENANTS = ("acme", "globex", "initech")
@@ -154,24 +155,12 @@ def events(svc: Service, tenant: str, token: str, **params: str) -> list[dict]:
 
 def otlp_request(tenant: str, event_ids: list[str]) -> ExportLogsServiceRequest:
     """A plain (unchained) audit request built with the OTLP protobuf classes."""
-    request = ExportLogsServiceRequest()
-    resource_logs = request.resource_logs.add()
-    resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="proto-app")))
-    scope_logs = resource_logs.scope_logs.add()
-    scope_logs.scope.name = "auditrail"
     now = time.time_ns()  # recent: older rows would meet the 365-day retention TTL
-    for i, event_id in enumerate(event_ids):
-        record = scope_logs.log_records.add(time_unix_nano=now + i, severity_number=9,
-                                            severity_text="INFO", event_name="billing.plan.change")
-        record.body.string_value = "billing.plan.change"
-        for key, value in [("audit.event_id", event_id), ("audit.tenant_id", tenant), ("enduser.id", "ops@x.io"),
-                           ("audit.payload", '{"before":{"plan":"free"},"after":{"plan":"pro"}}')]:
-            record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
-    return request
-
-
-def uuid7ish(n: int) -> str:
-    return f"01900000-0000-7000-8000-{n:012x}"
+    return logs_request(({"time_unix_nano": now + i, "severity_number": 9, "severity_text": "INFO",
+                          "event_name": "billing.plan.change", "body": "billing.plan.change",
+                          "attributes": {"audit.event_id": event_id, "audit.tenant_id": tenant, "enduser.id": "ops@x.io",
+                                         "audit.payload": '{"before":{"plan":"free"},"after":{"plan":"pro"}}'}}
+                         for i, event_id in enumerate(event_ids)), service="proto-app")
 
 
 def test_ingested_events_are_exported_per_tenant_with_seed_columns_first(service: Service) -> None:
@@ -281,6 +270,32 @@ def test_stored_chains_verify_through_the_api(service: Service) -> None:
         report = client.get("/v1/tenants/globex/verify").json()
     assert report["ok"], json.dumps(report)[-1500:]
     assert report["chains"][0]["checkpoints"] >= 1
+
+
+def test_streamed_verification_reports_what_the_offline_verification_of_the_export_does(service: Service) -> None:
+    from auditrail_store.verify_store import event_record, verify_document
+
+    globex = events(service, "globex", service.admin)
+    # Stored tampering, in a tenant of its own (the other tests keep theirs clean): an event moved to another
+    # tenant (its content no longer hashes), a forged one claiming a seq of the same chain, an unchained one.
+    moved = event_record(dict(globex[3], tenant_id="forged", event_id=uuid7ish(901)))
+    claim = event_record(dict(globex[5], tenant_id="forged", event_id=uuid7ish(902), payload_json='{"x":1}'))
+    unchained = event_record({"event_id": uuid7ish(903), "event_type": "x.y", "tenant_id": "forged",
+                              "timestamp": globex[0]["timestamp"]})
+    body = {"resourceLogs": [{"resource": {}, "scopeLogs": [{"scope": {"name": "auditrail"}, "logRecords": [
+        {"timeUnixNano": str(r["time_unix_nano"]), "eventName": r["event_name"],
+         "attributes": [{"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}}
+                        for k, v in r["attributes"].items()]} for r in (moved, claim, unchained)]}]}]}
+    with service.client(service.admin) as client:
+        assert client.post("/v1/logs", json=body).status_code == 200
+        middle = globex[len(globex) // 2]["timestamp"]
+        for tenant, params in [("globex", {}), ("globex", {"since": middle}), ("globex", {"until": middle}),
+                               ("acme", {}), ("forged", {})]:
+            streamed = client.get(f"/v1/tenants/{tenant}/verify", params=params).json()
+            document = client.get(f"/v1/tenants/{tenant}/events", params=dict(params, format="json")).json()
+            assert streamed == verify_document(document).to_dict(), (tenant, params)
+    assert not streamed["ok"] and {p["kind"] for c in streamed["chains"] for p in c["problems"]} >= {"edited"}
+    assert [p["kind"] for p in streamed["problems"]] == ["unchained"]
 
 
 def test_offline_verification_of_an_export_and_of_tampered_ones(service: Service) -> None:

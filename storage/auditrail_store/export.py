@@ -263,33 +263,52 @@ def _chain_sections(store: Store, tenant: str, filters: ExportFilters,
     from .verify_store import chain_checkpoints, chain_links
 
     checkpoints = chain_checkpoints(store, tenant, list(ranges))
-    exclude = select_events(store, tenant, since=filters.since, until=filters.until, event_type=filters.event_type,
-                            actor=filters.actor, columns=("event_id",))
-    chains = []
+    exclude = stub_exclusion(store, tenant, filters)
     keys: dict[str, str] = {}
-    for chain_id, (first_seq, last_seq) in ranges.items():
-        anchors = []
-        through = last_seq
-        for checkpoint in checkpoints.get(chain_id, []):
-            covered = checkpoint["covers_seq"]
-            if checkpoint["chain_seq"] < first_seq:
-                continue
-            anchors.append(checkpoint["event"])
-            if checkpoint["public_key"]:
-                keys[checkpoint["key_id"]] = checkpoint["public_key"]
-            if covered >= last_seq:  # the first checkpoint that covers the last exported event closes the range
-                through = max(through, checkpoint["chain_seq"])
-                break
-        chains.append({"chain_id": chain_id, "from_seq": first_seq, "to_seq": through, "checkpoints": anchors})
+    chains = [chain_section(chain_id, first_seq, last_seq, checkpoints.get(chain_id, []), keys)
+              for chain_id, (first_seq, last_seq) in ranges.items()]
     yield b',"chains":' + orjson.dumps(chains)
     yield b',"links":['
     first = True
-    for chain in chains:
+    for chain in chains if exclude is not None else ():
         for stub in chain_links(store, tenant, chain["chain_id"], chain["from_seq"], chain["to_seq"], exclude):
             yield (b"" if first else b",") + orjson.dumps(stub)
             first = False
     yield b"]"
     yield b',"public_keys":' + orjson.dumps([{"key_id": k, "public_key": v} for k, v in keys.items()])
+
+
+def exported_ids(store: Store, tenant: str, filters: ExportFilters,
+                 columns: Sequence[str] = ("event_id",)) -> tuple[str, dict[str, Any]]:
+    """(sql, parameters) of the ids of the events an export holds (chain_links leaves them out), or of
+    other `columns` of them."""
+    return select_events(store, tenant, since=filters.since, until=filters.until, event_type=filters.event_type,
+                         actor=filters.actor, columns=columns)
+
+
+def stub_exclusion(store: Store, tenant: str, filters: ExportFilters) -> tuple[str, dict[str, Any]] | None:
+    """chain_links' `exclude` for this export; None when it is unfiltered: it then holds every event of the
+    tenant, and stubs stand only for the tenant's own events, so no stub query needs to run."""
+    return None if filters == ExportFilters() else exported_ids(store, tenant, filters)
+
+
+def chain_section(chain_id: str, first_seq: int, last_seq: int, checkpoints: list[dict[str, Any]],
+                  keys: dict[str, str]) -> dict[str, Any]:
+    """A chain of the document: the exported seq range, extended to the first checkpoint covering its last
+    event, and the checkpoints (verify_store.chain_checkpoints) anchoring it; their public keys go to `keys`."""
+    anchors = []
+    through = last_seq
+    for checkpoint in checkpoints:
+        covered = checkpoint["covers_seq"]
+        if checkpoint["chain_seq"] < first_seq:
+            continue
+        anchors.append(checkpoint["event"])
+        if checkpoint["public_key"]:
+            keys[checkpoint["key_id"]] = checkpoint["public_key"]
+        if covered >= last_seq:  # the first checkpoint that covers the last exported event closes the range
+            through = max(through, checkpoint["chain_seq"])
+            break
+    return {"chain_id": chain_id, "from_seq": first_seq, "to_seq": through, "checkpoints": anchors}
 
 
 def _format_for(path: str, given: str | None) -> str:
@@ -343,10 +362,13 @@ def main_export(args: Any) -> int:
                         if response.status_code != 200:
                             response.read()
                             raise StoreError(_service_error(response))
-                        for chunk in response.iter_bytes():
-                            out.write(chunk)
-                            counter[0] += chunk.count(b"\n") if fmt != "json" else 0
-                            progress.update(task, completed=counter[0])
+                        try:
+                            for chunk in response.iter_bytes():
+                                out.write(chunk)
+                                counter[0] += chunk.count(b"\n") if fmt != "json" else 0
+                                progress.update(task, completed=counter[0])
+                        except httpx.TransportError as error:  # the service aborted the response (engine error)
+                            raise StoreError(f"the export was cut ({error}); {args.out} not written") from None
             else:
                 with store:
                     total = count_events(store, args.tenant, filters)
@@ -377,6 +399,5 @@ def _quote(tenant: str) -> str:
 
 def count_events(store: Store, tenant: str, filters: ExportFilters) -> int:
     """How many events an export of these filters holds (each event once)."""
-    sql, params = select_events(store, tenant, since=filters.since, until=filters.until,
-                                event_type=filters.event_type, actor=filters.actor, columns=("event_id",))
+    sql, params = exported_ids(store, tenant, filters)
     return int(store.query(f"SELECT count() FROM ({sql})", params).result_rows[0][0])

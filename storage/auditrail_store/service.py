@@ -8,11 +8,14 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
   encoding, nothing written (ingest.py decodes and validates all of it before the single insert).
 * ``GET /v1/tenants/{tenant}/events?since=&until=&type=&actor=&format=csv|json|ndjson``: streamed from
   the engine (export.py); a ``read`` token of that tenant (or ``*``), or ``admin``.
-* ``GET /v1/tenants/{tenant}/verify``: the chain verification of that tenant's stored events.
+* ``GET /v1/tenants/{tenant}/verify``: the chain verification of that tenant's stored events, streamed
+  chain by chain (verify_store.verify_stored).
 * ``GET /healthz``; ``/v1/admin/tokens`` (create, list, revoke: admin of ``*``).
 
 Auth is one dependency (:func:`principal`); tenant checks are :meth:`TokenInfo.allows`. Each export and
 verify opens its own engine handle, so a long export never blocks ingest on the shared client's lock.
+An error after an export's 200 went out aborts the response (no last chunk; :func:`_closing` logs it): the
+client sees the transfer cut, never a complete-looking end.
 On an embedded store the service writes its local admin door (admin.py) so the CLI keeps working.
 """
 
@@ -234,7 +237,8 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         _require(caller, "read", tenant)
         filters = _filters(since, until, type, actor)
         store = _open_handle(_state(request))
-        return StreamingResponse(_closing(_state(request), store, stream_export(store, tenant, filters, format)),
+        chunks = stream_export(store, tenant, filters, format)
+        return StreamingResponse(_closing(_state(request), store, chunks, f"export of tenant {tenant!r}"),
                                  media_type=_MEDIA[format], headers={
                                      "Content-Disposition": f'attachment; filename="audit-events.{format}"'})
 
@@ -352,11 +356,21 @@ def _open_handle(state: _State) -> Store:
     return state.handles.take()
 
 
-def _closing(state: _State, store: Store, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def _closing(state: _State, store: Store, chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
+    """`chunks`, then the handle back to the pool. An error after the 200 went out (the engine failed
+    mid-stream) propagates: uvicorn then closes the connection without the chunked body's last chunk, so
+    the client sees a cut transfer, never a complete-looking one. Logged here with the engine's message
+    only (queries bind their values; tokens never reach them)."""
+    sent = 0
     try:
-        yield from chunks
-    except BaseException:
+        for chunk in chunks:
+            sent += len(chunk)
+            yield chunk
+    except BaseException as error:
         store.close()  # a stream cut half-way may leave the handle mid-query: never reuse it
+        if isinstance(error, Exception):
+            logger.error("%s aborted after %d bytes, the response is cut: %s: %s", what, sent,
+                         type(error).__name__, error)
         raise
     else:
         state.handles.give(store)

@@ -2,8 +2,9 @@
 
 Both reuse ``auditrail.verify.verify_records``: stored or exported events become the flat records it
 reads (``event_name``, ``time_unix_nano``, ``attributes`` with the LogRecord attribute names; absent
-fields left out, as the chain hashes them). The store's ``verify --tenant`` builds the same JSON document
-an export would and checks it, so the service, the CLI and a customer's auditor run one procedure:
+fields left out, as the chain hashes them). The store's ``verify --tenant`` (and the service's verify) reads
+what the JSON export would hold and checks it chain by chain as it streams (:func:`verify_stored`), so the
+service, the CLI and a customer's auditor run one procedure:
 
 * the tenant's events are hashed and linked;
 * *link stubs* (other events of the same chains: seq, prev_hash, hash, no content) are trusted for their
@@ -28,7 +29,8 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from auditrail import semconv
-from auditrail.verify import Problem, VerifyReport, verify_records
+from auditrail.chain import CHECKPOINT_EVENT, event_hash, record_fields
+from auditrail.verify import ChainReport, Problem, VerifyReport, verify_records
 
 from .db import Store, StoreError, tenant_scope
 
@@ -92,15 +94,7 @@ def document_records(document: Mapping[str, Any]) -> tuple[list[dict[str, Any]],
         if key in seen_ids:
             continue  # a checkpoint that is also among the events
         seen_ids.add(key)
-        if "payload_json" in event and event.get("payload_json") is not None:
-            try:
-                same = json.loads(event["payload_json"]) == event.get("payload")
-            except ValueError:
-                same = event.get("payload") == event["payload_json"]
-            if not same:
-                problems.append(Problem("edited", "payload differs from payload_json, the text the chain hashed",
-                                        event.get("chain_id"), event.get("chain_seq"),
-                                        event_id=event.get("event_id")))
+        problems.extend(_payload_problems(event))
         records.append(event_record(event))
         if isinstance(event.get("chain_id"), str) and isinstance(event.get("chain_seq"), int):
             full.add((event["chain_id"], event["chain_seq"]))
@@ -114,6 +108,20 @@ def document_records(document: Mapping[str, Any]) -> tuple[list[dict[str, Any]],
     return records, problems
 
 
+def _payload_problems(event: Mapping[str, Any]) -> list[Problem]:
+    """[edited] when the payload shown differs from ``payload_json``, the exact text the chain hashed."""
+    if event.get("payload_json") is None:
+        return []
+    try:
+        same = json.loads(event["payload_json"]) == event.get("payload")
+    except ValueError:
+        same = event.get("payload") == event["payload_json"]
+    if same:
+        return []
+    return [Problem("edited", "payload differs from payload_json, the text the chain hashed", event.get("chain_id"),
+                    event.get("chain_seq"), event_id=event.get("event_id"))]
+
+
 def verify_document(document: Mapping[str, Any],
                     trusted_keys: Mapping[str, Ed25519PublicKey] | None = None) -> VerifyReport:
     """Verify an ``auditrail.export/v1`` document; see the module docstring."""
@@ -122,12 +130,24 @@ def verify_document(document: Mapping[str, Any],
     records, problems = document_records(document)
     starts = {c.get("chain_id"): c.get("from_seq") for c in document.get("chains") or []}
     report = verify_records(records, trusted_keys)
+    _trim_windows(report, starts)
+    report.problems.extend(problems)
+    return report
+
+
+def _trim_windows(report: VerifyReport, starts: Mapping[Any, Any]) -> None:
+    """Drop what a chain's window (`starts`: chain id -> its first exported seq) leaves out by construction."""
     for chain_id, chain in report.chains.items():
         start = starts.get(chain_id)
         if isinstance(start, int) and start > 1:
             chain.problems[:] = [p for p in chain.problems if not _before_window(p, start)]
-    report.problems.extend(problems)
-    return report
+
+
+def report_from_dict(data: Mapping[str, Any]) -> VerifyReport:
+    """A VerifyReport back from its ``to_dict()`` (the service's verify answer)."""
+    chains = {c["chain_id"]: ChainReport(**{k: v for k, v in c.items() if k not in ("ok", "problems")},
+                                         problems=[Problem(**p) for p in c["problems"]]) for c in data["chains"]}
+    return VerifyReport(chains, [Problem(**p) for p in data["problems"]], data["ignored"], data["trusted_keys"])
 
 
 def _before_window(problem: Problem, start: int) -> bool:
@@ -141,11 +161,126 @@ def _before_window(problem: Problem, start: int) -> bool:
 
 def verify_stored(store: Store, tenant: str, filters: Any = None,
                   trusted_keys: Mapping[str, Ed25519PublicKey] | None = None) -> VerifyReport:
-    """Verify one tenant's stored events exactly as its JSON export would be verified offline."""
-    from .export import ExportFilters, stream_export
+    """Verify one tenant's stored events exactly as its JSON export would be verified offline, streamed.
 
-    document = orjson.loads(b"".join(stream_export(store, tenant, filters or ExportFilters(), "json")))
-    return verify_document(document, trusted_keys)
+    One streamed read, the JSON export's own (export._event_blocks), in the export's order. Each event is
+    hashed as it passes; one whose content matches its chain hash is kept only as its links (a stub:
+    event id, seq, prev_hash, hash), the rest as the full record verify_records reads. A chain is verified as
+    soon as its last event has passed (a count per chain, read first, says when), with its checkpoints and
+    link stubs, as in the document, and then dropped: memory holds the links of the chains still being read,
+    never the tenant's events. (verify_records holds a whole chain: one chain of a million events takes its
+    million stubs.) Events a running emitter appends to a chain after the counts were read (they come last in
+    the export's time order) are left to the next verification.
+    """
+    from .export import ExportFilters
+
+    with Store.open(store.url, store.database) as side:  # the chains' own queries, while the stream is open
+        return _verify_streamed(store, side, tenant, filters or ExportFilters(), trusted_keys)
+
+
+def _verify_streamed(store: Store, side: Store, tenant: str, filters: Any,
+                     trusted_keys: Mapping[str, Ed25519PublicKey] | None) -> VerifyReport:
+    from .export import _event_blocks, chain_section, stub_exclusion
+
+    expected = _chain_counts(store, tenant, filters)
+    checkpoints = chain_checkpoints(store, tenant, expected)
+    exclude = stub_exclusion(store, tenant, filters)
+    keys: dict[str, str] = {}
+    report = VerifyReport(trusted_keys=bool(trusted_keys))
+    pending: dict[str | None, list[dict[str, Any]]] = {}  # chain id (None: unchained) -> its events so far
+    ranges: dict[str, list[int]] = {}
+    finished: set[str] = set()
+    problems: list[Problem] = []
+
+    def finish(chain_id: str) -> None:
+        records = pending.pop(chain_id)
+        finished.add(chain_id)
+        first, last = ranges[chain_id]
+        if chain_id not in expected:  # a chain that appeared after the counts were read
+            checkpoints.update(chain_checkpoints(side, tenant, [chain_id]))
+        section = chain_section(chain_id, first, last, checkpoints.get(chain_id, []), keys)
+        _merge(report, _verify_chain(side, tenant, chain_id, records, section, exclude, trusted_keys))
+
+    for lines, (chain_ids, seqs) in _event_blocks(store, tenant, filters, keep_text=True,
+                                                  extra=("chain_id", "chain_seq")):
+        for line, chain_id, seq in zip(lines, chain_ids, seqs, strict=True):
+            if chain_id in finished:  # appended after the counts were read: the next verification's
+                continue
+            event = orjson.loads(line)
+            problems.extend(_payload_problems(event))
+            records = pending.setdefault(chain_id, [])
+            records.append(_held(event_record(event)))
+            if chain_id is None:
+                continue
+            if seq is not None:
+                span = ranges.setdefault(chain_id, [seq, seq])
+                span[0], span[1] = min(span[0], seq), max(span[1], seq)
+            if len(records) == expected.get(chain_id) and chain_id in ranges:
+                finish(chain_id)
+    for chain_id in [c for c in pending if c is not None and c in ranges]:  # chains grown since the counts
+        finish(chain_id)
+    _merge(report, verify_records([r for records in pending.values() for r in records], trusted_keys))
+    report.problems.extend(problems)
+    report.chains = {c: report.chains[c] for c in [*ranges, *report.chains] if c in report.chains}  # export order
+    return report
+
+
+def _chain_counts(store: Store, tenant: str, filters: Any) -> dict[str, int]:
+    """chain id -> how many of the export's events it holds."""
+    from .export import exported_ids
+
+    sql, params = exported_ids(store, tenant, filters, columns=("chain_id",))
+    rows = store.query(f"SELECT chain_id, count() FROM ({sql}) WHERE chain_id IS NOT NULL GROUP BY chain_id",
+                       params).result_rows
+    return {chain_id: int(count) for chain_id, count in rows}
+
+
+def _held(record: dict[str, Any]) -> dict[str, Any]:
+    """What verification keeps of an event: its links only (a redacted record, whose hash verify_records
+    takes as given) when its content hashes to its stored hash; else all of it, for verify_records to judge
+    (edited events, checkpoints, whose signatures it checks, and unchained events)."""
+    attributes = record["attributes"]
+    if record["event_name"] == CHECKPOINT_EVENT or semconv.CHAIN_ID not in attributes:
+        return record
+    try:
+        intact = event_hash(record_fields(record)) == attributes.get(semconv.CHAIN_HASH)
+    except (TypeError, ValueError):
+        intact = False
+    if not intact:
+        return record
+    return {"redacted": True, "event_name": record["event_name"], "time_unix_nano": 0,
+            "scope_name": semconv.SCOPE_NAME,
+            "attributes": {key: attributes.get(key) for key in _LINKS}}
+
+
+_LINKS = (semconv.EVENT_ID, semconv.CHAIN_ID, semconv.CHAIN_SEQ, semconv.CHAIN_PREV, semconv.CHAIN_HASH)
+
+
+def _verify_chain(store: Store, tenant: str, chain_id: str, records: list[dict[str, Any]], section: dict[str, Any],
+                  exclude: tuple[str, dict[str, Any]] | None,
+                  trusted_keys: Mapping[str, Ed25519PublicKey] | None) -> VerifyReport:
+    """One chain's events with what the document adds to them: its anchoring checkpoints and link stubs."""
+    seen = {(r["attributes"].get(semconv.EVENT_ID), r["attributes"].get(semconv.CHAIN_SEQ)) for r in records}
+    problems: list[Problem] = []
+    for checkpoint in section["checkpoints"]:
+        if (checkpoint.get("event_id"), checkpoint.get("chain_seq")) not in seen:
+            problems.extend(_payload_problems(checkpoint))
+            records.append(event_record(checkpoint))
+    full = {seq for _, seq in seen} | {c.get("chain_seq") for c in section["checkpoints"]}
+    stubs = chain_links(store, tenant, chain_id, section["from_seq"], section["to_seq"], exclude) if exclude else ()
+    for stub in stubs:
+        if stub["seq"] not in full:
+            records.append(stub_record(chain_id, stub))
+    report = verify_records(records, trusted_keys)
+    _trim_windows(report, {chain_id: section["from_seq"]})
+    report.problems.extend(problems)
+    return report
+
+
+def _merge(report: VerifyReport, part: VerifyReport) -> None:
+    report.chains.update(part.chains)
+    report.problems.extend(part.problems)
+    report.ignored += part.ignored
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,14 +369,18 @@ def main_verify(args: Any) -> int:
     elif args.tenant:
         filters = ExportFilters(parse_time(args.since, "since"), parse_time(args.until, "until"))
         store, service = open_store_or_service(args.url)
-        if service is not None:  # the service owns the embedded store: verify its export here, the same way
-            from urllib.parse import quote
+        if service is not None:  # the service owns the embedded store: it verifies, streamed, or (pinned keys
+            from urllib.parse import quote  # are this machine's) its export is verified here, the same way
 
-            params = {k: v for k, v in {"since": args.since, "until": args.until, "format": "json"}.items() if v}
-            response = service.request("GET", f"/v1/tenants/{quote(args.tenant, safe='')}/events", params=params)
+            params = {k: v for k, v in {"since": args.since, "until": args.until}.items() if v}
+            path = f"/v1/tenants/{quote(args.tenant, safe='')}"
+            response = service.request("GET", f"{path}/events" if trusted else f"{path}/verify",
+                                       params=dict(params, format="json") if trusted else params,
+                                       timeout=None)  # a verify answers once it is done
             if response.status_code != 200:
                 raise StoreError(_service_error(response))
-            report = verify_document(orjson.loads(response.content), trusted or None)
+            report = (verify_document(orjson.loads(response.content), trusted) if trusted
+                      else report_from_dict(response.json()))
         else:
             with store:
                 report = verify_stored(store, args.tenant, filters, trusted or None)
