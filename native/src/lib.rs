@@ -1,0 +1,191 @@
+//! auditrail's native core: an OTLP `ExportLogsServiceRequest` (protobuf) as one ClickHouse `Native` block of
+//! the rows the collector's clickhouse exporter (v0.161.0) writes into `otel_logs` (the 16 columns it inserts),
+//! the same rows `auditrail_store.ingest` computes in Python. Values pdata formats in ways this does not
+//! (doubles, arrays, kvlists) and ids of another length make it return None: the caller's Python path decides.
+use base64::Engine as _;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use prost::Message;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// The columns, in the block's order, with the types the block declares (the insert converts to the table's).
+pub const COLUMNS: [(&str, &str); 16] = [
+    ("Timestamp", "DateTime64(9)"), ("TraceId", "String"), ("SpanId", "String"), ("TraceFlags", "UInt8"),
+    ("SeverityText", "String"), ("SeverityNumber", "UInt8"), ("ServiceName", "String"), ("Body", "String"),
+    ("ResourceSchemaUrl", "String"), ("ResourceAttributes", "Map(String, String)"), ("ScopeSchemaUrl", "String"),
+    ("ScopeName", "String"), ("ScopeVersion", "String"), ("ScopeAttributes", "Map(String, String)"),
+    ("LogAttributes", "Map(String, String)"), ("EventName", "String"),
+];
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn string(out: &mut Vec<u8>, s: &[u8]) {
+    varint(out, s.len() as u64);
+    out.extend_from_slice(s);
+}
+
+/// pdata `AsString`; None for what this module does not format (the Python path does).
+fn as_string(value: &Option<AnyValue>) -> Option<String> {
+    Some(match value.as_ref().and_then(|v| v.value.as_ref()) {
+        None => String::new(),
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => (if *b { "true" } else { "false" }).to_string(),
+        Some(Value::BytesValue(b)) => base64::engine::general_purpose::STANDARD.encode(b),
+        Some(_) => return None, // double, array, kvlist
+    })
+}
+
+/// A map column value: (key, AsString) pairs sorted by key bytes, ties in request order.
+fn pairs(kvs: &[KeyValue]) -> Option<Vec<(&str, String)>> {
+    let mut out = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        out.push((kv.key.as_str(), as_string(&kv.value)?));
+    }
+    out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Some(out)
+}
+
+/// traceutil.*ToHexOrEmptyString; None for another length (pdata refuses it).
+fn hex_id(raw: &[u8], size: usize) -> Option<String> {
+    if raw.is_empty() || raw.iter().all(|b| *b == 0) {
+        return if raw.is_empty() || raw.len() == size { Some(String::new()) } else { None };
+    }
+    if raw.len() != size {
+        return None;
+    }
+    const H: &[u8; 16] = b"0123456789abcdef";
+    Some(raw.iter().flat_map(|b| [H[(b >> 4) as usize] as char, H[(b & 15) as usize] as char]).collect())
+}
+
+#[derive(Default)]
+struct Block {
+    rows: usize,
+    timestamp: Vec<u8>,
+    strings: [Vec<u8>; 16],
+    bytes: [Vec<u8>; 16],
+    offsets: [Vec<u8>; 16],
+    keys: [Vec<u8>; 16],
+    values: [Vec<u8>; 16],
+    totals: [u64; 16],
+}
+
+impl Block {
+    fn text(&mut self, column: usize, s: &str) {
+        string(&mut self.strings[column], s.as_bytes());
+    }
+    fn map(&mut self, column: usize, pairs: &[(&str, String)]) {
+        for (k, v) in pairs {
+            string(&mut self.keys[column], k.as_bytes());
+            string(&mut self.values[column], v.as_bytes());
+        }
+        self.totals[column] += pairs.len() as u64;
+        self.offsets[column].extend_from_slice(&self.totals[column].to_le_bytes());
+    }
+    fn finish(self) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(&mut out, COLUMNS.len() as u64);
+        varint(&mut out, self.rows as u64);
+        for (i, (name, kind)) in COLUMNS.iter().enumerate() {
+            string(&mut out, name.as_bytes());
+            string(&mut out, kind.as_bytes());
+            match *kind {
+                "DateTime64(9)" => out.extend_from_slice(&self.timestamp),
+                "UInt8" => out.extend_from_slice(&self.bytes[i]),
+                "String" => out.extend_from_slice(&self.strings[i]),
+                _ => {
+                    out.extend_from_slice(&self.offsets[i]);
+                    out.extend_from_slice(&self.keys[i]);
+                    out.extend_from_slice(&self.values[i]);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn encode(request: &ExportLogsServiceRequest) -> Option<Block> {
+    let mut block = Block::default();
+    for rl in &request.resource_logs {
+        let resource: &[KeyValue] = rl.resource.as_ref().map(|r| &r.attributes[..]).unwrap_or(&[]);
+        let service = match resource.iter().find(|kv| kv.key == "service.name") {
+            Some(kv) => as_string(&kv.value)?,
+            None => String::new(),
+        };
+        let resource_pairs = pairs(resource)?;
+        for sl in &rl.scope_logs {
+            let (name, version, scope_attrs) = match &sl.scope {
+                Some(s) => (s.name.as_str(), s.version.as_str(), &s.attributes[..]),
+                None => ("", "", &[][..]),
+            };
+            let scope_pairs = pairs(scope_attrs)?;
+            for r in &sl.log_records {
+                let t = if r.time_unix_nano != 0 { r.time_unix_nano } else { r.observed_time_unix_nano };
+                block.timestamp.extend_from_slice(&(t as i64).to_le_bytes());
+                block.text(1, &hex_id(&r.trace_id, 16)?);
+                block.text(2, &hex_id(&r.span_id, 8)?);
+                block.bytes[3].push((r.flags & 255) as u8);
+                block.text(4, &r.severity_text);
+                block.bytes[5].push((r.severity_number & 255) as u8);
+                block.text(6, &service);
+                block.text(7, &as_string(&r.body)?);
+                block.text(8, &rl.schema_url);
+                block.map(9, &resource_pairs);
+                block.text(10, &sl.schema_url);
+                block.text(11, name);
+                block.text(12, version);
+                block.map(13, &scope_pairs);
+                block.map(14, &pairs(&r.attributes)?);
+                block.text(15, &r.event_name);
+                block.rows += 1;
+            }
+        }
+    }
+    Some(block)
+}
+
+/// (rows, the Native block) of a protobuf ExportLogsServiceRequest, or None when a value needs the Python
+/// path's formatting. ValueError when the body is not a valid request.
+#[pyfunction]
+fn otlp_logs_native<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<(usize, Bound<'py, PyBytes>)>> {
+    let encoded = py.detach(|| {
+        let request = ExportLogsServiceRequest::decode(body).map_err(|e| e.to_string())?;
+        Ok::<_, String>(encode(&request).map(|block| (block.rows, block.finish())))
+    });
+    match encoded {
+        Ok(Some((rows, data))) => Ok(Some((rows, PyBytes::new(py, &data)))),
+        Ok(None) => Ok(None),
+        Err(message) => Err(PyValueError::new_err(format!("malformed protobuf ExportLogsServiceRequest: {message}"))),
+    }
+}
+
+/// Seconds spent decoding and encoding `body` `times` times (a measuring aid for benchmarks).
+#[pyfunction]
+fn time_parts(body: &[u8], times: usize) -> (f64, f64) {
+    let t0 = std::time::Instant::now();
+    let mut request = None;
+    for _ in 0..times {
+        request = Some(ExportLogsServiceRequest::decode(body).unwrap());
+    }
+    let t1 = std::time::Instant::now();
+    for _ in 0..times {
+        let _ = encode(request.as_ref().unwrap()).map(|b| b.finish());
+    }
+    (t1.duration_since(t0).as_secs_f64(), t1.elapsed().as_secs_f64())
+}
+
+#[pymodule]
+fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(otlp_logs_native, m)?)?;
+    m.add_function(wrap_pyfunction!(time_parts, m)?)?;
+    m.add("COLUMNS", COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>())?;
+    Ok(())
+}
