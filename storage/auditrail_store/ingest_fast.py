@@ -81,6 +81,11 @@ from urllib.parse import urlparse
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+try:  # the native core (native/, a Rust extension): decodes a request into one Native block of the rows
+    import auditrail_native as _native
+except ImportError:  # not built: the engine decodes the protobuf (insert_sql)
+    _native = None
+
 from .ingest import SERVICE_NAME, IngestError, _first_as_string
 from .ingest import _attributes as _attribute_map
 
@@ -198,6 +203,22 @@ SETTINGS format_schema = {_literal(schema)}, format_schema_message_name = 'Expor
   min_insert_block_size_rows = {MAX_ROWS + 48449}, min_insert_block_size_bytes = 0"""
 
 
+def _parse(data: bytes) -> ExportLogsServiceRequest:
+    """upb's reading of a request; IngestError (HTTP 400) when it is not one."""
+    try:
+        return ExportLogsServiceRequest.FromString(data)
+    except DecodeError as error:
+        raise IngestError(f"malformed protobuf ExportLogsServiceRequest: {error}") from None
+
+
+def native_insert_sql(table: str, columns: Sequence[str], path: str) -> str:
+    """The insert of a file of Native blocks (the native core's), all or nothing as insert_sql's."""
+    names = ", ".join(f"`{name}`" for name in columns)
+    return f"""INSERT INTO {table} ({names}) SELECT * FROM file({_literal(path)}, Native)
+SETTINGS optimize_on_insert = 0, max_threads = 1, max_insert_threads = 1,
+  min_insert_block_size_rows = {MAX_ROWS + 48449}, min_insert_block_size_bytes = 0"""
+
+
 def _quote(text: str) -> str:
     """A string in ClickHouse's quoted text form (query parameter values of Array / Tuple types)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -259,9 +280,9 @@ def scope_parameters(requests: Sequence[ScopeValues]) -> dict[str, str]:
 class _Pending:
     """One request waiting for the group insert that holds its rows."""
 
-    data: bytes
+    data: bytes  # the request, or (native) its Native block
     rows: int
-    scopes: ScopeValues
+    scopes: ScopeValues | None  # None: a Native block
     taken: bool = False  # in a group being inserted
     done: bool = False
     written: int | None = None
@@ -293,6 +314,7 @@ class FastLogWriter:
         self._schema = str(SCHEMA_PATH.resolve(strict=True))
         self._table = f"`{database}`.`{table}`"
         self._columns = tuple(columns)
+        self._native = _native if _native is not None and set(columns) == set(_native.COLUMNS) else None
         self._spool = spool or (Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) and "/dev/shm") or None
         # clickhouse-connect's chdb backend opens the engine with the real path; chDB compares paths literally.
         self._connections = [chdb.connect(os.path.realpath(path)) for _ in range(max(1, handles))]
@@ -317,10 +339,9 @@ class FastLogWriter:
         written, or None when this path does not take the request (nothing of it was written: use
         ingest.decode_protobuf + LogWriter). IngestError (nothing written) when it is not a protobuf
         ExportLogsServiceRequest."""
-        try:
-            request = ExportLogsServiceRequest.FromString(data)
-        except DecodeError as error:
-            raise IngestError(f"malformed protobuf ExportLogsServiceRequest: {error}") from None
+        if self._native is not None:
+            return self._write_native(data)
+        request = _parse(data)
         if request.ByteSize() != len(data):
             # Not the canonical encoding: a field given twice (protobuf merges: the last one wins, where the
             # engine reads otherwise), an explicit default, an unknown field... The existing path decides.
@@ -332,6 +353,23 @@ class FastLogWriter:
         if rows > MAX_ROWS or rows < self.min_rows:
             return None
         return self._commit(_Pending(data, rows, scopes))
+
+    def _write_native(self, data: bytes) -> int | None:
+        """write() through the native core: prost decodes the request (protobuf's own rules: a field given
+        twice is read as upb reads it, so no canonical-encoding check) into one Native block."""
+        try:
+            encoded = self._native.otlp_logs_native(data)
+        except ValueError:  # prost refuses it; upb decides whether it is malformed (the Python path reads upb's)
+            _parse(data)
+            return None
+        if encoded is None:  # a double, array or kvlist value, an id of another length: the Python path decides
+            return None
+        rows, block = encoded
+        if rows == 0:
+            return 0
+        if rows > MAX_ROWS or rows < self.min_rows:
+            return None
+        return self._commit(_Pending(block, rows, None))
 
     def _commit(self, pending: _Pending) -> int | None:
         """Queue `pending`; wait until a group holding it is done, or take a free handle and insert a group."""
@@ -395,8 +433,11 @@ class FastLogWriter:
             with os.fdopen(descriptor, "wb") as file:
                 file.writelines(item.data for item in group)
             try:
-                connection.query(insert_sql(self._table, self._columns, name, self._schema),
-                                 params=scope_parameters([item.scopes for item in group]))
+                if group[0].scopes is None:  # Native blocks, read one after the other
+                    connection.query(native_insert_sql(self._table, self._native.COLUMNS, name))
+                else:
+                    connection.query(insert_sql(self._table, self._columns, name, self._schema),
+                                     params=scope_parameters([item.scopes for item in group]))
             except Exception:  # a throwIf of ours, or anything the engine reads otherwise: the existing path decides
                 return False
         finally:
