@@ -118,7 +118,10 @@ def test_values_go_formats_are_left_to_the_existing_path(twins: Twins) -> None:
             declined += 1
         else:
             twins.slow.write(decode_protobuf(data))
-    assert declined > 20
+    if twins.fast._native is not None:  # the native core formats doubles, arrays and kvlists as pdata does
+        assert declined == 0
+    else:  # the engine's statement leaves them to the existing path
+        assert declined > 20
     assert twins.rows("fast") == twins.rows("slow")
 
 

@@ -32,15 +32,123 @@ fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
-/// pdata `AsString`; None for what this module does not format (the Python path does).
+/// pdata's float64AsString: shortest round-trip digits, 'f' style, 'e' below 1e-6 and from 1e21.
+fn go_float(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return (if x > 0.0 { "Infinity" } else { "-Infinity" }).into();
+    }
+    go_float_digits(x)
+}
+
+fn go_float_digits(x: f64) -> String {
+    if x == 0.0 {
+        return (if x.is_sign_negative() { "-0" } else { "0" }).into();
+    }
+    let m = x.abs();
+    if (1e-6..1e21).contains(&m) {
+        return format!("{x}"); // Display: shortest round-trip digits, never an exponent
+    }
+    let text = format!("{x:e}"); // e.g. 1.5e-7, 1e21
+    let (mantissa, exponent) = text.split_once('e').unwrap();
+    match exponent.strip_prefix('-') {
+        Some(digits) => format!("{mantissa}e-{digits}"),
+        None => format!("{mantissa}e+{exponent:0>2}"),
+    }
+}
+
+/// A JSON string as Go's json.Encoder writes it with SetEscapeHTML(false).
+fn go_json_string(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// json.Marshal of pdata's AsRaw(); Err for NaN / infinity (encoding/json refuses them).
+fn go_json(value: Option<&AnyValue>, out: &mut String) -> Result<(), ()> {
+    match value.and_then(|v| v.value.as_ref()) {
+        None => out.push_str("null"),
+        Some(Value::StringValue(s)) => go_json_string(s, out),
+        Some(Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
+        Some(Value::IntValue(i)) => out.push_str(&i.to_string()),
+        Some(Value::DoubleValue(d)) => {
+            if !d.is_finite() {
+                return Err(());
+            }
+            out.push_str(&go_float_digits(*d));
+        }
+        Some(Value::BytesValue(b)) => {
+            if b.is_empty() {
+                out.push_str("null");
+            } else {
+                out.push('"');
+                out.push_str(&base64::engine::general_purpose::STANDARD.encode(b));
+                out.push('"');
+            }
+        }
+        Some(Value::ArrayValue(a)) => {
+            out.push('[');
+            for (i, v) in a.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_json(Some(v), out)?;
+            }
+            out.push(']');
+        }
+        Some(Value::KvlistValue(kv)) => {
+            // AsRaw: a map, the last of a repeated key wins; Go sorts map keys by their bytes.
+            let mut last: std::collections::BTreeMap<&[u8], Option<&AnyValue>> = std::collections::BTreeMap::new();
+            for pair in &kv.values {
+                last.insert(pair.key.as_bytes(), pair.value.as_ref());
+            }
+            out.push('{');
+            for (i, (key, v)) in last.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_json_string(std::str::from_utf8(key).unwrap(), out);
+                out.push(':');
+                go_json(*v, out)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+/// pdata `AsString`.
 fn as_string(value: &Option<AnyValue>) -> Option<String> {
     Some(match value.as_ref().and_then(|v| v.value.as_ref()) {
-        None => String::new(),
+        None => String::new(), // (string_value_strindex: a field prost skips, as pdata's empty value)
         Some(Value::StringValue(s)) => s.clone(),
         Some(Value::IntValue(i)) => i.to_string(),
         Some(Value::BoolValue(b)) => (if *b { "true" } else { "false" }).to_string(),
         Some(Value::BytesValue(b)) => base64::engine::general_purpose::STANDARD.encode(b),
-        Some(_) => return None, // double, array, kvlist
+        Some(Value::DoubleValue(d)) => go_float(*d),
+        Some(_) => {
+            let mut out = String::new();
+            if go_json(value.as_ref(), &mut out).is_err() {
+                out.clear();
+            }
+            out
+        }
     })
 }
 
