@@ -6,7 +6,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo demo-collector test lint bench bench-all clean
 
-install: $(STAMP)
+# With cargo on the PATH the native core (native/, Rust) is built into the venv too (once; then when its
+# sources change): the embedded store's ingest then decodes OTLP natively. Without it the engine decodes.
+NATIVE := $(VENV)/.native
+install: $(STAMP) $(if $(shell command -v cargo 2>/dev/null),$(NATIVE))
+
+$(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs
+	$(BIN)/python -m pip install --quiet ./native
+	touch $(NATIVE)
 
 # Reinstall only when the project's metadata changed; the install is editable, so code edits need nothing.
 $(STAMP): pyproject.toml
