@@ -1,7 +1,8 @@
 //! auditrail's native core: an OTLP `ExportLogsServiceRequest` (protobuf) as one ClickHouse `Native` block of
 //! the rows the collector's clickhouse exporter (v0.161.0) writes into `otel_logs` (the 16 columns it inserts),
-//! the same rows `auditrail_store.ingest` computes in Python. Values pdata formats in ways this does not
-//! (doubles, arrays, kvlists) and ids of another length make it return None: the caller's Python path decides.
+//! the same rows `auditrail_store.ingest` computes in Python (pdata's AsString for every AnyValue kind, Go's
+//! float and JSON rules included). A trace or span id of another length makes it return None: pdata refuses
+//! those, and the caller's Python path answers 400.
 use base64::Engine as _;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
@@ -275,25 +276,9 @@ fn otlp_logs_native<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<(usize
     }
 }
 
-/// Seconds spent decoding and encoding `body` `times` times (a measuring aid for benchmarks).
-#[pyfunction]
-fn time_parts(body: &[u8], times: usize) -> (f64, f64) {
-    let t0 = std::time::Instant::now();
-    let mut request = None;
-    for _ in 0..times {
-        request = Some(ExportLogsServiceRequest::decode(body).unwrap());
-    }
-    let t1 = std::time::Instant::now();
-    for _ in 0..times {
-        let _ = encode(request.as_ref().unwrap()).map(|b| b.finish());
-    }
-    (t1.duration_since(t0).as_secs_f64(), t1.elapsed().as_secs_f64())
-}
-
 #[pymodule]
 fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(otlp_logs_native, m)?)?;
-    m.add_function(wrap_pyfunction!(time_parts, m)?)?;
     m.add("COLUMNS", COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>())?;
     Ok(())
 }

@@ -362,7 +362,7 @@ class FastLogWriter:
         except ValueError:  # prost refuses it; upb decides whether it is malformed (the Python path reads upb's)
             _parse(data)
             return None
-        if encoded is None:  # a double, array or kvlist value, an id of another length: the Python path decides
+        if encoded is None:  # a trace or span id of another length (pdata refuses it): the Python path says 400
             return None
         rows, block = encoded
         if rows == 0:
