@@ -26,6 +26,7 @@ import test_store_ingest
 from otlp_requests import logs_request, uuid7ish
 from auditrail_store.db import Store
 from auditrail_store.ingest import IngestError, LogWriter, decode_protobuf
+from auditrail_store import ingest_fast
 from auditrail_store.ingest_fast import SCHEMA_PATH, FastLogWriter
 from auditrail_store.migrate import migrate
 
@@ -41,13 +42,13 @@ ORDER = " ORDER BY ts, Body, lk, lv, rk, rv, sk, sv, TraceId, SpanId, SeverityNu
 class Twins:
     """One embedded store with two copies of otel_logs: `fast` (this path) and `slow` (the existing one)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, native: bool) -> None:
         self.store = store
         for table in ("fast", "slow"):
             store.command(f"CREATE TABLE auditrail.{table} AS auditrail.otel_logs")
             store.command(f"ALTER TABLE auditrail.{table} REMOVE TTL")  # random times: keep every row
         self.slow = LogWriter(store.client, store.database, table="slow")
-        writer = FastLogWriter.for_store(store, self.slow.columns, table="fast", min_rows=1)
+        writer = FastLogWriter.for_store(store, self.slow.columns, table="fast", min_rows=1, native=native)
         assert writer is not None
         self.fast = writer
 
@@ -65,12 +66,15 @@ class Twins:
         return written
 
 
-@pytest.fixture
-def twins(tmp_path: Path) -> Iterator[Twins]:
+@pytest.fixture(params=["native", "engine"])
+def twins(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Twins]:
+    """Both decoders of the fast path: the native core (when built) and the engine's protobuf statement."""
+    if request.param == "native" and ingest_fast._native is None:
+        pytest.skip("the native core is not built (make install builds it when cargo is on the PATH)")
     store = Store.open(f"chdb://{tmp_path}/store")
     try:
         migrate(store)
-        pair = Twins(store)
+        pair = Twins(store, native=request.param == "native")
         try:
             yield pair
         finally:

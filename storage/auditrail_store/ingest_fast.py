@@ -305,7 +305,7 @@ class FastLogWriter:
 
     def __init__(self, path: str, database: str, columns: Sequence[str], table: str = "otel_logs",
                  handles: int = 2, spool: str | None = None, min_rows: int = MIN_ROWS,
-                 group_rows: int = GROUP_ROWS, group_bytes: int = GROUP_BYTES) -> None:
+                 group_rows: int = GROUP_ROWS, group_bytes: int = GROUP_BYTES, native: bool = True) -> None:
         import chdb
 
         self.min_rows = min_rows
@@ -314,7 +314,8 @@ class FastLogWriter:
         self._schema = str(SCHEMA_PATH.resolve(strict=True))
         self._table = f"`{database}`.`{table}`"
         self._columns = tuple(columns)
-        self._native = _native if _native is not None and set(columns) == set(_native.COLUMNS) else None
+        # The native core when built (native=False: the engine decodes, as where it is not).
+        self._native = _native if native and _native is not None and set(columns) == set(_native.COLUMNS) else None
         self._spool = spool or (Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) and "/dev/shm") or None
         # clickhouse-connect's chdb backend opens the engine with the real path; chDB compares paths literally.
         self._connections = [chdb.connect(os.path.realpath(path)) for _ in range(max(1, handles))]
@@ -327,12 +328,12 @@ class FastLogWriter:
     @classmethod
     def for_store(cls, store: Any, columns: Sequence[str], table: str = "otel_logs", handles: int = 2,
                   min_rows: int = MIN_ROWS, group_rows: int = GROUP_ROWS,
-                 group_bytes: int = GROUP_BYTES) -> FastLogWriter | None:
+                 group_bytes: int = GROUP_BYTES, native: bool = True) -> FastLogWriter | None:
         """A writer for an embedded store (``chdb://``), None for servers or when switched off."""
         if not getattr(store, "embedded", False) or not fast_enabled():
             return None
         return cls(urlparse(store.url).path, store.database, columns, table=table, handles=handles,
-                   min_rows=min_rows, group_rows=group_rows, group_bytes=group_bytes)
+                   min_rows=min_rows, group_rows=group_rows, group_bytes=group_bytes, native=native)
 
     def write(self, data: bytes) -> int | None:
         """Insert the rows of protobuf request `data` (already decompressed); the row count once they are
