@@ -278,6 +278,19 @@ def _parts(store: Store, table: str) -> int:
                            "AND active", {"t": table}).result_rows[0][0])
 
 
+def _write_at_once(twins: Twins, requests: list[bytes], **options: int) -> list[int | None]:
+    """Every request written at once (a thread each) through a one-handle writer into `fast` (the fixture's
+    decoder); what each write returned."""
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1,
+                                     native=twins.fast._native is not None, **options)
+    assert writer is not None
+    try:
+        with ThreadPoolExecutor(len(requests)) as pool:
+            return list(pool.map(writer.write, requests))
+    finally:
+        writer.close()
+
+
 def _send_together(twins: Twins, group_requests: float | None = None) -> int:
     """Twelve 1,000-record requests sent at once to a one-handle writer into `fast` (merges stopped, so an insert
     is a part; `group_requests`: group_bytes as so many requests' bodies): each caller gets its count back and
@@ -285,14 +298,7 @@ def _send_together(twins: Twins, group_requests: float | None = None) -> int:
     twins.store.command("SYSTEM STOP MERGES auditrail.fast")
     requests = [_audit_request(i * 1_000, 1_000) for i in range(12)]
     bound = {} if group_requests is None else {"group_bytes": int(len(requests[0]) * group_requests)}
-    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1, **bound)
-    assert writer is not None
-    try:
-        with ThreadPoolExecutor(len(requests)) as pool:
-            written = list(pool.map(writer.write, requests))
-    finally:
-        writer.close()
-    assert written == [1_000] * len(requests)
+    assert _write_at_once(twins, requests, **bound) == [1_000] * len(requests)
     for data in requests:
         twins.slow.write(decode_protobuf(data))
     assert twins.rows("fast") == twins.rows("slow")
@@ -316,14 +322,7 @@ def test_a_refused_request_does_not_take_its_group_down(twins: Twins) -> None:
     written, that one is left to the existing path with nothing of it written, whatever group it fell in."""
     requests = [_audit_request(i * 1_000, 1_000) for i in range(8)]
     requests.insert(3, _audit_request(99_000, 1_000, trace_id=b"\x01" * 5))
-    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1)
-    assert writer is not None
-    try:
-        with ThreadPoolExecutor(len(requests)) as pool:
-            written = list(pool.map(writer.write, requests))
-    finally:
-        writer.close()
-    assert written == [1_000] * 3 + [None] + [1_000] * 5
+    assert _write_at_once(twins, requests) == [1_000] * 3 + [None] + [1_000] * 5
     for data in requests[:3] + requests[4:]:
         twins.slow.write(decode_protobuf(data))
     assert twins.rows("fast") == twins.rows("slow")

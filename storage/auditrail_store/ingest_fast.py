@@ -349,11 +349,7 @@ class FastLogWriter:
             return None
         rows, scopes = scope_values(request)
         del request  # the parsed copy (~1.8x the body) is not needed while the request waits for its group
-        if rows == 0:
-            return 0
-        if rows > MAX_ROWS or rows < self.min_rows:
-            return None
-        return self._commit(_Pending(data, rows, scopes))
+        return self._take(_Pending(data, rows, scopes))
 
     def _write_native(self, data: bytes) -> int | None:
         """write() through the native core: prost decodes the request (protobuf's own rules: a field given
@@ -366,11 +362,15 @@ class FastLogWriter:
         if encoded is None:  # a trace or span id of another length (pdata refuses it): the Python path says 400
             return None
         rows, block = encoded
-        if rows == 0:
+        return self._take(_Pending(block, rows, None))
+
+    def _take(self, pending: _Pending) -> int | None:
+        """0 for an empty request, None outside this path's sizes (the existing path takes it), else commit it."""
+        if pending.rows == 0:
             return 0
-        if rows > MAX_ROWS or rows < self.min_rows:
+        if pending.rows > MAX_ROWS or pending.rows < self.min_rows:
             return None
-        return self._commit(_Pending(block, rows, None))
+        return self._commit(pending)
 
     def _commit(self, pending: _Pending) -> int | None:
         """Queue `pending`; wait until a group holding it is done, or take a free handle and insert a group."""
