@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 NATIVE := $(VENV)/.native
 install: $(STAMP) $(if $(shell command -v cargo 2>/dev/null),$(NATIVE))
 
-$(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs
+$(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
 	$(BIN)/python -m pip install --quiet ./native
 	touch $(NATIVE)
 

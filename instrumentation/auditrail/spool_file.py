@@ -58,6 +58,11 @@ from typing import Any
 
 import orjson
 
+try:  # the native core (native/, Rust): a journal frame's JSON written without building its entries
+    from auditrail_native import journal_payload as _native_journal
+except ImportError:  # not built (or built before it had the drain's functions): orjson writes it
+    _native_journal = None
+
 from . import semconv
 from .events import AuditEvent
 
@@ -668,8 +673,10 @@ class DiskSpool:
         delivery goes on: the events then carry links that a crash before their export would not keep (the
         next start links them anew; the store keeps the copy it got first)."""
         path = src.links_path(seg)
-        entries = _journal_entries(records)
-        payload = orjson.dumps(entries)  # one frame per write: torn, it takes only its own records with it
+        cached = self._links_cache.get(path)
+        entries = _journal_entries(records) if cached is not None or _native_journal is None else None
+        # one frame per write: torn, it takes only its own records with it
+        payload = (entries is None and _native_journal(records)) or orjson.dumps(entries or _journal_entries(records))
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
             fd = self._link_fds.get(path)
@@ -693,8 +700,7 @@ class DiskSpool:
             size = src.link_sizes.get(seg, 0)
             src.link_sizes[seg] = size + len(data)
             self._disk_bytes += len(data)
-        cached = self._links_cache.get(path)
-        if cached is not None and cached[0] == size:  # keep the cache current: no re-reading a growing journal
+        if cached is not None and cached[0] == size and entries is not None:  # keep the cache current
             cached[1].update((entry[0], entry[1:]) for entry in entries)
             self._links_cache[path] = (size + len(data), cached[1])
 

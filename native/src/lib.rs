@@ -11,6 +11,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+mod drain;
+
 /// The columns, in the block's order, with the types the block declares (the insert converts to the table's).
 pub const COLUMNS: [(&str, &str); 16] = [
     ("Timestamp", "DateTime64(9)"), ("TraceId", "String"), ("SpanId", "String"), ("TraceFlags", "UInt8"),
@@ -279,6 +281,9 @@ fn otlp_logs_native<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<(usize
 #[pymodule]
 fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(otlp_logs_native, m)?)?;
+    m.add_function(wrap_pyfunction!(drain::link_events, m)?)?;
+    m.add_function(wrap_pyfunction!(drain::encode_request, m)?)?;
+    m.add_function(wrap_pyfunction!(drain::journal_payload, m)?)?;
     m.add("COLUMNS", COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>())?;
     Ok(())
 }

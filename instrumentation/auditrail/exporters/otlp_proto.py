@@ -21,6 +21,11 @@ from typing import Any
 from .. import semconv
 from ..events import AuditEvent, severity_for
 
+try:  # the native core (native/, Rust): the same bytes, written several times faster
+    from auditrail_native import encode_request as _native_request
+except ImportError:  # not built (or built before it had the drain's functions): Python writes them
+    _native_request = None
+
 __all__ = ["EventEncoder", "encode_any_value", "varint"]
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -135,7 +140,10 @@ class EventEncoder:
     once. All events of a batch go in one ResourceLogs with one ScopeLogs, as encode_logs groups them.
     """
 
-    def __init__(self, resource: Any, scope: Any) -> None:
+    def __init__(self, resource: Any, scope: Any, native: bool = True) -> None:
+        # The native core writes the records of plain events (str attributes, ints, ...) and hands the
+        # others back to _record; native=False: _record writes every one.
+        self._native = _native_request if native else None
         resource_message = b""
         if resource is not None and resource.attributes:
             resource_message = _attributes(resource.attributes)
@@ -159,6 +167,9 @@ class EventEncoder:
 
     def encode(self, events: Sequence[AuditEvent]) -> bytes:
         """The serialized ExportLogsServiceRequest for ``events`` (in order)."""
+        if self._native is not None:
+            return self._native(events if type(events) is list else list(events), self._record,
+                                self._resource_field, self._resource_schema, self._scope_field, self._scope_schema)
         records = b"".join(self._record(event) for event in events)
         scope_logs = self._scope_field + records + self._scope_schema
         resource_logs = self._resource_field + _field(b"\x12", scope_logs) + self._resource_schema

@@ -1,0 +1,212 @@
+"""The native core's drain functions equal the Python code they stand in for, byte for byte.
+
+``auditrail_native.link_events`` against ``Chain.link`` (through the provider's linker),
+``auditrail_native.journal_payload`` against orjson of the journal entries, and
+``auditrail_native.encode_request`` against ``EventEncoder.encode``, over random and adversarial
+events: every value kind, lone surrogates, str subclasses, out-of-range ints, empty keys. Events the native
+core does not take go to the Python fallback; the tests check it takes the plain ones itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import logging
+import random
+
+import pytest
+
+from auditrail import semconv
+from auditrail.chain import Chain, event_hash, record_fields
+from auditrail.events import AuditEvent
+from auditrail.exporters.otlp_proto import EventEncoder
+from auditrail.pipeline import AuditLoggerProvider
+
+native = pytest.importorskip("auditrail_native", reason="the native core is not built (make install with cargo)")
+if not hasattr(native, "link_events"):
+    pytest.skip("the native core predates its drain functions: rebuild it (make install)", allow_module_level=True)
+
+from test_chain_verify import _random_string  # noqa: E402
+from test_otlp_proto import RESOURCE, SCOPE, random_event  # noqa: E402
+
+
+class Text(str):
+    """A str subclass: the Python encoder takes its generic path for it (same bytes)."""
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+def _never(*args: object) -> bytes:
+    raise AssertionError(f"the native core handed a plain event back: {args!r}")
+
+
+# --- encode_request -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_records_equal_the_python_encoder(seed):
+    rng = random.Random(seed)
+    events = [random_event(rng, i + 1) for i in range(rng.randrange(1, 60))]
+    python = EventEncoder(RESOURCE, SCOPE, native=False)
+    assert EventEncoder(RESOURCE, SCOPE).encode(events) == python.encode(events)
+
+
+def test_plain_events_never_reach_the_fallback():
+    rng = random.Random(5)
+    events = []
+    for i in range(300):
+        event = random_event(rng, i + 1)
+        if event.extra:  # plain extras only: str, int, bool, float, bytes, None
+            event.extra = {k: v for k, v in event.extra.items() if not isinstance(v, (list, dict))}
+            event.extra["x.int"] = rng.choice([0, -1, 2**63 - 1, -(2**63), Level.HIGH, True])
+            event.extra["x.text"] = Text(_random_string(rng).encode("utf-16", "surrogatepass").decode("utf-16"))
+        event.payload = rng.choice([event.payload, Text("{}")])
+        events.append(event)
+    python = EventEncoder(RESOURCE, SCOPE, native=False)
+    encoder = EventEncoder(RESOURCE, SCOPE)
+    encoder._record = _never  # type: ignore[method-assign]
+    assert encoder.encode(events) == python.encode(events)
+
+
+@pytest.mark.parametrize("odd", [
+    {"extra": {"": "an empty key"}},
+    {"extra": {"": 5}},
+    {"extra": {"x.list": [1, "a"]}},
+    {"extra": {"x.map": {"k": "v"}}},
+    {"extra": {"x.arr": bytearray(b"ab")}},
+    {"actor": 12345},
+    {"payload": {"not": "text"}},
+    {"event_type": None},
+    {"outcome": None, "risk": None, "actor_type": None},
+    {"time_unix_nano": 0, "trace_flags": 0},
+])
+def test_values_the_python_encoder_takes_otherwise_come_out_the_same(odd):
+    event = AuditEvent("prompt.update", tenant="t", actor="u", extra={"audit.chain.seq": 3})
+    for name, value in odd.items():
+        setattr(event, name, value)
+    python = EventEncoder(RESOURCE, SCOPE, native=False)
+    assert EventEncoder(RESOURCE, SCOPE).encode([event]) == python.encode([event])
+
+
+@pytest.mark.parametrize("odd", [
+    {"extra": {"x.big": 2**64}},
+    {"tenant": "lone \ud800 surrogate"},
+    {"extra": {"x.bad": "\udfff"}},
+    {"event_id": None},
+    {"time_unix_nano": -1},
+    {"extra": {"x.obj": object()}},
+    {"extra": {7: "a key that is not a str"}},
+])
+def test_values_the_python_encoder_refuses_raise_the_same_error(odd):
+    event = AuditEvent("prompt.update", tenant="t")
+    for name, value in odd.items():
+        setattr(event, name, value)
+    with pytest.raises(Exception) as python_error:
+        EventEncoder(RESOURCE, SCOPE, native=False).encode([event])
+    with pytest.raises(type(python_error.value)):
+        EventEncoder(RESOURCE, SCOPE).encode([event])
+
+
+# --- link_events ----------------------------------------------------------------------------------------
+
+
+def _linker(chains: dict) -> tuple:
+    def chain_for(tenant):
+        if tenant not in chains:
+            chains[tenant] = Chain()
+        return chains[tenant]
+    return chain_for, AuditLoggerProvider._link_one
+
+
+def _random_events(rng: random.Random, n: int) -> list[AuditEvent]:
+    def text() -> str | None:
+        return rng.choice([None, "", _random_string(rng)])
+
+    return [AuditEvent(rng.choice(["prompt.update", "crawl.run", _random_string(rng)]),
+                       tenant=rng.choice([None, "t1", "t2", "", _random_string(rng)]), actor=text(),
+                       actor_type=rng.choice(["user", None]), payload=rng.choice(['{"a":1}', _random_string(rng)]),
+                       source_ip=text(), reason=text(), outcome=rng.choice(["success", None]),
+                       risk=rng.choice(["high", "low"]), impersonator=text(), impersonation_id=text(),
+                       approval_id=text(), time_unix_nano=rng.choice([0, 1, rng.randrange(2**63)]),
+                       extra=rng.choice([None, {}, {"x.other": 1}]))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_links_equal_chain_link(seed):
+    rng = random.Random(seed)
+    events = _random_events(rng, 400)
+    twins = copy.deepcopy(events)
+    chains: dict = {}
+    counts = native.link_events(events, *_linker(chains))
+    python_chains: dict = {}
+    expected: dict = {}
+    for event in twins:
+        if event.tenant not in python_chains:  # the same chain ids, so the hashes compare
+            python_chains[event.tenant] = Chain(chains[event.tenant].chain_id)
+        python_chains[event.tenant].link(event)
+        expected[event.tenant] = expected.get(event.tenant, 0) + 1
+    assert counts == expected
+    for event, twin in zip(events, twins, strict=True):
+        assert event.extra == twin.extra
+        assert list(event.extra) == list(twin.extra)  # the same attribute order: the encoder follows it
+        assert event.extra[semconv.CHAIN_HASH] == event_hash(record_fields({
+            "event_name": event.event_type, "time_unix_nano": event.time_unix_nano,
+            "attributes": event.attributes()}))
+    for tenant, chain in chains.items():
+        assert chain.state() == python_chains[tenant].state()
+
+
+def test_linked_events_are_skipped_and_odd_ones_go_to_the_fallback(caplog):
+    chains: dict = {}
+    done = AuditEvent("a.b", tenant="t", extra={semconv.CHAIN_HASH: "kept"})
+    odd = [AuditEvent("a.b", tenant="t", actor=12345),  # rfc8785 hashes the int: linked by the fallback
+           AuditEvent("a.b", tenant="t", reason="lone \ud800"),  # refused: logged, left unlinked
+           AuditEvent("a.b", tenant="t", extra=["not", "a", "dict"])]  # type: ignore[arg-type]
+    plain = [AuditEvent("a.b", tenant="t") for _ in range(3)]
+    events = [done, plain[0], *odd, plain[1], plain[2]]
+    with caplog.at_level(logging.ERROR, logger="auditrail"):
+        counts = native.link_events(events, *_linker(chains))
+    assert done.extra == {semconv.CHAIN_HASH: "kept"}
+    assert counts == {"t": 4}
+    linked = [plain[0], odd[0], plain[1], plain[2]]
+    assert [e.extra[semconv.CHAIN_SEQ] for e in linked] == [1, 2, 3, 4]
+    for before, after in zip(linked, linked[1:], strict=False):
+        assert after.extra[semconv.CHAIN_PREV] == before.extra[semconv.CHAIN_HASH]
+    assert odd[1].extra in (None, {}) and odd[2].extra == ["not", "a", "dict"] and "could not link" in caplog.text
+    assert chains["t"].state() == (chains["t"].chain_id, 4, plain[2].extra[semconv.CHAIN_HASH])
+
+
+def test_an_error_midway_keeps_the_chain_state_of_what_was_linked():
+    chains: dict = {}
+    chain_for, fallback = _linker(chains)
+    events = [AuditEvent("a.b", tenant="t"), AuditEvent("a.b", tenant="u")]
+
+    def refuse(tenant):
+        if tenant == "u":
+            raise RuntimeError("no chain for u")
+        return chain_for(tenant)
+
+    with pytest.raises(RuntimeError):
+        native.link_events(events, refuse, fallback)
+    assert chains["t"].state() == (chains["t"].chain_id, 1, events[0].extra[semconv.CHAIN_HASH])
+
+
+# --- journal_payload --------------------------------------------------------------------------------------
+
+
+def test_journal_payload_reads_back_as_the_orjson_entries():
+    import orjson
+
+    from auditrail.spool_file import _journal_entries
+
+    chains: dict = {}
+    events = _random_events(random.Random(3), 50) + [AuditEvent("a.b", extra=None), AuditEvent("a.b", extra={})]
+    native.link_events(events[:50], *_linker(chains))
+    records = [(i * 700 + 12, event) for i, event in enumerate(events)]
+    payload = native.journal_payload(records)
+    assert orjson.loads(payload) == _journal_entries(records)
+    odd = AuditEvent("a.b", extra={semconv.CHAIN_SEQ: 1.5})
+    assert native.journal_payload([(1, odd)]) is None  # orjson writes what is not a str, int or None
