@@ -21,6 +21,7 @@ from auditrail.chain import Chain, event_hash, record_fields
 from auditrail.events import AuditEvent
 from auditrail.exporters.otlp_proto import EventEncoder
 from auditrail.pipeline import AuditLoggerProvider
+from auditrail.spool_file import encode_event
 
 native = pytest.importorskip("auditrail_native", reason="the native core is not built (make install with cargo)")
 if not hasattr(native, "link_events"):
@@ -38,6 +39,22 @@ class Level(enum.IntEnum):
     HIGH = 3
 
 
+@pytest.fixture(params=[False, True], ids=["objects", "spooled"])
+def spooled(request):
+    """Whether the events carry their spool records (as a DiskSpool's do): the native core reads those."""
+    return request.param
+
+
+def _spool(events: list[AuditEvent], spooled: bool) -> list[AuditEvent]:
+    if spooled:
+        for event in events:
+            try:
+                event.spooled = encode_event(event)
+            except TypeError:  # (bytes in extra: the spool refuses such an event)
+                pass
+    return events
+
+
 def _never(*args: object) -> bytes:
     raise AssertionError(f"the native core handed a plain event back: {args!r}")
 
@@ -46,14 +63,14 @@ def _never(*args: object) -> bytes:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_records_equal_the_python_encoder(seed):
+def test_records_equal_the_python_encoder(seed, spooled):
     rng = random.Random(seed)
-    events = [random_event(rng, i + 1) for i in range(rng.randrange(1, 60))]
+    events = _spool([random_event(rng, i + 1) for i in range(rng.randrange(1, 60))], spooled)
     python = EventEncoder(RESOURCE, SCOPE, native=False)
     assert EventEncoder(RESOURCE, SCOPE).encode(events) == python.encode(events)
 
 
-def test_plain_events_never_reach_the_fallback():
+def test_plain_events_never_reach_the_fallback(spooled):
     rng = random.Random(5)
     events = []
     for i in range(300):
@@ -64,6 +81,7 @@ def test_plain_events_never_reach_the_fallback():
             event.extra["x.text"] = Text(_random_string(rng).encode("utf-16", "surrogatepass").decode("utf-16"))
         event.payload = rng.choice([event.payload, Text("{}")])
         events.append(event)
+    _spool(events, spooled)
     python = EventEncoder(RESOURCE, SCOPE, native=False)
     encoder = EventEncoder(RESOURCE, SCOPE)
     encoder._record = _never  # type: ignore[method-assign]
@@ -135,9 +153,9 @@ def _random_events(rng: random.Random, n: int) -> list[AuditEvent]:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_links_equal_chain_link(seed):
+def test_links_equal_chain_link(seed, spooled):
     rng = random.Random(seed)
-    events = _random_events(rng, 400)
+    events = _spool(_random_events(rng, 400), spooled)
     twins = copy.deepcopy(events)
     chains: dict = {}
     counts = native.link_events(events, *_linker(chains))
@@ -179,7 +197,7 @@ def test_linked_events_are_skipped_and_odd_ones_go_to_the_fallback(caplog):
     assert chains["t"].state() == (chains["t"].chain_id, 4, plain[2].extra[semconv.CHAIN_HASH])
 
 
-def test_an_error_midway_keeps_the_chain_state_of_what_was_linked():
+def test_an_error_midway_leaves_each_chain_at_what_it_linked():
     chains: dict = {}
     chain_for, fallback = _linker(chains)
     events = [AuditEvent("a.b", tenant="t"), AuditEvent("a.b", tenant="u")]
@@ -191,7 +209,8 @@ def test_an_error_midway_keeps_the_chain_state_of_what_was_linked():
 
     with pytest.raises(RuntimeError):
         native.link_events(events, refuse, fallback)
-    assert chains["t"].state() == (chains["t"].chain_id, 1, events[0].extra[semconv.CHAIN_HASH])
+    linked = events[0].extra and events[0].extra.get(semconv.CHAIN_HASH)  # the chain says what was linked
+    assert chains["t"].state() == (chains["t"].chain_id, 1, linked) if linked else chains["t"].seq == 0
 
 
 # --- journal_payload --------------------------------------------------------------------------------------
@@ -210,3 +229,26 @@ def test_journal_payload_reads_back_as_the_orjson_entries():
     assert orjson.loads(payload) == _journal_entries(records)
     odd = AuditEvent("a.b", extra={semconv.CHAIN_SEQ: 1.5})
     assert native.journal_payload([(1, odd)]) is None  # orjson writes what is not a str, int or None
+
+
+def test_the_spool_record_is_what_the_native_core_reads():
+    """An event's fields come from its spool record when it has one (and from the object when that record
+    is not one): proved with records of another event."""
+    first, other = AuditEvent("a.b", tenant="t", actor="alice"), AuditEvent("c.d", tenant="t", actor="bob")
+    python = EventEncoder(RESOURCE, SCOPE, native=False)
+    carrier = copy.copy(first)
+    carrier.spooled = encode_event(other)
+    assert EventEncoder(RESOURCE, SCOPE).encode([carrier]) == python.encode([other])
+    carrier.spooled = b"[1, not json"
+    assert EventEncoder(RESOURCE, SCOPE).encode([carrier]) == python.encode([first])
+
+    chains: dict = {}
+    carrier.spooled = encode_event(other)
+    native.link_events([carrier], *_linker(chains))
+    twin = copy.copy(other)
+    Chain(chains["t"].chain_id).link(twin)
+    assert carrier.extra == twin.extra
+    broken = copy.copy(first)
+    broken.extra, broken.spooled = None, b"garbage"
+    native.link_events([broken], *_linker(chains))  # the object's fields, through Chain.link
+    assert broken.extra[semconv.CHAIN_SEQ] == 2 and broken.extra[semconv.CHAIN_PREV] == carrier.extra[semconv.CHAIN_HASH]

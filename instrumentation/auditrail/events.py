@@ -94,6 +94,9 @@ class AuditEvent:
     span_id: int = 0
     trace_flags: int = 0
     extra: dict[str, Any] | None = None  # further attributes, e.g. the chain fields of the delivery layer
+    # The bytes the disk spool stored for it (spool_file.encode_event: every field above but `extra`, as
+    # it was appended): the native core reads them instead of the attributes. Not part of the event.
+    spooled: bytes | None = field(default=None, compare=False, repr=False)
 
     def attributes(self) -> dict[str, Any]:
         """The LogRecord attributes of this event (absent values are left out, not sent as null)."""

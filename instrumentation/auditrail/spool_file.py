@@ -116,7 +116,7 @@ def decode_event(payload: bytes | memoryview) -> AuditEvent:
     t, s = v[15], v[16]
     return AuditEvent(
         v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14],
-        int(t, 16) if type(t) is str else t, int(s, 16) if type(s) is str else s, v[17], v[18],
+        int(t, 16) if type(t) is str else t, int(s, 16) if type(s) is str else s, v[17], v[18], bytes(payload),
     )
 
 
@@ -555,6 +555,7 @@ class DiskSpool:
             raise SpoolWriteError(errno.EINVAL, f"auditrail: cannot encode audit event {event.event_id} for "
                                   f"the spool in {self._own.path if self._own else self.spool_dir}: {exc}") from exc
         rec = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        event.spooled = payload
         size = len(rec)
         with self._lock:
             if self._broken is not None:

@@ -7,16 +7,22 @@
 //!   object of chain.py (its keys in RFC 8785 order, absent values left out, the time as a decimal string,
 //!   the seq a JSON integer), canonical JSON as RFC 8785 writes strings, SHA-256, lowercase hex; the four
 //!   chain attributes set in `event.extra` in Chain.link's order.
-//! * [`encode_log_records`] is `exporters.otlp_proto.EventEncoder._record` over a batch: `0x12 len LogRecord`
-//!   per event, the fields in the same order, values encoded as that encoder encodes them.
+//! * [`encode_request`] is `exporters.otlp_proto.EventEncoder.encode`: the request, `0x12 len LogRecord` per
+//!   event as `_record` writes it, the fields in the same order, values encoded as that encoder encodes them.
+//! * [`journal_payload`] is spool_file's journal frame (orjson of `_journal_entries`).
 //!
 //! Plain means: the hashed fields are str or None, the time an int; for the encoder, extra attributes of str,
 //! int (int64), bool, float, bytes or None under non-empty str keys. An event outside that goes to `fallback`.
+//!
+//! The fields of an event that a DiskSpool stored come from its record (`AuditEvent.spooled`, the bytes
+//! spool_file.encode_event wrote), parsed and hashed or encoded with the GIL released: the drain's Python
+//! part per event is then a few attribute and dict operations, and the app's threads run meanwhile.
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use sha2::{Digest, Sha256};
+
 
 const SAFE_INT: u64 = (1 << 53) - 1;
 
@@ -29,34 +35,41 @@ fn opt_str<'a>(value: &'a Bound<'_, PyAny>) -> Result<Option<&'a str>, ()> {
     value.cast::<PyString>().map_err(|_| ())?.to_str().map(Some).map_err(|_| ())
 }
 
+/// What RFC 8785 writes for each byte of a string: 0 itself, b'u' \u00xx, else a backslash and that byte.
+const ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
 /// RFC 8785 (ECMAScript JSON.stringify) for a string: `"` `\` and the C0 controls escaped (short forms where
 /// JSON has them, else \u00xx in lowercase hex), everything else as its UTF-8.
 fn json_string(out: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(text.len() + 2);
     out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            0x0c => b'f',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0..=0x1f => 0,
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if short != 0 {
-            out.extend_from_slice(&[b'\\', short]);
-        } else {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+    let mut rest = text.as_bytes();
+    while let Some(at) = rest.iter().position(|&b| ESCAPE[b as usize] != 0) {
+        out.extend_from_slice(&rest[..at]);
+        let b = rest[at];
+        match ESCAPE[b as usize] {
+            b'u' => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]),
+            short => out.extend_from_slice(&[b'\\', short]),
         }
-        start = i + 1;
+        rest = &rest[at + 1..];
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
@@ -82,24 +95,211 @@ impl<'py> ChainState<'py> {
 
 /// The hashed fields of chain.py's `_event_fields`, in its (RFC 8785) key order, between which the chain's
 /// id, prev hash and seq go. Err(()) when a value is not plain.
-struct Hashed<'a> {
-    actor_type: Option<&'a str>,
-    approval: Option<&'a str>,
-    event_id: Option<&'a str>,
-    impersonation: Option<&'a str>,
-    impersonator: Option<&'a str>,
-    outcome: Option<&'a str>,
-    payload: Option<&'a str>,
-    reason: Option<&'a str>,
-    risk: Option<&'a str>,
-    tenant: Option<&'a str>,
-    source_ip: Option<&'a str>,
-    actor: Option<&'a str>,
-    event_name: Option<&'a str>,
-    time: String,
+/// AuditEvent's fields in spool_file.encode_event's order (after its format number), as text or None.
+const SLOTS: [&str; 13] = [
+    "event_type", "tenant", "actor", "actor_type", "payload", "source_ip", "reason", "outcome", "risk",
+    "impersonator", "impersonation_id", "approval_id", "event_id",
+];
+const EVENT_TYPE: usize = 0;
+const TENANT: usize = 1;
+const ACTOR: usize = 2;
+const ACTOR_TYPE: usize = 3;
+const PAYLOAD: usize = 4;
+const SOURCE_IP: usize = 5;
+const REASON: usize = 6;
+const OUTCOME: usize = 7;
+const RISK: usize = 8;
+const IMPERSONATOR: usize = 9;
+const IMPERSONATION: usize = 10;
+const APPROVAL: usize = 11;
+const EVENT_ID: usize = 12;
+
+/// An event's fields, read from the AuditEvent or parsed from its spool record (`AuditEvent.spooled`, the
+/// bytes encode_event wrote: no attribute reads under the GIL). `text` None: the value was None.
+struct Ev {
+    text: [Option<String>; 13],
+    time: String,       // time_unix_nano as a decimal string (the hashed form)
+    time_u64: Option<u64>, // the same when it fits a fixed64 (the encoder needs it)
+    trace_id: Option<u128>,
+    span_id: Option<u64>,
+    trace_flags: Option<u32>,
 }
 
-fn hashed_json(out: &mut Vec<u8>, h: &Hashed<'_>, chain_id: &str, prev: &str, seq: u64) {
+impl Ev {
+    fn get(&self, i: usize) -> Option<&str> {
+        self.text[i].as_deref()
+    }
+
+    /// From the object; Err(()) when a field is not a str or None, or the time not an int.
+    fn from_object<'py>(event: &Bound<'py, PyAny>) -> PyResult<Result<Ev, ()>> {
+        let py = event.py();
+        let mut text: [Option<String>; 13] = Default::default();
+        for (i, slot) in SLOTS.iter().enumerate() {
+            let value = event.getattr(PyString::intern(py, slot))?;
+            match opt_str(&value) {
+                Ok(value) => text[i] = value.map(str::to_owned),
+                Err(()) => return Ok(Err(())),
+            }
+        }
+        let time = event.getattr(intern!(py, "time_unix_nano"))?;
+        let Ok(time) = time.cast::<PyInt>() else { return Ok(Err(())) };
+        let number = |name: &Bound<'py, PyString>| -> PyResult<Bound<'py, PyAny>> { event.getattr(name) };
+        let trace = number(intern!(py, "trace_id"))?;
+        Ok(Ok(Ev {
+            text,
+            time: time.str()?.to_str()?.to_owned(),
+            time_u64: time.extract::<u64>().ok(),
+            trace_id: trace.extract::<u64>().map(u128::from).or_else(|_| trace.extract::<u128>()).ok(),
+            span_id: number(intern!(py, "span_id"))?.extract::<u64>().ok(),
+            trace_flags: number(intern!(py, "trace_flags"))?.extract::<u32>().ok(),
+        }))
+    }
+
+    /// From a spool record (format 1: [1, 13 fields, time, trace, span, flags, extra]); Err(()) when it is not
+    /// one or a field is not plain. The record's own extra is not read (the object's is current).
+    fn from_spooled(record: &[u8]) -> Result<Ev, ()> {
+        let mut p = Parser { data: record, at: 0 };
+        p.expect(b'[')?;
+        if p.number()? != Number::U(1) {
+            return Err(());
+        }
+        let mut text: [Option<String>; 13] = Default::default();
+        for slot in text.iter_mut() {
+            p.expect(b',')?;
+            *slot = p.text_or_null()?;
+        }
+        p.expect(b',')?;
+        let time = p.number()?;
+        let mut id = || -> Result<u128, ()> {
+            p.expect(b',')?;
+            match p.peek()? {
+                b'"' => u128::from_str_radix(&p.text_or_null()?.ok_or(())?, 16).map_err(|_| ()),
+                _ => match p.number()? {
+                    Number::U(n) => Ok(u128::from(n)),
+                    Number::I(_) => Err(()),
+                },
+            }
+        };
+        let trace_id = id()?;
+        let span_id = u64::try_from(id()?).map_err(|_| ())?;
+        p.expect(b',')?;
+        let Number::U(flags) = p.number()? else { return Err(()) };
+        p.expect(b',')?; // the extra attributes follow: not read
+        let (time, time_u64) = match time {
+            Number::U(n) => (n.to_string(), Some(n)),
+            Number::I(n) => (n.to_string(), None),
+        };
+        Ok(Ev { text, time, time_u64, trace_id: Some(trace_id), span_id: Some(span_id), trace_flags: Some(u32::try_from(flags).map_err(|_| ())?) })
+    }
+}
+
+#[derive(PartialEq)]
+enum Number {
+    U(u64),
+    I(i64), // negative
+}
+
+/// Just enough JSON for spool records as orjson writes them (no whitespace; strings with escapes).
+struct Parser<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Result<u8, ()> {
+        self.data.get(self.at).copied().ok_or(())
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), ()> {
+        if self.peek()? != byte {
+            return Err(());
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// An integer (no fraction or exponent: those are not plain here).
+    fn number(&mut self) -> Result<Number, ()> {
+        let negative = self.peek()? == b'-';
+        if negative {
+            self.at += 1;
+        }
+        let start = self.at;
+        while self.data.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+        let digits = std::str::from_utf8(&self.data[start..self.at]).map_err(|_| ())?;
+        if digits.is_empty() || matches!(self.data.get(self.at), Some(b'.' | b'e' | b'E')) {
+            return Err(());
+        }
+        let value: u64 = digits.parse().map_err(|_| ())?;
+        if negative {
+            if value == 0 {
+                return Ok(Number::U(0));
+            }
+            return i64::try_from(value).map(|v| Number::I(-v)).or(if value == 1 << 63 { Ok(Number::I(i64::MIN)) } else { Err(()) });
+        }
+        Ok(Number::U(value))
+    }
+
+    fn text_or_null(&mut self) -> Result<Option<String>, ()> {
+        if self.data[self.at..].starts_with(b"null") {
+            self.at += 4;
+            return Ok(None);
+        }
+        self.expect(b'"')?;
+        let mut out = String::new();
+        loop {
+            let rest = &self.data[self.at..];
+            let stop = rest.iter().position(|&b| b == b'"' || b == b'\\').ok_or(())?;
+            out.push_str(std::str::from_utf8(&rest[..stop]).map_err(|_| ())?);
+            self.at += stop + 1;
+            if rest[stop] == b'"' {
+                return Ok(Some(out));
+            }
+            let escape = self.peek()?;
+            self.at += 1;
+            match escape {
+                b'"' => out.push('"'),
+                b'\\' => out.push('\\'),
+                b'/' => out.push('/'),
+                b'b' => out.push('\u{8}'),
+                b'f' => out.push('\u{c}'),
+                b'n' => out.push('\n'),
+                b'r' => out.push('\r'),
+                b't' => out.push('\t'),
+                b'u' => {
+                    let unit = self.hex4()?;
+                    let code = if (0xd800..0xdc00).contains(&unit) {
+                        if !self.data[self.at..].starts_with(b"\\u") {
+                            return Err(()); // a lone surrogate: no str holds it
+                        }
+                        self.at += 2;
+                        let low = self.hex4()?;
+                        if !(0xdc00..0xe000).contains(&low) {
+                            return Err(());
+                        }
+                        0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)
+                    } else {
+                        unit
+                    };
+                    out.push(char::from_u32(code).ok_or(())?);
+                }
+                _ => return Err(()),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ()> {
+        let digits = self.data.get(self.at..self.at + 4).ok_or(())?;
+        self.at += 4;
+        u32::from_str_radix(std::str::from_utf8(digits).map_err(|_| ())?, 16).map_err(|_| ())
+    }
+}
+
+/// chain.py's hashed object of `ev` at position `seq` after `prev`, as canonical JSON in `out`: its keys in
+/// RFC 8785 order, None values left out, the seq an integer, the time a string.
+fn hashed_json(out: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64) {
     out.clear();
     out.push(b'{');
     let mut first = true;
@@ -114,60 +314,56 @@ fn hashed_json(out: &mut Vec<u8>, h: &Hashed<'_>, chain_id: &str, prev: &str, se
             json_string(out, value);
         }
     };
-    field(out, "audit.actor.type", h.actor_type);
-    field(out, "audit.approval.id", h.approval);
+    field(out, "audit.actor.type", ev.get(ACTOR_TYPE));
+    field(out, "audit.approval.id", ev.get(APPROVAL));
     field(out, "audit.chain.id", Some(chain_id));
     field(out, "audit.chain.prev_hash", Some(prev));
     out.extend_from_slice(b",\"audit.chain.seq\":");
     out.extend_from_slice(seq.to_string().as_bytes());
-    let field = |out: &mut Vec<u8>, key: &str, value: Option<&str>| {
-        if let Some(value) = value {
+    for (key, index) in [
+        ("audit.event_id", EVENT_ID), ("audit.impersonation.id", IMPERSONATION),
+        ("audit.impersonator.id", IMPERSONATOR), ("audit.outcome", OUTCOME), ("audit.payload", PAYLOAD),
+        ("audit.reason", REASON), ("audit.risk", RISK), ("audit.tenant_id", TENANT),
+        ("client.address", SOURCE_IP), ("enduser.id", ACTOR), ("event_name", EVENT_TYPE),
+    ] {
+        if let Some(value) = ev.get(index) {
             out.push(b',');
             json_string(out, key);
             out.push(b':');
             json_string(out, value);
         }
-    };
-    field(out, "audit.event_id", h.event_id);
-    field(out, "audit.impersonation.id", h.impersonation);
-    field(out, "audit.impersonator.id", h.impersonator);
-    field(out, "audit.outcome", h.outcome);
-    field(out, "audit.payload", h.payload);
-    field(out, "audit.reason", h.reason);
-    field(out, "audit.risk", h.risk);
-    field(out, "audit.tenant_id", h.tenant);
-    field(out, "client.address", h.source_ip);
-    field(out, "enduser.id", h.actor);
-    field(out, "event_name", h.event_name);
-    field(out, "time_unix_nano", Some(&h.time));
+    }
+    out.extend_from_slice(b",\"time_unix_nano\":");
+    json_string(out, &ev.time);
     out.push(b'}');
 }
 
-fn hashed<'a>(values: &'a [Bound<'_, PyAny>; 14]) -> Result<Hashed<'a>, ()> {
-    let time = values[13].cast::<PyInt>().map_err(|_| ())?.str().map_err(|_| ())?.to_string();
-    Ok(Hashed {
-        actor_type: opt_str(&values[0])?,
-        approval: opt_str(&values[1])?,
-        event_id: opt_str(&values[2])?,
-        impersonation: opt_str(&values[3])?,
-        impersonator: opt_str(&values[4])?,
-        outcome: opt_str(&values[5])?,
-        payload: opt_str(&values[6])?,
-        reason: opt_str(&values[7])?,
-        risk: opt_str(&values[8])?,
-        tenant: opt_str(&values[9])?,
-        source_ip: opt_str(&values[10])?,
-        actor: opt_str(&values[11])?,
-        event_name: opt_str(&values[12])?,
-        time,
-    })
+/// The hex SHA-256 of `ev`'s hashed object at `seq` after `prev`.
+fn link_digest(json: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64) -> [u8; 64] {
+    hashed_json(json, ev, chain_id, prev, seq);
+    let digest = Sha256::digest(&json[..]);
+    let mut hex = [0u8; 64];
+    for (i, b) in digest.iter().enumerate() {
+        hex[2 * i] = b"0123456789abcdef"[(b >> 4) as usize];
+        hex[2 * i + 1] = b"0123456789abcdef"[(b & 15) as usize];
+    }
+    hex
+}
+
+/// One event of a link_events batch.
+enum Link<'a> {
+    Skip,               // linked already
+    Spooled(&'a [u8]),  // its spool record: parsed without the GIL
+    Plain(Ev),
+    Fallback,           // the Python linker's
 }
 
 /// Link `events` in order into the chains of their tenants: `chain_for(tenant)` gives the `Chain` (made on
 /// the tenant's first event), `fallback(chain, event)` links an event that is not plain (True when it did).
 /// Events that carry `audit.chain.hash` already are left as they are. Returns {tenant: events linked}.
-/// Call it as the Python linker is called (under the append lock); the chains' state is read once and
-/// written back (`Chain.set_head`) before any fallback and at the end.
+/// Call it as the Python linker is called (under the append lock): the chains' state is read once
+/// (`Chain.state`) and written back (`Chain.set_head`) before any fallback and at the end. When every event
+/// is plain, the fields are read from their spool records and hashed without the GIL.
 #[pyfunction]
 pub fn link_events<'py>(
     py: Python<'py>,
@@ -175,92 +371,208 @@ pub fn link_events<'py>(
     chain_for: &Bound<'py, PyAny>,
     fallback: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let counts = PyDict::new(py);
-    let mut states: Vec<(Bound<'py, PyAny>, ChainState<'py>)> = Vec::new(); // (tenant, state)
     let keys = [
         intern!(py, "audit.chain.id"),
         intern!(py, "audit.chain.seq"),
         intern!(py, "audit.chain.prev_hash"),
         intern!(py, "audit.chain.hash"),
     ];
-    let names = [
-        intern!(py, "actor_type"), intern!(py, "approval_id"), intern!(py, "event_id"),
-        intern!(py, "impersonation_id"), intern!(py, "impersonator"), intern!(py, "outcome"),
-        intern!(py, "payload"), intern!(py, "reason"), intern!(py, "risk"), intern!(py, "tenant"),
-        intern!(py, "source_ip"), intern!(py, "actor"), intern!(py, "event_type"), intern!(py, "time_unix_nano"),
-    ];
     let extra_name = intern!(py, "extra");
+    let spooled_name = intern!(py, "spooled");
+    // 1. (GIL) what each event is; the records' bytes stay borrowed from their objects, which `events` holds.
+    let mut extras: Vec<Option<Bound<'py, PyDict>>> = Vec::with_capacity(events.len());
+    let mut spooled: Vec<Option<Bound<'py, PyBytes>>> = Vec::with_capacity(events.len());
+    let mut any_fallback = false;
+    let mut kinds: Vec<u8> = Vec::with_capacity(events.len()); // 0 skip, 1 spooled, 2 object, 3 fallback
+    for event in events.iter() {
+        let extra = event.getattr(extra_name)?;
+        let extra = if extra.is_none() { Ok(None) } else { extra.cast_into::<PyDict>().map(Some) };
+        let Ok(extra) = extra else {
+            any_fallback = true;
+            kinds.push(3);
+            extras.push(None);
+            spooled.push(None);
+            continue;
+        };
+        if let Some(extra) = &extra {
+            if extra.contains(keys[3])? {
+                kinds.push(0);
+                extras.push(None);
+                spooled.push(None);
+                continue;
+            }
+        }
+        let record = event.getattr(spooled_name)?.cast_into::<PyBytes>().ok();
+        kinds.push(if record.is_some() { 1 } else { 2 });
+        extras.push(extra);
+        spooled.push(record);
+    }
+    let mut items: Vec<Link<'_>> = Vec::with_capacity(events.len());
+    for (i, kind) in kinds.iter().enumerate() {
+        items.push(match kind {
+            0 => Link::Skip,
+            1 => Link::Spooled(spooled[i].as_ref().expect("kind 1").as_bytes()),
+            2 => match Ev::from_object(&events.get_item(i)?)? {
+                Ok(ev) => Link::Plain(ev),
+                Err(()) => {
+                    any_fallback = true;
+                    Link::Fallback
+                }
+            },
+            _ => Link::Fallback,
+        });
+    }
+    // 2. (no GIL) parse the spool records
+    let items: Vec<Link<'_>> = py.detach(|| {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Link::Spooled(record) => Ev::from_spooled(record).map(Link::Plain).unwrap_or(Link::Fallback),
+                other => other,
+            })
+            .collect()
+    });
+    any_fallback |= items.iter().any(|item| matches!(item, Link::Fallback));
+    // 3. the chains of the tenants met: (tenant, state)
+    let mut states: Vec<(Option<String>, ChainState<'py>)> = Vec::new();
+    let counts = PyDict::new(py);
     let mut json = Vec::with_capacity(1024);
     let result = (|| -> PyResult<()> {
-        for event in events.iter() {
-            let extra = event.getattr(extra_name)?;
-            let extra = if extra.is_none() { None } else { Some(extra.cast_into::<PyDict>()) };
-            if let Some(Ok(extra)) = &extra {
-                if extra.contains(keys[3])? {
+        if !any_fallback {
+            let mut chain_of = Vec::with_capacity(items.len());
+            for item in &items {
+                let Link::Plain(ev) = item else {
+                    chain_of.push(usize::MAX);
                     continue;
-                }
+                };
+                let tenant = ev.text[TENANT].as_ref();
+                let index = match states.iter().position(|(t, _)| t.as_ref() == tenant) {
+                    Some(index) => index,
+                    None => {
+                        let chain = chain_for.call1((tenant.map(|t| t.as_str()),))?;
+                        states.push((tenant.cloned(), ChainState::load(chain)?));
+                        states.len() - 1
+                    }
+                };
+                chain_of.push(index);
             }
-            let values: [Bound<'py, PyAny>; 14] = [
-                event.getattr(names[0])?, event.getattr(names[1])?, event.getattr(names[2])?,
-                event.getattr(names[3])?, event.getattr(names[4])?, event.getattr(names[5])?,
-                event.getattr(names[6])?, event.getattr(names[7])?, event.getattr(names[8])?,
-                event.getattr(names[9])?, event.getattr(names[10])?, event.getattr(names[11])?,
-                event.getattr(names[12])?, event.getattr(names[13])?,
-            ];
-            let tenant = &values[9];
-            let index = match states.iter().position(|(t, _)| t.eq(tenant).unwrap_or(false) && t.is_none() == tenant.is_none()) {
-                Some(index) => index,
-                None => {
-                    let chain = chain_for.call1((tenant,))?;
-                    states.push((tenant.clone(), ChainState::load(chain)?));
-                    states.len() - 1
-                }
-            };
-            let state = &mut states[index].1;
-            // Not plain: a value the Python path must hash (or refuse), or an extra that is not a dict.
-            let plain = hashed(&values).ok().filter(|_| state.seq < SAFE_INT && !matches!(extra, Some(Err(_))));
-            let Some(fields) = plain else {
-                state.store()?;
-                let linked = fallback.call1((&state.chain, &event))?.is_truthy()?;
-                *state = ChainState::load(state.chain.clone())?;
-                if linked {
-                    let n: usize = counts.get_item(tenant)?.map(|n| n.extract()).transpose()?.unwrap_or(0);
-                    counts.set_item(tenant, n + 1)?;
-                }
-                continue;
-            };
-            let seq = state.seq + 1;
-            hashed_json(&mut json, &fields, state.id.to_str()?, state.head.to_str()?, seq);
-            let digest = Sha256::digest(&json);
-            let mut hex = [0u8; 64];
-            for (i, b) in digest.iter().enumerate() {
-                hex[2 * i] = b"0123456789abcdef"[(b >> 4) as usize];
-                hex[2 * i + 1] = b"0123456789abcdef"[(b & 15) as usize];
+            // 4. (no GIL) hash, chain by chain in event order
+            let mut heads: Vec<(String, u64, String)> = Vec::with_capacity(states.len());
+            for (_, state) in &states {
+                heads.push((state.id.to_str()?.to_owned(), state.seq, state.head.to_str()?.to_owned()));
             }
-            let digest = PyString::new(py, std::str::from_utf8(&hex).expect("hex is ASCII"));
-            let extra = match extra {
-                Some(extra) => extra.expect("checked above"),
-                None => {
-                    let extra = PyDict::new(py);
-                    event.setattr(extra_name, &extra)?;
-                    extra
+            let digests: Option<Vec<[u8; 64]>> = py.detach(|| {
+                let mut digests = Vec::with_capacity(items.len());
+                for (item, &index) in items.iter().zip(&chain_of) {
+                    let Link::Plain(ev) = item else {
+                        digests.push([0u8; 64]);
+                        continue;
+                    };
+                    let (id, seq, head) = &mut heads[index];
+                    if *seq >= SAFE_INT {
+                        return None;
+                    }
+                    *seq += 1;
+                    let digest = link_digest(&mut json, ev, id, head, *seq);
+                    head.clear();
+                    head.push_str(std::str::from_utf8(&digest).expect("hex is ASCII"));
+                    digests.push(digest);
                 }
-            };
-            extra.set_item(keys[0], &state.id)?;
-            extra.set_item(keys[1], seq)?;
-            extra.set_item(keys[2], &state.head)?;
-            extra.set_item(keys[3], &digest)?;
-            state.seq = seq;
-            state.head = digest;
-            let n: usize = counts.get_item(tenant)?.map(|n| n.extract()).transpose()?.unwrap_or(0);
-            counts.set_item(tenant, n + 1)?;
+                Some(digests)
+            });
+            if let Some(digests) = digests {
+                // 5. (GIL) the chain attributes, in Chain.link's order
+                let mut linked = vec![0usize; states.len()];
+                for (i, (item, &index)) in items.iter().zip(&chain_of).enumerate() {
+                    let Link::Plain(_) = item else { continue };
+                    let (_, state) = &mut states[index];
+                    let digest = PyString::new(py, std::str::from_utf8(&digests[i]).expect("hex is ASCII"));
+                    let extra = match extras[i].take() {
+                        Some(extra) => extra,
+                        None => {
+                            let extra = PyDict::new(py);
+                            events.get_item(i)?.setattr(extra_name, &extra)?;
+                            extra
+                        }
+                    };
+                    let seq = state.seq + 1;
+                    extra.set_item(keys[0], &state.id)?;
+                    extra.set_item(keys[1], seq)?;
+                    extra.set_item(keys[2], &state.head)?;
+                    extra.set_item(keys[3], &digest)?;
+                    state.seq = seq;
+                    state.head = digest;
+                    linked[index] += 1;
+                }
+                for ((tenant, _), n) in states.iter().zip(linked) {
+                    if n > 0 {
+                        counts.set_item(tenant.as_deref(), n)?;
+                    }
+                }
+                return Ok(());
+            }
         }
-        Ok(())
+        // Some event is not plain (or a chain reached 2**53): one by one, with the GIL, in order.
+        link_in_order(py, events, &items, chain_for, fallback, &keys, &counts, &mut json)
     })();
     for (_, state) in &states {
         state.store()?;
     }
     result.map(|_| counts)
+}
+
+/// link_events for a batch with events the Python linker must take: in order, each chain's state read
+/// from its Chain before and written back around every fallback.
+#[allow(clippy::too_many_arguments)]
+fn link_in_order<'py>(
+    py: Python<'py>,
+    events: &Bound<'py, PyList>,
+    items: &[Link<'_>],
+    chain_for: &Bound<'py, PyAny>,
+    fallback: &Bound<'py, PyAny>,
+    keys: &[&Bound<'py, PyString>; 4],
+    counts: &Bound<'py, PyDict>,
+    json: &mut Vec<u8>,
+) -> PyResult<()> {
+    let extra_name = intern!(py, "extra");
+    let tenant_name = intern!(py, "tenant");
+    for (i, item) in items.iter().enumerate() {
+        if matches!(item, Link::Skip) {
+            continue;
+        }
+        let event = events.get_item(i)?;
+        let tenant = event.getattr(tenant_name)?;
+        let mut state = ChainState::load(chain_for.call1((&tenant,))?)?;
+        let linked = match item {
+            Link::Plain(ev) if state.seq < SAFE_INT => {
+                let seq = state.seq + 1;
+                let digest = link_digest(json, ev, state.id.to_str()?, state.head.to_str()?, seq);
+                let digest = PyString::new(py, std::str::from_utf8(&digest).expect("hex is ASCII"));
+                let extra = event.getattr(extra_name)?;
+                let extra = if extra.is_none() {
+                    let extra = PyDict::new(py);
+                    event.setattr(extra_name, &extra)?;
+                    extra
+                } else {
+                    extra.cast_into::<PyDict>()?
+                };
+                extra.set_item(keys[0], &state.id)?;
+                extra.set_item(keys[1], seq)?;
+                extra.set_item(keys[2], &state.head)?;
+                extra.set_item(keys[3], &digest)?;
+                state.seq = seq;
+                state.head = digest;
+                state.store()?;
+                true
+            }
+            _ => fallback.call1((&state.chain, &event))?.is_truthy()?,
+        };
+        if linked {
+            let n: usize = counts.get_item(&tenant)?.map(|n| n.extract()).transpose()?.unwrap_or(0);
+            counts.set_item(&tenant, n + 1)?;
+        }
+    }
+    Ok(())
 }
 
 // --- OTLP LogRecords -------------------------------------------------------------------------------------
@@ -296,73 +608,101 @@ fn string_attribute(out: &mut Vec<u8>, key: &[u8], text: &[u8]) {
     field(out, 0x0a, text);
 }
 
-/// An AnyValue's contents for a plain value (`encode_any_value`), None when the value is not plain.
-fn any_value(value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Option<()> {
-    if let Ok(flag) = value.cast::<PyBool>() {
-        out.extend_from_slice(if flag.is_true() { b"\x10\x01" } else { b"\x10\x00" });
-    } else if let Ok(text) = value.cast::<PyString>() {
-        field(out, 0x0a, text.to_str().ok()?.as_bytes());
-    } else if let Ok(number) = value.cast::<PyInt>() {
-        out.push(0x18);
-        varint(out, number.extract::<i64>().ok()? as u64);
-    } else if let Ok(number) = value.cast::<PyFloat>() {
-        out.push(0x21);
-        out.extend_from_slice(&number.value().to_le_bytes());
-    } else if let Ok(raw) = value.cast::<PyBytes>() {
-        field(out, 0x3a, raw.as_bytes());
-    } else if !value.is_none() {
-        return None;
-    }
-    Some(())
+/// A plain extra attribute value (`encode_any_value`'s kinds but arrays and maps).
+enum XVal {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Float(f64),
+    Bytes(Vec<u8>),
+    Null,
 }
 
-/// `0x32 len KeyValue` for any plain value: a str as `_string_attribute`, else as `_key_value` (whose key
-/// is left out when empty: the caller sends empty keys to the fallback).
-fn attribute(out: &mut Vec<u8>, scratch: &mut Vec<u8>, key: &[u8], value: &Bound<'_, PyAny>) -> Option<()> {
-    if let Ok(text) = value.cast::<PyString>() {
-        string_attribute(out, key, text.to_str().ok()?.as_bytes());
-        return Some(());
+/// An event's extra attributes in dict order; Err(()) when one is not plain or its key not a non-empty str
+/// (`_key_value` leaves an empty key out where `_string_attribute` writes it: the Python encoder decides).
+fn extras_of(extra: &Bound<'_, PyAny>) -> PyResult<Result<Vec<(String, XVal)>, ()>> {
+    if extra.is_none() {
+        return Ok(Ok(Vec::new()));
     }
+    let Ok(extra) = extra.cast::<PyDict>() else { return Ok(Err(())) };
+    let mut out = Vec::with_capacity(extra.len());
+    for (key, value) in extra.iter() {
+        let Ok(Some(key)) = opt_str(&key) else { return Ok(Err(())) };
+        if key.is_empty() {
+            return Ok(Err(()));
+        }
+        let value = if let Ok(flag) = value.cast::<PyBool>() {
+            XVal::Bool(flag.is_true())
+        } else if let Ok(text) = value.cast::<PyString>() {
+            let Ok(text) = text.to_str() else { return Ok(Err(())) };
+            XVal::Str(text.to_owned())
+        } else if let Ok(number) = value.cast::<PyInt>() {
+            let Ok(number) = number.extract::<i64>() else { return Ok(Err(())) };
+            XVal::Int(number)
+        } else if let Ok(number) = value.cast::<PyFloat>() {
+            XVal::Float(number.value())
+        } else if let Ok(raw) = value.cast::<PyBytes>() {
+            XVal::Bytes(raw.as_bytes().to_vec())
+        } else if value.is_none() {
+            XVal::Null
+        } else {
+            return Ok(Err(()));
+        };
+        out.push((key.to_owned(), value));
+    }
+    Ok(Ok(out))
+}
+
+/// `0x32 len KeyValue{0x0a key, 0x12 AnyValue}` for a non-str value (`_key_value`, key non-empty).
+fn value_attribute(out: &mut Vec<u8>, scratch: &mut Vec<u8>, key: &[u8], value: &XVal) {
     scratch.clear();
-    any_value(value, scratch)?;
+    match value {
+        XVal::Str(text) => field(scratch, 0x0a, text.as_bytes()),
+        XVal::Bool(flag) => scratch.extend_from_slice(if *flag { b"\x10\x01" } else { b"\x10\x00" }),
+        XVal::Int(number) => {
+            scratch.push(0x18);
+            varint(scratch, *number as u64);
+        }
+        XVal::Float(number) => {
+            scratch.push(0x21);
+            scratch.extend_from_slice(&number.to_le_bytes());
+        }
+        XVal::Bytes(raw) => field(scratch, 0x3a, raw),
+        XVal::Null => {}
+    }
     let kv = 1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(scratch.len() as u64) + scratch.len();
     out.push(0x32);
     varint(out, kv as u64);
     field(out, 0x0a, key);
     field(out, 0x12, scratch);
-    Some(())
 }
 
-const WHO: [(&str, &str); 7] = [
-    ("actor", "enduser.id"), ("tenant", "audit.tenant_id"), ("source_ip", "client.address"),
-    ("reason", "audit.reason"), ("impersonator", "audit.impersonator.id"),
-    ("impersonation_id", "audit.impersonation.id"), ("approval_id", "audit.approval.id"),
+/// A str-or-None attribute that is always written (`_attribute`): None as an empty AnyValue.
+fn text_attribute(out: &mut Vec<u8>, scratch: &mut Vec<u8>, key: &str, value: Option<&str>) {
+    match value {
+        Some(text) => string_attribute(out, key.as_bytes(), text.as_bytes()),
+        None => value_attribute(out, scratch, key.as_bytes(), &XVal::Null),
+    }
+}
+
+const WHO: [(usize, &str); 7] = [
+    (ACTOR, "enduser.id"), (TENANT, "audit.tenant_id"), (SOURCE_IP, "client.address"), (REASON, "audit.reason"),
+    (IMPERSONATOR, "audit.impersonator.id"), (IMPERSONATION, "audit.impersonation.id"), (APPROVAL, "audit.approval.id"),
 ];
 
-/// One LogRecord's fields (without the 0x12 and length), or None when the event is not plain.
-fn record<'py>(event: &Bound<'py, PyAny>, rec: &mut Vec<u8>, scratch: &mut Vec<u8>) -> PyResult<Option<()>> {
-    let py = event.py();
+/// One LogRecord's fields (without the 0x12 and length) as EventEncoder._record writes them, or None when
+/// the event is not plain for the encoder (no event id or type, a time or id out of range).
+fn record(ev: &Ev, extras: &[(String, XVal)], rec: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Option<()> {
     rec.clear();
-    let get = |name: &Bound<'py, PyString>| event.getattr(name);
-    let time = get(intern!(py, "time_unix_nano"))?;
-    let Ok(time) = time.extract::<u64>() else { return Ok(None) };
-    let risk = get(intern!(py, "risk"))?;
-    let event_type = get(intern!(py, "event_type"))?;
-    let actor = get(intern!(py, "actor"))?;
-    let impersonator = get(intern!(py, "impersonator"))?;
-    let tenant = get(intern!(py, "tenant"))?;
-    let outcome = get(intern!(py, "outcome"))?;
-    let (Ok(risk_text), Ok(name), Ok(actor_text), Ok(impersonator_text), Ok(tenant_text), Ok(outcome_text)) = (
-        opt_str(&risk), opt_str(&event_type), opt_str(&actor), opt_str(&impersonator), opt_str(&tenant), opt_str(&outcome),
-    ) else {
-        return Ok(None);
+    let (Some(name), Some(event_id), Some(time)) = (ev.get(EVENT_TYPE), ev.get(EVENT_ID), ev.time_u64) else {
+        return None;
     };
-    let Some(name) = name else { return Ok(None) };
+    let (Some(flags), Some(trace), Some(span)) = (ev.trace_flags, ev.trace_id, ev.span_id) else { return None };
     if time != 0 {
         rec.push(0x09);
         rec.extend_from_slice(&time.to_le_bytes());
     }
-    let (number, severity) = if matches!(risk_text, Some("high" | "critical")) { (13, "WARN") } else { (9, "INFO") };
+    let (number, severity) = if matches!(ev.get(RISK), Some("high" | "critical")) { (13, "WARN") } else { (9, "INFO") };
     rec.push(0x10);
     varint(rec, number);
     field(rec, 0x1a, severity.as_bytes());
@@ -370,56 +710,34 @@ fn record<'py>(event: &Bound<'py, PyAny>, rec: &mut Vec<u8>, scratch: &mut Vec<u
     scratch.clear();
     scratch.extend_from_slice(name.as_bytes());
     scratch.extend_from_slice(b" by ");
-    scratch.extend_from_slice(actor_text.filter(|a| !a.is_empty()).unwrap_or("unknown").as_bytes());
-    if let Some(by) = impersonator_text.filter(|i| !i.is_empty()) {
+    scratch.extend_from_slice(ev.get(ACTOR).filter(|a| !a.is_empty()).unwrap_or("unknown").as_bytes());
+    if let Some(by) = ev.get(IMPERSONATOR).filter(|i| !i.is_empty()) {
         scratch.extend_from_slice(b" (impersonated by ");
         scratch.extend_from_slice(by.as_bytes());
         scratch.push(b')');
     }
     scratch.extend_from_slice(b" on tenant ");
-    scratch.extend_from_slice(tenant_text.filter(|t| !t.is_empty()).unwrap_or("?").as_bytes());
+    scratch.extend_from_slice(ev.get(TENANT).filter(|t| !t.is_empty()).unwrap_or("?").as_bytes());
     scratch.extend_from_slice(b": ");
-    scratch.extend_from_slice(outcome_text.unwrap_or("None").as_bytes());
+    scratch.extend_from_slice(ev.get(OUTCOME).unwrap_or("None").as_bytes());
     rec.push(0x2a);
     varint(rec, (1 + varint_len(scratch.len() as u64) + scratch.len()) as u64);
     field(rec, 0x0a, scratch);
-    let event_id = get(intern!(py, "event_id"))?;
-    let Ok(Some(event_id)) = opt_str(&event_id) else { return Ok(None) };
     string_attribute(rec, b"audit.event_id", event_id.as_bytes());
-    for (slot, key) in WHO {
-        let value = match slot {
-            "actor" => actor.clone(),
-            "tenant" => tenant.clone(),
-            "impersonator" => impersonator.clone(),
-            _ => event.getattr(slot)?,
-        };
-        if !value.is_none() && attribute(rec, scratch, key.as_bytes(), &value).is_none() {
-            return Ok(None);
+    for (index, key) in WHO {
+        if let Some(value) = ev.get(index) {
+            string_attribute(rec, key.as_bytes(), value.as_bytes());
         }
     }
-    for (value, key) in [
-        (get(intern!(py, "actor_type"))?, "audit.actor.type"),
-        (get(intern!(py, "payload"))?, "audit.payload"),
-        (outcome, "audit.outcome"),
-        (risk, "audit.risk"),
-    ] {
-        if attribute(rec, scratch, key.as_bytes(), &value).is_none() {
-            return Ok(None);
+    for (index, key) in [(ACTOR_TYPE, "audit.actor.type"), (PAYLOAD, "audit.payload"), (OUTCOME, "audit.outcome"), (RISK, "audit.risk")] {
+        text_attribute(rec, scratch, key, ev.get(index));
+    }
+    for (key, value) in extras {
+        match value {
+            XVal::Str(text) => string_attribute(rec, key.as_bytes(), text.as_bytes()),
+            other => value_attribute(rec, scratch, key.as_bytes(), other),
         }
     }
-    let extra = get(intern!(py, "extra"))?;
-    if !extra.is_none() {
-        let Ok(extra) = extra.cast::<PyDict>() else { return Ok(None) };
-        for (key, value) in extra.iter() {
-            let Ok(Some(key)) = opt_str(&key) else { return Ok(None) };
-            if key.is_empty() || attribute(rec, scratch, key.as_bytes(), &value).is_none() {
-                return Ok(None);
-            }
-        }
-    }
-    let Ok(flags) = get(intern!(py, "trace_flags"))?.extract::<u32>() else { return Ok(None) };
-    let Ok(trace) = get(intern!(py, "trace_id"))?.extract::<u128>() else { return Ok(None) };
-    let Ok(span) = get(intern!(py, "span_id"))?.extract::<u64>() else { return Ok(None) };
     if flags != 0 {
         rec.push(0x45);
         rec.extend_from_slice(&flags.to_le_bytes());
@@ -439,7 +757,14 @@ fn record<'py>(event: &Bound<'py, PyAny>, rec: &mut Vec<u8>, scratch: &mut Vec<u
     if !name.is_empty() {
         field(rec, 0x62, name.as_bytes());
     }
-    Ok(Some(()))
+    Some(())
+}
+
+/// One event of an encode_request batch.
+enum Rec<'a> {
+    Spooled(&'a [u8], Vec<(String, XVal)>),
+    Plain(Ev, Vec<(String, XVal)>),
+    Missing, // the Python encoder writes it
 }
 
 thread_local! {
@@ -451,7 +776,9 @@ thread_local! {
 /// ScopeLogs, from the encoder's pre-encoded resource and scope fields (`resource_field` = ResourceLogs
 /// field 1 with its tag and length, `scope_field` = ScopeLogs field 1, the schema fields or b""), the
 /// records `0x12 len LogRecord` in order; `fallback(event)` gives the record bytes of an event that is not
-/// plain (EventEncoder._record: its errors are the errors). b"" for no events.
+/// plain (EventEncoder._record: its errors are the errors). b"" for no events. An event's fields come from
+/// its spool record when it has one (`spooled`: parsed and written without the GIL), its extra attributes
+/// (the chain's) from the object.
 #[pyfunction]
 pub fn encode_request<'py>(
     py: Python<'py>,
@@ -465,41 +792,97 @@ pub fn encode_request<'py>(
     if events.is_empty() {
         return Ok(PyBytes::new(py, b""));
     }
+    let extra_name = intern!(py, "extra");
+    let spooled_name = intern!(py, "spooled");
+    // 1. (GIL) the extra attributes and the spool records (borrowed: `events` holds their objects)
+    let mut records: Vec<Option<Bound<'py, PyBytes>>> = Vec::with_capacity(events.len());
+    let mut items: Vec<Rec<'_>> = Vec::with_capacity(events.len());
+    for event in events.iter() {
+        let record = event.getattr(spooled_name)?.cast_into::<PyBytes>().ok();
+        let extras = extras_of(&event.getattr(extra_name)?)?;
+        items.push(match (extras, &record) {
+            (Err(()), _) => Rec::Missing,
+            (Ok(extras), Some(_)) => Rec::Spooled(&[], extras),
+            (Ok(extras), None) => match Ev::from_object(&event)? {
+                Ok(ev) => Rec::Plain(ev, extras),
+                Err(()) => Rec::Missing,
+            },
+        });
+        records.push(record);
+    }
+    for (item, record) in items.iter_mut().zip(&records) {
+        if let (Rec::Spooled(bytes, _), Some(record)) = (item, record) {
+            *bytes = record.as_bytes();
+        }
+    }
     RECORDS.with_borrow_mut(|out| {
-        out.clear();
-        let mut rec = Vec::with_capacity(2048);
-        let mut scratch = Vec::with_capacity(256);
-        for event in events.iter() {
-            if record(&event, &mut rec, &mut scratch)?.is_some() {
-                out.push(0x12);
-                varint(out, rec.len() as u64);
-                out.extend_from_slice(&rec);
-            } else {
-                let encoded = fallback.call1((&event,))?;
-                let encoded = encoded.cast::<PyBytes>().map_err(|_| PyValueError::new_err("fallback must return bytes"))?;
-                out.extend_from_slice(encoded.as_bytes());
+        // 2. (no GIL) the records: (start, end) in `out`, or None for the Python encoder
+        let ranges: Vec<Option<(usize, usize)>> = py.detach(|| {
+            out.clear();
+            let mut rec = Vec::with_capacity(2048);
+            let mut scratch = Vec::with_capacity(256);
+            items
+                .iter()
+                .map(|item| {
+                    let written = match item {
+                        Rec::Spooled(bytes, extras) => {
+                            Ev::from_spooled(bytes).ok().and_then(|ev| record(&ev, extras, &mut rec, &mut scratch))
+                        }
+                        Rec::Plain(ev, extras) => record(ev, extras, &mut rec, &mut scratch),
+                        _ => None,
+                    };
+                    written.map(|()| {
+                        let start = out.len();
+                        out.push(0x12);
+                        varint(out, rec.len() as u64);
+                        out.extend_from_slice(&rec);
+                        (start, out.len())
+                    })
+                })
+                .collect()
+        });
+        // 3. (GIL) the Python encoder's records, then the request
+        let mut python: Vec<Option<Bound<'py, PyBytes>>> = Vec::with_capacity(items.len());
+        let mut records_len = out.len();
+        for (i, range) in ranges.iter().enumerate() {
+            python.push(None);
+            if range.is_none() {
+                let encoded = fallback.call1((events.get_item(i)?,))?;
+                let encoded = encoded.cast_into::<PyBytes>().map_err(|_| PyValueError::new_err("fallback must return bytes"))?;
+                records_len += encoded.as_bytes().len();
+                python[i] = Some(encoded);
             }
         }
         // request = 0x0a len(RL) RL; RL = resource_field 0x12 len(SL) SL resource_schema;
         // SL = scope_field records scope_schema
-        let scope_logs = scope_field.len() + out.len() + scope_schema.len();
+        let scope_logs = scope_field.len() + records_len + scope_schema.len();
         let resource_logs = resource_field.len() + 1 + varint_len(scope_logs as u64) + scope_logs + resource_schema.len();
         let total = 1 + varint_len(resource_logs as u64) + resource_logs;
         PyBytes::new_with(py, total, |buf| {
-            let mut head = Vec::with_capacity(32 + resource_field.len() + scope_field.len());
+            let mut at = 0;
+            let mut put = |data: &[u8]| {
+                buf[at..at + data.len()].copy_from_slice(data);
+                at += data.len();
+            };
+            let mut head = Vec::with_capacity(24);
             head.push(0x0a);
             varint(&mut head, resource_logs as u64);
-            head.extend_from_slice(resource_field);
+            put(&head);
+            put(resource_field);
+            head.clear();
             head.push(0x12);
             varint(&mut head, scope_logs as u64);
-            head.extend_from_slice(scope_field);
-            let (start, rest) = buf.split_at_mut(head.len());
-            start.copy_from_slice(&head);
-            let (middle, end) = rest.split_at_mut(out.len());
-            middle.copy_from_slice(out);
-            let (first, second) = end.split_at_mut(scope_schema.len());
-            first.copy_from_slice(scope_schema);
-            second.copy_from_slice(resource_schema);
+            put(&head);
+            put(scope_field);
+            for (range, encoded) in ranges.iter().zip(&python) {
+                match (range, encoded) {
+                    (Some((start, end)), _) => put(&out[*start..*end]),
+                    (None, Some(encoded)) => put(encoded.as_bytes()),
+                    (None, None) => unreachable!("every record is written"),
+                }
+            }
+            put(scope_schema);
+            put(resource_schema);
             Ok(())
         })
     })
@@ -577,3 +960,4 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"\\\\\\b\\f\\n\\r\\t\\u0001\\u001f\u{7f}\u{2028}é\"");
     }
 }
+
