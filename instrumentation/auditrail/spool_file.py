@@ -388,7 +388,7 @@ class DiskSpool:
         # appended while the reader was caught up (no need to read them back from the file); our source's
         # rseg/roff is the next record that is in neither.
         self._buf: collections.deque[tuple[AuditEvent, _Source, int, int]] = collections.deque()
-        self._live: collections.deque[tuple[AuditEvent, int, int]] = collections.deque()
+        self._live: collections.deque[tuple[AuditEvent, int, int, bool]] = collections.deque()  # as _unlinked's
         self._live_on = True
         # With a linker (set_linker): appended records wait in _unlinked (event, segment, end, linked), in file
         # order, until link_pending links them and persists their links; _lpos is the end of the last one it
@@ -591,7 +591,7 @@ class DiskSpool:
                         self._queue_on = self._live_on = False  # the reader links the rest as it reads them
             elif self._live_on:
                 if len(self._live) < _LIVE_CAP:
-                    self._live.append((event, self._wseg, self._woff))
+                    self._live.append((event, self._wseg, self._woff, linked))
                     own = self._own
                     own.rseg = self._wseg  # type: ignore[union-attr]
                     own.roff = self._woff  # type: ignore[union-attr]
@@ -660,13 +660,14 @@ class DiskSpool:
                 self._journal(own, seg, linked_records)
             with self._lock:
                 unlinked, live = self._unlinked, self._live
-                for event, seg, end, _ in entries:
+                for _ in range(len(entries)):
                     unlinked.popleft()
-                    if self._live_on and len(live) < _LIVE_CAP:
-                        live.append((event, seg, end))
-                        own.rseg, own.roff = seg, end
-                    else:
-                        self._live_on = False  # the reader reads the rest back from the file
+                take = min(len(entries), _LIVE_CAP - len(live)) if self._live_on else 0
+                if take > 0:
+                    live.extend(entries[:take] if take < len(entries) else entries)
+                    own.rseg, own.roff = entries[take - 1][1], entries[take - 1][2]
+                if take < len(entries):
+                    self._live_on = False  # the reader reads the rest back from the file
                 self._lpos = (entries[-1][1], entries[-1][2])
 
     def _journal(self, src: _Source, seg: int, records: list[tuple[int, AuditEvent]]) -> None:
@@ -1018,7 +1019,7 @@ class DiskSpool:
             with self._lock:
                 live = self._live
                 while live and len(buf) < want:
-                    ev, seg, end = live.popleft()
+                    ev, seg, end, _ = live.popleft()
                     buf.append((ev, own, seg, end))
                 if len(buf) >= want or self._live_on:
                     return
