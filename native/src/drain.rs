@@ -93,8 +93,6 @@ impl<'py> ChainState<'py> {
     }
 }
 
-/// The hashed fields of chain.py's `_event_fields`, in its (RFC 8785) key order, between which the chain's
-/// id, prev hash and seq go. Err(()) when a value is not plain.
 /// AuditEvent's fields in spool_file.encode_event's order (after its format number), as text or None.
 const SLOTS: [&str; 13] = [
     "event_type", "tenant", "actor", "actor_type", "payload", "source_ip", "reason", "outcome", "risk",
