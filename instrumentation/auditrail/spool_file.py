@@ -45,6 +45,7 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
+import itertools
 import logging
 import mmap
 import os
@@ -919,8 +920,7 @@ class DiskSpool:
         """Up to `max_items` of the oldest unacknowledged events (not removed)."""
         with self._rlock:
             self._fill(max_items)
-            buf = self._buf
-            return [buf[i][0] for i in range(min(max_items, len(buf)))]
+            return [item[0] for item in itertools.islice(self._buf, max_items)]
 
     def ack(self, count: int) -> None:
         """Forget the `count` oldest events; persists the position and deletes finished segments."""
@@ -1018,9 +1018,10 @@ class DiskSpool:
                 continue
             with self._lock:
                 live = self._live
-                while live and len(buf) < want:
-                    ev, seg, end, _ = live.popleft()
-                    buf.append((ev, own, seg, end))
+                take = min(len(live), want - len(buf))
+                if take > 0:
+                    popleft = live.popleft
+                    buf.extend([(item[0], own, item[1], item[2]) for item in (popleft() for _ in range(take))])
                 if len(buf) >= want or self._live_on:
                     return
                 # The reader's limit: what the writer wrote; with hash chains, while records wait in the queue,
