@@ -224,11 +224,11 @@ def test_journal_payload_reads_back_as_the_orjson_entries():
     chains: dict = {}
     events = _random_events(random.Random(3), 50) + [AuditEvent("a.b", extra=None), AuditEvent("a.b", extra={})]
     native.link_events(events[:50], *_linker(chains))
-    records = [(i * 700 + 12, event) for i, event in enumerate(events)]
+    records = [(event, 1, i * 700 + 12, False) for i, event in enumerate(events)]
     payload = native.journal_payload(records)
     assert orjson.loads(payload) == _journal_entries(records)
     odd = AuditEvent("a.b", extra={semconv.CHAIN_SEQ: 1.5})
-    assert native.journal_payload([(1, odd)]) is None  # orjson writes what is not a str, int or None
+    assert native.journal_payload([(odd, 1, 1, False)]) is None  # orjson writes what is not a str, int or None
 
 
 def test_the_spool_record_is_what_the_native_core_reads():

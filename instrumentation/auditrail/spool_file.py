@@ -124,10 +124,11 @@ def decode_event(payload: bytes | memoryview) -> AuditEvent:
 _ID, _SEQ, _PREV, _HASH = _CHAIN_KEYS
 
 
-def _journal_entries(records: list[tuple[int, AuditEvent]]) -> list[list[Any]]:
-    """[record end offset, chain id, seq, prev hash, hash] of each (end, linked event)."""
+def _journal_entries(records: list[tuple[AuditEvent, int, int, bool]]) -> list[list[Any]]:
+    """[record end offset, chain id, seq, prev hash, hash] of each linked record (event, segment, end, _)."""
     entries = []
-    for end, event in records:
+    for record in records:
+        event, end = record[0], record[2]
         extra = event.extra or {}
         entries.append([end, extra.get(_ID), extra.get(_SEQ), extra.get(_PREV), extra.get(_HASH)])
     return entries
@@ -652,13 +653,17 @@ class DiskSpool:
             own = self._own
             if not entries or own is None:
                 return
-            self._linker([entry[0] for entry in entries if not entry[3]])
-            by_seg: dict[int, list[tuple[int, AuditEvent]]] = {}
-            for event, seg, end, linked in entries:
-                if not linked:
-                    by_seg.setdefault(seg, []).append((end, event))
-            for seg, linked_records in by_seg.items():
-                self._journal(own, seg, linked_records)
+            events = [entry[0] for entry in entries if not entry[3]]
+            self._linker(events)
+            if len(events) == len(entries) and entries[0][1] == entries[-1][1]:  # the usual batch: one segment
+                self._journal(own, entries[0][1], entries)
+            else:
+                by_seg: dict[int, list[tuple[AuditEvent, int, int, bool]]] = {}
+                for entry in entries:
+                    if not entry[3]:
+                        by_seg.setdefault(entry[1], []).append(entry)
+                for seg, records in by_seg.items():
+                    self._journal(own, seg, records)
             with self._lock:
                 unlinked, live = self._unlinked, self._live
                 for _ in range(len(entries)):
@@ -671,7 +676,7 @@ class DiskSpool:
                     self._live_on = False  # the reader reads the rest back from the file
                 self._lpos = (entries[-1][1], entries[-1][2])
 
-    def _journal(self, src: _Source, seg: int, records: list[tuple[int, AuditEvent]]) -> None:
+    def _journal(self, src: _Source, seg: int, records: list[tuple[AuditEvent, int, int, bool]]) -> None:
         """Append link frames to a segment's journal and fdatasync it. A failure is logged and counted, and
         delivery goes on: the events then carry links that a crash before their export would not keep (the
         next start links them anew; the store keeps the copy it got first)."""
@@ -750,7 +755,7 @@ class DiskSpool:
                 need.append((event, end))
         if need:
             self._linker([event for event, _ in need])
-            self._journal(src, seg, [(end, event) for event, end in need])
+            self._journal(src, seg, [(event, seg, end, False) for event, end in need])
 
     def _forget_links(self, src: _Source, seg: int) -> int:
         """Close and delete a segment's journal (the segment is acknowledged); returns its bytes."""

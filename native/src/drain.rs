@@ -20,7 +20,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use sha2::{Digest, Sha256};
 
 
@@ -887,7 +887,7 @@ pub fn encode_request<'py>(
 }
 
 /// The journal frame payload of `spool_file._journal_entries` + orjson.dumps: JSON
-/// ``[[end, chain id, seq, prev hash, hash], ...]`` for (record end offset, linked event) pairs, the chain
+/// ``[[end, chain id, seq, prev hash, hash], ...]`` for linked records (event, segment, end offset, _), the chain
 /// fields read from each event's extra (null when absent). None when a value is not a str, int or None
 /// (the caller then writes it with orjson).
 #[pyfunction]
@@ -902,7 +902,8 @@ pub fn journal_payload<'py>(py: Python<'py>, records: &Bound<'py, PyList>) -> Py
     let mut out = Vec::with_capacity(records.len() * 190 + 2);
     out.push(b'[');
     for (i, item) in records.iter().enumerate() {
-        let (end, event): (u64, Bound<'py, PyAny>) = item.extract()?;
+        let item = item.cast_into::<PyTuple>()?;
+        let (event, end): (Bound<'py, PyAny>, u64) = (item.get_item(0)?, item.get_item(2)?.extract()?);
         if i > 0 {
             out.push(b',');
         }
