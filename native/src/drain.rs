@@ -420,64 +420,68 @@ pub fn link_events<'py>(
             _ => Link::Fallback,
         });
     }
-    // 2. (no GIL) parse the spool records
-    let items: Vec<Link<'_>> = py.detach(|| {
-        items
-            .into_iter()
-            .map(|item| match item {
-                Link::Spooled(record) => Ev::from_spooled(record).map(Link::Plain).unwrap_or(Link::Fallback),
-                other => other,
-            })
-            .collect()
-    });
-    any_fallback |= items.iter().any(|item| matches!(item, Link::Fallback));
-    // 3. the chains of the tenants met: (tenant, state)
+    // 2. (GIL) the chain of each event's tenant (read from the object: its record says the same)
+    let tenant_name = intern!(py, "tenant");
     let mut states: Vec<(Option<String>, ChainState<'py>)> = Vec::new();
+    let mut chain_of = vec![usize::MAX; items.len()];
     let counts = PyDict::new(py);
     let mut json = Vec::with_capacity(1024);
     let result = (|| -> PyResult<()> {
         if !any_fallback {
-            let mut chain_of = Vec::with_capacity(items.len());
-            for item in &items {
-                let Link::Plain(ev) = item else {
-                    chain_of.push(usize::MAX);
+            for (i, item) in items.iter().enumerate() {
+                if matches!(item, Link::Skip) {
                     continue;
+                }
+                let tenant = events.get_item(i)?.getattr(tenant_name)?;
+                let Ok(tenant) = opt_str(&tenant) else {
+                    any_fallback = true;
+                    break;
                 };
-                let tenant = ev.text[TENANT].as_ref();
-                let index = match states.iter().position(|(t, _)| t.as_ref() == tenant) {
+                chain_of[i] = match states.iter().position(|(t, _)| t.as_deref() == tenant) {
                     Some(index) => index,
                     None => {
-                        let chain = chain_for.call1((tenant.map(|t| t.as_str()),))?;
-                        states.push((tenant.cloned(), ChainState::load(chain)?));
+                        let chain = chain_for.call1((tenant,))?;
+                        states.push((tenant.map(str::to_owned), ChainState::load(chain)?));
                         states.len() - 1
                     }
                 };
-                chain_of.push(index);
             }
-            // 4. (no GIL) hash, chain by chain in event order
-            let mut heads: Vec<(String, u64, String)> = Vec::with_capacity(states.len());
-            for (_, state) in &states {
-                heads.push((state.id.to_str()?.to_owned(), state.seq, state.head.to_str()?.to_owned()));
+        }
+        let mut heads: Vec<(String, u64, String)> = Vec::with_capacity(states.len());
+        for (_, state) in &states {
+            heads.push((state.id.to_str()?.to_owned(), state.seq, state.head.to_str()?.to_owned()));
+        }
+        // 3. (no GIL) parse the spool records; when every event is plain, hash chain by chain in event order
+        let (items, digests): (Vec<Link<'_>>, Option<Vec<[u8; 64]>>) = py.detach(|| {
+            let items: Vec<Link<'_>> = items
+                .into_iter()
+                .map(|item| match item {
+                    Link::Spooled(record) => Ev::from_spooled(record).map(Link::Plain).unwrap_or(Link::Fallback),
+                    other => other,
+                })
+                .collect();
+            if any_fallback || items.iter().any(|item| matches!(item, Link::Fallback)) {
+                return (items, None);
             }
-            let digests: Option<Vec<[u8; 64]>> = py.detach(|| {
-                let mut digests = Vec::with_capacity(items.len());
-                for (item, &index) in items.iter().zip(&chain_of) {
-                    let Link::Plain(ev) = item else {
-                        digests.push([0u8; 64]);
-                        continue;
-                    };
-                    let (id, seq, head) = &mut heads[index];
-                    if *seq >= SAFE_INT {
-                        return None;
-                    }
-                    *seq += 1;
-                    let digest = link_digest(&mut json, ev, id, head, *seq);
-                    head.clear();
-                    head.push_str(std::str::from_utf8(&digest).expect("hex is ASCII"));
-                    digests.push(digest);
+            let mut digests = Vec::with_capacity(items.len());
+            for (item, &index) in items.iter().zip(&chain_of) {
+                let Link::Plain(ev) = item else {
+                    digests.push([0u8; 64]);
+                    continue;
+                };
+                let (id, seq, head) = &mut heads[index];
+                if *seq >= SAFE_INT {
+                    return (items, None);
                 }
-                Some(digests)
-            });
+                *seq += 1;
+                let digest = link_digest(&mut json, ev, id, head, *seq);
+                head.clear();
+                head.push_str(std::str::from_utf8(&digest).expect("hex is ASCII"));
+                digests.push(digest);
+            }
+            (items, Some(digests))
+        });
+        {
             if let Some(digests) = digests {
                 // 5. (GIL) the chain attributes, in Chain.link's order
                 let mut linked = vec![0usize; states.len()];
