@@ -154,15 +154,29 @@ def test_fail_closed_with_an_unwritable_spool_refuses_the_action_before_it_runs(
     assert "not-a-dir" in done.stdout  # the reason names the path
 
 
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native", "python"])
 @pytest.mark.parametrize("mode", ["durable", "fail_closed"])
-def test_events_reach_downstream_through_the_disk_spool(tmp_path, mode):
+def test_events_reach_downstream_through_the_disk_spool(tmp_path, mode, native):
+    """Delivered and chained alike with the native core's drain functions and with their Python twins
+    (AUDITRAIL_NATIVE=0)."""
+    from google.protobuf.json_format import MessageToJson
+
+    from auditrail.exporters.otlp_json import read_records
+    from auditrail.verify import verify_records
+
     root, spool = tmp_path / "app", tmp_path / "spool"
     write_app(root, mode, spool)
     with OTLPHttpReceiver() as receiver:
         done = subprocess.run([str(BIN / "auditrail-instrument"), "python", "main.py", "50"], cwd=root,
-                              env=app_env(receiver.endpoint), capture_output=True, text=True, timeout=60)
+                              env={**app_env(receiver.endpoint), "AUDITRAIL_NATIVE": native},
+                              capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         by_id, total = tenants_received(receiver)
+        requests = list(receiver.received.requests)
     assert sorted(by_id.values()) == sorted(f"t{i}" for i in range(50))
     assert total >= 51  # and at least the shutdown checkpoint
+    received = tmp_path / "received.jsonl"
+    received.write_text("".join(MessageToJson(r, indent=None) + "\n" for r in requests))
+    report = verify_records(read_records([received]))
+    assert report.ok and report.chains, report.render()
     assert not [p for p in spool.iterdir() if p.is_dir()], "a cleanly stopped process leaves no spool behind"

@@ -482,6 +482,18 @@ def test_after_fork_in_child_gets_own_spool(tmp_path: Path) -> None:
 # --- hash chains linked by the drain (set_linker) ------------------------------------------------------
 
 
+@pytest.fixture(params=["native", "python"])
+def journal(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The journal frames written by the native core (when built) and by orjson: the same links come back."""
+    from auditrail import spool_file
+
+    if request.param == "python":
+        monkeypatch.setattr(spool_file, "_native_journal", None)
+    elif spool_file._native_journal is None:
+        pytest.skip("the native core is not built")
+    return request.param
+
+
 def chain_linker(chain: Chain) -> Callable[[list[AuditEvent]], None]:
     def link(events: list[AuditEvent]) -> None:
         for event in events:
@@ -496,7 +508,7 @@ def links(event: AuditEvent) -> tuple[object, ...]:
                                             "audit.chain.hash"))
 
 
-def test_records_reach_the_reader_only_once_linked_and_journalled(tmp_path: Path) -> None:
+def test_records_reach_the_reader_only_once_linked_and_journalled(tmp_path: Path, journal: str) -> None:
     chain = Chain()
     with DiskSpool.open(tmp_path, segment_bytes=8192) as spool:
         spool.set_linker(chain_linker(chain))
@@ -512,7 +524,7 @@ def test_records_reach_the_reader_only_once_linked_and_journalled(tmp_path: Path
         assert not list(Path(spool.path).glob("*.links"))[1:]  # acknowledged segments took their journals along
 
 
-def test_read_back_beyond_memory_window_carries_the_journalled_links(tmp_path: Path) -> None:
+def test_read_back_beyond_memory_window_carries_the_journalled_links(tmp_path: Path, journal: str) -> None:
     chain = Chain()
     with DiskSpool.open(tmp_path, segment_bytes=256 * 1024) as spool:
         spool.set_linker(chain_linker(chain))
@@ -562,7 +574,7 @@ def crashed_linked_spool(tmp_path: Path) -> tuple[list[list[object]], Path]:
     return linked, path
 
 
-def test_links_survive_a_crash_and_the_adopter_links_the_rest(tmp_path: Path) -> None:
+def test_links_survive_a_crash_and_the_adopter_links_the_rest(tmp_path: Path, journal: str) -> None:
     linked, _ = crashed_linked_spool(tmp_path)
     chain = Chain()
     with DiskSpool.open(tmp_path) as spool:
@@ -575,7 +587,7 @@ def test_links_survive_a_crash_and_the_adopter_links_the_rest(tmp_path: Path) ->
     assert [links(e)[:2] for e in got[50:]] == [(chain.chain_id, seq) for seq in range(1, 21)]
 
 
-def test_torn_journal_tail_is_cut_and_its_record_linked_anew(tmp_path: Path) -> None:
+def test_torn_journal_tail_is_cut_and_its_record_linked_anew(tmp_path: Path, journal: str) -> None:
     linked, path = crashed_linked_spool(tmp_path)
     journal = sorted(path.glob("*.links"))[-1]
     journal.write_bytes(journal.read_bytes()[:-3])  # the last link frame is torn, as by a power loss

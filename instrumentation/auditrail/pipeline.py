@@ -30,15 +30,13 @@ from opentelemetry.trace import TraceFlags
 from . import metrics, semconv
 from .chain import Chain
 from .events import AuditEvent, severity_for
+from .native import native_function
 from .signing import Signer, checkpoint_event
 from .spool import MemorySpool, Spool
 from .spool_file import SpoolFullError
 from .version import __version__
 
-try:  # the native core (native/, Rust): links plain events as Chain.link does
-    from auditrail_native import link_events as _native_link
-except ImportError:  # not built (or built before it had the drain's functions): Python links
-    _native_link = None
+_native_link = native_function("link_events")  # links plain events as Chain.link does; None: Python links
 
 _log = logging.getLogger("auditrail")
 

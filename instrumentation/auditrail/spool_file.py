@@ -59,13 +59,11 @@ from typing import Any
 
 import orjson
 
-try:  # the native core (native/, Rust): a journal frame's JSON written without building its entries
-    from auditrail_native import journal_payload as _native_journal
-except ImportError:  # not built (or built before it had the drain's functions): orjson writes it
-    _native_journal = None
-
 from . import semconv
 from .events import AuditEvent
+from .native import native_function
+
+_native_journal = native_function("journal_payload")  # a journal frame's JSON; None: orjson writes it
 
 _log = logging.getLogger("auditrail")
 

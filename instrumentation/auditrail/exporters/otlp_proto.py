@@ -20,11 +20,10 @@ from typing import Any
 
 from .. import semconv
 from ..events import AuditEvent, severity_for
+from ..native import native_function
 
-try:  # the native core (native/, Rust): the same bytes, written several times faster
-    from auditrail_native import encode_request as _native_request
-except ImportError:  # not built (or built before it had the drain's functions): Python writes them
-    _native_request = None
+_native_request = native_function("encode_request")  # the same bytes, several times faster; None: Python
+
 
 __all__ = ["EventEncoder", "encode_any_value", "varint"]
 
