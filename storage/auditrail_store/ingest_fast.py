@@ -86,6 +86,7 @@ try:  # the native core (native/, a Rust extension): decodes a request into one 
 except ImportError:  # not built: the engine decodes the protobuf (insert_sql)
     _native = None
 
+from .db import engine_connection_string
 from .ingest import SERVICE_NAME, IngestError, _first_as_string
 from .ingest import _attributes as _attribute_map
 
@@ -317,8 +318,8 @@ class FastLogWriter:
         # The native core when built (native=False: the engine decodes, as where it is not).
         self._native = _native if native and _native is not None and set(columns) == set(_native.COLUMNS) else None
         self._spool = spool or (Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) and "/dev/shm") or None
-        # clickhouse-connect's chdb backend opens the engine with the real path; chDB compares paths literally.
-        self._connections = [chdb.connect(os.path.realpath(path)) for _ in range(max(1, handles))]
+        # the store's engine (chDB: one per process), with its configuration should this be the first handle
+        self._connections = [chdb.connect(engine_connection_string(path)) for _ in range(max(1, handles))]
         self._idle = list(self._connections)
         self._queue: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
