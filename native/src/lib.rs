@@ -291,16 +291,56 @@ fn go_float_digits(x: f64) -> String {
     if x == 0.0 {
         return (if x.is_sign_negative() { "-0" } else { "0" }).into();
     }
-    let m = x.abs();
-    if (1e-6..1e21).contains(&m) {
-        return format!("{x}"); // Display: shortest round-trip digits, never an exponent
+    let (digits, exponent) = shortest_digits(x.abs());
+    let mut out = String::with_capacity(digits.len() + 8);
+    if x < 0.0 {
+        out.push('-');
     }
-    let text = format!("{x:e}"); // e.g. 1.5e-7, 1e21
-    let (mantissa, exponent) = text.split_once('e').unwrap();
-    match exponent.strip_prefix('-') {
-        Some(digits) => format!("{mantissa}e-{digits}"),
-        None => format!("{mantissa}e+{exponent:0>2}"),
+    if (1e-6..1e21).contains(&x.abs()) {
+        // 'f': the digits with the point placed, zeros as needed
+        if exponent < 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-exponent - 1) as usize));
+            out.push_str(&digits);
+        } else if digits.len() <= exponent as usize + 1 {
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n('0', exponent as usize + 1 - digits.len()));
+        } else {
+            out.push_str(&digits[..exponent as usize + 1]);
+            out.push('.');
+            out.push_str(&digits[exponent as usize + 1..]);
+        }
+        return out;
     }
+    // 'e': d[.ddd]e-7, e+21 (Go pads the exponent to two digits)
+    out.push_str(&digits[..1]);
+    if digits.len() > 1 {
+        out.push('.');
+        out.push_str(&digits[1..]);
+    }
+    if exponent < 0 {
+        out.push_str(&format!("e-{}", -exponent));
+    } else {
+        out.push_str(&format!("e+{exponent:02}"));
+    }
+    out
+}
+
+/// The shortest significant digits that read back as `x` (> 0) and the decimal exponent of the first one.
+/// Of two shortest candidates equally near `x` (x exactly halfway, as 3.25043487548828125), the even one, as
+/// Python's repr and Go's strconv; Rust's shortest formatting takes the upper one, its exact formatting at that
+/// precision rounds half to even.
+fn shortest_digits(x: f64) -> (String, i32) {
+    let split = |text: &str| -> (String, i32) {
+        let (mantissa, exponent) = text.split_once('e').unwrap();
+        (mantissa.chars().filter(|c| *c != '.').collect(), exponent.parse().unwrap())
+    };
+    let (digits, exponent) = split(&format!("{x:e}"));
+    let exact = format!("{:.*e}", digits.len() - 1, x);
+    if exact.parse::<f64>() == Ok(x) {
+        return split(&exact);
+    }
+    (digits, exponent)
 }
 
 /// A JSON string as Go's json.Encoder writes it with SetEscapeHTML(false).
