@@ -151,6 +151,26 @@ def test_otel_logs_keys_and_engine_are_the_exporters(store: Store) -> None:
     assert sorting == primary == "toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp"
 
 
+def test_the_embedded_engine_makes_small_parts_compact_and_large_ones_wide(store: Store) -> None:
+    """db.ENGINE_CONFIG, an engine-level setting (the tables' DDL is untouched): an insert's part is compact
+    (a few files instead of two a column), a part from 32 MiB up is wide."""
+    assert "min_bytes_for_wide_part" not in store.query(
+        "SELECT create_table_query FROM system.tables WHERE database = 'auditrail' AND name = 'otel_logs'"
+    ).result_rows[0][0]
+    assert store.query("SELECT value FROM system.merge_tree_settings WHERE name = 'min_bytes_for_wide_part'"
+                       ).result_rows == [("33554432",)]
+    store.command("CREATE TABLE auditrail.part_kinds (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
+    try:
+        store.command("SYSTEM STOP MERGES auditrail.part_kinds")
+        for rows in (1_000, 150_000, 400_000):  # ~15 MB: wide by the engine's default (10 MiB); ~41 MB
+            store.command(f"INSERT INTO auditrail.part_kinds SELECT number, repeat('x', 100) FROM numbers({rows})")
+        kinds = store.query("SELECT part_type FROM system.parts WHERE database = 'auditrail' "
+                            "AND table = 'part_kinds' AND active ORDER BY rows").result_rows
+        assert kinds == [("Compact",), ("Compact",), ("Wide",)]
+    finally:
+        store.command("DROP TABLE auditrail.part_kinds SYNC")
+
+
 def test_the_sql_file_records_its_upstream_source() -> None:
     header = (MIGRATIONS / "0001_otel_logs.sql").read_text().split("CREATE TABLE")[0]
     for fact in ("opentelemetry-collector-contrib", "internal/sqltemplates/logs_table.sql", "v0.161.0",

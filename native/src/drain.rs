@@ -23,6 +23,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use sha2::{Digest, Sha256};
 
+use crate::varint_to as varint;
+
 
 const SAFE_INT: u64 = (1 << 53) - 1;
 
@@ -579,13 +581,6 @@ fn link_in_order<'py>(
 
 // --- OTLP LogRecords -------------------------------------------------------------------------------------
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 /// A length-delimited field: tag, length, payload.
 fn field(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {

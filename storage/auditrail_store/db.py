@@ -40,8 +40,9 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -55,6 +56,11 @@ DEFAULT_STORE_DIR = os.path.join(".auditrail", "store")
 # chDB 26.9 it cuts that insert from ~340k to ~75k rows/s, and buys nothing, since reads use FINAL anyway.
 # The collector's exporter gets the same through connection_params (docs/storage.md).
 CLIENT_SETTINGS = {"optimize_on_insert": 0}
+
+# The embedded engine's server configuration (MergeTree settings: compact parts below 32 MiB, so an insert
+# creates a few files instead of ~190). Engine-level, not in the tables' DDL (otel_logs stays the exporter's).
+# chDB takes it from the first handle of the process: every handle auditrail opens passes it.
+ENGINE_CONFIG = Path(__file__).with_name("engine") / "chdb.xml"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -209,6 +215,15 @@ def select_events(
     return sql, params
 
 
+ENGINE_OPTIONS = {"config-file": str(ENGINE_CONFIG)}
+
+
+def engine_connection_string(path: str) -> str:
+    """chdb.connect's argument for the embedded store at directory `path`: the real path (chDB compares paths
+    literally; clickhouse-connect's chdb backend resolves them too) and the engine configuration."""
+    return f"{os.path.realpath(path)}?{urlencode(ENGINE_OPTIONS)}"
+
+
 def _open_chdb(url: str) -> Any:
     """The embedded engine at chdb:///path, with the two chDB locking errors told plainly."""
     path = urlparse(url).path
@@ -216,7 +231,7 @@ def _open_chdb(url: str) -> Any:
         raise StoreError(f"{url!r}: give the store a directory, chdb:///abs/path")
     os.makedirs(path, mode=0o700, exist_ok=True)  # every tenant's events and the token hashes: owner only
     try:
-        return clickhouse_connect.get_client(dsn=url, settings=dict(CLIENT_SETTINGS))
+        return clickhouse_connect.get_client(dsn=url, settings=dict(CLIENT_SETTINGS), chdb_options=ENGINE_OPTIONS)
     except ClickHouseError as exc:
         text = str(exc)
         held = re.search(r"already initialized with path '([^']*)'", text)
