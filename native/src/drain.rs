@@ -95,6 +95,16 @@ impl<'py> ChainState<'py> {
     }
 }
 
+/// The chain attributes, in Chain.link's order.
+fn chain_keys(py: Python<'_>) -> [&Bound<'_, PyString>; 4] {
+    [
+        intern!(py, "audit.chain.id"),
+        intern!(py, "audit.chain.seq"),
+        intern!(py, "audit.chain.prev_hash"),
+        intern!(py, "audit.chain.hash"),
+    ]
+}
+
 /// AuditEvent's fields in spool_file.encode_event's order (after its format number), as text or None.
 const SLOTS: [&str; 13] = [
     "event_type", "tenant", "actor", "actor_type", "payload", "source_ip", "reason", "outcome", "risk",
@@ -371,12 +381,7 @@ pub fn link_events<'py>(
     chain_for: &Bound<'py, PyAny>,
     fallback: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let keys = [
-        intern!(py, "audit.chain.id"),
-        intern!(py, "audit.chain.seq"),
-        intern!(py, "audit.chain.prev_hash"),
-        intern!(py, "audit.chain.hash"),
-    ];
+    let keys = chain_keys(py);
     let extra_name = intern!(py, "extra");
     let spooled_name = intern!(py, "spooled");
     // 1. (GIL) what each event is; the records' bytes stay borrowed from their objects, which `events` holds.
@@ -891,12 +896,7 @@ pub fn encode_request<'py>(
 /// (the caller then writes it with orjson).
 #[pyfunction]
 pub fn journal_payload<'py>(py: Python<'py>, records: &Bound<'py, PyList>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    let keys = [
-        intern!(py, "audit.chain.id"),
-        intern!(py, "audit.chain.seq"),
-        intern!(py, "audit.chain.prev_hash"),
-        intern!(py, "audit.chain.hash"),
-    ];
+    let keys = chain_keys(py);
     let extra_name = intern!(py, "extra");
     let mut out = Vec::with_capacity(records.len() * 190 + 2);
     out.push(b'[');
