@@ -288,8 +288,9 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         """A disk spool's linker (the drain): link the events not linked yet into their tenants' chains, in order.
         An event that cannot be linked is exported without chain fields (verify reports it: unchained).
 
-        The native core links the plain events itself (the same hash, ~8x faster) and hands the others to
-        :meth:`_link_one`; without it, or should it fail, this loop links what is left."""
+        The native core links the plain events itself (the same hash, parsed and computed with the
+        interpreter lock released) and hands the others to :meth:`_link_one`; without it, or should it fail,
+        this loop links what is left."""
         since = self._since_checkpoint
         counts: dict[str | None, int] = {}
         with self._append_lock:
