@@ -13,6 +13,7 @@ import copy
 import enum
 import logging
 import random
+import threading
 
 import pytest
 
@@ -252,3 +253,19 @@ def test_the_spool_record_is_what_the_native_core_reads():
     broken.extra, broken.spooled = None, b"garbage"
     native.link_events([broken], *_linker(chains))  # the object's fields, through Chain.link
     assert broken.extra[semconv.CHAIN_SEQ] == 2 and broken.extra[semconv.CHAIN_PREV] == carrier.extra[semconv.CHAIN_HASH]
+
+
+def test_the_provider_tries_an_event_the_native_core_refused_only_once(monkeypatch, caplog):
+    """The provider's linker runs its Python loop only without the native core (or when it failed), so an
+    event the fallback refused is not tried, and logged, a second time."""
+    from auditrail import pipeline
+
+    monkeypatch.setattr(pipeline, "_native_link", native.link_events)
+    provider = AuditLoggerProvider.__new__(AuditLoggerProvider)  # just what _link_events uses
+    provider.chains, provider._since_checkpoint = {}, {}
+    provider._append_lock = threading.Lock()
+    events = [AuditEvent("a.b", tenant="t"), AuditEvent("a.b", tenant="t", reason="lone \ud800")]
+    with caplog.at_level(logging.ERROR, logger="auditrail"):
+        provider._link_events(events)
+    assert caplog.text.count("could not link") == 1
+    assert provider._since_checkpoint == {"t": 1} and events[0].extra[semconv.CHAIN_SEQ] == 1

@@ -299,6 +299,8 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
                     counts = _native_link(events, self._chain, self._link_one)
                 except Exception:  # noqa: BLE001 - the loop below links what the native core did not
                     _log.exception("auditrail: the native core could not link a batch; linking it in Python")
+                else:  # every event is linked, or was refused by _link_one (logged) once
+                    events = []
             for event in events:
                 extra = event.extra
                 if extra and semconv.CHAIN_HASH in extra:
