@@ -93,6 +93,30 @@ impl<'py> ChainState<'py> {
         self.chain.call_method1(intern!(self.chain.py(), "set_head"), (self.seq, &self.head))?;
         Ok(())
     }
+
+    /// Give `event` the next seq with hex `digest`, as Chain.link does: the four chain attributes set in
+    /// its extra (`extra`, or a new dict when it has none), in Chain.link's order; the chain moves on.
+    fn link(&mut self, event: &Bound<'py, PyAny>, extra: Option<Bound<'py, PyDict>>, digest: &[u8; 64]) -> PyResult<()> {
+        let py = event.py();
+        let keys = chain_keys(py);
+        let digest = PyString::new(py, std::str::from_utf8(digest).expect("hex is ASCII"));
+        let extra = match extra {
+            Some(extra) => extra,
+            None => {
+                let extra = PyDict::new(py);
+                event.setattr(intern!(py, "extra"), &extra)?;
+                extra
+            }
+        };
+        let seq = self.seq + 1;
+        extra.set_item(keys[0], &self.id)?;
+        extra.set_item(keys[1], seq)?;
+        extra.set_item(keys[2], &self.head)?;
+        extra.set_item(keys[3], &digest)?;
+        self.seq = seq;
+        self.head = digest;
+        Ok(())
+    }
 }
 
 /// The chain attributes, in Chain.link's order.
@@ -494,23 +518,7 @@ pub fn link_events<'py>(
                 let mut linked = vec![0usize; states.len()];
                 for (i, (item, &index)) in items.iter().zip(&chain_of).enumerate() {
                     let Link::Plain(_) = item else { continue };
-                    let (_, state) = &mut states[index];
-                    let digest = PyString::new(py, std::str::from_utf8(&digests[i]).expect("hex is ASCII"));
-                    let extra = match extras[i].take() {
-                        Some(extra) => extra,
-                        None => {
-                            let extra = PyDict::new(py);
-                            events.get_item(i)?.setattr(extra_name, &extra)?;
-                            extra
-                        }
-                    };
-                    let seq = state.seq + 1;
-                    extra.set_item(keys[0], &state.id)?;
-                    extra.set_item(keys[1], seq)?;
-                    extra.set_item(keys[2], &state.head)?;
-                    extra.set_item(keys[3], &digest)?;
-                    state.seq = seq;
-                    state.head = digest;
+                    states[index].1.link(&events.get_item(i)?, extras[i].take(), &digests[i])?;
                     linked[index] += 1;
                 }
                 for ((tenant, _), n) in states.iter().zip(linked) {
@@ -522,7 +530,7 @@ pub fn link_events<'py>(
             }
         }
         // Some event is not plain (or a chain reached 2**53): one by one, with the GIL, in order.
-        link_in_order(py, events, &items, chain_for, fallback, &keys, &counts, &mut json)
+        link_in_order(py, events, &items, chain_for, fallback, &counts, &mut json)
     })();
     for (_, state) in &states {
         state.store()?;
@@ -532,14 +540,12 @@ pub fn link_events<'py>(
 
 /// link_events for a batch with events the Python linker must take: in order, each chain's state read
 /// from its Chain before and written back around every fallback.
-#[allow(clippy::too_many_arguments)]
 fn link_in_order<'py>(
     py: Python<'py>,
     events: &Bound<'py, PyList>,
     items: &[Link<'_>],
     chain_for: &Bound<'py, PyAny>,
     fallback: &Bound<'py, PyAny>,
-    keys: &[&Bound<'py, PyString>; 4],
     counts: &Bound<'py, PyDict>,
     json: &mut Vec<u8>,
 ) -> PyResult<()> {
@@ -554,23 +560,10 @@ fn link_in_order<'py>(
         let mut state = ChainState::load(chain_for.call1((&tenant,))?)?;
         let linked = match item {
             Link::Plain(ev) if state.seq < SAFE_INT => {
-                let seq = state.seq + 1;
-                let digest = link_digest(json, ev, state.id.to_str()?, state.head.to_str()?, seq);
-                let digest = PyString::new(py, std::str::from_utf8(&digest).expect("hex is ASCII"));
+                let digest = link_digest(json, ev, state.id.to_str()?, state.head.to_str()?, state.seq + 1);
                 let extra = event.getattr(extra_name)?;
-                let extra = if extra.is_none() {
-                    let extra = PyDict::new(py);
-                    event.setattr(extra_name, &extra)?;
-                    extra
-                } else {
-                    extra.cast_into::<PyDict>()?
-                };
-                extra.set_item(keys[0], &state.id)?;
-                extra.set_item(keys[1], seq)?;
-                extra.set_item(keys[2], &state.head)?;
-                extra.set_item(keys[3], &digest)?;
-                state.seq = seq;
-                state.head = digest;
+                let extra = if extra.is_none() { None } else { Some(extra.cast_into::<PyDict>()?) };
+                state.link(&event, extra, &digest)?;
                 state.store()?;
                 true
             }
