@@ -411,46 +411,34 @@ pub fn link_events<'py>(
     // 1. (GIL) what each event is; the records' bytes stay borrowed from their objects, which `events` holds.
     let mut extras: Vec<Option<Bound<'py, PyDict>>> = Vec::with_capacity(events.len());
     let mut spooled: Vec<Option<Bound<'py, PyBytes>>> = Vec::with_capacity(events.len());
-    let mut any_fallback = false;
-    let mut kinds: Vec<u8> = Vec::with_capacity(events.len()); // 0 skip, 1 spooled, 2 object, 3 fallback
+    let mut items: Vec<Link<'_>> = Vec::with_capacity(events.len());
     for event in events.iter() {
-        let extra = event.getattr(extra_name)?;
-        let extra = if extra.is_none() { Ok(None) } else { extra.cast_into::<PyDict>().map(Some) };
-        let Ok(extra) = extra else {
-            any_fallback = true;
-            kinds.push(3);
-            extras.push(None);
-            spooled.push(None);
-            continue;
-        };
-        if let Some(extra) = &extra {
-            if extra.contains(keys[3])? {
-                kinds.push(0);
-                extras.push(None);
-                spooled.push(None);
-                continue;
+        let (item, extra, record) = 'classify: {
+            let extra = event.getattr(extra_name)?;
+            let extra = if extra.is_none() {
+                None
+            } else {
+                let Ok(extra) = extra.cast_into::<PyDict>() else { break 'classify (Link::Fallback, None, None) };
+                if extra.contains(keys[3])? {
+                    break 'classify (Link::Skip, None, None);
+                }
+                Some(extra)
+            };
+            match event.getattr(spooled_name)?.cast_into::<PyBytes>() {
+                Ok(record) => (Link::Spooled(&[]), extra, Some(record)), // its bytes: below, once held
+                Err(_) => (Ev::from_object(&event)?.map(Link::Plain).unwrap_or(Link::Fallback), extra, None),
             }
-        }
-        let record = event.getattr(spooled_name)?.cast_into::<PyBytes>().ok();
-        kinds.push(if record.is_some() { 1 } else { 2 });
+        };
+        items.push(item);
         extras.push(extra);
         spooled.push(record);
     }
-    let mut items: Vec<Link<'_>> = Vec::with_capacity(events.len());
-    for (i, kind) in kinds.iter().enumerate() {
-        items.push(match kind {
-            0 => Link::Skip,
-            1 => Link::Spooled(spooled[i].as_ref().expect("kind 1").as_bytes()),
-            2 => match Ev::from_object(&events.get_item(i)?)? {
-                Ok(ev) => Link::Plain(ev),
-                Err(()) => {
-                    any_fallback = true;
-                    Link::Fallback
-                }
-            },
-            _ => Link::Fallback,
-        });
+    for (item, record) in items.iter_mut().zip(&spooled) {
+        if let (Link::Spooled(bytes), Some(record)) = (item, record) {
+            *bytes = record.as_bytes();
+        }
     }
+    let mut any_fallback = items.iter().any(|item| matches!(item, Link::Fallback));
     // 2. (GIL) the chain of each event's tenant (read from the object: its record says the same)
     let tenant_name = intern!(py, "tenant");
     let mut states: Vec<(Option<String>, ChainState<'py>)> = Vec::new();
