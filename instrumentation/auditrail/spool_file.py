@@ -680,9 +680,13 @@ class DiskSpool:
         next start links them anew; the store keeps the copy it got first)."""
         path = src.links_path(seg)
         cached = self._links_cache.get(path)
-        entries = _journal_entries(records) if cached is not None or _native_journal is None else None
-        # one frame per write: torn, it takes only its own records with it
-        payload = (entries is None and _native_journal(records)) or orjson.dumps(entries or _journal_entries(records))
+        # One frame per write: torn, it takes only its own records with it. The native core writes it unless
+        # a cache of this journal needs the entries (or a value is one only orjson writes).
+        payload = _native_journal(records) if cached is None and _native_journal is not None else None
+        entries = None
+        if payload is None:
+            entries = _journal_entries(records)
+            payload = orjson.dumps(entries)
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
             fd = self._link_fds.get(path)
