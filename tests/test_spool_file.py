@@ -142,6 +142,39 @@ def test_read_back_from_disk_beyond_memory_window(tmp_path: Path) -> None:
         assert len(spool) == 0
 
 
+def test_appends_from_threads_while_the_write_lock_is_busy(tmp_path: Path) -> None:
+    """An audited call that finds the write lock busy polls it (no blocked wait: that is a lock convoy, measured
+    by benchmarks/delivery.py): it goes on once the holder let go, and every append lands once, in order."""
+    with DiskSpool.open(tmp_path, segment_bytes=64 * 1024) as spool:
+        spool._lock.acquire()  # noqa: SLF001 - as the drain or the sync pass holds it
+        done = threading.Event()
+        first = threading.Thread(target=lambda: (spool.append(make_event(0)), done.set()))
+        first.start()
+        assert not done.wait(0.2)  # waits for the lock ...
+        assert len(spool) == 0
+        spool._lock.release()  # noqa: SLF001
+        assert done.wait(10)  # ... and takes it once free
+        first.join()
+
+        def burst(t: int) -> None:
+            for i in range(1, 1001):
+                spool.append(make_event(i, reason=f"{t}:{i}"))
+
+        def holder() -> None:
+            for _ in range(200):
+                with spool._lock:  # noqa: SLF001
+                    pass
+        threads = [threading.Thread(target=burst, args=(t,)) for t in range(4)] + [threading.Thread(target=holder)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        got = [e.reason for e in drain(spool, 333)]
+    assert got[0] is None and len(got) == 4001
+    for t in range(4):
+        assert [r for r in got[1:] if r.startswith(f"{t}:")] == [f"{t}:{i}" for i in range(1, 1001)]
+
+
 # --- segments ---------------------------------------------------------------------------------------
 
 

@@ -77,6 +77,7 @@ _MAX_RECORD = 64 * 1024 * 1024  # a length above this is corruption, not a recor
 _READ_CHUNK = 1024 * 1024
 _CURSOR_WIDTH = 40  # "<segment> <offset>" padded: every cursor write covers the one before
 _LIVE_CAP = 8192  # events kept in memory beside the file for the drain (beyond: read back from disk)
+_POLL_S = 50e-6  # an audited call finding the write lock busy polls it this often (_take_holding_gil)
 _U64 = 1 << 64
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
@@ -130,6 +131,18 @@ def _journal_entries(records: list[tuple[AuditEvent, int, int, bool]]) -> list[l
         extra = event.extra or {}
         entries.append([end, extra.get(_ID), extra.get(_SEQ), extra.get(_PREV), extra.get(_HASH)])
     return entries
+
+
+def _take_holding_gil(lock: threading.Lock) -> None:
+    """Acquire the spool's write lock for an audited call without ever waiting on it blocked.
+
+    A blocking acquire waits with the GIL released and is granted the lock before it has the GIL back;
+    every app thread that wants the lock meanwhile blocks behind it, and the lock then passes from thread to
+    thread with two context switches each time (a lock convoy, which never dissolves while the threads keep
+    calling: with 4 app threads, 60% of the audited calls/s lost). Here the lock is only taken by a thread
+    that holds the GIL: a busy lock is polled, each poll a short sleep that hands the GIL to its holder."""
+    while not lock.acquire(False):
+        time.sleep(_POLL_S)
 
 
 def _seg_name(n: int) -> str:
@@ -557,7 +570,10 @@ class DiskSpool:
         rec = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         event.spooled = payload
         size = len(rec)
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(False):
+            _take_holding_gil(lock)
+        try:
             if self._broken is not None:
                 raise self._broken
             if self._disk_bytes + size > self.max_bytes:
@@ -599,6 +615,8 @@ class DiskSpool:
                     self._live_on = False  # the reader reads the rest back from the file
             if not self._over_warn and self._disk_bytes > self._warn_at:
                 self._warn_space()
+        finally:
+            lock.release()
         if self.mode == "fail_closed":
             self._wait_synced(ticket)
         return count
