@@ -14,10 +14,11 @@ import enum
 import logging
 import random
 import threading
+import zlib
 
 import pytest
 
-from auditrail import semconv
+from auditrail import semconv, spool_file
 from auditrail.chain import Chain, event_hash, record_fields
 from auditrail.events import AuditEvent
 from auditrail.exporters.otlp_proto import EventEncoder
@@ -269,3 +270,72 @@ def test_the_provider_tries_an_event_the_native_core_refused_only_once(monkeypat
         provider._link_events(events)
     assert caplog.text.count("could not link") == 1
     assert provider._since_checkpoint == {"t": 1} and events[0].extra[semconv.CHAIN_SEQ] == 1
+
+
+# --- read_frames --------------------------------------------------------------------------------------
+
+
+def _chunk(events: list[AuditEvent]) -> bytes:
+    """The frames DiskSpool.append writes for `events` (header: u32 length, u32 CRC-32; the record)."""
+    out = b""
+    for event in events:
+        record = encode_event(event)
+        out += spool_file._HEADER.pack(len(record), zlib.crc32(record)) + record
+    return out
+
+
+def _both(data: bytes, max_frames: int = 10_000, base: int = 4096) -> tuple:
+    calls: list[bytes] = []
+
+    def decode(payload):
+        calls.append(bytes(payload))
+        return spool_file.decode_event(payload)
+
+    got = native.read_frames(data, max_frames, base, AuditEvent, decode)
+    assert got == spool_file._read_frames(data, max_frames, base, AuditEvent, spool_file.decode_event)
+    for (event, _), (twin, _) in zip(got[0], spool_file._read_frames(data, max_frames, base, AuditEvent,
+                                                                      spool_file.decode_event)[0], strict=True):
+        assert event.spooled == twin.spooled and event.spooled is not None  # (outside ==)
+    return got, calls
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_read_frames_equals_scan_and_decode_event(seed):
+    rng = random.Random(seed)
+    events = [random_event(rng, i + 1) for i in range(rng.randrange(1, 80))]
+    for event in events:  # what a spool holds: its extra JSON-able (bytes make encode_event refuse)
+        if event.extra:
+            event.extra = {k: v for k, v in event.extra.items() if not isinstance(v, bytes)}
+    data = _chunk(events)
+    (records, errors, pos, bad), calls = _both(data + bytes(64))  # a zero-filled tail ends the scan
+    assert [event for event, _ in records] == events and not errors and not bad and pos == len(data)
+    assert len(calls) == sum(1 for e in events if e.extra is not None)  # the plain ones are read natively
+    for cut in (rng.randrange(1, len(data)), len(data) - 1):  # a chunk that ends inside a frame
+        _both(data[:cut])
+    _both(data, max_frames=rng.randrange(0, len(events) + 1))
+
+
+def test_read_frames_stops_at_a_bad_frame_and_reports_what_decode_refuses():
+    events = [AuditEvent("a.b", tenant="t", actor=f"u{i}", event_id=f"id-{i}") for i in range(4)]
+    data = bytearray(_chunk(events))
+    first = len(_chunk(events[:1]))
+    junk = b'[1,"not a record"]'
+    data[first:first] = spool_file._HEADER.pack(len(junk), zlib.crc32(junk)) + junk
+    (records, errors, _, bad), _ = _both(bytes(data), base=100)
+    assert [e.event_id for e, _ in records] == ["id-0", "id-1", "id-2", "id-3"] and not bad
+    assert errors == [(100 + first, "not an auditrail spool record (format 1)")]
+    data[-3] ^= 0xFF  # the last frame's CRC no longer matches
+    (records, errors, pos, bad), _ = _both(bytes(data))
+    assert [e.event_id for e, _ in records] == ["id-0", "id-1", "id-2"] and bad
+    huge = spool_file._HEADER.pack(spool_file._MAX_RECORD + 1, 0)
+    assert _both(huge + bytes(100))[0][2:] == (0, True)
+
+
+@pytest.mark.parametrize("odd", [
+    {"trace_id": 2**64 + 5}, {"time_unix_nano": -1}, {"time_unix_nano": 2**64 - 1}, {"payload": "\u00e9\t\"\\\x01\U0001f600"},
+    {"tenant": "", "actor": None, "reason": "\u2028"},
+])
+def test_read_frames_takes_the_values_decode_event_takes(odd):
+    event = AuditEvent("a.b", **odd)
+    (records, _, _, _), calls = _both(_chunk([event]))
+    assert records[0][0] == event

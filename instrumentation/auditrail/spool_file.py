@@ -48,6 +48,7 @@ import fcntl
 import itertools
 import logging
 import mmap
+import operator
 import os
 import secrets
 import struct
@@ -64,6 +65,7 @@ from .events import AuditEvent
 from .native import native_function
 
 _native_journal = native_function("journal_payload")  # a journal frame's JSON; None: orjson writes it
+_native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
 
 _log = logging.getLogger("auditrail")
 
@@ -121,6 +123,7 @@ def decode_event(payload: bytes | memoryview) -> AuditEvent:
 
 
 _ID, _SEQ, _PREV, _HASH = _CHAIN_KEYS
+_END, _LINK = operator.itemgetter(0), operator.itemgetter(slice(1, None))  # of a journal entry
 
 
 def _journal_entries(records: list[tuple[AuditEvent, int, int, bool]]) -> list[list[Any]]:
@@ -184,6 +187,27 @@ def _scan(data: bytes | memoryview, start: int, limit: int,
         frames.append((pos + _HEADER_SIZE, end))
         pos = end
     return frames, pos, False
+
+
+def _read_frames(data: bytes, max_frames: int, base: int, event_cls: type[AuditEvent],
+                 decode: Callable[[memoryview], AuditEvent]) -> tuple[list[tuple[AuditEvent, int]],
+                                                                 list[tuple[int, str]], int, bool]:
+    """Up to `max_frames` frames of `data`, a chunk read at offset `base` of a segment, decoded: (records
+    [(event, base + end of its frame)], errors [(offset of the frame, message)] for the records `decode`
+    refused, the end in `data` of the last frame taken, whether a bad frame stopped the scan).
+
+    The native core's read_frames is its twin: it parses plain records itself and builds `event_cls` from
+    them, and hands the others to `decode`. Here `decode` reads every record."""
+    view = memoryview(data)
+    frames, pos, bad = _scan(view, 0, len(view), max_frames)
+    records: list[tuple[AuditEvent, int]] = []
+    errors: list[tuple[int, str]] = []
+    for start, stop in frames:
+        try:
+            records.append((decode(view[start:stop]), base + stop))
+        except ValueError as exc:
+            errors.append((base + start - _HEADER_SIZE, str(exc)))
+    return records, errors, pos, bad
 
 
 # --- one spool directory --------------------------------------------------------------------------
@@ -698,13 +722,11 @@ class DiskSpool:
         next start links them anew; the store keeps the copy it got first)."""
         path = src.links_path(seg)
         cached = self._links_cache.get(path)
-        # One frame per write: torn, it takes only its own records with it. The native core writes it unless
-        # a cache of this journal needs the entries (or a value is one only orjson writes).
-        payload = _native_journal(records) if cached is None and _native_journal is not None else None
-        entries = None
+        # One frame per write: torn, it takes only its own records with it. The native core writes it (unless
+        # a value is one only orjson writes).
+        payload = _native_journal(records) if _native_journal is not None else None
         if payload is None:
-            entries = _journal_entries(records)
-            payload = orjson.dumps(entries)
+            payload = orjson.dumps(_journal_entries(records))
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
             fd = self._link_fds.get(path)
@@ -728,8 +750,9 @@ class DiskSpool:
             size = src.link_sizes.get(seg, 0)
             src.link_sizes[seg] = size + len(data)
             self._disk_bytes += len(data)
-        if cached is not None and cached[0] == size and entries is not None:  # keep the cache current
-            cached[1].update((entry[0], entry[1:]) for entry in entries)
+        if cached is not None and cached[0] == size:  # keep the cache current: what the frame says, read back
+            entries = orjson.loads(payload)
+            cached[1].update(zip(map(_END, entries), map(_LINK, entries)))
             self._links_cache[path] = (size + len(data), cached[1])
 
     def _links(self, src: _Source, seg: int) -> dict[int, list[Any]]:
@@ -1128,31 +1151,24 @@ class DiskSpool:
             self._read_fds[path] = fd
         out: list[tuple[AuditEvent, int]] = []
         skipped = 0
+        read = _native_read or _read_frames
         while len(out) + skipped < want and off < limit:
             data = os.pread(fd, min(_READ_CHUNK, limit - off), off)
             if len(data) >= _HEADER_SIZE:
                 need = _HEADER_SIZE + _HEADER.unpack_from(data, 0)[0]
                 if len(data) < need <= limit - off:
                     data = os.pread(fd, need, off)  # one record larger than a chunk
-            data = memoryview(data)
-            frames, _, bad = _scan(data, 0, len(data), want - len(out) - skipped)
-            if not frames:
+            records, errors, pos, bad = read(data, want - len(out) - skipped, off, AuditEvent, decode_event)
+            if not records and not errors:
                 return out, off, skipped, True  # bad, or a record running past what was written
-            base = off
-            for start, stop in frames:
-                if len(out) + skipped >= want:
-                    break
-                try:
-                    out.append((decode_event(data[start:stop]), base + stop))
-                except ValueError as exc:
-                    skipped += 1
-                    self.corrupt_regions += 1
-                    _log.error("auditrail: spool %s: undecodable record at offset %d skipped: %s",
-                               path, base + start - _HEADER_SIZE, exc)
-                off = base + stop
-            else:
-                if bad:
-                    return out, off, skipped, True
+            out.extend(records)
+            for at, message in errors:
+                skipped += 1
+                self.corrupt_regions += 1
+                _log.error("auditrail: spool %s: undecodable record at offset %d skipped: %s", path, at, message)
+            off += pos
+            if bad:
+                return out, off, skipped, True
         return out, off, skipped, False
 
     def _close_read_fd(self, path: str) -> None:

@@ -192,6 +192,35 @@ impl Ev {
     /// From a spool record (format 1: [1, 13 fields, time, trace, span, flags, extra]); Err(()) when it is not
     /// one or a field is not plain. The record's own extra is not read (the object's is current).
     fn from_spooled(record: &[u8]) -> Result<Ev, ()> {
+        let (fields, _) = Spooled::parse(record)?;
+        let (time, time_u64) = match fields.time {
+            Number::U(n) => (n.to_string(), Some(n)),
+            Number::I(n) => (n.to_string(), None),
+        };
+        Ok(Ev {
+            text: fields.text,
+            time,
+            time_u64,
+            trace_id: Some(fields.trace_id),
+            span_id: Some(fields.span_id),
+            trace_flags: Some(fields.trace_flags),
+        })
+    }
+}
+
+/// The fields of a spool record (spool_file.encode_event's format 1) up to its extra attributes.
+pub(crate) struct Spooled {
+    pub(crate) text: [Option<String>; 13],
+    pub(crate) time: Number,
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+    pub(crate) trace_flags: u32,
+}
+
+impl Spooled {
+    /// Parse `record` up to its extra (format 1: [1, 13 fields, time, trace, span, flags, extra]); returns the
+    /// fields and the parser, at the extra. Err(()) when it is not one or a field is not plain.
+    pub(crate) fn parse(record: &[u8]) -> Result<(Spooled, Parser<'_>), ()> {
         let mut p = Parser { data: record, at: 0 };
         p.expect(b'[')?;
         if p.number()? != Number::U(1) {
@@ -218,33 +247,35 @@ impl Ev {
         let span_id = u64::try_from(id()?).map_err(|_| ())?;
         p.expect(b',')?;
         let Number::U(flags) = p.number()? else { return Err(()) };
-        p.expect(b',')?; // the extra attributes follow: not read
-        let (time, time_u64) = match time {
-            Number::U(n) => (n.to_string(), Some(n)),
-            Number::I(n) => (n.to_string(), None),
-        };
-        Ok(Ev { text, time, time_u64, trace_id: Some(trace_id), span_id: Some(span_id), trace_flags: Some(u32::try_from(flags).map_err(|_| ())?) })
+        p.expect(b',')?;
+        let trace_flags = u32::try_from(flags).map_err(|_| ())?;
+        Ok((Spooled { text, time, trace_id, span_id, trace_flags }, p))
     }
 }
 
 #[derive(PartialEq)]
-enum Number {
+pub(crate) enum Number {
     U(u64),
     I(i64), // negative
 }
 
 /// Just enough JSON for spool records as orjson writes them (no whitespace; strings with escapes).
-struct Parser<'a> {
+pub(crate) struct Parser<'a> {
     data: &'a [u8],
     at: usize,
 }
 
 impl Parser<'_> {
-    fn peek(&self) -> Result<u8, ()> {
+    /// What is left to parse.
+    pub(crate) fn rest(&self) -> &[u8] {
+        &self.data[self.at..]
+    }
+
+    pub(crate) fn peek(&self) -> Result<u8, ()> {
         self.data.get(self.at).copied().ok_or(())
     }
 
-    fn expect(&mut self, byte: u8) -> Result<(), ()> {
+    pub(crate) fn expect(&mut self, byte: u8) -> Result<(), ()> {
         if self.peek()? != byte {
             return Err(());
         }

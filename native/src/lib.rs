@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 mod drain;
+mod spool;
 
 /// The columns, in the block's order, with the types the block declares (the insert converts to the table's).
 pub const COLUMNS: [(&str, &str); 16] = [
@@ -890,6 +891,7 @@ fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(drain::link_events, m)?)?;
     m.add_function(wrap_pyfunction!(drain::encode_request, m)?)?;
     m.add_function(wrap_pyfunction!(drain::journal_payload, m)?)?;
+    m.add_function(wrap_pyfunction!(spool::read_frames, m)?)?;
     m.add("COLUMNS", COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>())?;
     Ok(())
 }
