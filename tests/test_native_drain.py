@@ -339,3 +339,26 @@ def test_read_frames_takes_the_values_decode_event_takes(odd):
     event = AuditEvent("a.b", **odd)
     (records, _, _, _), calls = _both(_chunk([event]))
     assert records[0][0] == event
+
+
+# --- Ed25519Signer ------------------------------------------------------------------------------------
+
+
+def test_native_signatures_are_the_ones_cryptography_makes():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from auditrail.signing import Signer
+
+    rng = random.Random(7)
+    for _ in range(20):
+        key = Ed25519PrivateKey.generate()
+        signer = Signer(key)
+        assert signer._native is not None  # noqa: SLF001 - the native core signs
+        assert signer._native.public_key() == key.public_key().public_bytes_raw()  # noqa: SLF001
+        for size in (0, 1, 64, rng.randrange(2, 5000)):
+            data = rng.randbytes(size)
+            assert signer.sign(data) == key.sign(data)
+            key.public_key().verify(signer.sign(data), data)
+    assert "private" in repr(signer._native) and key.private_bytes_raw().hex() not in repr(signer._native)  # noqa: SLF001
+    with pytest.raises(ValueError, match="32 bytes"):
+        native.Ed25519Signer(b"short")

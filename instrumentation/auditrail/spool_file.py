@@ -596,7 +596,10 @@ class DiskSpool:
         size = len(rec)
         lock = self._lock
         if not lock.acquire(False):
-            _take_holding_gil(lock)
+            if linked:  # a checkpoint, the drain's own: each poll would give the GIL up for a whole switch interval
+                lock.acquire()
+            else:
+                _take_holding_gil(lock)
         try:
             if self._broken is not None:
                 raise self._broken
@@ -752,7 +755,7 @@ class DiskSpool:
             self._disk_bytes += len(data)
         if cached is not None and cached[0] == size:  # keep the cache current: what the frame says, read back
             entries = orjson.loads(payload)
-            cached[1].update(zip(map(_END, entries), map(_LINK, entries)))
+            cached[1].update(zip(map(_END, entries), map(_LINK, entries), strict=True))
             self._links_cache[path] = (size + len(data), cached[1])
 
     def _links(self, src: _Source, seg: int) -> dict[int, list[Any]]:

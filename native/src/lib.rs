@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 mod drain;
+mod sign;
 mod spool;
 
 /// The columns, in the block's order, with the types the block declares (the insert converts to the table's).
@@ -892,6 +893,7 @@ fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(drain::encode_request, m)?)?;
     m.add_function(wrap_pyfunction!(drain::journal_payload, m)?)?;
     m.add_function(wrap_pyfunction!(spool::read_frames, m)?)?;
+    m.add_class::<sign::Ed25519Signer>()?;
     m.add("COLUMNS", COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>())?;
     Ok(())
 }
