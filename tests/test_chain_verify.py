@@ -143,6 +143,18 @@ def signer() -> Signer:
     return Signer(Ed25519PrivateKey.generate(), source="test")
 
 
+def test_signatures_without_the_native_core_are_the_same(monkeypatch):
+    """AUDITRAIL_NATIVE=0 (or no native core): cryptography signs, and the checkpoints are the same bytes."""
+    key = Ed25519PrivateKey.generate()
+    native = Signer(key)
+    monkeypatch.setenv("AUDITRAIL_NATIVE", "0")
+    plain = Signer(key)
+    assert plain._native is None  # noqa: SLF001
+    for data in (b"", b"checkpoint", bytes(range(256)) * 9):
+        assert plain.sign(data) == native.sign(data) == key.sign(data)
+    assert sign_checkpoint(plain, "c", 7, "ab" * 32, 1) == sign_checkpoint(native, "c", 7, "ab" * 32, 1)
+
+
 @pytest.fixture
 def chain_file(tmp_path: Path, signer: Signer) -> Path:
     _, events = build_chain(signer)

@@ -51,6 +51,16 @@ def run_child(code: str, *args: str, **kw: object) -> subprocess.Popen[str]:
                             stdin=subprocess.PIPE, text=True, env=env, **kw)  # type: ignore[call-overload]
 
 
+@pytest.fixture(params=["native", "python"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Records read back by the native core (when built) and by _scan + decode_event: the same events come back."""
+    if request.param == "python":
+        monkeypatch.setattr(spool_file, "_native_read", None)
+    elif spool_file._native_read is None:
+        pytest.skip("the native core is not built")
+    return request.param
+
+
 # --- encoding -------------------------------------------------------------------------------------
 
 
@@ -128,7 +138,7 @@ def test_ack_persists_across_reopen(tmp_path: Path) -> None:
         assert len(spool) == 0
 
 
-def test_read_back_from_disk_beyond_memory_window(tmp_path: Path) -> None:
+def test_read_back_from_disk_beyond_memory_window(tmp_path: Path, reader: str) -> None:
     events = [make_event(i) for i in range(20_000)]  # more than the in-memory window
     with DiskSpool.open(tmp_path, segment_bytes=64 * 1024) as spool:
         for ev in events[:15_000]:
@@ -236,7 +246,7 @@ def test_kill_9_mid_burst_loses_nothing_returned(tmp_path: Path, mode: str) -> N
     assert len(got) - len(returned) <= 1  # at most the one appended but not yet printed
 
 
-def test_torn_tail_is_cut_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_torn_tail_is_cut_off(tmp_path: Path, reader: str, caplog: pytest.LogCaptureFixture) -> None:
     events = [make_event(i) for i in range(100)]
     child = run_child("""
         import sys, os
@@ -268,7 +278,7 @@ def test_torn_tail_is_cut_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     spool.close()
 
 
-def test_corrupt_record_in_earlier_segment_is_reported_and_skipped(tmp_path: Path,
+def test_corrupt_record_in_earlier_segment_is_reported_and_skipped(tmp_path: Path, reader: str,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     spool = DiskSpool(tmp_path, segment_bytes=4096)
     ids = []
@@ -557,7 +567,8 @@ def test_records_reach_the_reader_only_once_linked_and_journalled(tmp_path: Path
         assert not list(Path(spool.path).glob("*.links"))[1:]  # acknowledged segments took their journals along
 
 
-def test_read_back_beyond_memory_window_carries_the_journalled_links(tmp_path: Path, journal: str) -> None:
+def test_read_back_beyond_memory_window_carries_the_journalled_links(tmp_path: Path, journal: str,
+                                                                     reader: str) -> None:
     chain = Chain()
     with DiskSpool.open(tmp_path, segment_bytes=256 * 1024) as spool:
         spool.set_linker(chain_linker(chain))
