@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::varint_to as varint;
 
 
-const SAFE_INT: u64 = (1 << 53) - 1;
+pub(crate) const SAFE_INT: u64 = (1 << 53) - 1;
 
 /// An optional str field of an event: Ok(None) for None, Err(()) for anything but a str (or a str that is
 /// not valid UTF-8: lone surrogates, which the Python path refuses in its own words).
@@ -57,7 +57,7 @@ const ESCAPE: [u8; 256] = {
 
 /// RFC 8785 (ECMAScript JSON.stringify) for a string: `"` `\` and the C0 controls escaped (short forms where
 /// JSON has them, else \u00xx in lowercase hex), everything else as its UTF-8.
-fn json_string(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn json_string(out: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(text.len() + 2);
     out.push(b'"');
@@ -75,21 +75,21 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-struct ChainState<'py> {
-    chain: Bound<'py, PyAny>,
-    id: Bound<'py, PyString>,
-    seq: u64,
-    head: Bound<'py, PyString>,
+pub(crate) struct ChainState<'py> {
+    pub(crate) chain: Bound<'py, PyAny>,
+    pub(crate) id: Bound<'py, PyString>,
+    pub(crate) seq: u64,
+    pub(crate) head: Bound<'py, PyString>,
 }
 
 impl<'py> ChainState<'py> {
-    fn load(chain: Bound<'py, PyAny>) -> PyResult<Self> {
+    pub(crate) fn load(chain: Bound<'py, PyAny>) -> PyResult<Self> {
         let (id, seq, head): (Bound<'py, PyString>, u64, Bound<'py, PyString>) =
             chain.call_method0(intern!(chain.py(), "state"))?.extract()?;
         Ok(ChainState { chain, id, seq, head })
     }
 
-    fn store(&self) -> PyResult<()> {
+    pub(crate) fn store(&self) -> PyResult<()> {
         self.chain.call_method1(intern!(self.chain.py(), "set_head"), (self.seq, &self.head))?;
         Ok(())
     }
@@ -150,7 +150,7 @@ const EVENT_ID: usize = 12;
 
 /// An event's fields, read from the AuditEvent or parsed from its spool record (`AuditEvent.spooled`, the
 /// bytes encode_event wrote: no attribute reads under the GIL). `text` None: the value was None.
-struct Ev {
+pub(crate) struct Ev {
     text: [Option<String>; 13],
     time: String,       // time_unix_nano as a decimal string (the hashed form)
     time_u64: Option<u64>, // the same when it fits a fixed64 (the encoder needs it)
@@ -191,20 +191,29 @@ impl Ev {
 
     /// From a spool record (format 1: [1, 13 fields, time, trace, span, flags, extra]); Err(()) when it is not
     /// one or a field is not plain. The record's own extra is not read (the object's is current).
-    fn from_spooled(record: &[u8]) -> Result<Ev, ()> {
-        let (fields, _) = Spooled::parse(record)?;
+    pub(crate) fn from_spooled(record: &[u8]) -> Result<Ev, ()> {
+        Ok(Ev::from_fields(Spooled::parse(record)?.0))
+    }
+
+    /// The tenant (the chain an event belongs to).
+    pub(crate) fn tenant(&self) -> Option<&str> {
+        self.get(TENANT)
+    }
+
+    /// From a record's parsed fields.
+    pub(crate) fn from_fields(fields: Spooled) -> Ev {
         let (time, time_u64) = match fields.time {
             Number::U(n) => (n.to_string(), Some(n)),
             Number::I(n) => (n.to_string(), None),
         };
-        Ok(Ev {
+        Ev {
             text: fields.text,
             time,
             time_u64,
             trace_id: Some(fields.trace_id),
             span_id: Some(fields.span_id),
             trace_flags: Some(fields.trace_flags),
-        })
+        }
     }
 }
 
@@ -271,6 +280,78 @@ impl Parser<'_> {
         &self.data[self.at..]
     }
 
+    /// A record's extra attributes: null, or an object of plain values (str, int64, float, bool, null) in the
+    /// record's order, then the closing `]` of the record. Err(()) for anything else (nested values, ints out
+    /// of range): the caller hands such a record to the Python path.
+    pub(crate) fn flat_extra(&mut self) -> Result<Option<Vec<(String, XVal)>>, ()> {
+        let out = if self.data[self.at..].starts_with(b"null") {
+            self.at += 4;
+            None
+        } else {
+            self.expect(b'{')?;
+            let mut out = Vec::new();
+            if self.peek()? == b'}' {
+                self.at += 1;
+            } else {
+                loop {
+                    let key = self.text_or_null()?.ok_or(())?;
+                    self.expect(b':')?;
+                    let value = match self.peek()? {
+                        b'"' => XVal::Str(self.text_or_null()?.ok_or(())?),
+                        b't' if self.data[self.at..].starts_with(b"true") => {
+                            self.at += 4;
+                            XVal::Bool(true)
+                        }
+                        b'f' if self.data[self.at..].starts_with(b"false") => {
+                            self.at += 5;
+                            XVal::Bool(false)
+                        }
+                        b'n' if self.data[self.at..].starts_with(b"null") => {
+                            self.at += 4;
+                            XVal::Null
+                        }
+                        _ => self.json_number()?,
+                    };
+                    out.push((key, value));
+                    match self.peek()? {
+                        b',' => self.at += 1,
+                        b'}' => {
+                            self.at += 1;
+                            break;
+                        }
+                        _ => return Err(()),
+                    }
+                }
+            }
+            Some(out)
+        };
+        self.expect(b']')?;
+        if self.at != self.data.len() {
+            return Err(());
+        }
+        Ok(out)
+    }
+
+    /// A JSON number: an int64, or a float when it has a fraction or an exponent.
+    fn json_number(&mut self) -> Result<XVal, ()> {
+        let start = self.at;
+        let mut float = false;
+        while let Some(&b) = self.data.get(self.at) {
+            match b {
+                b'0'..=b'9' | b'-' | b'+' => {}
+                b'.' | b'e' | b'E' => float = true,
+                _ => break,
+            }
+            self.at += 1;
+        }
+        let text = std::str::from_utf8(&self.data[start..self.at]).map_err(|_| ())?;
+        if float {
+            text.parse::<f64>().map(XVal::Float).map_err(|_| ())
+        } else {
+            text.parse::<i64>().map(XVal::Int).map_err(|_| ())
+        }
+    }
+
     pub(crate) fn peek(&self) -> Result<u8, ()> {
         self.data.get(self.at).copied().ok_or(())
     }
@@ -284,7 +365,7 @@ impl Parser<'_> {
     }
 
     /// An integer (no fraction or exponent: those are not plain here).
-    fn number(&mut self) -> Result<Number, ()> {
+    pub(crate) fn number(&mut self) -> Result<Number, ()> {
         let negative = self.peek()? == b'-';
         if negative {
             self.at += 1;
@@ -307,7 +388,7 @@ impl Parser<'_> {
         Ok(Number::U(value))
     }
 
-    fn text_or_null(&mut self) -> Result<Option<String>, ()> {
+    pub(crate) fn text_or_null(&mut self) -> Result<Option<String>, ()> {
         if self.data[self.at..].starts_with(b"null") {
             self.at += 4;
             return Ok(None);
@@ -404,7 +485,7 @@ fn hashed_json(out: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64)
 }
 
 /// The hex SHA-256 of `ev`'s hashed object at `seq` after `prev`.
-fn link_digest(json: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64) -> [u8; 64] {
+pub(crate) fn link_digest(json: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64) -> [u8; 64] {
     hashed_json(json, ev, chain_id, prev, seq);
     let digest = Sha256::digest(&json[..]);
     let mut hex = [0u8; 64];
@@ -606,7 +687,7 @@ fn field(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-fn varint_len(v: u64) -> usize {
+pub(crate) fn varint_len(v: u64) -> usize {
     ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
 }
 
@@ -623,7 +704,7 @@ fn string_attribute(out: &mut Vec<u8>, key: &[u8], text: &[u8]) {
 }
 
 /// A plain extra attribute value (`encode_any_value`'s kinds but arrays and maps).
-enum XVal {
+pub(crate) enum XVal {
     Str(String),
     Int(i64),
     Bool(bool),
@@ -706,7 +787,7 @@ const WHO: [(usize, &str); 7] = [
 
 /// One LogRecord's fields (without the 0x12 and length) as EventEncoder._record writes them, or None when
 /// the event is not plain for the encoder (no event id or type, a time or id out of range).
-fn record(ev: &Ev, extras: &[(String, XVal)], rec: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Option<()> {
+pub(crate) fn record(ev: &Ev, extras: &[(String, XVal)], rec: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Option<()> {
     rec.clear();
     let (Some(name), Some(event_id), Some(time)) = (ev.get(EVENT_TYPE), ev.get(EVENT_ID), ev.time_u64) else {
         return None;

@@ -11,8 +11,8 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::drain::{Number, Spooled};
 
-const HEADER: usize = 8; // u32 little-endian length, u32 little-endian CRC-32 of the payload
-const MAX_RECORD: usize = 64 * 1024 * 1024; // a length above this is corruption (spool_file._MAX_RECORD)
+pub(crate) const HEADER: usize = 8; // u32 little-endian length, u32 little-endian CRC-32 of the payload
+pub(crate) const MAX_RECORD: usize = 64 * 1024 * 1024; // a length above this is corruption (spool_file._MAX_RECORD)
 
 /// A frame of the chunk: where its payload is, and its fields when they are plain.
 struct Frame {
