@@ -66,6 +66,8 @@ from .native import native_function
 
 _native_journal = native_function("journal_payload")  # a journal frame's JSON; None: orjson writes it
 _native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
+_native_drain = native_function("drain_records")  # a batch from spool bytes (batch mode); None: no batch mode
+_BATCH_CHUNK = 4 * 1024 * 1024  # bytes read for one batch-mode batch at most
 
 _log = logging.getLogger("auditrail")
 
@@ -436,6 +438,7 @@ class DiskSpool:
         self._lpos = (0, 0)
         self._link_fds: dict[str, int] = {}
         self._links_cache: dict[str, tuple[int, dict[int, list[Any]]]] = {}
+        self._batch = False  # batch mode (batch_mode()): records stay on disk, the drain reads them natively
         self._read_fds: dict[str, int] = {}
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
@@ -719,17 +722,120 @@ class DiskSpool:
                     self._live_on = False  # the reader reads the rest back from the file
                 self._lpos = (entries[-1][1], entries[-1][2])
 
+    # --- batch mode: the drain reads its batches from the segments, natively ------------------------
+
+    def batch_mode(self) -> bool:
+        """Switch to batch mode when the native core can (True): appended records stay on disk only, and the
+        drain takes them with take_encoded (linked, journalled and encoded from the segment's bytes, no
+        AuditEvent per record); peek and ack remain for what it leaves (adopted spools, odd records)."""
+        if _native_drain is None or self._linker is None:
+            return False
+        with self._lock:
+            self._batch = True
+            self._queue_on = self._live_on = False
+        return True
+
+    def take_encoded(self, max_records: int, fields: tuple[bytes, bytes, bytes, bytes],
+                     chain_for: Callable[[str | None], Any]) -> tuple[bytes, int, tuple[int, int], Any] | None:
+        """Batch mode: the next records of this process's spool as one OTLP request (`fields`: the encoder's
+        resource and scope fields), their new links journalled first; (request, records, position after them,
+        {tenant: records linked}). None when there is nothing to take this way now (adopted spools or a peek
+        buffer go first, nothing written, a record the native core leaves to the Python path): peek then.
+        The caller holds the chains' lock; ack_encoded(records, position) once the request was accepted."""
+        with self._rlock:
+            own = self._own
+            if own is None or self._buf or any(s.adopted for s in self._sources):
+                return None
+            while True:
+                with self._lock:
+                    lseg, loff = self._wseg, self._woff
+                    rseg, roff = own.rseg, own.roff
+                if (rseg, roff) == (lseg, loff):
+                    return None
+                if rseg < lseg and roff >= own.sizes.get(rseg, 0):
+                    with self._lock:
+                        own.rseg, own.roff = rseg + 1, 0
+                    continue
+                break
+            limit = loff if rseg == lseg else own.sizes[rseg]
+            path = own.seg_path(rseg)
+            fd = self._read_fds.get(path)
+            if fd is None:
+                fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            data = os.pread(fd, min(_BATCH_CHUNK, limit - roff), roff)
+            got = _native_drain(data, roff, max_records, self._links(own, rseg), chain_for, *fields)
+            if got is None or not got[2]:
+                return None
+            request, journal, count, pos, _, counts = got
+            if journal is not None:
+                self._write_journal(own, rseg, journal, sum(counts.values()))
+            return request, count, (rseg, roff + pos), counts
+
+    def link_through(self, fields: tuple[bytes, bytes, bytes, bytes],
+                     chain_for: Callable[[str | None], Any]) -> dict[str | None, int]:
+        """Batch mode: link and journal every record written so far that has no links yet (a checkpoint must
+        come after them in its chain); {tenant: records linked}. The caller holds the chains' lock."""
+        counts: dict[str | None, int] = {}
+        with self._rlock:
+            own = self._own
+            if own is None or not self._batch:
+                return counts
+            with self._lock:
+                lseg, loff = self._wseg, self._woff
+                seg, off = own.rseg, own.roff
+            while (seg, off) != (lseg, loff):
+                if seg < lseg and off >= own.sizes.get(seg, 0):
+                    seg, off = seg + 1, 0
+                    continue
+                limit = loff if seg == lseg else own.sizes[seg]
+                path = own.seg_path(seg)
+                fd = self._read_fds.get(path)
+                if fd is None:
+                    fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                data = os.pread(fd, min(_BATCH_CHUNK, limit - off), off)
+                got = _native_drain(data, off, 1 << 30, self._links(own, seg), chain_for, *fields)
+                if got is not None and got[2]:
+                    _, journal, _, pos, bad, linked = got
+                    if journal is not None:
+                        self._write_journal(own, seg, journal, sum(linked.values()))
+                    for tenant, n in linked.items():
+                        counts[tenant] = counts.get(tenant, 0) + n
+                    off += pos
+                else:  # a record the native core leaves: the Python path links this stretch (and journals it)
+                    records, end, _, bad = self._read_records(path, off, limit, 1 << 30)
+                    self._apply_links(own, seg, records)
+                    off = end
+                if bad:
+                    break
+        return counts
+
+    def ack_encoded(self, count: int, position: tuple[int, int]) -> None:
+        """Batch mode: the records of a take_encoded request were accepted downstream: forget them."""
+        with self._rlock:
+            own = self._own
+            assert own is not None
+            seg, end = position
+            with self._lock:
+                own.rseg, own.roff = seg, end
+            self._advance(own, seg, end)
+            with self._lock:
+                self._count -= count
+
     def _journal(self, src: _Source, seg: int, records: list[tuple[AuditEvent, int, int, bool]]) -> None:
         """Append link frames to a segment's journal and fdatasync it. A failure is logged and counted, and
         delivery goes on: the events then carry links that a crash before their export would not keep (the
         next start links them anew; the store keeps the copy it got first)."""
-        path = src.links_path(seg)
-        cached = self._links_cache.get(path)
         # One frame per write: torn, it takes only its own records with it. The native core writes it (unless
         # a value is one only orjson writes).
         payload = _native_journal(records) if _native_journal is not None else None
         if payload is None:
             payload = orjson.dumps(_journal_entries(records))
+        self._write_journal(src, seg, payload, len(records))
+
+    def _write_journal(self, src: _Source, seg: int, payload: bytes, count: int) -> None:
+        """Append one frame (the JSON links of `count` records) to a segment's journal and fdatasync it."""
+        path = src.links_path(seg)
+        cached = self._links_cache.get(path)
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
             fd = self._link_fds.get(path)
@@ -747,7 +853,7 @@ class DiskSpool:
             self.link_errors += 1
             if self.link_errors == 1 or self.link_errors % 1000 == 0:
                 _log.error("auditrail: cannot write the chain links of %d audit events to %s: %s (%d such "
-                           "errors)", len(records), path, exc.strerror or exc, self.link_errors)
+                           "errors)", count, path, exc.strerror or exc, self.link_errors)
             return
         with self._lock:
             size = src.link_sizes.get(seg, 0)
@@ -1080,7 +1186,7 @@ class DiskSpool:
                 queued = self._linker is not None and (self._queue_on or self._unlinked)
                 lseg, loff = self._lpos if queued else (self._wseg, self._woff)
                 if (own.rseg, own.roff) == (lseg, loff):
-                    if self._queue_on or not queued:
+                    if (self._queue_on or not queued) and not self._batch:
                         # Caught up: new events go to memory again. Resync the count (exact here).
                         self._live_on = self._queue_on = True
                         self._count = len(buf) + len(self._unlinked)
@@ -1228,8 +1334,12 @@ class DiskSpool:
         if self._map is not None:
             self._map.close()  # unmaps our view only: the parent's segment and its size stay as they are
         self.syncs = 0
+        batch = self._batch
         self._init_state()
         self._open_dirs()
+        if batch:  # the child's drain reads its batches from the child's spool too
+            self._batch = True
+            self._queue_on = self._live_on = False
 
     def __enter__(self) -> DiskSpool:
         return self

@@ -83,6 +83,12 @@ class HttpEventExporter(_SdkHttpExporter):
         data = self._encoders.encode(events, resource, scope)
         return self._client.export(data).success
 
+    def export_encoded(self, request: bytes, count: int) -> bool:
+        """Send a request the drain encoded already (the native core, from the spool's bytes): as export_events."""
+        if self._shutdown:
+            return False
+        return self._client.export(request).success
+
 
 class _Encoded(NamedTuple):
     data: bytes
@@ -123,3 +129,7 @@ class GrpcEventExporter(_SdkGrpcExporter):
         """Send one batch; True once the receiver accepted it (the SDK mixin retried transient errors)."""
         encoded = _Encoded(self._encoders.encode(events, resource, scope), len(events))
         return self._export(encoded) == LogRecordExportResult.SUCCESS
+
+    def export_encoded(self, request: bytes, count: int) -> bool:
+        """Send a request the drain encoded already (the native core, from the spool's bytes): as export_events."""
+        return self._export(_Encoded(request, count)) == LogRecordExportResult.SUCCESS

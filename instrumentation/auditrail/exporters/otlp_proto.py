@@ -164,6 +164,12 @@ class EventEncoder:
         self._who: dict[tuple[Any, ...], bytes] = {}
         self._how: dict[tuple[Any, ...], bytes] = {}
 
+    @property
+    def fields(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """The request's resource and scope parts (resource field, resource schema, scope field, scope
+        schema), for the native core's encoders."""
+        return self._resource_field, self._resource_schema, self._scope_field, self._scope_schema
+
     def encode(self, events: Sequence[AuditEvent]) -> bytes:
         """The serialized ExportLogsServiceRequest for ``events`` (in order)."""
         if self._native is not None:

@@ -1,0 +1,110 @@
+"""Batch mode: the drain reads its batches from the disk spool's segments and links, journals and encodes
+each in one native call (DiskSpool.take_encoded, auditrail_native.drain_records). What comes out verifies and
+holds every event once, also when a record is one the native core leaves to the Python path, when exports
+fail and are retried, with checkpoints due meanwhile, and in a forked child."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf.json_format import MessageToJson
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from auditrail import spool_file
+from auditrail.events import AuditEvent
+from auditrail.exporters.otlp_json import read_records
+from auditrail.exporters.otlp_proto import EventEncoder
+from auditrail.pipeline import AuditLoggerProvider
+from auditrail.signing import Signer
+from auditrail.spool_file import DiskSpool
+from auditrail.verify import verify_records
+
+if spool_file._native_drain is None:
+    pytest.skip("the native core is not built (make install with cargo), or predates drain_records",
+                allow_module_level=True)
+
+
+class Collector:
+    """An exporter of ours: takes events and encoded requests; its first `fail` sends fail."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.requests: list[bytes] = []
+        self.encoded = 0
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def _take(self, request: bytes) -> bool:
+        with self.lock:
+            if self.fail:
+                self.fail -= 1
+                return False
+            self.requests.append(request)
+            return True
+
+    def export_events(self, events, resource, scope) -> bool:
+        return self._take(EventEncoder(resource, scope).encode(events))
+
+    def export_encoded(self, request: bytes, count: int) -> bool:
+        ok = self._take(request)
+        self.encoded += ok
+        return ok
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _received(collector: Collector, tmp_path) -> tuple[list, object]:
+    out = tmp_path / "received.jsonl"
+    out.write_text("".join(MessageToJson(ExportLogsServiceRequest.FromString(r), indent=None) + "\n"
+                           for r in collector.requests if r))
+    records = list(read_records([out]))
+    return records, verify_records(read_records([out]))
+
+
+@pytest.mark.parametrize("fail", [0, 3])
+def test_batches_from_the_segments_verify_and_hold_every_event_once(tmp_path, fail):
+    collector = Collector(fail=fail)
+    spool = DiskSpool.open(str(tmp_path / "spool"), mode="durable")
+    provider = AuditLoggerProvider(collector, spool=spool, chained=True, signer=Signer(Ed25519PrivateKey.generate()),
+                                   checkpoint_every=97, schedule_delay=0.01, max_backoff=0.2)
+    assert provider._batch and spool._batch
+
+    def work(t: int) -> None:
+        for i in range(700):
+            odd = i == 350 and t == 1  # a record the native core leaves to the Python path (nested extra)
+            provider.submit(AuditEvent("a.b", tenant=f"tenant-{i % 3}", actor=f"u{t}", event_id=f"{t}-{i}",
+                                       extra={"x.list": [1, 2]} if odd else None))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    provider.shutdown()
+    records, report = _received(collector, tmp_path)
+    assert report.ok, report.render()
+    ids = [r["attributes"]["audit.event_id"] for r in records if r["event_name"] == "a.b"]
+    assert sorted(ids) == sorted(f"{t}-{i}" for t in range(3) for i in range(700))  # each once
+    for t in range(3):  # in each thread's order
+        assert [i for i in ids if i.startswith(f"{t}-")] == [f"{t}-{i}" for i in range(700)]
+    assert collector.encoded and len(collector.requests) > collector.encoded  # both paths ran
+    assert provider.checkpoints >= 3  # (one per chain at least: the shutdown's)
+
+
+def test_a_forked_child_stays_in_batch_mode(tmp_path):
+    spool = DiskSpool.open(str(tmp_path / "spool"), mode="durable")
+    spool.set_linker(lambda events: None)
+    assert spool.batch_mode()
+    pid = os.fork()
+    if pid == 0:  # the child
+        spool.after_fork_in_child()
+        os._exit(0 if spool._batch and not spool._queue_on and not spool._live_on else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    spool.close()
