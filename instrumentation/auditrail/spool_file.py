@@ -758,18 +758,27 @@ class DiskSpool:
                     continue
                 break
             limit = loff if rseg == lseg else own.sizes[rseg]
-            path = own.seg_path(rseg)
-            fd = self._read_fds.get(path)
-            if fd is None:
-                fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            data = os.pread(fd, min(_BATCH_CHUNK, limit - roff), roff)
-            got = _native_drain(data, roff, max_records, self._links(own, rseg), chain_for, *fields)
-            if got is None or not got[2]:
+            got = self._drain_chunk(own, rseg, roff, limit, max_records, fields, chain_for)
+            if got is None:
                 return None
-            request, journal, count, pos, _, counts = got
-            if journal is not None:
-                self._write_journal(own, rseg, journal, sum(counts.values()))
+            request, _, count, pos, _, counts = got
             return request, count, (rseg, roff + pos), counts
+
+    def _drain_chunk(self, own: _Source, seg: int, off: int, limit: int, max_records: int,
+                     fields: tuple[bytes, bytes, bytes, bytes], chain_for: Callable[[str | None], Any]) -> Any:
+        """drain_records over the records of segment `seg` from `off` (up to `limit`), the new links'
+        journal frame written and synced; None when it took no record (the Python path takes them)."""
+        path = own.seg_path(seg)
+        fd = self._read_fds.get(path)
+        if fd is None:
+            fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        data = os.pread(fd, min(_BATCH_CHUNK, limit - off), off)
+        got = _native_drain(data, off, max_records, self._links(own, seg), chain_for, *fields)
+        if got is None or not got[2]:
+            return None
+        if got[1] is not None:
+            self._write_journal(own, seg, got[1], sum(got[5].values()))
+        return got
 
     def link_through(self, fields: tuple[bytes, bytes, bytes, bytes],
                      chain_for: Callable[[str | None], Any]) -> dict[str | None, int]:
@@ -788,21 +797,14 @@ class DiskSpool:
                     seg, off = seg + 1, 0
                     continue
                 limit = loff if seg == lseg else own.sizes[seg]
-                path = own.seg_path(seg)
-                fd = self._read_fds.get(path)
-                if fd is None:
-                    fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                data = os.pread(fd, min(_BATCH_CHUNK, limit - off), off)
-                got = _native_drain(data, off, 1 << 30, self._links(own, seg), chain_for, *fields)
-                if got is not None and got[2]:
-                    _, journal, _, pos, bad, linked = got
-                    if journal is not None:
-                        self._write_journal(own, seg, journal, sum(linked.values()))
+                got = self._drain_chunk(own, seg, off, limit, 1 << 30, fields, chain_for)
+                if got is not None:
+                    _, _, _, pos, bad, linked = got
                     for tenant, n in linked.items():
                         counts[tenant] = counts.get(tenant, 0) + n
                     off += pos
                 else:  # a record the native core leaves: the Python path links this stretch (and journals it)
-                    records, end, _, bad = self._read_records(path, off, limit, 1 << 30)
+                    records, end, _, bad = self._read_records(own.seg_path(seg), off, limit, 1 << 30)
                     self._apply_links(own, seg, records)
                     off = end
                 if bad:
