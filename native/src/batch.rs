@@ -10,8 +10,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use crate::drain::{json_string, link_digest, record, varint_len, ChainState, Ev, Spooled, XVal, SAFE_INT};
-use crate::spool::{HEADER, MAX_RECORD};
+use crate::drain::{json_string, link_digest, record, request_heads, ChainState, Ev, Spooled, XVal, SAFE_INT};
+use crate::spool::scan_frames;
 use crate::varint_to as varint;
 
 const CHAIN_ID: &str = "audit.chain.id";
@@ -22,8 +22,7 @@ const CHAIN_HASH: &str = "audit.chain.hash";
 /// One record of the chunk.
 struct Item {
     end: u64,                  // its end offset in the segment (the journal's key)
-    ev: Ev,                    // its fields
-    tenant: Option<String>,    // (the chain it belongs to)
+    ev: Ev,                    // its fields (its tenant: the chain it belongs to)
     extras: Vec<(String, XVal)>, // its extra attributes, chain links included once known
     link: Link,
 }
@@ -32,6 +31,14 @@ enum Link {
     Journalled, // links from the journal, set into extras already
     Prelinked,  // its extra carries audit.chain.hash (a checkpoint): left as it is
     New,        // to be linked here
+}
+
+/// Set the four chain attributes in `extras`, in Chain.link's order.
+fn set_links(extras: &mut Vec<(String, XVal)>, id: String, seq: i64, prev: String, hash: String) {
+    set(extras, CHAIN_ID, XVal::Str(id));
+    set(extras, CHAIN_SEQ, XVal::Int(seq));
+    set(extras, CHAIN_PREV, XVal::Str(prev));
+    set(extras, CHAIN_HASH, XVal::Str(hash));
 }
 
 /// Set `key` in `extras` as a dict assignment does: in place when present, else appended.
@@ -61,44 +68,18 @@ pub fn drain_records<'py>(
 ) -> PyResult<Option<(Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>, usize, usize, bool, Bound<'py, PyDict>)>> {
     let bytes = data.as_bytes();
     // 1. (no GIL) frames and records
-    let parsed = py.detach(|| -> Result<(Vec<Item>, usize, bool), ()> {
-        let mut items = Vec::new();
-        let mut pos = 0;
-        let mut bad = false;
-        while pos + HEADER <= bytes.len() && items.len() < max_records {
-            let length = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-            let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
-            if length == 0 {
-                break;
-            }
-            if length > MAX_RECORD {
-                bad = true;
-                break;
-            }
-            let end = pos + HEADER + length;
-            if end > bytes.len() {
-                break;
-            }
-            let payload = &bytes[pos + HEADER..end];
-            if crc32fast::hash(payload) != crc {
-                bad = true;
-                break;
-            }
-            let (fields, mut rest) = Spooled::parse(payload)?;
+    let parsed = py.detach(|| {
+        scan_frames(bytes, max_records, |start, stop| -> Result<Item, ()> {
+            let (fields, mut rest) = Spooled::parse(&bytes[start..stop])?;
             let extras = rest.flat_extra()?.unwrap_or_default();
-            let ev = Ev::from_fields(fields);
-            let tenant = ev.tenant().map(str::to_owned);
             let prelinked = extras.iter().any(|(k, _)| k == CHAIN_HASH);
-            items.push(Item {
-                end: base + end as u64,
-                ev,
-                tenant,
+            Ok(Item {
+                end: base + stop as u64,
+                ev: Ev::from_fields(fields),
                 extras,
                 link: if prelinked { Link::Prelinked } else { Link::New },
-            });
-            pos = end;
-        }
-        Ok((items, pos, bad))
+            })
+        })
     });
     let Ok((mut items, pos, bad)) = parsed else { return Ok(None) };
     // 2. (GIL) journalled links, and the chains of the records to link
@@ -119,21 +100,19 @@ pub fn drain_records<'py>(
             else {
                 return Ok(None);
             };
-            set(&mut item.extras, CHAIN_ID, XVal::Str(id));
-            set(&mut item.extras, CHAIN_SEQ, XVal::Int(seq));
-            set(&mut item.extras, CHAIN_PREV, XVal::Str(prev));
-            set(&mut item.extras, CHAIN_HASH, XVal::Str(hash));
+            set_links(&mut item.extras, id, seq, prev, hash);
             item.link = Link::Journalled;
             continue;
         }
         if matches!(item.link, Link::Prelinked) {
             continue;
         }
-        chain_of[i] = match states.iter().position(|(t, _)| *t == item.tenant) {
+        let tenant = item.ev.tenant();
+        chain_of[i] = match states.iter().position(|(t, _)| t.as_deref() == tenant) {
             Some(index) => index,
             None => {
-                let chain = chain_for.call1((item.tenant.as_deref(),))?;
-                states.push((item.tenant.clone(), ChainState::load(chain)?));
+                let chain = chain_for.call1((tenant,))?;
+                states.push((tenant.map(str::to_owned), ChainState::load(chain)?));
                 states.len() - 1
             }
         };
@@ -170,10 +149,7 @@ pub fn drain_records<'py>(
             journal_out.push(b',');
             json_string(&mut journal_out, &digest);
             journal_out.push(b']');
-            set(&mut item.extras, CHAIN_ID, XVal::Str(id.clone()));
-            set(&mut item.extras, CHAIN_SEQ, XVal::Int(*seq as i64));
-            set(&mut item.extras, CHAIN_PREV, XVal::Str(head.clone()));
-            set(&mut item.extras, CHAIN_HASH, XVal::Str(digest.clone()));
+            set_links(&mut item.extras, id.clone(), *seq as i64, head.clone(), digest.clone());
             *head = digest;
             linked[index] += 1;
         }
@@ -206,14 +182,12 @@ pub fn drain_records<'py>(
     let request = if items.is_empty() {
         PyBytes::new(py, b"")
     } else {
-        let scope_logs = scope_field.len() + records.len() + scope_schema.len();
-        let resource_logs = resource_field.len() + 1 + varint_len(scope_logs as u64) + scope_logs + resource_schema.len();
-        let mut out = Vec::with_capacity(1 + 10 + resource_logs);
-        out.push(0x0a);
-        varint(&mut out, resource_logs as u64);
+        let (resource_head, scope_head, total) =
+            request_heads(resource_field, resource_schema, scope_field, scope_schema, records.len());
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&resource_head);
         out.extend_from_slice(resource_field);
-        out.push(0x12);
-        varint(&mut out, scope_logs as u64);
+        out.extend_from_slice(&scope_head);
         out.extend_from_slice(scope_field);
         out.extend_from_slice(&records);
         out.extend_from_slice(scope_schema);

@@ -948,26 +948,17 @@ pub fn encode_request<'py>(
                 python[i] = Some(encoded);
             }
         }
-        // request = 0x0a len(RL) RL; RL = resource_field 0x12 len(SL) SL resource_schema;
-        // SL = scope_field records scope_schema
-        let scope_logs = scope_field.len() + records_len + scope_schema.len();
-        let resource_logs = resource_field.len() + 1 + varint_len(scope_logs as u64) + scope_logs + resource_schema.len();
-        let total = 1 + varint_len(resource_logs as u64) + resource_logs;
+        let (resource_head, scope_head, total) =
+            request_heads(resource_field, resource_schema, scope_field, scope_schema, records_len);
         PyBytes::new_with(py, total, |buf| {
             let mut at = 0;
             let mut put = |data: &[u8]| {
                 buf[at..at + data.len()].copy_from_slice(data);
                 at += data.len();
             };
-            let mut head = Vec::with_capacity(24);
-            head.push(0x0a);
-            varint(&mut head, resource_logs as u64);
-            put(&head);
+            put(&resource_head);
             put(resource_field);
-            head.clear();
-            head.push(0x12);
-            varint(&mut head, scope_logs as u64);
-            put(&head);
+            put(&scope_head);
             put(scope_field);
             for (range, encoded) in ranges.iter().zip(&python) {
                 match (range, encoded) {
@@ -981,6 +972,20 @@ pub fn encode_request<'py>(
             Ok(())
         })
     })
+}
+
+/// The framing of an ExportLogsServiceRequest around `records_len` bytes of `0x12 len LogRecord` records:
+/// request = 0x0a len(RL) RL; RL = resource_field 0x12 len(SL) SL resource_schema; SL = scope_field records
+/// scope_schema. Returns the two heads (0x0a len(RL), 0x12 len(SL)) and the request's length.
+pub(crate) fn request_heads(resource_field: &[u8], resource_schema: &[u8], scope_field: &[u8], scope_schema: &[u8],
+                            records_len: usize) -> (Vec<u8>, Vec<u8>, usize) {
+    let scope_logs = scope_field.len() + records_len + scope_schema.len();
+    let resource_logs = resource_field.len() + 1 + varint_len(scope_logs as u64) + scope_logs + resource_schema.len();
+    let mut resource_head = vec![0x0a];
+    varint(&mut resource_head, resource_logs as u64);
+    let mut scope_head = vec![0x12];
+    varint(&mut scope_head, scope_logs as u64);
+    (resource_head, scope_head, 1 + varint_len(resource_logs as u64) + resource_logs)
 }
 
 /// The journal frame payload of `spool_file._journal_entries` + orjson.dumps: JSON

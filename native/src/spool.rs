@@ -5,14 +5,16 @@
 //! attributes of its own, an id or time out of range, anything the parser does not know) is decoded by the
 //! `decode` callable it is given, spool_file.decode_event, which stays the definition; what that refuses
 //! (ValueError) is reported back, not raised.
+use std::convert::Infallible;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::drain::{Number, Spooled};
 
-pub(crate) const HEADER: usize = 8; // u32 little-endian length, u32 little-endian CRC-32 of the payload
-pub(crate) const MAX_RECORD: usize = 64 * 1024 * 1024; // a length above this is corruption (spool_file._MAX_RECORD)
+const HEADER: usize = 8; // u32 little-endian length, u32 little-endian CRC-32 of the payload
+const MAX_RECORD: usize = 64 * 1024 * 1024; // a length above this is corruption (spool_file._MAX_RECORD)
 
 /// A frame of the chunk: where its payload is, and its fields when they are plain.
 struct Frame {
@@ -35,7 +37,15 @@ pub fn read_frames<'py>(
     decode: &Bound<'py, PyAny>,
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, usize, bool)> {
     let bytes = data.as_bytes();
-    let (frames, pos, bad) = py.detach(|| scan(bytes, max_frames));
+    let scanned = py.detach(|| {
+        scan_frames(bytes, max_frames, |start, stop| {
+            Ok::<_, Infallible>(Frame { start, stop, fields: plain(&bytes[start..stop]) })
+        })
+    });
+    let (frames, pos, bad) = match scanned {
+        Ok(scanned) => scanned,
+        Err(never) => match never {},
+    };
     let records = PyList::empty(py);
     let errors = PyList::empty(py);
     for frame in frames {
@@ -57,8 +67,15 @@ pub fn read_frames<'py>(
     Ok((records, errors, pos, bad))
 }
 
-/// `_scan` over the whole chunk, each frame's record parsed when it is plain.
-fn scan(data: &[u8], max_frames: usize) -> (Vec<Frame>, usize, bool) {
+/// `_scan`: up to `max_frames` frames of `data`, each made into a T by `take(payload start, payload end)`.
+/// Returns them, the end of the last frame taken, and whether a bad frame (implausible length, CRC
+/// mismatch) stopped the scan; a zero length (a segment's unwritten tail) or a frame cut off by the chunk
+/// ends it too (the caller decides). An error of `take` ends it, and is returned.
+pub(crate) fn scan_frames<T, E>(
+    data: &[u8],
+    max_frames: usize,
+    mut take: impl FnMut(usize, usize) -> Result<T, E>,
+) -> Result<(Vec<T>, usize, bool), E> {
     let mut frames = Vec::new();
     let mut pos = 0;
     while pos + HEADER <= data.len() && frames.len() < max_frames {
@@ -68,20 +85,19 @@ fn scan(data: &[u8], max_frames: usize) -> (Vec<Frame>, usize, bool) {
             break; // the unwritten, zero-filled tail of a segment
         }
         if length > MAX_RECORD {
-            return (frames, pos, true);
+            return Ok((frames, pos, true));
         }
         let end = pos + HEADER + length;
         if end > data.len() {
             break; // cut off by the chunk: the caller decides
         }
-        let payload = &data[pos + HEADER..end];
-        if crc32fast::hash(payload) != crc {
-            return (frames, pos, true);
+        if crc32fast::hash(&data[pos + HEADER..end]) != crc {
+            return Ok((frames, pos, true));
         }
-        frames.push(Frame { start: pos + HEADER, stop: end, fields: plain(payload) });
+        frames.push(take(pos + HEADER, end)?);
         pos = end;
     }
-    (frames, pos, false)
+    Ok((frames, pos, false))
 }
 
 /// The fields of a record whose extra is null (the usual case: chain links live in the journal).
