@@ -51,14 +51,19 @@ def run_child(code: str, *args: str, **kw: object) -> subprocess.Popen[str]:
                             stdin=subprocess.PIPE, text=True, env=env, **kw)  # type: ignore[call-overload]
 
 
+def native_or_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, name: str) -> str:
+    """Run with spool_file's native function `name` (when built: else skip) or, for "python", its Python twin."""
+    if request.param == "python":
+        monkeypatch.setattr(spool_file, name, None)
+    elif getattr(spool_file, name) is None:
+        pytest.skip("the native core is not built")
+    return request.param
+
+
 @pytest.fixture(params=["native", "python"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Records read back by the native core (when built) and by _scan + decode_event: the same events come back."""
-    if request.param == "python":
-        monkeypatch.setattr(spool_file, "_native_read", None)
-    elif spool_file._native_read is None:
-        pytest.skip("the native core is not built")
-    return request.param
+    return native_or_twin(request, monkeypatch, "_native_read")
 
 
 # --- encoding -------------------------------------------------------------------------------------
@@ -528,13 +533,7 @@ def test_after_fork_in_child_gets_own_spool(tmp_path: Path) -> None:
 @pytest.fixture(params=["native", "python"])
 def journal(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The journal frames written by the native core (when built) and by orjson: the same links come back."""
-    from auditrail import spool_file
-
-    if request.param == "python":
-        monkeypatch.setattr(spool_file, "_native_journal", None)
-    elif spool_file._native_journal is None:
-        pytest.skip("the native core is not built")
-    return request.param
+    return native_or_twin(request, monkeypatch, "_native_journal")
 
 
 def chain_linker(chain: Chain) -> Callable[[list[AuditEvent]], None]:

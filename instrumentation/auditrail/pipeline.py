@@ -301,7 +301,6 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         The native core links the plain events itself (the same hash, parsed and computed with the
         interpreter lock released) and hands the others to :meth:`_link_one`; without it, or should it fail,
         this loop links what is left."""
-        since = self._since_checkpoint
         counts: dict[str | None, int] = {}
         with self._append_lock:
             if _native_link is not None:
@@ -317,8 +316,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
                     continue
                 if self._link_one(self._chain(event.tenant), event):
                     counts[event.tenant] = counts.get(event.tenant, 0) + 1
-            for tenant, linked in counts.items():
-                since[tenant] = since.get(tenant, 0) + linked
+            self._count_links(counts)
 
     @staticmethod
     def _link_one(chain: Chain, event: AuditEvent) -> bool:
@@ -465,35 +463,35 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             if due is not None:
                 self.checkpoint(due_only=not due)
             sent = self._export_batch() if self._batch else None
+            if sent is None:
+                sent = self._export_peeked()
+            if sent is None:  # nothing to send
+                self._notify_idle()
+                if self._stopping:
+                    return
+                continue
             if sent:
                 backoff = retry_at = 0.0
                 if not len(self.spool) and not self._pending:
                     self._notify_idle()
                 continue
-            if sent is False:
-                if self._stopping:
-                    return
-                backoff = min(self.max_backoff, max(0.1, backoff * 2))
-                retry_at = time.monotonic() + backoff
-                continue
-            batch = self.spool.peek(self.max_batch)
-            if not batch:
-                self._notify_idle()
-                if self._stopping:
-                    return
-                continue
-            if self._export(batch):
-                self.spool.ack(len(batch))
-                self.exported += len(batch)
-                backoff = retry_at = 0.0
-                if not len(self.spool) and not self._pending:
-                    self._notify_idle()
-            else:
-                self.export_failures += 1
-                if self._stopping:
-                    return
-                backoff = min(self.max_backoff, max(0.1, backoff * 2))
-                retry_at = time.monotonic() + backoff
+            if self._stopping:
+                return
+            backoff = min(self.max_backoff, max(0.1, backoff * 2))
+            retry_at = time.monotonic() + backoff
+
+    def _export_peeked(self) -> bool | None:
+        """The spool's next batch of events (peek), exported and, once accepted, acknowledged. True: sent;
+        False: the export failed (the caller backs off; the same events are sent again); None: nothing to send."""
+        batch = self.spool.peek(self.max_batch)
+        if not batch:
+            return None
+        if self._export(batch):
+            self.spool.ack(len(batch))
+            self.exported += len(batch)
+            return True
+        self.export_failures += 1
+        return False
 
     def _export_batch(self) -> bool | None:
         """Batch mode: take the next batch from the spool's bytes and send it. True: sent and acknowledged;
@@ -505,12 +503,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
                 return None
             request, count, position, counts = got
             self._count_links(counts)
-        try:
-            ok = bool(self._export_encoded(request, count))  # type: ignore[misc]
-        except Exception:  # noqa: BLE001 - a broken exporter must not kill the worker
-            _log.exception("auditrail: exporter raised; will retry")
-            ok = False
-        if ok:
+        if self._sent(lambda: self._export_encoded(request, count)):  # type: ignore[misc]
             self.spool.ack_encoded(count, position)  # type: ignore[attr-defined]
             self.exported += count
             return True
@@ -524,12 +517,18 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             since[tenant] = since.get(tenant, 0) + linked
 
     def _export(self, batch: Sequence[AuditEvent]) -> bool:
+        if self._export_events is not None:
+            return self._sent(lambda: self._export_events(batch, self.resource, self.scope))  # type: ignore[misc]
+        return self._sent(lambda: self.exporter.export([to_log_record(e, self.resource, self.scope) for e in batch])
+                          == LogRecordExportResult.SUCCESS)
+
+    @staticmethod
+    def _sent(send: Callable[[], Any]) -> bool:
+        """Whether `send()` (an export) succeeded; an exporter that raises has not (logged: a broken exporter
+        must not kill the worker, it is retried)."""
         try:
-            if self._export_events is not None:
-                return bool(self._export_events(batch, self.resource, self.scope))
-            records = [to_log_record(e, self.resource, self.scope) for e in batch]
-            return self.exporter.export(records) == LogRecordExportResult.SUCCESS
-        except Exception:  # noqa: BLE001 - a broken exporter must not kill the worker
+            return bool(send())
+        except Exception:  # noqa: BLE001
             _log.exception("auditrail: exporter raised; will retry")
             return False
 

@@ -173,8 +173,7 @@ class EventEncoder:
     def encode(self, events: Sequence[AuditEvent]) -> bytes:
         """The serialized ExportLogsServiceRequest for ``events`` (in order)."""
         if self._native is not None:
-            return self._native(events if type(events) is list else list(events), self._record,
-                                self._resource_field, self._resource_schema, self._scope_field, self._scope_schema)
+            return self._native(events if type(events) is list else list(events), self._record, *self.fields)
         records = b"".join(self._record(event) for event in events)
         scope_logs = self._scope_field + records + self._scope_schema
         resource_logs = self._resource_field + _field(b"\x12", scope_logs) + self._resource_schema
