@@ -10,7 +10,9 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use crate::drain::{json_string, link_digest, record, request_heads, ChainState, Ev, Spooled, XVal, SAFE_INT};
+use crate::drain::{
+    chain_index, heads_of, json_string, link_digest, record, request_heads, ChainState, Ev, Spooled, XVal, SAFE_INT,
+};
 use crate::spool::scan_frames;
 use crate::varint_to as varint;
 
@@ -107,20 +109,9 @@ pub fn drain_records<'py>(
         if matches!(item.link, Link::Prelinked) {
             continue;
         }
-        let tenant = item.ev.tenant();
-        chain_of[i] = match states.iter().position(|(t, _)| t.as_deref() == tenant) {
-            Some(index) => index,
-            None => {
-                let chain = chain_for.call1((tenant,))?;
-                states.push((tenant.map(str::to_owned), ChainState::load(chain)?));
-                states.len() - 1
-            }
-        };
+        chain_of[i] = chain_index(&mut states, chain_for, item.ev.tenant())?;
     }
-    let mut heads: Vec<(String, u64, String)> = Vec::with_capacity(states.len());
-    for (_, state) in &states {
-        heads.push((state.id.to_str()?.to_owned(), state.seq, state.head.to_str()?.to_owned()));
-    }
+    let mut heads = heads_of(&states)?;
     // 3. (no GIL) link, journal frame, LogRecords
     let done = py.detach(|| -> Option<(Vec<u8>, Option<Vec<u8>>, Vec<usize>)> {
         let mut json = Vec::with_capacity(1024);

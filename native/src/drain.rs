@@ -119,6 +119,25 @@ impl<'py> ChainState<'py> {
     }
 }
 
+/// The index in `states` of `tenant`'s chain, its state loaded (`chain_for(tenant)`) on the tenant's first event.
+pub(crate) fn chain_index<'py>(
+    states: &mut Vec<(Option<String>, ChainState<'py>)>,
+    chain_for: &Bound<'py, PyAny>,
+    tenant: Option<&str>,
+) -> PyResult<usize> {
+    if let Some(index) = states.iter().position(|(t, _)| t.as_deref() == tenant) {
+        return Ok(index);
+    }
+    let chain = chain_for.call1((tenant,))?;
+    states.push((tenant.map(str::to_owned), ChainState::load(chain)?));
+    Ok(states.len() - 1)
+}
+
+/// Each chain's (id, seq, head), to link with the GIL released.
+pub(crate) fn heads_of(states: &[(Option<String>, ChainState<'_>)]) -> PyResult<Vec<(String, u64, String)>> {
+    states.iter().map(|(_, s)| Ok((s.id.to_str()?.to_owned(), s.seq, s.head.to_str()?.to_owned()))).collect()
+}
+
 /// The chain attributes, in Chain.link's order.
 fn chain_keys(py: Python<'_>) -> [&Bound<'_, PyString>; 4] {
     [
@@ -568,20 +587,10 @@ pub fn link_events<'py>(
                     any_fallback = true;
                     break;
                 };
-                chain_of[i] = match states.iter().position(|(t, _)| t.as_deref() == tenant) {
-                    Some(index) => index,
-                    None => {
-                        let chain = chain_for.call1((tenant,))?;
-                        states.push((tenant.map(str::to_owned), ChainState::load(chain)?));
-                        states.len() - 1
-                    }
-                };
+                chain_of[i] = chain_index(&mut states, chain_for, tenant)?;
             }
         }
-        let mut heads: Vec<(String, u64, String)> = Vec::with_capacity(states.len());
-        for (_, state) in &states {
-            heads.push((state.id.to_str()?.to_owned(), state.seq, state.head.to_str()?.to_owned()));
-        }
+        let mut heads = heads_of(&states)?;
         // 3. (no GIL) parse the spool records; when every event is plain, hash chain by chain in event order
         let (items, digests): (Vec<Link<'_>>, Option<Vec<[u8; 64]>>) = py.detach(|| {
             let items: Vec<Link<'_>> = items
