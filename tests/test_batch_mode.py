@@ -108,3 +108,41 @@ def test_a_forked_child_stays_in_batch_mode(tmp_path):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     spool.close()
+
+
+def test_a_periodic_checkpoint_signs_the_linked_head_and_the_backlog_follows_it(tmp_path):
+    """The drain's checkpoints in batch mode do not link its backlog first: they sign the heads it linked, and
+    the events spooled before the checkpoint but linked after it take the seqs after the checkpoint's."""
+    collector = Collector()
+    inside, gate = threading.Event(), threading.Event()
+    take = collector._take
+
+    def held(request: bytes) -> bool:
+        inside.set()
+        gate.wait(10)
+        return take(request)
+
+    collector._take = held  # type: ignore[method-assign]
+    spool = DiskSpool.open(str(tmp_path / "spool"), mode="durable")
+    provider = AuditLoggerProvider(collector, spool=spool, chained=True, signer=Signer(Ed25519PrivateKey.generate()),
+                                   checkpoint_every=10_000, schedule_delay=0.01)
+    assert provider._batch
+
+    def submit(i: int) -> None:
+        provider.submit(AuditEvent("a.b", tenant="t", actor="u", event_id=f"e{i}"))
+
+    for i in range(10):
+        submit(i)
+    assert inside.wait(10)  # the drain linked the first 10 and is sending them
+    for i in range(10, 30):
+        submit(i)
+    [checkpoint] = provider.checkpoint(link_all=False)
+    assert checkpoint.extra["audit.chain.seq"] == 11  # after the 10 linked, before the 20 spooled earlier
+    gate.set()
+    provider.shutdown()
+    records, report = _received(collector, tmp_path)
+    assert report.ok, report.render()
+    seqs = {r["attributes"].get("audit.event_id", r["event_name"] + str(i)): r["attributes"]["audit.chain.seq"]
+            for i, r in enumerate(records)}
+    assert [seqs[f"e{i}"] for i in range(30)] == [*range(1, 11), *range(12, 32)]
+    assert sorted(seqs.values()) == list(range(1, 33))  # the shutdown's checkpoint: 32

@@ -348,17 +348,22 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
                         continue
                 self._link_and_append(event)
 
-    def checkpoint(self, *, due_only: bool = False) -> list[AuditEvent]:
+    def checkpoint(self, *, due_only: bool = False, link_all: bool = True) -> list[AuditEvent]:
         """Sign each chain head with events since its last checkpoint into an `audit.checkpoint` event.
 
         The checkpoint carries the chain's tenant, so it is part of that tenant's log (and its exports).
         `due_only`: only the chains with `checkpoint_every` events since their last one.
+        `link_all` (the default, and at shutdown): first link every event submitted so far, so the checkpoints
+        cover them all. The drain's periodic checkpoints in batch mode pass False: they sign the heads as the
+        drain has linked them, and the spooled events not linked yet follow the checkpoint in its chain (their
+        seqs come after its seq; the spool holds them before it, and verify orders a chain by seq). Linking a
+        drain's whole backlog at each checkpoint would stall its exports behind that work.
         """
         signer = self.signer
         if self.chains is None or signer is None:
             return []
         self._link_pending()  # the checkpoints cover every event submitted before them
-        if self._batch:
+        if self._batch and link_all:
             with self._append_lock:
                 self._count_links(self.spool.link_through(self._fields, self._chain))  # type: ignore[attr-defined]
         written: list[AuditEvent] = []
@@ -461,7 +466,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
                 continue
             due = self._checkpoint_due() if self.signer is not None else None
             if due is not None:
-                self.checkpoint(due_only=not due)
+                self.checkpoint(due_only=not due, link_all=False)
             sent = self._export_batch() if self._batch else None
             if sent is None:
                 sent = self._export_peeked()
