@@ -52,6 +52,7 @@ import operator
 import os
 import secrets
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -68,6 +69,7 @@ _native_journal = native_function("journal_payload")  # a journal frame's JSON; 
 _native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
 _native_drain = native_function("drain_records")  # a batch from spool bytes (batch mode); None: no batch mode
 _BATCH_CHUNK = 4 * 1024 * 1024  # bytes read for one batch-mode batch at most
+_NO_LINKS: dict[int, list[Any]] = {}  # the journal of records past a source's linked_to (read only)
 
 _log = logging.getLogger("auditrail")
 
@@ -219,7 +221,7 @@ class _Source:
     """One spool directory: ours (written now) or adopted from a dead process (read only)."""
 
     __slots__ = ("path", "lock_fd", "cursor_fd", "adopted", "segs", "sizes", "ack_seg", "ack_off", "rseg", "roff",
-                 "pending", "read_done", "link_sizes")
+                 "pending", "read_done", "link_sizes", "linked_to")
 
     def __init__(self, path: str, lock_fd: int, adopted: bool) -> None:
         self.path = path
@@ -235,6 +237,9 @@ class _Source:
         self.pending = 0  # adopted: records counted at adoption not yet read
         self.read_done = False
         self.link_sizes: dict[int, int] = {}  # bytes of each segment's link journal (see DiskSpool.set_linker)
+        # (segment, offset) before which records may have journalled links (ours: after it none has; an
+        # adopted directory's journals were written by another process: anywhere)
+        self.linked_to = (sys.maxsize, 0) if adopted else (-1, 0)
 
     def seg_path(self, n: int) -> str:
         return os.path.join(self.path, _seg_name(n))
@@ -437,7 +442,8 @@ class DiskSpool:
         self._queue_on = True
         self._lpos = (0, 0)
         self._link_fds: dict[str, int] = {}
-        self._links_cache: dict[str, tuple[int, dict[int, list[Any]]]] = {}
+        # path -> (journal size, its links, frames written since that are not read into them yet)
+        self._links_cache: dict[str, tuple[int, dict[int, list[Any]], list[bytes]]] = {}
         self._batch = False  # batch mode (batch_mode()): records stay on disk, the drain reads them natively
         self._read_fds: dict[str, int] = {}
         self._flusher: threading.Thread | None = None
@@ -773,11 +779,12 @@ class DiskSpool:
         if fd is None:
             fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         data = os.pread(fd, min(_BATCH_CHUNK, limit - off), off)
-        got = _native_drain(data, off, max_records, self._links(own, seg), chain_for, *fields)
+        links = self._links(own, seg) if (seg, off) < own.linked_to else _NO_LINKS
+        got = _native_drain(data, off, max_records, links, chain_for, *fields)
         if got is None or not got[2]:
             return None
         if got[1] is not None:
-            self._write_journal(own, seg, got[1], sum(got[5].values()))
+            self._write_journal(own, seg, got[1], sum(got[5].values()), off + got[3])
         return got
 
     def link_through(self, fields: tuple[bytes, bytes, bytes, bytes],
@@ -832,10 +839,11 @@ class DiskSpool:
         payload = _native_journal(records) if _native_journal is not None else None
         if payload is None:
             payload = orjson.dumps(_journal_entries(records))
-        self._write_journal(src, seg, payload, len(records))
+        self._write_journal(src, seg, payload, len(records), max(end for _, _, end, _ in records))
 
-    def _write_journal(self, src: _Source, seg: int, payload: bytes, count: int) -> None:
-        """Append one frame (the JSON links of `count` records) to a segment's journal and fdatasync it."""
+    def _write_journal(self, src: _Source, seg: int, payload: bytes, count: int, end: int) -> None:
+        """Append one frame (the JSON links of `count` records of segment `seg`, the last of them ending at
+        `end` or before) to the segment's journal and fdatasync it."""
         path = src.links_path(seg)
         cached = self._links_cache.get(path)
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
@@ -861,10 +869,10 @@ class DiskSpool:
             size = src.link_sizes.get(seg, 0)
             src.link_sizes[seg] = size + len(data)
             self._disk_bytes += len(data)
-        if cached is not None and cached[0] == size:  # keep the cache current: what the frame says, read back
-            entries = orjson.loads(payload)
-            cached[1].update(zip(map(_END, entries), map(_LINK, entries), strict=True))
-            self._links_cache[path] = (size + len(data), cached[1])
+            src.linked_to = max(src.linked_to, (seg, end))
+        if cached is not None and cached[0] == size:  # keep the cache current: the frame is read when asked
+            cached[2].append(payload)
+            self._links_cache[path] = (size + len(data), cached[1], cached[2])
 
     def _links(self, src: _Source, seg: int) -> dict[int, list[Any]]:
         """A segment's journal: record end offset -> [chain id, seq, prev hash, hash] (cached by size)."""
@@ -872,8 +880,13 @@ class DiskSpool:
         size = src.link_sizes.get(seg, 0)
         cached = self._links_cache.get(path)
         if cached is not None and cached[0] == size:
-            return cached[1]
-        links: dict[int, list[Any]] = {}
+            links, unread = cached[1], cached[2]
+            for payload in unread:  # what the frames written since say, read back
+                entries = orjson.loads(payload)
+                links.update(zip(map(_END, entries), map(_LINK, entries), strict=True))
+            unread.clear()
+            return links
+        links = {}
         try:
             with open(path, "rb") as f:
                 data = f.read(size)
@@ -888,7 +901,7 @@ class DiskSpool:
             for entry in entries if type(entries) is list else ():
                 if type(entry) is list and len(entry) == 1 + len(_CHAIN_KEYS):
                     links[entry[0]] = entry[1:]
-        self._links_cache[path] = (size, links)
+        self._links_cache[path] = (size, links, [])
         return links
 
     def _apply_links(self, src: _Source, seg: int, records: list[tuple[AuditEvent, int]]) -> None:
