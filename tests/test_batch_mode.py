@@ -146,3 +146,18 @@ def test_a_periodic_checkpoint_signs_the_linked_head_and_the_backlog_follows_it(
             for i, r in enumerate(records)}
     assert [seqs[f"e{i}"] for i in range(30)] == [*range(1, 11), *range(12, 32)]
     assert sorted(seqs.values()) == list(range(1, 33))  # the shutdown's checkpoint: 32
+
+
+def test_force_flush_sends_the_last_short_batch_without_waiting_for_it_to_fill(tmp_path):
+    collector = Collector()
+    gate = threading.Event()
+    take = collector._take
+    collector._take = lambda request: gate.wait(10) and take(request)  # type: ignore[method-assign]
+    spool = DiskSpool.open(str(tmp_path / "spool"), mode="durable")
+    provider = AuditLoggerProvider(collector, spool=spool, chained=True, max_batch=10, schedule_delay=30)
+    for i in range(25):
+        provider.submit(AuditEvent("a.b", tenant="t", actor="u", event_id=f"e{i}"))
+    gate.set()
+    assert provider.force_flush(5_000)  # 10, 10, then the 5 left: not after the 30 s schedule delay
+    provider.shutdown()
+    assert len(_received(collector, tmp_path)[0]) == 25

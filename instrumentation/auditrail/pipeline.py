@@ -173,6 +173,7 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         self._wake = threading.Condition(threading.Lock())
         self._idle = threading.Condition(threading.Lock())
         self._stopping = False
+        self._flushing = 0  # force_flush calls waiting: the worker sends a short batch without waiting to fill it
         self._shutdown = False
         self._worker: threading.Thread | None = None
         _live_providers.add(self)
@@ -402,14 +403,19 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
         """Wait until every queued event was exported; False on timeout."""
         deadline = time.monotonic() + timeout_millis / 1000
         with self._wake:
+            self._flushing += 1
             self._wake.notify()
-        with self._idle:
-            while len(self.spool) or self._pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._worker is None or not self._worker.is_alive():
-                    return len(self.spool) == 0 and not self._pending
-                self._idle.wait(min(remaining, 0.05))
-        return True
+        try:
+            with self._idle:
+                while len(self.spool) or self._pending:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._worker is None or not self._worker.is_alive():
+                        return len(self.spool) == 0 and not self._pending
+                    self._idle.wait(min(remaining, 0.05))
+            return True
+        finally:
+            with self._wake:
+                self._flushing -= 1
 
     def shutdown(self, timeout_millis: int = 10_000) -> None:
         """Flush within the timeout, stop the worker and shut the exporter down. Idempotent."""
@@ -448,18 +454,21 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
             self._since_checkpoint = {}
         self._wake = threading.Condition(threading.Lock())
         self._idle = threading.Condition(threading.Lock())
+        self._flushing = 0
         self._start_worker()
 
     def _run(self) -> None:
         backoff = 0.0
         retry_at = 0.0  # while backing off after a failed export, woken early only to link queued events
+        sent: bool | None = None
         while True:
             with self._wake:
                 if not self._stopping:
                     wait = retry_at - time.monotonic()
                     if wait > 0:
                         self._wake.wait(wait)
-                    elif len(self.spool) < self.max_batch and len(self._pending) < self.max_batch:
+                    elif (len(self.spool) < self.max_batch and len(self._pending) < self.max_batch
+                          and not (sent and self._flushing)):  # (a flush waits for the rest: send it now)
                         self._wake.wait(self.schedule_delay)
             self._link_pending()
             if not self._stopping and time.monotonic() < retry_at:
