@@ -1,5 +1,5 @@
 """Batch mode: the drain reads its batches from the disk spool's segments and links, journals and encodes
-each in one native call (DiskSpool.take_encoded, auditrail_native.drain_records). What comes out verifies and
+each in one native call (DiskSpool.take_encoded, auditrail_native.drain_segment). What comes out verifies and
 holds every event once, also when a record is one the native core leaves to the Python path, when exports
 fail and are retried, with checkpoints due meanwhile, and in a forked child."""
 
@@ -23,7 +23,7 @@ from auditrail.spool_file import DiskSpool
 from auditrail.verify import verify_records
 
 if spool_file._native_drain is None:
-    pytest.skip("the native core is not built (make install with cargo), or predates drain_records",
+    pytest.skip("the native core is not built (make install with cargo), or predates drain_segment",
                 allow_module_level=True)
 
 
@@ -161,3 +161,32 @@ def test_force_flush_sends_the_last_short_batch_without_waiting_for_it_to_fill(t
     assert provider.force_flush(5_000)  # 10, 10, then the 5 left: not after the 30 s schedule delay
     provider.shutdown()
     assert len(_received(collector, tmp_path)[0]) == 25
+
+
+@pytest.mark.parametrize("how", ["open", "write"])
+def test_a_journal_that_cannot_be_written_is_logged_and_delivery_goes_on(tmp_path, caplog, how):
+    """Batch mode writes the journal inside the native call: a journal that cannot be opened, or refuses the
+    write, is logged and counted as _write_journal does it, and every event still arrives, linked."""
+    class Unwritable(DiskSpool):
+        def _journal_fd(self, src, seg):
+            if how == "open":
+                raise PermissionError(13, "Permission denied")
+            fd = os.open(src.seg_path(seg), os.O_RDONLY)  # writes fail: EBADF
+            self._link_fds[src.links_path(seg)] = fd  # (closed with the spool)
+            return fd
+
+    collector = Collector()
+    spool = Unwritable.open(str(tmp_path / "spool"), mode="durable")
+    provider = AuditLoggerProvider(collector, spool=spool, chained=True, signer=Signer(Ed25519PrivateKey.generate()),
+                                   schedule_delay=0.01)
+    assert provider._batch
+    for i in range(50):
+        provider.submit(AuditEvent("a.b", tenant="t", actor="u", event_id=f"e{i}"))
+    provider.shutdown()
+    records, report = _received(collector, tmp_path)
+    assert report.ok, report.render()
+    assert sorted(r["attributes"]["audit.event_id"] for r in records if r["event_name"] == "a.b") == sorted(
+        f"e{i}" for i in range(50))
+    assert spool.link_errors >= 1
+    expected = "Permission denied" if how == "open" else "Bad file descriptor"
+    assert any("cannot write the chain links" in r.message and expected in r.message for r in caplog.records)

@@ -1,9 +1,11 @@
-"""auditrail_native.drain_records (DiskSpool batch mode) equals the Python drain over spool bytes:
+"""auditrail_native.drain_segment (DiskSpool batch mode) equals the Python drain over a segment's bytes:
 read back (_read_frames + decode_event), journalled links applied as _apply_links does, the others linked in
-order with Chain.link, the journal frame of the newly linked, and EventEncoder.encode of the whole chunk."""
+order with Chain.link, the journal frame of the newly linked (appended to the journal file as _write_journal
+appends it), and EventEncoder.encode of the whole chunk."""
 
 from __future__ import annotations
 
+import os
 import random
 import zlib
 
@@ -17,8 +19,8 @@ from auditrail.exporters.otlp_proto import EventEncoder
 from auditrail.spool_file import decode_event, encode_event
 
 native = pytest.importorskip("auditrail_native", reason="the native core is not built (make install with cargo)")
-if not hasattr(native, "drain_records"):
-    pytest.skip("the native core predates drain_records: rebuild it (make install)", allow_module_level=True)
+if not hasattr(native, "drain_segment"):
+    pytest.skip("the native core predates drain_segment: rebuild it (make install)", allow_module_level=True)
 
 from test_otlp_proto import RESOURCE, SCOPE, random_event  # noqa: E402
 
@@ -52,14 +54,37 @@ def _python(data: bytes, base: int, journal: dict, chains: dict) -> tuple:
     return request, orjson.dumps(new) if new else None, len(records), pos, bad
 
 
-def _native(data: bytes, base: int, journal: dict, chains: dict, max_records: int = 10**6):
+def _native(data: bytes, base: int, journal: dict, chains: dict, max_records: int = 10**6, *, tmp_path):
+    """drain_segment over `data` written at `base` of a segment file; the journal file must hold exactly the
+    frame of the payload it returns, after a frame that was there before."""
     encoder = EventEncoder(RESOURCE, SCOPE)
-    return native.drain_records(data, base, max_records, journal,
-                                lambda t: chains.setdefault(t, Chain(f"c-{t}")), *(getattr(encoder, f) for f in FIELDS))
+    segment, links = tmp_path / "seg", tmp_path / "links"
+    with open(segment, "wb") as f:
+        f.seek(base)
+        f.write(data + bytes(4096))  # a segment's zero-filled tail after the chunk
+    before = spool_file._HEADER.pack(2, zlib.crc32(b"[]")) + b"[]"
+    links.write_bytes(before)
+    fd = os.open(segment, os.O_RDONLY)
+    journal_fd = os.open(links, os.O_WRONLY | os.O_APPEND)
+    try:
+        got = native.drain_segment(fd, base, len(data) + 4096, max_records, journal,
+                                   lambda t: chains.setdefault(t, Chain(f"c-{t}")),
+                                   *(getattr(encoder, f) for f in FIELDS), journal_fd, len(before))
+    finally:
+        os.close(fd)
+        os.close(journal_fd)
+    if got is None:
+        assert links.read_bytes() == before
+        return None
+    assert got[6] is None  # no journal error
+    payload = got[1]
+    assert links.read_bytes() == before + (b"" if payload is None else
+                                           spool_file._HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+    return got[:6]
 
 
 @pytest.mark.parametrize("seed", range(60))
-def test_drain_records_equals_the_python_drain(seed):
+def test_drain_segment_equals_the_python_drain(seed, tmp_path):
     rng = random.Random(seed)
     events = []
     for i in range(rng.randrange(1, 40)):
@@ -79,22 +104,52 @@ def test_drain_records_equals_the_python_drain(seed):
     python_chains: dict = {}
     native_chains: dict = {}
     expected = _python(data, base, journal, python_chains)
-    got = _native(data, base, journal, native_chains)
+    got = _native(data, base, journal, native_chains, tmp_path=tmp_path)
     assert got is not None
     assert got[:5] == expected
     assert {t: c.state() for t, c in native_chains.items()} == {t: c.state() for t, c in python_chains.items()}
 
 
-def test_a_record_outside_the_plain_case_leaves_every_chain_as_it_was():
+def test_a_record_outside_the_plain_case_leaves_every_chain_and_the_journal_as_they_were(tmp_path):
     chains: dict = {}
     data, _ = _chunk([AuditEvent("a.b", tenant="t"), AuditEvent("a.b", tenant="t", extra={"x": [1, 2]})])
-    assert _native(data, 0, {}, chains) is None
+    assert _native(data, 0, {}, chains, tmp_path=tmp_path) is None
     assert not chains or chains["t"].state()[1] == 0
 
 
-def test_a_bad_frame_stops_the_chunk():
+def test_a_bad_frame_stops_the_chunk(tmp_path):
     data, ends = _chunk([AuditEvent("a.b", tenant="t", event_id=f"id-{i}") for i in range(3)])
     bad = bytearray(data)
     bad[-2] ^= 1
-    request, journal, count, pos, stopped, counts = _native(bytes(bad), 0, {}, {})
+    request, journal, count, pos, stopped, counts = _native(bytes(bad), 0, {}, {}, tmp_path=tmp_path)
     assert (count, pos, stopped, dict(counts)) == (2, ends[1], True, {"t": 2})
+
+
+def test_a_journal_that_cannot_be_written_is_reported_and_left_as_it_was(tmp_path):
+    """A failed journal write does not stop the batch: the request comes back with the OSError, and the
+    journal is cut back to its size (no torn frame before the next ones)."""
+    data, _ = _chunk([AuditEvent("a.b", tenant="t", event_id=f"id-{i}") for i in range(3)])
+    segment = tmp_path / "seg"
+    segment.write_bytes(data)
+    encoder = EventEncoder(RESOURCE, SCOPE)
+    fd = os.open(segment, os.O_RDONLY)
+    readonly = os.open(segment, os.O_RDONLY)  # a journal fd that refuses writes: EBADF
+    try:
+        got = native.drain_segment(fd, 0, len(data), 100, {}, lambda t: Chain("c"),
+                                   *(getattr(encoder, f) for f in FIELDS), readonly, len(data))
+    finally:
+        os.close(fd)
+        os.close(readonly)
+    assert got is not None and got[2] == 3 and got[1] is not None
+    assert isinstance(got[6], OSError) and got[6].errno == 9
+    assert segment.read_bytes() == data
+
+
+def test_a_failed_read_raises_oserror(tmp_path):
+    encoder = EventEncoder(RESOURCE, SCOPE)
+    fd = os.open(tmp_path, os.O_RDONLY)  # a directory: read fails with EISDIR
+    try:
+        with pytest.raises(IsADirectoryError):
+            native.drain_segment(fd, 0, 100, 10, {}, lambda t: Chain("c"), *(getattr(encoder, f) for f in FIELDS), -1, 0)
+    finally:
+        os.close(fd)

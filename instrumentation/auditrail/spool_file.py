@@ -67,7 +67,7 @@ from .native import native_function
 
 _native_journal = native_function("journal_payload")  # a journal frame's JSON; None: orjson writes it
 _native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
-_native_drain = native_function("drain_records")  # a batch from spool bytes (batch mode); None: no batch mode
+_native_drain = native_function("drain_segment")  # a batch from a segment's bytes (batch mode); None: no batch mode
 _BATCH_CHUNK = 4 * 1024 * 1024  # bytes read for one batch-mode batch at most
 _NO_LINKS: dict[int, list[Any]] = {}  # the journal of records past a source's linked_to (read only)
 
@@ -767,24 +767,28 @@ class DiskSpool:
             got = self._drain_chunk(own, rseg, roff, limit, max_records, fields, chain_for)
             if got is None:
                 return None
-            request, _, count, pos, _, counts = got
+            request, _, count, pos, _, counts, _ = got
             return request, count, (rseg, roff + pos), counts
 
     def _drain_chunk(self, own: _Source, seg: int, off: int, limit: int, max_records: int,
                      fields: tuple[bytes, bytes, bytes, bytes], chain_for: Callable[[str | None], Any]) -> Any:
-        """drain_records over the records of segment `seg` from `off` (up to `limit`), the new links'
+        """drain_segment over the records of segment `seg` from `off` (up to `limit`), the new links'
         journal frame written and synced; None when it took no record (the Python path takes them)."""
         path = own.seg_path(seg)
         fd = self._read_fds.get(path)
         if fd is None:
             fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        data = os.pread(fd, min(_BATCH_CHUNK, limit - off), off)
         links = self._links(own, seg) if (seg, off) < own.linked_to else _NO_LINKS
-        got = _native_drain(data, off, max_records, links, chain_for, *fields)
+        try:
+            journal_fd, unopened = self._journal_fd(own, seg), None
+        except OSError as exc:  # the payload comes back unwritten: reported below
+            journal_fd, unopened = -1, exc
+        got = _native_drain(fd, off, min(_BATCH_CHUNK, limit - off), max_records, links, chain_for, *fields,
+                            journal_fd, own.link_sizes.get(seg, 0))
         if got is None or not got[2]:
             return None
         if got[1] is not None:
-            self._write_journal(own, seg, got[1], sum(got[5].values()), off + got[3])
+            self._journalled(own, seg, got[1], sum(got[5].values()), off + got[3], got[6] or unopened)
         return got
 
     def link_through(self, fields: tuple[bytes, bytes, bytes, bytes],
@@ -806,7 +810,7 @@ class DiskSpool:
                 limit = loff if seg == lseg else own.sizes[seg]
                 got = self._drain_chunk(own, seg, off, limit, 1 << 30, fields, chain_for)
                 if got is not None:
-                    _, _, _, pos, bad, linked = got
+                    _, _, _, pos, bad, linked, _ = got
                     for tenant, n in linked.items():
                         counts[tenant] = counts.get(tenant, 0) + n
                     off += pos
@@ -844,14 +848,10 @@ class DiskSpool:
     def _write_journal(self, src: _Source, seg: int, payload: bytes, count: int, end: int) -> None:
         """Append one frame (the JSON links of `count` records of segment `seg`, the last of them ending at
         `end` or before) to the segment's journal and fdatasync it."""
-        path = src.links_path(seg)
-        cached = self._links_cache.get(path)
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        error = None
         try:
-            fd = self._link_fds.get(path)
-            if fd is None:
-                fd = self._link_fds[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                _fsync_dir(src.path)
+            fd = self._journal_fd(src, seg)
             try:
                 if os.write(fd, data) != len(data):
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -860,19 +860,48 @@ class DiskSpool:
                 raise
             self._fsync(fd)
         except OSError as exc:
+            error = exc
+        self._journalled(src, seg, payload, count, end, error)
+
+    def _journal_fd(self, src: _Source, seg: int) -> int:
+        """A segment's journal, open for appending (created, and its directory synced, on first use)."""
+        path = src.links_path(seg)
+        fd = self._link_fds.get(path)
+        if fd is None:
+            fd = self._link_fds[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            _fsync_dir(src.path)
+        return fd
+
+    def _journalled(self, src: _Source, seg: int, payload: bytes, count: int, end: int, error: OSError | None) -> None:
+        """A journal frame (as _write_journal says) was appended and synced: count it; or `error` kept it
+        out: log that. A failure is logged and counted, and delivery goes on (see _journal): the links are
+        kept in the journal's cache, so a batch read again (a failed export, a checkpoint's link_through
+        before it) gets the same links, not new seqs after them."""
+        path = src.links_path(seg)
+        if error is not None:
             self.link_errors += 1
             if self.link_errors == 1 or self.link_errors % 1000 == 0:
                 _log.error("auditrail: cannot write the chain links of %d audit events to %s: %s (%d such "
-                           "errors)", count, path, exc.strerror or exc, self.link_errors)
+                           "errors)", count, path, error.strerror or error, self.link_errors)
+            try:
+                links = self._links(src, seg)
+            except OSError:  # (nor read: these links are lost to a re-read, which links those events anew)
+                return
+            entries = orjson.loads(payload)
+            links.update(zip(map(_END, entries), map(_LINK, entries), strict=True))
+            with self._lock:
+                src.linked_to = max(src.linked_to, (seg, end))
             return
+        frame = _HEADER_SIZE + len(payload)
         with self._lock:
             size = src.link_sizes.get(seg, 0)
-            src.link_sizes[seg] = size + len(data)
-            self._disk_bytes += len(data)
+            src.link_sizes[seg] = size + frame
+            self._disk_bytes += frame
             src.linked_to = max(src.linked_to, (seg, end))
+        cached = self._links_cache.get(path)
         if cached is not None and cached[0] == size:  # keep the cache current: the frame is read when asked
             cached[2].append(payload)
-            self._links_cache[path] = (size + len(data), cached[1], cached[2])
+            self._links_cache[path] = (size + frame, cached[1], cached[2])
 
     def _links(self, src: _Source, seg: int) -> dict[int, list[Any]]:
         """A segment's journal: record end offset -> [chain id, seq, prev hash, hash] (cached by size)."""

@@ -1,12 +1,23 @@
 //! The drain's whole per-batch work over spool bytes, natively (DiskSpool.take_encoded's batch mode).
 //!
-//! [`drain_records`] takes a chunk of a spool segment and does, for up to `max_records` records, what the
+//! [`drain_segment`] reads a chunk of a spool segment and does, for up to `max_records` records, what the
 //! Python drain does with AuditEvent objects: the framing and CRC-32 (`_scan`), the records (`decode_event`),
 //! their chain links (a journalled link as `_apply_links` gives it, else `Chain.link` in order), the journal
-//! frame of the newly linked ones (`journal_payload`), and the OTLP request (`EventEncoder.encode`). No
-//! Python object is made per record: the GIL is held to read the journal and the chains' state, and to write
-//! them back; everything else runs without it. A chunk with a record outside the plain case gives None
-//! before any chain moved, and the caller takes the Python path for it.
+//! frame of the newly linked ones (`journal_payload`, appended to the segment's journal and fdatasynced as
+//! `_write_journal` does), and the OTLP request (`EventEncoder.encode`). No Python object is made per record:
+//! the GIL is held to read the journal and the chains' state, and to write them back; the reading, parsing,
+//! linking, encoding and the journal's write and sync run in two stretches without it. (Each time the drain
+//! gives the GIL up, it waits a switch interval or more to get it back while app threads run.) A chunk with a
+//! record outside the plain case gives None before any chain moved or anything was written, and the caller
+//! takes the Python path for it.
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+
+use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
@@ -51,15 +62,91 @@ fn set(extras: &mut Vec<(String, XVal)>, key: &str, value: XVal) {
     }
 }
 
-/// Returns None (nothing changed) when a record is not plain, or a chain would pass 2**53; else
-/// (request bytes, journal payload or None, records taken, end of the last one in `data`, a bad frame
-/// stopped the scan, {tenant: records linked}).
+/// What drain_segment returns: (request bytes, journal payload or None, records taken, end of the last one
+/// in the chunk, a bad frame stopped the scan, {tenant: records linked}, the OSError writing the journal met
+/// or None).
+type Drained<'py> =
+    (Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>, usize, usize, bool, Bound<'py, PyDict>, Option<Bound<'py, PyAny>>);
+
+/// The journal the new links' frame is appended to (O_APPEND), and its size before (truncated back to it
+/// when the write fails, so no torn frame precedes the next ones).
+struct Sink {
+    fd: RawFd,
+    size: u64,
+}
+
+thread_local! {
+    // The drain thread's chunk and records buffers, kept between batches: a fresh 4 MiB buffer a batch is
+    // a page fault per 4 KiB.
+    static CHUNK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static RECORDS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A file descriptor the caller owns, as a File that does not close it.
+fn borrowed(fd: RawFd) -> ManuallyDrop<File> {
+    // SAFETY: the caller keeps `fd` open for the call; ManuallyDrop never closes it.
+    ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `len` bytes of the file at `offset` (fewer at its end) into `buf`.
+fn read_chunk(fd: RawFd, offset: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+    let file = borrowed(fd);
+    buf.clear();
+    buf.resize(len, 0);
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    buf.truncate(got);
+    Ok(())
+}
+
+/// Append `payload` as one frame (spool_file._HEADER: length, CRC-32) and fdatasync; on a failed write the
+/// journal is cut back to its size before.
+fn write_frame(sink: &Sink, payload: &[u8]) -> io::Result<()> {
+    let file = borrowed(sink.fd);
+    let mut frame = Vec::with_capacity(8 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    frame.extend_from_slice(payload);
+    if let Err(err) = (&*file).write_all(&frame) {
+        let _ = file.set_len(sink.size);
+        return Err(err);
+    }
+    file.sync_data()
+}
+
+/// `err` as Python raises it: OSError(errno, strerror), of the subclass its errno maps to. A write that
+/// stopped short (nothing written, no errno) is ENOSPC, as DiskSpool._write_journal has it.
+fn os_error<'py>(py: Python<'py>, err: &io::Error) -> PyResult<Bound<'py, PyAny>> {
+    const ENOSPC: i32 = 28;
+    let errno = match err.raw_os_error() {
+        Some(errno) => errno,
+        None if err.kind() == io::ErrorKind::WriteZero => ENOSPC,
+        None => return Ok(PyOSError::new_err(err.to_string()).into_value(py).into_bound(py).into_any()),
+    };
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    let strerror = text.strip_suffix(&format!(" (os error {errno})")).unwrap_or(&text).to_owned();
+    py.get_type::<PyOSError>().call1((errno, strerror))
+}
+
+/// The records in `len` bytes of a segment's file (`fd`) at `offset`, the new links' frame appended to the
+/// journal `journal_fd` (of `journal_size` bytes; -1: none, the caller writes the payload) and synced
+/// before it returns. Returns None (nothing changed or written) when a record is not plain, or a chain
+/// would pass 2**53; else what [`Drained`] says. A journal that cannot be written does not stop the batch:
+/// the error is returned for the caller to report (DiskSpool._journalled). A failed read raises OSError.
 #[pyfunction]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-pub fn drain_records<'py>(
+pub fn drain_segment<'py>(
     py: Python<'py>,
-    data: &Bound<'py, PyBytes>,
-    base: u64,
+    fd: RawFd,
+    offset: u64,
+    len: usize,
     max_records: usize,
     journal: &Bound<'py, PyDict>,
     chain_for: &Bound<'py, PyAny>,
@@ -67,22 +154,27 @@ pub fn drain_records<'py>(
     resource_schema: &[u8],
     scope_field: &[u8],
     scope_schema: &[u8],
-) -> PyResult<Option<(Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>, usize, usize, bool, Bound<'py, PyDict>)>> {
-    let bytes = data.as_bytes();
-    // 1. (no GIL) frames and records
+    journal_fd: RawFd,
+    journal_size: u64,
+) -> PyResult<Option<Drained<'py>>> {
+    let sink = (journal_fd >= 0).then_some(Sink { fd: journal_fd, size: journal_size });
+    // 1. (no GIL) the chunk, its frames and records
     let parsed = py.detach(|| {
-        scan_frames(bytes, max_records, |start, stop| -> Result<Item, ()> {
-            let (fields, mut rest) = Spooled::parse(&bytes[start..stop])?;
-            let extras = rest.flat_extra()?.unwrap_or_default();
-            let prelinked = extras.iter().any(|(k, _)| k == CHAIN_HASH);
-            Ok(Item {
-                end: base + stop as u64,
-                ev: Ev::from_fields(fields),
-                extras,
-                link: if prelinked { Link::Prelinked } else { Link::New },
-            })
+        CHUNK.with_borrow_mut(|bytes| -> io::Result<_> {
+            read_chunk(fd, offset, len, bytes)?;
+            Ok(scan_frames(bytes, max_records, |start, stop| -> Result<Item, ()> {
+                let (fields, mut rest) = Spooled::parse(&bytes[start..stop])?;
+                let extras = rest.flat_extra()?.unwrap_or_default();
+                let prelinked = extras.iter().any(|(k, _)| k == CHAIN_HASH);
+                Ok(Item {
+                    end: offset + stop as u64,
+                    ev: Ev::from_fields(fields),
+                    extras,
+                    link: if prelinked { Link::Prelinked } else { Link::New },
+                })
+            }))
         })
-    });
+    })?;
     let Ok((mut items, pos, bad)) = parsed else { return Ok(None) };
     // 2. (GIL) journalled links, and the chains of the records to link
     let mut states: Vec<(Option<String>, ChainState<'py>)> = Vec::new();
@@ -112,8 +204,8 @@ pub fn drain_records<'py>(
         chain_of[i] = chain_index(&mut states, chain_for, item.ev.tenant())?;
     }
     let mut heads = heads_of(&states)?;
-    // 3. (no GIL) link, journal frame, LogRecords
-    let done = py.detach(|| -> Option<(Vec<u8>, Option<Vec<u8>>, Vec<usize>)> {
+    // 3. (no GIL) link, journal frame (written and synced when there is a sink), LogRecords
+    let done = py.detach(|| -> Option<(Option<Vec<u8>>, Vec<usize>, io::Result<()>)> {
         let mut json = Vec::with_capacity(1024);
         let mut journal_out = Vec::new();
         let mut linked = vec![0usize; heads.len()];
@@ -147,19 +239,27 @@ pub fn drain_records<'py>(
         if !journal_out.is_empty() {
             journal_out.push(b']');
         }
-        let mut records = Vec::with_capacity(items.len() * 700);
-        let mut rec = Vec::with_capacity(2048);
-        let mut scratch = Vec::with_capacity(256);
-        for item in &items {
-            record(&item.ev, &item.extras, &mut rec, &mut scratch)?;
-            records.push(0x12);
-            varint(&mut records, rec.len() as u64);
-            records.extend_from_slice(&rec);
-        }
+        let ok = RECORDS.with_borrow_mut(|records| -> Option<()> {
+            records.clear();
+            let mut rec = Vec::with_capacity(2048);
+            let mut scratch = Vec::with_capacity(256);
+            for item in &items {
+                record(&item.ev, &item.extras, &mut rec, &mut scratch)?;
+                records.push(0x12);
+                varint(records, rec.len() as u64);
+                records.extend_from_slice(&rec);
+            }
+            Some(())
+        });
+        ok?;
         let journal_out = if journal_out.is_empty() { None } else { Some(journal_out) };
-        Some((records, journal_out, linked))
+        let written = match (&sink, &journal_out) {
+            (Some(sink), Some(payload)) => write_frame(sink, payload),
+            _ => Ok(()),
+        };
+        Some((journal_out, linked, written))
     });
-    let Some((records, journal_out, linked)) = done else { return Ok(None) };
+    let Some((journal_out, linked, written)) = done else { return Ok(None) };
     // 4. (GIL) the chains move on; the request
     let counts = PyDict::new(py);
     for ((tenant, state), ((_, seq, head), n)) in states.iter_mut().zip(heads.iter().zip(&linked)) {
@@ -173,18 +273,24 @@ pub fn drain_records<'py>(
     let request = if items.is_empty() {
         PyBytes::new(py, b"")
     } else {
-        let (resource_head, scope_head, total) =
-            request_heads(resource_field, resource_schema, scope_field, scope_schema, records.len());
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&resource_head);
-        out.extend_from_slice(resource_field);
-        out.extend_from_slice(&scope_head);
-        out.extend_from_slice(scope_field);
-        out.extend_from_slice(&records);
-        out.extend_from_slice(scope_schema);
-        out.extend_from_slice(resource_schema);
-        PyBytes::new(py, &out)
+        RECORDS.with_borrow(|records| {
+            let (resource_head, scope_head, total) =
+                request_heads(resource_field, resource_schema, scope_field, scope_schema, records.len());
+            PyBytes::new_with(py, total, |out| {
+                let mut at = 0;
+                for part in [&resource_head[..], resource_field, &scope_head, scope_field, records, scope_schema,
+                             resource_schema] {
+                    out[at..at + part.len()].copy_from_slice(part);
+                    at += part.len();
+                }
+                Ok(())
+            })
+        })?
     };
     let journal_out = journal_out.map(|j| PyBytes::new(py, &j));
-    Ok(Some((request, journal_out, items.len(), pos, bad, counts)))
+    let error = match written {
+        Ok(()) => None,
+        Err(err) => Some(os_error(py, &err)?),
+    };
+    Ok(Some((request, journal_out, items.len(), pos, bad, counts, error)))
 }

@@ -894,7 +894,7 @@ fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(drain::encode_request, m)?)?;
     m.add_function(wrap_pyfunction!(drain::journal_payload, m)?)?;
     m.add_function(wrap_pyfunction!(spool::read_frames, m)?)?;
-    m.add_function(wrap_pyfunction!(batch::drain_records, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::drain_segment, m)?)?;
     m.add_class::<sign::Ed25519Signer>()?;
     m.add("COLUMNS", COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>())?;
     Ok(())
