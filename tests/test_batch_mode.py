@@ -190,3 +190,34 @@ def test_a_journal_that_cannot_be_written_is_logged_and_delivery_goes_on(tmp_pat
     assert spool.link_errors >= 1
     expected = "Permission denied" if how == "open" else "Bad file descriptor"
     assert any("cannot write the chain links" in r.message and expected in r.message for r in caplog.records)
+
+
+def test_a_take_of_several_requests_acknowledges_those_sent_and_resends_from_the_one_that_failed(tmp_path):
+    collector = Collector()
+    inside, gate = threading.Event(), threading.Event()
+    take, calls = collector._take, []
+
+    def flaky(request: bytes) -> bool:
+        calls.append(request)
+        inside.set()
+        gate.wait(10)
+        return len(calls) != 3 and take(request)  # the 3rd request (2nd of a take of 4) fails once
+
+    collector._take = flaky  # type: ignore[method-assign]
+    spool = DiskSpool.open(str(tmp_path / "spool"), mode="durable")
+    provider = AuditLoggerProvider(collector, spool=spool, chained=True, signer=Signer(Ed25519PrivateKey.generate()),
+                                   checkpoint_every=10_000, max_batch=10, schedule_delay=0.01, max_backoff=0.1)
+    provider.submit(AuditEvent("a.b", tenant="t", actor="u", event_id="e0"))
+    assert inside.wait(10)  # the drain sends e0 alone, and waits
+    for i in range(1, 60):
+        provider.submit(AuditEvent("a.b", tenant="t", actor="u", event_id=f"e{i}"))
+    gate.set()
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    assert [len(ExportLogsServiceRequest.FromString(r).resource_logs[0].scope_logs[0].log_records)
+            for r in calls[:4]] == [1, 10, 10, 10]  # one take: 4 requests of max_batch
+    records, report = _received(collector, tmp_path)
+    assert report.ok, report.render()
+    assert [r["attributes"]["audit.event_id"] for r in records if r["event_name"] == "a.b"] == [
+        f"e{i}" for i in range(60)]  # each once, in order
+    assert calls[3] == calls[2]  # the failed request was sent again as it was (same links)

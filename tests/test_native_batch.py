@@ -54,7 +54,8 @@ def _python(data: bytes, base: int, journal: dict, chains: dict) -> tuple:
     return request, orjson.dumps(new) if new else None, len(records), pos, bad
 
 
-def _native(data: bytes, base: int, journal: dict, chains: dict, max_records: int = 10**6, *, tmp_path):
+def _native(data: bytes, base: int, journal: dict, chains: dict, max_records: int = 10**6, *, tmp_path,
+            per_request: int = 10**6):
     """drain_segment over `data` written at `base` of a segment file; the journal file must hold exactly the
     frame of the payload it returns, after a frame that was there before."""
     encoder = EventEncoder(RESOURCE, SCOPE)
@@ -67,7 +68,7 @@ def _native(data: bytes, base: int, journal: dict, chains: dict, max_records: in
     fd = os.open(segment, os.O_RDONLY)
     journal_fd = os.open(links, os.O_WRONLY | os.O_APPEND)
     try:
-        got = native.drain_segment(fd, base, len(data) + 4096, max_records, journal,
+        got = native.drain_segment(fd, base, len(data) + 4096, max_records, per_request, journal,
                                    lambda t: chains.setdefault(t, Chain(f"c-{t}")),
                                    *(getattr(encoder, f) for f in FIELDS), journal_fd, len(before))
     finally:
@@ -106,7 +107,9 @@ def test_drain_segment_equals_the_python_drain(seed, tmp_path):
     expected = _python(data, base, journal, python_chains)
     got = _native(data, base, journal, native_chains, tmp_path=tmp_path)
     assert got is not None
-    assert got[:5] == expected
+    [(request, count, end)] = got[0]
+    assert (request, *got[1:5]) == expected
+    assert (count, end) == (len(events), base + ends[-1])
     assert {t: c.state() for t, c in native_chains.items()} == {t: c.state() for t, c in python_chains.items()}
 
 
@@ -121,7 +124,7 @@ def test_a_bad_frame_stops_the_chunk(tmp_path):
     data, ends = _chunk([AuditEvent("a.b", tenant="t", event_id=f"id-{i}") for i in range(3)])
     bad = bytearray(data)
     bad[-2] ^= 1
-    request, journal, count, pos, stopped, counts = _native(bytes(bad), 0, {}, {}, tmp_path=tmp_path)
+    requests, journal, count, pos, stopped, counts = _native(bytes(bad), 0, {}, {}, tmp_path=tmp_path)
     assert (count, pos, stopped, dict(counts)) == (2, ends[1], True, {"t": 2})
 
 
@@ -135,7 +138,7 @@ def test_a_journal_that_cannot_be_written_is_reported_and_left_as_it_was(tmp_pat
     fd = os.open(segment, os.O_RDONLY)
     readonly = os.open(segment, os.O_RDONLY)  # a journal fd that refuses writes: EBADF
     try:
-        got = native.drain_segment(fd, 0, len(data), 100, {}, lambda t: Chain("c"),
+        got = native.drain_segment(fd, 0, len(data), 100, 100, {}, lambda t: Chain("c"),
                                    *(getattr(encoder, f) for f in FIELDS), readonly, len(data))
     finally:
         os.close(fd)
@@ -150,6 +153,27 @@ def test_a_failed_read_raises_oserror(tmp_path):
     fd = os.open(tmp_path, os.O_RDONLY)  # a directory: read fails with EISDIR
     try:
         with pytest.raises(IsADirectoryError):
-            native.drain_segment(fd, 0, 100, 10, {}, lambda t: Chain("c"), *(getattr(encoder, f) for f in FIELDS), -1, 0)
+            native.drain_segment(fd, 0, 100, 10, 10, {}, lambda t: Chain("c"), *(getattr(encoder, f) for f in FIELDS),
+                                 -1, 0)
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("per_request", [1, 3, 7, 10])
+def test_a_take_splits_into_requests_of_per_request_records(tmp_path, per_request):
+    """Each request holds the next per_request records (the last one the rest), encoded as EventEncoder
+    encodes that slice, with its count and the end offset of its last record (what ack_encoded is given)."""
+    rng = random.Random(per_request)
+    events = [random_event(rng, i + 1) for i in range(10)]
+    for event in events:
+        event.extra = None
+    data, ends = _chunk(events)
+    chains: dict = {}
+    linked = [event for event, _ in spool_file._read_frames(data, 100, 0, AuditEvent, decode_event)[0]]
+    for event in linked:
+        chains.setdefault(event.tenant, Chain(f"c-{event.tenant}")).link(event)
+    got = _native(data, 0, {}, {}, tmp_path=tmp_path, per_request=per_request)
+    assert got is not None and got[2] == 10
+    slices = [range(i, min(i + per_request, 10)) for i in range(0, 10, per_request)]
+    encoder = EventEncoder(RESOURCE, SCOPE, native=False)
+    assert got[0] == [(encoder.encode([linked[i] for i in part]), len(part), ends[part[-1]]) for part in slices]

@@ -68,7 +68,7 @@ from .native import native_function
 _native_journal = native_function("journal_payload")  # a journal frame's JSON; None: orjson writes it
 _native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
 _native_drain = native_function("drain_segment")  # a batch from a segment's bytes (batch mode); None: no batch mode
-_BATCH_CHUNK = 4 * 1024 * 1024  # bytes read for one batch-mode batch at most
+_BATCH_CHUNK = 8 * 1024 * 1024  # bytes read for one batch-mode take at most
 _NO_LINKS: dict[int, list[Any]] = {}  # the journal of records past a source's linked_to (read only)
 
 _log = logging.getLogger("auditrail")
@@ -741,13 +741,14 @@ class DiskSpool:
             self._queue_on = self._live_on = False
         return True
 
-    def take_encoded(self, max_records: int, fields: tuple[bytes, bytes, bytes, bytes],
-                     chain_for: Callable[[str | None], Any]) -> tuple[bytes, int, tuple[int, int], Any] | None:
-        """Batch mode: the next records of this process's spool as one OTLP request (`fields`: the encoder's
-        resource and scope fields), their new links journalled first; (request, records, position after them,
-        {tenant: records linked}). None when there is nothing to take this way now (adopted spools or a peek
-        buffer go first, nothing written, a record the native core leaves to the Python path): peek then.
-        The caller holds the chains' lock; ack_encoded(records, position) once the request was accepted."""
+    def take_encoded(self, max_records: int, per_request: int, fields: tuple[bytes, bytes, bytes, bytes],
+                     chain_for: Callable[[str | None], Any]) -> tuple[list[tuple[bytes, int, tuple[int, int]]], Any] | None:
+        """Batch mode: up to `max_records` next records of this process's spool as OTLP requests of
+        `per_request` records at most (`fields`: the encoder's resource and scope fields), their new links
+        journalled first; ([(request, its records, position after them)], {tenant: records linked}). None when
+        there is nothing to take this way now (adopted spools or a peek buffer go first, nothing written, a
+        record the native core leaves to the Python path): peek then. The caller holds the chains' lock; it
+        sends the requests in order, and calls ack_encoded(records, position) for each one accepted."""
         with self._rlock:
             own = self._own
             if own is None or self._buf or any(s.adopted for s in self._sources):
@@ -764,13 +765,12 @@ class DiskSpool:
                     continue
                 break
             limit = loff if rseg == lseg else own.sizes[rseg]
-            got = self._drain_chunk(own, rseg, roff, limit, max_records, fields, chain_for)
+            got = self._drain_chunk(own, rseg, roff, limit, max_records, per_request, fields, chain_for)
             if got is None:
                 return None
-            request, _, count, pos, _, counts, _ = got
-            return request, count, (rseg, roff + pos), counts
+            return [(request, count, (rseg, end)) for request, count, end in got[0]], got[5]
 
-    def _drain_chunk(self, own: _Source, seg: int, off: int, limit: int, max_records: int,
+    def _drain_chunk(self, own: _Source, seg: int, off: int, limit: int, max_records: int, per_request: int,
                      fields: tuple[bytes, bytes, bytes, bytes], chain_for: Callable[[str | None], Any]) -> Any:
         """drain_segment over the records of segment `seg` from `off` (up to `limit`), the new links'
         journal frame written and synced; None when it took no record (the Python path takes them)."""
@@ -783,8 +783,8 @@ class DiskSpool:
             journal_fd, unopened = self._journal_fd(own, seg), None
         except OSError as exc:  # the payload comes back unwritten: reported below
             journal_fd, unopened = -1, exc
-        got = _native_drain(fd, off, min(_BATCH_CHUNK, limit - off), max_records, links, chain_for, *fields,
-                            journal_fd, own.link_sizes.get(seg, 0))
+        got = _native_drain(fd, off, min(_BATCH_CHUNK, limit - off), max_records, per_request, links, chain_for,
+                            *fields, journal_fd, own.link_sizes.get(seg, 0))
         if got is None or not got[2]:
             return None
         if got[1] is not None:
@@ -808,7 +808,7 @@ class DiskSpool:
                     seg, off = seg + 1, 0
                     continue
                 limit = loff if seg == lseg else own.sizes[seg]
-                got = self._drain_chunk(own, seg, off, limit, 1 << 30, fields, chain_for)
+                got = self._drain_chunk(own, seg, off, limit, 1 << 30, 1 << 30, fields, chain_for)
                 if got is not None:
                     _, _, _, pos, bad, linked, _ = got
                     for tenant, n in linked.items():

@@ -62,11 +62,11 @@ fn set(extras: &mut Vec<(String, XVal)>, key: &str, value: XVal) {
     }
 }
 
-/// What drain_segment returns: (request bytes, journal payload or None, records taken, end of the last one
-/// in the chunk, a bad frame stopped the scan, {tenant: records linked}, the OSError writing the journal met
-/// or None).
+/// What drain_segment returns: ([(request bytes, its records, the end offset of its last one)], journal
+/// payload or None, records taken, end of the last one in the chunk, a bad frame stopped the scan, {tenant:
+/// records linked}, the OSError writing the journal met or None).
 type Drained<'py> =
-    (Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>, usize, usize, bool, Bound<'py, PyDict>, Option<Bound<'py, PyAny>>);
+    (Bound<'py, PyList>, Option<Bound<'py, PyBytes>>, usize, usize, bool, Bound<'py, PyDict>, Option<Bound<'py, PyAny>>);
 
 /// The journal the new links' frame is appended to (O_APPEND), and its size before (truncated back to it
 /// when the write fails, so no torn frame precedes the next ones).
@@ -135,9 +135,9 @@ fn os_error<'py>(py: Python<'py>, err: &io::Error) -> PyResult<Bound<'py, PyAny>
     py.get_type::<PyOSError>().call1((errno, strerror))
 }
 
-/// The records in `len` bytes of a segment's file (`fd`) at `offset`, the new links' frame appended to the
-/// journal `journal_fd` (of `journal_size` bytes; -1: none, the caller writes the payload) and synced
-/// before it returns. Returns None (nothing changed or written) when a record is not plain, or a chain
+/// Up to `max_records` records in `len` bytes of a segment's file (`fd`) at `offset`, as OTLP requests of
+/// `per_request` records at most, the new links' frame appended to the journal `journal_fd` (of
+/// `journal_size` bytes; -1: none, the caller writes the payload) and synced before it returns. Returns None (nothing changed or written) when a record is not plain, or a chain
 /// would pass 2**53; else what [`Drained`] says. A journal that cannot be written does not stop the batch:
 /// the error is returned for the caller to report (DiskSpool._journalled). A failed read raises OSError.
 #[pyfunction]
@@ -148,6 +148,7 @@ pub fn drain_segment<'py>(
     offset: u64,
     len: usize,
     max_records: usize,
+    per_request: usize,
     journal: &Bound<'py, PyDict>,
     chain_for: &Bound<'py, PyAny>,
     resource_field: &[u8],
@@ -158,6 +159,7 @@ pub fn drain_segment<'py>(
     journal_size: u64,
 ) -> PyResult<Option<Drained<'py>>> {
     let sink = (journal_fd >= 0).then_some(Sink { fd: journal_fd, size: journal_size });
+    let per_request = per_request.max(1);
     // 1. (no GIL) the chunk, its frames and records
     let parsed = py.detach(|| {
         CHUNK.with_borrow_mut(|bytes| -> io::Result<_> {
@@ -205,7 +207,7 @@ pub fn drain_segment<'py>(
     }
     let mut heads = heads_of(&states)?;
     // 3. (no GIL) link, journal frame (written and synced when there is a sink), LogRecords
-    let done = py.detach(|| -> Option<(Option<Vec<u8>>, Vec<usize>, io::Result<()>)> {
+    let done = py.detach(|| -> Option<(Option<Vec<u8>>, Vec<usize>, Vec<usize>, io::Result<()>)> {
         let mut json = Vec::with_capacity(1024);
         let mut journal_out = Vec::new();
         let mut linked = vec![0usize; heads.len()];
@@ -239,27 +241,30 @@ pub fn drain_segment<'py>(
         if !journal_out.is_empty() {
             journal_out.push(b']');
         }
-        let ok = RECORDS.with_borrow_mut(|records| -> Option<()> {
+        let cuts = RECORDS.with_borrow_mut(|records| -> Option<Vec<usize>> {
             records.clear();
+            let mut cuts = Vec::new(); // where each request's records end in `records`
             let mut rec = Vec::with_capacity(2048);
             let mut scratch = Vec::with_capacity(256);
-            for item in &items {
+            for (i, item) in items.iter().enumerate() {
                 record(&item.ev, &item.extras, &mut rec, &mut scratch)?;
                 records.push(0x12);
                 varint(records, rec.len() as u64);
                 records.extend_from_slice(&rec);
+                if (i + 1) % per_request == 0 || i + 1 == items.len() {
+                    cuts.push(records.len());
+                }
             }
-            Some(())
-        });
-        ok?;
+            Some(cuts)
+        })?;
         let journal_out = if journal_out.is_empty() { None } else { Some(journal_out) };
         let written = match (&sink, &journal_out) {
             (Some(sink), Some(payload)) => write_frame(sink, payload),
             _ => Ok(()),
         };
-        Some((journal_out, linked, written))
+        Some((journal_out, linked, cuts, written))
     });
-    let Some((journal_out, linked, written)) = done else { return Ok(None) };
+    let Some((journal_out, linked, cuts, written)) = done else { return Ok(None) };
     // 4. (GIL) the chains move on; the request
     let counts = PyDict::new(py);
     for ((tenant, state), ((_, seq, head), n)) in states.iter_mut().zip(heads.iter().zip(&linked)) {
@@ -270,27 +275,33 @@ pub fn drain_segment<'py>(
             counts.set_item(tenant.as_deref(), n)?;
         }
     }
-    let request = if items.is_empty() {
-        PyBytes::new(py, b"")
-    } else {
-        RECORDS.with_borrow(|records| {
+    let requests = PyList::empty(py);
+    RECORDS.with_borrow(|records| -> PyResult<()> {
+        let mut from = 0;
+        for (n, &cut) in cuts.iter().enumerate() {
+            let part = &records[from..cut];
             let (resource_head, scope_head, total) =
-                request_heads(resource_field, resource_schema, scope_field, scope_schema, records.len());
-            PyBytes::new_with(py, total, |out| {
+                request_heads(resource_field, resource_schema, scope_field, scope_schema, part.len());
+            let request = PyBytes::new_with(py, total, |out| {
                 let mut at = 0;
-                for part in [&resource_head[..], resource_field, &scope_head, scope_field, records, scope_schema,
-                             resource_schema] {
-                    out[at..at + part.len()].copy_from_slice(part);
-                    at += part.len();
+                for piece in [&resource_head[..], resource_field, &scope_head, scope_field, part, scope_schema,
+                              resource_schema] {
+                    out[at..at + piece.len()].copy_from_slice(piece);
+                    at += piece.len();
                 }
                 Ok(())
-            })
-        })?
-    };
+            })?;
+            let first = n * per_request;
+            let last = (first + per_request).min(items.len()) - 1;
+            requests.append((request, last + 1 - first, items[last].end))?;
+            from = cut;
+        }
+        Ok(())
+    })?;
     let journal_out = journal_out.map(|j| PyBytes::new(py, &j));
     let error = match written {
         Ok(()) => None,
         Err(err) => Some(os_error(py, &err)?),
     };
-    Ok(Some((request, journal_out, items.len(), pos, bad, counts, error)))
+    Ok(Some((requests, journal_out, items.len(), pos, bad, counts, error)))
 }
