@@ -151,3 +151,20 @@ def test_expression_language_evaluates_what_audit_yaml_needs() -> None:
         hashlib.sha256(b"acme").hexdigest()
     assert compile_expression("sha256(None)").evaluate(ns) is None
     assert compile_expression("tenant_id.upper()").evaluate(ns) == "ACME"
+
+
+@pytest.mark.parametrize("text", ["", "abc", "héllo wörld", "emoji \U0001f389", "x" * 5000, "\x00\n\"\\", "\ud800"])
+def test_sha256_of_a_str_natively_equals_hashlib_of_its_utf8(text):
+    from auditrail.native import native_function
+
+    native = native_function("sha256_text")
+    if native is None:
+        pytest.skip("the native core is not built (make install with cargo), or predates sha256_text")
+    try:
+        expected = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it alike
+        with pytest.raises(UnicodeEncodeError):
+            native(text)
+        return
+    assert native(text) == expected
+    assert compile_expression("sha256(x)").evaluate({"x": text}) == expected

@@ -18,7 +18,13 @@ from typing import Any
 
 from opentelemetry import baggage as otel_baggage
 
+from .native import native_function
+
 _openssl_sha256 = hashlib.sha256
+# sha256() of a str, the common case (a prompt's hash): natively ~0.6 us against ~0.95 (encode, hashlib,
+# hexdigest); the Python form is the definition, and runs without the native core.
+_sha256_text: Callable[[str], str] = native_function("sha256_text") or (
+    lambda text: _openssl_sha256(text.encode("utf-8")).hexdigest())
 
 # Names an expression may use beside the target's parameters.
 CALL_NAMES = ("self", "cls", "result", "error", "request")
@@ -31,7 +37,7 @@ class ExpressionError(ValueError):
 def _sha256(value: Any) -> str | None:
     """Hex SHA-256 of text/bytes, or of canonical JSON for other values; None stays None."""
     if type(value) is str:  # the common case first: this runs in audited calls
-        return _openssl_sha256(value.encode("utf-8")).hexdigest()
+        return _sha256_text(value)
     if value is None:
         return None
     if isinstance(value, bytes):

@@ -506,13 +506,27 @@ fn hashed_json(out: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64)
 /// The hex SHA-256 of `ev`'s hashed object at `seq` after `prev`.
 pub(crate) fn link_digest(json: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64) -> [u8; 64] {
     hashed_json(json, ev, chain_id, prev, seq);
-    let digest = Sha256::digest(&json[..]);
+    sha256_hex(json)
+}
+
+/// The SHA-256 of `data` in lowercase hex (hashlib's hexdigest).
+pub(crate) fn sha256_hex(data: &[u8]) -> [u8; 64] {
+    let digest = Sha256::digest(data);
     let mut hex = [0u8; 64];
     for (i, b) in digest.iter().enumerate() {
         hex[2 * i] = b"0123456789abcdef"[(b >> 4) as usize];
         hex[2 * i + 1] = b"0123456789abcdef"[(b & 15) as usize];
     }
     hex
+}
+
+/// expressions.sha256 of a str: the hex SHA-256 of its UTF-8. A lone surrogate raises UnicodeEncodeError, as
+/// str.encode("utf-8") does; like hashlib, a text of 2 KiB or more is hashed without the GIL.
+#[pyfunction]
+pub fn sha256_text<'py>(py: Python<'py>, text: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyString>> {
+    let bytes = text.to_str()?.as_bytes();
+    let hex = if bytes.len() < 2048 { sha256_hex(bytes) } else { py.detach(|| sha256_hex(bytes)) };
+    Ok(PyString::new(py, std::str::from_utf8(&hex).expect("hex is ASCII")))
 }
 
 /// One event of a link_events batch.

@@ -891,6 +891,7 @@ fn otlp_logs_native<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<(usize
 fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(otlp_logs_native, m)?)?;
     m.add_function(wrap_pyfunction!(drain::link_events, m)?)?;
+    m.add_function(wrap_pyfunction!(drain::sha256_text, m)?)?;
     m.add_function(wrap_pyfunction!(drain::encode_request, m)?)?;
     m.add_function(wrap_pyfunction!(drain::journal_payload, m)?)?;
     m.add_function(wrap_pyfunction!(spool::read_frames, m)?)?;
