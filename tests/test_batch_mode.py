@@ -220,3 +220,45 @@ def test_a_take_of_several_requests_acknowledges_those_sent_and_resends_from_the
     assert [r["attributes"]["audit.event_id"] for r in records if r["event_name"] == "a.b"] == [
         f"e{i}" for i in range(60)]  # each once, in order
     assert calls[3] == calls[2]  # the failed request was sent again as it was (same links)
+
+
+def test_a_checkpoint_on_another_thread_while_the_drain_reads_back_does_not_deadlock(tmp_path):
+    """The Python path's read-back runs the linker (the append lock) inside the spool's read lock, and a
+    checkpoint from another thread (shutdown's) links the spool (the read lock) inside the append lock: the
+    drain must take the append lock first, or each waits for the other. The test holds each thread at the
+    step where the other one then takes its first lock."""
+    collector = Collector()
+    spool = DiskSpool.open(str(tmp_path / "spool"), mode="durable")
+    checkpointing, go, reading, release = (threading.Event() for _ in range(4))
+    link_pending, apply_links = spool.link_pending, spool._apply_links
+
+    def checkpoint_pauses() -> None:  # the checkpoint: after link_pending, before it takes the append lock
+        link_pending()
+        if threading.current_thread().name != "auditrail-drain":
+            checkpointing.set()
+            go.wait(10)
+
+    def drain_pauses(src, seg, records):  # the drain, reading back: inside the spool's read lock
+        reading.set()
+        release.wait(10)
+        return apply_links(src, seg, records)
+
+    spool.link_pending = checkpoint_pauses  # type: ignore[method-assign]
+    spool._apply_links = drain_pauses  # type: ignore[method-assign]
+    provider = AuditLoggerProvider(collector, spool=spool, chained=True, signer=Signer(Ed25519PrivateKey.generate()),
+                                   checkpoint_every=10_000, schedule_delay=0.01)
+    assert provider._batch
+    done = threading.Event()
+    threading.Thread(target=lambda: (provider.checkpoint(), done.set()), daemon=True).start()
+    assert checkpointing.wait(10)
+    provider.submit(AuditEvent("a.b", tenant="t", event_id="odd", extra={"x.list": [1, 2]}))  # the Python path
+    assert reading.wait(10)
+    go.set()
+    done.wait(0.2)  # the checkpoint is waiting for a lock the drain holds now
+    release.set()
+    if not done.wait(10):
+        pytest.fail("deadlock: the checkpoint and the drain each wait for the other's lock")
+    provider.shutdown()
+    records, report = _received(collector, tmp_path)
+    assert report.ok, report.render()
+    assert [r["attributes"]["audit.event_id"] for r in records if r["event_name"] == "a.b"] == ["odd"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import logging
 import os
 import threading
@@ -501,7 +502,11 @@ class AuditLoggerProvider(api_logs.LoggerProvider):
     def _export_peeked(self) -> bool | None:
         """The spool's next batch of events (peek), exported and, once accepted, acknowledged. True: sent;
         False: the export failed (the caller backs off; the same events are sent again); None: nothing to send."""
-        batch = self.spool.peek(self.max_batch)
+        # In batch mode, reading back runs the linker, which takes the append lock inside the spool's read
+        # lock; a checkpoint (shutdown's, on another thread) takes them in the other order (link_through):
+        # the drain takes the append lock first too.
+        with self._append_lock if self._batch else contextlib.nullcontext():
+            batch = self.spool.peek(self.max_batch)
         if not batch:
             return None
         if self._export(batch):
