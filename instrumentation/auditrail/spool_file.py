@@ -774,10 +774,7 @@ class DiskSpool:
                      fields: tuple[bytes, bytes, bytes, bytes], chain_for: Callable[[str | None], Any]) -> Any:
         """drain_segment over the records of segment `seg` from `off` (up to `limit`), the new links'
         journal frame written and synced; None when it took no record (the Python path takes them)."""
-        path = own.seg_path(seg)
-        fd = self._read_fds.get(path)
-        if fd is None:
-            fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = self._read_fd(own.seg_path(seg))
         links = self._links(own, seg) if (seg, off) < own.linked_to else _NO_LINKS
         try:
             journal_fd, unopened = self._journal_fd(own, seg), None
@@ -884,11 +881,10 @@ class DiskSpool:
                 _log.error("auditrail: cannot write the chain links of %d audit events to %s: %s (%d such "
                            "errors)", count, path, error.strerror or error, self.link_errors)
             try:
-                links = self._links(src, seg)
+                self._links(src, seg)  # the cache, current: the frame joins it unwritten, read when asked
             except OSError:  # (nor read: these links are lost to a re-read, which links those events anew)
                 return
-            entries = orjson.loads(payload)
-            links.update(zip(map(_END, entries), map(_LINK, entries), strict=True))
+            self._links_cache[path][2].append(payload)
             with self._lock:
                 src.linked_to = max(src.linked_to, (seg, end))
             return
@@ -1293,15 +1289,19 @@ class DiskSpool:
         if not any(entry[1] is src for entry in self._buf):
             self._drop_adopted(src)
 
+    def _read_fd(self, path: str) -> int:
+        """A segment, open for reading (kept open until it is deleted or the spool closes)."""
+        fd = self._read_fds.get(path)
+        if fd is None:
+            fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return fd
+
     def _read_records(self, path: str, off: int, limit: int,
                       want: int) -> tuple[list[tuple[AuditEvent, int]], int, int, bool]:
         """Decode up to `want` records of a segment from `off` up to `limit`.
 
         Returns ([(event, end offset)], next offset, undecodable records skipped, hit a bad frame)."""
-        fd = self._read_fds.get(path)
-        if fd is None:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            self._read_fds[path] = fd
+        fd = self._read_fd(path)
         out: list[tuple[AuditEvent, int]] = []
         skipped = 0
         read = _native_read or _read_frames
