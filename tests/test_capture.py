@@ -80,7 +80,7 @@ def disable(feature, scope, reason, actor):
     return True
 
 
-def edit_as(user, tenant_id):
+def edit_as(user, tenant_id, session=None):
     return "ok"
 '''
 
@@ -122,6 +122,7 @@ events:
     actor: impersonator
     reason: reason
     payload: {impersonated: user_id, session: 'result["session_id"]'}
+    impersonation: {marker: 'result["session_id"]'}
   - target: app.core:end_impersonation
     event: admin.impersonation.end
     tenant: tenant_id
@@ -137,6 +138,7 @@ events:
     event: custom.edit
     tenant: tenant_id
     actor: user
+    impersonation: {marker: session}
 '''
 
 
@@ -229,15 +231,18 @@ def test_killswitch_global_scope_is_star_tenant_and_critical(audit, app):
 
 def test_impersonation_links_actions_of_the_impersonated_user_to_the_session(audit, app):
     app.start_impersonation("ops@vendor.io", "bob@globex.com", "globex", "ticket 7")
-    app.edit_as("bob@globex.com", "globex")  # acting as bob while the session is open
+    app.edit_as("bob@globex.com", "globex", session="imp-1")  # acting as bob in the session: its marker
+    app.edit_as("bob@globex.com", "globex")  # bob himself, meanwhile: no evidence, not linked
     app.edit_as("alice@acme.io", "acme")  # someone else: not linked
     app.end_impersonation("ops@vendor.io", "imp-1", "globex")
-    app.edit_as("bob@globex.com", "globex")  # after the end: not linked
+    app.edit_as("bob@globex.com", "globex", session="imp-1")  # after the end: not linked
     events = audit.events()
     assert [e["event"] for e in events] == [
-        "admin.impersonation.start", "custom.edit", "custom.edit", "admin.impersonation.end", "custom.edit",
+        "admin.impersonation.start", "custom.edit", "custom.edit", "custom.edit", "admin.impersonation.end",
+        "custom.edit",
     ]
-    start, during, other, end, after = events
+    start, during, own, other, end, after = events
+    assert semconv.IMPERSONATOR not in own["attrs"] and semconv.IMPERSONATION not in own["attrs"]
     assert start["payload"] == {"impersonated": "bob@globex.com", "session": "imp-1"}
     assert start["attrs"][semconv.IMPERSONATION] == "imp-1"
     assert semconv.IMPERSONATOR not in start["attrs"]  # the start is the impersonator's own act

@@ -74,6 +74,11 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
     signature, names, defaults = params
     code = _Code()
     before = code.section(spec.before, "before")
+    # The impersonation marker is identity: read before the call (the session may switch in it), unless
+    # it names result or error.
+    marker = spec.fields.get("marker")
+    marker_after = marker is not None and bool(marker.names & {"result", "error"})
+    marker_before = code.value(marker, "impersonation.marker") if marker is not None and not marker_after else "None"
     n_before = len(code.exprs)
     when = spec.fields.get("when")
     when_local = code.value(when, "when") if when is not None else None
@@ -82,6 +87,7 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
     fields.append(code.value(spec.actor_type, "actor_type") if isinstance(spec.actor_type, Expression) else "None")
     fields.append(code.section(spec.after, "after"))
     fields.append(code.section(spec.payload, "payload"))
+    marker_local = code.value(marker, "impersonation.marker") if marker_after else marker_before
 
     bind = f"{names}, = __bind(*__args, **__kwargs)" if names else "__bind(*__args, **__kwargs)"
     self_name = {"method": "self", "classmethod": "cls"}.get(kind)
@@ -98,7 +104,7 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
                *head,
                "try:\n", f"    result = {call}\n",
                "except Exception as error:\n",
-               "    __w.failed(__rec, __before, __instance, __args, __kwargs, error)\n",
+               f"    __w.failed(__rec, __before, __instance, __args, __kwargs, error, {marker_before})\n",
                "    raise\n",
                "try:\n"]
         after = []
@@ -108,7 +114,7 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
         if when_local is not None:  # evaluated first: nothing else runs for a call it rules out
             after.append(f"if not {when_local}:\n    return result\n")
         after.extend(code.block(n_when, len(code.exprs)))
-        after.append(f"__emit(__w, __rec, {', '.join(fields)}, __before, None)\n")
+        after.append(f"__emit(__w, __rec, {', '.join(fields)}, __before, None, {marker_local})\n")
         out.extend("    " + line for line in "".join(after).splitlines(keepends=True))
         out.append("except Exception as __e:\n    __w.emit_failed(__rec, __e)\nreturn result\n")
         return "".join("    " + line for line in "".join(out).splitlines(keepends=True))
@@ -128,14 +134,15 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
     return Generated(namespace["__call"], namespace.get("__acall"))
 
 
-_EMIT_PARAMS = "__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, after, payload, before, error"
+_EMIT_PARAMS = ("__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, after, payload, before, error, "
+                "marker=None")
 
 
 def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
     """Compile the function that cleans a call's values into the event's payload and records it.
 
         emit(__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, after, payload, before,
-             error)
+             error, marker=None)
 
     Both paths of the wrapper end in it. Payload hygiene, specialised to the config: each fixed key of a
     mapping section is masked when the recorder's policy redacts it, and only values that are not plain
@@ -161,7 +168,7 @@ def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
     else:
         out.append(f"actor_type = {spec.actor_type!r}\n")
     out.append(f"__rec.record_positional({spec.event!r}, tenant, actor, actor_type, __body, source_ip, reason, "
-               f"'success' if error is None else 'failure', {risk!r}, approval_id, None, True, True)\n")
+               f"'success' if error is None else 'failure', {risk!r}, approval_id, None, True, True, marker)\n")
     source = f"def __emit({_EMIT_PARAMS}):\n" + "".join("    " + line for line in "".join(out).splitlines(True))
     namespace: dict[str, Any] = {"__builtins__": {"type": type, "str": str, "dict": dict},
                                  "__ACTOR_TYPES": ACTOR_TYPES, "__PLAIN": _PLAIN, "__REDACTED": REDACTED,

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from . import semconv
-from .events import EVENT_NAME_RE, REQUIRED_PAYLOAD
+from .events import EVENT_NAME_RE, IMPERSONATION_END, IMPERSONATION_START, REQUIRED_PAYLOAD
 from .expressions import CALL_NAMES, Expression, ExpressionError, compile_expression, constant
 from .payload import DEFAULT_MAX_BYTES
 
@@ -28,10 +28,11 @@ TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "paylo
 DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes", "on_full")
 ON_FULL = ("block", "refuse")
 INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
-CONTEXT_KEYS = ("actor", "tenant", "source_ip")
+CONTEXT_KEYS = ("actor", "tenant", "source_ip", "impersonation")
+IMPERSONATION_KEYS = ("marker",)
 FIELD_KEYS = ("tenant", "actor", "reason", "source_ip", "approval_id", "when")
 PAYLOAD_KEYS = ("before", "after", "payload")
-EVENT_KEYS = ("target", "event", "risk", "actor_type", *FIELD_KEYS, *PAYLOAD_KEYS)
+EVENT_KEYS = ("target", "event", "risk", "actor_type", *FIELD_KEYS, *PAYLOAD_KEYS, "impersonation")
 
 
 class ConfigError(ValueError):
@@ -55,7 +56,7 @@ class EventSpec:
     event: str
     risk: str | None
     actor_type: str | Expression | None  # a literal word, or an expression giving one
-    fields: dict[str, Expression]  # tenant, actor, reason, source_ip, approval_id, when
+    fields: dict[str, Expression]  # tenant, actor, reason, source_ip, approval_id, when; marker (impersonation)
     before: PayloadSpec
     after: PayloadSpec
     payload: PayloadSpec
@@ -89,7 +90,7 @@ class AuditConfig:
     service_name: str = "unknown_service"
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
-    context: dict[str, list[Expression]] = field(default_factory=dict)
+    context: dict[str, list[Expression]] = field(default_factory=dict)  # actor, tenant, source_ip, marker
     redact: list[str] = field(default_factory=list)
     payload_max_bytes: int = DEFAULT_MAX_BYTES
     resource: dict[str, str] = field(default_factory=dict)
@@ -213,6 +214,7 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
         raise doc.error(("events",), "must be a non-empty list of {target, event, ...} entries")
     resolver = _TargetResolver() if check_targets else None
     cfg.events = [_event(doc, i, entry, resolver) for i, entry in enumerate(events)]
+    _warn_unlinkable_impersonation(doc, cfg)
     return cfg
 
 
@@ -288,15 +290,54 @@ def _number(doc: _Located, path: Path_, value: Any, kind: Any, minimum: float) -
 
 
 def _context(doc: _Located, value: Any) -> dict[str, list[Expression]]:
-    value = _section(doc, "context", value, CONTEXT_KEYS, "with actor, tenant and/or source_ip")
+    value = _section(doc, "context", value, CONTEXT_KEYS, "with actor, tenant, source_ip and/or impersonation")
     out: dict[str, list[Expression]] = {}
     for key, sources in value.items():
+        path: Path_ = ("context", key)
+        if key == "impersonation":  # {marker: EXPR or [EXPR, ...]}
+            sources = _impersonation_section(doc, path, sources)
+            if sources is None:
+                continue
+            key, path = "marker", path + ("marker",)
         items = sources if isinstance(sources, list) else [sources]
         out[key] = [
-            _expression(doc, ("context", key, i) if isinstance(sources, list) else ("context", key), src, ("request",))
+            _expression(doc, path + (i,) if isinstance(sources, list) else path, src, ("request",))
             for i, src in enumerate(items)
         ]
     return out
+
+
+def _impersonation_section(doc: _Located, path: Path_, value: Any) -> Any:
+    """The `marker` of an `impersonation: {marker: EXPR}` mapping (None when absent)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise doc.error(path, "must be a mapping such as {marker: 'request.session[\"hijack_history\"][-1]'}")
+    _known_keys(doc, path, value, IMPERSONATION_KEYS)
+    return value.get("marker")
+
+
+def _warn_unlinkable_impersonation(doc: _Located, cfg: AuditConfig) -> None:
+    """Impersonation events without a marker: no action can be linked to their sessions (only a code block can)."""
+    starts = [i for i, e in enumerate(cfg.events) if e.event == IMPERSONATION_START]
+    if not starts:
+        return
+    default = bool(cfg.context.get("marker"))
+    unmarked = [i for i in starts if "marker" not in cfg.events[i].fields and not default]
+    actions = default or any("marker" in e.fields for e in cfg.events if e.event not in (IMPERSONATION_START,
+                                                                                           IMPERSONATION_END))
+    if unmarked or not actions:
+        where = doc.line(("events", (unmarked or starts)[0]))
+        what = (f"{IMPERSONATION_START} has no impersonation.marker" if unmarked
+                else f"only {IMPERSONATION_START} has an impersonation.marker")
+        warnings.warn(
+            f"{where}: {what} and context: names none, so no action is linked to its sessions (a user name is "
+            "no evidence). Add `impersonation: {marker: EXPR}` under `context:`, or to the start and to the "
+            "actions: e.g. for django-hijack the hijacker's pk at the start, "
+            "request.session[\"hijack_history\"][-1] in later requests",
+            ConfigWarning,
+            stacklevel=2,
+        )
 
 
 def _expression(doc: _Located, path: Path_, value: Any, allowed: tuple[str, ...] | frozenset[str] | None) -> Expression:
@@ -345,6 +386,9 @@ def _event(doc: _Located, index: int, entry: Any, resolver: _TargetResolver | No
         actor_type = _expression(doc, path + ("actor_type",), actor_type, after_names)
 
     fields = {k: _expression(doc, path + (k,), entry[k], after_names) for k in FIELD_KEYS if k in entry}
+    marker = _impersonation_section(doc, path + ("impersonation",), entry.get("impersonation"))
+    if marker is not None:
+        fields["marker"] = _expression(doc, path + ("impersonation", "marker"), marker, after_names)
     before = _payload_spec(doc, path + ("before",), entry.get("before"), before_names)
     if before is not None and after_names is None:
         _reject_outcome_names(doc, path + ("before",), before)

@@ -182,56 +182,91 @@ def current_request() -> RequestInfo | None:
 
 @dataclass(frozen=True, slots=True)
 class Impersonation:
-    """An open impersonation session: `impersonator` acts as `user` in `tenant`."""
+    """An open impersonation session: `impersonator` acts as `user` in `tenant` ('*' or None: any tenant).
+
+    `marker` is the evidence a later action must carry to be linked (impersonation.marker in audit.yaml),
+    in constant form (str); None: only the programmatic `scoped` block links to this session.
+    """
 
     session_id: str
     impersonator: str | None
     user: str
     tenant: str | None
+    marker: str | None = None
+
+
+def _in_tenant(session: Impersonation, tenant: str | None) -> bool:
+    """A session started in tenant '*' (or none) covers every tenant; an event without a tenant contradicts none."""
+    return session.tenant is None or session.tenant == "*" or tenant is None or session.tenant == tenant
 
 
 class ImpersonationRegistry:
-    """Open sessions by (tenant, impersonated user); events by that user are linked to the session.
+    """Open sessions, and the evidence that links an action to one of them.
 
+    An action is linked only with evidence that it belongs to the session: it runs inside the
+    programmatic `scoped` block, or it carries the session's marker. The user name alone is never
+    evidence: the impersonated user's own actions, from their own browser, are theirs (issue 14).
     Process-wide, because a session is started and ended by different requests. Lookups are lock-free
-    reads of a dict that is replaced, never mutated, so the hot path pays one dict lookup.
+    reads of dicts that are replaced, never mutated, so the hot path pays a dict lookup at most.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: dict[tuple[str | None, str], Impersonation] = {}
+        self._open: dict[str, Impersonation] = {}  # by session id
+        self._by_marker: dict[str, tuple[Impersonation, ...]] = {}  # newest last
         self._scoped: contextvars.ContextVar[Impersonation | None] = contextvars.ContextVar(
             "auditrail.impersonation", default=None
         )
 
+    @property
+    def has_markers(self) -> bool:
+        """Whether any open session can be linked by marker (else an event's marker need not be read)."""
+        return bool(self._by_marker)
+
     def open(self, session: Impersonation) -> None:
-        """Record a started session."""
+        """Record a started session (one started again under the same id replaces it)."""
         with self._lock:
-            self._open = {**self._open, (session.tenant, session.user): session}
+            self._forget(self._open.get(session.session_id))
+            self._open = {**self._open, session.session_id: session}
+            if session.marker is not None:
+                self._by_marker = {**self._by_marker,
+                                   session.marker: (*self._by_marker.get(session.marker, ()), session)}
 
-    def close(self, *, session_id: str | None, user: str | None, tenant: str | None) -> Impersonation | None:
-        """Forget a session, found by id or else by (tenant, user); returns it when it was open."""
+    def close(self, *, session_id: str | None, marker: str | None, user: str | None,
+              tenant: str | None) -> Impersonation | None:
+        """Forget a session, found by id or else by marker (in the tenant; the one of `user` first)."""
         with self._lock:
-            for key, session in self._open.items():
-                if (session_id and session.session_id == session_id) or (
-                    not session_id and key == (tenant, user)
-                ):
-                    self._open = {k: v for k, v in self._open.items() if k != key}
-                    return session
-        return None
+            session = self._open.get(session_id) if session_id else self._match(marker, tenant, user)
+            self._forget(session)
+        return session
 
-    def find(self, tenant: str | None, actor: str | None) -> Impersonation | None:
-        """The open session in which `actor` is the impersonated user, if any."""
+    def _forget(self, session: Impersonation | None) -> None:
+        """Drop `session` from both indexes (under the lock)."""
+        if session is None:
+            return
+        self._open = {k: v for k, v in self._open.items() if v is not session}
+        if session.marker is not None:
+            rest = tuple(s for s in self._by_marker.get(session.marker, ()) if s is not session)
+            by_marker = {k: v for k, v in self._by_marker.items() if k != session.marker}
+            self._by_marker = {**by_marker, session.marker: rest} if rest else by_marker
+
+    def _match(self, marker: str | None, tenant: str | None, actor: str | None) -> Impersonation | None:
+        """The open session with this marker in `tenant`: the one impersonating `actor`, else the newest."""
+        candidates = [s for s in self._by_marker.get(marker, ()) if _in_tenant(s, tenant)] if marker else []
+        return next((s for s in reversed(candidates) if s.user == actor), candidates[-1] if candidates else None)
+
+    def find(self, tenant: str | None, actor: str | None, marker: str | None = None) -> Impersonation | None:
+        """The session an action belongs to: the scoped block's, or the open session carrying its marker."""
         scoped = self._scoped.get()
         if scoped is not None and (actor is None or actor == scoped.user):
             return scoped
-        if actor is None or not self._open:
+        if marker is None or not self._by_marker:
             return None
-        return self._open.get((tenant, actor)) or self._open.get((None, actor))
+        return self._match(marker, tenant, actor)
 
     def lookup(self, session_id: str) -> Impersonation | None:
         """The open session with this id."""
-        return next((s for s in self._open.values() if s.session_id == session_id), None)
+        return self._open.get(session_id)
 
     @contextmanager
     def scoped(self, session: Impersonation) -> Iterator[None]:
@@ -246,6 +281,7 @@ class ImpersonationRegistry:
         """Forget every open session (tests, uninstrument)."""
         with self._lock:
             self._open = {}
+            self._by_marker = {}
 
 
 impersonations = ImpersonationRegistry()

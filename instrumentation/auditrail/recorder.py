@@ -50,10 +50,11 @@ class ContextSources:
     """audit.yaml `context:` fallbacks: expressions tried in order when an event does not say."""
 
     def __init__(self, actor: Sequence[Expression] = (), tenant: Sequence[Expression] = (),
-                 source_ip: Sequence[Expression] = ()) -> None:
+                 source_ip: Sequence[Expression] = (), marker: Sequence[Expression] = ()) -> None:
         self.actor = tuple(actor)
         self.tenant = tuple(tenant)
         self.source_ip = tuple(source_ip)
+        self.marker = tuple(marker)  # context.impersonation.marker: the evidence linking an action to a session
 
 
 class Recorder:
@@ -94,21 +95,23 @@ class Recorder:
         approval_id: Any = None,
         event_id: str | None = None,
         cleaned: bool = False,
+        marker: Any = None,
     ) -> AuditEvent:
         """Complete the fields (context fallbacks, impersonation, trace) and submit the event.
 
         `payload` is the caller's fresh dict: it may be extended (impersonation ids), never kept.
         `cleaned` says it already went through this recorder's payload policy (redaction, safe values).
+        `marker` is the impersonation marker (the evidence that links an action to a session).
         """
         return self.record_positional(
             event_type, tenant, actor, actor_type, payload if payload is not None else {}, source_ip, reason,
-            outcome, risk or default_risk(event_type), approval_id, event_id, cleaned,
+            outcome, risk or default_risk(event_type), approval_id, event_id, cleaned, False, marker,
         )
 
     def record_positional(
         self, event_type: str, tenant: Any, actor: Any, actor_type: str | None, body: dict[str, Any],
         source_ip: Any, reason: Any, outcome: str, risk: str, approval_id: Any, event_id: str | None,
-        cleaned: bool, deferrable: bool = False,
+        cleaned: bool, deferrable: bool = False, marker: Any = None,
     ) -> AuditEvent | None:
         """`record` for the wrappers' hot path: every argument given, in order (keywords cost here).
 
@@ -135,9 +138,14 @@ class Recorder:
         if actor is not None and type(actor) is not str:
             actor = str(actor)
         if event_type in _SESSION_EVENTS:
-            session = self._session_event(event_type, tenant, actor, body)
+            if marker is None and sources.marker:
+                marker = self._fallback("impersonation.marker", sources.marker)
+            session = self._session_event(event_type, tenant, actor, body, _text(marker))
         else:
-            session = impersonations.find(tenant, actor)
+            # The marker is read only while a session could match it (none open: no cost).
+            if marker is None and sources.marker and impersonations.has_markers:
+                marker = self._fallback("impersonation.marker", sources.marker)
+            session = impersonations.find(tenant, actor, _text(marker))
         if not cleaned:
             body = self.policy.clean(body)
         fields = (
@@ -193,8 +201,11 @@ class Recorder:
         return None
 
     def _session_event(self, event_type: str, tenant: str | None, actor: str | None,
-                       payload: dict[str, Any]) -> Impersonation | None:
-        """Open or close the session an impersonation start/end event names."""
+                       payload: dict[str, Any], marker: str | None) -> Impersonation | None:
+        """Open or close the session an impersonation start/end event names.
+
+        A start's marker is stored with the session: later actions are linked only when theirs equals it.
+        """
         if event_type == IMPERSONATION_START:
             user = _text(payload.get("impersonated"))
             session_id = _text(payload.get("session")) or new_event_id()
@@ -202,12 +213,12 @@ class Recorder:
             if user is None:
                 _log.warning("auditrail: %s without payload.impersonated; actions cannot be linked", event_type)
                 return Impersonation(session_id, actor, "", tenant)
-            session = Impersonation(session_id, actor, user, tenant)
+            session = Impersonation(session_id, actor, user, tenant, marker)
             impersonations.open(session)
             return session
-        session_id = _text(payload.get("session"))  # the end of a session
+        session_id = _text(payload.get("session"))  # the end of a session: by its id, else by its marker
         user = _text(payload.get("impersonated"))
-        closed = impersonations.close(session_id=session_id, user=user, tenant=tenant)
+        closed = impersonations.close(session_id=session_id, marker=marker, user=user, tenant=tenant)
         if closed is not None:
             payload.setdefault("session", closed.session_id)
             payload.setdefault("impersonated", closed.user)

@@ -102,6 +102,11 @@ class AuditWrapper:
         self.uses_request = any("request" in e.names for e in exprs)
         self._check_names(exprs)
         self._when = spec.fields.get("when")
+        # The impersonation marker: before the call (like `before`), unless it names result or error.
+        marker = spec.fields.get("marker")
+        late = marker is not None and bool(marker.names & {"result", "error"})
+        self._marker_before = None if late else marker
+        self._marker_after = marker if late else None
         self._emitter = generate_emitter(spec, spec.risk or default_risk(spec.event))
         self._gen = generate(spec, fn, kind, self.is_async, self._emitter, self._generated_failed)
 
@@ -138,34 +143,34 @@ class AuditWrapper:
                      kwargs: dict[str, Any]) -> Any:
         """The call with every expression evaluated one by one (no generated function, or one that cannot
         bind these arguments)."""
-        before = self._start(recorder, instance, args, kwargs)
+        before, marker = self._start(recorder, instance, args, kwargs)
         try:
             result = wrapped(*args, **kwargs)
         except Exception as exc:
-            self._finish(recorder, before, instance, args, kwargs, None, exc)
+            self._finish(recorder, before, instance, args, kwargs, None, exc, marker)
             raise
-        self._finish(recorder, before, instance, args, kwargs, result, None)
+        self._finish(recorder, before, instance, args, kwargs, result, None, marker)
         return result
 
     async def generic_acall(self, recorder: Any, wrapped: Callable[..., Any], instance: Any,
                             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """generic_call for coroutine functions."""
-        before = self._start(recorder, instance, args, kwargs)
+        before, marker = self._start(recorder, instance, args, kwargs)
         try:
             result = await wrapped(*args, **kwargs)
         except Exception as exc:
-            self._finish(recorder, before, instance, args, kwargs, None, exc)
+            self._finish(recorder, before, instance, args, kwargs, None, exc, marker)
             raise
-        self._finish(recorder, before, instance, args, kwargs, result, None)
+        self._finish(recorder, before, instance, args, kwargs, result, None, marker)
         return result
 
     def failed(self, recorder: Any, before: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-               error: BaseException) -> None:
+               error: BaseException, marker: Any = None) -> None:
         """The generated call's target raised: its event comes from the generic path (`before` is known)."""
-        self._finish(recorder, before, instance, args, kwargs, None, error)
+        self._finish(recorder, before, instance, args, kwargs, None, error, marker)
 
-    def _start(self, recorder: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Evaluate `before` (guarded: a failure here only empties fields). Returns its value.
+    def _start(self, recorder: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        """Evaluate `before` and the impersonation marker (guarded: a failure here only empties fields).
 
         fail_closed (and durable with on_full: refuse, at the spool's cap): raises AuditUnavailable, and the
         target never runs; durable with on_full: block waits here, before the action, for room in the spool.
@@ -173,13 +178,16 @@ class AuditWrapper:
         guard = recorder.guard
         if guard is not None:
             guard()
-        if self.spec.before is None:
-            return None
+        if self.spec.before is None and self._marker_before is None:
+            return None, None
         try:
-            return self._evaluate(recorder, self.spec.before, self._namespace(instance, args, kwargs), "before")
+            ns = self._namespace(instance, args, kwargs)
+            before = None if self.spec.before is None else self._evaluate(recorder, self.spec.before, ns, "before")
+            marker = self._marker_before
+            return before, None if marker is None else self._value(recorder, marker, ns, "impersonation.marker")
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} (before the call)")
-            return None
+            return None, None
 
     def _namespace(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's names for the generic path: parameters, self/cls, request."""
@@ -191,7 +199,7 @@ class AuditWrapper:
         return ns
 
     def _finish(self, recorder: Any, before: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-                result: Any, error: BaseException | None) -> None:
+                result: Any, error: BaseException | None, marker: Any = None) -> None:
         """Evaluate the rest one by one and emit (guarded)."""
         try:
             ns = self._namespace(instance, args, kwargs)
@@ -200,7 +208,9 @@ class AuditWrapper:
             when = self._when
             if when is not None and error is None and not self._value(recorder, when, ns, "when"):
                 return
-            self._emitter(self, recorder, *self._one_by_one(recorder, ns), before, error)  # payload hygiene, record
+            if self._marker_after is not None:
+                marker = self._value(recorder, self._marker_after, ns, "impersonation.marker")
+            self._emitter(self, recorder, *self._one_by_one(recorder, ns), before, error, marker)  # hygiene, record
         except Exception as exc:  # noqa: BLE001
             self.emit_failed(recorder, exc, error)
 
