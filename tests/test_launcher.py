@@ -430,3 +430,68 @@ def test_opentelemetry_instrument_loads_auditrail_and_audits_the_app(tmp_path: P
     }
     assert got["crawl.run"][0]["payload"]["run_id"] == "run-42"
     assert got["killswitch.disable"][0]["attributes"]["audit.outcome"] == "failure"
+
+
+# --- (e) an interpreter that cannot import auditrail; warnings once (issue 14, points 6 and 7) ------
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real second venv without auditrail (nor pip: nothing is installed into it)."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    assert subprocess.run([python, "-c", "import auditrail"], capture_output=True, check=False).returncode != 0
+    return python
+
+
+@pytest.mark.parametrize("mode", ["fail_closed", "best_effort"])
+def test_an_interpreter_without_auditrail_does_not_start_the_app(tmp_path: Path, bare_python: str, mode: str) -> None:
+    root = write_app(tmp_path / "app", audit_yaml=AUDIT_YAML.replace("best_effort", mode))
+    proc = run([AUDITRAIL_INSTRUMENT, bare_python, "main.py"], root, AUDITRAIL_EXPORTER=f"file:{tmp_path / 'e.jsonl'}")
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert not (root / MARKER).exists(), "the app ran unaudited"
+    assert f"{bare_python} cannot import auditrail" in proc.stderr
+    assert "was not started" in proc.stderr
+    assert f"{bare_python} -m pip install " in proc.stderr  # how to install it there
+    assert proc.stdout == ""
+
+
+def test_a_child_run_by_an_interpreter_without_auditrail_is_told_it_is_not_audited(
+        tmp_path: Path, bare_python: str) -> None:
+    main = f"""
+        import subprocess
+        import sys
+        child = subprocess.run([{bare_python!r}, "-c", "print('child ran')"], capture_output=True, text=True)
+        sys.stderr.write(child.stderr)
+        print(child.stdout.strip(), child.returncode)
+    """
+    root = write_app(tmp_path / "app", main=main)
+    proc = run([AUDITRAIL_INSTRUMENT, "python", "main.py"], root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "child ran 0"  # only the exec'd process is stopped
+    assert f"{bare_python} cannot import auditrail" in proc.stderr and "is NOT audited" in proc.stderr
+
+
+def test_a_config_warning_prints_once_as_one_line(tmp_path: Path) -> None:
+    yaml = AUDIT_YAML.replace("payload: {domain: domain, run_id: result.run_id, pages: result.pages, "
+                              "triggered_by: trigger}", "payload: {domain: domain}")
+    root = write_app(tmp_path / "app", audit_yaml=yaml)
+    proc = run([AUDITRAIL_INSTRUMENT, "python", "main.py"], root)
+    assert proc.returncode == APP_EXIT_CODE, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "should carry" in line]
+    assert lines == [f"auditrail-instrument: warning: {root / 'audit.yaml'}:18: crawl.run events should carry "
+                     "run_id, triggered_by (DESIGN.md categories)"], proc.stderr
+    assert "ConfigWarning" not in proc.stderr and ".py:" not in proc.stderr
+
+
+def test_under_opentelemetry_instrument_a_config_warning_prints_once_as_a_log_line(tmp_path: Path) -> None:
+    yaml = AUDIT_YAML.replace("payload: {domain: domain, run_id: result.run_id, pages: result.pages, "
+                              "triggered_by: trigger}", "payload: {domain: domain}")
+    root = write_app(tmp_path / "app", audit_yaml=yaml)
+    proc = run([OTEL_INSTRUMENT, "python", "main.py"], root, OTEL_TRACES_EXPORTER="none",
+               OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    assert proc.returncode == APP_EXIT_CODE, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "should carry" in line]
+    assert len(lines) == 1 and lines[0].startswith("auditrail: warning: "), proc.stderr
+    assert "ConfigWarning" not in proc.stderr

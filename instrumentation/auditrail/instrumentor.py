@@ -11,14 +11,17 @@ every target whenever its module is imported.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Collection
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from .config import AuditConfig, ConfigError, config_path, load_config
+from .config import AuditConfig, ConfigError, config_path
 from .context import impersonations
+from .launcher import LAUNCH_ENV, load_quietly
 from .setup import configure, shutdown
 from .web import install_request_capture
 from .wrapping import patcher
@@ -41,11 +44,14 @@ class AuditInstrumentor(BaseInstrumentor):
                 _log.warning("auditrail: no audit.yaml here and AUDITRAIL_CONFIG is not set; nothing is audited")
                 return
             try:
-                config = load_config(path)
+                config, notes = load_quietly(path)
             except ConfigError as exc:
                 # Under opentelemetry-instrument nothing validated the file beforehand: say it loudly.
                 _log.error("auditrail: %s; nothing is audited", exc)
                 return
+            if not _warned_by_launcher(path):  # else auditrail-instrument printed them: once is enough
+                for note in notes:
+                    _log.warning("auditrail: warning: %s", note)
         configure(config, exporter=kwargs.get("exporter"))
         patcher.install(config.events)
         install_request_capture(patcher)
@@ -54,3 +60,12 @@ class AuditInstrumentor(BaseInstrumentor):
         patcher.uninstall()
         impersonations.clear()
         shutdown()
+
+
+def _warned_by_launcher(path: Any) -> bool:
+    """Whether auditrail-instrument already printed this config's warnings (in this process or a parent)."""
+    try:
+        launch = json.loads(os.environ.get(LAUNCH_ENV, ""))
+    except ValueError:
+        return False
+    return isinstance(launch, dict) and launch.get("warned") == os.path.abspath(path)

@@ -1,13 +1,16 @@
 """`auditrail-instrument CMD [ARGS...]`: run a program with audit instrumentation, zero code changes.
 
 Like `opentelemetry-instrument`: audit.yaml is validated first (a mistake stops here, with its file,
-line and key, before the app starts); then CMD is exec'd with a sitecustomize on PYTHONPATH that
-starts auditing in the app's interpreter before the app's first import.
+line and key, before the app starts; a warning is printed here, once); then CMD is exec'd with a
+sitecustomize on PYTHONPATH that starts auditing in the app's interpreter before the app's first import.
+An interpreter that cannot import auditrail does not start the app: it would run unaudited (issue 14).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
 import logging
 import os
 import shutil
@@ -16,11 +19,15 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import CONFIG_ENV, ConfigError, ConfigWarning, config_path, load_config
+from .config import CONFIG_ENV, AuditConfig, ConfigError, ConfigWarning, config_path, load_config
 from .exporters import EXPORTER_ENV, ExporterError, check_exporter_spec
 from .version import __version__
 
 BOOTSTRAP_DIR = str(Path(__file__).parent / "_bootstrap")
+# What the launcher tells the process it execs (JSON): its pid (exec keeps it, so _bootstrap/sitecustomize
+# knows whether it runs in that process or in a child), how to install auditrail, and that the config's
+# warnings were printed already.
+LAUNCH_ENV = "AUDITRAIL_LAUNCH"
 _log = logging.getLogger("auditrail")
 
 
@@ -47,17 +54,37 @@ def _search_path(command: str | None, args: list[str]) -> list[str]:
     return paths
 
 
-def validate(path: Path, search_path: list[str]) -> tuple[int, list[str]]:
-    """Load audit.yaml with target checks; returns (event count, warnings). Raises ConfigError."""
+def validate(path: Path, search_path: list[str]) -> tuple[AuditConfig, list[str]]:
+    """Load audit.yaml with target checks; returns (the config, its warnings). Raises ConfigError."""
     saved = list(sys.path)
     sys.path[:0] = [p for p in search_path if p not in sys.path]
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConfigWarning)
-            config = load_config(path, check_targets=True)
+        config, notes = load_quietly(path, check_targets=True)
     finally:
         sys.path[:] = saved
-    return len(config.events), [str(w.message) for w in caught if issubclass(w.category, ConfigWarning)]
+    return config, notes
+
+
+def load_quietly(path: Path, *, check_targets: bool = False) -> tuple[AuditConfig, list[str]]:
+    """load_config with its ConfigWarnings returned as text, for the caller to print once as one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        config = load_config(path, check_targets=check_targets)
+    for other in (w for w in caught if not issubclass(w.category, ConfigWarning)):
+        warnings.showwarning(other.message, other.category, other.filename, other.lineno)
+    return config, [str(w.message) for w in caught if issubclass(w.category, ConfigWarning)]
+
+
+def _install_spec() -> str:
+    """How to install this auditrail elsewhere: its checkout when installed from one, else the PyPI name."""
+    try:
+        direct = json.loads(importlib.metadata.distribution("auditrail").read_text("direct_url.json") or "{}")
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        direct = {}
+    url = direct.get("url", "")
+    if url.startswith("file://"):
+        return ("-e " if direct.get("dir_info", {}).get("editable") else "") + url[len("file://"):]
+    return "auditrail"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         check_exporter_spec(os.environ.get(EXPORTER_ENV, "otlp"))
-        count, notes = validate(path, _search_path(options.command, options.args))
+        config, notes = validate(path, _search_path(options.command, options.args))
     except (ConfigError, ExporterError) as exc:
         print(f"auditrail-instrument: {exc}", file=sys.stderr)
         return 2
     for note in notes:
         print(f"auditrail-instrument: warning: {note}", file=sys.stderr)
     if options.check:
-        print(f"{path}: OK, {count} audited target(s)")
+        print(f"{path}: OK, {len(config.events)} audited target(s)")
         return 0
     executable = shutil.which(options.command)
     if executable is None:
@@ -92,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in python_path:
         python_path.insert(0, os.getcwd())  # as opentelemetry-instrument does: apps run by their own executable
     env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *python_path])
+    env[LAUNCH_ENV] = json.dumps({"pid": os.getpid(), "python": sys.executable, "install": _install_spec(),
+                                  "warned": env[CONFIG_ENV]})
     os.execv(executable, [executable, *options.args])
     return 0  # not reached
 
