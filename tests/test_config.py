@@ -94,7 +94,7 @@ def test_missing_category_fields_warn_with_line() -> None:
         warnings.simplefilter("always")
         parse_config("events:\n  - target: m:f\n    event: prompt.update\n", filename="audit.yaml")
     messages = [str(w.message) for w in caught if issubclass(w.category, ConfigWarning)]
-    assert messages == ["audit.yaml:2: prompt.update events should carry before, after (DESIGN.md categories)"]
+    assert messages == ["audit.yaml:2: prompt.update events should carry before, after (see the event types table in the README)"]
 
 
 def test_unreadable_file_is_a_config_error(tmp_path) -> None:

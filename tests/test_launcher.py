@@ -481,7 +481,7 @@ def test_a_config_warning_prints_once_as_one_line(tmp_path: Path) -> None:
     assert proc.returncode == APP_EXIT_CODE, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if "should carry" in line]
     assert lines == [f"auditrail-instrument: warning: {root / 'audit.yaml'}:18: crawl.run events should carry "
-                     "run_id, triggered_by (DESIGN.md categories)"], proc.stderr
+                     "run_id, triggered_by (see the event types table in the README)"], proc.stderr
     assert "ConfigWarning" not in proc.stderr and ".py:" not in proc.stderr
 
 

@@ -436,7 +436,7 @@ def _warn_missing_fields(doc: _Located, path: Path_, event: str, before: Payload
     missing = [k for k in required if k not in have]
     if missing:
         warnings.warn(
-            f"{doc.line(path)}: {event} events should carry {', '.join(missing)} (DESIGN.md categories)",
+            f"{doc.line(path)}: {event} events should carry {', '.join(missing)} (see the event types table in the README)",
             ConfigWarning,
             stacklevel=2,
         )
