@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 
 from .version import __version__
@@ -18,12 +19,26 @@ STORE_COMMANDS = {
     "retention": "per-tenant retention and legal hold",
     "archive": "archive one tenant-month as Parquet to S3-compatible storage",
 }
+# What `pip install 'auditrail[store]'` adds (pyproject.toml's `store` extra), by import name. The plain
+# install is the instrumentation alone: an app's environment never carries the ClickHouse engine.
+STORE_MODULES = ("clickhouse_connect", "chdb", "fastapi", "uvicorn", "httpx")
+STORE_INSTALL = "pip install 'auditrail[store]'"
+
+
+def missing_store_modules() -> list[str]:
+    """The store's dependencies that are not installed (found without importing them)."""
+    return [name for name in STORE_MODULES if importlib.util.find_spec(name) is None]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `auditrail`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and (argv[0] in STORE_COMMANDS or (argv[0] == "verify" and _store_verify(argv[1:]))):
+        missing = missing_store_modules()
+        if missing:
+            print(f"auditrail {argv[0]} needs the store: {STORE_INSTALL} "
+                  f"(not installed: {', '.join(missing)})", file=sys.stderr)
+            return 2
         from auditrail_store.cli import main as store_main
 
         return store_main(argv)
