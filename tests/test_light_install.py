@@ -21,7 +21,7 @@ from auditrail.exporters.otlp_json import read_records
 
 REPO = Path(__file__).resolve().parent.parent
 STORE_ONLY = ("chdb", "pyarrow", "pandas", "fastapi", "uvicorn", "clickhouse-connect")
-LIGHT_MAX_MB = 150  # measured 98 MB (an empty venv: 26 MB); with [store]: ~1,020 MB
+LIGHT_MAX_MB = 150  # measured 104 MB with Flask (an empty venv: 26 MB); auditrail[store] alone: 1,018 MB
 
 
 def _pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
