@@ -145,7 +145,7 @@ class Recorder:
             # The marker is read only while a session could match it (none open: no cost).
             if marker is None and sources.marker and impersonations.has_markers:
                 marker = self._fallback("impersonation.marker", sources.marker)
-            session = impersonations.find(tenant, actor, _text(marker))
+            session = impersonations.find(tenant, actor, marker if marker is None else _text(marker))
         if not cleaned:
             body = self.policy.clean(body)
         fields = (
