@@ -187,6 +187,9 @@ def end(admin, marker):
 
 def edit(user, tenant):
     return "ok"
+
+def refund(user, session):
+    raise PermissionError("refunds are frozen")
 '''
 
 CONTEXT_YAML = '''
@@ -209,6 +212,10 @@ events:
     event: custom.edit
     tenant: tenant
     actor: user
+  - target: imp.app:refund
+    event: billing.refund
+    actor: user
+    impersonation: {marker: session}
 '''
 
 
@@ -245,6 +252,22 @@ def test_context_marker_links_in_any_tenant_for_a_star_start_and_ends_by_marker(
     assert linked == [session, session, None, None, None]
     end = audit.one("admin.impersonation.end")
     assert end["payload"] == {"session": session, "impersonated": "bob"}
+
+
+def test_a_failed_action_carries_the_marker_read_before_the_call(audit) -> None:
+    audit.module("imp.app", APP)
+    audit.instrument(CONTEXT_YAML)
+    from imp import app
+
+    app.start("ops", "bob", "*", "s-1")
+    with pytest.raises(PermissionError):
+        app.refund("bob", "s-1")
+    with pytest.raises(PermissionError):
+        app.refund("bob", None)
+    session = audit.one("admin.impersonation.start")["attrs"][semconv.IMPERSONATION]
+    marked, unmarked = audit.events("billing.refund")
+    assert marked["attrs"][semconv.OUTCOME] == "failure" and marked["attrs"][semconv.IMPERSONATION] == session
+    assert semconv.IMPERSONATION not in unmarked["attrs"]
 
 
 def test_without_any_marker_nothing_is_linked_even_for_the_same_user(audit) -> None:

@@ -232,8 +232,8 @@ class ImpersonationRegistry:
                 self._by_marker = {**self._by_marker,
                                    session.marker: (*self._by_marker.get(session.marker, ()), session)}
 
-    def close(self, *, session_id: str | None, marker: str | None, user: str | None,
-              tenant: str | None) -> Impersonation | None:
+    def close(self, *, session_id: str | None, marker: str | None = None, user: str | None = None,
+              tenant: str | None = None) -> Impersonation | None:
         """Forget a session, found by id or else by marker (in the tenant; the one of `user` first)."""
         with self._lock:
             session = self._open.get(session_id) if session_id else self._match(marker, tenant, user)
