@@ -16,12 +16,18 @@ coroutine functions). For DESIGN.md's prompt.update example it reads:
             __v0 = sha256(self.get(tenant_id))
         except Exception as __e:
             __v0 = None; __fail(__rec, 0, __e)
+        ...                                          # identity (tenant, actor, reason): __v1.., before the call
         __before = {'prompt_hash': __v0}
+        if __v1 is None:                             # context defaults, before the call too
+            __v1 = __cv_tenant.get() ...
+        __i_source_ip = __cv_source_ip.get() ...
         try:
             result = __wrapped(*__args, **__kwargs)
         except Exception as error:
-            __w.failed(__rec, __before, __instance, __args, __kwargs, error)
+            __w.failed(__rec, (__before, __v1, __v2, __v3, __i_source_ip, None, None), ..., error)
             raise
+        if __type(result) not in __SETTLED and __pending(result):   # a Deferred, a future: awaitables.py
+            return __w.later(__rec, (__before, __v1, ...), __instance, __args, __kwargs, result)
         try:
             ...                                      # each after-call expression in its own try block
             __emit(__w, __rec, __v1, __v2, ..., __before, None)     # see generate_emitter
@@ -35,7 +41,8 @@ field (try/except costs nothing until it raises, in CPython 3.11+). This is what
 do for __init__. The source is built only from expressions that passed the checks of expressions.py and
 is unparsed from their AST, so the generated code can do no more than they can. The target is always
 called with the caller's own args and kwargs, untouched. When a target's signature cannot be mirrored,
-the wrapper evaluates the expressions one by one instead (the generic path, also taken by failed calls).
+the wrapper evaluates the expressions one by one instead (the generic path, also taken by failed calls
+and by work still running, with the values read before the call).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from .awaitables import SETTLED, pending
 from .config import EventSpec, PayloadSpec
 from .expressions import _GLOBALS, Expression
 from .payload import _PLAIN, REDACTED, _clean, _norm_key
@@ -169,7 +177,6 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
     if is_async:
         source += (f"async def __acall({params_src}):\n"
                    f"{body('await __wrapped(*__args, **__kwargs)', 'await __w.generic_acall', False)}\n")
-    from .awaitables import SETTLED, pending
     from .context import _actor, _source_ip, _tenant, current_request
 
     exprs_list, labels = code.exprs, code.labels
