@@ -210,3 +210,17 @@ def test_deferred_failure_nobody_handles_is_still_unhandled(audit, jobs):
         globalLogPublisher.removeObserver(observer)
     assert logged == ["lost"]
     assert audit.one("job.run")["attrs"][semconv.OUTCOME] == "failure"
+
+
+def test_work_completing_in_another_thread_keeps_the_calls_trace_context(audit, jobs):
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("request") as span:
+        future = jobs.submit_crawl("acme", "example.com")
+    jobs.GATE.set()  # it completes in the pool's thread, outside the span
+    future.result(10)
+    jobs.POOL.shutdown(wait=True)
+    record = audit.one("job.crawl")["record"].log_record
+    assert record.trace_id == span.get_span_context().trace_id
+    assert record.span_id == span.get_span_context().span_id

@@ -44,8 +44,9 @@ def _kind(kind: type) -> str | None:
         return "future"
     if issubclass(kind, types.CoroutineType):
         return "coroutine"
-    defer = sys.modules.get("twisted.internet.defer")  # never imported by us: a Deferred implies it is loaded
-    if defer is not None and issubclass(kind, defer.Deferred):
+    # Never imported by us: a Deferred implies Twisted is loaded (and may still be loading: getattr).
+    deferred = getattr(sys.modules.get("twisted.internet.defer"), "Deferred", None)
+    if isinstance(deferred, type) and issubclass(kind, deferred):
         return "deferred"
     return None
 

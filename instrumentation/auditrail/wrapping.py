@@ -9,6 +9,7 @@ Every step of ours runs under a guard: the app sees its own result or its own ex
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import threading
@@ -178,9 +179,13 @@ class AuditWrapper:
         """The target returned work still running (awaitables.py): its event is recorded when that
         completes, with its value or its failure. Returns what the caller gets (the same object)."""
 
+        # The callback runs wherever the work completes (a worker thread, the reactor): in the call's own
+        # context, so the event keeps its trace, request, audit_context and impersonation scope.
+        context = contextvars.copy_context()
+
         def finish(result: Any, error: BaseException | None) -> None:  # in the awaitable's callback
             try:
-                self._finish(recorder, early, instance, args, kwargs, result, error)
+                context.run(self._finish, recorder, early, instance, args, kwargs, result, error)
             except Exception:  # noqa: BLE001 - fail_closed cannot refuse an action that already ran
                 recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event}, on completion)")
 
