@@ -58,6 +58,10 @@ def hijack_reported(to, tenant):
     return SESSION.switch(to, tenant)
 
 
+def hijack_unmirrorable(to, tenant, __via=None):  # a signature the generated function cannot mirror
+    return SESSION.switch(to, tenant)
+
+
 def pages(n):
     if n < 0:
         raise ValueError(f"bad page count {n}")
@@ -80,6 +84,7 @@ YAML = """
         actor: self.user
         payload: {user_after: self.user, user: 'result["user"]', ok: result is not None}
       - {target: appev.auth:hijack, event: session.hijack}
+      - {target: appev.auth:hijack_unmirrorable, event: session.hijack_unmirrorable, reason: "'ticket 9'"}
       - target: appev.auth:hijack_reported
         event: session.hijack_reported
         actor: 'result["user"]'
@@ -124,6 +129,14 @@ def test_context_defaults_are_read_before_the_call(audit, auth):
     event = audit.one("session.hijack")
     assert event["attrs"][semconv.ACTOR] == "ops@vendor.io"
     assert event["attrs"][semconv.TENANT] == "vendor"
+
+
+def test_a_target_whose_signature_cannot_be_mirrored_follows_the_same_rule(audit, auth):
+    assert auth.hijack_unmirrorable._self_wrapper._gen is None  # always the generic path
+    auth.hijack_unmirrorable("bob@acme.io", "acme")
+    event = audit.one("session.hijack_unmirrorable")
+    assert event["attrs"][semconv.ACTOR] == "ops@vendor.io" and event["attrs"][semconv.TENANT] == "vendor"
+    assert event["attrs"][semconv.REASON] == "ticket 9"
 
 
 def test_audit_context_is_read_before_the_call(audit, auth):
