@@ -9,6 +9,7 @@ real Django app with django-hijack, run zero-code in a subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import textwrap
 from collections.abc import Iterator
@@ -58,6 +59,10 @@ def hijack_reported(to, tenant):
     return SESSION.switch(to, tenant)
 
 
+async def hijack_async(to, tenant):
+    return SESSION.switch(to, tenant)
+
+
 def hijack_unmirrorable(to, tenant, __via=None):  # a signature the generated function cannot mirror
     return SESSION.switch(to, tenant)
 
@@ -84,6 +89,7 @@ YAML = """
         actor: self.user
         payload: {user_after: self.user, user: 'result["user"]', ok: result is not None}
       - {target: appev.auth:hijack, event: session.hijack}
+      - {target: appev.auth:hijack_async, event: session.hijack_async}
       - {target: appev.auth:hijack_unmirrorable, event: session.hijack_unmirrorable, reason: "'ticket 9'"}
       - target: appev.auth:hijack_reported
         event: session.hijack_reported
@@ -107,7 +113,8 @@ def auth(request, audit):
     audit.instrument(YAML.replace("appev.", f"{package}."))
     module = importlib.import_module(f"{package}.auth")
     wrappers = [module.Session.__dict__["switch"]._self_wrapper, module.Session.__dict__["switch_and_fail"]._self_wrapper,
-                module.hijack._self_wrapper, module.hijack_reported._self_wrapper, module.pages._self_wrapper]
+                module.hijack._self_wrapper, module.hijack_async._self_wrapper, module.hijack_reported._self_wrapper,
+                module.pages._self_wrapper]
     assert all(w._gen is not None for w in wrappers)
     if request.param == "generic":
         for wrapper in wrappers:
@@ -137,6 +144,12 @@ def test_a_target_whose_signature_cannot_be_mirrored_follows_the_same_rule(audit
     event = audit.one("session.hijack_unmirrorable")
     assert event["attrs"][semconv.ACTOR] == "ops@vendor.io" and event["attrs"][semconv.TENANT] == "vendor"
     assert event["attrs"][semconv.REASON] == "ticket 9"
+
+
+def test_an_async_target_reads_its_context_defaults_before_the_call(audit, auth):
+    assert asyncio.run(auth.hijack_async("bob@acme.io", "acme")) == {"user": "bob@acme.io"}
+    event = audit.one("session.hijack_async")
+    assert event["attrs"][semconv.ACTOR] == "ops@vendor.io" and event["attrs"][semconv.TENANT] == "vendor"
 
 
 def test_audit_context_is_read_before_the_call(audit, auth):
