@@ -16,12 +16,18 @@ coroutine functions). For DESIGN.md's prompt.update example it reads:
             __v0 = sha256(self.get(tenant_id))
         except Exception as __e:
             __v0 = None; __fail(__rec, 0, __e)
+        ...                                          # identity (tenant, actor, reason): __v1.., before the call
         __before = {'prompt_hash': __v0}
+        if __v1 is None:                             # context defaults, before the call too
+            __v1 = __cv_tenant.get() ...
+        __i_source_ip = __cv_source_ip.get() ...
         try:
             result = __wrapped(*__args, **__kwargs)
         except Exception as error:
-            __w.failed(__rec, __before, __instance, __args, __kwargs, error)
+            __w.failed(__rec, (__before, __v1, __v2, __v3, __i_source_ip, None, None), ..., error)
             raise
+        if __type(result) not in __SETTLED and __pending(result):   # a Deferred, a future: awaitables.py
+            return __w.later(__rec, (__before, __v1, ...), __instance, __args, __kwargs, result)
         try:
             ...                                      # each after-call expression in its own try block
             __emit(__w, __rec, __v1, __v2, ..., __before, None)     # see generate_emitter
@@ -35,7 +41,8 @@ field (try/except costs nothing until it raises, in CPython 3.11+). This is what
 do for __init__. The source is built only from expressions that passed the checks of expressions.py and
 is unparsed from their AST, so the generated code can do no more than they can. The target is always
 called with the caller's own args and kwargs, untouched. When a target's signature cannot be mirrored,
-the wrapper evaluates the expressions one by one instead (the generic path, also taken by failed calls).
+the wrapper evaluates the expressions one by one instead (the generic path, also taken by failed calls
+and by work still running, with the values read before the call).
 """
 
 from __future__ import annotations
@@ -45,13 +52,37 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from .awaitables import SETTLED, pending
 from .config import EventSpec, PayloadSpec
 from .expressions import _GLOBALS, Expression
 from .payload import _PLAIN, REDACTED, _clean, _norm_key
 from .semconv import ACTOR_TYPES
 
 RECORD_FIELDS = ("tenant", "actor", "reason", "source_ip", "approval_id")
+# The emitter's first six values, in its order: the event's identity and attribution fields.
+IDENTITY = (*RECORD_FIELDS, "actor_type", "marker")
+# Identity fields that fall back, when None, to audit_context and then to audit.yaml's `context:` sources.
+DEFAULTED = ("tenant", "actor", "source_ip", "marker")
+# The audit_context variables of the defaulted fields that have one (the impersonation marker has none).
+_CONTEXT_VARS = ("tenant", "actor", "source_ip")
 _RESERVED = frozenset({"result", "error", "request", "self", "cls"})
+
+
+def identity_expressions(spec: EventSpec) -> dict[str, Expression | None]:
+    """The event's expression (or None) for each IDENTITY field."""
+    exprs: dict[str, Expression | None] = {name: spec.fields.get(name) for name in RECORD_FIELDS}
+    exprs["actor_type"] = spec.actor_type if isinstance(spec.actor_type, Expression) else None
+    exprs["marker"] = spec.fields.get("marker")  # impersonation.marker: the evidence linking to a session
+    return exprs
+
+
+def after_call(expr: Expression) -> bool:
+    """When an identity field is evaluated: before the call, unless it names `result` or `error`.
+
+    (Who acts and for whom is what holds when the action starts: a login or an impersonation switches
+    the session's user during the call, a delete empties the row.)
+    """
+    return not expr.names.isdisjoint(("result", "error"))
 
 
 class Generated:
@@ -66,7 +97,11 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
              on_failure: Callable[[Any, str, Expression, BaseException], None]) -> Generated | None:
     """Compile the hot-path call function for `spec` on `fn`, or None when its signature cannot be mirrored.
 
-    `emit` is the target's emitter (generate_emitter), called with the after-call values and `before`.
+    `emit` is the target's emitter (generate_emitter), called with the identity values, `after`,
+    `payload` and `before`. Evaluated before the call: `before` and the identity fields (with their
+    context defaults) that do not name result/error; after it: `when`, the rest of the identity,
+    `after`, `payload`. A failed call, and one that returned work still running (awaitables.py),
+    hand the before-call values to the wrapper, which evaluates the rest one by one.
     """
     params = _parameters(fn, skip_first=kind in ("method", "classmethod"))
     if params is None:
@@ -74,20 +109,35 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
     signature, names, defaults = params
     code = _Code()
     before = code.section(spec.before, "before")
-    # The impersonation marker is identity: read before the call (the session may switch in it), unless
-    # it names result or error.
-    marker = spec.fields.get("marker")
-    marker_after = marker is not None and bool(marker.names & {"result", "error"})
-    marker_before = code.value(marker, "impersonation.marker") if marker is not None and not marker_after else "None"
+    exprs = identity_expressions(spec)
+    final: dict[str, str] = {}  # field -> the local holding its value when the event is emitted
+    early: dict[str, str] = {}  # field -> the local holding its before-call value (or its default)
+    for name, expr in exprs.items():
+        if expr is not None and not after_call(expr):
+            final[name] = early[name] = code.value(expr, name)
     n_before = len(code.exprs)
+    defaults_code = []
+    for name in DEFAULTED:
+        if name in early:
+            defaults_code.append(f"if {early[name]} is None:\n" + _indent(_context_default(early[name], name)))
+        else:
+            early[name] = f"__i_{name}"
+            defaults_code.append(_context_default(early[name], name))
     when = spec.fields.get("when")
     when_local = code.value(when, "when") if when is not None else None
     n_when = len(code.exprs)
-    fields = [code.value(spec.fields[n], n) if n in spec.fields else "None" for n in RECORD_FIELDS]
-    fields.append(code.value(spec.actor_type, "actor_type") if isinstance(spec.actor_type, Expression) else "None")
+    late_defaults = []
+    for name, expr in exprs.items():
+        if expr is not None and after_call(expr):
+            final[name] = code.value(expr, name)
+            if name in DEFAULTED:  # its context default was read before the call
+                late_defaults.append(f"if {final[name]} is None:\n    {final[name]} = {early[name]}\n")
+        elif name not in final:
+            final[name] = early.get(name, "None")
+    fields = [final[name] for name in IDENTITY]
     fields.append(code.section(spec.after, "after"))
     fields.append(code.section(spec.payload, "payload"))
-    marker_local = code.value(marker, "impersonation.marker") if marker_after else marker_before
+    pre = f"(__before, {', '.join(early.get(name, 'None') for name in IDENTITY)})"
 
     bind = f"{names}, = __bind(*__args, **__kwargs)" if names else "__bind(*__args, **__kwargs)"
     self_name = {"method": "self", "classmethod": "cls"}.get(kind)
@@ -97,52 +147,72 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
         head.append("request = __request()\n")
     head.extend(code.block(0, n_before))
     head.append(f"__before = {before}\n")
+    head.extend(defaults_code)
 
-    def body(call: str, generic: str) -> str:
+    def body(call: str, generic: str, sync: bool) -> str:
         out = ["try:\n", f"    {bind}\n", "except TypeError:\n",
                f"    return {generic}(__rec, __wrapped, __instance, __args, __kwargs)\n",
                *head,
                "try:\n", f"    result = {call}\n",
                "except Exception as error:\n",
-               f"    __w.failed(__rec, __before, __instance, __args, __kwargs, error, {marker_before})\n",
-               "    raise\n",
-               "try:\n"]
+               f"    __w.failed(__rec, {pre}, __instance, __args, __kwargs, error)\n",
+               "    raise\n"]
+        if sync:  # work still running (a Deferred, a future): its event waits for it
+            out.append(f"if __type(result) not in __SETTLED and __pending(result):\n"
+                       f"    return __w.later(__rec, {pre}, __instance, __args, __kwargs, result)\n")
+        out.append("try:\n")
         after = []
         if any("error" in e.names for e in code.exprs[n_before:]):
             after.append("error = None\n")
-        after.extend(code.block(n_before, n_when))
-        if when_local is not None:  # evaluated first: nothing else runs for a call it rules out
+        if when_local is not None:  # evaluated first: nothing else runs after a call it rules out
+            after.extend(code.block(n_before, n_when))
             after.append(f"if not {when_local}:\n    return result\n")
         after.extend(code.block(n_when, len(code.exprs)))
-        after.append(f"__emit(__w, __rec, {', '.join(fields)}, __before, None, {marker_local})\n")
-        out.extend("    " + line for line in "".join(after).splitlines(keepends=True))
+        after.extend(late_defaults)
+        after.append(f"__emit(__w, __rec, {', '.join(fields)}, __before, None)\n")
+        out.append(_indent("".join(after)))
         out.append("except Exception as __e:\n    __w.emit_failed(__rec, __e)\nreturn result\n")
-        return "".join("    " + line for line in "".join(out).splitlines(keepends=True))
+        return _indent("".join(out))
 
     params_src = "__w, __rec, __wrapped, __instance, __args, __kwargs"
     source = f"def __bind({signature}):\n    return ({names}{',' if names else ''})\n\n"
-    source += f"def __call({params_src}):\n{body('__wrapped(*__args, **__kwargs)', '__w.generic_call')}\n"
+    source += f"def __call({params_src}):\n{body('__wrapped(*__args, **__kwargs)', '__w.generic_call', True)}\n"
     if is_async:
-        source += f"async def __acall({params_src}):\n{body('await __wrapped(*__args, **__kwargs)', 'await __w.generic_acall')}\n"
-    from .context import current_request
+        source += (f"async def __acall({params_src}):\n"
+                   f"{body('await __wrapped(*__args, **__kwargs)', 'await __w.generic_acall', False)}\n")
+    from .context import _actor, _source_ip, _tenant, current_request
 
-    exprs, labels = code.exprs, code.labels
+    exprs_list, labels = code.exprs, code.labels
     namespace: dict[str, Any] = {**_GLOBALS, **defaults, "__request": current_request, "Exception": Exception,
-                                 "TypeError": TypeError, "__emit": emit,
-                                 "__fail": lambda rec, i, exc: on_failure(rec, labels[i], exprs[i], exc)}
+                                 "TypeError": TypeError, "__emit": emit, "__type": type, "__SETTLED": SETTLED,
+                                 "__pending": pending, "__cv_tenant": _tenant, "__cv_actor": _actor,
+                                 "__cv_source_ip": _source_ip,
+                                 "__fail": lambda rec, i, exc: on_failure(rec, labels[i], exprs_list[i], exc)}
     exec(compile(source, f"<auditrail {spec.target}>", "exec"), namespace)  # noqa: S102 - checked ASTs
     return Generated(namespace["__call"], namespace.get("__acall"))
 
 
-_EMIT_PARAMS = ("__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, after, payload, before, error, "
-                "marker=None")
+def _context_default(local: str, name: str) -> str:
+    """Statements reading `name`'s context default into `local`: audit_context's value (the marker has
+    none), else `context:`."""
+    first = f"{local} = __cv_{name}.get()\n" if name in _CONTEXT_VARS else f"{local} = None\n"
+    return (first + f"if {local} is None and __rec.sources.{name}:\n"
+            f"    {local} = __rec.context_default({name!r})\n")
+
+
+def _indent(text: str) -> str:
+    return "".join("    " + line for line in text.splitlines(keepends=True))
+
+
+_EMIT_PARAMS = ("__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, marker, after, payload, before, "
+                "error")
 
 
 def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
     """Compile the function that cleans a call's values into the event's payload and records it.
 
-        emit(__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, after, payload, before,
-             error, marker=None)
+        emit(__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, marker, after, payload, before,
+             error)
 
     Both paths of the wrapper end in it. Payload hygiene, specialised to the config: each fixed key of a
     mapping section is masked when the recorder's policy redacts it, and only values that are not plain
@@ -168,7 +238,7 @@ def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
     else:
         out.append(f"actor_type = {spec.actor_type!r}\n")
     out.append(f"__rec.record_positional({spec.event!r}, tenant, actor, actor_type, __body, source_ip, reason, "
-               f"'success' if error is None else 'failure', {risk!r}, approval_id, None, True, True, marker)\n")
+               f"'success' if error is None else 'failure', {risk!r}, approval_id, None, True, True, True, marker)\n")
     source = f"def __emit({_EMIT_PARAMS}):\n" + "".join("    " + line for line in "".join(out).splitlines(True))
     namespace: dict[str, Any] = {"__builtins__": {"type": type, "str": str, "dict": dict},
                                  "__ACTOR_TYPES": ACTOR_TYPES, "__PLAIN": _PLAIN, "__REDACTED": REDACTED,
@@ -199,9 +269,7 @@ class _Code:
         self.labels: list[str] = []
 
     def value(self, expr: Expression, label: str) -> str:
-        """The local that will hold `expr` after a successful call (None if it reads only `error`)."""
-        if "error" in expr.names and "result" not in expr.names:
-            return "None"
+        """The local that will hold `expr` (every expression is evaluated, whatever it reads)."""
         self.exprs.append(expr)
         self.labels.append(label)
         return f"__v{len(self.exprs) - 1}"

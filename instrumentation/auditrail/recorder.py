@@ -19,6 +19,7 @@ from .pipeline import AuditLoggerProvider
 
 _log = logging.getLogger("auditrail")
 _SESSION_EVENTS = (IMPERSONATION_START, IMPERSONATION_END)
+_CONTEXT_VARS = {"tenant": _tenant, "actor": _actor, "source_ip": _source_ip}
 
 
 class Counters:
@@ -105,46 +106,49 @@ class Recorder:
         """
         return self.record_positional(
             event_type, tenant, actor, actor_type, payload if payload is not None else {}, source_ip, reason,
-            outcome, risk or default_risk(event_type), approval_id, event_id, cleaned, False, marker,
+            outcome, risk or default_risk(event_type), approval_id, event_id, cleaned, False, False, marker,
         )
 
     def record_positional(
         self, event_type: str, tenant: Any, actor: Any, actor_type: str | None, body: dict[str, Any],
         source_ip: Any, reason: Any, outcome: str, risk: str, approval_id: Any, event_id: str | None,
-        cleaned: bool, deferrable: bool = False, marker: Any = None,
+        cleaned: bool, deferrable: bool = False, resolved: bool = False, marker: Any = None,
     ) -> AuditEvent | None:
         """`record` for the wrappers' hot path: every argument given, in order (keywords cost here).
 
         `deferrable` (wrappers): when the provider builds events in its drain (best_effort), everything
         that does not depend on the call's context (JSON text, event id, the AuditEvent) is left to the
-        drain, and None is returned.
+        drain, and None is returned. `resolved` (wrappers): tenant, actor, source_ip and the impersonation
+        marker already had their context defaults applied, before the audited call (see `context_value`):
+        None stays None.
         """
-        # Inline checks: this runs on every audited call, and each avoided call is ~0.1 us here.
-        sources = self.sources
-        if tenant is None:
-            tenant = _tenant.get()
-            if tenant is None and sources.tenant:
-                tenant = self._fallback("tenant", sources.tenant)
-        if actor is None:
-            actor = _actor.get()
-            if actor is None and sources.actor:
-                actor = self._fallback("actor", sources.actor)
-        if source_ip is None:
-            source_ip = _source_ip.get()
-            if source_ip is None and sources.source_ip:
-                source_ip = self._fallback("source_ip", sources.source_ip)
+        if not resolved:
+            # Inline checks: this runs on every audited call, and each avoided call is ~0.1 us here.
+            sources = self.sources
+            if tenant is None:
+                tenant = _tenant.get()
+                if tenant is None and sources.tenant:
+                    tenant = self._fallback("tenant", sources.tenant)
+            if actor is None:
+                actor = _actor.get()
+                if actor is None and sources.actor:
+                    actor = self._fallback("actor", sources.actor)
+            if source_ip is None:
+                source_ip = _source_ip.get()
+                if source_ip is None and sources.source_ip:
+                    source_ip = self._fallback("source_ip", sources.source_ip)
         if tenant is not None and type(tenant) is not str:
             tenant = str(tenant)
         if actor is not None and type(actor) is not str:
             actor = str(actor)
         if event_type in _SESSION_EVENTS:
-            if marker is None and sources.marker:
-                marker = self._fallback("impersonation.marker", sources.marker)
+            if marker is None and not resolved and self.sources.marker:
+                marker = self._fallback("marker", self.sources.marker)
             session = self._session_event(event_type, tenant, actor, body, _text(marker))
         else:
             # The marker is read only while a session could match it (none open: no cost).
-            if marker is None and sources.marker and impersonations.has_markers:
-                marker = self._fallback("impersonation.marker", sources.marker)
+            if marker is None and not resolved and self.sources.marker and impersonations.has_markers:
+                marker = self._fallback("marker", self.sources.marker)
             session = impersonations.find(tenant, actor, marker if marker is None else _text(marker))
         if not cleaned:
             body = self.policy.clean(body)
@@ -186,6 +190,20 @@ class Recorder:
             event.trace_id, event.span_id, event.trace_flags = (context.trace_id, context.span_id,
                                                                 int(context.trace_flags))
         return event
+
+    def context_value(self, field: str) -> Any:
+        """The default of an identity field an event left empty (`tenant`, `actor`, `source_ip`, `marker`):
+        the value `audit_context` set (the marker has none), else the first non-None of audit.yaml's
+        `context:` sources. The wrappers read it before the audited call, as they read the event's own
+        identity expressions."""
+        var = _CONTEXT_VARS.get(field)
+        value = None if var is None else var.get()
+        return self.context_default(field) if value is None else value
+
+    def context_default(self, field: str) -> Any:
+        """The first non-None value of audit.yaml's `context:` sources for `field` (None without any)."""
+        sources = getattr(self.sources, field)
+        return self._fallback(field, sources) if sources else None
 
     def _fallback(self, field: str, sources: Sequence[Expression]) -> Any:
         """The first non-None value of the audit.yaml `context:` sources for `field`."""

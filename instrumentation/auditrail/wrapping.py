@@ -2,12 +2,14 @@
 
 Hooks fire when the target module finishes importing (or at once if it already has), before any
 `from module import target` statement binds the name, so import order never matters. Each wrapper
-evaluates `before` ahead of the call and everything else after it, then emits through the Recorder.
+evaluates `before` and the identity fields ahead of the call and everything else after it (after the
+work it returned completes, for a Deferred or a future: awaitables.py), then emits through the Recorder.
 Every step of ours runs under a guard: the app sees its own result or its own exception, never ours.
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import threading
@@ -20,7 +22,8 @@ from . import runtime
 from .config import EventSpec, PayloadSpec
 from .context import current_request
 from .events import default_risk
-from .codegen import RECORD_FIELDS, generate, generate_emitter
+from .awaitables import SETTLED, on_completion, pending
+from .codegen import DEFAULTED, after_call, generate, generate_emitter, identity_expressions
 from .expressions import CALL_NAMES, Expression
 from .pipeline import AuditUnavailable
 from .semconv import ACTOR_TYPES
@@ -101,16 +104,16 @@ class AuditWrapper:
             exprs.append(spec.actor_type)
         self.uses_request = any("request" in e.names for e in exprs)
         self._check_names(exprs)
+        self._identity = identity_expressions(spec)
+        # Identity fields naming result/error: evaluated after the call (the others before it).
+        self._late = frozenset(name for name, expr in self._identity.items() if expr is not None and after_call(expr))
         self._when = spec.fields.get("when")
-        # The impersonation marker: before the call (like `before`), unless it names result or error.
-        marker = spec.fields.get("marker")
-        late = marker is not None and bool(marker.names & {"result", "error"})
-        self._marker_before = None if late else marker
-        self._marker_after = marker if late else None
         self._emitter = generate_emitter(spec, spec.risk or default_risk(spec.event))
         self._gen = generate(spec, fn, kind, self.is_async, self._emitter, self._generated_failed)
 
     def _generated_failed(self, recorder: Any, label: str, expr: Expression, exc: BaseException) -> None:
+        if "error" in expr.names and "result" not in expr.names:
+            return  # (after a successful call: error is None) expected, not an extractor failure
         recorder.counters.extractor_failed(f"{self.spec.where} {label} {expr.source!r}", exc)
 
     def _check_names(self, exprs: list[Expression]) -> None:
@@ -143,51 +146,81 @@ class AuditWrapper:
                      kwargs: dict[str, Any]) -> Any:
         """The call with every expression evaluated one by one (no generated function, or one that cannot
         bind these arguments)."""
-        before, marker = self._start(recorder, instance, args, kwargs)
+        early = self._start(recorder, instance, args, kwargs)
         try:
             result = wrapped(*args, **kwargs)
         except Exception as exc:
-            self._finish(recorder, before, instance, args, kwargs, None, exc, marker)
+            self._finish(recorder, early, instance, args, kwargs, None, exc)
             raise
-        self._finish(recorder, before, instance, args, kwargs, result, None, marker)
+        if type(result) not in SETTLED and pending(result):
+            return self.later(recorder, early, instance, args, kwargs, result)
+        self._finish(recorder, early, instance, args, kwargs, result, None)
         return result
 
     async def generic_acall(self, recorder: Any, wrapped: Callable[..., Any], instance: Any,
                             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """generic_call for coroutine functions."""
-        before, marker = self._start(recorder, instance, args, kwargs)
+        early = self._start(recorder, instance, args, kwargs)
         try:
             result = await wrapped(*args, **kwargs)
         except Exception as exc:
-            self._finish(recorder, before, instance, args, kwargs, None, exc, marker)
+            self._finish(recorder, early, instance, args, kwargs, None, exc)
             raise
-        self._finish(recorder, before, instance, args, kwargs, result, None, marker)
+        self._finish(recorder, early, instance, args, kwargs, result, None)
         return result
 
-    def failed(self, recorder: Any, before: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-               error: BaseException, marker: Any = None) -> None:
-        """The generated call's target raised: its event comes from the generic path (`before` is known)."""
-        self._finish(recorder, before, instance, args, kwargs, None, error, marker)
+    def failed(self, recorder: Any, early: tuple[Any, ...], instance: Any, args: tuple[Any, ...],
+               kwargs: dict[str, Any], error: BaseException) -> None:
+        """The generated call's target raised: the rest of its event comes from the generic path."""
+        self._finish(recorder, early, instance, args, kwargs, None, error)
 
-    def _start(self, recorder: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-        """Evaluate `before` and the impersonation marker (guarded: a failure here only empties fields).
+    def later(self, recorder: Any, early: tuple[Any, ...], instance: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any], value: Any) -> Any:
+        """The target returned work still running (awaitables.py): its event is recorded when that
+        completes, with its value or its failure. Returns what the caller gets (the same object)."""
 
-        fail_closed (and durable with on_full: refuse, at the spool's cap): raises AuditUnavailable, and the
-        target never runs; durable with on_full: block waits here, before the action, for room in the spool.
+        # The callback runs wherever the work completes (a worker thread, the reactor): in the call's own
+        # context, so the event keeps its trace, request, audit_context and impersonation scope.
+        context = contextvars.copy_context()
+
+        def finish(result: Any, error: BaseException | None) -> None:  # in the awaitable's callback
+            try:
+                context.run(self._finish, recorder, early, instance, args, kwargs, result, error)
+            except Exception:  # noqa: BLE001 - fail_closed cannot refuse an action that already ran
+                recorder.counters.capture_failed(f"{self.spec.target} ({self.spec.event}, on completion)")
+
+        def finish_awaited(result: Any, error: BaseException | None) -> None:  # in the caller's await
+            self._finish(recorder, early, instance, args, kwargs, result, error)
+
+        try:
+            return on_completion(value, finish, finish_awaited)
+        except Exception:  # noqa: BLE001
+            recorder.counters.capture_failed(f"{self.spec.target} (waiting for its {type(value).__name__})")
+            return value
+
+    def _start(self, recorder: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Evaluate what is read before the call (guarded: a failure here only empties fields): `before`,
+        and each identity field that does not name result/error, with its context default.
+
+        Returns (before, *IDENTITY values; a late field holds its context default). fail_closed (and
+        durable with on_full: refuse, at the spool's cap): raises AuditUnavailable, and the target never
+        runs; durable with on_full: block waits here, before the action, for room in the spool.
         """
         guard = recorder.guard
         if guard is not None:
             guard()
-        if self.spec.before is None and self._marker_before is None:
-            return None, None
         try:
             ns = self._namespace(instance, args, kwargs)
-            before = None if self.spec.before is None else self._evaluate(recorder, self.spec.before, ns, "before")
-            marker = self._marker_before
-            return before, None if marker is None else self._value(recorder, marker, ns, "impersonation.marker")
+            early = [None if self.spec.before is None else self._evaluate(recorder, self.spec.before, ns, "before")]
+            for name, expr in self._identity.items():
+                value = None if expr is None or name in self._late else self._value(recorder, expr, ns, name)
+                if value is None and name in DEFAULTED:
+                    value = recorder.context_value(name)
+                early.append(value)
+            return tuple(early)
         except Exception:  # noqa: BLE001
             recorder.counters.capture_failed(f"{self.spec.target} (before the call)")
-            return None, None
+            return (None,) * (1 + len(self._identity))
 
     def _namespace(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's names for the generic path: parameters, self/cls, request."""
@@ -198,9 +231,11 @@ class AuditWrapper:
             ns["request"] = current_request()
         return ns
 
-    def _finish(self, recorder: Any, before: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-                result: Any, error: BaseException | None, marker: Any = None) -> None:
-        """Evaluate the rest one by one and emit (guarded)."""
+    def _finish(self, recorder: Any, early: tuple[Any, ...], instance: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any], result: Any, error: BaseException | None) -> None:
+        """Evaluate the rest one by one and emit (guarded). After a failure `result` is None (after a
+        success `error` is), and every expression is still evaluated; `when` is not: failures are
+        always recorded."""
         try:
             ns = self._namespace(instance, args, kwargs)
             ns["result"] = result
@@ -208,9 +243,8 @@ class AuditWrapper:
             when = self._when
             if when is not None and error is None and not self._value(recorder, when, ns, "when"):
                 return
-            if self._marker_after is not None:
-                marker = self._value(recorder, self._marker_after, ns, "impersonation.marker")
-            self._emitter(self, recorder, *self._one_by_one(recorder, ns), before, error, marker)  # hygiene, record
+            # payload hygiene, record
+            self._emitter(self, recorder, *self._one_by_one(recorder, early, ns), early[0], error)
         except Exception as exc:  # noqa: BLE001
             self.emit_failed(recorder, exc, error)
 
@@ -228,26 +262,22 @@ class AuditWrapper:
         recorder.counters.extractor_failed(
             f"{self.spec.where} actor_type", ValueError(f"{actor_type!r} is not one of {ACTOR_TYPES}"))
 
-    def _one_by_one(self, recorder: Any, ns: dict[str, Any]) -> tuple[Any, ...]:
-        """The after-call values field by field: the generic path (failed calls, unmirrorable targets)."""
-        fields = [self._field(recorder, name, ns) for name in RECORD_FIELDS]
-        actor_type = self.spec.actor_type
-        fields.append(self._value(recorder, actor_type, ns, "actor_type") if isinstance(actor_type, Expression) else None)
+    def _one_by_one(self, recorder: Any, early: tuple[Any, ...], ns: dict[str, Any]) -> tuple[Any, ...]:
+        """The emitter's values field by field, the before-call ones from `early`: the generic path."""
+        fields = []
+        for i, (name, expr) in enumerate(self._identity.items(), 1):
+            value = self._value(recorder, expr, ns, name) if name in self._late else None  # type: ignore[arg-type]
+            fields.append(early[i] if value is None else value)  # (a late field's early value: its default)
         fields.append(None if self.spec.after is None else self._evaluate(recorder, self.spec.after, ns, "after"))
         fields.append(None if self.spec.payload is None else self._evaluate(recorder, self.spec.payload, ns, "payload"))
         return tuple(fields)
 
-    def _field(self, recorder: Any, name: str, ns: dict[str, Any]) -> Any:
-        expr = self.spec.fields.get(name)
-        return None if expr is None else self._value(recorder, expr, ns, name)
-
     def _value(self, recorder: Any, expr: Expression, ns: dict[str, Any], where: str) -> Any:
-        if _reads_only_missing(expr, ns):
-            return None
         try:
             return expr.evaluate(ns)
         except Exception as exc:  # noqa: BLE001 - the field stays empty, the event is still emitted
-            recorder.counters.extractor_failed(f"{self.spec.where} {where} {expr.source!r}", exc)
+            if not _reads_the_absent_one(expr, ns):
+                recorder.counters.extractor_failed(f"{self.spec.where} {where} {expr.source!r}", exc)
             return None
 
     def _evaluate(self, recorder: Any, spec: PayloadSpec, ns: dict[str, Any], where: str) -> Any:
@@ -256,12 +286,12 @@ class AuditWrapper:
         return self._value(recorder, spec, ns, where)  # type: ignore[arg-type]
 
 
-def _reads_only_missing(expr: Expression, ns: dict[str, Any]) -> bool:
-    """After a failed call there is no result (after a good one no error): a field reading only the
-    missing one is empty, not an extractor failure. One reading both is evaluated."""
+def _reads_the_absent_one(expr: Expression, ns: dict[str, Any]) -> bool:
+    """After a failed call `result` is None (after a good one `error` is): an expression reading only that
+    one and raising (`result.pages`) leaves its field empty, as expected, not as an extractor failure."""
     if "result" not in ns or ("result" in expr.names) == ("error" in expr.names):
         return False
-    return (ns.get("error") is not None) == ("result" in expr.names)
+    return (ns["error"] is not None) == ("result" in expr.names)
 
 
 def _active_recorder() -> Any:
