@@ -170,7 +170,10 @@ class Recorder:
                impersonator: str | None, session_id: str | None, approval_id: str | None,
                event_id: str | None, time_unix_nano: int, span: Any) -> AuditEvent:
         """The event from its resolved fields (`body` cleaned): on the call's thread, or in the drain."""
-        event = AuditEvent(event_type, tenant, actor, actor_type, self.policy.encode(body), source_ip, reason,
+        policy = self.policy
+        if reason is not None:  # free text: scrubbed like the payload's strings (identity fields are ids)
+            reason = policy.scrub_text(reason)
+        event = AuditEvent(event_type, tenant, actor, actor_type, policy.encode(body), source_ip, reason,
                            outcome, risk, impersonator, session_id, approval_id, event_id or new_event_id(time_unix_nano),
                            time_unix_nano)
         context = span.get_span_context()
