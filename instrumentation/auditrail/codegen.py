@@ -132,7 +132,7 @@ def generate(spec: EventSpec, fn: Callable[..., Any], kind: str, is_async: bool,
 _EMIT_PARAMS = "__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, after, payload, before, error"
 
 
-def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
+def generate_emitter(spec: EventSpec, risk: str, params: frozenset[str] = frozenset()) -> Callable[..., None]:
     """Compile the function that cleans a call's values into the event's payload and records it.
 
         emit(__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, after, payload, before,
@@ -141,8 +141,10 @@ def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
     Both paths of the wrapper end in it. Payload hygiene, specialised to the config: whether each fixed
     key of a mapping section is redacted is decided once per payload policy (redaction.py; a tuple of
     verdicts, recomputed only when the recorder's policy changes), text values are scrubbed only when
-    they are not plain words (`str.isalnum`), and only values that are not plain (int, bool, None) take
-    the general walk (payload.PayloadPolicy.clean); a whole-object section is cleaned as a whole and
+    they are not plain words (redaction.plain_word, inline), and only values that are not plain (int, bool, None) take
+    the general walk (payload.PayloadPolicy.clean); a fixed key whose expression is `sha256(...)` holds a hex
+    digest or None, never scanned (unless `params`, the target's parameter names, shadow sha256); a
+    whole-object section is cleaned as a whole and
     never mutated (it may be the app's own object). The body is the `payload` section (a non-mapping
     one under "value"), then "before", "after" and, for a failed call, "error" (its message scrubbed).
     """
@@ -156,8 +158,9 @@ def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
     index = iter(range(len(fixed)))
     if spec.payload is None:
         out.append("__body = {}\n")
+    digests = "sha256" not in params
     for name, section in sections:
-        out.extend(_clean_section(name, section, index))
+        out.extend(_clean_section(name, section, index, digests))
         if name == "payload":
             out.append("__body = payload if type(payload) is dict else {'value': payload}\n")
         else:
@@ -182,26 +185,35 @@ def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
     return namespace["__emit"]
 
 
-def _clean_section(name: str, section: PayloadSpec, index: Iterator[int]) -> list[str]:
+def _clean_section(name: str, section: PayloadSpec, index: Iterator[int], digests: bool) -> list[str]:
     """Statements cleaning the local `name` (a before/after/payload value) in place or by replacement.
 
-    `index` numbers the fixed keys in the order of the emitter's verdict tuple `__x`.
+    `index` numbers the fixed keys in the order of the emitter's verdict tuple `__x`; `digests`: the
+    values of `sha256(...)` keys need no scan.
     """
     if not isinstance(section, dict):
         return [f"{name} = __clean({name}, __red, 0)\n"]
     out = [f"if type({name}) is dict:\n"]
-    for key in section:
+    for key, expr in section.items():
         i = next(index)
         out.append(f"    __v = {name}[{key!r}]\n"
                    f"    if __x[{i}] and (__x[{i}] == __REDACT or type(__v) not in __NUMBERS):\n"
-                   f"        {name}[{key!r}] = __REDACTED\n"
-                   f"    elif type(__v) is str:\n"
-                   f"        if not __v.isalnum() or __v.isdecimal():\n"
+                   f"        {name}[{key!r}] = __REDACTED\n")
+        if digests and _is_digest(expr):
+            continue
+        out.append(f"    elif type(__v) is str:\n"
+                   f"        if not (__v.isascii() and (__b := __v.encode()).isalnum()) or __b.isdigit():\n"
                    f"            {name}[{key!r}] = __cstr(__v, __red, 1)\n"
                    f"    elif type(__v) not in __PLAIN:\n"
                    f"        {name}[{key!r}] = __clean(__v, __red, 1)\n")
     out.append(f"else:\n    {name} = __clean({name}, __red, 0)\n")
     return out
+
+
+def _is_digest(expr: Expression) -> bool:
+    """`sha256(...)`: its value is a hex digest or None."""
+    tree = expr.tree
+    return isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "sha256"
 
 
 class _Code:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .redaction import REDACT, REDACTED, Redactor
+from .redaction import REDACT, REDACTED, Redactor, plain_word
 
 TRUNCATED_KEY = "_auditrail_truncated"
 DEFAULT_MAX_BYTES = 16 * 1024
@@ -72,7 +72,7 @@ class PayloadPolicy:
 
 def _clean(value: Any, red: Redactor, depth: int) -> Any:
     if type(value) is str:
-        return value if value.isalnum() and not value.isdecimal() else _clean_str(value, red, depth)
+        return value if plain_word(value) else _clean_str(value, red, depth)
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, str):  # str subclasses (e.g. Django's SafeString) become plain text
@@ -93,7 +93,9 @@ def _clean(value: Any, red: Redactor, depth: int) -> Any:
             if verdict and (verdict == REDACT or tv not in _NUMBERS):
                 out[key] = REDACTED
             elif tv is str:
-                out[key] = v if v.isalnum() and not v.isdecimal() else _clean_str(v, red, depth + 1)
+                # (plain_word inline: this runs per value)
+                out[key] = v if v.isascii() and (b := v.encode()).isalnum() and not b.isdigit() else \
+                    _clean_str(v, red, depth + 1)
             elif tv in _PLAIN:
                 out[key] = v
             else:
@@ -113,7 +115,10 @@ def _clean(value: Any, red: Redactor, depth: int) -> Any:
 
 def _clean_str(text: str, red: Redactor, depth: int) -> str:
     """Text with its secret shapes scrubbed; JSON object or array text is cleaned as JSON."""
+    if text in red.clean_texts:
+        return text
     head = text[:1]
+    out = None
     if (head in ("{", "[") or (head.isspace() and text.lstrip()[:1] in ("{", "["))) and depth < _MAX_DEPTH:
         try:
             parsed = orjson.loads(text)
@@ -121,8 +126,12 @@ def _clean_str(text: str, red: Redactor, depth: int) -> str:
             parsed = None
         if isinstance(parsed, (dict, list)):
             cleaned = _clean(parsed, red, depth + 1)
-            return text if cleaned == parsed else _dumps_clean(cleaned)  # untouched text stays as written
-    return red.scrub(text)
+            out = text if cleaned == parsed else _dumps_clean(cleaned)  # untouched text stays as written
+    if out is None:
+        out = red.scrub(text)
+    if out is text:
+        red.remember_clean(text)
+    return out
 
 
 def _clean_scalar(value: Any, red: Redactor, depth: int) -> Any:

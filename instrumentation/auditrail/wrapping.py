@@ -102,7 +102,7 @@ class AuditWrapper:
         self.uses_request = any("request" in e.names for e in exprs)
         self._check_names(exprs)
         self._when = spec.fields.get("when")
-        self._emitter = generate_emitter(spec, spec.risk or default_risk(spec.event))
+        self._emitter = generate_emitter(spec, spec.risk or default_risk(spec.event), self.binder.names())
         self._gen = generate(spec, fn, kind, self.is_async, self._emitter, self._generated_failed)
 
     def _generated_failed(self, recorder: Any, label: str, expr: Expression, exc: BaseException) -> None:
