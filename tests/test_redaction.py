@@ -250,3 +250,25 @@ def test_normalisation_and_verdicts() -> None:
     assert red.verdict("tokenizer_secret") == REDACT  # an allowed word does not hide another term
     assert red.verdict("spinner") == REDACT  # `redact:` terms are substrings, as documented
     assert red.verdict("pin_hint") == 0 and red.verdict("tokenizer") == 0 and red.verdict("secretary") == 0
+
+
+def test_a_failing_expression_is_logged_without_the_secret(audit: Any, caplog: pytest.LogCaptureFixture) -> None:
+    audit.module("rtlog.core", '''
+        class Vault:
+            def __init__(self, key):
+                self.key = key
+
+            def check(self):
+                raise ValueError(f"vault refused api_key={self.key}")
+
+
+        def act(vault):
+            return None
+    ''')
+    audit.instrument("delivery: {mode: best_effort}\nevents:\n"
+                     "  - {target: rtlog.core:act, event: custom.act, payload: {state: vault.check()}}\n")
+    module = importlib.import_module("rtlog.core")
+    with caplog.at_level("WARNING", logger="auditrail"):
+        module.act(module.Vault(SECRET))
+    assert audit.one("custom.act")["payload"] == {"state": None}
+    assert "vault refused api_key=[REDACTED]" in caplog.text and "hunter2" not in caplog.text

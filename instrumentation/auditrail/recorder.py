@@ -14,11 +14,13 @@ from opentelemetry.trace import get_current_span
 from .context import Impersonation, _actor, _source_ip, _tenant, current_request, impersonations
 from .events import IMPERSONATION_END, IMPERSONATION_START, AuditEvent, default_risk, new_event_id
 from .expressions import Expression
-from .payload import PayloadPolicy
+from .payload import _MAX_STR_SCAN, PayloadPolicy
+from .redaction import Redactor
 from .pipeline import AuditLoggerProvider
 
 _log = logging.getLogger("auditrail")
 _SESSION_EVENTS = (IMPERSONATION_START, IMPERSONATION_END)
+_LOG_REDACTOR = Redactor()  # the built-in deny-list, for exception text in auditrail's own log lines
 
 
 class Counters:
@@ -37,7 +39,8 @@ class Counters:
             first = where not in self._warned
             self._warned.add(where)
         if first:
-            _log.warning("auditrail: expression %s raised %s: %s (field left empty)", where, type(exc).__name__, exc)
+            _log.warning("auditrail: expression %s raised %s: %s (field left empty)", where, type(exc).__name__,
+                         _LOG_REDACTOR.scrub(str(exc)[:_MAX_STR_SCAN]))  # no secret in logs either
 
     def capture_failed(self, where: str) -> None:
         """Count an internal failure (logged with its traceback)."""
