@@ -272,3 +272,11 @@ def test_a_failing_expression_is_logged_without_the_secret(audit: Any, caplog: p
         module.act(module.Vault(SECRET))
     assert audit.one("custom.act")["payload"] == {"state": None}
     assert "vault refused api_key=[REDACTED]" in caplog.text and "hunter2" not in caplog.text
+
+
+def test_redact_allow_must_be_a_list_of_strings() -> None:
+    from auditrail.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"^audit\.yaml:1:15: redact_allow: must be a list of strings"):
+        parse_config("redact_allow: password_policy\nevents:\n  - {target: a.b:c, event: custom.c}\n",
+                     filename="audit.yaml", check_targets=False)
