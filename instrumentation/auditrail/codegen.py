@@ -47,8 +47,8 @@ from typing import Any
 
 from .config import EventSpec, PayloadSpec
 from .expressions import _GLOBALS, Expression
-from .payload import _MAX_STR_SCAN, _NUMBERS, _PLAIN, _clean, _clean_str
-from .redaction import REDACT, REDACTED
+from .payload import _MAX_STR_SCAN, _PLAIN, _clean, _clean_str
+from .redaction import NUMBERS, REDACT, REDACTED
 from .semconv import ACTOR_TYPES
 
 RECORD_FIELDS = ("tenant", "actor", "reason", "source_ip", "approval_id")
@@ -177,7 +177,7 @@ def generate_emitter(spec: EventSpec, risk: str, params: frozenset[str] = frozen
                f"'success' if error is None else 'failure', {risk!r}, approval_id, None, True, True)\n")
     source = f"def __emit({_EMIT_PARAMS}):\n" + "".join("    " + line for line in "".join(out).splitlines(True))
     namespace: dict[str, Any] = {"__builtins__": {"type": type, "str": str, "dict": dict},
-                                 "__ACTOR_TYPES": ACTOR_TYPES, "__PLAIN": _PLAIN, "__NUMBERS": _NUMBERS,
+                                 "__ACTOR_TYPES": ACTOR_TYPES, "__PLAIN": _PLAIN, "__NUMBERS": NUMBERS,
                                  "__REDACTED": REDACTED, "__REDACT": REDACT, "__clean": _clean,
                                  "__cstr": _clean_str, "__SCAN": _MAX_STR_SCAN, "__S": [(None, ())],
                                  "__verdicts": lambda red: tuple(red.verdict(key) for key in fixed)}

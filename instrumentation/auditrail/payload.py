@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .redaction import REDACT, REDACTED, Redactor, plain_word
+from .redaction import NUMBERS, REDACT, REDACTED, Redactor, plain_word
 
 TRUNCATED_KEY = "_auditrail_truncated"
 DEFAULT_MAX_BYTES = 16 * 1024
@@ -33,8 +33,6 @@ def _dumps_clean(value: Any) -> str:
 
 # Exact types `_clean` returns unchanged (strings are scrubbed); checked inline to save a call per leaf value.
 _PLAIN = frozenset({int, bool, type(None)})
-# Values a key redacted "unless a number" (token counts) keeps.
-_NUMBERS = frozenset({int, float, bool, type(None)})
 _MAX_STR_SCAN = 8192  # an object's str() is scanned this far, then cut to 1024 characters
 
 
@@ -90,7 +88,7 @@ def _clean(value: Any, red: Redactor, depth: int) -> Any:
             if verdict is None:
                 verdict = red.verdict(key)
             tv = type(v)
-            if verdict and (verdict == REDACT or tv not in _NUMBERS):
+            if verdict and (verdict == REDACT or tv not in NUMBERS):
                 out[key] = REDACTED
             elif tv is str:
                 # (plain_word inline: this runs per value)

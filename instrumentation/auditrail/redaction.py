@@ -44,7 +44,7 @@ COUNT_TERMS = frozenset({"token"})
 ALLOW_TERMS: tuple[str, ...] = ("tokeniz", "secretar")
 
 KEEP, REDACT, REDACT_UNLESS_NUMBER = 0, 1, 2
-_NUMBERS = frozenset({int, float, bool, type(None)})
+NUMBERS = frozenset({int, float, bool, type(None)})  # what a REDACT_UNLESS_NUMBER key keeps
 _VERDICTS_MAX = 8192  # keys are mostly a config's fixed names; beyond this, verdicts are computed per use
 _CLEAN_TEXTS_MAX, _CLEAN_TEXT_MAX = 4096, 256  # texts known to hold no secret shape (emptied when full)
 
@@ -141,13 +141,6 @@ class Redactor:
                     verdict = REDACT_UNLESS_NUMBER
                 i = norm.find(term, i + 1)
         return verdict
-
-    def value(self, key: str, value: Any) -> Any:
-        """REDACTED when `key` is redacted for this value, else `value` unchanged (not cleaned)."""
-        verdict = self.verdict(key)
-        if verdict == KEEP or (verdict == REDACT_UNLESS_NUMBER and type(value) in _NUMBERS):
-            return value
-        return REDACTED
 
     def scrub(self, text: str) -> str:
         """`text` with the secret shapes it contains replaced by REDACTED (the same object when none)."""
