@@ -156,9 +156,11 @@ def found_outcome(audit: Any, event: str) -> str:
     ("{'password1': 'p1', 'password2': 'p1', 'username': 'bob'}",
      "{'password1': '[REDACTED]', 'password2': '[REDACTED]', 'username': 'bob'}"),
     ("paid with 4242 4242 4242 4242 ok", "paid with [REDACTED] ok"),
+    ("cards 4242-4242-4242-4242, 3782 822463 10005 and 6011111111111117.",
+     "cards [REDACTED], [REDACTED] and [REDACTED]."),
     ("key sk_live_4eC39HqLyjWDarjtT1zdp7dc used", "key [REDACTED] used"),
     ("-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----", "[REDACTED]"),
-], ids=["auth-header", "bearer", "query", "url-password", "colon", "repr", "card", "stripe-key", "pem"])
+], ids=["auth-header", "bearer", "query", "url-password", "colon", "repr", "card", "cards", "stripe-key", "pem"])
 def test_secret_shapes_in_string_values_and_reason_are_scrubbed(app: Any, audit: Any, text: str, expected: str) -> None:
     app.act("t1", {"msg": text}, note=[text], reason=text)
     found = audit.one("custom.act")
@@ -172,8 +174,9 @@ def test_secret_shapes_in_string_values_and_reason_are_scrubbed(app: Any, audit:
     "sent at 1733550000123 (ms) and 1733550000123456789 (ns)",  # timestamps: no card network's prefix
     "call +49 1511 2345678 or 4915112345678",  # phone numbers: too short for a Visa
     "order 4242424242424241 failed",  # card-shaped but not Luhn-valid
+    "session 42424242-4242-4242-4242-424242424242",  # a UUID of digits only: not grouped as cards are
     "ratio 3:2, at 12:30, see https://docs.example.com/a?b=c", "Note: the token expired",
-], ids=["hash", "timestamps", "phones", "not-luhn", "plain-colons", "word-token"])
+], ids=["hash", "timestamps", "phones", "not-luhn", "uuid", "plain-colons", "word-token"])
 def test_ordinary_text_is_left_alone(app: Any, audit: Any, text: str) -> None:
     app.act("t1", {"msg": text})
     assert audit.one("custom.act")["payload"]["data"] == {"msg": text}

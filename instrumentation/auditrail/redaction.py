@@ -227,7 +227,10 @@ _KNOWN = tuple((literal, re.compile(r"(?<![A-Za-z0-9])" + pattern)) for literal,
     ("sk-", r"sk-[A-Za-z0-9_\-]{20,}"), ("AIza", r"AIza[0-9A-Za-z_\-]{35}"),
     ("eyJ", r"eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}"),
 ))
-_CARD = re.compile(r"(?<![^\W_])[0-9](?:[ \-]?[0-9]){12,18}(?![^\W_])")
+# One run of digits, or groups as cards are printed (4-4-4-4[-3], Amex/Diners 4-6-5/4-6-4): never a UUID's
+# 8-4-4-4-12 nor a phone number's groups.
+_CARD = re.compile(r"(?<![^\W_])(?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,4})?"
+                   r"|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{4,5})(?![^\W_])")
 _NOT_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)  # UTF-8 text keeps its ASCII digits
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 _SCHEME = re.compile(r"(?:bearer|basic|digest|token|negotiate)[ \t]+", re.I)
