@@ -80,10 +80,13 @@ def plain_word(text: str) -> bool:
     return text.isascii() and (raw := text.encode()).isalnum() and not raw.isdigit()
 
 
+_ASCII_PUNCTUATION = {c: None for c in range(128) if not chr(c).isalnum()}
+
+
 def normalise_key(key: str) -> str:
     """A key reduced to lower-case Latin letters and digits, look-alikes mapped (see the module doc)."""
     if key.isascii():
-        return "".join(ch for ch in key.lower() if ch.isalnum())
+        return key.lower().translate(_ASCII_PUNCTUATION)
     out = []
     for ch in unicodedata.normalize("NFKD", key):  # compatibility forms: fullwidth, ligatures, accents apart
         if ch.isascii():
@@ -108,12 +111,14 @@ def _covered(norm: str, start: int, end: int, allow: Iterable[str]) -> bool:
 class Redactor:
     """Decides which keys are redacted (built-in list + `redact:` - `redact_allow:`) and scrubs text."""
 
-    __slots__ = ("terms", "allow_keys", "verdicts", "clean_texts")
+    __slots__ = ("terms", "allow_keys", "verdicts", "clean_texts", "_any_term")
 
     def __init__(self, redact: Iterable[str] = (), allow: Iterable[str] = ()) -> None:
         extra = (normalise_key(str(k)) for k in redact)
         self.terms = tuple(dict.fromkeys([*DENY_TERMS, *(t for t in extra if t)]))
         self.allow_keys = frozenset(normalise_key(str(k)) for k in allow)
+        # One pass finds whether any term occurs (most keys: none); only then is each occurrence examined.
+        self._any_term = re.compile("|".join(map(re.escape, self.terms)))
         self.verdicts: dict[str, int] = {}
         self.clean_texts: set[str] = set()
 
@@ -131,6 +136,8 @@ class Redactor:
             return KEEP
         if norm in DENY_EXACT:
             return REDACT
+        if self._any_term.search(norm) is None:
+            return KEEP
         verdict = KEEP
         for term in self.terms:
             i = norm.find(term)
