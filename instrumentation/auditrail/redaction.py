@@ -80,13 +80,13 @@ def plain_word(text: str) -> bool:
     return text.isascii() and (raw := text.encode()).isalnum() and not raw.isdigit()
 
 
-_ASCII_PUNCTUATION = {c: None for c in range(128) if not chr(c).isalnum()}
+_ASCII_PUNCTUATION = bytes(c for c in range(128) if not chr(c).isalnum())
 
 
 def normalise_key(key: str) -> str:
     """A key reduced to lower-case Latin letters and digits, look-alikes mapped (see the module doc)."""
     if key.isascii():
-        return key.lower().translate(_ASCII_PUNCTUATION)
+        return key.lower().encode().translate(None, _ASCII_PUNCTUATION).decode()  # bytes: a C table
     out = []
     for ch in unicodedata.normalize("NFKD", key):  # compatibility forms: fullwidth, ligatures, accents apart
         if ch.isascii():
