@@ -49,13 +49,14 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .awaitables import SETTLED, pending
 from .config import EventSpec, PayloadSpec
 from .expressions import _GLOBALS, Expression
-from .payload import _PLAIN, REDACTED, _clean, _norm_key
+from .payload import _MAX_STR_SCAN, _PLAIN, _clean, _clean_str
+from .redaction import NUMBERS, REDACT, REDACTED
 from .semconv import ACTOR_TYPES
 
 RECORD_FIELDS = ("tenant", "actor", "reason", "source_ip", "approval_id")
@@ -208,30 +209,42 @@ _EMIT_PARAMS = ("__w, __rec, tenant, actor, reason, source_ip, approval_id, acto
                 "error")
 
 
-def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
+def generate_emitter(spec: EventSpec, risk: str, params: frozenset[str] = frozenset()) -> Callable[..., None]:
     """Compile the function that cleans a call's values into the event's payload and records it.
 
         emit(__w, __rec, tenant, actor, reason, source_ip, approval_id, actor_type, marker, after, payload, before,
              error)
 
-    Both paths of the wrapper end in it. Payload hygiene, specialised to the config: each fixed key of a
-    mapping section is masked when the recorder's policy redacts it, and only values that are not plain
-    (str, int, bool, None) take the general walk (payload.PayloadPolicy.clean); a whole-object section is
-    cleaned as a whole and never mutated (it may be the app's own object). The body is the `payload`
-    section (a non-mapping one under "value"), then "before", "after" and, for a failed call, "error".
+    Both paths of the wrapper end in it. Payload hygiene, specialised to the config: whether each fixed
+    key of a mapping section is redacted is decided once per payload policy (redaction.py; a tuple of
+    verdicts, recomputed only when the recorder's policy changes), text values are scrubbed only when
+    they are not plain words (redaction.plain_word, inline), and only values that are not plain (int, bool, None) take
+    the general walk (payload.PayloadPolicy.clean); a fixed key whose expression is `sha256(...)` holds a hex
+    digest or None, never scanned (unless `params`, the target's parameter names, shadow sha256); a
+    whole-object section is cleaned as a whole and
+    never mutated (it may be the app's own object). The body is the `payload` section (a non-mapping
+    one under "value"), then "before", "after" and, for a failed call, "error" (its message scrubbed).
     """
-    out = ["__rk = __rec.policy.redact_keys\n"]
+    sections = [(name, section) for name, section in (("payload", spec.payload), ("before", spec.before),
+                                                      ("after", spec.after)) if section is not None]
+    fixed = [key for _, section in sections if isinstance(section, dict) for key in section]
+    out = ["__p = __rec.policy\n__red = __p.redactor\n"]
+    if fixed:  # the verdicts of the fixed keys, for this policy (a tuple swap: safe across threads)
+        out.append("__s = __S[0]\nif __s[0] is not __p:\n    __s = __S[0] = (__p, __verdicts(__red))\n"
+                   "__x = __s[1]\n")
+    index = iter(range(len(fixed)))
     if spec.payload is None:
         out.append("__body = {}\n")
-    else:
-        out.extend(_clean_section("payload", spec.payload))
-        out.append("__body = payload if type(payload) is dict else {'value': payload}\n")
-    for name, section in (("before", spec.before), ("after", spec.after)):
-        if section is not None:
-            out.extend(_clean_section(name, section))
+    digests = "sha256" not in params
+    for name, section in sections:
+        out.extend(_clean_section(name, section, index, digests))
+        if name == "payload":
+            out.append("__body = payload if type(payload) is dict else {'value': payload}\n")
+        else:
             out.append(f"__body[{name!r}] = {name}\n")
     out.append("if error is not None:\n"
-               "    __body['error'] = {'type': type(error).__name__, 'message': str(error)[:500]}\n")
+               "    __body['error'] = {'type': type(error).__name__,\n"
+               "                       'message': __cstr(str(error)[:__SCAN], __red, 1)[:500]}\n")
     if isinstance(spec.actor_type, Expression):
         out.append("if actor_type is not None and actor_type not in __ACTOR_TYPES:\n"
                    "    __w.bad_actor_type(__rec, actor_type)\n    actor_type = None\n")
@@ -241,24 +254,43 @@ def generate_emitter(spec: EventSpec, risk: str) -> Callable[..., None]:
                f"'success' if error is None else 'failure', {risk!r}, approval_id, None, True, True, True, marker)\n")
     source = f"def __emit({_EMIT_PARAMS}):\n" + "".join("    " + line for line in "".join(out).splitlines(True))
     namespace: dict[str, Any] = {"__builtins__": {"type": type, "str": str, "dict": dict},
-                                 "__ACTOR_TYPES": ACTOR_TYPES, "__PLAIN": _PLAIN, "__REDACTED": REDACTED,
-                                 "__clean": _clean}
+                                 "__ACTOR_TYPES": ACTOR_TYPES, "__PLAIN": _PLAIN, "__NUMBERS": NUMBERS,
+                                 "__REDACTED": REDACTED, "__REDACT": REDACT, "__clean": _clean,
+                                 "__cstr": _clean_str, "__SCAN": _MAX_STR_SCAN, "__S": [(None, ())],
+                                 "__verdicts": lambda red: tuple(red.verdict(key) for key in fixed)}
     exec(compile(source, f"<auditrail emit {spec.target}>", "exec"), namespace)  # noqa: S102 - our own text
     return namespace["__emit"]
 
 
-def _clean_section(name: str, section: PayloadSpec) -> list[str]:
-    """Statements cleaning the local `name` (a before/after/payload value) in place or by replacement."""
+def _clean_section(name: str, section: PayloadSpec, index: Iterator[int], digests: bool) -> list[str]:
+    """Statements cleaning the local `name` (a before/after/payload value) in place or by replacement.
+
+    `index` numbers the fixed keys in the order of the emitter's verdict tuple `__x`; `digests`: the
+    values of `sha256(...)` keys need no scan.
+    """
     if not isinstance(section, dict):
-        return [f"{name} = __clean({name}, __rk, 0)\n"]
+        return [f"{name} = __clean({name}, __red, 0)\n"]
     out = [f"if type({name}) is dict:\n"]
-    for key in section:
-        # (normalised once here, as PayloadPolicy matches keys: case and separators ignored)
-        out.append(f"    if {_norm_key(key)!r} in __rk:\n        {name}[{key!r}] = __REDACTED\n"
-                   f"    elif type({name}[{key!r}]) not in __PLAIN:\n"
-                   f"        {name}[{key!r}] = __clean({name}[{key!r}], __rk, 1)\n")
-    out.append(f"else:\n    {name} = __clean({name}, __rk, 0)\n")
+    for key, expr in section.items():
+        i = next(index)
+        out.append(f"    __v = {name}[{key!r}]\n"
+                   f"    if __x[{i}] and (__x[{i}] == __REDACT or type(__v) not in __NUMBERS):\n"
+                   f"        {name}[{key!r}] = __REDACTED\n")
+        if digests and _is_digest(expr):
+            continue
+        out.append(f"    elif type(__v) is str:\n"
+                   f"        if not (__v.isascii() and (__b := __v.encode()).isalnum()) or __b.isdigit():\n"
+                   f"            {name}[{key!r}] = __cstr(__v, __red, 1)\n"
+                   f"    elif type(__v) not in __PLAIN:\n"
+                   f"        {name}[{key!r}] = __clean(__v, __red, 1)\n")
+    out.append(f"else:\n    {name} = __clean({name}, __red, 0)\n")
     return out
+
+
+def _is_digest(expr: Expression) -> bool:
+    """`sha256(...)`: its value is a hex digest or None."""
+    tree = expr.tree
+    return isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "sha256"
 
 
 class _Code:

@@ -24,7 +24,7 @@ CONFIG_ENV = "AUDITRAIL_CONFIG"
 DEFAULT_CONFIG = "audit.yaml"
 DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
 
-TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "payload_max_bytes", "resource", "events")
+TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "redact_allow", "payload_max_bytes", "resource", "events")
 DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes", "on_full")
 ON_FULL = ("block", "refuse")
 INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
@@ -91,7 +91,8 @@ class AuditConfig:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
     context: dict[str, list[Expression]] = field(default_factory=dict)  # actor, tenant, source_ip, marker
-    redact: list[str] = field(default_factory=list)
+    redact: list[str] = field(default_factory=list)  # added to the built-in deny-list (redaction.py)
+    redact_allow: list[str] = field(default_factory=list)  # whole keys kept although a deny term matches
     payload_max_bytes: int = DEFAULT_MAX_BYTES
     resource: dict[str, str] = field(default_factory=dict)
     events: list[EventSpec] = field(default_factory=list)
@@ -203,6 +204,7 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     cfg.integrity = _integrity(doc, root.get("integrity"))
     cfg.context = _context(doc, root.get("context"))
     cfg.redact = _string_list(doc, ("redact",), root.get("redact", []))
+    cfg.redact_allow = _string_list(doc, ("redact_allow",), root.get("redact_allow", []))
     if "payload_max_bytes" in root:
         cfg.payload_max_bytes = _number(doc, ("payload_max_bytes",), root["payload_max_bytes"], int, 256)
     resource = root.get("resource", {})

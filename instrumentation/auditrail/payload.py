@@ -1,4 +1,4 @@
-"""Payload hygiene: redaction at any depth, JSON-safe values, a size cap with a visible marker."""
+"""Payload hygiene: redaction at any depth (redaction.py), JSON-safe values, a size cap with a visible marker."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-REDACTED = "[REDACTED]"
+from .redaction import NUMBERS, REDACT, REDACTED, Redactor, plain_word
+
 TRUNCATED_KEY = "_auditrail_truncated"
 DEFAULT_MAX_BYTES = 16 * 1024
 _MAX_DEPTH = 16  # deeper structures are cut: protects against cycles and pathological objects
@@ -30,23 +31,29 @@ def _dumps_clean(value: Any) -> str:
         return _dumps(value)
 
 
-# Exact types `_clean` returns unchanged; checked inline to save a call per leaf value.
-_PLAIN = frozenset({str, int, bool, type(None)})
+# Exact types `_clean` returns unchanged (strings are scrubbed); checked inline to save a call per leaf value.
+_PLAIN = frozenset({int, bool, type(None)})
+_MAX_STR_SCAN = 8192  # an object's str() is scanned this far, then cut to 1024 characters
 
 
 class PayloadPolicy:
-    """How payloads are cleaned: which keys are redacted and how large the JSON text may be."""
+    """How payloads are cleaned: which keys are redacted (redaction.py) and how large the JSON text may be."""
 
-    __slots__ = ("redact_keys", "max_bytes")
+    __slots__ = ("redactor", "max_bytes")
 
-    def __init__(self, redact: Iterable[str] = (), max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        # Key matching ignores case and separators, so `apiKey`, `API-KEY` and `api_key` are one key.
-        self.redact_keys = frozenset(_norm_key(k) for k in redact)
+    def __init__(self, redact: Iterable[str] = (), max_bytes: int = DEFAULT_MAX_BYTES,
+                 allow: Iterable[str] = ()) -> None:
+        # The built-in deny-list is always on; `redact` adds terms to it, `allow` keeps whole keys.
+        self.redactor = Redactor(redact, allow)
         self.max_bytes = max_bytes
 
     def clean(self, value: Any) -> Any:
-        """A JSON-safe copy of `value` with redacted keys masked at any depth."""
-        return _clean(value, self.redact_keys, 0)
+        """A JSON-safe copy of `value`: redacted keys masked and secret shapes scrubbed from text, at any depth."""
+        return _clean(value, self.redactor, 0)
+
+    def scrub_text(self, text: str | None) -> str | None:
+        """A free-text field (e.g. the reason) with its secret shapes scrubbed; None stays None."""
+        return text if text is None else _clean_str(text, self.redactor, 0)
 
     def to_json(self, payload: Mapping[str, Any]) -> str:
         """The payload as JSON object text, cleaned, capped at max_bytes with a truncation marker."""
@@ -61,61 +68,99 @@ class PayloadPolicy:
         return _truncated(text, size, self.max_bytes)
 
 
-_norm_cache: dict[str, str] = {}
-_NORM_CACHE_MAX = 4096  # payload keys are mostly a config's fixed names; dynamic keys just stop being cached
-
-
-def _norm_key(key: str) -> str:
-    if type(key) is str:
-        norm = _norm_cache.get(key)
-        if norm is None:
-            norm = "".join(ch for ch in key.lower() if ch.isalnum())
-            if len(_norm_cache) < _NORM_CACHE_MAX:
-                _norm_cache[key] = norm
-        return norm
-    return "".join(ch for ch in str(key).lower() if ch.isalnum())
-
-
-def _clean(value: Any, redact: frozenset[str], depth: int) -> Any:
-    if value is None or isinstance(value, (str, bool, int)):
+def _clean(value: Any, red: Redactor, depth: int) -> Any:
+    if type(value) is str:
+        return value if plain_word(value) else _clean_str(value, red, depth)
+    if value is None or isinstance(value, (bool, int)):
         return value
+    if isinstance(value, str):  # str subclasses (e.g. Django's SafeString) become plain text
+        return _clean_str(str(value), red, depth)
     if isinstance(value, float):
         return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
     if depth >= _MAX_DEPTH:
         return "[depth limit]"
     if type(value) is dict or isinstance(value, Mapping):
         out = {}
+        verdicts = red.verdicts
         for k, v in value.items():
             key = k if isinstance(k, str) else str(k)
-            if redact and _norm_key(key) in redact:
+            verdict = verdicts.get(key)
+            if verdict is None:
+                verdict = red.verdict(key)
+            tv = type(v)
+            if verdict and (verdict == REDACT or tv not in NUMBERS):
                 out[key] = REDACTED
-            elif type(v) in _PLAIN:
+            elif tv is str:
+                # (plain_word inline: this runs per value)
+                out[key] = v if v.isascii() and (b := v.encode()).isalnum() and not b.isdigit() else \
+                    _clean_str(v, red, depth + 1)
+            elif tv in _PLAIN:
                 out[key] = v
             else:
-                out[key] = _clean(v, redact, depth + 1)
+                out[key] = _clean(v, red, depth + 1)
         return out
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a namedtuple: its field names are keys
+        try:
+            fields_ = value._asdict()
+        except Exception:  # noqa: BLE001 - a tuple subclass with an unrelated _asdict
+            fields_ = None
+        if isinstance(fields_, Mapping):
+            return _clean(fields_, red, depth + 1)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_clean(v, redact, depth + 1) for v in value]
-    return _clean_scalar(value, redact, depth)
+        return [_clean(v, red, depth + 1) for v in value]
+    return _clean_scalar(value, red, depth)
 
 
-def _clean_scalar(value: Any, redact: frozenset[str], depth: int) -> Any:
-    """Values JSON has no type for become a faithful string (or a dict, for dataclasses)."""
+def _clean_str(text: str, red: Redactor, depth: int) -> str:
+    """Text with its secret shapes scrubbed; JSON object or array text is cleaned as JSON."""
+    if text in red.clean_texts:
+        return text
+    head = text[:1]
+    out = None
+    if (head in ("{", "[") or (head.isspace() and text.lstrip()[:1] in ("{", "["))) and depth < _MAX_DEPTH:
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, (dict, list)):
+            cleaned = _clean(parsed, red, depth + 1)
+            out = text if cleaned == parsed else _dumps_clean(cleaned)  # untouched text stays as written
+    if out is None:
+        out = red.scrub(text)
+    if out is text:
+        red.remember_clean(text)
+    return out
+
+
+def _clean_scalar(value: Any, red: Redactor, depth: int) -> Any:
+    """Values JSON has no type for become a faithful string (or a dict, for dataclasses), scrubbed."""
     if isinstance(value, enum.Enum):
-        return _clean(value.value, redact, depth + 1)
+        return _clean(value.value, red, depth + 1)
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
         return value.isoformat()
     if isinstance(value, (uuid.UUID, decimal.Decimal)):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return "base64:" + base64.b64encode(bytes(value)).decode("ascii")
+        return "base64:" + base64.b64encode(_scrub_bytes(bytes(value), red)).decode("ascii")
     if is_dataclass(value) and not isinstance(value, type):
-        return _clean({f.name: getattr(value, f.name) for f in fields(value)}, redact, depth + 1)
+        return _clean({f.name: getattr(value, f.name) for f in fields(value)}, red, depth + 1)
     try:
         text = str(value)
     except Exception:  # noqa: BLE001 - an app object's __str__ may raise; never let it reach the app
         text = f"<{type(value).__name__}>"
+    # Scrubbed before it is cut: a cut could leave a card number too short to be recognised.
+    text = _clean_str(text[:_MAX_STR_SCAN], red, depth)
     return text if len(text) <= 1024 else text[:1024] + "..."
+
+
+def _scrub_bytes(data: bytes, red: Redactor) -> bytes:
+    """Bytes that are UTF-8 text are scrubbed like text (base64 would carry a secret through unseen)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    scrubbed = _clean_str(text, red, _MAX_DEPTH)
+    return data if scrubbed is text else scrubbed.encode("utf-8")
 
 
 def _truncated(text: str, size: int, max_bytes: int) -> str:

@@ -14,12 +14,14 @@ from opentelemetry.trace import get_current_span
 from .context import Impersonation, _actor, _source_ip, _tenant, current_request, impersonations
 from .events import IMPERSONATION_END, IMPERSONATION_START, AuditEvent, default_risk, new_event_id
 from .expressions import Expression
-from .payload import PayloadPolicy
+from .payload import _MAX_STR_SCAN, PayloadPolicy
+from .redaction import Redactor
 from .pipeline import AuditLoggerProvider
 
 _log = logging.getLogger("auditrail")
 _SESSION_EVENTS = (IMPERSONATION_START, IMPERSONATION_END)
 _CONTEXT_VARS = {"tenant": _tenant, "actor": _actor, "source_ip": _source_ip}
+_LOG_REDACTOR = Redactor()  # the built-in deny-list, for exception text in auditrail's own log lines
 
 
 class Counters:
@@ -38,7 +40,8 @@ class Counters:
             first = where not in self._warned
             self._warned.add(where)
         if first:
-            _log.warning("auditrail: expression %s raised %s: %s (field left empty)", where, type(exc).__name__, exc)
+            _log.warning("auditrail: expression %s raised %s: %s (field left empty)", where, type(exc).__name__,
+                         _LOG_REDACTOR.scrub(str(exc)[:_MAX_STR_SCAN]))  # no secret in logs either
 
     def capture_failed(self, where: str) -> None:
         """Count an internal failure (logged with its traceback)."""
@@ -182,7 +185,10 @@ class Recorder:
                impersonator: str | None, session_id: str | None, approval_id: str | None,
                event_id: str | None, time_unix_nano: int, span: Any) -> AuditEvent:
         """The event from its resolved fields (`body` cleaned): on the call's thread, or in the drain."""
-        event = AuditEvent(event_type, tenant, actor, actor_type, self.policy.encode(body), source_ip, reason,
+        policy = self.policy
+        if reason is not None:  # free text: scrubbed like the payload's strings (identity fields are ids)
+            reason = policy.scrub_text(reason)
+        event = AuditEvent(event_type, tenant, actor, actor_type, policy.encode(body), source_ip, reason,
                            outcome, risk, impersonator, session_id, approval_id, event_id or new_event_id(time_unix_nano),
                            time_unix_nano)
         context = span.get_span_context()

@@ -67,7 +67,7 @@ def configure(config: AuditConfig | None = None, *, exporter: LogRecordExporter 
     )
     recorder = Recorder(
         provider,
-        policy=PayloadPolicy(config.redact, config.payload_max_bytes),
+        policy=PayloadPolicy(config.redact, config.payload_max_bytes, allow=config.redact_allow),
         sources=ContextSources(**{k: v for k, v in config.context.items()}),
         fail_closed=config.delivery.mode == "fail_closed",
         durable=config.delivery.mode == "durable",

@@ -108,7 +108,7 @@ class AuditWrapper:
         # Identity fields naming result/error: evaluated after the call (the others before it).
         self._late = frozenset(name for name, expr in self._identity.items() if expr is not None and after_call(expr))
         self._when = spec.fields.get("when")
-        self._emitter = generate_emitter(spec, spec.risk or default_risk(spec.event))
+        self._emitter = generate_emitter(spec, spec.risk or default_risk(spec.event), self.binder.names())
         self._gen = generate(spec, fn, kind, self.is_async, self._emitter, self._generated_failed)
 
     def _generated_failed(self, recorder: Any, label: str, expr: Expression, exc: BaseException) -> None:
