@@ -208,10 +208,15 @@ class _Code:
         return self.value(payload, label)
 
     def block(self, start: int, stop: int) -> list[str]:
-        """Statements evaluating expressions start..stop-1, each in its own try block."""
-        return [f"try:\n    __v{i} = {ast.unparse(self.exprs[i].tree)}\n"
-                f"except Exception as __e:\n    __v{i} = None\n    __fail(__rec, {i}, __e)\n"
-                for i in range(start, stop)]
+        """Statements evaluating expressions start..stop-1, each in its own try block, with the re-entry
+        flag up (an audited target an expression calls runs unaudited)."""
+        if start == stop:
+            return []
+        body = "".join(f"try:\n    __v{i} = {ast.unparse(self.exprs[i].tree)}\n"
+                       f"except Exception as __e:\n    __v{i} = None\n    __fail(__rec, {i}, __e)\n"
+                       for i in range(start, stop))
+        return ["__reentry.on = True\ntry:\n", *("    " + line for line in body.splitlines(keepends=True)),
+                "finally:\n    __reentry.on = False\n"]
 
 
 def _parameters(fn: Callable[..., Any], skip_first: bool) -> tuple[str, str, dict[str, Any]] | None:

@@ -21,7 +21,7 @@ from .config import EventSpec, PayloadSpec
 from .context import current_request
 from .events import default_risk
 from .codegen import RECORD_FIELDS, generate, generate_emitter
-from .expressions import CALL_NAMES, Expression
+from .expressions import CALL_NAMES, Expression, reentry
 from .pipeline import AuditUnavailable
 from .semconv import ACTOR_TYPES
 
@@ -121,6 +121,8 @@ class AuditWrapper:
 
     def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         recorder = self.get_recorder()
+        if reentry.on:  # called from an audit expression: never audited, never recursing
+            return wrapped(*args, **kwargs)
         gen = self._gen
         if self.is_async:
             if recorder is None:
