@@ -17,14 +17,23 @@ import yaml
 
 from . import semconv
 from .events import EVENT_NAME_RE, REQUIRED_PAYLOAD
-from .expressions import CALL_NAMES, Expression, ExpressionError, compile_expression, constant
+from .expressions import (
+    CALL_NAMES,
+    NEVER_CALL_MODULES,
+    Expression,
+    ExpressionError,
+    compile_expression,
+    constant,
+    set_size_limit,
+)
 from .payload import DEFAULT_MAX_BYTES
 
 CONFIG_ENV = "AUDITRAIL_CONFIG"
 DEFAULT_CONFIG = "audit.yaml"
 DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
 
-TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "payload_max_bytes", "resource", "events")
+TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "payload_max_bytes", "resource", "call_modules",
+            "events")
 DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes", "on_full")
 ON_FULL = ("block", "refuse")
 INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
@@ -93,6 +102,7 @@ class AuditConfig:
     redact: list[str] = field(default_factory=list)
     payload_max_bytes: int = DEFAULT_MAX_BYTES
     resource: dict[str, str] = field(default_factory=dict)
+    call_modules: list[str] = field(default_factory=list)  # what call() may reach (default: the targets' packages)
     events: list[EventSpec] = field(default_factory=list)
 
 
@@ -100,14 +110,22 @@ class AuditConfig:
 
 Path_ = tuple[Any, ...]
 
+# Bounds on the document: YAML aliases repeat a node without repeating its text (a few hundred bytes can
+# stand for billions of nodes), and deep nesting recurses.
+MAX_YAML_NODES = 20_000
+MAX_YAML_DEPTH = 32
+
 
 class _Located:
     """Plain Python values from a YAML document, plus the position of every node by its key path."""
+
+    call_modules: frozenset[str] | None = None  # what call() may reach; None: not restricted (code)
 
     def __init__(self, filename: str, text: str, *, positions: bool = True) -> None:
         self.filename = filename
         self.positions = positions  # False for entries given in code: the YAML positions would mislead
         self.marks: dict[Path_, tuple[int, int]] = {}
+        self.nodes = 0
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
@@ -116,15 +134,26 @@ class _Located:
             mark = exc.problem_mark or exc.context_mark
             where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
             raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{filename}: invalid YAML: nested too deeply (limit {MAX_YAML_DEPTH} levels)") from None
         finally:
             loader.dispose()
 
     def _convert(self, loader: yaml.SafeLoader, node: yaml.Node, path: Path_) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_YAML_NODES or len(path) > MAX_YAML_DEPTH:
+            where = f"{self.filename}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+            limit = (f"more than {MAX_YAML_NODES} values (YAML aliases count each time they are used)"
+                     if self.nodes > MAX_YAML_NODES else f"nested deeper than {MAX_YAML_DEPTH} levels")
+            raise ConfigError(f"{where}: the document has {limit}; audit.yaml is refused")
         # A mapping value's path already holds its key's position (set by the parent): keep it.
         self.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise ConfigError(f"{self.filename}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}: "
+                                      f"{_dotted(path)}: a key must be a plain value, not a list or mapping")
                 key = loader.construct_object(key_node, deep=True)
                 if key in out:
                     line = key_node.start_mark.line + 1
@@ -200,10 +229,13 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
         cfg.service_name = _string(doc, ("service_name",), root["service_name"])
     cfg.delivery = _delivery(doc, root.get("delivery"))
     cfg.integrity = _integrity(doc, root.get("integrity"))
-    cfg.context = _context(doc, root.get("context"))
-    cfg.redact = _string_list(doc, ("redact",), root.get("redact", []))
     if "payload_max_bytes" in root:
         cfg.payload_max_bytes = _number(doc, ("payload_max_bytes",), root["payload_max_bytes"], int, 256)
+    set_size_limit(cfg.payload_max_bytes)  # no expression builds a string or list larger than a payload
+    cfg.call_modules = _call_modules(doc, root)
+    doc.call_modules = frozenset(cfg.call_modules)
+    cfg.context = _context(doc, root.get("context"))
+    cfg.redact = _string_list(doc, ("redact",), root.get("redact", []))
     resource = root.get("resource", {})
     if not isinstance(resource, dict):
         raise doc.error(("resource",), "must be a mapping of resource attribute names to values")
@@ -214,6 +246,23 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     resolver = _TargetResolver() if check_targets else None
     cfg.events = [_event(doc, i, entry, resolver) for i, entry in enumerate(events)]
     return cfg
+
+
+def _call_modules(doc: _Located, root: dict[Any, Any]) -> list[str]:
+    """`call_modules:`, or by default the top-level packages of the config's own targets."""
+    if "call_modules" not in root:
+        events = root.get("events")
+        targets = [e.get("target") for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+        return sorted({t.partition(":")[0].partition(".")[0] for t in targets if isinstance(t, str) and ":" in t}
+                      - NEVER_CALL_MODULES)
+    modules = _string_list(doc, ("call_modules",), root["call_modules"])
+    for i, module in enumerate(modules):
+        if not all(part.isidentifier() and not part.startswith("__") for part in module.split(".")):
+            raise doc.error(("call_modules", i), f"{module!r} is not a module name such as myapp or myapp.auth")
+        if module in NEVER_CALL_MODULES or module.partition(".")[0] in NEVER_CALL_MODULES:
+            raise doc.error(("call_modules", i), f"{module!r} can never be called from audit expressions, even when "
+                            f"listed (never: {', '.join(sorted(NEVER_CALL_MODULES))})")
+    return modules
 
 
 def _known_keys(doc: _Located, path: Path_, mapping: dict[Any, Any], allowed: tuple[str, ...]) -> None:
@@ -305,7 +354,7 @@ def _expression(doc: _Located, path: Path_, value: Any, allowed: tuple[str, ...]
     if not isinstance(value, str):
         raise doc.error(path, f"must be an expression (a string), not a {type(value).__name__}")
     try:
-        return compile_expression(value, allowed)
+        return compile_expression(value, allowed, doc.call_modules)
     except ExpressionError as exc:
         raise doc.error(path, f"bad expression {value!r}: {exc}") from None
 

@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import json
 import re
+import sys
 import threading
 import types
 from collections.abc import Callable, Iterable
@@ -273,7 +274,6 @@ def _grow(obj: Any, name: str) -> Any:
 
 # --- call("module:path") ----------------------------------------------------------------------------
 
-_modules: dict[str, types.ModuleType] = {}
 _call_paths: dict[str, tuple[str, tuple[str, ...]]] = {}
 
 
@@ -304,13 +304,13 @@ def resolve_callable(spec: str) -> Any:
     if path is None:
         path = _call_paths[spec] = _split_call_spec(spec)
     module_name, parts = path
-    obj: Any = _modules.get(module_name)
-    if obj is None:
-        obj = _modules[module_name] = importlib.import_module(module_name)
+    module = obj = sys.modules.get(module_name)  # the app's module as loaded now (a reload replaces it)
+    if module is None:
+        module = obj = importlib.import_module(module_name)
     for part in parts:
         if isinstance(obj, types.ModuleType):
             # A module on the way: only one of the call's own package (not `app:os.system`).
-            if obj is not _modules[module_name] and _top(getattr(obj, "__name__", "")) != _top(module_name):
+            if obj is not module and _top(getattr(obj, "__name__", "")) != _top(module_name):
                 raise ExpressionRefused(f"call({spec!r}) passes through module {obj.__name__!r}, outside {_top(module_name)!r}")
         elif type(obj) not in _SAFE_TYPES:
             _guard_owner(obj)
@@ -535,11 +535,11 @@ def compile_expression(source: str, allowed_names: Iterable[str] | None = None,
         raise ExpressionError(f"syntax error in {source!r}: {exc.msg}") from None
     except (RecursionError, MemoryError):
         raise ExpressionError(f"the expression is nested too deeply (limit {MAX_EXPRESSION_DEPTH} levels)") from None
+    if _depth(tree) > MAX_EXPRESSION_DEPTH:
+        raise ExpressionError(f"the expression is nested too deeply (limit {MAX_EXPRESSION_DEPTH} levels)")
     nodes = sum(1 for _ in ast.walk(tree))
     if nodes > MAX_EXPRESSION_NODES:
         raise ExpressionError(f"the expression has {nodes} syntax nodes; the limit is {MAX_EXPRESSION_NODES}")
-    if _depth(tree) > MAX_EXPRESSION_DEPTH:
-        raise ExpressionError(f"the expression is nested too deeply (limit {MAX_EXPRESSION_DEPTH} levels)")
     names = _check(tree, allowed_names, None if call_modules is None else frozenset(call_modules))
     try:
         guarded = _Guard().visit(tree.body)
