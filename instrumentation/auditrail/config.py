@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import difflib
-import importlib.machinery
-import importlib.util
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +23,7 @@ from .expressions import (
     set_size_limit,
 )
 from .payload import DEFAULT_MAX_BYTES
+from .targets import TargetError, TargetResolver
 
 CONFIG_ENV = "AUDITRAIL_CONFIG"
 DEFAULT_CONFIG = "audit.yaml"
@@ -243,7 +240,7 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     events = root.get("events")
     if not isinstance(events, list) or not events:
         raise doc.error(("events",), "must be a non-empty list of {target, event, ...} entries")
-    resolver = _TargetResolver() if check_targets else None
+    resolver = TargetResolver() if check_targets else None
     cfg.events = [_event(doc, i, entry, resolver) for i, entry in enumerate(events)]
     return cfg
 
@@ -359,7 +356,7 @@ def _expression(doc: _Located, path: Path_, value: Any, allowed: tuple[str, ...]
         raise doc.error(path, f"bad expression {value!r}: {exc}") from None
 
 
-def _event(doc: _Located, index: int, entry: Any, resolver: _TargetResolver | None) -> EventSpec:
+def _event(doc: _Located, index: int, entry: Any, resolver: TargetResolver | None) -> EventSpec:
     path: Path_ = ("events", index)
     if not isinstance(entry, dict):
         raise doc.error(path, "each event must be a mapping with at least `target` and `event`")
@@ -379,7 +376,10 @@ def _event(doc: _Located, index: int, entry: Any, resolver: _TargetResolver | No
     risk = entry.get("risk")
     if risk is not None and risk not in semconv.RISKS:
         raise doc.error(path + ("risk",), f"must be one of {', '.join(semconv.RISKS)}, not {risk!r}")
-    params = resolver.parameters(doc, path + ("target",), module, qualname) if resolver else None
+    try:
+        params = resolver.parameters(module, qualname) if resolver else None
+    except TargetError as exc:
+        raise doc.error(path + ("target",), str(exc)) from None
     after_names = None if params is None else frozenset(params) | frozenset(CALL_NAMES)
     before_names = None if after_names is None else after_names - {"result", "error"}
 
@@ -452,112 +452,3 @@ def compile_event(entry: dict[str, Any], *, where: str) -> EventSpec:
     text = yaml.safe_dump({"events": [entry]}, sort_keys=False)
     doc = _Located(where, text, positions=False)
     return _event(doc, 0, doc.value["events"][0], None)
-
-
-# --- target checks (static: the target module is parsed, never executed) --------------------------
-
-
-class _TargetResolver:
-    """Finds a target's module on sys.path and its definition in the source, returning its parameters."""
-
-    def __init__(self) -> None:
-        self._trees: dict[str, ast.Module | None] = {}
-
-    def parameters(self, doc: _Located, path: Path_, module: str, qualname: str) -> list[str] | None:
-        """Parameter names of `module:qualname`, None when they cannot be known statically."""
-        tree = self._tree(doc, path, module)
-        if tree is None:
-            return None
-        scope: Any = tree
-        parts = qualname.split(".")
-        for depth, part in enumerate(parts):
-            node = _find_definition(scope, part)
-            if node is None:
-                owner = module if depth == 0 else f"{module}:{'.'.join(parts[:depth])}"
-                raise doc.error(path, f"impossible target: {owner} defines no {part!r}")
-            if node is True:  # assigned or imported: exists, shape unknown
-                return None
-            scope = node
-        if isinstance(scope, ast.ClassDef):
-            raise doc.error(path, f"impossible target: {module}:{qualname} is a class; target one of its methods")
-        args = scope.args
-        names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
-        names += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
-        return names
-
-    def _tree(self, doc: _Located, path: Path_, module: str) -> ast.Module | None:
-        if module in self._trees:
-            return self._trees[module]
-        try:
-            spec = _find_spec_without_running(module)
-        except (ImportError, ValueError) as exc:
-            raise doc.error(path, f"impossible target: cannot import {module!r} ({exc})") from None
-        if spec is None:
-            raise doc.error(
-                path,
-                f"impossible target: module {module!r} not found on sys.path "
-                f"(run from the app's directory or set PYTHONPATH; searched {', '.join(sys.path[:4])}, ...)",
-            )
-        tree = None
-        if spec.origin and spec.origin.endswith(".py"):
-            try:
-                tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"), spec.origin)
-            except (OSError, SyntaxError, ValueError):
-                tree = None
-        self._trees[module] = tree
-        return tree
-
-
-def _find_spec_without_running(module: str) -> importlib.machinery.ModuleSpec | None:
-    """Locate a module like importlib.util.find_spec, but without executing its parent packages."""
-    if module in sys.modules:
-        return getattr(sys.modules[module], "__spec__", None) or importlib.util.find_spec(module)
-    search: list[str] | None = None
-    spec = None
-    parts = module.split(".")
-    for depth in range(1, len(parts) + 1):
-        name = ".".join(parts[:depth])
-        spec = importlib.machinery.PathFinder.find_spec(name, search)
-        if spec is None:
-            return importlib.util.find_spec(module) if depth == 1 and name in sys.builtin_module_names else None
-        search = list(spec.submodule_search_locations or [])
-        if depth < len(parts) and not search:
-            return None  # a plain module has no submodules
-    return spec
-
-
-def _find_definition(scope: ast.AST, name: str) -> ast.AST | bool | None:
-    """The def/class named `name` directly in `scope`; True if only assigned or imported; None if absent."""
-    found: ast.AST | bool | None = None
-    body = getattr(scope, "body", [])
-    for node in _flatten(body):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
-            found = node  # the last definition wins, as at run time
-        elif found is None and _binds(node, name):
-            found = True
-        elif found is None and isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
-            found = True
-    return found
-
-
-def _flatten(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Statements of a body including those under if/try (definitions guarded by version checks)."""
-    out: list[ast.stmt] = []
-    for node in body:
-        out.append(node)
-        if isinstance(node, (ast.If, ast.Try)):
-            for part in ("body", "orelse", "finalbody"):
-                out.extend(_flatten(getattr(node, part, [])))
-            for handler in getattr(node, "handlers", []):
-                out.extend(_flatten(handler.body))
-    return out
-
-
-def _binds(node: ast.stmt, name: str) -> bool:
-    if isinstance(node, ast.Assign):
-        return any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
-    if isinstance(node, ast.AnnAssign):
-        return isinstance(node.target, ast.Name) and node.target.id == name
-    if isinstance(node, (ast.Import, ast.ImportFrom)):
-        return any((a.asname or a.name.split(".")[0]) == name for a in node.names)
-    return False

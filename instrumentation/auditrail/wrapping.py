@@ -314,7 +314,7 @@ class Patcher:
         if static is _MISSING:
             _log.error("auditrail: %s: %s has no attribute %r; %s is not audited", spec.where, spec.module, spec.qualname, spec.event)
             return
-        kind, fn = _kind(owner, static)
+        kind, fn = _kind(owner, name, static)
         self.wrap(owner, name, AuditWrapper(spec, fn, kind))
 
     def wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
@@ -333,13 +333,17 @@ class Patcher:
             setattr(owner, name, original)
 
 
-def _kind(owner: Any, static: Any) -> tuple[str, Callable[..., Any]]:
+def _kind(owner: Any, name: str, static: Any) -> tuple[str, Callable[..., Any]]:
     """How the target binds: function, method, classmethod or staticmethod; and the plain function."""
     if isinstance(static, classmethod):
         return "classmethod", static.__func__
     if isinstance(static, staticmethod):
         return "staticmethod", static.__func__
     if inspect.isclass(owner):
+        return "method", static
+    if not inspect.ismodule(owner) and inspect.isfunction(static) and name not in getattr(owner, "__dict__", {}):
+        # `module:instance.method`: a function of the instance's class, bound to it (its first
+        # parameter is the instance, not the caller's first argument)
         return "method", static
     return "function", static
 
