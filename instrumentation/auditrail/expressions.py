@@ -71,13 +71,12 @@ def set_size_limit(max_bytes: int) -> None:
     _Limit.value = max(int(max_bytes), 1)
 
 
-class _Reentry(threading.local):
-    """Per thread: True while auditrail evaluates expressions; audited targets they call run unaudited."""
-
-    on = False
-
-
-reentry = _Reentry()
+# The threads (by ident) evaluating expressions that may run the app's code: an audited target called
+# from there runs unaudited (no event of auditrail's own reads, no recursion). A set, not a
+# threading.local: the wrapper's test is one truth test while no thread evaluates (~10 ns against ~100),
+# and marking is a dict store and delete (no method calls).
+evaluating: dict[int, bool] = {}
+get_ident = threading.get_ident
 
 
 def _sha256(value: Any) -> str | None:
@@ -341,7 +340,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 # The names the rewritten trees use (`_Guard`); an expression cannot spell them (no name may start "__").
 _GUARDS: dict[str, Any] = {
     "__type": type, "__SAFE": _SAFE_TYPES, "__own": _guard_owner, "__key": _guard_key, "__mul": _mul,
-    "__mod": _mod, "__fmt": _formatted, "__grow": _grow, "__reentry": reentry,
+    "__mod": _mod, "__fmt": _formatted, "__grow": _grow, "__evaluating": evaluating,
+    "__get_ident": get_ident,
 }
 _GLOBALS: dict[str, Any] = {"__builtins__": {}, **FUNCTIONS, **_GUARDS}
 
@@ -361,22 +361,27 @@ _DUNDER = re.compile(r"__\w+__")
 class Expression:
     """One compiled expression; `evaluate(namespace)` runs it against a call's names."""
 
-    __slots__ = ("source", "names", "tree", "_code")
+    __slots__ = ("source", "names", "tree", "runs_app_code", "_code")
 
-    def __init__(self, source: str, tree: ast.expr, names: frozenset[str]) -> None:
+    def __init__(self, source: str, tree: ast.expr, names: frozenset[str], runs_app_code: bool = False) -> None:
         self.source = source
         self.tree = tree  # the checked, guarded expression node (codegen.py inlines it into generated code)
         self._code = compile(ast.fix_missing_locations(ast.Expression(tree)), "<audit.yaml>", "eval")
         self.names = names  # the call names it reads, e.g. {"tenant_id", "result"}
+        # Calls a method, call(), or reads an attribute or item (a property, __getitem__): may reach an
+        # audited target, so it is evaluated with re-entry blocked.
+        self.runs_app_code = runs_app_code
 
     def evaluate(self, namespace: dict[str, Any]) -> Any:
         """Evaluate against `namespace` (may raise whatever the app's objects raise)."""
-        state = reentry
-        outer, state.on = state.on, True  # audited targets it reaches run unaudited
-        try:
+        ident = get_ident()
+        if ident in evaluating:
             return eval(self._code, _GLOBALS, namespace)  # noqa: S307 - the AST was checked node by node
+        evaluating[ident] = True  # audited targets it reaches run unaudited
+        try:
+            return eval(self._code, _GLOBALS, namespace)  # noqa: S307
         finally:
-            state.on = outer
+            del evaluating[ident]
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -454,7 +459,9 @@ class _Guard(ast.NodeTransformer):
         self.temps = 0
 
     def _owner(self, value: ast.expr) -> ast.expr:
-        if isinstance(value, ast.Constant):
+        # A constant is not an object to guard; nor are `self` and `cls`, the target's own instance or
+        # class (what is read from them is guarded: `self.os.system` stops at `.system`).
+        if isinstance(value, ast.Constant) or (isinstance(value, ast.Name) and value.id in ("self", "cls")):
             return value
         name = f"__t{self.temps}"
         self.temps += 1
@@ -545,7 +552,9 @@ def compile_expression(source: str, allowed_names: Iterable[str] | None = None,
         guarded = _Guard().visit(tree.body)
     except ExpressionRefused as exc:  # a constant part already over a limit
         raise ExpressionError(str(exc)) from None
-    return Expression(source, guarded, names)
+    runs_app_code = any(isinstance(n, (ast.Attribute, ast.Subscript)) or (
+        isinstance(n, ast.Call) and (not isinstance(n.func, ast.Name) or n.func.id == "call")) for n in ast.walk(tree))
+    return Expression(source, guarded, names, runs_app_code)
 
 
 def constant(value: Any) -> Expression:

@@ -21,7 +21,7 @@ from .config import EventSpec, PayloadSpec
 from .context import current_request
 from .events import default_risk
 from .codegen import RECORD_FIELDS, generate, generate_emitter
-from .expressions import CALL_NAMES, Expression, reentry
+from .expressions import CALL_NAMES, Expression, evaluating, get_ident
 from .pipeline import AuditUnavailable
 from .semconv import ACTOR_TYPES
 
@@ -121,7 +121,7 @@ class AuditWrapper:
 
     def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         recorder = self.get_recorder()
-        if reentry.on:  # called from an audit expression: never audited, never recursing
+        if evaluating and get_ident() in evaluating:  # called from an audit expression: unaudited, no recursion
             return wrapped(*args, **kwargs)
         gen = self._gen
         if self.is_async:
