@@ -13,7 +13,9 @@ resolves its path per call and refuses the modules it may never reach.
 
 from __future__ import annotations
 
+import array
 import ast
+import collections
 import hashlib
 import importlib
 import json
@@ -144,7 +146,7 @@ def _too_big(size: int, what: str) -> ExpressionRefused:
                              "(payload_max_bytes)")
 
 
-_SEQUENCES = (str, bytes, bytearray, list, tuple)
+_SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque, array.array)  # `*` repeats these
 _NUMBERS = frozenset({int, float, bool})
 
 
