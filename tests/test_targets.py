@@ -110,7 +110,7 @@ def test_the_real_django_hijack_signal_target_is_checked() -> None:
     pytest.importorskip("hijack")
     parse_config("events:\n  - target: hijack.signals:hijack_started.send\n    event: admin.impersonation.start\n"
                  "    actor: named['hijacker'].get_username()\n"
-                 "    payload: {impersonated: named['hijacked'].get_username()}\n", check_targets=True)
+                 "    payload: {impersonated: \"named['hijacked'].get_username()\"}\n", check_targets=True)
     assert "hijack.signals:hijack_started (an instance of django.dispatch.dispatcher.Signal) defines no 'sned'" in \
         _check("hijack.signals:hijack_started.sned")
     assert "unknown name 'hijacker'" in _check("hijack.signals:hijack_started.send", "    actor: hijacker\n")
