@@ -315,10 +315,16 @@ class _Code:
         return self.value(payload, label)
 
     def block(self, start: int, stop: int) -> list[str]:
-        """Statements evaluating expressions start..stop-1, each in its own try block."""
-        return [f"try:\n    __v{i} = {ast.unparse(self.exprs[i].tree)}\n"
+        """Statements evaluating expressions start..stop-1, each in its own try block; the thread is marked
+        as evaluating when one of them may run the app's code (an audited target it reaches runs unaudited)."""
+        body = [f"try:\n    __v{i} = {ast.unparse(self.exprs[i].tree)}\n"
                 f"except Exception as __e:\n    __v{i} = None\n    __fail(__rec, {i}, __e)\n"
                 for i in range(start, stop)]
+        if not any(e.runs_app_code for e in self.exprs[start:stop]):
+            return body
+        lines = "".join(body).splitlines(keepends=True)
+        return ["__i = __get_ident()\n__evaluating[__i] = True\ntry:\n", *("    " + line for line in lines),
+                "finally:\n    del __evaluating[__i]\n"]
 
 
 def _parameters(fn: Callable[..., Any], skip_first: bool) -> tuple[str, str, dict[str, Any]] | None:

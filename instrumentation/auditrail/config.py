@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import difflib
-import importlib.machinery
-import importlib.util
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +13,24 @@ import yaml
 
 from . import semconv
 from .events import EVENT_NAME_RE, IMPERSONATION_END, IMPERSONATION_START, REQUIRED_PAYLOAD
-from .expressions import CALL_NAMES, Expression, ExpressionError, compile_expression, constant
+from .expressions import (
+    CALL_NAMES,
+    NEVER_CALL_MODULES,
+    Expression,
+    ExpressionError,
+    compile_expression,
+    constant,
+    set_size_limit,
+)
 from .payload import DEFAULT_MAX_BYTES
+from .targets import TargetError, TargetResolver
 
 CONFIG_ENV = "AUDITRAIL_CONFIG"
 DEFAULT_CONFIG = "audit.yaml"
 DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
 
-TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "redact_allow", "payload_max_bytes", "resource", "events")
+TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "redact_allow", "payload_max_bytes", "resource",
+            "call_modules", "events")
 DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes", "on_full")
 ON_FULL = ("block", "refuse")
 INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
@@ -95,6 +101,7 @@ class AuditConfig:
     redact_allow: list[str] = field(default_factory=list)  # whole keys kept although a deny term matches
     payload_max_bytes: int = DEFAULT_MAX_BYTES
     resource: dict[str, str] = field(default_factory=dict)
+    call_modules: list[str] = field(default_factory=list)  # what call() may reach (default: the targets' packages)
     events: list[EventSpec] = field(default_factory=list)
 
 
@@ -102,14 +109,22 @@ class AuditConfig:
 
 Path_ = tuple[Any, ...]
 
+# Bounds on the document: YAML aliases repeat a node without repeating its text (a few hundred bytes can
+# stand for billions of nodes), and deep nesting recurses.
+MAX_YAML_NODES = 20_000
+MAX_YAML_DEPTH = 32
+
 
 class _Located:
     """Plain Python values from a YAML document, plus the position of every node by its key path."""
+
+    call_modules: frozenset[str] | None = None  # what call() may reach; None: not restricted (code)
 
     def __init__(self, filename: str, text: str, *, positions: bool = True) -> None:
         self.filename = filename
         self.positions = positions  # False for entries given in code: the YAML positions would mislead
         self.marks: dict[Path_, tuple[int, int]] = {}
+        self.nodes = 0
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
@@ -118,15 +133,26 @@ class _Located:
             mark = exc.problem_mark or exc.context_mark
             where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
             raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{filename}: invalid YAML: nested too deeply (limit {MAX_YAML_DEPTH} levels)") from None
         finally:
             loader.dispose()
 
     def _convert(self, loader: yaml.SafeLoader, node: yaml.Node, path: Path_) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_YAML_NODES or len(path) > MAX_YAML_DEPTH:
+            where = f"{self.filename}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+            limit = (f"more than {MAX_YAML_NODES} values (YAML aliases count each time they are used)"
+                     if self.nodes > MAX_YAML_NODES else f"nested deeper than {MAX_YAML_DEPTH} levels")
+            raise ConfigError(f"{where}: the document has {limit}; audit.yaml is refused")
         # A mapping value's path already holds its key's position (set by the parent): keep it.
         self.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise ConfigError(f"{self.filename}:{key_node.start_mark.line + 1}:{key_node.start_mark.column + 1}: "
+                                      f"{_dotted(path)}: a key must be a plain value, not a list or mapping")
                 key = loader.construct_object(key_node, deep=True)
                 if key in out:
                     line = key_node.start_mark.line + 1
@@ -202,11 +228,14 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
         cfg.service_name = _string(doc, ("service_name",), root["service_name"])
     cfg.delivery = _delivery(doc, root.get("delivery"))
     cfg.integrity = _integrity(doc, root.get("integrity"))
+    if "payload_max_bytes" in root:
+        cfg.payload_max_bytes = _number(doc, ("payload_max_bytes",), root["payload_max_bytes"], int, 256)
+    set_size_limit(cfg.payload_max_bytes)  # no expression builds a string or list larger than a payload
+    cfg.call_modules = _call_modules(doc, root)
+    doc.call_modules = frozenset(cfg.call_modules)
     cfg.context = _context(doc, root.get("context"))
     cfg.redact = _string_list(doc, ("redact",), root.get("redact", []))
     cfg.redact_allow = _string_list(doc, ("redact_allow",), root.get("redact_allow", []))
-    if "payload_max_bytes" in root:
-        cfg.payload_max_bytes = _number(doc, ("payload_max_bytes",), root["payload_max_bytes"], int, 256)
     resource = root.get("resource", {})
     if not isinstance(resource, dict):
         raise doc.error(("resource",), "must be a mapping of resource attribute names to values")
@@ -214,10 +243,27 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     events = root.get("events")
     if not isinstance(events, list) or not events:
         raise doc.error(("events",), "must be a non-empty list of {target, event, ...} entries")
-    resolver = _TargetResolver() if check_targets else None
+    resolver = TargetResolver() if check_targets else None
     cfg.events = [_event(doc, i, entry, resolver) for i, entry in enumerate(events)]
     _warn_unlinkable_impersonation(doc, cfg)
     return cfg
+
+
+def _call_modules(doc: _Located, root: dict[Any, Any]) -> list[str]:
+    """`call_modules:`, or by default the top-level packages of the config's own targets."""
+    if "call_modules" not in root:
+        events = root.get("events")
+        targets = [e.get("target") for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+        return sorted({t.partition(":")[0].partition(".")[0] for t in targets if isinstance(t, str) and ":" in t}
+                      - NEVER_CALL_MODULES)
+    modules = _string_list(doc, ("call_modules",), root["call_modules"])
+    for i, module in enumerate(modules):
+        if not all(part.isidentifier() and not part.startswith("__") for part in module.split(".")):
+            raise doc.error(("call_modules", i), f"{module!r} is not a module name such as myapp or myapp.auth")
+        if module in NEVER_CALL_MODULES or module.partition(".")[0] in NEVER_CALL_MODULES:
+            raise doc.error(("call_modules", i), f"{module!r} can never be called from audit expressions, even when "
+                            f"listed (never: {', '.join(sorted(NEVER_CALL_MODULES))})")
+    return modules
 
 
 def _known_keys(doc: _Located, path: Path_, mapping: dict[Any, Any], allowed: tuple[str, ...]) -> None:
@@ -348,12 +394,12 @@ def _expression(doc: _Located, path: Path_, value: Any, allowed: tuple[str, ...]
     if not isinstance(value, str):
         raise doc.error(path, f"must be an expression (a string), not a {type(value).__name__}")
     try:
-        return compile_expression(value, allowed)
+        return compile_expression(value, allowed, doc.call_modules)
     except ExpressionError as exc:
         raise doc.error(path, f"bad expression {value!r}: {exc}") from None
 
 
-def _event(doc: _Located, index: int, entry: Any, resolver: _TargetResolver | None) -> EventSpec:
+def _event(doc: _Located, index: int, entry: Any, resolver: TargetResolver | None) -> EventSpec:
     path: Path_ = ("events", index)
     if not isinstance(entry, dict):
         raise doc.error(path, "each event must be a mapping with at least `target` and `event`")
@@ -373,7 +419,10 @@ def _event(doc: _Located, index: int, entry: Any, resolver: _TargetResolver | No
     risk = entry.get("risk")
     if risk is not None and risk not in semconv.RISKS:
         raise doc.error(path + ("risk",), f"must be one of {', '.join(semconv.RISKS)}, not {risk!r}")
-    params = resolver.parameters(doc, path + ("target",), module, qualname) if resolver else None
+    try:
+        params = resolver.parameters(module, qualname) if resolver else None
+    except TargetError as exc:
+        raise doc.error(path + ("target",), str(exc)) from None
     after_names = None if params is None else frozenset(params) | frozenset(CALL_NAMES)
     before_names = None if after_names is None else after_names - {"result", "error"}
 
@@ -449,112 +498,3 @@ def compile_event(entry: dict[str, Any], *, where: str) -> EventSpec:
     text = yaml.safe_dump({"events": [entry]}, sort_keys=False)
     doc = _Located(where, text, positions=False)
     return _event(doc, 0, doc.value["events"][0], None)
-
-
-# --- target checks (static: the target module is parsed, never executed) --------------------------
-
-
-class _TargetResolver:
-    """Finds a target's module on sys.path and its definition in the source, returning its parameters."""
-
-    def __init__(self) -> None:
-        self._trees: dict[str, ast.Module | None] = {}
-
-    def parameters(self, doc: _Located, path: Path_, module: str, qualname: str) -> list[str] | None:
-        """Parameter names of `module:qualname`, None when they cannot be known statically."""
-        tree = self._tree(doc, path, module)
-        if tree is None:
-            return None
-        scope: Any = tree
-        parts = qualname.split(".")
-        for depth, part in enumerate(parts):
-            node = _find_definition(scope, part)
-            if node is None:
-                owner = module if depth == 0 else f"{module}:{'.'.join(parts[:depth])}"
-                raise doc.error(path, f"impossible target: {owner} defines no {part!r}")
-            if node is True:  # assigned or imported: exists, shape unknown
-                return None
-            scope = node
-        if isinstance(scope, ast.ClassDef):
-            raise doc.error(path, f"impossible target: {module}:{qualname} is a class; target one of its methods")
-        args = scope.args
-        names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
-        names += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
-        return names
-
-    def _tree(self, doc: _Located, path: Path_, module: str) -> ast.Module | None:
-        if module in self._trees:
-            return self._trees[module]
-        try:
-            spec = _find_spec_without_running(module)
-        except (ImportError, ValueError) as exc:
-            raise doc.error(path, f"impossible target: cannot import {module!r} ({exc})") from None
-        if spec is None:
-            raise doc.error(
-                path,
-                f"impossible target: module {module!r} not found on sys.path "
-                f"(run from the app's directory or set PYTHONPATH; searched {', '.join(sys.path[:4])}, ...)",
-            )
-        tree = None
-        if spec.origin and spec.origin.endswith(".py"):
-            try:
-                tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"), spec.origin)
-            except (OSError, SyntaxError, ValueError):
-                tree = None
-        self._trees[module] = tree
-        return tree
-
-
-def _find_spec_without_running(module: str) -> importlib.machinery.ModuleSpec | None:
-    """Locate a module like importlib.util.find_spec, but without executing its parent packages."""
-    if module in sys.modules:
-        return getattr(sys.modules[module], "__spec__", None) or importlib.util.find_spec(module)
-    search: list[str] | None = None
-    spec = None
-    parts = module.split(".")
-    for depth in range(1, len(parts) + 1):
-        name = ".".join(parts[:depth])
-        spec = importlib.machinery.PathFinder.find_spec(name, search)
-        if spec is None:
-            return importlib.util.find_spec(module) if depth == 1 and name in sys.builtin_module_names else None
-        search = list(spec.submodule_search_locations or [])
-        if depth < len(parts) and not search:
-            return None  # a plain module has no submodules
-    return spec
-
-
-def _find_definition(scope: ast.AST, name: str) -> ast.AST | bool | None:
-    """The def/class named `name` directly in `scope`; True if only assigned or imported; None if absent."""
-    found: ast.AST | bool | None = None
-    body = getattr(scope, "body", [])
-    for node in _flatten(body):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
-            found = node  # the last definition wins, as at run time
-        elif found is None and _binds(node, name):
-            found = True
-        elif found is None and isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
-            found = True
-    return found
-
-
-def _flatten(body: list[ast.stmt]) -> list[ast.stmt]:
-    """Statements of a body including those under if/try (definitions guarded by version checks)."""
-    out: list[ast.stmt] = []
-    for node in body:
-        out.append(node)
-        if isinstance(node, (ast.If, ast.Try)):
-            for part in ("body", "orelse", "finalbody"):
-                out.extend(_flatten(getattr(node, part, [])))
-            for handler in getattr(node, "handlers", []):
-                out.extend(_flatten(handler.body))
-    return out
-
-
-def _binds(node: ast.stmt, name: str) -> bool:
-    if isinstance(node, ast.Assign):
-        return any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
-    if isinstance(node, ast.AnnAssign):
-        return isinstance(node.target, ast.Name) and node.target.id == name
-    if isinstance(node, (ast.Import, ast.ImportFrom)):
-        return any((a.asname or a.name.split(".")[0]) == name for a in node.names)
-    return False

@@ -24,7 +24,7 @@ from .context import current_request
 from .events import default_risk
 from .awaitables import SETTLED, on_completion, pending
 from .codegen import DEFAULTED, after_call, generate, generate_emitter, identity_expressions
-from .expressions import CALL_NAMES, Expression
+from .expressions import CALL_NAMES, Expression, evaluating, get_ident
 from .pipeline import AuditUnavailable
 from .semconv import ACTOR_TYPES
 
@@ -129,6 +129,8 @@ class AuditWrapper:
 
     def __call__(self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         recorder = self.get_recorder()
+        if evaluating and get_ident() in evaluating:  # called from an audit expression: unaudited, no recursion
+            return wrapped(*args, **kwargs)
         gen = self._gen
         if self.is_async:
             if recorder is None:
@@ -352,7 +354,7 @@ class Patcher:
         if static is _MISSING:
             _log.error("auditrail: %s: %s has no attribute %r; %s is not audited", spec.where, spec.module, spec.qualname, spec.event)
             return
-        kind, fn = _kind(owner, static)
+        kind, fn = _kind(owner, name, static)
         self.wrap(owner, name, AuditWrapper(spec, fn, kind))
 
     def wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
@@ -371,13 +373,17 @@ class Patcher:
             setattr(owner, name, original)
 
 
-def _kind(owner: Any, static: Any) -> tuple[str, Callable[..., Any]]:
+def _kind(owner: Any, name: str, static: Any) -> tuple[str, Callable[..., Any]]:
     """How the target binds: function, method, classmethod or staticmethod; and the plain function."""
     if isinstance(static, classmethod):
         return "classmethod", static.__func__
     if isinstance(static, staticmethod):
         return "staticmethod", static.__func__
     if inspect.isclass(owner):
+        return "method", static
+    if not inspect.ismodule(owner) and inspect.isfunction(static) and name not in getattr(owner, "__dict__", {}):
+        # `module:instance.method`: a function of the instance's class, bound to it (its first
+        # parameter is the instance, not the caller's first argument)
         return "method", static
     return "function", static
 
