@@ -47,4 +47,5 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
 # Fast hashing for an example whose users are created on every run; keep Django's default in production.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_REDIRECT_URL = "/admin/"
-IMPERSONATE = {"REQUIRE_SUPERUSER": True}
+# django-impersonate leaves /admin/ out of impersonation by default; this example impersonates there too.
+IMPERSONATE = {"REQUIRE_SUPERUSER": True, "URI_EXCLUSIONS": []}
