@@ -57,7 +57,7 @@ class AuditInstrumentor(BaseInstrumentor):
         patcher.install(config.events)
         install_request_capture(patcher)
         # The libraries' own actions (integrations/), each enabled when its library is imported.
-        setup_integrations(config.integrations, patcher)
+        setup_integrations(config.integrations, patcher, (spec.module for spec in config.events))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         teardown_integrations()

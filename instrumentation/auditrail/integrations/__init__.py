@@ -27,7 +27,7 @@ import importlib.util
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -281,15 +281,28 @@ _active: list[Hooks] = []
 _active_lock = threading.Lock()
 
 
-def setup_integrations(settings: Mapping[str, dict[str, Any] | None], patcher: Any) -> list[Integration]:
+def covered_by_events(cls: type[Integration], targets: Iterable[str]) -> bool:
+    """Whether audit.yaml's `events:` already target this integration's library (its module or a submodule)."""
+    return any(t == cls.library or t.startswith(cls.library + ".") for t in targets)
+
+
+def setup_integrations(settings: Mapping[str, dict[str, Any] | None], patcher: Any,
+                       targets: Iterable[str] = ()) -> list[Integration]:
     """Set up every integration not turned off in `settings` (audit.yaml's `integrations:`); returns them.
 
     An integration whose library is not installed registers a post-import hook that never fires; one
     whose installed version is below its range is not set up (said once); above it, it is, with a warning.
+    One whose library the `events:` entries (their module names: `targets`) audit by hand stands aside,
+    unless `integrations:` names it: the same action would be recorded twice.
     """
+    targets = list(targets)
     started = []
     for cls in integration_classes():
         if cls.name in settings and settings[cls.name] is None:
+            continue
+        if cls.name not in settings and covered_by_events(cls, targets):
+            _log.info("auditrail: events: audits %s by hand, so the %s integration is off "
+                      "(integrations: {%s: true} turns it on as well)", cls.library, cls.name, cls.name)
             continue
         status = library_status(cls)
         if status.present and status.version and not status.supported:

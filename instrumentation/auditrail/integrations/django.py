@@ -46,15 +46,18 @@ def parse_models(value: Any) -> str | dict[str, str | None]:
     """`all`, a list of `app_label.Model`, or a mapping of them to event-type prefixes (null: the default)."""
     if value == "all":
         return "all"
-    items = {v: None for v in value} if isinstance(value, list) else value
-    if not isinstance(items, dict):
+    if isinstance(value, list):  # where an error points: the item's index in a list, its key in a mapping
+        items = [(label, None, (i,)) for i, label in enumerate(value)]
+    elif isinstance(value, dict):
+        items = [(label, prefix, (label,)) for label, prefix in value.items()]
+    else:
         raise OptionError("must be `all`, a list of app_label.Model, or a mapping {app_label.Model: prefix}")
     out: dict[str, str | None] = {}
-    for label, prefix in items.items():
+    for label, prefix, path in items:
         if not isinstance(label, str) or not _LABEL_RE.match(label):
-            raise OptionError(f"{label!r} is not an app_label.Model name, e.g. catalog.Policy", (label,))
+            raise OptionError(f"{label!r} is not an app_label.Model name, e.g. catalog.Policy", path)
         if prefix is not None and (not isinstance(prefix, str) or not _PREFIX_RE.match(prefix)):
-            raise OptionError(f"the event prefix {prefix!r} must be dotted lower-case words, e.g. policy", (label,))
+            raise OptionError(f"the event prefix {prefix!r} must be dotted lower-case words, e.g. policy", path)
         out[label] = prefix
     return out
 
