@@ -49,3 +49,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_REDIRECT_URL = "/admin/"
 # django-impersonate leaves /admin/ out of impersonation by default; this example impersonates there too.
 IMPERSONATE = {"REQUIRE_SUPERUSER": True, "URI_EXCLUSIONS": []}
+# Server errors to the console (Django sends them only to the admins' mailboxes when DEBUG is off).
+LOGGING = {"version": 1, "disable_existing_loggers": False,
+           "handlers": {"console": {"class": "logging.StreamHandler"}},
+           "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR"}}}
