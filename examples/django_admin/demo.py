@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ REPO = HERE.parents[1]
 DEMO_DIR = Path(os.environ.get("AUDITRAIL_DEMO_DIR") or REPO / ".auditrail" / "demo-django").resolve()
 
 sys.path.insert(0, str(REPO / "examples" / "assistant"))
-from demo import free_port, show_events, start_server, stop_server, wait_healthy  # noqa: E402
+from demo import drive, free_port, show_events, start_server  # noqa: E402
 
 
 class Browser:
@@ -121,18 +120,9 @@ def main() -> int:
     app_env = {**env, "AUDITRAIL_CONFIG": str(HERE / "audit.yaml"), "AUDITRAIL_EXPORTER": f"file:{events}"}
     print(f"starting: {' '.join(command[1:])}  under auditrail-instrument (in {HERE.relative_to(REPO)})")
     proc = start_server(command, app_env, log_path, cwd=HERE)
-    try:
-        wait_healthy(base_url, proc, log_path)
-        print(f"the Django admin is up on {base_url}; over HTTP:")
-        for number, step in enumerate(scenario(base_url, password, bob_pk), 1):
-            print(f"  {number:2}. {step}")
-    except BaseException:
-        stop_server(proc)
-        print(log_path.read_text(errors="replace"), file=sys.stderr)
-        raise
-    code = stop_server(proc)
-    if code not in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
-        print(f"the app exited with code {code}:\n{log_path.read_text(errors='replace')}", file=sys.stderr)
+    _, clean = drive(proc, base_url, log_path, f"the Django admin is up on {base_url}; over HTTP:",
+                     lambda: scenario(base_url, password, bob_pk))
+    if not clean:
         return 1
     print()
     show_events(events)

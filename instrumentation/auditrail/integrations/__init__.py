@@ -205,6 +205,7 @@ class LibraryStatus:
     present: bool
     version: str | None
     supported: bool
+    too_old: bool = False  # below the range's minimum: the integration stays off
 
 
 def library_status(cls: type[Integration]) -> LibraryStatus:
@@ -215,7 +216,13 @@ def library_status(cls: type[Integration]) -> LibraryStatus:
         version = importlib.metadata.version(cls.distribution)
     except importlib.metadata.PackageNotFoundError:
         return LibraryStatus(True, None, True)  # vendored or renamed: trust it
-    return LibraryStatus(True, version, supports(cls, version))
+    supported = supports(cls, version)
+    minimum = next((s.version for s in SpecifierSet(cls.versions) if s.operator in (">=", ">", "==")), None)
+    try:
+        too_old = not supported and minimum is not None and Version(version) < Version(minimum)
+    except InvalidVersion:
+        too_old = False
+    return LibraryStatus(True, version, supported, too_old)
 
 
 def supports(cls: type[Integration], version: str) -> bool:
@@ -317,12 +324,11 @@ def setup_integrations(settings: Mapping[str, dict[str, Any] | None], patcher: A
                       "(integrations: {%s: true} turns it on as well)", cls.library, cls.name, cls.name)
             continue
         status = library_status(cls)
-        if status.present and status.version and not status.supported:
-            minimum = next((s.version for s in SpecifierSet(cls.versions) if s.operator in (">=", ">", "==")), None)
-            if minimum is not None and Version(status.version) < Version(minimum):
-                _log.warning("auditrail: the %s integration needs %s %s; %s is installed, so it is off",
-                             cls.name, cls.distribution, cls.versions, status.version)
-                continue
+        if status.too_old:
+            _log.warning("auditrail: the %s integration needs %s %s; %s is installed, so it is off",
+                         cls.name, cls.distribution, cls.versions, status.version)
+            continue
+        if status.present and not status.supported:
             _log.warning("auditrail: the %s integration is tested with %s %s; %s is installed",
                          cls.name, cls.distribution, cls.versions, status.version)
         integration = cls(settings.get(cls.name) or {})

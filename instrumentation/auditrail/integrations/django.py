@@ -64,8 +64,13 @@ def parse_models(value: Any) -> str | dict[str, str | None]:
 
 def _user(request: Any) -> Any:
     """The authenticated user of `request` (read now: hijack and login change it mid-request), or None."""
-    user = getattr(request, "user", None)
-    return user if user is not None and getattr(user, "is_authenticated", False) else None
+    from django.core.exceptions import SynchronousOnlyOperation
+
+    try:
+        user = getattr(request, "user", None)
+        return user if user is not None and getattr(user, "is_authenticated", False) else None
+    except SynchronousOnlyOperation:
+        return None  # an async view that never loaded request.user: reading it here would need the DB
 
 
 def _username(user: Any) -> str | None:
@@ -271,14 +276,7 @@ class DjangoIntegration(Integration):
         payload: dict[str, Any] = {}
         with capture_internal_exceptions("integration django admin delete (before)"):
             payload = {**describe(obj), "before": public(snapshot(obj))}  # the pk as it was: gone after delete()
-        outcome = "failure"
-        try:
-            result = wrapped(*args, **kwargs)
-            outcome = "success"
-            return result
-        finally:
-            with capture_internal_exceptions("integration django admin delete"):
-                self.emit("admin.object.delete", request, payload, obj=obj, outcome=outcome, risk="high")
+        return self._call_then_emit("admin.object.delete", wrapped, args, kwargs, request, payload, obj, "high")
 
     def _delete_queryset(self, wrapped: Callable[..., Any], admin: Any, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Any:
@@ -288,7 +286,7 @@ class DjangoIntegration(Integration):
         with capture_internal_exceptions("integration django delete_selected (before)"):
             payload = {"action": "delete_selected", "model": queryset.model._meta.label_lower,
                        **self._objects(queryset)}
-        return self._run_action(wrapped, args, kwargs, request, payload, "high")
+        return self._call_then_emit("admin.action", wrapped, args, kwargs, request, payload, None, "high")
 
     def _response_action(self, wrapped: Callable[..., Any], admin: Any, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Any:
@@ -297,12 +295,11 @@ class DjangoIntegration(Integration):
         payload: dict[str, Any] | None = None
         with capture_internal_exceptions("integration django admin action (before)"):
             payload = self._action_payload(request, queryset)
-        if payload is None:
-            return wrapped(*args, **kwargs)
-        return self._run_action(wrapped, args, kwargs, request, payload, None)
+        return self._call_then_emit("admin.action", wrapped, args, kwargs, request, payload, None, None)
 
-    def _run_action(self, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], request: Any,
-                    payload: dict[str, Any], risk: str | None) -> Any:
+    def _call_then_emit(self, event: str, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                        request: Any, payload: dict[str, Any] | None, obj: Any, risk: str | None) -> Any:
+        """The app's call, then `event` with its outcome (none when `payload` could not be read: said already)."""
         outcome = "failure"
         try:
             result = wrapped(*args, **kwargs)
@@ -310,8 +307,8 @@ class DjangoIntegration(Integration):
             return result
         finally:
             if payload:
-                with capture_internal_exceptions("integration django admin action"):
-                    self.emit("admin.action", request, payload, outcome=outcome, risk=risk)
+                with capture_internal_exceptions(f"integration django {event}"):
+                    self.emit(event, request, payload, obj=obj, outcome=outcome, risk=risk)
 
     def _action_payload(self, request: Any, queryset: Any) -> dict[str, Any] | None:
         """The chosen action and the selected objects (None: not an action to record here)."""

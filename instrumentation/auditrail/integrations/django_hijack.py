@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Hooks, Integration, capture_internal_exceptions
-from ._impersonation import emit_session, marker
+from . import Hooks, Integration
+from ._impersonation import connect_sessions, marker
 from .django import MARKERS, SWITCHES, _user
 
 
@@ -42,18 +42,8 @@ class DjangoHijackIntegration(Integration):
         """Connect to hijack's signals when it is imported."""
         hooks.register(MARKERS, _marker)
         hooks.register(SWITCHES, _switching)
-        hooks.on_import("hijack.signals", lambda mod: (hooks.connect(mod.hijack_started, _started),
-                                                       hooks.connect(mod.hijack_ended, _ended)))
-
-
-def _started(sender: Any, request: Any = None, hijacker: Any = None, hijacked: Any = None, **kwargs: Any) -> None:
-    with capture_internal_exceptions("integration django_hijack start"):
-        emit_session("hijack", True, request, hijacker, hijacked)
-
-
-def _ended(sender: Any, request: Any = None, hijacker: Any = None, hijacked: Any = None, **kwargs: Any) -> None:
-    with capture_internal_exceptions("integration django_hijack end"):
-        emit_session("hijack", False, request, hijacker, hijacked)
+        connect_sessions(hooks, "hijack", "hijack.signals", ("hijack_started", "hijack_ended"),
+                         ("hijacker", "hijacked"))
 
 
 INTEGRATION = DjangoHijackIntegration

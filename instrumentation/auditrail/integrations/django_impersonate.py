@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Hooks, Integration, capture_internal_exceptions
-from ._impersonation import emit_session, marker
+from . import Hooks, Integration
+from ._impersonation import connect_sessions, marker
 from .django import MARKERS
 
 
@@ -36,21 +36,9 @@ class DjangoImpersonateIntegration(Integration):
     def setup(self, hooks: Hooks) -> None:
         """Connect to django-impersonate's signals when they are imported."""
         hooks.register(MARKERS, _marker)
-        hooks.on_import("impersonate.signals", lambda mod: (hooks.connect(mod.session_begin, _begin),
-                                                            hooks.connect(mod.session_end, _end)))
-
-
-def _begin(sender: Any, impersonator: Any = None, impersonating: Any = None, request: Any = None,
-           **kwargs: Any) -> None:
-    with capture_internal_exceptions("integration django_impersonate start"):
-        session = request.session.get("_impersonate_session_id") if request is not None else None
-        emit_session("impersonate", True, request, impersonator, impersonating, session)
-
-
-def _end(sender: Any, impersonator: Any = None, impersonating: Any = None, request: Any = None,
-         **kwargs: Any) -> None:
-    with capture_internal_exceptions("integration django_impersonate end"):
-        emit_session("impersonate", False, request, impersonator, impersonating)
+        connect_sessions(hooks, "impersonate", "impersonate.signals", ("session_begin", "session_end"),
+                         ("impersonator", "impersonating"),
+                         session=lambda request: request.session.get("_impersonate_session_id"))
 
 
 INTEGRATION = DjangoImpersonateIntegration

@@ -36,7 +36,8 @@ def main_integrations(argv: list[str]) -> int:
         rows.append({
             "name": cls.name, "library": cls.distribution, "installed": status.version if status.present else None,
             "present": status.present, "supported": cls.versions,
-            "enabled": status.present and not off and not by_hand, "off_in_config": off, "by_hand": by_hand,
+            "enabled": status.present and not status.too_old and not off and not by_hand,
+            "too_old": status.too_old, "off_in_config": off, "by_hand": by_hand,
             "events": list(cls.events), "options": {k: o.help for k, o in cls.options.items()},
         })
     if args.json:
@@ -46,7 +47,7 @@ def main_integrations(argv: list[str]) -> int:
     for row in rows:
         installed = (row["installed"] or "yes") if row["present"] else "-"
         status = ("off" if row["off_in_config"] else "by hand" if row["by_hand"] else
-                  "on" if row["present"] else "idle")
+                  "too old" if row["too_old"] else "on" if row["present"] else "idle")
         print(f"{row['name']:<20} {row['library']:<20} {installed:<12} {row['supported']:<10} {status:<9} "
               f"{', '.join(row['events'])}")
     print("\non: its library is installed and it records; idle: not installed, costs nothing; "
