@@ -88,3 +88,19 @@ def test_an_integration_stands_aside_for_a_library_the_events_audit_by_hand(tmp_
     rows = {row["name"]: row for row in json.loads(done.stdout)}
     assert rows["django_hijack"]["by_hand"] is True and rows["django_hijack"]["enabled"] is False
     assert rows["django"]["enabled"] is True  # `hijack` is not `django`: each library on its own
+
+
+def test_setting_up_the_integrations_imports_none_of_their_libraries(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from auditrail.config import parse_config\n"
+        "from auditrail.instrumentor import AuditInstrumentor\n"
+        "AuditInstrumentor().instrument(config=parse_config('delivery: {mode: best_effort}\\n'))\n"
+        "from auditrail.integrations.django import MARKERS\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'hijack', 'impersonate'))\n"
+        "print(loaded, len(MARKERS))\n"
+    )
+    env = {"PATH": str(Path(sys.executable).parent), "AUDITRAIL_EXPORTER": "console"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[] 2"  # set up (both impersonation markers registered), nothing imported

@@ -91,6 +91,17 @@ def scenario(base_url: str, password: str, bob_pk: str) -> Iterator[str]:
     yield "admin logs out"
 
 
+def demo_config() -> Path:
+    """The example's audit.yaml with its spool under the demo's folder (the example's own stays clean)."""
+    import yaml
+
+    config = yaml.safe_load((HERE / "audit.yaml").read_text(encoding="utf-8"))
+    config["delivery"]["spool_dir"] = str(DEMO_DIR / "spool")
+    path = DEMO_DIR / "audit.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def manage(*args: str, env: dict[str, str]) -> None:
     """`manage.py ARGS` without auditing (the setup is not part of the story)."""
     subprocess.run([sys.executable, "manage.py", *args], cwd=HERE, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -117,7 +128,7 @@ def main() -> int:
     base_url = f"http://127.0.0.1:{port}"
     launcher = Path(sys.executable).parent / "auditrail-instrument"
     command = [str(launcher), "python", "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
-    app_env = {**env, "AUDITRAIL_CONFIG": str(HERE / "audit.yaml"), "AUDITRAIL_EXPORTER": f"file:{events}"}
+    app_env = {**env, "AUDITRAIL_CONFIG": str(demo_config()), "AUDITRAIL_EXPORTER": f"file:{events}"}
     print(f"starting: {' '.join(command[1:])}  under auditrail-instrument (in {HERE.relative_to(REPO)})")
     proc = start_server(command, app_env, log_path, cwd=HERE)
     _, clean = drive(proc, base_url, log_path, f"the Django admin is up on {base_url}; over HTTP:",
