@@ -354,3 +354,77 @@ def test_events_entries_get_the_same_identity_as_their_last_fallback(site) -> No
     _, found = site
     (entry,) = found["catalog.deactivate"]  # an events: entry naming no actor, in ops's request
     assert attrs(entry)[semconv.ACTOR] == "admin" and attrs(entry)[semconv.SOURCE_IP] == "203.0.113.9"
+
+
+# --- several worker processes ---------------------------------------------------------------------
+
+START_IN_ONE_WORKER = '''
+import json
+import os
+
+import django
+
+django.setup()
+
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from catalog.models import Policy  # noqa: E402
+
+call_command("migrate", verbosity=0)
+call_command("seed", password=os.environ["PASSWORD"])
+chat = Policy.objects.create(tenant_id="acme", name="chat")
+ops = Client()
+ops.force_login(User.objects.get(username="admin"))
+assert ops.post("/hijack/acquire/", {"user_pk": User.objects.get(username="bob").pk}).status_code == 302
+print(json.dumps({"cookie": ops.cookies["sessionid"].value, "chat": chat.pk}))
+'''
+
+CONTINUE_IN_ANOTHER = '''
+import json
+import os
+
+import django
+
+django.setup()
+
+from django.test import Client  # noqa: E402
+
+state = json.loads(os.environ["STATE"])
+ops = Client()
+ops.cookies["sessionid"] = state["cookie"]  # the same browser, now served by another worker
+response = ops.post(f"/admin/catalog/policy/{state['chat']}/change/",
+                    {"tenant_id": "acme", "name": "chat-in-worker-2", "monthly_limit": 5})
+assert response.status_code == 302, response.content[:300]
+assert ops.post("/hijack/release/").status_code == 302
+print("{}")
+'''
+
+
+def test_a_session_started_in_one_worker_links_the_actions_another_worker_serves(tmp_path: Path) -> None:
+    first, second = tmp_path / "w1", tmp_path / "w2"
+    first.mkdir()
+    second.mkdir()
+    db = tmp_path / "db.sqlite3"
+    yaml = "delivery: {mode: best_effort}\nintegrations:\n  django: {models: {catalog.Policy: policy}}\n"
+    common = {"PYTHONPATH": str(EXAMPLE), "DJANGO_SETTINGS_MODULE": "adminsite.settings", "DJANGO_ADMIN_DB": str(db),
+              "PASSWORD": PASSWORD}
+    for root, script in ((first, START_IN_ONE_WORKER), (second, CONTINUE_IN_ANOTHER)):
+        (root / "drive.py").write_text(textwrap.dedent(script))
+        (root / "audit.yaml").write_text(yaml)
+    one = run([AUDITRAIL_INSTRUMENT, "python", "drive.py"], first, AUDITRAIL_EXPORTER=f"file:{first / 'e.jsonl'}",
+              **common)
+    assert one.returncode == 0, one.stderr
+    two = run([AUDITRAIL_INSTRUMENT, "python", "drive.py"], second, AUDITRAIL_EXPORTER=f"file:{second / 'e.jsonl'}",
+              STATE=one.stdout.strip().splitlines()[-1], **common)
+    assert two.returncode == 0, two.stderr
+    assert "could not capture" not in one.stderr + two.stderr, one.stderr + two.stderr
+    (start,) = events(first / "e.jsonl")["admin.impersonation.start"]
+    session = attrs(start)[semconv.IMPERSONATION]
+    later = events(second / "e.jsonl")
+    (change,) = later["admin.object.update"]
+    assert attrs(change)[semconv.ACTOR] == "bob"
+    assert (attrs(change)[semconv.IMPERSONATOR], attrs(change)[semconv.IMPERSONATION]) == ("admin", session)
+    (end,) = later["admin.impersonation.end"]
+    assert end["payload"]["session"] == session

@@ -4,6 +4,11 @@ Both libraries keep their state in the session, and that state is the evidence: 
 impersonation only when its request carries it (the impersonated user's own browser never does). The
 marker names both users, `<library>:<impersonator pk>:<impersonated pk>`, the same at the start, in
 every request of the session, and at the end.
+
+An app runs in several processes (gunicorn workers), and the recorder's open sessions are per process:
+the start event's session id is therefore also kept in the library's session (`auditrail_impersonation`),
+and a process that serves a request of a session it did not see start registers it then, under the same
+id, so every worker links the session's actions alike.
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..events import IMPERSONATION_END, IMPERSONATION_START
+from ..context import Impersonation, impersonations
+from ..events import IMPERSONATION_END, IMPERSONATION_START, new_event_id
 from . import Hooks, capture_internal_exceptions
 from .django import identity
+
+SESSION_KEY = "auditrail_impersonation"  # in the Django session: the id of the impersonation it belongs to
 
 
 def marker(library: str, impersonator_pk: Any, impersonated_pk: Any) -> str:
@@ -26,11 +34,31 @@ def emit_session(library: str, started: bool, request: Any, impersonator: Any, i
     """admin.impersonation.start/.end: the impersonator is the actor; `impersonated`, `session` in the payload."""
     with capture_internal_exceptions(f"integration {library} impersonation"):
         payload: dict[str, Any] = {"impersonated": str(impersonated.get_username()), "library": library}
+        store = getattr(request, "session", None)
+        if started:
+            session = str(session or new_event_id())
+            if store is not None:
+                store[SESSION_KEY] = session
+        elif store is not None:
+            session = store.pop(SESSION_KEY, None) or session
         if session is not None:
             payload["session"] = str(session)
         identity().emit(IMPERSONATION_START if started else IMPERSONATION_END, request, payload, user=impersonator,
                         actor=str(impersonator.get_username()),
                         marker=marker(library, impersonator.pk, impersonated.pk))
+
+
+def linked(request: Any, library: str, impersonator_pk: Any, user: Any,
+           impersonator: Callable[[], Any]) -> str:
+    """The marker of a request in an impersonated session, registering the session in this process when it
+    started in another (`impersonator()` gives the impersonator's user, read only then)."""
+    value = marker(library, impersonator_pk, user.pk)
+    session_id = request.session.get(SESSION_KEY)
+    if session_id and impersonations.lookup(session_id) is None:
+        who = impersonator()
+        impersonations.open(Impersonation(str(session_id), None if who is None else str(who.get_username()),
+                                          str(user.get_username()), None, value))
+    return value
 
 
 def connect_sessions(hooks: Hooks, library: str, module: str, signals: tuple[str, str], users: tuple[str, str],

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import runtime
-from ..context import current_native_request, impersonations
+from ..context import current_native_request
 from . import (Hooks, Integration, Option, OptionError, boolean, capture_internal_exceptions, client_ip, evaluate,
                expression, networks, positive_int, record)
 
@@ -80,7 +80,9 @@ def _username(user: Any) -> str | None:
 def marker_for(request: Any) -> str | None:
     """The impersonation marker of `request`, from the first impersonation integration that knows it."""
     for marker in MARKERS:
-        value = marker(request)
+        value = None
+        with capture_internal_exceptions("integration impersonation marker"):  # the event is kept, unlinked
+            value = marker(request)
         if value is not None:
             return value
     return None
@@ -190,7 +192,7 @@ class DjangoIntegration(Integration):
              marker: str | None = None) -> None:
         """Record `event_type` with the request's identity: user (read now), source IP, tenant, marker.
 
-        `marker`: given for an impersonation start or end; else the request's own, when a session is open.
+        `marker`: given for an impersonation start or end; else the request's own (from the library's session).
         """
         if request is None:
             request = current_native_request()
@@ -202,7 +204,8 @@ class DjangoIntegration(Integration):
         expr = self.config["tenant"]
         if expr is not None and (obj is not None or "obj" not in expr.names):  # no object: context.tenant
             tenant = evaluate(expr, "django.tenant", {"obj": obj, "user": user, "request": request})
-        if marker is None and request is not None and impersonations.has_markers:
+        if marker is None and request is not None and MARKERS:
+            # Even with no session open here: one started in another worker registers itself on first sight.
             marker = marker_for(request)
         record(event_type, actor=actor, tenant=tenant, source_ip=self.source_ip(request), payload=payload,
                outcome=outcome, risk=risk, marker=marker)

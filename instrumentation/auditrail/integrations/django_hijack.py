@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import Hooks, Integration
-from ._impersonation import connect_sessions, marker
+from ._impersonation import connect_sessions, linked
 from .django import MARKERS, SWITCHES, _user
 
 
@@ -20,7 +20,13 @@ def _marker(request: Any) -> str | None:
     session = getattr(request, "session", None)
     history = session.get("hijack_history") if session is not None else None
     user = _user(request) if history else None
-    return marker("hijack", history[-1], user.pk) if user is not None else None
+    if user is None:
+        return None
+    from django.contrib.auth import get_user_model
+
+    hijacker = history[-1]
+    return linked(request, "hijack", hijacker, user,
+                  lambda: get_user_model()._default_manager.filter(pk=hijacker).first())
 
 
 def _switching(request: Any) -> bool:

@@ -11,17 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from . import Hooks, Integration
-from ._impersonation import connect_sessions, marker
-from .django import MARKERS
+from ._impersonation import connect_sessions, linked
+from .django import MARKERS, _user
 
 
 def _marker(request: Any) -> str | None:
     """The session marker of a request made while impersonating (None for everyone else)."""
     session = getattr(request, "session", None)
     impersonator = getattr(request, "impersonator", None)
-    if session is None or impersonator is None or "_impersonate" not in session:
+    user = _user(request) if impersonator is not None and session is not None and "_impersonate" in session else None
+    if user is None:
         return None
-    return marker("impersonate", impersonator.pk, session["_impersonate"])
+    return linked(request, "impersonate", impersonator.pk, user, lambda: impersonator)
 
 
 class DjangoImpersonateIntegration(Integration):
