@@ -318,6 +318,9 @@ client.force_login(admin)
 response = client.post(f"/admin/auth/user/{bob.pk}/password/",
                        {"password1": "n3w-Pw-9999x", "password2": "n3w-Pw-9999x", "usable_password": "true"})
 assert response.status_code == 302, response.content[:500]
+response = client.post("/admin/auth/user/add/", {"username": "carol", "password1": "c4rol-Pw-7777x",
+                                                 "password2": "c4rol-Pw-7777x", "usable_password": "true"})
+assert response.status_code == 302, response.content[:500]
 # Nonsense through a real signal: the integration fails inside its guard, and the sender never sees it.
 from django.contrib.auth.models import Group  # noqa: E402
 from django.db.models.signals import m2m_changed  # noqa: E402
@@ -336,6 +339,9 @@ def test_models_all_names_events_by_app_label_and_model_and_never_records_a_pass
     assert attrs(change)[semconv.ACTOR] == "admin"
     text = json.dumps(found)
     assert "n3w-Pw-9999x" not in text and "old-Pw-0001" not in text and "md5$" not in text
+    assert "c4rol-Pw-7777x" not in text
+    (created,) = [e for e in found["admin.object.create"] if e["payload"]["object"] == "carol"]
+    assert "password" not in created["payload"]["after"] and "password" in created["payload"]["changed"]
     assert not [name for name in found if name.startswith(("sessions.", "admin.logentry", "contenttypes."))]
     # A tenant expression that raises leaves the tenant empty, says so once, and the app runs on.
     assert semconv.TENANT not in attrs(change)
