@@ -104,3 +104,48 @@ def test_setting_up_the_integrations_imports_none_of_their_libraries(tmp_path: P
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[] 2"  # set up (both impersonation markers registered), nothing imported
+
+
+UNINSTRUMENT = '''
+import json
+
+from auditrail.config import parse_config
+from auditrail.instrumentor import AuditInstrumentor
+
+instrumentor = AuditInstrumentor()
+instrumentor.instrument(config=parse_config(
+    "delivery: {mode: best_effort}\\nintegrations:\\n  django: {models: [catalog.Policy]}\\n"))
+import django  # noqa: E402
+
+django.setup()
+from django.core.management import call_command  # noqa: E402
+from django.db.models.query import QuerySet  # noqa: E402
+from django.db.models.signals import post_save  # noqa: E402
+
+from catalog.models import Policy  # noqa: E402
+
+call_command("migrate", verbosity=0)
+patched = hasattr(QuerySet.update, "__wrapped__")
+Policy.objects.create(tenant_id="acme", name="while-instrumented")
+instrumentor.uninstrument()
+Policy.objects.create(tenant_id="acme", name="after-uninstrument")
+print(json.dumps({"patched": patched, "restored": not hasattr(QuerySet.update, "__wrapped__"),
+                  "listeners": post_save.has_listeners(Policy)}))
+'''
+
+
+def test_uninstrument_undoes_exactly_what_the_integration_did(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    example = Path(__file__).resolve().parents[1] / "examples" / "django_admin"
+    env = {"PATH": str(Path(sys.executable).parent), "AUDITRAIL_EXPORTER": f"file:{out}",
+           "PYTHONPATH": str(example), "DJANGO_SETTINGS_MODULE": "adminsite.settings",
+           "DJANGO_ADMIN_DB": str(tmp_path / "db.sqlite3")}
+    done = subprocess.run([sys.executable, "-c", UNINSTRUMENT], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"patched": True, "restored": True,
+                                                                 "listeners": False}
+    from test_launcher import events
+
+    created = [e["payload"]["after"]["name"] for e in events(out)["catalog.policy.create"]]
+    assert created == ["while-instrumented"]

@@ -134,8 +134,7 @@ class DjangoIntegration(Integration):
             hooks.on_import("django.db.models.query",
                             lambda mod: hooks.replace(mod.QuerySet, "update", self.update_recorder))
         runtime_sources(self)
-        global _active
-        _active = self
+        hooks.register(ACTIVE, self)
 
     def _connect_auth(self, hooks: Hooks, signals: Any) -> None:
         hooks.connect(signals.user_logged_in, self._logged_in)
@@ -592,12 +591,12 @@ def runtime_sources(integration: DjangoIntegration) -> None:
     sources.marker = (*sources.marker, RequestSource("django impersonation session", marker_for))
 
 
-_active: DjangoIntegration | None = None
+ACTIVE: list[DjangoIntegration] = []  # the one set up (a list: Hooks.register undoes it on uninstrument)
 
 
 def identity() -> DjangoIntegration:
     """The Django integration whose options (trusted_proxies, tenant) the impersonation integrations share."""
-    return _active if _active is not None else DjangoIntegration({})
+    return ACTIVE[-1] if ACTIVE else DjangoIntegration({})
 
 
 INTEGRATION = DjangoIntegration
