@@ -86,6 +86,18 @@ change(as_ops, chat, monthly_limit=500)  # saved unchanged: an admin event, no h
 many = [Policy.objects.create(tenant_id="globex", name=f"p{i}") for i in range(5)]
 ok(as_ops.post("/admin/catalog/policy/", {"action": "deactivate", "index": 0,
                                           "_selected_action": [str(p.pk) for p in many]}))
+# A transaction rolled back: its changes never happened, so nothing of them is recorded.
+from django.db import transaction  # noqa: E402
+
+try:
+    with transaction.atomic():
+        Policy.objects.filter(pk=many[0].pk).update(monthly_limit=123)
+        rolled = Policy.objects.get(pk=many[1].pk)
+        rolled.name = "rolled-back"
+        rolled.save()
+        raise RuntimeError("roll back")
+except RuntimeError:
+    pass
 # QuerySet.update and delete from code: no request, each row recorded.
 Policy.objects.filter(pk__in=[many[0].pk, many[1].pk]).update(monthly_limit=7)
 Policy.objects.filter(pk=many[2].pk).delete()
@@ -434,3 +446,9 @@ def test_a_session_started_in_one_worker_links_the_actions_another_worker_serves
     assert (attrs(change)[semconv.IMPERSONATOR], attrs(change)[semconv.IMPERSONATION]) == ("admin", session)
     (end,) = later["admin.impersonation.end"]
     assert end["payload"]["session"] == session
+
+
+def test_changes_of_a_rolled_back_transaction_are_not_recorded(site) -> None:
+    _, found = site
+    text = json.dumps(found)
+    assert "rolled-back" not in text and '"monthly_limit":123' not in text.replace(" ", "")

@@ -188,10 +188,13 @@ class DjangoIntegration(Integration):
 
     def emit(self, event_type: str, request: Any, payload: dict[str, Any], *, obj: Any = None,
              outcome: str = "success", risk: str | None = None, user: Any = None, actor: Any = None,
-             marker: str | None = None) -> None:
+             marker: str | None = None, db: str | None = None) -> None:
         """Record `event_type` with the request's identity: user (read now), source IP, tenant, marker.
 
         `marker`: given for an impersonation start or end; else the request's own (from the library's session).
+        `db`: the database alias the change was written to: a successful change is recorded when its
+        transaction commits (at once outside one), and not at all when it is rolled back; the identity is
+        still read now.
         """
         if request is None:
             request = current_native_request()
@@ -206,8 +209,14 @@ class DjangoIntegration(Integration):
         if marker is None and request is not None and MARKERS:
             # Even with no session open here: one started in another worker registers itself on first sight.
             marker = marker_for(request)
-        record(event_type, actor=actor, tenant=tenant, source_ip=self.source_ip(request), payload=payload,
-               outcome=outcome, risk=risk, marker=marker)
+        fields = {"actor": actor, "tenant": tenant, "source_ip": self.source_ip(request), "payload": payload,
+                  "outcome": outcome, "risk": risk, "marker": marker}
+        if db is not None and outcome == "success":
+            from django.db import transaction
+
+            transaction.on_commit(lambda: record(event_type, **fields), using=db)
+        else:
+            record(event_type, **fields)
 
     def source_ip(self, request: Any) -> str | None:
         """REMOTE_ADDR, or the client behind `trusted_proxies` from X-Forwarded-For."""
@@ -248,7 +257,7 @@ class DjangoIntegration(Integration):
         before: dict[str, Any] | None = None
         with capture_internal_exceptions("integration django admin save (before)"):
             if change and obj.pk is not None:
-                before = stored_values(type(obj), obj.pk)
+                before = stored_values(type(obj), obj.pk, None, _db_for(obj))
         try:
             result = wrapped(*args, **kwargs)
         except Exception:
@@ -271,14 +280,15 @@ class DjangoIntegration(Integration):
             else:
                 payload.update(after=public(after), changed=sorted(k for k, v in after.items() if v not in (None, "")))
             self.emit("admin.object.update" if change else "admin.object.create", request, payload, obj=obj,
-                      outcome=outcome)
+                      outcome=outcome, db=_db_for(obj))
 
     def _delete_model(self, wrapped: Callable[..., Any], admin: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         request, obj = _bind(args, kwargs, ("request", "obj"))
         payload: dict[str, Any] = {}
         with capture_internal_exceptions("integration django admin delete (before)"):
             payload = {**describe(obj), "before": public(snapshot(obj))}  # the pk as it was: gone after delete()
-        return self._call_then_emit("admin.object.delete", wrapped, args, kwargs, request, payload, obj, "high")
+        return self._call_then_emit("admin.object.delete", wrapped, args, kwargs, request, payload, obj, "high",
+                                    _db_for(obj))
 
     def _delete_queryset(self, wrapped: Callable[..., Any], admin: Any, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Any:
@@ -288,7 +298,8 @@ class DjangoIntegration(Integration):
         with capture_internal_exceptions("integration django delete_selected (before)"):
             payload = {"action": "delete_selected", "model": queryset.model._meta.label_lower,
                        **self._objects(queryset)}
-        return self._call_then_emit("admin.action", wrapped, args, kwargs, request, payload, None, "high")
+        return self._call_then_emit("admin.action", wrapped, args, kwargs, request, payload, None, "high",
+                                    queryset.db)
 
     def _response_action(self, wrapped: Callable[..., Any], admin: Any, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Any:
@@ -297,10 +308,12 @@ class DjangoIntegration(Integration):
         payload: dict[str, Any] | None = None
         with capture_internal_exceptions("integration django admin action (before)"):
             payload = self._action_payload(request, queryset)
-        return self._call_then_emit("admin.action", wrapped, args, kwargs, request, payload, None, None)
+        return self._call_then_emit("admin.action", wrapped, args, kwargs, request, payload, None, None,
+                                    getattr(queryset, "db", None))
 
     def _call_then_emit(self, event: str, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                        request: Any, payload: dict[str, Any] | None, obj: Any, risk: str | None) -> Any:
+                        request: Any, payload: dict[str, Any] | None, obj: Any, risk: str | None,
+                        db: str | None) -> Any:
         """The app's call, then `event` with its outcome (none when `payload` could not be read: said already)."""
         outcome = "failure"
         try:
@@ -310,7 +323,7 @@ class DjangoIntegration(Integration):
         finally:
             if payload:
                 with capture_internal_exceptions(f"integration django {event}"):
-                    self.emit(event, request, payload, obj=obj, outcome=outcome, risk=risk)
+                    self.emit(event, request, payload, obj=obj, outcome=outcome, risk=risk, db=db)
 
     def _action_payload(self, request: Any, queryset: Any) -> dict[str, Any] | None:
         """The chosen action and the selected objects (None: not an action to record here)."""
@@ -358,7 +371,7 @@ class DjangoIntegration(Integration):
         return self._relations
 
     def _m2m_changed(self, sender: Any, instance: Any = None, action: str = "", reverse: bool = False,
-                     model: Any = None, pk_set: Any = None, **kwargs: Any) -> None:
+                     model: Any = None, pk_set: Any = None, using: str | None = None, **kwargs: Any) -> None:
         if action not in ("post_add", "post_remove", "pre_clear", "post_clear"):
             return
         with capture_internal_exceptions("integration django access"):
@@ -380,20 +393,20 @@ class DjangoIntegration(Integration):
             payload = {"relation": name, _plural(holder): sorted(_display(o) for o in holders),
                        _plural(item): sorted(_display(o) for o in items)}
             event = "access.grant" if action == "post_add" else "access.revoke"
-            self.emit(event, None, payload, risk="high")
+            self.emit(event, None, payload, risk="high", db=using)
 
     # --- model history -------------------------------------------------------------------------------
 
     def _pre_save(self, sender: Any, instance: Any = None, raw: bool = False, update_fields: Any = None,
-                  **kwargs: Any) -> None:
+                  using: str | None = None, **kwargs: Any) -> None:
         if raw or instance._state.adding or instance.pk is None or runtime.recorder is None:
             return
         with capture_internal_exceptions("integration django history (before)"):
             # One query per save of a tracked model: the stored row, to diff against.
-            setattr(instance._state, _BEFORE, stored_values(sender, instance.pk, update_fields))
+            setattr(instance._state, _BEFORE, stored_values(sender, instance.pk, update_fields, using))
 
     def _post_save(self, sender: Any, instance: Any = None, created: bool = False, raw: bool = False,
-                   update_fields: Any = None, **kwargs: Any) -> None:
+                   update_fields: Any = None, using: str | None = None, **kwargs: Any) -> None:
         if raw or runtime.recorder is None:
             return
         with capture_internal_exceptions("integration django history"):
@@ -402,7 +415,7 @@ class DjangoIntegration(Integration):
             payload = describe(instance)
             if created:
                 payload.update(after=public(after))
-                self.emit(f"{prefix}.create", None, payload, obj=instance)
+                self.emit(f"{prefix}.create", None, payload, obj=instance, db=using)
                 return
             before = getattr(instance._state, _BEFORE, None) or {}
             setattr(instance._state, _BEFORE, None)
@@ -411,15 +424,15 @@ class DjangoIntegration(Integration):
                 return  # saved unchanged: nothing happened to the data
             payload.update(before=public(_only(before, changed)), after=public(_only(after, changed)),
                            changed=changed)
-            self.emit(f"{prefix}.update", None, payload, obj=instance)
+            self.emit(f"{prefix}.update", None, payload, obj=instance, db=using)
 
-    def _post_delete(self, sender: Any, instance: Any = None, **kwargs: Any) -> None:
+    def _post_delete(self, sender: Any, instance: Any = None, using: str | None = None, **kwargs: Any) -> None:
         # Django sends this for QuerySet.delete() too, row by row, because a receiver listens.
         if runtime.recorder is None:
             return
         with capture_internal_exceptions("integration django history delete"):
             payload = {**describe(instance), "before": public(snapshot(instance))}
-            self.emit(f"{self.tracked[sender]}.delete", None, payload, obj=instance)
+            self.emit(f"{self.tracked[sender]}.delete", None, payload, obj=instance, db=using)
 
     def update_recorder(self, original: Callable[..., Any]) -> Callable[..., Any]:
         """QuerySet.update() recording a tracked model's rows (it sends no signal); others pass straight through."""
@@ -443,17 +456,17 @@ class DjangoIntegration(Integration):
         count = original(queryset, **kwargs)
         if before_rows is not None:
             with capture_internal_exceptions("integration django QuerySet.update"):
-                self._updated(queryset.model, prefix, fields, before_rows, count, limit)
+                self._updated(queryset.model, prefix, fields, before_rows, count, limit, queryset.db)
         return count
 
     def _updated(self, model: Any, prefix: str, fields: list[str], before_rows: list[dict[str, Any]], count: int,
-                 limit: int) -> None:
+                 limit: int, db: str) -> None:
         if len(before_rows) > limit:  # too many to read twice: one event naming the change, not each row
             self.emit(f"{prefix}.update", None, {"model": model._meta.label_lower, "bulk": True, "rows": count,
-                                                "changed": fields, "truncated": True})
+                                                "changed": fields, "truncated": True}, db=db)
             return
-        after_rows = {row["pk"]: row for row in
-                      model._default_manager.filter(pk__in=[r["pk"] for r in before_rows]).values("pk", *fields)}
+        pks = [row["pk"] for row in before_rows]
+        after_rows = {row["pk"]: row for row in model._default_manager.using(db).filter(pk__in=pks).values("pk", *fields)}
         for before in before_rows:
             after = after_rows.get(before["pk"])
             if after is None:
@@ -464,7 +477,7 @@ class DjangoIntegration(Integration):
             if changed:
                 payload = {"model": model._meta.label_lower, "pk": _text(before["pk"]), "bulk": True,
                            "before": public(_only(b, changed)), "after": public(_only(a, changed)), "changed": changed}
-                self.emit(f"{prefix}.update", None, payload)
+                self.emit(f"{prefix}.update", None, payload, db=db)
 
 
 # --- values of model instances ---------------------------------------------------------------------
@@ -474,6 +487,13 @@ def _signals() -> Any:
     from django.db.models import signals
 
     return signals
+
+
+def _db_for(obj: Any) -> str | None:
+    """The database the admin writes `obj` to (its transaction is the one the event waits for)."""
+    from django.db import router
+
+    return router.db_for_write(type(obj), instance=obj)
 
 
 def _concrete(model: Any, only: Any = None) -> list[Any]:
@@ -489,10 +509,11 @@ def snapshot(obj: Any, only: Any = None) -> dict[str, Any]:
     return {f.name: getattr(obj, f.attname) for f in _concrete(type(obj), only)}
 
 
-def stored_values(model: Any, pk: Any, only: Any = None) -> dict[str, Any] | None:
-    """The row as stored now (one query), by field name; None when it is not there."""
+def stored_values(model: Any, pk: Any, only: Any = None, using: str | None = None) -> dict[str, Any] | None:
+    """The row as stored now in database `using` (one query), by field name; None when it is not there."""
     fields = _concrete(model, only)
-    row = model._default_manager.filter(pk=pk).values_list(*(f.attname for f in fields)).first()
+    manager = model._default_manager.using(using) if using else model._default_manager
+    row = manager.filter(pk=pk).values_list(*(f.attname for f in fields)).first()
     return None if row is None else {f.name: value for f, value in zip(fields, row, strict=True)}
 
 
