@@ -98,6 +98,13 @@ try:
         raise RuntimeError("roll back")
 except RuntimeError:
     pass
+# Instances with deferred fields: only what was loaded is compared and shown, and no query is made for more.
+partial = Policy.objects.only("name").get(pk=many[0].pk)
+partial.name = "p0-renamed"
+partial.save()
+gone = Policy.objects.create(tenant_id="acme", name="deferred-gone").pk
+Policy.objects.only("name").get(pk=gone).delete()
+out["deferred_gone"] = gone
 # QuerySet.update and delete from code: no request, each row recorded.
 Policy.objects.filter(pk__in=[many[0].pk, many[1].pk]).update(monthly_limit=7)
 Policy.objects.filter(pk=many[2].pk).delete()
@@ -452,3 +459,13 @@ def test_changes_of_a_rolled_back_transaction_are_not_recorded(site) -> None:
     _, found = site
     text = json.dumps(found)
     assert "rolled-back" not in text and '"monthly_limit":123' not in text.replace(" ", "")
+
+
+def test_deferred_fields_are_left_out_not_read(site) -> None:
+    _, found = site
+    (renamed,) = [e for e in found["policy.update"] if e["payload"].get("after") == {"name": "p0-renamed"}]
+    assert renamed["payload"]["before"] == {"name": "p0"} and renamed["payload"]["changed"] == ["name"]
+    out, _ = site
+    (gone,) = [e for e in found["policy.delete"] if e["payload"]["pk"] == str(out["deferred_gone"])]
+    assert gone["payload"]["before"] == {"id": out["deferred_gone"], "name": "deferred-gone"}
+    assert gone["payload"]["object"] is None  # its __str__ needs tenant_id, deferred, from a row now gone

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import runtime
-from ..context import current_native_request
+from ..context import current_actor, current_native_request, current_source_ip, current_tenant
 from . import (Hooks, Integration, Option, OptionError, boolean, capture_internal_exceptions, client_ip, evaluate,
                expression, networks, positive_int, record)
 
@@ -209,7 +209,10 @@ class DjangoIntegration(Integration):
         if marker is None and request is not None and MARKERS:
             # Even with no session open here: one started in another worker registers itself on first sight.
             marker = marker_for(request)
-        fields = {"actor": actor, "tenant": tenant, "source_ip": self.source_ip(request), "payload": payload,
+        # The audit_context() values too are read now: the commit may come after the block that set them.
+        fields = {"actor": actor if actor is not None else current_actor(),
+                  "tenant": tenant if tenant is not None else current_tenant(),
+                  "source_ip": self.source_ip(request) or current_source_ip(), "payload": payload,
                   "outcome": outcome, "risk": risk, "marker": marker}
         if db is not None and outcome == "success":
             from django.db import transaction
@@ -505,8 +508,13 @@ def _concrete(model: Any, only: Any = None) -> list[Any]:
 
 
 def snapshot(obj: Any, only: Any = None) -> dict[str, Any]:
-    """The instance's concrete field values by field name (foreign keys as their id)."""
-    return {f.name: getattr(obj, f.attname) for f in _concrete(type(obj), only)}
+    """The instance's loaded concrete field values by field name (foreign keys as their id).
+
+    Deferred fields (`.only()`, `.defer()`) are left out: reading one would query the database, and
+    after a delete there is no row to read.
+    """
+    deferred = obj.get_deferred_fields()
+    return {f.name: getattr(obj, f.attname) for f in _concrete(type(obj), only) if f.attname not in deferred}
 
 
 def stored_values(model: Any, pk: Any, only: Any = None, using: str | None = None) -> dict[str, Any] | None:
@@ -551,8 +559,13 @@ def public(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe(obj: Any) -> dict[str, Any]:
-    """What an event says about the object: its model, pk and text."""
-    return {"model": obj._meta.label_lower, "pk": _text(obj.pk), "object": str(obj)}
+    """What an event says about the object: its model, pk and text (None when its __str__ fails, e.g. on a
+    deleted row whose __str__ needs a deferred field: the event is kept without it)."""
+    try:
+        text: str | None = str(obj)
+    except Exception:  # noqa: BLE001 - the app's own __str__; the rest of the event stands
+        text = None
+    return {"model": obj._meta.label_lower, "pk": _text(obj.pk), "object": text}
 
 
 def _only(values: dict[str, Any], names: list[str]) -> dict[str, Any]:
