@@ -14,12 +14,12 @@ id, so every worker links the session's actions alike.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from ..context import Impersonation, impersonations
 from ..events import IMPERSONATION_END, IMPERSONATION_START, new_event_id
-from . import Hooks, capture_internal_exceptions
-from .django import identity
+from . import Hooks, Integration, capture_internal_exceptions
+from .django import MARKERS, identity
 
 SESSION_KEY = "auditrail_impersonation"  # in the Django session: the id of the impersonation it belongs to
 
@@ -77,3 +77,24 @@ def connect_sessions(hooks: Hooks, library: str, module: str, signals: tuple[str
 
     hooks.on_import(module, lambda mod: (hooks.connect(getattr(mod, signals[0]), receiver(True)),
                                          hooks.connect(getattr(mod, signals[1]), receiver(False))))
+
+
+class ImpersonationIntegration(Integration):
+    """An impersonation library: its start/end signals, and the marker its session state gives a request."""
+
+    events = (IMPERSONATION_START, IMPERSONATION_END)
+    signals: ClassVar[tuple[str, str]]  # (start, end) in `<library>.signals`
+    users: ClassVar[tuple[str, str]]  # the signals' (impersonator, impersonated) arguments
+
+    def marker(self, request: Any) -> str | None:
+        """The session marker of `request`, None when it is not made inside an impersonation."""
+        raise NotImplementedError
+
+    def session(self, request: Any) -> Any:
+        """The library's own id for a session being started, if it keeps one."""
+        return None
+
+    def setup(self, hooks: Hooks) -> None:
+        """Connect to the library's signals when they are imported; give requests their marker."""
+        hooks.register(MARKERS, self.marker)
+        connect_sessions(hooks, self.library, f"{self.library}.signals", self.signals, self.users, self.session)

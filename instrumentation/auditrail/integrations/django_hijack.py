@@ -10,23 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Hooks, Integration
-from ._impersonation import connect_sessions, linked
-from .django import MARKERS, SWITCHES, _user
-
-
-def _marker(request: Any) -> str | None:
-    """The session marker of a request made while hijacked (None for everyone else)."""
-    session = getattr(request, "session", None)
-    history = session.get("hijack_history") if session is not None else None
-    user = _user(request) if history else None
-    if user is None:
-        return None
-    from django.contrib.auth import get_user_model
-
-    hijacker = history[-1]
-    return linked(request, "hijack", hijacker, user,
-                  lambda: get_user_model()._default_manager.filter(pk=hijacker).first())
+from . import Hooks
+from ._impersonation import ImpersonationIntegration, linked
+from .django import SWITCHES, _user
 
 
 def _switching(request: Any) -> bool:
@@ -35,21 +21,33 @@ def _switching(request: Any) -> bool:
     return match is not None and "hijack" in match.app_names
 
 
-class DjangoHijackIntegration(Integration):
+class DjangoHijackIntegration(ImpersonationIntegration):
     """django-hijack's sessions."""
 
     name = "django_hijack"
     library = "hijack"
     distribution = "django-hijack"
     versions = ">=3.4,<4"
-    events = ("admin.impersonation.start", "admin.impersonation.end")
+    signals = ("hijack_started", "hijack_ended")
+    users = ("hijacker", "hijacked")
+
+    def marker(self, request: Any) -> str | None:
+        """The session marker of a request made while hijacked (None for everyone else)."""
+        session = getattr(request, "session", None)
+        history = session.get("hijack_history") if session is not None else None
+        user = _user(request) if history else None
+        if user is None:
+            return None
+        from django.contrib.auth import get_user_model
+
+        hijacker = history[-1]
+        return linked(request, "hijack", hijacker, user,
+                      lambda: get_user_model()._default_manager.filter(pk=hijacker).first())
 
     def setup(self, hooks: Hooks) -> None:
-        """Connect to hijack's signals when it is imported."""
-        hooks.register(MARKERS, _marker)
+        """The signals and the marker, and hijack's own logins told apart from users' logins."""
+        super().setup(hooks)
         hooks.register(SWITCHES, _switching)
-        connect_sessions(hooks, "hijack", "hijack.signals", ("hijack_started", "hijack_ended"),
-                         ("hijacker", "hijacked"))
 
 
 INTEGRATION = DjangoHijackIntegration

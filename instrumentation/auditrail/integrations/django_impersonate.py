@@ -10,36 +10,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Hooks, Integration
-from ._impersonation import connect_sessions, linked
-from .django import MARKERS, _user
+from ._impersonation import ImpersonationIntegration, linked
+from .django import _user
 
 
-def _marker(request: Any) -> str | None:
-    """The session marker of a request made while impersonating (None for everyone else)."""
-    session = getattr(request, "session", None)
-    impersonator = getattr(request, "impersonator", None)
-    user = _user(request) if impersonator is not None and session is not None and "_impersonate" in session else None
-    if user is None:
-        return None
-    return linked(request, "impersonate", impersonator.pk, user, lambda: impersonator)
-
-
-class DjangoImpersonateIntegration(Integration):
+class DjangoImpersonateIntegration(ImpersonationIntegration):
     """django-impersonate's sessions."""
 
     name = "django_impersonate"
     library = "impersonate"
     distribution = "django-impersonate"
     versions = ">=1.9,<2"
-    events = ("admin.impersonation.start", "admin.impersonation.end")
+    signals = ("session_begin", "session_end")
+    users = ("impersonator", "impersonating")
 
-    def setup(self, hooks: Hooks) -> None:
-        """Connect to django-impersonate's signals when they are imported."""
-        hooks.register(MARKERS, _marker)
-        connect_sessions(hooks, "impersonate", "impersonate.signals", ("session_begin", "session_end"),
-                         ("impersonator", "impersonating"),
-                         session=lambda request: request.session.get("_impersonate_session_id"))
+    def marker(self, request: Any) -> str | None:
+        """The session marker of a request made while impersonating (None for everyone else)."""
+        session = getattr(request, "session", None)
+        impersonator = getattr(request, "impersonator", None)
+        active = impersonator is not None and session is not None and "_impersonate" in session
+        user = _user(request) if active else None
+        if user is None:
+            return None
+        return linked(request, "impersonate", impersonator.pk, user, lambda: impersonator)
+
+    def session(self, request: Any) -> Any:
+        """Its ImpersonationLog key (when its logging is on), set by its own receiver just before ours."""
+        return request.session.get("_impersonate_session_id")
 
 
 INTEGRATION = DjangoImpersonateIntegration
