@@ -393,7 +393,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_app(args: argparse.Namespace, env: dict[str, str], port: int, base_url: str, log_path: Path, events: Path,
              store_base: str | None, read_token: str | None, store_url: str | None) -> int:
-    steps = 0
     command = server_command(port, audit=not args.no_audit)
     print(f"starting: {' '.join(command)}  (in {HERE.relative_to(REPO)})")
     proc = start_server(command, env, log_path)
