@@ -320,8 +320,9 @@ def setup_integrations(settings: Mapping[str, dict[str, Any] | None], patcher: A
         if cls.name in settings and settings[cls.name] is None:
             continue
         if cls.name not in settings and covered_by_events(cls, targets):
-            _log.info("auditrail: events: audits %s by hand, so the %s integration is off "
-                      "(integrations: {%s: true} turns it on as well)", cls.library, cls.name, cls.name)
+            # Said at warning level: the app's own entries silently replacing a whole integration would surprise.
+            _log.warning("auditrail: events: audits %s by hand, so the %s integration is off "
+                         "(integrations: {%s: true} runs it as well)", cls.library, cls.name, cls.name)
             continue
         status = library_status(cls)
         if status.too_old:
