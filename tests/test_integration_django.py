@@ -469,3 +469,46 @@ def test_deferred_fields_are_left_out_not_read(site) -> None:
     (gone,) = [e for e in found["policy.delete"] if e["payload"]["pk"] == str(out["deferred_gone"])]
     assert gone["payload"]["before"] == {"id": out["deferred_gone"], "name": "deferred-gone"}
     assert gone["payload"]["object"] is None  # its __str__ needs tenant_id, deferred, from a row now gone
+
+
+FAIL_CLOSED = '''
+import json
+
+import django
+
+django.setup()
+
+from django.contrib.auth.models import Group, User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from auditrail.pipeline import AuditUnavailable  # noqa: E402
+from catalog.models import Policy  # noqa: E402
+
+call_command("migrate", verbosity=0)
+admin = User.objects.create_superuser("admin", "a@example.com", "pw-0000-x")
+bob = User.objects.create_user("bob")
+support = Group.objects.create(name="support")
+refused = []
+try:
+    Policy.objects.create(tenant_id="acme", name="from-code")
+except AuditUnavailable:
+    refused.append("create")
+try:
+    bob.groups.add(support)
+except AuditUnavailable:
+    refused.append("grant")
+client = Client(raise_request_exception=False)
+client.force_login(admin)
+response = client.post("/admin/catalog/policy/add/", {"tenant_id": "acme", "name": "from-admin", "monthly_limit": 1})
+print(json.dumps({"refused": refused, "admin_status": response.status_code, "policies": Policy.objects.count(),
+                  "groups": bob.groups.count()}))
+'''
+
+
+def test_fail_closed_refuses_the_changes_whose_events_cannot_be_recorded(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("the spool cannot live here")
+    yaml = ("delivery: {mode: fail_closed, spool_dir: not-a-dir/spool}\n"
+            "integrations:\n  django: {models: [catalog.Policy]}\n")
+    out, _, _ = drive(tmp_path, yaml, FAIL_CLOSED)
+    assert out == {"refused": ["create", "grant"], "admin_status": 500, "policies": 0, "groups": 0}

@@ -376,6 +376,15 @@ def _is_trusted(address: str | None, trusted: tuple[ipaddress.IPv4Network | ipad
     return any(ip in network for network in trusted)
 
 
+def admit() -> None:
+    """Before an audited action, as `events:` wrappers do: in fail_closed (or on_full: refuse) mode raise
+    AuditUnavailable when its event could not be recorded, so the action does not happen unaudited; with
+    on_full: block, wait for room. Outside any guard on purpose: this is the one refusal the app is told."""
+    recorder = runtime.recorder
+    if recorder is not None and recorder.guard is not None:
+        recorder.guard()
+
+
 def record(event_type: str, **fields: Any) -> None:
     """Emit one event through the active recorder (nothing when auditing is off); never raises."""
     recorder = runtime.recorder

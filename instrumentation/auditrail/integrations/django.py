@@ -26,8 +26,8 @@ from typing import Any
 
 from .. import runtime
 from ..context import current_actor, current_native_request, current_source_ip, current_tenant
-from . import (Hooks, Integration, Option, OptionError, boolean, capture_internal_exceptions, client_ip, evaluate,
-               expression, networks, positive_int, record)
+from . import (Hooks, Integration, Option, OptionError, admit, boolean, capture_internal_exceptions, client_ip,
+               evaluate, expression, networks, positive_int, record)
 
 # Apps whose models `models: all` leaves out: Django's own bookkeeping, not the app's data.
 _BOOKKEEPING_APPS = frozenset({"admin", "contenttypes", "sessions", "migrations"})
@@ -182,6 +182,7 @@ class DjangoIntegration(Integration):
             self.tracked[model] = prefix or model._meta.label_lower
             hooks.connect(signals.pre_save, self._pre_save, sender=model)
             hooks.connect(signals.post_save, self._post_save, sender=model)
+            hooks.connect(signals.pre_delete, self._pre_delete, sender=model)
             hooks.connect(signals.post_delete, self._post_delete, sender=model)
 
     # --- emitting -----------------------------------------------------------------------------------
@@ -257,6 +258,7 @@ class DjangoIntegration(Integration):
 
     def _save_model(self, wrapped: Callable[..., Any], admin: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         request, obj, form, change = _bind(args, kwargs, ("request", "obj", "form", "change"))
+        admit()
         before: dict[str, Any] | None = None
         with capture_internal_exceptions("integration django admin save (before)"):
             if change and obj.pk is not None:
@@ -318,6 +320,8 @@ class DjangoIntegration(Integration):
                         request: Any, payload: dict[str, Any] | None, obj: Any, risk: str | None,
                         db: str | None) -> Any:
         """The app's call, then `event` with its outcome (none when `payload` could not be read: said already)."""
+        if payload:
+            admit()
         outcome = "failure"
         try:
             result = wrapped(*args, **kwargs)
@@ -375,12 +379,18 @@ class DjangoIntegration(Integration):
 
     def _m2m_changed(self, sender: Any, instance: Any = None, action: str = "", reverse: bool = False,
                      model: Any = None, pk_set: Any = None, using: str | None = None, **kwargs: Any) -> None:
-        if action not in ("post_add", "post_remove", "pre_clear", "post_clear"):
+        if action not in ("pre_add", "pre_remove", "pre_clear", "post_add", "post_remove", "post_clear"):
             return
+        relation = None
         with capture_internal_exceptions("integration django access"):
             relation = self.relations().get(sender)
-            if relation is None:
+        if relation is None:
+            return
+        if action.startswith("pre_"):
+            admit()  # before the change: fail_closed refuses a grant whose event could not be recorded
+            if action != "pre_clear":
                 return
+        with capture_internal_exceptions("integration django access"):
             name, holder, item, holder_col, item_col = relation
             if action == "pre_clear":  # clear() names no pks: read them while they exist
                 mine, other = (item_col, holder_col) if reverse else (holder_col, item_col)
@@ -402,7 +412,10 @@ class DjangoIntegration(Integration):
 
     def _pre_save(self, sender: Any, instance: Any = None, raw: bool = False, update_fields: Any = None,
                   using: str | None = None, **kwargs: Any) -> None:
-        if raw or instance._state.adding or instance.pk is None or runtime.recorder is None:
+        if raw or runtime.recorder is None:
+            return
+        admit()  # the save's event must be recordable (fail_closed), creates included
+        if instance._state.adding or instance.pk is None:
             return
         with capture_internal_exceptions("integration django history (before)"):
             # One query per save of a tracked model: the stored row, to diff against.
@@ -429,6 +442,10 @@ class DjangoIntegration(Integration):
                            changed=changed)
             self.emit(f"{prefix}.update", None, payload, obj=instance, db=using)
 
+    def _pre_delete(self, sender: Any, **kwargs: Any) -> None:
+        if runtime.recorder is not None:
+            admit()
+
     def _post_delete(self, sender: Any, instance: Any = None, using: str | None = None, **kwargs: Any) -> None:
         # Django sends this for QuerySet.delete() too, row by row, because a receiver listens.
         if runtime.recorder is None:
@@ -450,6 +467,7 @@ class DjangoIntegration(Integration):
 
     def _update(self, original: Callable[..., Any], queryset: Any, kwargs: dict[str, Any]) -> Any:
         """The affected rows read before and after the UPDATE (up to bulk_max_rows), one event per changed row."""
+        admit()
         prefix = self.tracked[queryset.model]
         limit = self.config["bulk_max_rows"]
         fields = sorted(kwargs)
