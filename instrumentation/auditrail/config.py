@@ -195,7 +195,8 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     doc = _Located(filename, text)
     root = doc.value
     if root is None:
-        raise ConfigError(f"{filename}: the file is empty; it needs at least `service_name:` (the integrations then run with their defaults)")
+        raise ConfigError(f"{filename}: the file is empty; it needs at least `service_name:` "
+                          "(the built-in integrations then run with their defaults)")
     if not isinstance(root, dict):
         raise doc.error((), "the top level must be a mapping of keys such as service_name and events")
     _known_keys(doc, (), root, TOP_KEYS)
@@ -335,8 +336,7 @@ def _integrations(doc: _Located, value: Any) -> dict[str, dict[str, Any] | None]
             out[str(name)] = parse_options(str(name), options)
         except OptionError as exc:
             path: Path_ = ("integrations", name, *exc.path)
-            raise doc.error(path, str(exc), at_value=not (exc.path == () and "unknown integration" in str(exc))
-                            and not str(exc).startswith("unknown option")) from None
+            raise doc.error(path, str(exc), at_value=not exc.at_key) from None
     return out
 
 

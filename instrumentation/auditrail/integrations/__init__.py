@@ -64,11 +64,13 @@ def capture_internal_exceptions(where: str) -> Iterator[None]:
 
 
 class OptionError(ValueError):
-    """A bad integration option; `path` is where under the option it is (for file:line:col)."""
+    """A bad integration option; `path` is where under the option it is (for file:line:col), `at_key` says
+    the key itself is wrong (an unknown name: point at it), not its value."""
 
-    def __init__(self, message: str, path: tuple[Any, ...] = ()) -> None:
+    def __init__(self, message: str, path: tuple[Any, ...] = (), *, at_key: bool = False) -> None:
         super().__init__(message)
         self.path = path
+        self.at_key = at_key
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ def parse_options(name: str, value: Any) -> dict[str, Any] | None:
 
         hint = difflib.get_close_matches(str(name), known, n=1)
         raise OptionError(f"unknown integration {name!r}"
-                          + (f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(known)})"))
+                          + (f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(known)})"),
+                          at_key=True)
     if value is False:
         return None
     if value is True or value is None:
@@ -190,7 +193,7 @@ def parse_options(name: str, value: Any) -> dict[str, Any] | None:
             hint = difflib.get_close_matches(str(key), cls.options, n=1)
             raise OptionError(f"unknown option {key!r} of the {name} integration"
                               + (f" (did you mean {hint[0]!r}?)" if hint else
-                                 f" (options: {', '.join(cls.options) or 'none'})"), (key,))
+                                 f" (options: {', '.join(cls.options) or 'none'})"), (key,), at_key=True)
         try:
             out[key] = option.parse(item)
         except OptionError as exc:
