@@ -21,6 +21,7 @@ and `options` (each an `Option` with a parser from this module), implement `setu
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -171,12 +172,7 @@ def parse_options(name: str, value: Any) -> dict[str, Any] | None:
     """The checked options of `integrations.<name>` (None: turned off). Raises OptionError with a path."""
     known = by_name()
     if name not in known:
-        import difflib
-
-        hint = difflib.get_close_matches(str(name), known, n=1)
-        raise OptionError(f"unknown integration {name!r}"
-                          + (f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(known)})"),
-                          at_key=True)
+        raise OptionError(f"unknown integration {name!r}{_suggest(name, known, 'known')}", at_key=True)
     if value is False:
         return None
     if value is True or value is None:
@@ -188,17 +184,20 @@ def parse_options(name: str, value: Any) -> dict[str, Any] | None:
     for key, item in value.items():
         option = cls.options.get(key)
         if option is None:
-            import difflib
-
-            hint = difflib.get_close_matches(str(key), cls.options, n=1)
             raise OptionError(f"unknown option {key!r} of the {name} integration"
-                              + (f" (did you mean {hint[0]!r}?)" if hint else
-                                 f" (options: {', '.join(cls.options) or 'none'})"), (key,), at_key=True)
+                              f"{_suggest(key, cls.options, 'options')}", (key,), at_key=True)
         try:
             out[key] = option.parse(item)
         except OptionError as exc:
             raise OptionError(str(exc), (key, *exc.path)) from None
     return out
+
+
+def _suggest(word: Any, choices: Iterable[str], label: str) -> str:
+    """' (did you mean X?)' for a near miss, else ' (label: all, choices)'."""
+    choices = list(choices)
+    hint = difflib.get_close_matches(str(word), choices, n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else f" ({label}: {', '.join(choices) or 'none'})"
 
 
 @dataclass(frozen=True)
