@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import httpx
@@ -58,11 +59,11 @@ def server_command(port: int, *, audit: bool) -> list[str]:
     return [str(launcher), *uvicorn]
 
 
-def start_server(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_server(command: list[str], env: dict[str, str], log_path: Path, cwd: Path = HERE) -> subprocess.Popen[bytes]:
     """Start a process in its own process group (cwd: this example), stdout and stderr to `log_path`."""
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
@@ -93,6 +94,29 @@ def stop_server(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode
+
+
+def drive(proc: subprocess.Popen[bytes], base_url: str, log_path: Path, banner: str,
+          scenario: Callable[[], Iterable[str]]) -> tuple[int, bool]:
+    """Once the app is healthy, run `scenario` printing each step, then stop the app; (steps, clean exit).
+
+    A step that fails stops the app and shows its log before the error goes on.
+    """
+    steps = 0
+    try:
+        wait_healthy(base_url, proc, log_path)
+        print(banner)
+        for steps, step in enumerate(scenario(), 1):
+            print(f"  {steps:2}. {step}")
+    except BaseException:
+        stop_server(proc)
+        print(log_path.read_text(errors="replace"), file=sys.stderr)
+        raise
+    code = stop_server(proc)
+    clean = code in (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+    if not clean:
+        print(f"the app exited with code {code}:\n{log_path.read_text(errors='replace')}", file=sys.stderr)
+    return steps, clean
 
 
 def count_records(path: Path) -> int:
@@ -369,23 +393,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_app(args: argparse.Namespace, env: dict[str, str], port: int, base_url: str, log_path: Path, events: Path,
              store_base: str | None, read_token: str | None, store_url: str | None) -> int:
-    steps = 0
     command = server_command(port, audit=not args.no_audit)
     print(f"starting: {' '.join(command)}  (in {HERE.relative_to(REPO)})")
     proc = start_server(command, env, log_path)
-    try:
-        wait_healthy(base_url, proc, log_path)
-        print(f"assistant-admin is up on {base_url}; running the scenario:")
-        for number, step in enumerate(run_scenario(base_url), 1):
-            print(f"  {number:2}. {step}")
-            steps = number
-    except BaseException:
-        stop_server(proc)
-        print(log_path.read_text(errors="replace"), file=sys.stderr)
-        raise
-    code = stop_server(proc)
-    if code not in (0, -signal.SIGTERM, 128 + signal.SIGTERM):
-        print(f"the app exited with code {code}:\n{log_path.read_text(errors='replace')}", file=sys.stderr)
+    steps, _ = drive(proc, base_url, log_path, f"assistant-admin is up on {base_url}; running the scenario:",
+                     lambda: run_scenario(base_url))
     print()
     if args.no_audit:
         print("auditing was off (--no-audit): no events recorded")
