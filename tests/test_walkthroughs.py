@@ -291,7 +291,9 @@ def test_the_examples_audit_yaml_passes_auditrail_check(name: str) -> None:
 def test_the_readme_shows_each_examples_audit_yaml_exactly() -> None:
     """The walk-throughs print the files the tests run: they cannot drift apart."""
     readme = (ROOT / "README.md").read_text()
-    shown = dict(re.findall(r"`(examples/walkthrough_\w+/audit\.yaml)`:\n\n```yaml\n(.*?)```\n", readme, re.S))
-    assert sorted(shown) == sorted(f"examples/{p.name}/audit.yaml" for p in EXAMPLES.values())
-    for path, text in shown.items():
-        assert text == (ROOT / path).read_text(), path
+    blocks = re.findall(r"`(examples/walkthrough_\w+/audit\.yaml)`:\n\n( *)```yaml\n(.*?)\n\2```\n", readme, re.S)
+    assert sorted(path for path, _, _ in blocks) == sorted(f"examples/{p.name}/audit.yaml" for p in EXAMPLES.values())
+    for path, indent, text in blocks:  # the block sits in a numbered step: indented as a whole
+        assert all(not line or line.startswith(indent) for line in text.splitlines()), path
+        shown = "".join(line[len(indent):] + "\n" for line in text.splitlines())
+        assert shown == (ROOT / path).read_text(), path
