@@ -297,3 +297,17 @@ def test_the_readme_shows_each_examples_audit_yaml_exactly() -> None:
         assert all(not line or line.startswith(indent) for line in text.splitlines()), path
         shown = "".join(line[len(indent):] + "\n" for line in text.splitlines())
         assert shown == (ROOT / path).read_text(), path
+
+
+def test_without_markers_check_warns_with_the_advice_the_django_walkthrough_follows(tmp_path: Path) -> None:
+    """The warning once advised `context:` for hijack's session marker, where `request` has no session."""
+    text = (EXAMPLES["django"] / "audit.yaml").read_text()
+    stripped = re.sub(r"    impersonation:\n      marker: .*\n", "", text)
+    assert stripped.count("marker") == 0
+    (tmp_path / "audit.yaml").write_text(stripped)
+    proc = subprocess.run([str(BIN / "auditrail"), "check", str(tmp_path / "audit.yaml")], cwd=EXAMPLES["django"],
+                          env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    [warning] = [line for line in proc.stderr.splitlines() if "no action is linked" in line]
+    for advice in ('named["hijacker"].pk', '(request.session.get("hijack_history") or [None])[-1]'):
+        assert f"{advice} on" in warning and f"marker: {advice}" in text, advice

@@ -382,9 +382,10 @@ def _warn_unlinkable_impersonation(doc: _Located, cfg: AuditConfig) -> None:
                 else f"only {IMPERSONATION_START} has an impersonation.marker")
         warnings.warn(
             f"{where}: {what} and context: names none, so no action is linked to its sessions (a user name is "
-            "no evidence). Add `impersonation: {marker: EXPR}` under `context:`, or to the start and to the "
-            "actions: e.g. for django-hijack the hijacker's pk at the start, "
-            "request.session[\"hijack_history\"][-1] in later requests",
+            "no evidence). Add `impersonation: {marker: EXPR}` to the start and to the actions (or under "
+            "`context:` for a marker auditrail's request view can read, such as a header): e.g. for django-hijack "
+            "named[\"hijacker\"].pk on the start, and (request.session.get(\"hijack_history\") or [None])[-1] on "
+            "each entry whose target takes Django's request",
             ConfigWarning,
             stacklevel=2,
         )
