@@ -303,7 +303,7 @@ def test_without_markers_check_warns_with_the_advice_the_django_walkthrough_foll
     """The warning once advised `context:` for hijack's session marker, where `request` has no session."""
     text = (EXAMPLES["django"] / "audit.yaml").read_text()
     stripped = re.sub(r"    impersonation:\n      marker: .*\n", "", text)
-    assert stripped.count("marker") == 0
+    assert "marker:" not in stripped
     (tmp_path / "audit.yaml").write_text(stripped)
     proc = subprocess.run([str(BIN / "auditrail"), "check", str(tmp_path / "audit.yaml")], cwd=EXAMPLES["django"],
                           env=_env(), capture_output=True, text=True, timeout=120)
