@@ -97,7 +97,7 @@ FLASK_SECRETS = ("alice-pw-1", "bob-pw-2", "not-her-password", "whsec_9f8e7d6c5b
 def flask_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pytest.importorskip("flask_login")
     app_dir = tmp_path_factory.mktemp("walkthrough_flask") / "app"
-    shutil.copytree(EXAMPLES["flask"], app_dir, ignore=shutil.ignore_patterns("__pycache__", ".auditrail", "*.db"))
+    shutil.copytree(EXAMPLES["flask"], app_dir, ignore=shutil.ignore_patterns("__pycache__", ".auditrail", ".venv", "*.db", "audit.jsonl", "jar"))
     events = app_dir / "audit.jsonl"
     env = _env(AUDITRAIL_EXPORTER=f"file:{events}", PRICING_DB=str(app_dir / "pricing.db"))
     with _serve(app_dir, "flask --app pricing_admin run --port {port}", env, "/login") as base:
@@ -202,7 +202,7 @@ def django_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pytest.importorskip("django")
     pytest.importorskip("hijack")
     app_dir = tmp_path_factory.mktemp("walkthrough_django") / "app"
-    shutil.copytree(EXAMPLES["django"], app_dir, ignore=shutil.ignore_patterns("__pycache__", ".auditrail", "*.sqlite3"))
+    shutil.copytree(EXAMPLES["django"], app_dir, ignore=shutil.ignore_patterns("__pycache__", ".auditrail", ".venv", "*.sqlite3", "audit.jsonl"))
     events = app_dir / "audit.jsonl"
     env = _env(HELPDESK_DB=str(app_dir / "db.sqlite3"), HELPDESK_DEBUG="0")
     for setup in (["migrate", "-v", "0"], ["seed"]):
