@@ -89,6 +89,28 @@ def test_impossible_targets_are_refused_when_checked(tmp_path, monkeypatch) -> N
         parse_config(f"events:\n  - target: {target}\n    event: custom.act\n{extra}", check_targets=True)
 
 
+def test_request_attributes_auditrails_view_lacks_are_refused_where_request_is_that_view(tmp_path, monkeypatch) -> None:
+    """`context: {actor: [request.user.username]}` passed check, then failed on every event (the walk-through's
+    second papercut): in context:, and in entries whose target has no `request` parameter, `request` is
+    auditrail's RequestInfo; a target's own `request` parameter (a Django view, ModelAdmin.save_model) is free."""
+    (tmp_path / "desk.py").write_text("def save(request, obj):\n    pass\n\ndef plain(tenant_id):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message = error_of("context:\n  actor: [request.user.username]\nevents: []\n")
+    assert message.startswith("audit.yaml:2:11: context.actor[0]: bad expression 'request.user.username': "
+                              "`request` in context: is auditrail's view of the HTTP request, which has no 'user'")
+    assert "client, forwarded_for, headers, method, path, query_string, raw, scheme" in message
+    assert "context.impersonation.marker: bad expression" in error_of(
+        "context:\n  impersonation: {marker: 'request.session.get(\"k\")'}\nevents: []\n")
+    assert "the target has no `request` parameter) is auditrail's view of the HTTP request, which has no 'form'" in \
+        error_of("events:\n  - target: desk:plain\n    event: custom.act\n    after: {f: request.form}\n",
+                 check_targets=True)
+    parse_config("context:\n  source_ip: [request.forwarded_for, request.client.host]\n"
+                 "  actor: ['request.headers.get(\"x-user\")']\nevents:\n  - target: desk:save\n    event: custom.act\n"
+                 "    actor: request.user.username\n    payload: {m: request.session.get('k'), p: request.path}\n"
+                 "  - target: desk:plain\n    event: custom.act\n    payload: {p: request.path, t: tenant_id}\n",
+                 check_targets=True)
+
+
 def test_missing_category_fields_warn_with_line() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -398,6 +398,9 @@ def test_check_reports_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "ledger.crawler defines no 'crawl'" in proc.stderr
     assert "OK" not in proc.stdout
+    proc = run([str(Path(AUDITRAIL_INSTRUMENT).with_name("auditrail")), "check"], root)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("auditrail check: ") and "defines no 'crawl'" in proc.stderr  # its own name
 
 
 # --- (f) the upstream launcher --------------------------------------------------------------------

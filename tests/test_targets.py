@@ -114,3 +114,30 @@ def test_the_real_django_hijack_signal_target_is_checked() -> None:
     assert "hijack.signals:hijack_started (an instance of django.dispatch.dispatcher.Signal) defines no 'sned'" in \
         _check("hijack.signals:hijack_started.sned")
     assert "unknown name 'hijacker'" in _check("hijack.signals:hijack_started.send", "    actor: hijacker\n")
+
+
+DJANGO_ADMINS = '''
+import django.contrib.admin as dj_admin
+from django.contrib import admin
+
+
+@admin.register(Prompt)  # parsed, never run
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ("name",)
+
+
+class NoteAdmin(dj_admin.options.ModelAdmin):
+    pass
+'''
+
+
+def test_a_base_class_named_through_a_module_is_followed_like_the_django_admins(app_dir: Path) -> None:
+    """`class PromptAdmin(admin.ModelAdmin)` (and Django's own UserAdmin) had unchecked expressions: a typo passed."""
+    (app_dir / "djadmins.py").write_text(DJANGO_ADMINS)
+    for target in ("djadmins:PromptAdmin.save_model", "djadmins:NoteAdmin.delete_model",
+                   "django.contrib.auth.admin:UserAdmin.save_model"):
+        parse_config(f"events:\n  - target: {target}\n    event: custom.act\n"
+                     "    actor: request.user.username\n    payload: {o: str(obj)}\n", check_targets=True)
+        message = _check(target, "    actor: reqest.user.username\n")
+        assert "unknown name 'reqest'" in message and "request" in message, message
+    assert "djadmins:PromptAdmin defines no 'save_modle'" in _check("djadmins:PromptAdmin.save_modle")

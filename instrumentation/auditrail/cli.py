@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return main_keys([*args.rest, *rest])
     from .launcher import main as launcher_main
 
-    return launcher_main(["--check", *(["--config", args.config] if args.config else [])])
+    return launcher_main(["--check", *(["--config", args.config] if args.config else [])], prog="auditrail check")
 
 
 def _store_verify(args: list[str]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 import warnings
@@ -22,6 +23,7 @@ from .expressions import (
     constant,
     set_size_limit,
 )
+from .context import REQUEST_ATTRIBUTES
 from .payload import DEFAULT_MAX_BYTES
 from .targets import TargetError, TargetResolver
 
@@ -353,7 +355,7 @@ def _context(doc: _Located, value: Any) -> dict[str, list[Expression]]:
             key, path = "marker", path + ("marker",)
         items = sources if isinstance(sources, list) else [sources]
         out[key] = [
-            _expression(doc, path + (i,) if isinstance(sources, list) else path, src, ("request",))
+            _expression(doc, path + (i,) if isinstance(sources, list) else path, src, ("request",), request_view=True)
             for i, src in enumerate(items)
         ]
     return out
@@ -364,7 +366,7 @@ def _impersonation_section(doc: _Located, path: Path_, value: Any) -> Any:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise doc.error(path, "must be a mapping such as {marker: 'request.session[\"hijack_history\"][-1]'}")
+        raise doc.error(path, "must be a mapping such as {marker: 'request.headers.get(\"x-impersonation\")'}")
     _known_keys(doc, path, value, IMPERSONATION_KEYS)
     return value.get("marker")
 
@@ -402,23 +404,41 @@ def _warn_unlinkable_impersonation(doc: _Located, cfg: AuditConfig) -> None:
                 else f"only {IMPERSONATION_START} has an impersonation.marker")
         warnings.warn(
             f"{where}: {what} and context: names none, so no action is linked to its sessions (a user name is "
-            "no evidence). Add `impersonation: {marker: EXPR}` under `context:`, or to the start and to the "
-            "actions: e.g. for django-hijack the hijacker's pk at the start, "
-            "request.session[\"hijack_history\"][-1] in later requests",
+            "no evidence). Add `impersonation: {marker: EXPR}` to the start and to the actions (or under "
+            "`context:` for a marker auditrail's request view can read, such as a header): e.g. for django-hijack "
+            "named[\"hijacker\"].pk on the start, and (request.session.get(\"hijack_history\") or [None])[-1] on "
+            "each entry whose target takes Django's request",
             ConfigWarning,
             stacklevel=2,
         )
 
 
-def _expression(doc: _Located, path: Path_, value: Any, allowed: tuple[str, ...] | frozenset[str] | None) -> Expression:
+def _expression(doc: _Located, path: Path_, value: Any, allowed: tuple[str, ...] | frozenset[str] | None,
+                *, request_view: bool = False) -> Expression:
+    """Compile one expression; `request_view`: its `request` is auditrail's RequestInfo, not a parameter."""
     if isinstance(value, (int, float, bool)) or value is None:
         return constant(value)
     if not isinstance(value, str):
         raise doc.error(path, f"must be an expression (a string), not a {type(value).__name__}")
     try:
-        return compile_expression(value, allowed, doc.call_modules)
+        compiled = compile_expression(value, allowed, doc.call_modules)
     except ExpressionError as exc:
         raise doc.error(path, f"bad expression {value!r}: {exc}") from None
+    if request_view and "request" in compiled.names:
+        _check_request_view(doc, path, value)
+    return compiled
+
+
+def _check_request_view(doc: _Located, path: Path_, value: str) -> None:
+    """`request.user` where `request` is auditrail's view of the HTTP request always failed at run time: refuse it."""
+    for node in ast.walk(ast.parse(value.strip(), mode="eval")):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "request" \
+                and node.attr not in REQUEST_ATTRIBUTES:
+            where = "in context:" if path[0] == "context" else "here (the target has no `request` parameter)"
+            raise doc.error(path, f"bad expression {value!r}: `request` {where} is auditrail's view of the HTTP "
+                            f"request, which has no {node.attr!r} (it has {', '.join(sorted(REQUEST_ATTRIBUTES))}); "
+                            "the framework's own request (Django's request.user, request.session) is readable "
+                            "in an entry whose target takes a `request` parameter, e.g. ModelAdmin.save_model")
 
 
 def _event(doc: _Located, index: int, entry: Any, resolver: TargetResolver | None) -> EventSpec:
@@ -446,6 +466,7 @@ def _event(doc: _Located, index: int, entry: Any, resolver: TargetResolver | Non
     except TargetError as exc:
         raise doc.error(path + ("target",), str(exc)) from None
     after_names = None if params is None else frozenset(params) | frozenset(CALL_NAMES)
+    view = params is not None and "request" not in params  # `request` is then auditrail's RequestInfo
     before_names = None if after_names is None else after_names - {"result", "error"}
 
     # actor_type: one of the literal words, or an expression that yields one of them.
@@ -456,17 +477,19 @@ def _event(doc: _Located, index: int, entry: Any, resolver: TargetResolver | Non
         if not isinstance(actor_type, str) or unknown_word:
             raise doc.error(path + ("actor_type",), f"must be one of {', '.join(semconv.ACTOR_TYPES)} "
                             f"or an expression giving one, not {actor_type!r}")
-        actor_type = _expression(doc, path + ("actor_type",), actor_type, after_names)
+        actor_type = _expression(doc, path + ("actor_type",), actor_type, after_names, request_view=view)
 
-    fields = {k: _expression(doc, path + (k,), entry[k], after_names) for k in FIELD_KEYS if k in entry}
+    fields = {k: _expression(doc, path + (k,), entry[k], after_names, request_view=view)
+              for k in FIELD_KEYS if k in entry}
     marker = _impersonation_section(doc, path + ("impersonation",), entry.get("impersonation"))
     if marker is not None:
-        fields["marker"] = _expression(doc, path + ("impersonation", "marker"), marker, after_names)
-    before = _payload_spec(doc, path + ("before",), entry.get("before"), before_names)
+        fields["marker"] = _expression(doc, path + ("impersonation", "marker"), marker, after_names,
+                                       request_view=view)
+    before = _payload_spec(doc, path + ("before",), entry.get("before"), before_names, view)
     if before is not None and after_names is None:
         _reject_outcome_names(doc, path + ("before",), before)
-    after = _payload_spec(doc, path + ("after",), entry.get("after"), after_names)
-    payload = _payload_spec(doc, path + ("payload",), entry.get("payload"), after_names)
+    after = _payload_spec(doc, path + ("after",), entry.get("after"), after_names, view)
+    payload = _payload_spec(doc, path + ("payload",), entry.get("payload"), after_names, view)
     if isinstance(payload, dict):
         for key in ("before", "after"):
             if key in payload and entry.get(key) is not None:
@@ -475,7 +498,8 @@ def _event(doc: _Located, index: int, entry: Any, resolver: TargetResolver | Non
     return EventSpec(target, module, qualname, event, risk, actor_type, fields, before, after, payload, doc.line(path))
 
 
-def _payload_spec(doc: _Located, path: Path_, value: Any, allowed: frozenset[str] | None) -> PayloadSpec:
+def _payload_spec(doc: _Located, path: Path_, value: Any, allowed: frozenset[str] | None,
+                  request_view: bool = False) -> PayloadSpec:
     if value is None:
         return None
     if isinstance(value, dict):
@@ -483,9 +507,9 @@ def _payload_spec(doc: _Located, path: Path_, value: Any, allowed: frozenset[str
         for key, expr in value.items():
             if not isinstance(key, str) or not key:
                 raise doc.error(path + (key,), "payload keys must be non-empty strings", at_value=False)
-            out[key] = _expression(doc, path + (key,), expr, allowed)
+            out[key] = _expression(doc, path + (key,), expr, allowed, request_view=request_view)
         return out
-    return _expression(doc, path, value, allowed)
+    return _expression(doc, path, value, allowed, request_view=request_view)
 
 
 def _reject_outcome_names(doc: _Located, path: Path_, spec: PayloadSpec) -> None:

@@ -144,6 +144,11 @@ class RequestInfo:
         )
 
 
+# What an expression may read from `request` when it is auditrail's view (context: sources, targets without a
+# `request` parameter); anything else is refused when audit.yaml is loaded.
+REQUEST_ATTRIBUTES = frozenset(RequestInfo.__slots__) | {"forwarded_for"}
+
+
 class _LazyRequest:
     """Holds the raw scope/environ; the RequestInfo view is built only when an expression asks for it."""
 

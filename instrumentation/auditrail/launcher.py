@@ -87,25 +87,25 @@ def _install_spec() -> str:
     return "auditrail"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `auditrail-instrument`."""
+def main(argv: list[str] | None = None, prog: str = "auditrail-instrument") -> int:
+    """Entry point of `auditrail-instrument` (and of `auditrail check`, whose messages carry that name)."""
     options = _parser().parse_args(argv)
     if not options.command and not options.check:
         _parser().print_usage(sys.stderr)
-        print("auditrail-instrument: error: give the command to run, or --check", file=sys.stderr)
+        print(f"{prog}: error: give the command to run, or --check", file=sys.stderr)
         return 2
     path = config_path(options.config)
     if path is None:
-        print(f"auditrail-instrument: no audit.yaml in {os.getcwd()} and ${CONFIG_ENV} is not set", file=sys.stderr)
+        print(f"{prog}: no audit.yaml in {os.getcwd()} and ${CONFIG_ENV} is not set", file=sys.stderr)
         return 2
     try:
         check_exporter_spec(os.environ.get(EXPORTER_ENV, "otlp"))
         config, notes = validate(path, _search_path(options.command, options.args))
     except (ConfigError, ExporterError) as exc:
-        print(f"auditrail-instrument: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     for note in notes:
-        print(f"auditrail-instrument: warning: {note}", file=sys.stderr)
+        print(f"{prog}: warning: {note}", file=sys.stderr)
     if options.check:
         print(f"{path}: OK, {len(config.events)} audited target(s)")
         return 0

@@ -135,13 +135,36 @@ class TargetResolver:
         return _UNKNOWN
 
     def _class_of(self, module: str, expr: ast.expr, hops: int) -> _Def | object:
-        """The class `expr` names in `module` (a plain name, followed through imports), or _UNKNOWN."""
-        if not isinstance(expr, ast.Name):
+        """The class `expr` names in `module`, or _UNKNOWN: a name, or one of an imported module such as
+        `admin.ModelAdmin` (`from django.contrib import admin`: the way most Django admins subclass it)."""
+        if isinstance(expr, ast.Name):
+            found = self._in_module(module, expr.id, hops)
+        elif isinstance(expr, ast.Attribute) and (owner := self._module_of(module, expr.value, hops)) is not None:
+            found = self._in_module(owner, expr.attr, hops + 1)
+        else:
             return _UNKNOWN
-        found = self._in_module(module, expr.id, hops)
         if isinstance(found, _Def) and isinstance(found.node, ast.ClassDef) and not found.instance:
             return found
         return _UNKNOWN
+
+    def _module_of(self, module: str, expr: ast.expr, hops: int) -> str | None:
+        """The module `expr` (`admin`, `dj.contrib.admin`) names in `module` through its imports, else None."""
+        if isinstance(expr, ast.Attribute):
+            owner = self._module_of(module, expr.value, hops)
+            return f"{owner}.{expr.attr}" if owner is not None and _has_submodule(owner, expr.attr) else None
+        loaded = self._load(module, strict=False) if isinstance(expr, ast.Name) and hops <= _HOPS else None
+        if loaded is None:
+            return None
+        tree, is_package = loaded
+        binding = _binding(tree.body, expr.id)
+        if isinstance(binding, ast.Import):  # `import a.b` binds `a`; `import a.b as c` binds a.b
+            alias = next(a for a in binding.names if (a.asname or a.name.split(".")[0]) == expr.id)
+            return alias.name if alias.asname else expr.id
+        if isinstance(binding, ast.ImportFrom):  # `from django.contrib import admin`: a submodule, or not a module
+            alias = next(a for a in binding.names if (a.asname or a.name) == expr.id)
+            source = _absolute(module, is_package, binding)
+            return f"{source}.{alias.name}" if source and _has_submodule(source, alias.name) else None
+        return None
 
     def _in_class(self, scope: _Def, name: str, hops: int) -> _Def | object | None:
         cls = scope.node
