@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo demo-collector test lint bench bench-all clean
+.PHONY: install demo demo-collector demo-django test lint bench bench-all clean
 
 # With cargo on the PATH the native core (native/, Rust) is built into the venv too (once; then when its
 # sources change): the embedded store's ingest then decodes OTLP natively. Without it the engine decodes.
@@ -28,6 +28,11 @@ demo: install
 # The same through the collector distribution: alerts land in a local Google Chat webhook receiver.
 demo-collector: install collector
 	$(BIN)/python examples/assistant/demo.py --collector
+
+# The Django admin example (examples/django_admin: no auditrail import, no `events:`) under
+# auditrail-instrument, driven over HTTP; the built-in integrations' events printed as `make demo` does.
+demo-django: install
+	$(BIN)/python examples/django_admin/demo.py
 
 # With Go on the PATH the collector distribution is built first (once; then only when its inputs change),
 # so the collector tests run against the real binary; without Go they skip, saying why.

@@ -58,11 +58,11 @@ def server_command(port: int, *, audit: bool) -> list[str]:
     return [str(launcher), *uvicorn]
 
 
-def start_server(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_server(command: list[str], env: dict[str, str], log_path: Path, cwd: Path = HERE) -> subprocess.Popen[bytes]:
     """Start a process in its own process group (cwd: this example), stdout and stderr to `log_path`."""
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 

@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("rest", nargs=argparse.REMAINDER)
     keys = sub.add_parser("keys", help="checkpoint signing keys: `keys public` prints the public key", add_help=False)
     keys.add_argument("rest", nargs=argparse.REMAINDER)
+    integrations = sub.add_parser("integrations", help="list the built-in integrations, their libraries and events",
+                                  add_help=False)
+    integrations.add_argument("rest", nargs=argparse.REMAINDER)
     check = sub.add_parser("check", help="validate an audit.yaml and its targets")
     check.add_argument("config", nargs="?", help="path (default: $AUDITRAIL_CONFIG or ./audit.yaml)")
     for name, text in STORE_COMMANDS.items():
@@ -66,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         from .verify import main_verify
 
         return main_verify([*args.rest, *rest])
+    if args.command == "integrations":
+        from .integrations.listing import main_integrations
+
+        return main_integrations([*args.rest, *rest])
     if args.command == "keys":
         from .signing import main_keys
 

@@ -24,7 +24,9 @@ CONFIG_ENV = "AUDITRAIL_CONFIG"
 DEFAULT_CONFIG = "audit.yaml"
 DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
 
-TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "redact_allow", "payload_max_bytes", "resource", "events")
+TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "redact_allow", "payload_max_bytes", "resource",
+            "events",
+            "integrations")
 DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes", "on_full")
 ON_FULL = ("block", "refuse")
 INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
@@ -96,6 +98,8 @@ class AuditConfig:
     payload_max_bytes: int = DEFAULT_MAX_BYTES
     resource: dict[str, str] = field(default_factory=dict)
     events: list[EventSpec] = field(default_factory=list)
+    # integrations: name -> checked options ({}: defaults), None: turned off; absent: on when importable
+    integrations: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 # --- YAML with positions --------------------------------------------------------------------------
@@ -193,7 +197,7 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     doc = _Located(filename, text)
     root = doc.value
     if root is None:
-        raise ConfigError(f"{filename}: the file is empty; it needs at least `events:`")
+        raise ConfigError(f"{filename}: the file is empty; it needs at least `service_name:` (the integrations then run with their defaults)")
     if not isinstance(root, dict):
         raise doc.error((), "the top level must be a mapping of keys such as service_name and events")
     _known_keys(doc, (), root, TOP_KEYS)
@@ -211,11 +215,12 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     if not isinstance(resource, dict):
         raise doc.error(("resource",), "must be a mapping of resource attribute names to values")
     cfg.resource = {str(k): str(v) for k, v in resource.items()}
+    cfg.integrations = _integrations(doc, root.get("integrations"))
     events = root.get("events")
-    if not isinstance(events, list) or not events:
+    if "events" in root and (not isinstance(events, list) or not events):  # absent: the integrations alone
         raise doc.error(("events",), "must be a non-empty list of {target, event, ...} entries")
     resolver = _TargetResolver() if check_targets else None
-    cfg.events = [_event(doc, i, entry, resolver) for i, entry in enumerate(events)]
+    cfg.events = [_event(doc, i, entry, resolver) for i, entry in enumerate(events or [])]
     _warn_unlinkable_impersonation(doc, cfg)
     return cfg
 
@@ -317,6 +322,25 @@ def _impersonation_section(doc: _Located, path: Path_, value: Any) -> Any:
         raise doc.error(path, "must be a mapping such as {marker: 'request.session[\"hijack_history\"][-1]'}")
     _known_keys(doc, path, value, IMPERSONATION_KEYS)
     return value.get("marker")
+
+
+def _integrations(doc: _Located, value: Any) -> dict[str, dict[str, Any] | None]:
+    """`integrations:`: name -> false (off), true, or options checked by the integration itself."""
+    from .integrations import OptionError, parse_options
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise doc.error(("integrations",), "must be a mapping such as {django: {models: all}, stripe: false}")
+    out = {}
+    for name, options in value.items():
+        try:
+            out[str(name)] = parse_options(str(name), options)
+        except OptionError as exc:
+            path: Path_ = ("integrations", name, *exc.path)
+            raise doc.error(path, str(exc), at_value=not (exc.path == () and "unknown integration" in str(exc))
+                            and not str(exc).startswith("unknown option")) from None
+    return out
 
 
 def _warn_unlinkable_impersonation(doc: _Located, cfg: AuditConfig) -> None:

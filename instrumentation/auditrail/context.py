@@ -147,11 +147,12 @@ class RequestInfo:
 class _LazyRequest:
     """Holds the raw scope/environ; the RequestInfo view is built only when an expression asks for it."""
 
-    __slots__ = ("kind", "raw", "_info")
+    __slots__ = ("kind", "raw", "native", "_info")
 
-    def __init__(self, kind: str, raw: Any) -> None:
+    def __init__(self, kind: str, raw: Any, native: Any = None) -> None:
         self.kind = kind
         self.raw = raw
+        self.native = native  # the framework's own request object (Django's HttpRequest), for integrations
         self._info: RequestInfo | None = None
 
     def info(self) -> RequestInfo:
@@ -161,9 +162,12 @@ class _LazyRequest:
         return self._info
 
 
-def enter_request(kind: str, raw: Any) -> contextvars.Token[Any]:
-    """Mark the start of an ASGI ('asgi') or WSGI ('wsgi') request; returns the token for `exit_request`."""
-    return _request.set(_LazyRequest(kind, raw))
+def enter_request(kind: str, raw: Any, native: Any = None) -> contextvars.Token[Any]:
+    """Mark the start of an ASGI ('asgi') or WSGI ('wsgi') request; returns the token for `exit_request`.
+
+    `native`: the framework's own request object, when there is one (integrations read identity from it).
+    """
+    return _request.set(_LazyRequest(kind, raw, native))
 
 
 def exit_request(token: contextvars.Token[Any]) -> None:
@@ -175,6 +179,12 @@ def current_request() -> RequestInfo | None:
     """The request the current code runs in, when auditrail captured one."""
     lazy = _request.get()
     return lazy.info() if lazy is not None else None
+
+
+def current_native_request() -> Any:
+    """The framework's own request object the current code runs in (e.g. Django's HttpRequest), or None."""
+    lazy = _request.get()
+    return lazy.native if lazy is not None else None
 
 
 # --- impersonation sessions -----------------------------------------------------------------------

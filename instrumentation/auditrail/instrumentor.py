@@ -1,8 +1,8 @@
 """`AuditInstrumentor`: the OpenTelemetry instrumentor behind `auditrail-instrument`.
 
 Registered under the `opentelemetry_instrumentor` entry point, so `opentelemetry-instrument` loads it
-too. It reads audit.yaml ($AUDITRAIL_CONFIG or ./audit.yaml), starts the audit pipeline and patches
-every target whenever its module is imported.
+too. It reads audit.yaml ($AUDITRAIL_CONFIG or ./audit.yaml), starts the audit pipeline, patches
+every target whenever its module is imported, and sets up the built-in integrations (integrations/).
 
     from auditrail.instrumentor import AuditInstrumentor
     AuditInstrumentor().instrument()                    # audit.yaml from the environment
@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from .config import AuditConfig, ConfigError, config_path
 from .context import impersonations
+from .integrations import setup_integrations, teardown_integrations
 from .launcher import LAUNCH_ENV, load_quietly
 from .setup import configure, shutdown
 from .web import install_request_capture
@@ -55,8 +56,11 @@ class AuditInstrumentor(BaseInstrumentor):
         configure(config, exporter=kwargs.get("exporter"))
         patcher.install(config.events)
         install_request_capture(patcher)
+        # The libraries' own actions (integrations/), each enabled when its library is imported.
+        setup_integrations(config.integrations, patcher, (spec.module for spec in config.events))
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        teardown_integrations()
         patcher.uninstall()
         impersonations.clear()
         shutdown()

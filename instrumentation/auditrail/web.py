@@ -40,7 +40,7 @@ def _wsgi_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, .
 
 def _django_sync(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     request = args[0] if args else kwargs.get("request")
-    token = enter_request("wsgi", request.META)
+    token = enter_request("wsgi", request.META, request)
     try:
         return wrapped(*args, **kwargs)
     finally:
@@ -49,7 +49,7 @@ def _django_sync(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ..
 
 async def _django_async(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     request = args[0] if args else kwargs.get("request")
-    token = enter_request("wsgi", request.META)
+    token = enter_request("wsgi", request.META, request)
     try:
         return await wrapped(*args, **kwargs)
     finally:
