@@ -25,8 +25,7 @@ DEFAULT_CONFIG = "audit.yaml"
 DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
 
 TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "redact_allow", "payload_max_bytes", "resource",
-            "events",
-            "integrations")
+            "events", "integrations")
 DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes", "on_full")
 ON_FULL = ("block", "refuse")
 INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
