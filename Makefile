@@ -44,9 +44,11 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/integrations.py
 
 bench-all: install collector
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/integrations.py
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/storage.py
 	$(BIN)/python benchmarks/collector.py

@@ -254,6 +254,18 @@ class Hooks:
         """wrapt-wrap `owner.name` (restored by the patcher on uninstrument)."""
         self._patcher.wrap(owner, name, wrapper)
 
+    def replace(self, owner: Any, name: str, make: Callable[[Any], Callable[..., Any]]) -> None:
+        """Set `owner.name` to `make(original)`, a plain function, restored on uninstrument.
+
+        For the hottest seams: a plain function costs a third of a wrapt wrapper's call with keywords.
+        """
+        original = owner.__dict__[name]
+        replacement = make(original)
+        replacement.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(owner, name, replacement)
+        with self._lock:
+            self._undo.append(lambda: setattr(owner, name, original))
+
     def connect(self, signal: Any, receiver: Callable[..., Any], sender: Any = None) -> None:
         """Connect a Django-style signal receiver (strongly held), disconnected on uninstrument."""
         uid = f"auditrail.{self.integration.name}.{receiver.__qualname__}.{id(sender)}"

@@ -124,7 +124,8 @@ class DjangoIntegration(Integration):
                             lambda mod: hooks.connect(_signals().m2m_changed, self._m2m_changed))
         if config["models"]:
             hooks.on_import("django", lambda mod: self._after_setup(hooks, mod))
-            hooks.on_import("django.db.models.query", lambda mod: hooks.wrap(mod.QuerySet, "update", self._update))
+            hooks.on_import("django.db.models.query",
+                            lambda mod: hooks.replace(mod.QuerySet, "update", self.update_recorder))
         runtime_sources(self)
         global _active
         _active = self
@@ -421,17 +422,26 @@ class DjangoIntegration(Integration):
             payload = {**describe(instance), "before": public(snapshot(instance))}
             self.emit(f"{self.tracked[sender]}.delete", None, payload, obj=instance)
 
-    def _update(self, wrapped: Callable[..., Any], queryset: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """QuerySet.update(): no signal, so the affected rows are read before and after (bounded)."""
-        prefix = self.tracked.get(queryset.model)
-        if prefix is None or runtime.recorder is None or args:
-            return wrapped(*args, **kwargs)
+    def update_recorder(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """QuerySet.update() recording a tracked model's rows (it sends no signal); others pass straight through."""
+        tracked = self.tracked
+
+        def update(queryset: Any, **kwargs: Any) -> Any:
+            if queryset.model not in tracked or runtime.recorder is None:
+                return original(queryset, **kwargs)
+            return self._update(original, queryset, kwargs)
+
+        return update
+
+    def _update(self, original: Callable[..., Any], queryset: Any, kwargs: dict[str, Any]) -> Any:
+        """The affected rows read before and after the UPDATE (up to bulk_max_rows), one event per changed row."""
+        prefix = self.tracked[queryset.model]
         limit = self.config["bulk_max_rows"]
         fields = sorted(kwargs)
         before_rows: list[dict[str, Any]] | None = None
         with capture_internal_exceptions("integration django QuerySet.update (before)"):
             before_rows = list(queryset.values("pk", *fields)[: limit + 1])
-        count = wrapped(*args, **kwargs)
+        count = original(queryset, **kwargs)
         if before_rows is not None:
             with capture_internal_exceptions("integration django QuerySet.update"):
                 self._updated(queryset.model, prefix, fields, before_rows, count, limit)
