@@ -133,6 +133,10 @@ integrations:
     tenant: obj.tenant_id
     trusted_proxies: [127.0.0.1]
     bulk_max_rows: 3
+events:
+  - target: catalog.admin:deactivate_policies
+    event: catalog.deactivate
+    payload: {count: queryset.count()}
 '''
 
 
@@ -337,3 +341,9 @@ def test_an_integration_turned_off_records_nothing(tmp_path: Path) -> None:
             "  django_impersonate: false\n")
     _, found, _ = drive(tmp_path, yaml, ALL_MODELS)
     assert found == {}
+
+
+def test_events_entries_get_the_same_identity_as_their_last_fallback(site) -> None:
+    _, found = site
+    (entry,) = found["catalog.deactivate"]  # an events: entry naming no actor, in ops's request
+    assert attrs(entry)[semconv.ACTOR] == "admin" and attrs(entry)[semconv.SOURCE_IP] == "203.0.113.9"
