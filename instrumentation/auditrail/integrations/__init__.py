@@ -41,7 +41,7 @@ from ..expressions import Expression, ExpressionError, compile_expression
 _log = logging.getLogger("auditrail")
 
 # Every integration module, in the order they are listed and set up (a module per library).
-MODULES = ("django", "django_hijack", "django_impersonate")
+MODULES = ("django", "django_hijack", "django_impersonate", "flask_login", "flask_admin")
 
 
 # --- never raise into the app ---------------------------------------------------------------------
