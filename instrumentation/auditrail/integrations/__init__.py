@@ -42,7 +42,7 @@ _log = logging.getLogger("auditrail")
 
 # Every integration module, in the order they are listed and set up (a module per library).
 MODULES = ("django", "django_hijack", "django_impersonate", "flask_login", "flask_admin",
-           "sqlalchemy", "scrapy")
+           "sqlalchemy", "stripe", "scrapy")
 
 
 # --- never raise into the app ---------------------------------------------------------------------
