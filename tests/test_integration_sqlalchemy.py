@@ -168,13 +168,28 @@ def test_no_password_in_any_event(audit: Any, db: Any) -> None:
     assert "s3cret-hash" not in text and "n3w-hash" not in text
 
 
-def test_without_models_nothing_is_listened_to_and_uninstrument_removes_the_listeners(audit: Any) -> None:
+def test_without_models_nothing_listens(audit: Any) -> None:
     from sqlalchemy.orm import Session
 
     audit.instrument("delivery: {mode: best_effort}\n")
-    assert not Session().dispatch.do_orm_execute and not Session().dispatch.after_flush
-    audit.stop()
-    audit.instrument(YAML)
-    assert len(Session().dispatch.do_orm_execute) == 1 and len(Session().dispatch.after_flush) == 1
-    audit.stop()
     assert not Session().dispatch.do_orm_execute and not Session().dispatch.after_commit
+
+
+def test_only_listed_classes_listen_and_uninstrument_removes_every_listener(audit: Any, tmp_path: Any) -> None:
+    from sqlalchemy import inspect
+    from sqlalchemy.orm import Session, configure_mappers
+
+    audit.module("shop", MODELS)
+    import shop  # imported and configured before auditing starts, as an app may be
+
+    configure_mappers()
+    audit.instrument(YAML)
+    policy, visit = inspect(shop.Policy), inspect(shop.Visit)
+    assert len(policy.dispatch.before_update) == 1 and len(policy.dispatch.after_insert) == 1
+    assert not visit.dispatch.before_update and not visit.dispatch.after_insert  # a flush of Visit runs nothing
+    with Session(shop.engine(tmp_path / "early.db")) as session:
+        session.add(shop.Policy(tenant_id="acme", name="early"))
+        session.commit()
+    assert audit.one("policy.create")["payload"]["after"]["name"] == "early"
+    audit.stop()
+    assert not policy.dispatch.before_update and not Session().dispatch.do_orm_execute

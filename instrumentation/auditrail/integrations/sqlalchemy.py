@@ -1,13 +1,15 @@
 """SQLAlchemy: model change history for the listed mapped classes, recorded when the transaction commits.
 
-Seams (SQLAlchemy's public ORM events, listened to on the `Session` class, so every session has them):
-- `before_flush` / `after_flush`: the objects a flush inserts, updates and deletes, with each column
-  attribute's history (the old value SQLAlchemy kept when the attribute was set); in `after_flush` the
-  session still shows its pre-flush state, and new rows have their primary key.
-- `do_orm_execute`: ORM-enabled bulk `update()` / `delete()` statements (and legacy `Query.update()` /
-  `.delete()`), which load no objects: the affected rows are read before and after, bounded.
-- `after_commit` / `after_soft_rollback` / `after_transaction_end`: events wait for the commit; what a
-  rollback (or a rolled-back SAVEPOINT) undid is never recorded.
+Seams (SQLAlchemy's public ORM events):
+- `after_insert`, `before_update`, `before_delete` on the listed classes' mappers only (attached as each
+  is configured), so a flush of other classes runs none of this code: the row's primary key after the
+  INSERT; each column attribute's history (the old value SQLAlchemy kept when it was set; for a column
+  set while expired, the stored value, read on the flush's own connection) before the UPDATE; the whole
+  row before the DELETE.
+- `do_orm_execute` on the `Session` class: ORM-enabled bulk `update()` / `delete()` statements (and legacy
+  `Query.update()` / `.delete()`), which load no objects: the affected rows are read before and after, bounded.
+- `after_commit` / `after_soft_rollback` / `after_transaction_end` on the `Session` class: events wait for
+  the commit; what a rollback (or a rolled-back SAVEPOINT) undid is never recorded.
 
 With `models` empty (the default) nothing is listened to: no cost at all.
 """
@@ -15,6 +17,7 @@ With `models` empty (the default) nothing is listened to: no cost at all.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .. import runtime
@@ -24,7 +27,6 @@ from .django import public
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 _PENDING = "auditrail.pending"  # session.info: [(savepoint or None, event type, payload, tenant)] until commit
-_BEFORE = "auditrail.before"  # session.info: {state: {column: stored value}} read in before_flush
 
 
 def parse_models(value: Any) -> str | dict[str, str | None]:
@@ -78,14 +80,41 @@ class SQLAlchemyIntegration(Integration):
             hooks.on_import("sqlalchemy.orm", lambda orm: self._listen(hooks, orm))
 
     def _listen(self, hooks: Hooks, orm: Any) -> None:
+        """Session-wide: bulk statements and the transaction's end. Per tracked mapper: its rows' changes."""
         from sqlalchemy import event
 
-        for name, fn in (("before_flush", self._before_flush), ("after_flush", self._after_flush),
-                         ("do_orm_execute", self._orm_execute), ("after_commit", self._after_commit),
+        def listen(target: Any, name: str, fn: Callable[..., Any], **kw: Any) -> None:
+            event.listen(target, name, fn, **kw)
+            hooks.on_undo(lambda: event.remove(target, name, fn))
+
+        for name, fn in (("do_orm_execute", self._orm_execute), ("after_commit", self._after_commit),
                          ("after_soft_rollback", self._after_soft_rollback),
                          ("after_transaction_end", self._after_transaction_end)):
-            event.listen(orm.Session, name, fn)
-            hooks.on_undo(lambda name=name, fn=fn: event.remove(orm.Session, name, fn))
+            listen(orm.Session, name, fn)
+        row_events = (("after_insert", self._inserted), ("before_update", self._updating),
+                      ("before_delete", self._deleting))
+        if self.config["models"] == "all":
+            for name, fn in row_events:
+                listen(orm.Mapper, name, fn)
+            return
+        # Only the listed classes' mappers listen: a flush of anything else runs none of this code.
+        attached: set[int] = set()
+
+        def attach(mapper: Any, cls: Any = None) -> None:
+            if id(mapper) in attached or self.prefix(mapper.class_) is None:
+                return
+            attached.add(id(mapper))
+            for name, fn in row_events:
+                listen(mapper, name, fn, propagate=True)
+
+        listen(orm.Mapper, "mapper_configured", attach)
+        from sqlalchemy.orm import mapperlib
+
+        # Mappers configured before auditrail started (an app imported first) fire no mapper_configured again.
+        for registry in getattr(mapperlib, "_all_registries", set)():
+            for mapper in registry.mappers:
+                if mapper.configured:
+                    attach(mapper)
 
     # --- which classes ------------------------------------------------------------------------------
 
@@ -107,80 +136,76 @@ class SQLAlchemyIntegration(Integration):
         self._prefixes[cls] = prefix
         return prefix
 
-    # --- flushes ------------------------------------------------------------------------------------
+    # --- rows flushed ------------------------------------------------------------------------------
 
-    def _before_flush(self, session: Any, flush_context: Any, instances: Any) -> None:
-        """Read the stored value of attributes set while unloaded (expired after a commit): history lacks it."""
-        if runtime.recorder is None:
+    def _target_prefix(self, mapper: Any, target: Any) -> str | None:
+        """A row's event prefix: its own class's, else the listed base class's (inheritance)."""
+        return self.prefix(type(target)) or self.prefix(mapper.class_)
+
+    def _inserted(self, mapper: Any, connection: Any, target: Any) -> None:
+        prefix = self._target_prefix(mapper, target)
+        if prefix is None or runtime.recorder is None:
             return
-        with capture_internal_exceptions("integration sqlalchemy flush (before)"):
+        with capture_internal_exceptions("integration sqlalchemy insert"):
             from sqlalchemy import inspect
 
-            for obj in session.dirty:
-                if self.prefix(type(obj)) is None:
+            state = inspect(target)
+            self._pending(state.session, f"{prefix}.create",
+                          {**_describe(target), "after": public(_values(state))}, target)
+
+    def _updating(self, mapper: Any, connection: Any, target: Any) -> None:
+        """Before the UPDATE: the history's old values (and, for columns set while expired, the stored row)."""
+        prefix = self._target_prefix(mapper, target)
+        if prefix is None or runtime.recorder is None:
+            return
+        with capture_internal_exceptions("integration sqlalchemy update"):
+            from sqlalchemy import inspect
+
+            state = inspect(target)
+            before: dict[str, Any] = {}
+            after: dict[str, Any] = {}
+            unknown: list[str] = []
+            for key in _keys(state):
+                history = state.attrs[key].history
+                if not history.added:
                     continue
-                state = inspect(obj)
-                missing = [attr.key for attr in state.mapper.column_attrs
-                           if state.attrs[attr.key].history.added and not state.attrs[attr.key].history.deleted]
-                if missing and state.identity is not None:
-                    with session.no_autoflush:
-                        stored = self._stored(session, state.mapper, [state.identity], missing)
-                    row = stored.get(tuple(state.identity))
-                    if row is not None:
-                        session.info.setdefault(_BEFORE, {})[state] = row
-            for obj in session.deleted:  # the whole row while it exists (an expired object loads it now)
-                if self.prefix(type(obj)) is not None:
-                    with session.no_autoflush:
-                        session.info.setdefault(_BEFORE, {})[inspect(obj)] = {
-                            key: getattr(obj, key) for key in _keys(inspect(obj))}
+                after[key] = history.added[0]
+                if history.deleted:
+                    before[key] = history.deleted[0]
+                else:  # set while expired (after a commit): SQLAlchemy kept no old value
+                    unknown.append(key)
+            if unknown and state.identity is not None:
+                stored = self._stored(connection, state.mapper, [state.identity], unknown)
+                before.update(stored.get(tuple(state.identity), {}))
+            names = sorted(k for k in after if before.get(k) != after[k])
+            if names:  # set to the same value: nothing happened to the data
+                self._pending(state.session, f"{prefix}.update", {
+                    **_describe(target), "before": public({k: before.get(k) for k in names}),
+                    "after": public({k: after[k] for k in names}), "changed": names}, target)
 
-    def _after_flush(self, session: Any, flush_context: Any) -> None:
-        if runtime.recorder is None:
+    def _deleting(self, mapper: Any, connection: Any, target: Any) -> None:
+        """Before the DELETE: the whole row (read from the database for columns not loaded)."""
+        prefix = self._target_prefix(mapper, target)
+        if prefix is None or runtime.recorder is None:
             return
-        with capture_internal_exceptions("integration sqlalchemy flush"):
+        with capture_internal_exceptions("integration sqlalchemy delete"):
             from sqlalchemy import inspect
 
-            stored = session.info.pop(_BEFORE, {})
-            for obj in session.new:
-                prefix = self.prefix(type(obj))
-                if prefix is not None:
-                    after = _values(inspect(obj))
-                    self._pending(session, f"{prefix}.create", {**_describe(obj), "after": public(after)}, obj)
-            for obj in session.dirty:
-                prefix = self.prefix(type(obj))
-                if prefix is not None:
-                    self._changed(session, prefix, obj, stored)
-            for obj in session.deleted:
-                prefix = self.prefix(type(obj))
-                if prefix is not None:
-                    before = stored.get(inspect(obj)) or _values(inspect(obj))
-                    self._pending(session, f"{prefix}.delete", {**_describe(obj), "before": public(before)}, obj)
-
-    def _changed(self, session: Any, prefix: str, obj: Any, stored: dict[Any, dict[str, Any]]) -> None:
-        from sqlalchemy import inspect
-
-        state = inspect(obj)
-        known = stored.get(state, {})
-        before: dict[str, Any] = {}
-        after: dict[str, Any] = {}
-        for key in _keys(state):
-            history = state.attrs[key].history
-            if not history.added:
-                continue
-            old = history.deleted[0] if history.deleted else known.get(key)
-            new = history.added[0]
-            if old != new:
-                before[key], after[key] = old, new
-        if after:  # set to the same value: nothing happened to the data
-            names = sorted(after)
-            self._pending(session, f"{prefix}.update", {**_describe(obj), "before": public(before),
-                                                        "after": public(after), "changed": names}, obj)
+            state = inspect(target)
+            before = _values(state)
+            unloaded = [key for key in _keys(state) if key not in state.dict]
+            if unloaded and state.identity is not None:
+                before.update(self._stored(connection, state.mapper, [state.identity], unloaded)
+                              .get(tuple(state.identity), {}))
+            self._pending(state.session, f"{prefix}.delete", {**_describe(target), "before": public(before)}, target)
 
     # --- bulk statements ----------------------------------------------------------------------------
 
     def _orm_execute(self, state: Any) -> Any:
         """ORM bulk update()/delete() of a tracked class: rows read before (and after), bounded; else nothing."""
-        if not (state.is_update or state.is_delete) or runtime.recorder is None:
+        if not state.statement.is_dml or runtime.recorder is None:  # a class attribute: SELECTs leave here
+            return None
+        if not (state.is_update or state.is_delete):
             return None
         mapper = state.bind_mapper
         prefix = None if mapper is None else self.prefix(mapper.class_)
@@ -229,9 +254,11 @@ class SQLAlchemyIntegration(Integration):
                     "model": model, "pk": _pk_text(pk), "bulk": True, "before": public({k: old[k] for k in names}),
                     "after": public({k: new[k] for k in names}), "changed": names}, None)
 
-    def _stored(self, session: Any, mapper: Any, pks: list[Any] | None, keys: list[str] | None, where: Any = None,
+    def _stored(self, executor: Any, mapper: Any, pks: list[Any] | None, keys: list[str] | None, where: Any = None,
                 limit: int | None = None) -> dict[tuple[Any, ...], dict[str, Any]]:
-        """Rows as stored, by primary key: those with `pks`, or those matching `where` (up to `limit`)."""
+        """Rows as stored, by primary key: those with `pks`, or those matching `where` (up to `limit`).
+
+        `executor`: the Session (bulk statements) or, inside a flush, the flush's own Connection."""
         from sqlalchemy import select, tuple_
 
         pk_keys = _pk_keys(mapper)
@@ -248,7 +275,7 @@ class SQLAlchemyIntegration(Integration):
             query = query.limit(limit)
         out = {}
         n = len(pk_keys)
-        for row in session.execute(query):
+        for row in executor.execute(query):
             out[tuple(row[:n])] = dict(zip(keys, row[n:], strict=True))
         return out
 
@@ -264,10 +291,10 @@ class SQLAlchemyIntegration(Integration):
             (session.get_nested_transaction(), event_type, payload, _text(tenant)))
 
     def _after_commit(self, session: Any) -> None:
-        if session.get_nested_transaction() is not None:
-            return  # a SAVEPOINT released: its events wait for the outer commit
-        pending = session.info.pop(_PENDING, None)
-        for _, event_type, payload, tenant in pending or ():
+        if not session.info.get(_PENDING) or session.get_nested_transaction() is not None:
+            return  # nothing pending, or a SAVEPOINT released: its events wait for the outer commit
+        pending = session.info.pop(_PENDING)
+        for _, event_type, payload, tenant in pending:
             record(event_type, tenant=tenant, payload=payload)
 
     def _after_soft_rollback(self, session: Any, previous: Any) -> None:
@@ -280,9 +307,8 @@ class SQLAlchemyIntegration(Integration):
         session.info[_PENDING] = [item for item in pending if not _within(item[0], previous)]
 
     def _after_transaction_end(self, session: Any, transaction: Any) -> None:
-        if transaction.parent is None:  # the outermost ended without a commit (closed): nothing happened
+        if transaction.parent is None and session.info.get(_PENDING):  # ended without a commit: nothing happened
             session.info.pop(_PENDING, None)
-            session.info.pop(_BEFORE, None)
 
 
 def _within(savepoint: Any, ancestor: Any) -> bool:
