@@ -54,6 +54,18 @@ def do_login(user_id):
     return "ok"
 
 
+def rename(policy_id, name):
+    policy = db.session.get(Policy, policy_id)
+    policy.name = name
+    db.session.commit()
+
+
+@app.post("/rename/<int:policy_id>/<name>")
+def do_rename(policy_id, name):
+    rename(policy_id, name)
+    return "ok"
+
+
 @app.post("/logout")
 def do_logout():
     logout_user()
@@ -179,3 +191,26 @@ def test_no_password_in_any_event(audit: Any, flask_app: Any) -> None:
     assert event["payload"]["changed"] == ["password"]
     text = str([e["attrs"] for e in audit.events()])
     assert "n3w-Secret-9" not in text and "pw-2" not in text
+
+
+def test_an_events_entry_in_a_flask_request_gets_the_user_and_address_too(audit: Any) -> None:
+    audit.module("flaskapp", APP)
+    audit.instrument(YAML + """
+events:
+  - target: flaskapp:rename
+    event: policy.rename
+    payload: {policy: policy_id, name: name}
+""")
+    import flaskapp
+
+    client = flaskapp.app.test_client()
+    client.environ_base.update(REMOTE_ADDR="192.0.2.50")
+    client.post("/admin/policy/new/", data=form())
+    client.post("/login/2")
+    assert client.post("/rename/1/docs").status_code == 200
+    client.post("/logout")
+    client.post("/login/1")
+    client.post("/rename/1/chat")
+    first, second = audit.events("policy.rename")
+    assert first["attrs"]["enduser.id"] == "2" and first["attrs"]["client.address"] == "192.0.2.50"
+    assert second["attrs"]["enduser.id"] == "1"

@@ -11,6 +11,8 @@ import asyncio
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -18,13 +20,47 @@ import pytest
 
 stripe = pytest.importorskip("stripe")
 
-from test_redaction_stripe import API_KEY, localstripe  # noqa: E402,F401 - the localstripe fixture
+from processes import free_port, terminate, wait_for_http  # noqa: E402
+from test_redaction_stripe import API_KEY  # noqa: E402
 
 SECRET = "whsec_test_integration_secret"
+# localstripe's app with a Request-Id header on every answer, as Stripe sends one (stripe-python keeps it
+# as `last_response.request_id`; a webhook names the request that made its change).
+SERVER = """
+import itertools
+from aiohttp import web
+from localstripe.server import app
+
+ids = itertools.count(1)
+
+
+@web.middleware
+async def request_id(request, handler):
+    response = await handler(request)
+    response.headers["Request-Id"] = "req_%d" % next(ids)
+    return response
+
+
+app.middlewares.append(request_id)
+web.run_app(app, host="127.0.0.1", port={port})
+"""
+
+
+@pytest.fixture(scope="module")
+def localstripe() -> Any:
+    """localstripe on a free loopback port, answering with request ids."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(port=port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/js.stripe.com/v3/", proc, "localstripe", any_answer=True)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        terminate(proc)
 
 
 @pytest.fixture
-def billing(audit: Any, localstripe: str) -> Any:  # noqa: F811
+def billing(audit: Any, localstripe: str) -> Any:
     previous = stripe.api_base
     stripe.api_base = localstripe
     audit.instrument("delivery: {mode: best_effort}\nintegrations: {stripe: {tenant: 'obj.metadata[\"tenant\"]'}}\n")
@@ -129,3 +165,37 @@ def test_a_dashboard_change_from_a_verified_webhook_and_our_own_calls_not_twice(
     quota = audit.one("billing.quota.change")
     assert quota["payload"]["before"] == {"seats": "5"} and quota["payload"]["after"] == {"seats": "10"}
 
+
+
+def test_async_resource_calls_and_a_cancel_at_period_end(audit: Any, billing: str) -> None:
+    basic, pro = plans()
+    sub = subscription(basic)
+    item = sub["items"]["data"][0]["id"]
+
+    async def change() -> None:
+        await stripe.Subscription.modify_async(sub.id, api_key=API_KEY, items=[{"id": item, "plan": pro}])
+        await stripe.Subscription.modify_async(sub.id, api_key=API_KEY, cancel_at_period_end=True)
+
+    asyncio.run(change())
+    change_event = audit.one("billing.plan.change")
+    assert change_event["payload"]["before"]["plan"] == basic and change_event["payload"]["after"]["plan"] == pro
+    cancel = audit.one("billing.subscription.cancel")
+    assert cancel["payload"]["at_period_end"] is True and cancel["payload"]["before"]["plan"] == pro
+
+
+def test_webhooks_for_our_own_calls_are_not_recorded_twice_and_a_dashboard_cancel_is(audit: Any, billing: str) -> None:
+    basic, _ = plans()
+    sub = subscription(basic)
+    ours = sub.last_response.request_id
+    assert ours and ours.startswith("req_")
+    created = {"id": "evt_2", "object": "event", "type": "customer.subscription.created", "request": {"id": ours},
+               "data": {"object": sub.to_dict()}}
+    stripe.Webhook.construct_event(*signed(created), SECRET)
+    deleted = {"id": "evt_3", "object": "event", "type": "customer.subscription.deleted", "request": {"id": None},
+               "data": {"object": {**sub.to_dict(), "status": "canceled"}}}
+    stripe.Webhook.construct_event(*signed(deleted), SECRET)
+
+    assert len(audit.events("billing.subscription.create")) == 1  # the API call's, not the webhook's too
+    cancel = audit.one("billing.subscription.cancel")
+    assert cancel["attrs"]["enduser.id"] == "stripe:dashboard" and cancel["payload"]["webhook"] == "evt_3"
+    assert cancel["payload"]["before"]["plan"] == basic  # the subscription as this process last saw it
