@@ -214,3 +214,14 @@ events:
     first, second = audit.events("policy.rename")
     assert first["attrs"]["enduser.id"] == "2" and first["attrs"]["client.address"] == "192.0.2.50"
     assert second["attrs"]["enduser.id"] == "1"
+
+
+def test_the_actor_option_reads_another_field_of_the_user(audit: Any) -> None:
+    audit.module("flaskapp", APP)
+    audit.instrument(YAML.replace("flask_login: {trusted_proxies: [127.0.0.1]}", "flask_login: {actor: user.email}"))
+    import flaskapp
+
+    client = flaskapp.app.test_client()
+    client.post("/login/2")
+    client.post("/admin/policy/new/", data=form())
+    assert audit.one("admin.object.create")["attrs"]["enduser.id"] == "bob@acme.io"

@@ -42,29 +42,41 @@ class Misconfigured(scrapy.Spider):
         raise ValueError("no start url configured")
 
 
-process = CrawlerProcess(settings={"LOG_LEVEL": "ERROR", "ROBOTSTXT_OBEY": False, "TELNETCONSOLE_ENABLED": False})
-process.crawl(Site, start=sys.argv[1], _job="job-42")
-failed = process.crawl(Misconfigured)
-failed.addErrback(lambda failure: print("misconfigured crawl failed:", failure.value, flush=True))
-process.start()
+SETTINGS = {"LOG_LEVEL": "ERROR", "ROBOTSTXT_OBEY": False, "TELNETCONSOLE_ENABLED": False}
+if sys.argv[2] == "deferred":  # CrawlerProcess: Crawler.crawl, a Deferred
+    process = CrawlerProcess(settings=SETTINGS)
+    process.crawl(Site, start=sys.argv[1], _job="job-42")
+    failed = process.crawl(Misconfigured)
+    failed.addErrback(lambda failure: print("misconfigured crawl failed:", failure.value, flush=True))
+    process.start()
+else:  # AsyncCrawlerProcess: Crawler.crawl_async, a coroutine
+    from scrapy.crawler import AsyncCrawlerProcess
+
+    process = AsyncCrawlerProcess(settings=SETTINGS)
+    process.crawl(Site, start=sys.argv[1], _job="job-42")
+    failed = process.crawl(Misconfigured)
+    failed.add_done_callback(lambda task: print("misconfigured crawl failed:", task.exception(), flush=True))
+    process.start()
 """
 
 
-def crawl(tmp_path: Path, url: str, yaml: str, **env: str) -> dict[str, dict]:
+def crawl(tmp_path: Path, url: str, yaml: str, api: str = "deferred", **env: str) -> dict[str, dict]:
     app = tmp_path / "app"
-    app.mkdir()
+    app.mkdir(parents=True)
     (app / "audit.yaml").write_text(yaml)
     (app / "crawl.py").write_text(textwrap.dedent(CRAWL))
-    out = tmp_path / "events.jsonl"
-    proc = run([AUDITRAIL_INSTRUMENT, "python", "crawl.py", url], app, AUDITRAIL_EXPORTER=f"file:{out}", **env)
+    out = app / "events.jsonl"
+    proc = run([AUDITRAIL_INSTRUMENT, "python", "crawl.py", url, api], app, AUDITRAIL_EXPORTER=f"file:{out}", **env)
     assert proc.returncode == 0, proc.stderr
     assert "misconfigured crawl failed: no start url configured" in proc.stdout  # the app's errback still runs
     assert "could not capture" not in proc.stderr, proc.stderr
     return {e["payload"]["spider"]: e for e in events(out)["crawl.run"]}
 
 
-def test_crawl_run_when_the_spider_closes_and_a_failure_for_one_that_never_started(tmp_path: Path, site: str) -> None:  # noqa: F811
-    by_spider = crawl(tmp_path, site, "delivery: {mode: durable, spool_dir: .auditrail/spool}\n",
+@pytest.mark.parametrize("api", ["deferred", "async"])
+def test_crawl_run_when_the_spider_closes_and_a_failure_for_one_that_never_started(tmp_path: Path, site: str,  # noqa: F811
+                                                                                   api: str) -> None:
+    by_spider = crawl(tmp_path, site, "delivery: {mode: durable, spool_dir: .auditrail/spool}\n", api,
                       AUDITRAIL_TRIGGERED_BY="cron:nightly")
     assert set(by_spider) == {"site", "misconfigured"}
     ok = by_spider["site"]
@@ -84,3 +96,5 @@ def test_triggered_by_option_wins_over_the_environment(tmp_path: Path, site: str
                                       "integrations: {scrapy: {triggered_by: 'api:reindex'}}\n",
                       AUDITRAIL_TRIGGERED_BY="cron:nightly")
     assert {e["payload"]["triggered_by"] for e in by_spider.values()} == {"api:reindex"}
+    default = crawl(tmp_path / "default", site, "delivery: {mode: durable, spool_dir: .auditrail/spool}\n")
+    assert {e["payload"]["triggered_by"] for e in default.values()} == {"manual"}
