@@ -225,3 +225,27 @@ def test_the_actor_option_reads_another_field_of_the_user(audit: Any) -> None:
     client.post("/login/2")
     client.post("/admin/policy/new/", data=form())
     assert audit.one("admin.object.create")["attrs"]["enduser.id"] == "bob@acme.io"
+
+
+def test_a_flask_app_without_flask_login_records_no_actor_and_no_error(audit: Any) -> None:
+    audit.module("plainapp", """
+import flask_login  # installed and imported, but this app has no LoginManager
+from flask import Flask
+
+app = Flask(__name__)
+
+
+def publish(name):
+    return name
+
+
+@app.post("/publish/<name>")
+def do_publish(name):
+    return publish(name)
+""")
+    audit.instrument("delivery: {mode: best_effort}\nevents:\n  - target: plainapp:publish\n    event: doc.publish\n")
+    import plainapp
+
+    assert plainapp.app.test_client().post("/publish/readme").status_code == 200
+    event = audit.one("doc.publish")
+    assert "enduser.id" not in event["attrs"] and audit.counters.extractor_errors == 0

@@ -34,9 +34,12 @@ class FlaskSource:
 
 def current_user() -> Any:
     """Flask-Login's user of the current request when authenticated, else None (read now, never cached)."""
+    import flask
     from flask_login import current_user as proxy
 
-    user = proxy._get_current_object() if proxy else None
+    if not flask.has_request_context() or getattr(flask.current_app, "login_manager", None) is None:
+        return None  # no request, or an app that does not use Flask-Login: no user, and nothing to fail
+    user = proxy._get_current_object()
     return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 

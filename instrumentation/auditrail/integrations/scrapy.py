@@ -79,8 +79,8 @@ class ScrapyIntegration(Integration):
                     run["closed"] = True
                     self._closed(crawler, spider, reason, run)
 
-            run["receiver"] = closed  # the signal manager holds receivers weakly: keep it alive with the run
-            crawler.signals.connect(closed, signal=signals.spider_closed)
+            # Held strongly (Scrapy's dispatcher holds receivers weakly by default): it lives with the crawler.
+            crawler.signals.connect(closed, signal=signals.spider_closed, weak=False)
         return run
 
     def _closed(self, crawler: Any, spider: Any, reason: str, run: dict[str, Any]) -> None:
