@@ -193,3 +193,15 @@ def test_only_listed_classes_listen_and_uninstrument_removes_every_listener(audi
     assert audit.one("policy.create")["payload"]["after"]["name"] == "early"
     audit.stop()
     assert not policy.dispatch.before_update and not Session().dispatch.do_orm_execute
+
+
+def test_bulk_update_by_primary_key_is_one_summary_event_naming_the_columns(audit: Any, db: Any) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    seed(db, 10, 20)
+    with Session(db.bind) as session:
+        session.execute(update(db.Policy), [{"id": 1, "monthly_limit": 5}, {"id": 2, "monthly_limit": 6}])
+        session.commit()
+    assert audit.one("policy.update")["payload"] == {"model": "policy", "bulk": True, "rows": 2, "truncated": False,
+                                                     "changed": ["monthly_limit"]}

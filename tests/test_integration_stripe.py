@@ -199,3 +199,24 @@ def test_webhooks_for_our_own_calls_are_not_recorded_twice_and_a_dashboard_cance
     cancel = audit.one("billing.subscription.cancel")
     assert cancel["attrs"]["enduser.id"] == "stripe:dashboard" and cancel["payload"]["webhook"] == "evt_3"
     assert cancel["payload"]["before"]["plan"] == basic  # the subscription as this process last saw it
+
+
+def test_stripe_client_construct_event_is_recorded_too(audit: Any, billing: str) -> None:
+    client = stripe.StripeClient(API_KEY, base_addresses={"api": billing})
+    sub = {"id": "sub_client", "object": "subscription", "status": "active", "metadata": {"tenant": "acme"},
+           "cancel_at_period_end": True, "items": {"object": "list", "data": []}}
+    event = {"id": "evt_4", "object": "event", "type": "customer.subscription.updated", "request": {"id": None},
+             "data": {"object": sub, "previous_attributes": {"cancel_at_period_end": False}}}
+    client.construct_event(*signed(event), SECRET)
+    cancel = audit.one("billing.subscription.cancel")
+    assert cancel["payload"]["at_period_end"] is True and cancel["attrs"]["enduser.id"] == "stripe:dashboard"
+
+
+def test_a_webhook_delivered_twice_is_recorded_once(audit: Any, billing: str) -> None:
+    sub = {"id": "sub_retry", "object": "subscription", "status": "canceled", "metadata": {"tenant": "acme"},
+           "items": {"object": "list", "data": []}}
+    event = {"id": "evt_5", "object": "event", "type": "customer.subscription.deleted", "request": {"id": None},
+             "data": {"object": sub}}
+    stripe.Webhook.construct_event(*signed(event), SECRET)
+    stripe.Webhook.construct_event(*signed(event), SECRET)  # Stripe retries until it gets a 2xx
+    assert len(audit.events("billing.subscription.cancel")) == 1

@@ -69,13 +69,14 @@ def snapshot(sub: Any) -> dict[str, Any]:
 
 
 class _Seen:
-    """The last known snapshot of each subscription id, and the API request ids this process made (bounded)."""
+    """The last known snapshot of each subscription id; the API request ids this process made and the
+    webhook event ids it recorded (all bounded, oldest forgotten first)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._lock = threading.Lock()
         self._subs: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._requests: OrderedDict[str, None] = OrderedDict()
+        self._ids: dict[str, OrderedDict[str, None]] = {"request": OrderedDict(), "event": OrderedDict()}
 
     def swap(self, sub_id: str, state: dict[str, Any] | None) -> dict[str, Any] | None:
         """Remember `state` for `sub_id` (None: forget it); returns the one known before."""
@@ -87,17 +88,23 @@ class _Seen:
                     self._subs.popitem(last=False)
             return before
 
-    def ours(self, request_id: str | None, add: bool = False) -> bool:
-        """Whether `request_id` was one of this process's API calls (add: remember it)."""
-        if not request_id:
-            return False
+    def add(self, kind: str, key: str | None) -> bool:
+        """Remember a `request` or `event` id; whether it is new (None: never remembered, always new)."""
+        if not key:
+            return True
         with self._lock:
-            if add:
-                self._requests[request_id] = None
-                while len(self._requests) > self.size:
-                    self._requests.popitem(last=False)
-                return True
-            return request_id in self._requests
+            ids = self._ids[kind]
+            if key in ids:
+                return False
+            ids[key] = None
+            while len(ids) > self.size:
+                ids.popitem(last=False)
+            return True
+
+    def has(self, kind: str, key: str | None) -> bool:
+        """Whether a `request` or `event` id was remembered."""
+        with self._lock:
+            return bool(key) and key in self._ids[kind]
 
 
 class StripeIntegration(Integration):
@@ -189,7 +196,7 @@ class StripeIntegration(Integration):
                 self._failed(kind, sub_id, params, error)
                 return
             response = getattr(result, "last_response", None)
-            self.seen.ours(getattr(response, "request_id", None), add=True)
+            self.seen.add("request", getattr(response, "request_id", None))
             after = snapshot(result)
             before = self.seen.swap(str(sub_id), after) if sub_id else None
             if kind == CREATE:
@@ -260,6 +267,8 @@ class StripeIntegration(Integration):
         kind = str(_get(event, "type") or "")
         if not kind.startswith("customer.subscription."):
             return
+        if not self.seen.add("event", _get(event, "id")):
+            return  # delivered again (Stripe retries; StripeClient.construct_event calls Webhook's): recorded once
         data = _get(event, "data")
         obj = _get(data, "object")
         sub_id = _get(obj, "id")
@@ -267,7 +276,7 @@ class StripeIntegration(Integration):
         known = self.seen.swap(str(sub_id), None if kind.endswith(".deleted") else after)
         request = _get(event, "request")
         request_id = request if isinstance(request, str) else _get(request, "id")
-        if self.seen.ours(request_id):
+        if self.seen.has("request", request_id):
             return  # this process's own API call: recorded when it was made
         actor = DASHBOARD if request_id is None else None  # an API call from elsewhere: the context's actor
         previous = _get(data, "previous_attributes")
