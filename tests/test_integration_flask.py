@@ -249,3 +249,23 @@ def do_publish(name):
     assert plainapp.app.test_client().post("/publish/readme").status_code == 200
     event = audit.one("doc.publish")
     assert "enduser.id" not in event["attrs"] and audit.counters.extractor_errors == 0
+
+
+def test_an_action_whose_deletions_fail_is_a_failure(audit: Any, flask_app: Any) -> None:
+    from flask_admin.contrib.sqla import ModelView
+
+    class Locked(ModelView):
+        def on_model_delete(self, model: Any) -> None:  # the documented veto: Flask-Admin flashes the error
+            raise ValueError(f"{model} is locked")
+
+    flask_app.admin.add_view(Locked(flask_app.Policy, flask_app.db, endpoint="locked"))
+    client = flask_app.app.test_client()
+    client.post("/login/1")
+    client.post("/admin/policy/new/", data=form())
+    assert client.post("/admin/locked/action/", data={"action": "delete", "rowid": ["1"]}).status_code == 302
+    action = audit.one("admin.action")
+    assert action["attrs"]["audit.outcome"] == "failure" and action["payload"]["ids"] == ["1"]
+    delete = audit.one("admin.object.delete")
+    assert delete["attrs"]["audit.outcome"] == "failure" and delete["payload"]["pk"] == "1"
+    with flask_app.app.app_context():
+        assert flask_app.db.session.get(flask_app.Policy, 1) is not None

@@ -59,6 +59,14 @@ def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return [name for name, value in after.items() if name in before and before[name] != value]
 
 
+def _error_flashes() -> int:
+    """How many error messages the request has flashed so far (Flask keeps them in the session)."""
+    import flask
+
+    flashes = flask.session.get("_flashes") or ()
+    return sum(1 for category, _ in flashes if category == "error")
+
+
 class FlaskAdminIntegration(Integration):
     """Flask-Admin's model views."""
 
@@ -188,9 +196,11 @@ class FlaskAdminIntegration(Integration):
         if payload is None:
             return wrapped(*args, **kwargs)
         outcome = "failure"
+        errors = _error_flashes()
         try:
             result = wrapped(*args, **kwargs)
-            outcome = "success"
+            # Flask-Admin's actions catch their failures and flash an error instead (action_delete does).
+            outcome = "failure" if _error_flashes() > errors else "success"
             return result
         finally:
             with capture_internal_exceptions("integration flask_admin action"):
