@@ -73,7 +73,7 @@ class FlaskAdminIntegration(Integration):
     name = "flask_admin"
     library = "flask_admin"
     distribution = "Flask-Admin"
-    versions = ">=1.6,<3"
+    versions = ">=2,<3"
     events = ("admin.object.create", "admin.object.update", "admin.object.delete", "admin.action")
     options = {
         "actions": Option(True, "record bulk actions (the action, the model, the selected ids)", boolean),

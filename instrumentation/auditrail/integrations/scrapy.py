@@ -41,7 +41,7 @@ class ScrapyIntegration(Integration):
     name = "scrapy"
     library = "scrapy"
     distribution = "Scrapy"
-    versions = ">=2.11,<3"
+    versions = ">=2.13,<3"
     events = ("crawl.run",)
     options = {
         "triggered_by": Option(None, "who or what started the crawls (else $AUDITRAIL_TRIGGERED_BY, else manual)",

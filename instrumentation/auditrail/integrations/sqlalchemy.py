@@ -60,7 +60,7 @@ class SQLAlchemyIntegration(Integration):
     name = "sqlalchemy"
     library = "sqlalchemy"
     distribution = "SQLAlchemy"
-    versions = ">=1.4,<3"
+    versions = ">=2,<3"
     events = ("<model>.create", "<model>.update", "<model>.delete")
     options = {
         "models": Option({}, "model history: `all`, [Policy, app.models.Policy, ...] or {Policy: prefix}",

@@ -113,7 +113,7 @@ class StripeIntegration(Integration):
     name = "stripe"
     library = "stripe"
     distribution = "stripe"
-    versions = ">=8,<17"
+    versions = ">=12,<17"
     events = (CREATE, PLAN_CHANGE, CANCEL, QUOTA)
     options = {
         "webhooks": Option(True, "record subscription changes made elsewhere from verified webhooks "
