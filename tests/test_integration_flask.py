@@ -227,7 +227,7 @@ def test_the_actor_option_reads_another_field_of_the_user(audit: Any) -> None:
     assert audit.one("admin.object.create")["attrs"]["enduser.id"] == "bob@acme.io"
 
 
-def test_a_flask_app_without_flask_login_records_no_actor_and_no_error(audit: Any) -> None:
+def test_a_flask_app_without_flask_login_gets_nothing_from_it_and_no_error(audit: Any) -> None:
     audit.module("plainapp", """
 import flask_login  # installed and imported, but this app has no LoginManager
 from flask import Flask
@@ -249,6 +249,7 @@ def do_publish(name):
     assert plainapp.app.test_client().post("/publish/readme").status_code == 200
     event = audit.one("doc.publish")
     assert "enduser.id" not in event["attrs"] and audit.counters.extractor_errors == 0
+    assert "client.address" not in event["attrs"]  # not this integration's app: nothing added
 
 
 def test_an_action_whose_deletions_fail_is_a_failure(audit: Any, flask_app: Any) -> None:

@@ -2,8 +2,8 @@
 
 Seam: `flask_login.current_user`, the library's public proxy, resolved when each event is recorded (never
 cached: two users in turn are two actors). Nothing runs per request: the actor and source IP are
-`context:` fallbacks the recorder asks only when an event is recorded, in a Flask request context,
-without an actor of its own (an `events:` entry's `actor:` or `context.actor` come first).
+`context:` fallbacks the recorder asks only when an event is recorded, in a request of a Flask app that
+uses Flask-Login, without an actor of its own (an `events:` entry's `actor:` or `context.actor` come first).
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ class FlaskSource:
         self._read = read
 
     def evaluate(self, namespace: dict[str, Any]) -> Any:
-        """The value for the current request, or None outside a Flask request context."""
+        """The value for the current request of an app that uses Flask-Login, else None."""
         import flask
 
-        return self._read() if flask.has_request_context() else None
+        # An app without a LoginManager is not this integration's: its events stay as its config makes them.
+        if not flask.has_request_context() or getattr(flask.current_app, "login_manager", None) is None:
+            return None
+        return self._read()
 
 
 def current_user() -> Any:
