@@ -270,3 +270,20 @@ def test_an_action_whose_deletions_fail_is_a_failure(audit: Any, flask_app: Any)
     assert delete["attrs"]["audit.outcome"] == "failure" and delete["payload"]["pk"] == "1"
     with flask_app.app.app_context():
         assert flask_app.db.session.get(flask_app.Policy, 1) is not None
+
+
+def test_sqlalchemy_history_in_a_flask_request_carries_the_flask_login_user(audit: Any) -> None:
+    audit.module("flaskapp", APP)
+    audit.instrument(YAML + "  sqlalchemy: {models: {Policy: plan}, tenant: obj.tenant_id}\n")
+    import flaskapp
+
+    client = flaskapp.app.test_client()
+    client.environ_base.update(REMOTE_ADDR="192.0.2.50")
+    client.post("/login/2")
+    client.post("/admin/policy/new/", data=form())
+    client.post("/admin/policy/edit/?id=1", data=form(monthly_limit="7"))
+    admin, history = audit.one("admin.object.update"), audit.one("plan.update")
+    assert history["attrs"]["enduser.id"] == "2" and history["attrs"]["client.address"] == "192.0.2.50"
+    assert history["attrs"]["audit.tenant_id"] == "acme"
+    assert history["payload"]["before"] == admin["payload"]["before"] == {"monthly_limit": 100}
+    assert history["payload"]["after"] == admin["payload"]["after"] == {"monthly_limit": 7}

@@ -26,7 +26,7 @@ from .django import public
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
-_PENDING = "auditrail.pending"  # session.info: [(savepoint or None, event type, payload, tenant)] until commit
+_PENDING = "auditrail.pending"  # session.info: [(savepoint, event type, payload, tenant, actor, source_ip)] until commit
 
 
 def parse_models(value: Any) -> str | dict[str, str | None]:
@@ -287,15 +287,21 @@ class SQLAlchemyIntegration(Integration):
         expr = self.config["tenant"]
         if expr is not None and (obj is not None or "obj" not in expr.names):
             tenant = evaluate(expr, "sqlalchemy.tenant", {"obj": obj, "request": None})
+        # The actor and address are read now, while SQL may run: in after_commit the session refuses it, and
+        # reading a user expired by the commit (Flask-Login's current_user) would need it.
+        recorder = runtime.recorder
+        actor = source_ip = None
+        if recorder is not None:
+            actor, source_ip = recorder.context_value("actor"), recorder.context_value("source_ip")
         session.info.setdefault(_PENDING, []).append(
-            (session.get_nested_transaction(), event_type, payload, _text(tenant)))
+            (session.get_nested_transaction(), event_type, payload, _text(tenant), actor, source_ip))
 
     def _after_commit(self, session: Any) -> None:
         if not session.info.get(_PENDING) or session.get_nested_transaction() is not None:
             return  # nothing pending, or a SAVEPOINT released: its events wait for the outer commit
         pending = session.info.pop(_PENDING)
-        for _, event_type, payload, tenant in pending:
-            record(event_type, tenant=tenant, payload=payload)
+        for _, event_type, payload, tenant, actor, source_ip in pending:
+            record(event_type, tenant=tenant, actor=actor, source_ip=source_ip, payload=payload)
 
     def _after_soft_rollback(self, session: Any, previous: Any) -> None:
         pending = session.info.get(_PENDING)
