@@ -205,3 +205,18 @@ def test_bulk_update_by_primary_key_is_one_summary_event_naming_the_columns(audi
         session.commit()
     assert audit.one("policy.update")["payload"] == {"model": "policy", "bulk": True, "rows": 2, "truncated": False,
                                                      "changed": ["monthly_limit"]}
+
+
+def test_a_bulk_update_with_bound_parameters_is_read_with_them(audit: Any, db: Any) -> None:
+    from sqlalchemy import bindparam, update
+    from sqlalchemy.orm import Session
+
+    seed(db, 10, 20)
+    with Session(db.bind) as session:
+        statement = update(db.Policy).where(db.Policy.name == bindparam("which")).values(
+            monthly_limit=bindparam("limit"))
+        session.execute(statement, {"which": "p1", "limit": 99})
+        session.commit()
+    event = audit.one("policy.update")
+    assert event["payload"]["pk"] == "2" and event["payload"]["after"] == {"monthly_limit": 99}
+    assert audit.counters.extractor_errors == 0

@@ -217,8 +217,8 @@ class SQLAlchemyIntegration(Integration):
         with capture_internal_exceptions("integration sqlalchemy bulk (before)"):
             if not isinstance(params, list):  # a list: UPDATE by primary key, one per dict (no WHERE to read by)
                 where = state.statement.whereclause
-                with state.session.no_autoflush:
-                    before = self._stored(state.session, mapper, None, None, where, limit + 1)
+                with state.session.no_autoflush:  # the statement's own bound values: its WHERE may name them
+                    before = self._stored(state.session, mapper, None, None, where, limit + 1, params)
         result = state.invoke_statement()
         with capture_internal_exceptions("integration sqlalchemy bulk"):
             self._bulk(state, mapper, prefix, before, result, limit)
@@ -255,7 +255,7 @@ class SQLAlchemyIntegration(Integration):
                     "after": public({k: new[k] for k in names}), "changed": names}, None)
 
     def _stored(self, executor: Any, mapper: Any, pks: list[Any] | None, keys: list[str] | None, where: Any = None,
-                limit: int | None = None) -> dict[tuple[Any, ...], dict[str, Any]]:
+                limit: int | None = None, params: Any = None) -> dict[tuple[Any, ...], dict[str, Any]]:
         """Rows as stored, by primary key: those with `pks`, or those matching `where` (up to `limit`).
 
         `executor`: the Session (bulk statements) or, inside a flush, the flush's own Connection."""
@@ -275,7 +275,7 @@ class SQLAlchemyIntegration(Integration):
             query = query.limit(limit)
         out = {}
         n = len(pk_keys)
-        for row in executor.execute(query):
+        for row in executor.execute(query, params or {}):
             out[tuple(row[:n])] = dict(zip(keys, row[n:], strict=True))
         return out
 
