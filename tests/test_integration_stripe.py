@@ -11,8 +11,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -20,43 +18,16 @@ import pytest
 
 stripe = pytest.importorskip("stripe")
 
-from processes import free_port, terminate, wait_for_http  # noqa: E402
+from _support_stripe import localstripe_server  # noqa: E402
 from test_redaction_stripe import API_KEY  # noqa: E402
 
 SECRET = "whsec_test_integration_secret"
-# localstripe's app with a Request-Id header on every answer, as Stripe sends one (stripe-python keeps it
-# as `last_response.request_id`; a webhook names the request that made its change).
-SERVER = """
-import itertools
-from aiohttp import web
-from localstripe.server import app
-
-ids = itertools.count(1)
-
-
-@web.middleware
-async def request_id(request, handler):
-    response = await handler(request)
-    response.headers["Request-Id"] = "req_%d" % next(ids)
-    return response
-
-
-app.middlewares.append(request_id)
-web.run_app(app, host="127.0.0.1", port={port})
-"""
 
 
 @pytest.fixture(scope="module")
 def localstripe() -> Any:
     """localstripe on a free loopback port, answering with request ids."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(port=port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/js.stripe.com/v3/", proc, "localstripe", any_answer=True)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        terminate(proc)
+    yield from localstripe_server()
 
 
 @pytest.fixture
