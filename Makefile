@@ -45,10 +45,12 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/integrations.py
+	$(BIN)/python benchmarks/integrations_flask.py
 
 bench-all: install collector
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/integrations.py
+	$(BIN)/python benchmarks/integrations_flask.py
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/storage.py
 	$(BIN)/python benchmarks/collector.py

@@ -8,18 +8,15 @@ the audit.yaml below records whole (`payload: params`), as an ops engineer audit
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import stripe
 
-from processes import free_port, terminate, wait_for_http
+from _support_stripe import localstripe_server
 
 API_KEY = "sk_test_51RedactionTestKey0123456789abcdef"  # the test key a real app would hold
-SERVER = "from aiohttp import web; from localstripe.server import app; web.run_app(app, host='127.0.0.1', port={port})"
 
 YAML = """
     delivery: {mode: best_effort}
@@ -40,15 +37,8 @@ YAML = """
 
 @pytest.fixture(scope="module")
 def localstripe() -> Iterator[str]:
-    """localstripe on a free loopback port (its own CLI binds every interface: started through its app)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(port=port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/js.stripe.com/v3/", proc, "localstripe", any_answer=True)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        terminate(proc)
+    """localstripe on a free loopback port (tests/_support_stripe.py)."""
+    yield from localstripe_server()
 
 
 @pytest.fixture

@@ -42,7 +42,8 @@ from ..expressions import Expression, ExpressionError, compile_expression
 _log = logging.getLogger("auditrail")
 
 # Every integration module, in the order they are listed and set up (a module per library).
-MODULES = ("django", "django_hijack", "django_impersonate")
+MODULES = ("django", "django_hijack", "django_impersonate", "flask_login", "flask_admin",
+           "sqlalchemy", "stripe", "scrapy")
 
 
 # --- never raise into the app ---------------------------------------------------------------------
@@ -281,6 +282,11 @@ class Hooks:
         signal.connect(receiver, sender=sender, weak=False, dispatch_uid=uid)
         with self._lock:
             self._undo.append(lambda: signal.disconnect(sender=sender, dispatch_uid=uid))
+
+    def on_undo(self, step: Callable[[], None]) -> None:
+        """Run `step` on uninstrument (e.g. remove a SQLAlchemy event listener)."""
+        with self._lock:
+            self._undo.append(step)
 
     def register(self, registry: list[Any], item: Any) -> None:
         """Append `item` to a module-level list (e.g. marker providers), removed on uninstrument."""
