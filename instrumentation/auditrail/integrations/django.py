@@ -133,7 +133,8 @@ class DjangoIntegration(Integration):
             hooks.on_import("django", lambda mod: self._after_setup(hooks, mod))
             hooks.on_import("django.db.models.query",
                             lambda mod: hooks.replace(mod.QuerySet, "update", self.update_recorder))
-        runtime_sources(self)
+        # Only once the app imports Django: an app without it pays nothing for these fallbacks.
+        hooks.on_import("django", lambda mod: runtime_sources(self))
         hooks.register(ACTIVE, self)
 
     def _connect_auth(self, hooks: Hooks, signals: Any) -> None:
