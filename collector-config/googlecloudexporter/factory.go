@@ -47,7 +47,9 @@ func createLogsExporter(ctx context.Context, set exporter.Settings, cfg componen
 		return nil, err
 	}
 	stopCtx, stop := context.WithCancel(context.Background())
-	e := &logsExporter{writer: writer, stopCtx: stopCtx, stop: stop}
+	q := c.QueueSettings
+	persistent := q.HasValue() && q.Get().StorageID != nil
+	e := &logsExporter{writer: writer, persistent: persistent, stopCtx: stopCtx, stop: stop}
 	helper, err := exporterhelper.NewLogs(ctx, set, cfg, e.push,
 		exporterhelper.WithStart(writer.Start),
 		exporterhelper.WithShutdown(writer.Shutdown),
@@ -66,16 +68,20 @@ func createLogsExporter(ctx context.Context, set exporter.Settings, cfg componen
 
 // logsExporter cancels the writes in flight when the collector shuts down, before exporterhelper waits for
 // its queue consumers: the retry sender then reports a shutdown, and the persistent queue keeps the request.
+// An in-memory queue is drained instead (cutting its writes off would lose them).
 type logsExporter struct {
 	exporter.Logs // exporterhelper around push
 	writer        exporter.Logs
+	persistent    bool
 
 	stopCtx context.Context // cancelled when Shutdown begins
 	stop    context.CancelFunc
 }
 
 func (e *logsExporter) Shutdown(ctx context.Context) error {
-	e.stop()
+	if e.persistent {
+		e.stop()
+	}
 	return e.Logs.Shutdown(ctx)
 }
 
