@@ -381,7 +381,7 @@ func digestCard(s summary) chatMessage {
 		Card: card{
 			Header: cardHeader{Title: truncate(text)},
 			Sections: []section{{Widgets: []widget{
-				{TextParagraph: &textParagraph{Text: escLines(strings.Join(lines, "\n"))}},
+				{TextParagraph: &textParagraph{Text: strings.Join(escAll(lines), "<br>")}},
 				{TextParagraph: &textParagraph{Text: esc(detail)}},
 			}}},
 		},
@@ -406,6 +406,15 @@ func summaryCard(s summary) chatMessage {
 }
 
 func esc(s string) string { return html.EscapeString(truncate(s)) }
+
+// escAll escapes (and cuts) each line on its own, so a long list keeps its last lines.
+func escAll(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = esc(l)
+	}
+	return out
+}
 
 // escLines escapes like esc and keeps line breaks, as Chat's <br> (inserted after escaping, so a record
 // cannot add markup of its own).

@@ -2,6 +2,7 @@ package googlechatexporter
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +181,15 @@ func TestDigestCardListsWhatTheBudgetFolded(t *testing.T) {
 	assert.Equal(t, "7 more alerts held back by the space budget in the last 60s", m.CardsV2[0].Card.Header.Title)
 	assert.Equal(t, "5 × custom.a · tenant t1 (rule critical)<br>2 × custom.b · tenant t2 (rule critical)",
 		m.CardsV2[0].Card.Sections[0].Widgets[0].TextParagraph.Text)
+}
+
+func TestLongDigestKeepsItsLastLineWithTheRestCounted(t *testing.T) {
+	s := summary{rule: budgetRuleName, start: t0, end: t0.Add(time.Minute)}
+	for i := range 25 {
+		s.parts = append(s.parts, summaryPart{Rule: "critical", Tenant: "a-tenant-with-a-long-name", Event: fmt.Sprintf("custom.type%02d", i), Count: 1})
+		s.count++
+	}
+	lines := strings.Split(digestCard(s).CardsV2[0].Card.Sections[0].Widgets[0].TextParagraph.Text, "<br>")
+	require.Len(t, lines, maxDigestLines)
+	assert.Equal(t, "6 more in 6 other groups", lines[maxDigestLines-1])
 }
