@@ -208,7 +208,7 @@ type detail struct{ label, text string }
 var payloadLabels = []struct{ key, label string }{
 	{"impersonated", "Impersonated user"},
 	{"session", "Session"},
-	{"impersonator", "Impersonator (payload)"},
+	{"impersonator", "Impersonator"},
 	{"started_at", "Started"},
 	{"ended_at", "Ended"},
 	{"feature", "Feature"},

@@ -139,7 +139,7 @@ func TestCardsCarryThePayloadFieldsThatMatterForTheirEventType(t *testing.T) {
 	assert.Equal(t, "carol@globex.test", fields["Impersonated user"])
 	assert.Equal(t, "imp-42", fields["Session"])
 	assert.Equal(t, "2026-11-26T15:20:00Z", fields["Ended"])
-	assert.Equal(t, "root@ops.test", fields["Impersonator (payload)"])
+	assert.Equal(t, "root@ops.test", fields["Impersonator"])
 	assert.NotContains(t, fields, "Reason", "an end event has no reason to be missing")
 
 	inSession := alert{EventName: "prompt.update", Tenant: "globex", Actor: "carol@globex.test",

@@ -14,6 +14,7 @@ tenant's chain verification, and the CSV/JSON exports it wrote (the JSON one ver
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import secrets
@@ -296,6 +297,10 @@ def start_collector(store_base: str, store_token: str, webhook: ChatWebhook) -> 
     return proc, f"http://127.0.0.1:{http_port}", token
 
 
+# The fields every card has; the demo prints the others, which say what happened.
+CARD_ROUTINE_FIELDS = {"Tenant", "Actor", "Outcome", "Time (UTC)", "Event ID"}
+
+
 def show_alerts(webhook: ChatWebhook, timeout: float = 10.0) -> int:
     """Print the Google Chat cards received (waiting up to `timeout` s for the first); their number."""
     deadline = time.monotonic() + timeout
@@ -308,6 +313,11 @@ def show_alerts(webhook: ChatWebhook, timeout: float = 10.0) -> int:
         for card in body.get("cardsV2", []) if isinstance(body, dict) else []:
             header = card.get("card", {}).get("header", {})
             print(f"  - {header.get('title', '?')}: {header.get('subtitle', '')}")
+            details = [f"{w['decoratedText']['topLabel']}: {html.unescape(w['decoratedText']['text'])}"
+                       for section in card.get("card", {}).get("sections", []) for w in section.get("widgets", [])
+                       if "decoratedText" in w and w["decoratedText"]["topLabel"] not in CARD_ROUTINE_FIELDS]
+            if details:
+                print(f"      {' | '.join(details)}".replace("<br>", "; "))
     return len(webhook.messages)
 
 
