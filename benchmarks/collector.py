@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="500,2048,5000,10000", help="events per request, comma-separated")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--burst-seconds", type=float, default=10.0)
+    parser.add_argument("--gogc", default="400", help="the collector's GOGC, as collector-config/README.md advises "
+                        "(with GOMEMLIMIT=--gomemlimit); 'off' leaves the Go default (100)")
+    parser.add_argument("--gomemlimit", default="1GiB")
     parser.add_argument("--pprof", type=Path, default=None, help="save the collector's CPU profiles here")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -190,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             token = cli("tokens", "create", "--tenant", "*", "--scope", "admin", "--url", store_url).splitlines()[-1]
             pprof_port = free_port()
             configs = list(EMBEDDED_CONFIGS) + ([REPO / "collector-config" / "pprof.yaml"] if args.pprof else [])
+            runtime = {} if args.gogc == "off" else {"GOGC": args.gogc, "GOMEMLIMIT": args.gomemlimit}
             collector = Collector(root / "collector", collector_env(
                 AUDITRAIL_STORE_ENDPOINT=service, AUDITRAIL_STORE_TOKEN=token,
-                AUDITRAIL_COLLECTOR_PPROF_ENDPOINT=f"127.0.0.1:{pprof_port}"), configs=configs)
+                AUDITRAIL_COLLECTOR_PPROF_ENDPOINT=f"127.0.0.1:{pprof_port}", **runtime), configs=configs)
             collector.start()
             profiler = Profiler(args.pprof, pprof_port)
             intake = f"{collector.otlp_http}/v1/logs"
@@ -200,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             Load(f"{service}/v1/logs", token, encode_batches("bench-warmup", 2 * sizes[0], sizes[0]), 1).run()
             Load(intake, collector_token, encode_batches("bench-warmup2", 2 * sizes[0], sizes[0]), 1).run()
             wait_sent(collector, 2 * sizes[0])
-            print(f"{args.events}+ events per phase (20 requests at least), {args.clients} clients; "
+            print(f"{args.events}+ events per phase (20 requests at least), {args.clients} clients; collector with "
+                  f"{' '.join(f'{k}={v}' for k, v in runtime.items()) or 'the Go GC defaults'}; "
                   f"load average at start {load_average()}")
             print(f"{'per request':>11} | {'direct ev/s':>11} | {'collector ev/s':>14} | {'ratio':>5} | "
                   f"{'accepted ev/s':>13} | {'CPU s/100k':>10} | load")
@@ -237,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['collector_cpu_s_per_100k']:>10.2f} | {row['load']}")
 
             # 3. a burst at twice the store's rate (first size)
-            figures: dict[str, object] = {"events": args.events, "clients": args.clients, "sizes": rows}
+            figures: dict[str, object] = {"events": args.events, "clients": args.clients, "sizes": rows, "runtime": runtime}
             if args.burst_seconds > 0:
                 size = sizes[0]
                 rate = 2 * rows[0]["direct_events_per_s"]

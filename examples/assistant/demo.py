@@ -290,6 +290,8 @@ def start_collector(store_base: str, store_token: str, webhook: ChatWebhook) -> 
         AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
         AUDITRAIL_CLOUDWATCH_ENDPOINT=f"http://{closed}",
     )
+    env.setdefault("GOGC", "400")  # the Go runtime settings collector-config/README.md advises (Capacity)
+    env.setdefault("GOMEMLIMIT", "512MiB")
     command = [str(COLLECTOR_BIN), *(f"--config={c}" for c in COLLECTOR_CONFIGS)]
     log_path = DEMO_DIR / "collector.log"
     proc = start_server(command, env, log_path)
