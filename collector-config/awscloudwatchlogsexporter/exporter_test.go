@@ -15,8 +15,8 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumererror"
-	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.uber.org/zap/zaptest"
@@ -272,7 +272,9 @@ func TestShutdownCutsOffACallInFlightAndTheNextStartSendsItsRecords(t *testing.T
 }
 
 // storageHost is a collector host with one extension: contrib's file_storage in a test directory.
-type storageHost struct{ extensions map[component.ID]component.Component }
+type storageHost struct {
+	extensions map[component.ID]component.Component
+}
 
 func (h storageHost) GetExtensions() map[component.ID]component.Component { return h.extensions }
 
