@@ -1,18 +1,25 @@
 """Events/s carried by the collector into the store, beside the same load sent straight to the store.
 
 One run, on this machine, of the embedded deployment: `auditrail serve` (the store over chDB) and the built
-collector (bin/otelcol-auditrail with collector-config/otelcol-embedded.yaml) in front of it.
+collector (bin/otelcol-auditrail with collector-config/otelcol-embedded.yaml) in front of it. For each
+request size (events per OTLP request, 500 to 10,000 by default), in the same run:
 
-1. direct:    N audit events, pre-encoded OTLP/HTTP protobuf batches, POSTed by C client threads straight to
-              the store; the store acknowledges each batch after its insert, so N / wall time is its ingest rate.
+1. direct:    N audit events, pre-encoded OTLP/HTTP protobuf requests, POSTed by C client threads straight to
+              the store; the store acknowledges each request after its insert, so N / wall time is its rate.
+              Run before and after the collector's turn; the figure is the mean of the two.
 2. collector: the same load to the collector; timed until the collector's exporter has sent every event to the
               store (its own `otelcol_exporter_sent_log_records` metric); the collector's CPU seconds per
-              100,000 events from /proc.
-3. burst:     twice the store's measured rate offered to the collector for a few seconds; 503/429 answers are
-              retried by the client as auditrail's exporter does; then the store is checked: every event
-              acknowledged is stored exactly once.
+              100,000 events from /proc. The ratio collector/direct is the figure to compare across machines.
+3. burst:     (once, at the first size) twice the store's measured rate offered to the collector for a few
+              seconds; 503/429 answers are retried by the client as auditrail's exporter does.
 
-    python benchmarks/collector.py [--events 50000] [--batch 500] [--clients 4] [--burst-seconds 10]
+Then the store is checked: every event acknowledged is stored exactly once.
+
+    python benchmarks/collector.py [--events 50000] [--batches 500,2048,5000,10000] [--clients 4]
+                                   [--burst-seconds 10] [--pprof DIR] [--json FILE]
+
+--pprof DIR saves a CPU profile of the collector over each collector phase (its pprof extension, through
+collector-config/pprof.yaml): `go tool pprof -top DIR/collector-2048.pprof`.
 
 Needs bin/otelcol-auditrail (`make collector`).
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -118,19 +126,57 @@ def wait_sent(collector: Collector, target: float, timeout: float = 600) -> floa
     raise TimeoutError(f"collector sent {collector.metrics().get(SENT_METRIC)} of {target}")
 
 
+def load_average() -> str:
+    """The 1-minute load average and the cores: how busy the machine was while a figure was taken."""
+    return f"{os.getloadavg()[0]:.1f}/{os.cpu_count()}"
+
+
+class Profiler:
+    """CPU profiles of the collector from its pprof extension, one per collector phase (a background GET)."""
+
+    def __init__(self, directory: Path | None, port: int) -> None:
+        self.directory, self.port = directory, port
+        self._thread: threading.Thread | None = None
+
+    def start(self, name: str, seconds: int) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        url = f"http://127.0.0.1:{self.port}/debug/pprof/profile?seconds={seconds}"
+        target = self.directory / f"{name}.pprof"
+
+        def fetch() -> None:
+            with urllib.request.urlopen(url, timeout=seconds + 30) as r:
+                target.write_bytes(r.read())
+
+        self._thread = threading.Thread(target=fetch)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--events", type=int, default=50_000,
+                        help="events per phase, at least 20 requests' worth (a sustained stream, not a blip)")
+    parser.add_argument("--batches", default="500,2048,5000,10000", help="events per request, comma-separated")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--burst-seconds", type=float, default=10.0)
+    parser.add_argument("--gogc", default="400", help="the collector's GOGC, as collector-config/README.md advises "
+                        "(with GOMEMLIMIT=--gomemlimit); 'off' leaves the Go default (100)")
+    parser.add_argument("--gomemlimit", default="1GiB")
+    parser.add_argument("--pprof", type=Path, default=None, help="save the collector's CPU profiles here")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+    sizes = [int(b) for b in args.batches.split(",")]
     if not BINARY.exists():
         print("bin/otelcol-auditrail is missing: run `make collector`", file=sys.stderr)
         return 2
 
-    with tempfile.TemporaryDirectory(prefix="auditrail-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="auditrail-bench-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         store_url = f"chdb://{root / 'store'}"
         cli("migrate", "--url", store_url)
@@ -140,60 +186,84 @@ def main(argv: list[str] | None = None) -> int:
                                  stdout=log, stderr=subprocess.STDOUT)
         service = f"http://127.0.0.1:{port}"
         collector = None
+        rows: list[dict[str, float | str]] = []
+        expected: dict[str, int] = {}
         try:
             wait_for_http(f"{service}/healthz", serve, "auditrail serve")
             token = cli("tokens", "create", "--tenant", "*", "--scope", "admin", "--url", store_url).splitlines()[-1]
-            figures: dict[str, float] = {"events": args.events, "batch": args.batch, "clients": args.clients}
-
-            # 1. straight to the store
-            direct = encode_batches("bench-direct", args.events, args.batch)
-            warm = encode_batches("bench-warmup", 2 * args.batch, args.batch)
-            Load(f"{service}/v1/logs", token, warm, 1).run()
-            seconds = Load(f"{service}/v1/logs", token, direct, args.clients).run()
-            figures["direct_events_per_s"] = args.events / seconds
-            print(f"direct to the store:      {args.events / seconds:9.0f} events/s  ({seconds:.2f} s)")
-
-            # 2. through the collector
+            pprof_port = free_port()
+            configs = list(EMBEDDED_CONFIGS) + ([REPO / "collector-config" / "pprof.yaml"] if args.pprof else [])
+            runtime = {} if args.gogc == "off" else {"GOGC": args.gogc, "GOMEMLIMIT": args.gomemlimit}
             collector = Collector(root / "collector", collector_env(
-                AUDITRAIL_STORE_ENDPOINT=service, AUDITRAIL_STORE_TOKEN=token), configs=list(EMBEDDED_CONFIGS))
+                AUDITRAIL_STORE_ENDPOINT=service, AUDITRAIL_STORE_TOKEN=token,
+                AUDITRAIL_COLLECTOR_PPROF_ENDPOINT=f"127.0.0.1:{pprof_port}", **runtime), configs=configs)
             collector.start()
+            profiler = Profiler(args.pprof, pprof_port)
             intake = f"{collector.otlp_http}/v1/logs"
             from collector import TOKEN as collector_token
-            Load(intake, collector_token, encode_batches("bench-warmup2", 2 * args.batch, args.batch), 1).run()
-            wait_sent(collector, 2 * args.batch)
-            via = encode_batches("bench-collector", args.events, args.batch)
-            base = collector.metrics().get(SENT_METRIC, 0.0)
-            cpu0 = collector.cpu_seconds()
-            t0 = time.perf_counter()
-            accepted = Load(intake, collector_token, via, args.clients).run()
-            done = wait_sent(collector, base + args.events) - t0
-            cpu = collector.cpu_seconds() - cpu0
-            figures.update(collector_accept_events_per_s=args.events / accepted,
-                           collector_delivered_events_per_s=args.events / done,
-                           collector_cpu_s_per_100k=cpu * 100_000 / args.events)
-            print(f"through the collector:    {args.events / done:9.0f} events/s delivered into the store "
-                  f"({done:.2f} s; accepted at {args.events / accepted:.0f}/s)")
-            print(f"collector CPU:            {cpu * 100_000 / args.events:9.2f} s per 100,000 events")
+            Load(f"{service}/v1/logs", token, encode_batches("bench-warmup", 2 * sizes[0], sizes[0]), 1).run()
+            Load(intake, collector_token, encode_batches("bench-warmup2", 2 * sizes[0], sizes[0]), 1).run()
+            wait_sent(collector, 2 * sizes[0])
+            print(f"{args.events}+ events per phase (20 requests at least), {args.clients} clients; collector with "
+                  f"{' '.join(f'{k}={v}' for k, v in runtime.items()) or 'the Go GC defaults'}; "
+                  f"load average at start {load_average()}")
+            print(f"{'per request':>11} | {'direct ev/s':>11} | {'collector ev/s':>14} | {'ratio':>5} | "
+                  f"{'accepted ev/s':>13} | {'CPU s/100k':>10} | load")
+            for size in sizes:
+                events = max(args.events, 20 * size)
+                # 1. straight to the store, before and after the collector's turn (the store slows as it fills
+                #    and the machine's load drifts: the mean of both sides is the fair baseline)
+                def direct_run(tenant: str, size: int = size, events: int = events) -> float:
+                    expected[tenant] = events
+                    return Load(f"{service}/v1/logs", token, encode_batches(tenant, events, size),
+                                args.clients).run()
 
-            # 3. a burst at twice the store's rate
-            rate = 2 * figures["direct_events_per_s"]
-            burst_events = int(rate * args.burst_seconds) // args.batch * args.batch
-            burst = encode_batches("bench-burst", burst_events, args.batch)
-            start = time.perf_counter()
+                seconds = direct_run(f"bench-direct-{size}")
+                # 2. through the collector
+                tenant = f"bench-collector-{size}"
+                via = encode_batches(tenant, events, size)
+                expected[tenant] = events
+                base = collector.metrics().get(SENT_METRIC, 0.0)
+                cpu0 = collector.cpu_seconds()
+                profiler.start(f"collector-{size}", max(3, round(seconds * 2)))  # about the phase
+                t0 = time.perf_counter()
+                accepted = Load(intake, collector_token, via, args.clients).run()
+                done = wait_sent(collector, base + events) - t0
+                cpu = collector.cpu_seconds() - cpu0
+                profiler.wait()
+                seconds = (seconds + direct_run(f"bench-direct2-{size}")) / 2
+                row = {"batch": size, "events": events, "direct_events_per_s": events / seconds,
+                       "collector_delivered_events_per_s": events / done,
+                       "ratio": seconds / done, "collector_accept_events_per_s": events / accepted,
+                       "collector_cpu_s_per_100k": cpu * 100_000 / events, "load": load_average()}
+                rows.append(row)
+                print(f"{size:>11} | {row['direct_events_per_s']:>11.0f} | {row['collector_delivered_events_per_s']:>14.0f}"
+                      f" | {row['ratio']:>5.2f} | {row['collector_accept_events_per_s']:>13.0f} | "
+                      f"{row['collector_cpu_s_per_100k']:>10.2f} | {row['load']}")
 
-            def pace(i: int) -> None:
-                delay = start + i * args.batch / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
+            # 3. a burst at twice the store's rate (first size)
+            figures: dict[str, object] = {"events": args.events, "clients": args.clients, "sizes": rows, "runtime": runtime}
+            if args.burst_seconds > 0:
+                size = sizes[0]
+                rate = 2 * rows[0]["direct_events_per_s"]
+                burst_events = int(rate * args.burst_seconds) // size * size
+                burst = encode_batches("bench-burst", burst_events, size)
+                expected["bench-burst"] = burst_events
+                start = time.perf_counter()
 
-            base = collector.metrics().get(SENT_METRIC, 0.0)
-            load = Load(intake, collector_token, burst, max(args.clients, 8), pace)
-            offered = load.run()
-            drained = wait_sent(collector, base + burst_events) - start
-            figures.update(burst_events=burst_events, burst_offered_events_per_s=burst_events / offered,
-                           burst_refused_requests=load.refused, burst_drained_s=drained)
-            print(f"2x burst:                 {burst_events} events offered at {burst_events / offered:.0f}/s "
-                  f"({load.refused} requests refused and retried), all delivered after {drained:.2f} s")
+                def pace(i: int) -> None:
+                    delay = start + i * size / rate - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+
+                base = collector.metrics().get(SENT_METRIC, 0.0)
+                load = Load(intake, collector_token, burst, max(args.clients, 8), pace)
+                offered = load.run()
+                drained = wait_sent(collector, base + burst_events) - start
+                figures.update(burst_events=burst_events, burst_offered_events_per_s=burst_events / offered,
+                               burst_refused_requests=load.refused, burst_drained_s=drained)
+                print(f"2x burst ({size}/request): {burst_events} events offered at {burst_events / offered:.0f}/s "
+                      f"({load.refused} requests refused and retried), all delivered after {drained:.2f} s")
         finally:
             if collector is not None:
                 collector.stop()
@@ -204,20 +274,15 @@ def main(argv: list[str] | None = None) -> int:
         import clickhouse_connect
 
         client = clickhouse_connect.get_client(dsn=store_url)
-        rows = client.query(
+        found = dict(((t, (n, ids)) for t, n, ids in client.query(
             "SELECT tenant_id, count() AS n, uniqExact(event_id) AS ids FROM auditrail.audit_events_unique "
-            "WHERE tenant_id IN ('bench-direct', 'bench-collector', 'bench-burst') GROUP BY tenant_id").result_rows
-        counts = {tenant: (n, ids) for tenant, n, ids in rows}
-        expected = {"bench-direct": args.events, "bench-collector": args.events, "bench-burst": burst_events}
-        ok = all(counts.get(t) == (n, n) for t, n in expected.items())
-        for t, n in expected.items():
-            print(f"stored {t:16s} {counts.get(t, (0, 0))[0]:7d} rows, {counts.get(t, (0, 0))[1]:7d} ids "
-                  f"(sent {n})")
-        figures["exactly_once"] = ok
+            "WHERE tenant_id LIKE 'bench-%' AND tenant_id NOT LIKE 'bench-warmup%' GROUP BY tenant_id").result_rows))
+        bad = {t: found.get(t, (0, 0)) for t, n in expected.items() if found.get(t) != (n, n)}
+        figures["exactly_once"] = not bad
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(figures, indent=2))
-        print("nothing lost, nothing twice" if ok else "MISMATCH: see counts above")
-        return 0 if ok else 1
+        print("stored: every event once" if not bad else f"MISMATCH (rows, ids) against {expected}: {bad}")
+        return 0 if not bad else 1
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class Collector:
 
     def full_env(self) -> dict[str, str]:
         """The process environment: PATH/HOME plus the collector's variables (secrets included)."""
-        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR", "LANG")}
+        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR", "LANG", "GOGC", "GOMEMLIMIT")}
         return {
             **base,
             "AUDITRAIL_COLLECTOR_TOKEN": TOKEN,

@@ -82,12 +82,15 @@ class FakeCloudLogging:
         self.metadata: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
+        self.stall = Stall()
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def _write(self, request: WriteLogEntriesRequest, context: grpc.ServicerContext) -> WriteLogEntriesResponse:
+        if self.stall.hold():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "stalled: not written")
         with self._lock:
             self.requests.append(request)
             self.metadata.append(dict(context.invocation_metadata()))
@@ -101,12 +104,13 @@ class FakeCloudLogging:
                 response_serializer=WriteLogEntriesResponse.serialize,
             ),
         })
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         self._server.add_generic_rpc_handlers((handler,))
         self._server.add_insecure_port(self.endpoint)
         self._server.start()
 
     def stop(self) -> None:
+        self.stall.release()
         if self._server is not None:
             self._server.stop(grace=1).wait()
             self._server = None
@@ -117,12 +121,42 @@ class FakeCloudLogging:
             return [(e.log_name or r.log_name, e) for r in self.requests for e in r.entries]
 
 
+class Stall:
+    """A destination that hangs: while on, requests wait unanswered; when released they fail, unrecorded.
+
+    So a request that was in flight when the collector stopped counts as not delivered: only a resend counts.
+    """
+
+    def __init__(self) -> None:
+        self._on = False
+        self._released = threading.Event()
+        self._released.set()
+        self.held = 0
+
+    def on(self) -> None:
+        self._released.clear()
+        self._on = True
+
+    def release(self) -> None:
+        self._on = False
+        self._released.set()
+
+    def hold(self) -> bool:
+        """Wait while stalled; True when this request was held (then it must fail unrecorded)."""
+        if not self._on:
+            return False
+        self.held += 1
+        self._released.wait()
+        return True
+
+
 class WebhookRecorder:
     """Records the JSON bodies POSTed to it (a Google Chat incoming webhook's stand-in)."""
 
     def __init__(self) -> None:
         self.posts: list[dict] = []
         self.paths: list[str] = []
+        self.stall = Stall()
         lock = threading.Lock()
         recorder = self
 
@@ -131,6 +165,9 @@ class WebhookRecorder:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if recorder.stall.hold():
+                    self.send_error(503, "stalled: not recorded")
+                    return
                 with lock:
                     recorder.posts.append(json.loads(body or b"{}"))
                     recorder.paths.append(self.path)
@@ -144,7 +181,11 @@ class WebhookRecorder:
             def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address) -> None:
+                pass  # a stalled request whose client gave up: nothing to report
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -156,5 +197,6 @@ class WebhookRecorder:
         self._thread.start()
 
     def stop(self) -> None:
+        self.stall.release()
         self._server.shutdown()
         self._server.server_close()

@@ -33,9 +33,9 @@ type Config struct {
 }
 
 var (
-	errNoGroup    = errors.New("log_group_name must be set")
-	errNoStream   = errors.New("log_stream_name must be set")
-	errNoRegion   = errors.New("region must be set")
+	errNoGroup     = errors.New("log_group_name must be set")
+	errNoStream    = errors.New("log_stream_name must be set")
+	errNoRegion    = errors.New("region must be set (the AWS region of the log group, e.g. us-east-1)")
 	errBadEndpoint = errors.New("endpoint must be an absolute http(s) URL")
 )
 

@@ -27,6 +27,14 @@ const (
 )
 
 type logsExporter struct {
+	exporter.Logs // exporterhelper around pushLogs
+
+	// stopCtx is cancelled when Shutdown begins with a persistent queue: calls in flight end at once, the
+	// retry sender reports a shutdown and the queue keeps their records for the next start (instead of the
+	// collector waiting up to `timeout` for them).
+	stopCtx context.Context
+	stop    context.CancelFunc
+
 	cfg    *Config
 	logger *zap.Logger
 	client *cloudwatchlogs.Client
@@ -36,7 +44,17 @@ type logsExporter struct {
 }
 
 func newLogsExporter(cfg *Config, set exporter.Settings) *logsExporter {
-	return &logsExporter{cfg: cfg, logger: set.Logger}
+	stopCtx, stop := context.WithCancel(context.Background())
+	return &logsExporter{cfg: cfg, logger: set.Logger, stopCtx: stopCtx, stop: stop}
+}
+
+// Shutdown cancels the calls in flight when the queue is persistent (an in-memory queue is drained
+// instead: cutting its calls off would lose them), then lets exporterhelper stop its queue.
+func (e *logsExporter) Shutdown(ctx context.Context) error {
+	if q := e.cfg.QueueSettings; q.HasValue() && q.Get().StorageID != nil {
+		e.stop()
+	}
+	return e.Logs.Shutdown(ctx)
 }
 
 func (e *logsExporter) start(ctx context.Context, _ component.Host) error {
@@ -79,6 +97,9 @@ func (e *logsExporter) ensureDestination(ctx context.Context) error {
 }
 
 func (e *logsExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.stopCtx, cancel)()
 	events, err := e.toEvents(ld)
 	if err != nil {
 		return consumererror.NewPermanent(err)

@@ -11,10 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.uber.org/zap/zaptest"
 )
 
 // fakeCloudWatch speaks CloudWatch Logs' JSON protocol (X-Amz-Target) for the three calls the exporter makes.
@@ -184,5 +189,122 @@ func TestAFailedCallRetriesOnlyWhatWasNotSent(t *testing.T) {
 	last := fake.calls[len(fake.calls)-1]
 	if err := json.Unmarshal([]byte(last[0]["message"].(string)), &doc); err != nil || doc.EventName != "prompt.update" {
 		t.Fatalf("resent message is not the original document: %v %+v", err, doc)
+	}
+}
+
+// A call in flight when the collector shuts down ends at once instead of holding up the shutdown for the
+// whole `timeout`, and its records stay in the persistent queue: the next start sends them.
+func TestShutdownCutsOffACallInFlightAndTheNextStartSendsItsRecords(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+	storage := component.MustNewID("file_storage")
+	dir := t.TempDir()
+	start := func(endpoint string) component.Component {
+		cfg := createDefaultConfig().(*Config)
+		cfg.Region, cfg.Endpoint = "us-east-1", endpoint
+		cfg.LogGroupName, cfg.LogStreamName = "/auditrail/test", "s1"
+		cfg.QueueSettings.Get().StorageID = &storage
+		set := exportertest.NewNopSettings(componentType)
+		set.ID = component.NewID(componentType) // the same id at each start: it names the queue's file
+		set.Logger = zaptest.NewLogger(t)
+		exp, err := createLogsExporter(context.Background(), set, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := exp.Start(context.Background(), fileStorageHost(t, storage, dir)); err != nil {
+			t.Fatal(err)
+		}
+		return exp
+	}
+
+	hung, calls := make(chan struct{}), make(chan struct{}, 10)
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Amz-Target") == "Logs_20140328.PutLogEvents" {
+			calls <- struct{}{}
+			<-hung
+		}
+		_, _ = w.Write([]byte("{}"))
+	}))
+	t.Cleanup(func() { close(hung); server.Close() })
+	first := start(server.URL)
+	if err := first.(interface {
+		ConsumeLogs(context.Context, plog.Logs) error
+	}).ConsumeLogs(context.Background(), records(3, func(int) time.Time { return time.Now() })); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-calls: // the PutLogEvents call now waits on the server
+	case <-time.After(5 * time.Second):
+		t.Fatal("no PutLogEvents call")
+	}
+	began := time.Now()
+	if err := first.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(began); took > 3*time.Second {
+		t.Fatalf("shutdown took %v with a call in flight", took)
+	}
+	shutdownStorage(t, storage)
+
+	fake := &fakeCloudWatch{}
+	healthy := httptest.NewServer(fake)
+	t.Cleanup(healthy.Close)
+	second := start(healthy.URL)
+	t.Cleanup(func() { _ = second.Shutdown(context.Background()) })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fake.mu.Lock()
+		n := 0
+		for _, c := range fake.calls {
+			n += len(c)
+		}
+		fake.mu.Unlock()
+		if n == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the next start sent %d of the 3 records cut off by the shutdown", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// storageHost is a collector host with one extension: contrib's file_storage in a test directory.
+type storageHost struct {
+	extensions map[component.ID]component.Component
+}
+
+func (h storageHost) GetExtensions() map[component.ID]component.Component { return h.extensions }
+
+var openStorage = map[component.ID]component.Component{}
+
+// fileStorageHost starts file_storage on dir (a second start on the same dir sees what the first wrote).
+func fileStorageHost(t *testing.T, id component.ID, dir string) storageHost {
+	t.Helper()
+	factory := filestorage.NewFactory()
+	cfg := factory.CreateDefaultConfig().(*filestorage.Config)
+	cfg.Directory = dir
+	cfg.Compaction.Directory = cfg.Directory
+	ext, err := factory.Create(context.Background(), extensiontest.NewNopSettings(factory.Type()), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ext.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	openStorage[id] = ext
+	t.Cleanup(func() { shutdownStorage(t, id) })
+	return storageHost{extensions: map[component.ID]component.Component{id: ext}}
+}
+
+func shutdownStorage(t *testing.T, id component.ID) {
+	t.Helper()
+	if ext, ok := openStorage[id]; ok {
+		delete(openStorage, id)
+		if err := ext.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

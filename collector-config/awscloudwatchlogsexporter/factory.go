@@ -30,10 +30,15 @@ func createDefaultConfig() component.Config {
 func createLogsExporter(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
 	c := cfg.(*Config)
 	e := newLogsExporter(c, set)
-	return exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs,
+	helper, err := exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs,
 		exporterhelper.WithStart(e.start),
 		exporterhelper.WithTimeout(c.TimeoutSettings),
 		exporterhelper.WithRetry(c.BackOffConfig),
 		exporterhelper.WithQueue(c.QueueSettings),
 	)
+	if err != nil {
+		return nil, err
+	}
+	e.Logs = helper
+	return e, nil
 }

@@ -47,6 +47,10 @@ type Config struct {
 	DedupWindow time.Duration   `mapstructure:"dedup_window"`
 	RateLimit   RateLimitConfig `mapstructure:"rate_limit"`
 
+	// SpaceBudget caps the posts to the space (cards and summaries of every rule and tenant together) per
+	// interval; the excess is folded into one digest per interval. max_messages 0 turns it off.
+	SpaceBudget RateLimitConfig `mapstructure:"space_budget"`
+
 	// Rules are tried in order; the first that matches a record decides its settings.
 	Rules []RuleConfig `mapstructure:"rules"`
 }
@@ -84,12 +88,18 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errors.New(`"endpoint" is not used by the googlechat exporter: set "webhook_url"`))
 	}
 	errs = append(errs, validateLimits("", cfg.DedupWindow, cfg.RateLimit))
+	if cfg.SpaceBudget.MaxMessages < 0 {
+		errs = append(errs, errors.New("space_budget.max_messages must not be negative"))
+	}
+	if cfg.SpaceBudget.MaxMessages > 0 && cfg.SpaceBudget.Interval <= 0 {
+		errs = append(errs, errors.New("space_budget.interval must be positive when max_messages is set"))
+	}
 	if cfg.LinkTemplate != "" {
 		if _, err := parseLinkTemplate(cfg.LinkTemplate); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	seen := map[string]bool{defaultRuleName: true}
+	seen := map[string]bool{defaultRuleName: true, budgetRuleName: true}
 	for i, r := range cfg.Rules {
 		errs = append(errs, r.validate(i, seen))
 	}
@@ -143,7 +153,8 @@ func validateLimits(prefix string, dedup time.Duration, rl RateLimitConfig) erro
 // validateWebhookURL checks the URL without ever quoting it: url.Parse errors embed the input.
 func validateWebhookURL(raw string, allowHTTP bool) error {
 	if raw == "" {
-		return errors.New("webhook_url is required")
+		return errors.New("webhook_url is required (the Google Chat space's incoming webhook URL; " +
+			"collector-config/pipelines.yaml reads it from AUDITRAIL_GOOGLE_CHAT_WEBHOOK_URL)")
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {

@@ -2,6 +2,7 @@ package googlechatexporter // import "github.com/auditrail/auditrail/collector-c
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -28,6 +29,8 @@ const (
 	attrRisk         = "audit.risk"
 	attrOutcome      = "audit.outcome"
 	attrEventName    = "event.name" // older emitters put the event name here instead of EventName
+	attrSession      = "audit.impersonation.id"
+	attrPayload      = "audit.payload"
 )
 
 // The exporter's own sending queue holds plog.Logs under queueScope: alert records
@@ -39,6 +42,7 @@ const (
 	attrRule       = "googlechat.rule"
 	attrCount      = "googlechat.summary.count"
 	attrStartNanos = "googlechat.summary.start_unix_nano"
+	attrParts      = "googlechat.summary.parts" // a digest's parts, JSON
 	kindCard       = "card"
 	kindSummary    = "summary"
 )
@@ -57,9 +61,18 @@ type chatExporter struct {
 
 	next exporter.Logs // exporterhelper around pushLogs
 	hook *webhook      // set by startWebhook
+	id   component.ID  // names the state's storage client
 
 	pendingMu sync.Mutex
 	pending   []summary // summaries not yet on the queue
+
+	// With a persistent sending queue the limiter's state is kept beside it (state.go), and a shutdown
+	// keeps windows open and cuts posts in flight off (stopPosts): both resume after the restart.
+	storageID *component.ID
+	state     *stateStore
+	saveMu    sync.Mutex
+	postsCtx  context.Context
+	stopPosts context.CancelFunc
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -73,9 +86,13 @@ func newChatExporter(cfg *Config, set component.TelemetrySettings) (*chatExporte
 		telemetry: set,
 		logger:    set.Logger,
 		rules:     buildRules(cfg),
-		limiter:   newLimiter(),
+		limiter:   newLimiter().withBudget(cfg.SpaceBudget.MaxMessages, cfg.SpaceBudget.Interval),
 		now:       time.Now,
 	}
+	if q := cfg.QueueConfig; q.HasValue() && q.Get().StorageID != nil {
+		e.storageID = q.Get().StorageID
+	}
+	e.postsCtx, e.stopPosts = context.WithCancel(context.Background())
 	e.tick = tickInterval(e.rules)
 	if cfg.LinkTemplate != "" {
 		tmpl, err := parseLinkTemplate(cfg.LinkTemplate)
@@ -87,10 +104,27 @@ func newChatExporter(cfg *Config, set component.TelemetrySettings) (*chatExporte
 	return e, nil
 }
 
-// Start starts exporterhelper (and with it the HTTP client), then the window clock.
+// Start starts exporterhelper (and with it the HTTP client), restores the saved state, then the window clock.
 func (e *chatExporter) Start(ctx context.Context, host component.Host) error {
 	if err := e.next.Start(ctx, host); err != nil {
 		return err
+	}
+	if e.storageID != nil {
+		store, err := openStateStore(ctx, host, *e.storageID, e.id)
+		if err != nil {
+			return err
+		}
+		st, found, err := store.load(ctx)
+		if err != nil {
+			e.logger.Error("Google Chat limiter state not restored; starting with empty windows", zap.Error(err))
+		}
+		if found {
+			e.limiter.restore(st, e.rules)
+			e.addPending(loadSummaries(st.Pending))
+			e.logger.Info("Google Chat limiter state restored", zap.Int("open_windows", len(st.Windows)),
+				zap.Int("pending_summaries", len(st.Pending)), zap.Int("budget_folded_groups", len(st.Budget.Held)))
+		}
+		e.state = store
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
@@ -98,14 +132,22 @@ func (e *chatExporter) Start(ctx context.Context, host component.Host) error {
 	return nil
 }
 
-// Shutdown closes every open window, queues the summaries, then lets exporterhelper drain.
+// Shutdown queues the pending summaries and, with a persistent queue, saves the open windows for the next
+// start and cuts posts in flight off (they stay queued); without one it closes every window now and lets
+// exporterhelper drain its queue.
 func (e *chatExporter) Shutdown(ctx context.Context) error {
 	if e.cancel != nil {
 		e.cancel()
 		<-e.done
 	}
-	e.addPending(e.limiter.drain(e.now()))
+	if e.state == nil {
+		e.addPending(e.limiter.drain(e.now()))
+	}
 	e.flushPending(ctx)
+	if e.state != nil {
+		e.save(ctx)
+		e.stopPosts()
+	}
 	if left := e.takePending(); len(left) > 0 {
 		e.logger.Error("Google Chat summaries could not be queued before shutdown",
 			zap.Int("summaries", len(left)), zap.Int64("events", countEvents(left)))
@@ -113,7 +155,24 @@ func (e *chatExporter) Shutdown(ctx context.Context) error {
 	if e.next == nil {
 		return nil
 	}
-	return e.next.Shutdown(ctx)
+	return errors.Join(e.next.Shutdown(ctx), e.state.close(ctx))
+}
+
+// save writes the limiter's state and the pending summaries (when the state is kept).
+func (e *chatExporter) save(ctx context.Context) {
+	if e.state == nil {
+		return
+	}
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
+	st := e.limiter.snapshot()
+	e.pendingMu.Lock()
+	st.Pending = saveSummaries(e.pending)
+	e.pendingMu.Unlock()
+	if err := e.state.save(ctx, st); err != nil {
+		e.logger.Warn("could not save the Google Chat limiter state; a crash now would lose open window counts",
+			zap.Error(err))
+	}
 }
 
 // Capabilities says the exporter copies what it keeps.
@@ -155,14 +214,16 @@ func (e *chatExporter) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 		e.logger.Debug("ignored records whose audit.event_id was seen recently", zap.Int("records", duplicates))
 	}
 	e.addPending(summaries)
-	if cards.LogRecords().Len() == 0 {
-		return nil
+	if cards.LogRecords().Len() > 0 {
+		if err := e.next.ConsumeLogs(ctx, out); err != nil {
+			// Not queued: let a redelivery of these events through instead of calling it a duplicate.
+			e.limiter.forget(ids)
+			e.save(ctx)
+			return err
+		}
 	}
-	if err := e.next.ConsumeLogs(ctx, out); err != nil {
-		// Not queued: let a redelivery of these events through instead of calling it a duplicate.
-		e.limiter.forget(ids)
-		return err
-	}
+	// Before the answer: a request the receiver acknowledged has its counts on disk.
+	e.save(ctx)
 	return nil
 }
 
@@ -176,26 +237,30 @@ func (e *chatExporter) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			e.addPending(e.limiter.due(e.now()))
-			e.flushPending(ctx)
+			due := e.limiter.due(e.now())
+			e.addPending(due)
+			if e.flushPending(ctx) || len(due) > 0 {
+				e.save(ctx)
+			}
 		}
 	}
 }
 
-// flushPending queues the pending summaries; those that could not be queued stay pending.
-func (e *chatExporter) flushPending(ctx context.Context) {
+// flushPending queues the pending summaries; those that could not be queued stay pending. It says whether
+// there were any.
+func (e *chatExporter) flushPending(ctx context.Context) bool {
 	summaries := e.takePending()
 	if len(summaries) == 0 {
-		return
+		return false
 	}
 	err := e.next.ConsumeLogs(ctx, summariesToLogs(summaries))
 	if err == nil {
-		return
+		return true
 	}
 	if consumererror.IsPermanent(err) {
 		e.logger.Error("Google Chat rejected summaries; dropping them",
 			zap.Int("summaries", len(summaries)), zap.Int64("events", countEvents(summaries)), zap.Error(err))
-		return
+		return true
 	}
 	if failed, ok := errors.AsType[consumererror.Logs](err); ok {
 		summaries = summariesFromLogs(failed.Data())
@@ -205,6 +270,7 @@ func (e *chatExporter) flushPending(ctx context.Context) {
 	e.pendingMu.Lock()
 	e.pending = append(summaries, e.pending...)
 	e.pendingMu.Unlock()
+	return true
 }
 
 func (e *chatExporter) addPending(s []summary) {
@@ -254,6 +320,9 @@ func (e *chatExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	if e.hook == nil {
 		return errors.New("googlechat exporter is not started")
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.postsCtx, cancel)()
 	var rejected []error
 	total, index := ld.LogRecordCount(), 0
 	var retry error
@@ -289,6 +358,9 @@ func (e *chatExporter) render(scope string, lr plog.LogRecord) (chatMessage, str
 	a := alertFromRecord(lr)
 	if kind, ok := lr.Attributes().Get(attrKind); scope == queueScope && ok && kind.Str() == kindSummary {
 		s := summaryFromRecord(lr)
+		if s.rule == budgetRuleName {
+			return digestCard(s), "auditrail/" + budgetRuleName, a
+		}
 		return summaryCard(s), threadKey(s.tenant, s.event), a
 	}
 	link := ""
@@ -319,7 +391,14 @@ func alertFromRecord(lr plog.LogRecord) alert {
 		Reason:       get(attrReason),
 		Risk:         get(attrRisk),
 		Outcome:      get(attrOutcome),
+		Session:      get(attrSession),
 		Time:         lr.Timestamp().AsTime(),
+	}
+	if raw := get(attrPayload); raw != "" {
+		var payload map[string]any
+		if json.Unmarshal([]byte(raw), &payload) == nil {
+			a.Payload = payload
+		}
 	}
 	if a.EventName == "" {
 		a.EventName = get(attrEventName)
@@ -343,6 +422,11 @@ func summariesToLogs(summaries []summary) plog.Logs {
 		attrs.PutStr(attrTenant, s.tenant)
 		attrs.PutInt(attrCount, s.count)
 		attrs.PutInt(attrStartNanos, s.start.UnixNano())
+		if len(s.parts) > 0 {
+			if raw, err := json.Marshal(s.parts); err == nil {
+				attrs.PutStr(attrParts, string(raw))
+			}
+		}
 	}
 	return ld
 }
@@ -361,6 +445,9 @@ func summaryFromRecord(lr plog.LogRecord) summary {
 	}
 	if v, ok := attrs.Get(attrStartNanos); ok {
 		s.start = time.Unix(0, v.Int())
+	}
+	if v, ok := attrs.Get(attrParts); ok {
+		_ = json.Unmarshal([]byte(v.Str()), &s.parts)
 	}
 	return s
 }

@@ -34,6 +34,8 @@ func createDefaultConfig() component.Config {
 		LinkText:     "Open",
 		DedupWindow:  time.Minute,
 		RateLimit:    RateLimitConfig{MaxMessages: 10, Interval: time.Minute},
+		// Google Chat takes about one message a second per space; a third of that leaves room for people.
+		SpaceBudget: RateLimitConfig{MaxMessages: 20, Interval: time.Minute},
 	}
 }
 
@@ -43,6 +45,7 @@ func createLogsExporter(ctx context.Context, set exporter.Settings, config compo
 	if err != nil {
 		return nil, err
 	}
+	e.id = set.ID
 	next, err := exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs,
 		exporterhelper.WithStart(e.startWebhook),
 		exporterhelper.WithShutdown(e.closeWebhook),

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
 	"net/url"
+	"sort"
 	"strings"
 	"text/template"
 	"time"
@@ -86,6 +88,11 @@ type alert struct {
 	Risk         string
 	Outcome      string
 	Time         time.Time
+	// Session is audit.impersonation.id: the impersonation session an action belongs to.
+	Session string
+	// Payload is audit.payload, decoded (nil when absent or not a JSON object). It is the record's own
+	// copy, masked as the store's copy is (audit.yaml redact:, then the pipeline's redaction processor).
+	Payload map[string]any
 }
 
 // linkData is what a link template sees: fields are URL query-escaped; Raw holds them as they are.
@@ -150,7 +157,7 @@ func threadKey(tenant, event string) string {
 // interprets HTML in card text and a record could otherwise inject links or mentions.
 func alertCard(a alert, link, linkText string) chatMessage {
 	field := func(label, value string, wrap bool) widget {
-		return widget{DecoratedText: &decoratedText{TopLabel: label, Text: esc(value), WrapText: wrap}}
+		return widget{DecoratedText: &decoratedText{TopLabel: label, Text: escLines(value), WrapText: wrap}}
 	}
 	widgets := []widget{
 		field("Tenant", orNone(a.Tenant), false),
@@ -159,7 +166,15 @@ func alertCard(a alert, link, linkText string) chatMessage {
 	if a.Impersonator != "" {
 		widgets = append(widgets, field("Impersonator", a.Impersonator, false))
 	}
-	widgets = append(widgets, field("Reason", orNone(a.Reason), true))
+	if a.Session != "" {
+		widgets = append(widgets, field("Impersonation session", a.Session, false))
+	}
+	for _, d := range details(a) {
+		widgets = append(widgets, field(d.label, d.text, true))
+	}
+	if a.Reason != "" || reasonExpected(a.EventName) {
+		widgets = append(widgets, field("Reason", orNone(a.Reason), true))
+	}
 	if a.Outcome != "" {
 		widgets = append(widgets, field("Outcome", a.Outcome, false))
 	}
@@ -185,6 +200,132 @@ func alertCard(a alert, link, linkText string) chatMessage {
 	}}}
 }
 
+// detail is one labelled line a card shows from the payload.
+type detail struct{ label, text string }
+
+// payloadLabels are the payload keys a responder looks for first (DESIGN.md, "what each must carry"), in
+// the order a card shows them. Other keys follow in name order, before and after last.
+var payloadLabels = []struct{ key, label string }{
+	{"impersonated", "Impersonated user"},
+	{"session", "Session"},
+	{"impersonator", "Impersonator"},
+	{"started_at", "Started"},
+	{"ended_at", "Ended"},
+	{"feature", "Feature"},
+	{"scope", "Scope"},
+	{"domain", "Domain"},
+	{"run_id", "Run"},
+	{"triggered_by", "Triggered by"},
+}
+
+// maxDetails bounds the payload lines of one card (Google Chat caps a message's size).
+const maxDetails = 16
+
+// details are the payload's fields as card lines: the known keys first, then the rest, then the change
+// (before -> after, key by key).
+func details(a alert) []detail {
+	if len(a.Payload) == 0 {
+		return nil
+	}
+	var out []detail
+	shown := map[string]bool{"before": true, "after": true}
+	for _, kl := range payloadLabels {
+		v, ok := a.Payload[kl.key]
+		if !ok || (kl.key == "impersonator" && valueText(v) == a.Impersonator) ||
+			(kl.key == "session" && valueText(v) == a.Session) {
+			shown[kl.key] = true
+			continue
+		}
+		text := valueText(v)
+		if kl.key == "scope" && text == "*" {
+			text = "* (global)"
+		}
+		out = append(out, detail{kl.label, text})
+		shown[kl.key] = true
+	}
+	var rest []string
+	for k := range a.Payload {
+		if !shown[k] {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	for _, k := range rest {
+		out = append(out, detail{k, valueText(a.Payload[k])})
+	}
+	if change := changeLines(a.Payload["before"], a.Payload["after"]); change != "" {
+		out = append(out, detail{"Change (before → after)", change})
+	}
+	if len(out) > maxDetails {
+		out = append(out[:maxDetails-1], detail{"More", fmt.Sprintf("%d more payload fields in the audit store", len(out)-maxDetails+1)})
+	}
+	return out
+}
+
+// changeLines writes "key: before → after" for every key of the before and after objects, in name order.
+func changeLines(before, after any) string {
+	b, bok := before.(map[string]any)
+	a, aok := after.(map[string]any)
+	if !bok && !aok {
+		if before == nil && after == nil {
+			return ""
+		}
+		return valueText(before) + " → " + valueText(after)
+	}
+	keys := map[string]bool{}
+	for k := range b {
+		keys[k] = true
+	}
+	for k := range a {
+		keys[k] = true
+	}
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	lines := make([]string, 0, len(names))
+	for _, k := range names {
+		bv, inB := b[k]
+		av, inA := a[k]
+		lines = append(lines, fmt.Sprintf("%s: %s → %s", k, unsetOr(bv, inB), unsetOr(av, inA)))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func unsetOr(v any, present bool) string {
+	if !present {
+		return "(unset)"
+	}
+	return valueText(v)
+}
+
+// valueText writes a payload value: strings as they are, anything else as compact JSON.
+func valueText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return "null"
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return fmt.Sprint(x)
+		}
+		return string(b)
+	}
+}
+
+// reasonExpected says whether DESIGN.md asks this event type for a reason, so that a missing one shows.
+func reasonExpected(event string) bool {
+	switch {
+	case event == "prompt.update", event == "policy.update", event == "admin.impersonation.start",
+		event == "billing.quota.override", strings.HasPrefix(event, "killswitch."):
+		return true
+	}
+	return false
+}
+
 // summaryText is the sentence a summary carries, e.g.
 // "499 more prompt.update events for tenant t1 in the last 60s".
 func summaryText(s summary) string {
@@ -202,6 +343,49 @@ func spanText(d time.Duration) string {
 		return fmt.Sprintf("%ds", d/time.Second)
 	}
 	return d.Round(time.Millisecond).String()
+}
+
+// maxDigestLines bounds the lines of a digest; the rest are counted in one more line.
+const maxDigestLines = 20
+
+// digestText is the sentence the space budget's digest carries, e.g.
+// "23 more alerts held back by the space budget in the last 60s".
+func digestText(s summary) string {
+	noun := "alerts"
+	if s.count == 1 {
+		noun = "alert"
+	}
+	return fmt.Sprintf("%d more %s held back by the space budget in the last %s", s.count, noun,
+		spanText(s.end.Sub(s.start)))
+}
+
+// digestCard renders the space budget's digest: one line per rule, tenant and event type it folded.
+func digestCard(s summary) chatMessage {
+	text := digestText(s)
+	lines := make([]string, 0, min(len(s.parts), maxDigestLines)+1)
+	for i, p := range s.parts {
+		if i == maxDigestLines-1 && len(s.parts) > maxDigestLines {
+			var rest int64
+			for _, q := range s.parts[i:] {
+				rest += q.Count
+			}
+			lines = append(lines, fmt.Sprintf("%d more in %d other groups", rest, len(s.parts)-i))
+			break
+		}
+		lines = append(lines, fmt.Sprintf("%d × %s · tenant %s (rule %s)", p.Count, orNone(p.Event), orNone(p.Tenant), p.Rule))
+	}
+	detail := fmt.Sprintf("Between %s and %s UTC the space had its budget of posts; these were folded here. "+
+		"Every event is in the audit store.", s.start.UTC().Format(time.RFC3339), s.end.UTC().Format(time.RFC3339))
+	return chatMessage{CardsV2: []cardWithID{{
+		CardID: "digest",
+		Card: card{
+			Header: cardHeader{Title: truncate(text)},
+			Sections: []section{{Widgets: []widget{
+				{TextParagraph: &textParagraph{Text: strings.Join(escAll(lines), "<br>")}},
+				{TextParagraph: &textParagraph{Text: esc(detail)}},
+			}}},
+		},
+	}}}
 }
 
 // summaryCard renders a summary of held-back records as a card in the same thread.
@@ -222,6 +406,19 @@ func summaryCard(s summary) chatMessage {
 }
 
 func esc(s string) string { return html.EscapeString(truncate(s)) }
+
+// escAll escapes (and cuts) each line on its own, so a long list keeps its last lines.
+func escAll(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = esc(l)
+	}
+	return out
+}
+
+// escLines escapes like esc and keeps line breaks, as Chat's <br> (inserted after escaping, so a record
+// cannot add markup of its own).
+func escLines(s string) string { return strings.ReplaceAll(esc(s), "\n", "<br>") }
 
 func orNone(s string) string {
 	if s == "" {

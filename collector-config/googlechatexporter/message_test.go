@@ -2,6 +2,7 @@ package googlechatexporter
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -117,4 +118,78 @@ func TestSpanTextReadsLikeTheWindow(t *testing.T) {
 	assert.Equal(t, "60s", spanText(time.Minute))
 	assert.Equal(t, "300ms", spanText(300*time.Millisecond))
 	assert.Equal(t, "23.4s", spanText(23400*time.Millisecond+200*time.Microsecond))
+}
+
+// issue 20: the impersonation card did not say who was impersonated, the kill switch card did not name the
+// feature or scope, the impersonation end card showed "Reason: (none)".
+func TestCardsCarryThePayloadFieldsThatMatterForTheirEventType(t *testing.T) {
+	start := alert{EventName: "admin.impersonation.start", Tenant: "globex", Actor: "root@ops.test", Reason: "ticket 7",
+		Time: t0, Payload: map[string]any{"impersonated": "carol@globex.test", "session": "imp-42",
+			"started_at": "2026-11-26T15:00:00Z"}}
+	fields := cardFields(alertCard(start, "", ""))
+	assert.Equal(t, "carol@globex.test", fields["Impersonated user"])
+	assert.Equal(t, "imp-42", fields["Session"])
+	assert.Equal(t, "2026-11-26T15:00:00Z", fields["Started"])
+	assert.Equal(t, "ticket 7", fields["Reason"])
+
+	end := alert{EventName: "admin.impersonation.end", Tenant: "globex", Actor: "root@ops.test", Time: t0,
+		Payload: map[string]any{"impersonated": "carol@globex.test", "session": "imp-42", "impersonator": "root@ops.test",
+			"started_at": "2026-11-26T15:00:00Z", "ended_at": "2026-11-26T15:20:00Z"}}
+	fields = cardFields(alertCard(end, "", ""))
+	assert.Equal(t, "carol@globex.test", fields["Impersonated user"])
+	assert.Equal(t, "imp-42", fields["Session"])
+	assert.Equal(t, "2026-11-26T15:20:00Z", fields["Ended"])
+	assert.Equal(t, "root@ops.test", fields["Impersonator"])
+	assert.NotContains(t, fields, "Reason", "an end event has no reason to be missing")
+
+	inSession := alert{EventName: "prompt.update", Tenant: "globex", Actor: "carol@globex.test",
+		Impersonator: "root@ops.test", Session: "imp-42", Time: t0}
+	fields = cardFields(alertCard(inSession, "", ""))
+	assert.Equal(t, "root@ops.test", fields["Impersonator"])
+	assert.Equal(t, "imp-42", fields["Impersonation session"])
+
+	kill := alert{EventName: "killswitch.disable", Tenant: "*", Actor: "ops@acme.test", Time: t0,
+		Payload: map[string]any{"feature": "embed", "scope": "*", "before": map[string]any{"state": "on"},
+			"after": map[string]any{"state": "off"}}}
+	fields = cardFields(alertCard(kill, "", ""))
+	assert.Equal(t, "embed", fields["Feature"])
+	assert.Equal(t, "* (global)", fields["Scope"])
+	assert.Equal(t, "state: on → off", fields["Change (before → after)"])
+	assert.Equal(t, "(none)", fields["Reason"], "a kill switch without a reason shows that it has none")
+}
+
+func TestChangeLinesShowEveryKeyBeforeAndAfterEscaped(t *testing.T) {
+	policy := alert{EventName: "policy.update", Tenant: "acme", Time: t0, Payload: map[string]any{
+		"before": map[string]any{"threshold": 0.8, "mode": "warn", "api_key": "***"},
+		"after":  map[string]any{"threshold": 0.5, "mode": "<block>", "extra": []any{1, 2}},
+		"policy": "answer-confidence",
+	}}
+	fields := cardFields(alertCard(policy, "", ""))
+	assert.Equal(t, "answer-confidence", fields["policy"])
+	assert.Equal(t, "api_key: *** → (unset)<br>extra: (unset) → [1,2]<br>mode: warn → &lt;block&gt;<br>threshold: 0.8 → 0.5",
+		fields["Change (before → after)"], "masked values stay masked; record text cannot add markup")
+
+	billing := alert{EventName: "billing.plan.change", Tenant: "acme", Time: t0,
+		Payload: map[string]any{"before": map[string]any{"plan": "pro"}, "after": map[string]any{"plan": "enterprise"}}}
+	assert.Equal(t, "plan: pro → enterprise", cardFields(alertCard(billing, "", ""))["Change (before → after)"])
+}
+
+func TestDigestCardListsWhatTheBudgetFolded(t *testing.T) {
+	s := summary{rule: budgetRuleName, count: 7, start: t0, end: t0.Add(time.Minute), parts: []summaryPart{
+		{Rule: "critical", Tenant: "t1", Event: "custom.a", Count: 5}, {Rule: "critical", Tenant: "t2", Event: "custom.b", Count: 2}}}
+	m := digestCard(s)
+	assert.Equal(t, "7 more alerts held back by the space budget in the last 60s", m.CardsV2[0].Card.Header.Title)
+	assert.Equal(t, "5 × custom.a · tenant t1 (rule critical)<br>2 × custom.b · tenant t2 (rule critical)",
+		m.CardsV2[0].Card.Sections[0].Widgets[0].TextParagraph.Text)
+}
+
+func TestLongDigestKeepsItsLastLineWithTheRestCounted(t *testing.T) {
+	s := summary{rule: budgetRuleName, start: t0, end: t0.Add(time.Minute)}
+	for i := range 25 {
+		s.parts = append(s.parts, summaryPart{Rule: "critical", Tenant: "a-tenant-with-a-long-name", Event: fmt.Sprintf("custom.type%02d", i), Count: 1})
+		s.count++
+	}
+	lines := strings.Split(digestCard(s).CardsV2[0].Card.Sections[0].Widgets[0].TextParagraph.Text, "<br>")
+	require.Len(t, lines, maxDigestLines)
+	assert.Equal(t, "6 more in 6 other groups", lines[maxDigestLines-1])
 }

@@ -14,6 +14,7 @@ tenant's chain verification, and the CSV/JSON exports it wrote (the JSON one ver
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import secrets
@@ -313,11 +314,17 @@ def start_collector(store_base: str, store_token: str, webhook: ChatWebhook) -> 
         AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
         AUDITRAIL_CLOUDWATCH_ENDPOINT=f"http://{closed}",
     )
+    env.setdefault("GOGC", "400")  # the Go runtime settings collector-config/README.md advises (Capacity)
+    env.setdefault("GOMEMLIMIT", "512MiB")
     command = [str(COLLECTOR_BIN), *(f"--config={c}" for c in COLLECTOR_CONFIGS)]
     log_path = DEMO_DIR / "collector.log"
     proc = start_server(command, env, log_path)
     wait_healthy(f"http://127.0.0.1:{health_port}", proc, log_path, path="/")
     return proc, f"http://127.0.0.1:{http_port}", token
+
+
+# The fields every card has; the demo prints the others, which say what happened.
+CARD_ROUTINE_FIELDS = {"Tenant", "Actor", "Outcome", "Time (UTC)", "Event ID"}
 
 
 def show_alerts(webhook: ChatWebhook, timeout: float = 10.0) -> int:
@@ -332,6 +339,11 @@ def show_alerts(webhook: ChatWebhook, timeout: float = 10.0) -> int:
         for card in body.get("cardsV2", []) if isinstance(body, dict) else []:
             header = card.get("card", {}).get("header", {})
             print(f"  - {header.get('title', '?')}: {header.get('subtitle', '')}")
+            details = [f"{w['decoratedText']['topLabel']}: {html.unescape(w['decoratedText']['text'])}"
+                       for section in card.get("card", {}).get("sections", []) for w in section.get("widgets", [])
+                       if "decoratedText" in w and w["decoratedText"]["topLabel"] not in CARD_ROUTINE_FIELDS]
+            if details:
+                print(f"      {' | '.join(details)}".replace("<br>", "; "))
     return len(webhook.messages)
 
 
