@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from . import semconv
+from .approvals import ApprovalsConfig, ApprovalSpec, parse_approval, parse_approvals
 from .events import EVENT_NAME_RE, IMPERSONATION_END, IMPERSONATION_START, REQUIRED_PAYLOAD
 from .expressions import CALL_NAMES, Expression, ExpressionError, compile_expression, constant
 from .payload import DEFAULT_MAX_BYTES
@@ -24,7 +25,8 @@ CONFIG_ENV = "AUDITRAIL_CONFIG"
 DEFAULT_CONFIG = "audit.yaml"
 DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
 
-TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "redact_allow", "payload_max_bytes", "resource", "events")
+TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "redact_allow", "payload_max_bytes", "resource",
+            "approvals", "events")
 DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes", "on_full")
 ON_FULL = ("block", "refuse")
 INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
@@ -32,7 +34,7 @@ CONTEXT_KEYS = ("actor", "tenant", "source_ip", "impersonation")
 IMPERSONATION_KEYS = ("marker",)
 FIELD_KEYS = ("tenant", "actor", "reason", "source_ip", "approval_id", "when")
 PAYLOAD_KEYS = ("before", "after", "payload")
-EVENT_KEYS = ("target", "event", "risk", "actor_type", *FIELD_KEYS, *PAYLOAD_KEYS, "impersonation")
+EVENT_KEYS = ("target", "event", "risk", "actor_type", *FIELD_KEYS, *PAYLOAD_KEYS, "impersonation", "approval")
 
 
 class ConfigError(ValueError):
@@ -61,6 +63,7 @@ class EventSpec:
     after: PayloadSpec
     payload: PayloadSpec
     where: str  # "file:line" for messages at run time
+    approval: ApprovalSpec | None = None  # `approval:`: runs only with a granted approval (approvals.py)
 
 
 @dataclass
@@ -96,6 +99,7 @@ class AuditConfig:
     payload_max_bytes: int = DEFAULT_MAX_BYTES
     resource: dict[str, str] = field(default_factory=dict)
     events: list[EventSpec] = field(default_factory=list)
+    approvals: ApprovalsConfig | None = None  # the approval service (`approvals: {url, token}`)
 
 
 # --- YAML with positions --------------------------------------------------------------------------
@@ -211,6 +215,7 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     if not isinstance(resource, dict):
         raise doc.error(("resource",), "must be a mapping of resource attribute names to values")
     cfg.resource = {str(k): str(v) for k, v in resource.items()}
+    cfg.approvals = parse_approvals(doc, root.get("approvals"))
     events = root.get("events")
     if not isinstance(events, list) or not events:
         raise doc.error(("events",), "must be a non-empty list of {target, event, ...} entries")
@@ -401,7 +406,9 @@ def _event(doc: _Located, index: int, entry: Any, resolver: _TargetResolver | No
             if key in payload and entry.get(key) is not None:
                 raise doc.error(path + ("payload", key), f"payload.{key} clashes with the event's own `{key}:`")
     _warn_missing_fields(doc, path, event, before, after, payload)
-    return EventSpec(target, module, qualname, event, risk, actor_type, fields, before, after, payload, doc.line(path))
+    approval = parse_approval(doc, path + ("approval",), entry.get("approval"))
+    return EventSpec(target, module, qualname, event, risk, actor_type, fields, before, after, payload, doc.line(path),
+                     approval)
 
 
 def _payload_spec(doc: _Located, path: Path_, value: Any, allowed: frozenset[str] | None) -> PayloadSpec:

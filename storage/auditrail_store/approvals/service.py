@@ -1,0 +1,27 @@
+"""Wiring approvals into the store service: the store handle it opens and the routes it adds."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from ..db import Store
+from .store import ApprovalStore
+
+__all__ = ["include_approvals", "open_approvals"]
+
+
+def open_approvals(url: str, database: str) -> ApprovalStore:
+    """The service's approval store on a handle of its own (called when the app starts, after migrations)."""
+    from ..migrate import installed_cluster
+
+    handle = Store.open(url, database)
+    return ApprovalStore(handle, cluster=installed_cluster(handle) is not None)
+
+
+def include_approvals(app: FastAPI) -> None:
+    """`/v1/approvals` and the `/approvals` page."""
+    from .api import router
+    from .page import router as page_router
+
+    app.include_router(router)
+    app.include_router(page_router)

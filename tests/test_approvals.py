@@ -1,0 +1,274 @@
+"""Dual approval of sensitive actions: the gate in the app, the service's rules, single use under a race.
+
+Real parts: `auditrail serve` on embedded chDB in a subprocess, tokens made by the CLI, the app's target
+patched from audit.yaml text by the real instrumentor, approval.* events exported by the real pipeline.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import auditrail
+from auditrail import ApprovalRequired, ApprovalUnavailable
+
+from test_store_service import cli, free_port, start_service, stop, token_of
+
+APP = """
+    LOG = []
+
+    def disable(tenant_id, feature, actor, reason=""):
+        LOG.append((tenant_id, feature, actor))
+        return "off"
+
+    def disable_quick(tenant_id, feature, actor):
+        LOG.append((tenant_id, feature, actor))
+        return "off"
+
+    def plain(tenant_id, feature, actor):
+        LOG.append(("plain", feature))
+        return "on"
+"""
+
+CONFIG = """
+    service_name: approvals-test
+    delivery: {mode: best_effort}
+    approvals: {url: "URL", token: "${env:APV_TEST_TOKEN}"}
+    events:
+      - target: apv.ops:disable
+        event: killswitch.disable
+        tenant: tenant_id
+        actor: actor
+        reason: reason
+        payload: {feature: feature, scope: tenant_id}
+        before: {state: "'on'"}
+        approval: {approvers: 1, ttl: 1h}
+      - target: apv.ops:disable_quick
+        event: killswitch.disable
+        tenant: tenant_id
+        actor: actor
+        payload: {feature: feature, scope: tenant_id}
+        approval: {approvers: 1, ttl: 2s, bind: [feature, tenant_id]}
+      - target: apv.ops:plain
+        event: killswitch.enable
+        tenant: tenant_id
+        actor: actor
+        payload: {feature: feature, scope: tenant_id}
+"""
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp: Path = tmp_path_factory.mktemp("approvals")
+    process, base, env = start_service(tmp)
+    try:
+        def token(tenant: str, scope: str, who: str = "") -> str:
+            return token_of(cli("tokens", "create", "--tenant", tenant, "--scope", scope, "--description", who, env=env))
+
+        yield {"base": base, "env": env, "app": token("*", "ingest"),
+               "alice": token("*", "approve", "alice@acme.io"), "ops": token("*", "approve", "ops@vendor.io"),
+               "bob_acme": token("acme", "approve", "bob@acme.io"),
+               "carol_globex": token("globex", "approve", "carol@globex.com"),
+               "read_acme": token("acme", "read", "auditor"), "admin": token("*", "admin")}
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def app(audit: Any, service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("APV_TEST_TOKEN", service["app"])
+    audit.module("apv.ops", APP)
+    audit.instrument(CONFIG.replace("URL", service["base"]))
+    import apv.ops
+
+    return apv.ops
+
+
+def decide(service: dict[str, Any], who: str, approval_id: str, verb: str = "approve", **body: Any) -> httpx.Response:
+    return httpx.post(f"{service['base']}/v1/approvals/{approval_id}/{verb}", json={"reason": "ok", **body},
+                      headers={"Authorization": f"Bearer {service[who]}"}, timeout=30)
+
+
+def ask(fn: Any, *args: Any, **kwargs: Any) -> ApprovalRequired:
+    with pytest.raises(ApprovalRequired) as caught:
+        fn(*args, **kwargs)
+    return caught.value
+
+
+def test_the_first_call_creates_a_request_and_the_target_does_not_run(app: Any, audit: Any,
+                                                                       service: dict[str, Any]) -> None:
+    refused = ask(app.disable, "acme", "embed", "ops@vendor.io", reason="incident 7")
+    assert app.LOG == []  # refused before the target ran
+    assert refused.approval_id and refused.url == f"{service['base']}/approvals/{refused.approval_id}"
+    assert refused.to_dict()["approval_id"] == refused.approval_id
+    requested = audit.one("approval.requested")
+    assert requested["attrs"]["audit.approval.id"] == refused.approval_id
+    assert requested["attrs"]["enduser.id"] == "ops@vendor.io" and requested["attrs"]["audit.tenant_id"] == "acme"
+    assert requested["payload"]["bound"] == {"actor": "ops@vendor.io", "feature": "embed", "reason": "incident 7",
+                                             "tenant_id": "acme"}
+    assert audit.events("killswitch.disable") == []
+    # The same call again before anyone decided: the same pending request, no second one.
+    again = ask(app.disable, "acme", "embed", "ops@vendor.io", reason="incident 7")
+    assert again.approval_id == refused.approval_id and len(audit.events("approval.requested")) == 1
+    shown = httpx.get(f"{service['base']}/v1/approvals/{refused.approval_id}",
+                      headers={"Authorization": f"Bearer {service['alice']}"}).json()
+    assert shown["state"] == "pending" and shown["before"] == {"state": "on"} and shown["requester"] == "ops@vendor.io"
+
+
+def test_a_granted_approval_runs_the_call_once_and_its_event_carries_the_id(app: Any, audit: Any,
+                                                                            service: dict[str, Any]) -> None:
+    approval_id = ask(app.disable, "acme", "search", "ops@vendor.io").approval_id
+    answer = decide(service, "alice", approval_id)
+    assert answer.status_code == 200 and answer.json()["state"] == "granted", answer.text
+    assert app.disable("acme", "search", "ops@vendor.io") == "off"
+    assert app.LOG == [("acme", "search", "ops@vendor.io")]
+    event = audit.one("killswitch.disable")
+    assert event["attrs"]["audit.approval.id"] == approval_id
+    granted, used = audit.one("approval.granted"), audit.one("approval.used")
+    assert granted["attrs"]["enduser.id"] == "alice@acme.io" and granted["attrs"]["audit.approval.id"] == approval_id
+    assert used["attrs"]["enduser.id"] == "ops@vendor.io" and used["attrs"]["audit.approval.id"] == approval_id
+    # Single use: the next identical call needs a new approval.
+    second = ask(app.disable, "acme", "search", "ops@vendor.io")
+    assert second.approval_id != approval_id and len(app.LOG) == 1
+    assert decide(service, "alice", approval_id).status_code == 409  # used: nothing left to decide
+
+
+def test_an_approval_binds_the_arguments(app: Any, service: dict[str, Any]) -> None:
+    approval_id = ask(app.disable, "acme", "crawl", "ops@vendor.io").approval_id
+    assert decide(service, "alice", approval_id).status_code == 200
+    other = ask(app.disable, "acme", "billing", "ops@vendor.io")  # another feature: not approved
+    assert other.approval_id != approval_id and app.LOG == []
+    other_tenant = ask(app.disable, "globex", "crawl", "ops@vendor.io")
+    assert other_tenant.approval_id != approval_id and app.LOG == []
+    someone_else = ask(app.disable, "acme", "crawl", "mallory@acme.io")  # the requester is bound too
+    assert someone_else.approval_id != approval_id and app.LOG == []
+    app.disable("acme", "crawl", "ops@vendor.io")  # the approved one still is
+    assert app.LOG == [("acme", "crawl", "ops@vendor.io")]
+
+
+def test_single_use_holds_when_retries_race(app: Any, audit: Any, service: dict[str, Any]) -> None:
+    for round_ in range(3):
+        feature = f"race-{round_}"
+        approval_id = ask(app.disable, "acme", feature, "ops@vendor.io").approval_id
+        assert decide(service, "alice", approval_id).status_code == 200
+        barrier = threading.Barrier(4)
+        outcomes: list[str] = []
+
+        def retry(barrier: threading.Barrier = barrier, feature: str = feature,
+                  outcomes: list[str] = outcomes) -> None:
+            barrier.wait()
+            try:
+                app.disable("acme", feature, "ops@vendor.io")
+                outcomes.append("ran")
+            except ApprovalRequired:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=retry) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(outcomes) == ["ran", "refused", "refused", "refused"], outcomes
+        ran = [e for e in audit.events("killswitch.disable") if e["payload"]["feature"] == feature]
+        assert len(ran) == 1 and ran[0]["attrs"]["audit.approval.id"] == approval_id
+
+
+def test_an_approval_expires(app: Any, audit: Any, service: dict[str, Any]) -> None:
+    first = ask(app.disable_quick, "acme", "voice", "ops@vendor.io").approval_id
+    assert decide(service, "alice", first).status_code == 200
+    import time
+
+    time.sleep(2.5)  # ttl: 2s
+    second = ask(app.disable_quick, "acme", "voice", "ops@vendor.io")
+    assert second.approval_id != first and app.LOG == []
+    expired = audit.one("approval.expired")
+    assert expired["attrs"]["audit.approval.id"] == first
+    late = ask(app.disable_quick, "acme", "voice2", "ops@vendor.io").approval_id
+    time.sleep(2.5)
+    assert decide(service, "alice", late).status_code == 409  # too late to approve
+
+
+def test_bind_names_what_is_bound(app: Any, service: dict[str, Any]) -> None:
+    # bind: [feature, tenant_id]: the actor is not bound, but the requester always is.
+    approval_id = ask(app.disable_quick, "acme", "bind", "ops@vendor.io").approval_id
+    shown = httpx.get(f"{service['base']}/v1/approvals/{approval_id}",
+                      headers={"Authorization": f"Bearer {service['alice']}"}).json()
+    assert shown["bound"] == {"feature": "bind", "tenant_id": "acme"}
+
+
+def test_a_denied_request_is_recorded_and_the_action_needs_a_new_one(app: Any, audit: Any,
+                                                                    service: dict[str, Any]) -> None:
+    approval_id = ask(app.disable, "acme", "denied", "ops@vendor.io").approval_id
+    answer = decide(service, "alice", approval_id, "deny", reason="not during the sale")
+    assert answer.status_code == 200 and answer.json()["state"] == "denied"
+    again = ask(app.disable, "acme", "denied", "ops@vendor.io")
+    assert again.approval_id != approval_id and app.LOG == []
+    denied = audit.one("approval.denied")
+    assert denied["attrs"]["enduser.id"] == "alice@acme.io" and denied["attrs"]["audit.reason"] == "not during the sale"
+
+
+def test_self_approval_and_the_impersonators_approval_are_refused(app: Any, service: dict[str, Any]) -> None:
+    approval_id = ask(app.disable, "acme", "self", "ops@vendor.io").approval_id
+    refused = decide(service, "ops", approval_id)
+    assert refused.status_code == 403 and "self-approval" in refused.json()["detail"]
+    # An admin token must name the person, and that person may not be the requester either.
+    assert decide(service, "admin", approval_id).status_code == 400
+    assert decide(service, "admin", approval_id, approver="OPS@vendor.io").status_code == 403
+    # An approve token may not decide as someone else.
+    assert decide(service, "ops", approval_id, approver="alice@acme.io").status_code == 403
+    # ops impersonates bob: bob's request may not be approved by ops.
+    with auditrail.impersonation("ops@vendor.io", "bob@acme.io", tenant="acme", reason="ticket 9"):
+        inside = ask(app.disable, "acme", "imp", "bob@acme.io").approval_id
+    shown = decide(service, "ops", inside)
+    assert shown.status_code == 403 and "impersonating" in shown.json()["detail"]
+    assert app.LOG == []
+
+
+def test_approvers_hold_the_approve_scope_of_the_tenant(app: Any, service: dict[str, Any]) -> None:
+    approval_id = ask(app.disable, "acme", "scope", "ops@vendor.io").approval_id
+    assert decide(service, "carol_globex", approval_id).status_code == 404  # another tenant's: not even seen
+    assert decide(service, "read_acme", approval_id).status_code == 403  # read is not approve
+    assert decide(service, "app", approval_id).status_code == 403  # nor is the app's own ingest token
+    assert decide(service, "bob_acme", approval_id).status_code == 200
+    listed = httpx.get(f"{service['base']}/v1/approvals", params={"tenant": "globex"},
+                       headers={"Authorization": f"Bearer {service['bob_acme']}"})
+    assert listed.status_code == 403
+
+
+def test_a_call_without_approval_is_untouched(app: Any, audit: Any) -> None:
+    assert app.plain("acme", "x", "ops@vendor.io") == "on"
+    event = audit.one("killswitch.enable")
+    assert "audit.approval.id" not in event["attrs"]
+
+
+def test_fail_closed_when_the_service_cannot_be_reached(audit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APV_TEST_TOKEN", "art_0000000000000000_" + "x" * 43)
+    audit.module("apv.ops", APP)
+    audit.instrument(CONFIG.replace("URL", f"http://127.0.0.1:{free_port()}"))
+    import apv.ops
+
+    with pytest.raises(ApprovalUnavailable) as caught:
+        apv.ops.disable("acme", "embed", "ops@vendor.io")
+    assert "cannot be reached" in str(caught.value) and apv.ops.LOG == []
+    assert isinstance(caught.value, auditrail.AuditUnavailable)
+
+
+def test_the_cli_lists_approves_and_refuses_self_approval(app: Any, service: dict[str, Any]) -> None:
+    approval_id = ask(app.disable, "acme", "cli", "ops@vendor.io").approval_id
+    env = service["env"]
+    listed = cli("approvals", "list", "--tenant", "acme", "--state", "pending", env=env)
+    assert approval_id in listed.stdout and "killswitch.disable" in listed.stdout
+    refused = cli("approvals", "approve", approval_id, "--reason", "mine", "--as", "ops@vendor.io", env=env, check=False)
+    assert refused.returncode == 1 and "self-approval" in refused.stderr
+    done = cli("approvals", "approve", approval_id, "--reason", "checked the runbook", "--as", "alice@acme.io", env=env)
+    assert f"{approval_id}: granted" in done.stdout
+    by_token = cli("approvals", "list", "--state", "granted", "--service", service["base"], "--token",
+                   service["bob_acme"], env=env)
+    assert approval_id in by_token.stdout
+    app.disable("acme", "cli", "ops@vendor.io")
+    assert app.LOG == [("acme", "cli", "ops@vendor.io")]
