@@ -308,3 +308,56 @@ class Gate:
 
 def _text(value: Any) -> str | None:
     return value if value is None or isinstance(value, str) else str(value)
+
+
+# --- the HTTP answer (web.py installs these into the frameworks it hooks) ----------------------------
+
+APPROVAL_REQUIRED_STATUS = 428  # Precondition Required: the action waits for an approval; retry once granted
+UNAVAILABLE_STATUS = 503
+
+
+def http_answer(exc: ApprovalRequired) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of an app's answer to a request whose action needs approval."""
+    return (UNAVAILABLE_STATUS if isinstance(exc, ApprovalUnavailable) else APPROVAL_REQUIRED_STATUS), exc.to_dict()
+
+
+async def _starlette_handler(request: Any, exc: Exception) -> Any:
+    from starlette.responses import JSONResponse
+
+    status, body = http_answer(exc)  # type: ignore[arg-type]
+    return JSONResponse(body, status_code=status)
+
+
+def answer_in_starlette(app: Any) -> None:
+    """Starlette/FastAPI: an exception handler, added before the app first builds its middleware stack
+    (from the hook on its first request), so ApprovalRequired is answered, not turned into a 500."""
+    handlers = getattr(app, "exception_handlers", None)
+    if isinstance(handlers, dict) and ApprovalRequired not in handlers:
+        handlers[ApprovalRequired] = _starlette_handler
+
+
+def _flask_handler(exc: ApprovalRequired) -> tuple[dict[str, Any], int]:
+    status, body = http_answer(exc)
+    return body, status
+
+
+def answer_in_flask(app: Any) -> None:
+    """Flask: an error handler for ApprovalRequired (its registry directly: registering through
+    register_error_handler is refused once the app has served a request)."""
+    spec = getattr(app, "error_handler_spec", None)
+    if spec is not None:
+        handlers = spec[None][None]
+        if ApprovalRequired not in handlers:
+            handlers[ApprovalRequired] = _flask_handler
+
+
+def answer_in_django(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Django: wraps django.core.handlers.exception.response_for_exception(request, exc), where every view's
+    and middleware's exception becomes a response."""
+    exc = args[1] if len(args) > 1 else kwargs.get("exc")
+    if isinstance(exc, ApprovalRequired):
+        from django.http import JsonResponse
+
+        status, body = http_answer(exc)
+        return JsonResponse(body, status=status)
+    return wrapped(*args, **kwargs)
