@@ -30,6 +30,10 @@ APP = """
         LOG.append((tenant_id, feature, actor))
         return "off"
 
+    def toggle(tenant_id, feature, actor):
+        LOG.append((tenant_id, feature, actor))
+        return "off"
+
     def plain(tenant_id, feature, actor):
         LOG.append(("plain", feature))
         return "on"
@@ -54,6 +58,12 @@ CONFIG = """
         actor: actor
         payload: {feature: feature, scope: tenant_id}
         approval: {approvers: 1, ttl: 2s, bind: [feature, tenant_id]}
+      - target: apv.ops:toggle
+        event: killswitch.disable
+        tenant: tenant_id
+        actor: actor
+        payload: {feature: feature, scope: tenant_id}
+        approval: {when: 'tenant_id == "*"'}
       - target: apv.ops:plain
         event: killswitch.enable
         tenant: tenant_id
@@ -272,3 +282,34 @@ def test_the_cli_lists_approves_and_refuses_self_approval(app: Any, service: dic
     assert approval_id in by_token.stdout
     app.disable("acme", "cli", "ops@vendor.io")
     assert app.LOG == [("acme", "cli", "ops@vendor.io")]
+
+
+def test_when_limits_approval_to_the_calls_it_names(app: Any, audit: Any) -> None:
+    assert app.toggle("acme", "embed", "ops@vendor.io") == "off"  # a tenant's switch: no approval needed
+    assert "audit.approval.id" not in audit.one("killswitch.disable")["attrs"]
+    refused = ask(app.toggle, "*", "embed", "ops@vendor.io")  # the global one needs it
+    assert refused.approval_id and app.LOG == [("acme", "embed", "ops@vendor.io")]
+
+
+@pytest.mark.parametrize(("approval", "message"), [
+    ("{approvers: 0}", "approval.approvers: must be a whole number"),
+    ("{ttl: soon}", "approval.ttl: must be a duration"),
+    ("{ttl: 30d}", "at most 7d"),
+    ("{bind: [result]}", "uses result/error"),
+    ("{when: 'error is None'}", "uses result/error"),
+    ("{approver: 1}", "unknown key 'approver'"),
+])
+def test_bad_approval_keys_are_refused_at_load_with_their_place(approval: str, message: str) -> None:
+    from auditrail.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"events:\n  - target: m:f\n    event: a.b\n    approval: {approval}\n", filename="audit.yaml")
+    assert message in str(caught.value) and "audit.yaml:4:" in str(caught.value)
+
+
+def test_durations() -> None:
+    from auditrail.approvals import parse_duration
+
+    assert [parse_duration(t) for t in ("90", "30s", "15m", "1h", "2d", "1h30m", 45)] == [
+        None, 30, 900, 3600, 172800, 5400, 45]
+    assert parse_duration("1x") is None and parse_duration("") is None and parse_duration(0) is None

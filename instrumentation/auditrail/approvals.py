@@ -33,7 +33,7 @@ from .pipeline import AuditUnavailable
 __all__ = ["ApprovalRequired", "ApprovalSpec", "ApprovalUnavailable", "ApprovalsConfig", "binding_digest"]
 
 _log = logging.getLogger("auditrail")
-APPROVAL_KEYS = ("approvers", "ttl", "bind")
+APPROVAL_KEYS = ("approvers", "ttl", "bind", "when")
 APPROVALS_KEYS = ("url", "token", "timeout")
 _DURATION = re.compile(r"(\d+)\s*(s|m|h|d)")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -72,6 +72,7 @@ class ApprovalSpec:
     approvers: int = 1
     ttl_seconds: int = 3600
     bind: tuple[Expression, ...] | None = None  # None: every parameter the entry's expressions read
+    when: Expression | None = None  # only calls for which it is true need approval (read before the call)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class ApprovalsConfig:
 
 
 def parse_duration(text: Any) -> int | None:
-    """Seconds of `90`, `30s`, `15m`, `1h`, `2d`, `1h30m`; None when not a duration."""
+    """Seconds of 90 (a number), `30s`, `15m`, `1h`, `2d`, `1h30m`; None when not a duration."""
     if isinstance(text, int) and not isinstance(text, bool):
         return text if text > 0 else None
     if not isinstance(text, str) or not text.strip():
@@ -117,17 +118,22 @@ def parse_approval(doc: Any, path: tuple[Any, ...], value: Any) -> ApprovalSpec 
     if bind is not None:
         if not isinstance(bind, list) or not bind or not all(isinstance(b, str) and b for b in bind):
             raise doc.error(path + ("bind",), "must be a non-empty list of expressions such as [feature, scope]")
-        out = []
-        for i, source in enumerate(bind):
-            try:
-                expr = compile_expression(source)
-            except ExpressionError as exc:
-                raise doc.error(path + ("bind", i), f"bad expression {source!r}: {exc}") from None
-            if expr.names & {"result", "error"}:
-                raise doc.error(path + ("bind", i), f"{source!r} uses result/error: bound values are read before the call")
-            out.append(expr)
-        exprs = tuple(out)
-    return ApprovalSpec(approvers, ttl, exprs)
+        exprs = tuple(_before_call(doc, path + ("bind", i), source) for i, source in enumerate(bind))
+    when = value.get("when")
+    if when is not None and not (isinstance(when, str) and when):
+        raise doc.error(path + ("when",), "must be an expression such as 'scope == \"*\"'")
+    return ApprovalSpec(approvers, ttl, exprs, None if when is None else _before_call(doc, path + ("when",), when))
+
+
+def _before_call(doc: Any, path: tuple[Any, ...], source: str) -> Expression:
+    """An expression of `approval:`: evaluated before the call, so it cannot read result or error."""
+    try:
+        expr = compile_expression(source)
+    except ExpressionError as exc:
+        raise doc.error(path, f"bad expression {source!r}: {exc}") from None
+    if expr.names & {"result", "error"}:
+        raise doc.error(path, f"{source!r} uses result/error: approval expressions are read before the call")
+    return expr
 
 
 def parse_approvals(doc: Any, value: Any) -> ApprovalsConfig | None:
@@ -250,6 +256,13 @@ class Gate:
         """
         from .context import impersonations
 
+        if self.spec.when is not None:
+            try:
+                needed = bool(self.spec.when.evaluate(ns))
+            except Exception:  # noqa: BLE001 - cannot tell: the approval is asked for (fail closed)
+                needed = True
+            if not needed:
+                return early
         client: ApprovalClient | None = getattr(recorder, "approvals", None)
         if client is None:
             raise ApprovalUnavailable(f"auditrail: {self.event} needs an approval but audit.yaml names no "
