@@ -141,10 +141,18 @@ def test_a_granted_approval_runs_the_call_once_and_its_event_carries_the_id(app:
     assert event["attrs"]["audit.approval.id"] == approval_id
     granted, used = audit.one("approval.granted"), audit.one("approval.used")
     assert granted["attrs"]["enduser.id"] == "alice@acme.io" and granted["attrs"]["audit.approval.id"] == approval_id
+    with auditrail.audit_context(source_ip="192.0.2.50"):  # the requester's address is not the approver's
+        approval_id_2 = ask(app.disable, "acme", "search-ip", "ops@vendor.io").approval_id
+        assert decide(service, "alice", approval_id_2).status_code == 200
+        app.disable("acme", "search-ip", "ops@vendor.io")
+    granted_2 = [e for e in audit.events("approval.granted") if e["attrs"]["audit.approval.id"] == approval_id_2][0]
+    assert "client.address" not in granted_2["attrs"] and granted_2["attrs"]["audit.risk"] == "low"
+    used_2 = [e for e in audit.events("approval.used") if e["attrs"]["audit.approval.id"] == approval_id_2][0]
+    assert used_2["attrs"]["client.address"] == "192.0.2.50"
     assert used["attrs"]["enduser.id"] == "ops@vendor.io" and used["attrs"]["audit.approval.id"] == approval_id
     # Single use: the next identical call needs a new approval.
     second = ask(app.disable, "acme", "search", "ops@vendor.io")
-    assert second.approval_id != approval_id and len(app.LOG) == 1
+    assert second.approval_id != approval_id and len(app.LOG) == 2
     assert decide(service, "alice", approval_id).status_code == 409  # used: nothing left to decide
 
 

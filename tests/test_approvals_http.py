@@ -45,7 +45,8 @@ def _django_app() -> Any:
 
 
 SERVERS: dict[str, tuple[Callable[[], Any], Callable[[Any], Any], str]] = {
-    "fastapi": (_fastapi_app, serve_asgi, "/sync/{tenant}"),
+    # With its lifespan: the app builds its middleware stack there, before the first request.
+    "fastapi": (_fastapi_app, lambda app: serve_asgi(app, lifespan="on"), "/sync/{tenant}"),
     "flask": (_flask_app, serve_wsgi, "/quota/{tenant}"),
     "django": (_django_app, serve_wsgi, "/quota/{tenant}/"),
 }

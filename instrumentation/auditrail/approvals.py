@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from .events import default_risk
 from .expressions import Expression, ExpressionError, compile_expression
 from .pipeline import AuditUnavailable
 
@@ -201,6 +202,9 @@ class ApprovalClient:
         """POST the action; (status, JSON answer). Raises ApprovalUnavailable when no usable answer comes."""
         import requests
 
+        if not self.url:
+            raise ApprovalUnavailable(f"auditrail: {body['event']} needs an approval and approvals.url is empty (is its "
+                                      "environment variable set?); the action was refused", event=body["event"])
         try:
             response = self._session.post(f"{self.url}/v1/approvals", data=_canonical(body),
                                           headers={"Content-Type": "application/json"}, timeout=self.timeout)
@@ -313,10 +317,16 @@ class Gate:
             payload["decided_at"] = approval.get("decided_at")
         if event_type == "approval.requested":
             payload["bound"] = approval.get("bound")
-        recorder.record(event_type, tenant=tenant, actor=(approval.get("decided_by") or None) if decided else actor,
-                        actor_type="user" if decided or actor else "system",
-                        reason=approval.get("decision_reason") if decided else None, payload=payload,
-                        approval_id=str(approval["id"]))
+        if event_type in ("approval.requested", "approval.used"):  # the requester's own acts, in this call
+            recorder.record(event_type, tenant=tenant, actor=actor, payload=payload, approval_id=str(approval["id"]))
+            return
+        # A decision (or an expiry) made elsewhere: none of this call's context (its address, its session)
+        # belongs to it, so no context default is applied (resolved).
+        decider = (approval.get("decided_by") or None) if decided else None
+        recorder.record_positional(
+            event_type, tenant, decider, "user" if decider else "system", payload, None,
+            approval.get("decision_reason") if decided else None, "success", default_risk(event_type),
+            str(approval["id"]), None, False, False, True, None)
 
 
 def _text(value: Any) -> str | None:

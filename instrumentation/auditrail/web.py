@@ -22,11 +22,11 @@ _DJANGO_EXCEPTION = "django.core.handlers.exception"
 
 
 async def _asgi_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if instance is not None:  # (before the lifespan call too: the app may build its middleware stack there)
+        answer_in_starlette(instance)  # ApprovalRequired -> 428 with the approval's id and URL
     scope = args[0] if args else kwargs.get("scope")
     if not isinstance(scope, dict) or scope.get("type") not in ("http", "websocket"):
         return await wrapped(*args, **kwargs)
-    if instance is not None:
-        answer_in_starlette(instance)  # ApprovalRequired -> 428 with the approval's id and URL
     token = enter_request("asgi", scope)
     try:
         return await wrapped(*args, **kwargs)
