@@ -321,3 +321,25 @@ def test_durations() -> None:
     assert [parse_duration(t) for t in ("90", "30s", "15m", "1h", "2d", "1h30m", 45)] == [
         None, 30, 900, 3600, 172800, 5400, 45]
     assert parse_duration("1x") is None and parse_duration("") is None and parse_duration(0) is None
+
+
+def test_an_approval_without_the_service_is_warned_at_load() -> None:
+    from auditrail.config import ConfigWarning, parse_config
+
+    with pytest.warns(ConfigWarning, match=r"audit.yaml:2: `approval:` needs the approval service"):
+        parse_config("events:\n  - target: m:f\n    event: a.b\n    approval: {ttl: 1h}\n", filename="audit.yaml")
+
+
+def test_a_bound_value_that_cannot_be_read_refuses_the_call(audit: Any, service: dict[str, Any],  # noqa: F811
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("APV_TEST_TOKEN", service["app"])
+    audit.module("apv.ops", APP)
+    audit.instrument(CONFIG.replace("URL", service["base"]).replace("bind: [feature, tenant_id]",
+                                                                     "bind: [feature.missing, tenant_id, nope]"))
+    import apv.ops
+
+    assert "approval expression 'nope' uses nope, which apv.ops:disable_quick does not have" in caplog.text
+    with pytest.raises(ApprovalUnavailable, match="bound value 'feature.missing' cannot be read"):
+        apv.ops.disable_quick("acme", "embed", "ops@vendor.io")
+    assert apv.ops.LOG == []

@@ -159,6 +159,19 @@ def parse_approvals(doc: Any, value: Any) -> ApprovalsConfig | None:
     return ApprovalsConfig(url, token, float(timeout))
 
 
+def warn_without_service(doc: Any, config: Any) -> None:
+    """Entries with `approval:` and no `approvals:` service: every such call would be refused. Say so at load."""
+    gated = [i for i, spec in enumerate(config.events) if spec.approval is not None]
+    if gated and config.approvals is None:
+        import warnings
+
+        from .config import ConfigWarning
+
+        warnings.warn(f"{doc.line(('events', gated[0]))}: `approval:` needs the approval service "
+                      "(`approvals: {url: ..., token: ...}` at the top level): without it every such call is refused",
+                      ConfigWarning, stacklevel=3)
+
+
 def _expand(text: str | None) -> str | None:
     """`${env:NAME}` replaced by the variable's value (read when the client is made, never logged)."""
     if text is None:
@@ -251,6 +264,12 @@ class Gate:
             self.bind = tuple((e.source, e) for e in spec.bind)
         else:
             self.bind = tuple((name, compile_expression(name)) for name in default_bind(wrapper))
+        known = wrapper.binder.names() | {"self", "cls", "request"}
+        for expr in (*(e for _, e in self.bind), *([spec.when] if spec.when is not None else [])):
+            if expr.names - known:  # (at run time it cannot be read: the call is refused, saying so)
+                _log.error("auditrail: %s (%s): approval expression %r uses %s, which %s does not have",
+                           wrapper.spec.where, self.event, expr.source, ", ".join(sorted(expr.names - known)),
+                           self.target)
 
     def check(self, wrapper: Any, recorder: Any, early: tuple[Any, ...], ns: dict[str, Any]) -> tuple[Any, ...]:
         """Return `early` with the claimed approval id in its approval_id slot, or raise ApprovalRequired.

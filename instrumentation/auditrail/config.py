@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from . import semconv
-from .approvals import ApprovalsConfig, ApprovalSpec, parse_approval, parse_approvals
+from .approvals import ApprovalsConfig, ApprovalSpec, parse_approval, parse_approvals, warn_without_service
 from .events import EVENT_NAME_RE, IMPERSONATION_END, IMPERSONATION_START, REQUIRED_PAYLOAD
 from .expressions import CALL_NAMES, Expression, ExpressionError, compile_expression, constant
 from .payload import DEFAULT_MAX_BYTES
@@ -222,6 +222,7 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
     resolver = _TargetResolver() if check_targets else None
     cfg.events = [_event(doc, i, entry, resolver) for i, entry in enumerate(events)]
     _warn_unlinkable_impersonation(doc, cfg)
+    warn_without_service(doc, cfg)
     return cfg
 
 
