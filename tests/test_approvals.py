@@ -34,6 +34,10 @@ APP = """
         LOG.append((tenant_id, feature, actor))
         return "off"
 
+    def double(tenant_id, feature, actor):
+        LOG.append((tenant_id, feature, actor))
+        return "off"
+
     def plain(tenant_id, feature, actor):
         LOG.append(("plain", feature))
         return "on"
@@ -64,6 +68,12 @@ CONFIG = """
         actor: actor
         payload: {feature: feature, scope: tenant_id}
         approval: {when: 'tenant_id == "*"'}
+      - target: apv.ops:double
+        event: killswitch.disable
+        tenant: tenant_id
+        actor: actor
+        payload: {feature: feature, scope: tenant_id}
+        approval: {approvers: 2}
       - target: apv.ops:plain
         event: killswitch.enable
         tenant: tenant_id
@@ -343,3 +353,25 @@ def test_a_bound_value_that_cannot_be_read_refuses_the_call(audit: Any, service:
     with pytest.raises(ApprovalUnavailable, match="bound value 'feature.missing' cannot be read"):
         apv.ops.disable_quick("acme", "embed", "ops@vendor.io")
     assert apv.ops.LOG == []
+
+
+def test_two_approvers_are_two_different_people(app: Any, service: dict[str, Any]) -> None:
+    approval_id = ask(app.double, "acme", "two", "ops@vendor.io").approval_id
+    first = decide(service, "alice", approval_id)
+    assert first.status_code == 200 and first.json()["state"] == "pending"
+    assert ask(app.double, "acme", "two", "ops@vendor.io").approval_id == approval_id  # one of two: still waits
+    assert decide(service, "alice", approval_id).status_code == 409  # the same person twice
+    second = decide(service, "bob_acme", approval_id)
+    assert second.status_code == 200 and second.json()["state"] == "granted"
+    assert second.json()["approved_by"] == ["alice@acme.io", "bob@acme.io"]
+    app.double("acme", "two", "ops@vendor.io")
+    assert app.LOG == [("acme", "two", "ops@vendor.io")]
+
+
+def test_the_openapi_document_lists_every_approvals_response(service: dict[str, Any]) -> None:
+    paths = httpx.get(f"{service['base']}/openapi.json").json()["paths"]
+    ask_responses = paths["/v1/approvals"]["post"]["responses"]
+    assert {"200", "201", "202", "401", "403", "422"} <= set(ask_responses)
+    for path in ("/v1/approvals/{approval_id}/approve", "/v1/approvals/{approval_id}/deny"):
+        assert {"200", "401", "403", "404", "409", "422"} <= set(paths[path]["post"]["responses"])
+    assert "/approvals" not in paths  # the page is HTML for people, not part of the API
