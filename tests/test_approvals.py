@@ -38,6 +38,10 @@ APP = """
         LOG.append((tenant_id, feature, actor))
         return "off"
 
+    async def disable_async(tenant_id, feature, actor):
+        LOG.append((tenant_id, feature, actor))
+        return "off"
+
     def plain(tenant_id, feature, actor):
         LOG.append(("plain", feature))
         return "on"
@@ -74,6 +78,12 @@ CONFIG = """
         actor: actor
         payload: {feature: feature, scope: tenant_id}
         approval: {approvers: 2}
+      - target: apv.ops:disable_async
+        event: killswitch.disable
+        tenant: tenant_id
+        actor: actor
+        payload: {feature: feature, scope: tenant_id}
+        approval: {approvers: 1}
       - target: apv.ops:plain
         event: killswitch.enable
         tenant: tenant_id
@@ -375,3 +385,31 @@ def test_the_openapi_document_lists_every_approvals_response(service: dict[str, 
     for path in ("/v1/approvals/{approval_id}/approve", "/v1/approvals/{approval_id}/deny"):
         assert {"200", "401", "403", "404", "409", "422"} <= set(paths[path]["post"]["responses"])
     assert "/approvals" not in paths  # the page is HTML for people, not part of the API
+
+
+def test_an_async_target_waits_for_its_approval_off_the_event_loop(app: Any, audit: Any,
+                                                                  service: dict[str, Any]) -> None:
+    import asyncio
+
+    async def scenario() -> str:
+        ticks = 0
+
+        async def ticker() -> None:  # the loop keeps running while the gate asks the service
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        try:
+            with pytest.raises(ApprovalRequired) as caught:
+                await app.disable_async("acme", "async", "ops@vendor.io")
+            assert ticks > 1 and app.LOG == []
+            assert decide(service, "alice", str(caught.value.approval_id)).status_code == 200
+            return await app.disable_async("acme", "async", "ops@vendor.io")
+        finally:
+            task.cancel()
+
+    assert asyncio.run(scenario()) == "off"
+    assert app.LOG == [("acme", "async", "ops@vendor.io")]
+    assert audit.one("killswitch.disable")["attrs"]["audit.approval.id"]

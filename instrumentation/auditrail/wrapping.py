@@ -9,6 +9,7 @@ Every step of ours runs under a guard: the app sees its own result or its own ex
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import logging
@@ -169,8 +170,9 @@ class AuditWrapper:
                             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """generic_call for coroutine functions."""
         early = self._start(recorder, instance, args, kwargs)
-        if self.approval is not None:
-            early = self.approval.check(self, recorder, early, self._namespace(instance, args, kwargs))
+        if self.approval is not None:  # a network round trip: in a worker thread, not on the event loop
+            early = await asyncio.to_thread(self.approval.check, self, recorder, early,
+                                            self._namespace(instance, args, kwargs))
         try:
             result = await wrapped(*args, **kwargs)
         except Exception as exc:

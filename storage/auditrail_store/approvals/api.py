@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -22,6 +23,8 @@ from ..tokens import ALL_TENANTS, TokenInfo
 from .store import Approval, ApprovalError, ApprovalStore
 
 __all__ = ["ApprovalOut", "approvals_store", "decide_as", "router"]
+
+logger = logging.getLogger("auditrail.store")
 
 ApprovalId = Annotated[str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
                                  description="the approval id (a UUID)")]
@@ -177,11 +180,15 @@ def decide_as(store: ApprovalStore, caller: TokenInfo, approval_id: str, approve
             raise HTTPException(403, f"token {caller.token_id} is {person}'s and may not decide as {approver}")
     else:
         raise HTTPException(403, f"token {caller.token_id} may not approve")
+    verb = "approve" if approve else "deny"
     try:
-        return store.decide(approval_id, person, approve, reason,
-                            lambda tenant: caller.allows("approve", tenant))
+        approval = store.decide(approval_id, person, approve, reason, lambda tenant: caller.allows("approve", tenant))
     except ApprovalError as error:
+        logger.info("approval %s: %s as %s refused (token %s): %s", approval_id, verb, person, caller.token_id, error)
         raise HTTPException(error.status, str(error)) from None
+    logger.info("approval %s: %s by %s (token %s), now %s", approval_id, verb, person, caller.token_id,
+                approval.state)
+    return approval
 
 
 def _out(approval: Approval) -> ApprovalOut:
