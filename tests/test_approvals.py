@@ -413,3 +413,17 @@ def test_an_async_target_waits_for_its_approval_off_the_event_loop(app: Any, aud
     assert asyncio.run(scenario()) == "off"
     assert app.LOG == [("acme", "async", "ops@vendor.io")]
     assert audit.one("killswitch.disable")["attrs"]["audit.approval.id"]
+
+
+def test_the_digest_is_keyed_so_it_reveals_no_bound_value() -> None:
+    import hashlib
+
+    from auditrail.approvals import _canonical, binding_digest
+
+    args = ("billing.update", "m:f", "acme", "ops@vendor.io", {"api_key": "sk_live_1234"})
+    keyed = binding_digest(*args, key=b"art_token")
+    assert keyed == binding_digest(*args, key=b"art_token")  # the same action, the same digest
+    assert keyed != binding_digest(*args, key=b"another")
+    plain = hashlib.sha256(_canonical({"event": args[0], "target": args[1], "tenant": args[2],
+                                       "requester": args[3], "bound": args[4]})).hexdigest()
+    assert keyed != plain  # a guess of the bound values cannot be checked without the app's token

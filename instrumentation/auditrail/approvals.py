@@ -4,7 +4,7 @@ An entry marked ``approval: {approvers: 1, ttl: 1h, bind: [...]}`` runs only wit
 someone else. The gate runs where fail_closed refuses (before the target, after the values read before
 the call): it computes the action's **binding digest**, SHA-256 over the canonical JSON of the event type,
 the target, the tenant, the requester (the event's actor) and the bound values (``bind:``, default: every
-parameter the entry's expressions read, valued before the call), and asks the approval service
+parameter the entry's expressions read, valued before the call), keyed with the app's token, and asks the approval service
 (``approvals: {url, token}`` in audit.yaml; the store service's ``/v1/approvals``) in one request:
 
 * a granted, unexpired, unused approval with that digest: the service claims it (single use, atomically)
@@ -185,12 +185,17 @@ def _canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
 
 
-def binding_digest(event: str, target: str, tenant: Any, requester: Any, bound: dict[str, Any]) -> str:
-    """Hex SHA-256 of what an approval is for: event type, target, tenant, requester and bound values."""
+def binding_digest(event: str, target: str, tenant: Any, requester: Any, bound: dict[str, Any],
+                   key: bytes = b"") -> str:
+    """Hex HMAC-SHA256 of what an approval is for: event type, target, tenant, requester and bound values.
+
+    Keyed with the app's approvals token: the digest the service stores then tells nothing of the bound
+    values (a secret or a guessable value among them cannot be tried against it)."""
     import hashlib
+    import hmac
 
     text = _canonical({"event": event, "target": target, "tenant": tenant, "requester": requester, "bound": bound})
-    return hashlib.sha256(text).hexdigest()
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
 
 
 class ApprovalClient:
@@ -204,6 +209,7 @@ class ApprovalClient:
         self._session = requests.Session()
         self._session.trust_env = False  # never through a proxy from the environment: the token goes here
         token = _expand(config.token)
+        self.digest_key = (token or "").encode()  # every replica of the app has the same: the same digests
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
@@ -302,7 +308,7 @@ class Gate:
         session = impersonations.find(tenant, actor, _text(early[7]))
         policy = recorder.policy
         body = {
-            "digest": binding_digest(self.event, self.target, tenant, actor, bound),
+            "digest": binding_digest(self.event, self.target, tenant, actor, bound, client.digest_key),
             "event": self.event, "target": self.target, "tenant": tenant, "requester": actor,
             "impersonator": session.impersonator if session is not None else None,
             # What the approver sees: the values as an event would show them (secrets redacted).
