@@ -427,3 +427,37 @@ def test_the_digest_is_keyed_so_it_reveals_no_bound_value() -> None:
     plain = hashlib.sha256(_canonical({"event": args[0], "target": args[1], "tenant": args[2],
                                        "requester": args[3], "bound": args[4]})).hexdigest()
     assert keyed != plain  # a guess of the bound values cannot be checked without the app's token
+
+
+def test_the_approval_store_over_clickhouse_http(tmp_path: Path) -> None:
+    """The same SQL through clickhouse-connect over http:// (server-side bound parameters), racing claims."""
+    from auditrail_store.approvals.store import ApprovalStore
+    from auditrail_store.db import Store
+    from auditrail_store.migrate import migrate
+    from clickhouse_http import ClickHouseHTTPFixture
+
+    ask_body = {"digest": "b" * 64, "event": "killswitch.disable", "target": "m:f", "tenant": "acme",
+                "requester": "ops@vendor.io", "impersonator": None, "bound": {"feature": "embed"},
+                "before": {"state": "on"}, "reason": "x", "approvers": 1, "ttl_seconds": 600}
+    with ClickHouseHTTPFixture(tmp_path / "clickhouse") as clickhouse, Store.open(clickhouse.url) as store:
+        migrate(store)
+        approvals = ApprovalStore(store)
+        status, created = approvals.submit(ask_body, "token:app")
+        assert status == 201 and approvals.submit(ask_body, "token:app")[0] == 202
+        granted = approvals.decide(created.approval_id, "alice@acme.io", True, "ok", lambda tenant: tenant == "acme")
+        assert granted.state == "granted" and granted.approvers_so_far == ["alice@acme.io"]
+        statuses: list[int] = []
+        barrier = threading.Barrier(4)
+
+        def claim() -> None:
+            barrier.wait()
+            statuses.append(approvals.submit(ask_body, "token:app")[0])
+
+        threads = [threading.Thread(target=claim) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(statuses) == [200, 201, 202, 202], statuses  # one claim; then a new request, pending
+        assert approvals.get(created.approval_id).state == "used"
+        assert [a.state for a in approvals.list("acme")] == ["pending", "used"]

@@ -113,7 +113,9 @@ class ApprovalStore:
         self._table = store.table("approvals")
         self._claims = store.table("approval_claims")
         self._cluster = cluster
-        self.lock = threading.Lock()  # every read-then-write of approvals in this process
+        # Every read-then-write of approvals in this process, and every statement on the handle (a server's
+        # HTTP session refuses overlapping queries): re-entrant, since decide() reads under it.
+        self.lock = threading.RLock()
 
     def close(self) -> None:
         """Release the store handle."""
@@ -161,14 +163,16 @@ class ApprovalStore:
 
     def get(self, approval_id: str) -> Approval | None:
         """The newest version of one request."""
-        rows = self._select("approval_id = {id:String}", {"id": approval_id})
+        with self.lock:
+            rows = self._select("approval_id = {id:String}", {"id": approval_id})
         return rows[0] if rows else None
 
     def list(self, tenant: str | None = None, state: str | None = None, limit: int = 500) -> list[Approval]:
         """Requests, newest first; `tenant` None: every tenant (the caller may see them all)."""
         params: dict[str, Any] = {}
         where = tenant_scope(tenant, params) if tenant is not None else "1"
-        rows = self._select(where, params, limit)
+        with self.lock:
+            rows = self._select(where, params, limit)
         return [r for r in rows if state is None or r.effective_state() == state]
 
     def decide(self, approval_id: str, approver: str, approve: bool, reason: str,
