@@ -2,18 +2,19 @@
 
 An entry marked ``approval: {approvers: 1, ttl: 1h, bind: [...]}`` runs only with an approval granted by
 someone else. The gate runs where fail_closed refuses (before the target, after the values read before
-the call): it computes the action's **binding digest**, SHA-256 over the canonical JSON of the event type,
-the target, the tenant, the requester (the event's actor) and the bound values (``bind:``, default: every
-parameter the entry's expressions read, valued before the call), keyed with the app's token, and asks the approval service
-(``approvals: {url, token}`` in audit.yaml; the store service's ``/v1/approvals``) in one request:
+the call): it computes the action's **binding digest**, HMAC-SHA256 (keyed with the app's approvals token)
+of the canonical JSON of the event type, the target, the tenant, the requester (the event's actor) and the
+bound values (``bind:``, default: every parameter the entry's expressions read, valued before the call),
+and asks the approval service (``approvals: {url, token}`` in audit.yaml; the store service's
+``/v1/approvals``) in one request:
 
 * a granted, unexpired, unused approval with that digest: the service claims it (single use, atomically)
-  and the call runs; its event carries ``audit.approval.id``, preceded by ``approval.granted`` and
-  ``approval.used`` in the tenant's chain;
+  and the call runs; ``approval.used`` is recorded, and the action's event carries ``audit.approval.id``;
 * otherwise a pending request with that digest, or a new one (``approval.requested``): the target does
-  not run and :class:`ApprovalRequired` is raised with the approval id and the URL to approve it. Denied
-  or expired requests of the same action are recorded as ``approval.denied``/``approval.expired`` then.
+  not run and :class:`ApprovalRequired` is raised with the approval id and the URL to approve it.
 
+The service records ``approval.granted``/``denied``/``expired`` itself, when they happen, in its own chain
+of the tenant.
 The service cannot be reached, or answers nonsense: :class:`ApprovalUnavailable` (fail closed).
 """
 
@@ -27,7 +28,6 @@ from typing import Any
 
 import orjson
 
-from .events import default_risk
 from .expressions import Expression, ExpressionError, compile_expression
 from .pipeline import AuditUnavailable
 
@@ -317,41 +317,24 @@ class Gate:
         }
         status, answer = client.ask(body)
         approval_id = str(answer["id"])
-        for closed in answer.get("closed") or ():  # denied/expired requests of this action, told once
-            self._record(recorder, f"approval.{closed.get('state')}", tenant, closed)
         if answer.get("state") == "used":
-            self._record(recorder, "approval.granted", tenant, answer)
-            self._record(recorder, "approval.used", tenant, answer, actor=actor)
+            self._record(recorder, "approval.used", tenant, actor, answer)
             return (*early[:5], approval_id, *early[6:])
         if status == 201:
-            self._record(recorder, "approval.requested", tenant, answer, actor=actor)
+            self._record(recorder, "approval.requested", tenant, actor, answer)
         url = client.page_url(approval_id)
         raise ApprovalRequired(f"{self.event} needs approval by {self.spec.approvers} other person(s): "
                                f"approval {approval_id} is pending at {url}", approval_id, url, self.event)
 
-    def _record(self, recorder: Any, event_type: str, tenant: str | None, approval: dict[str, Any],
-                actor: str | None = None) -> None:
-        """An approval.* event in the tenant's chain (the decider is its actor for granted/denied)."""
-        if event_type not in ("approval.requested", "approval.granted", "approval.denied", "approval.expired",
-                              "approval.used"):
-            return
-        decided = event_type in ("approval.granted", "approval.denied")
+    def _record(self, recorder: Any, event_type: str, tenant: str | None, actor: str | None,
+                approval: dict[str, Any]) -> None:
+        """approval.requested / approval.used: the requester's own acts in this call, in the tenant's chain
+        (the service records approval.granted/denied/expired when they happen)."""
         payload = {"action": self.event, "target": self.target, "requester": approval.get("requester"),
                    "approvers": approval.get("approved_by") or [], "expires_at": approval.get("expires_at")}
-        if decided:
-            payload["decided_at"] = approval.get("decided_at")
         if event_type == "approval.requested":
             payload["bound"] = approval.get("bound")
-        if event_type in ("approval.requested", "approval.used"):  # the requester's own acts, in this call
-            recorder.record(event_type, tenant=tenant, actor=actor, payload=payload, approval_id=str(approval["id"]))
-            return
-        # A decision (or an expiry) made elsewhere: none of this call's context (its address, its session)
-        # belongs to it, so no context default is applied (resolved).
-        decider = (approval.get("decided_by") or None) if decided else None
-        recorder.record_positional(
-            event_type, tenant, decider, "user" if decider else "system", payload, None,
-            approval.get("decision_reason") if decided else None, "success", default_risk(event_type),
-            str(approval["id"]), None, False, False, True, None)
+        recorder.record(event_type, tenant=tenant, actor=actor, payload=payload, approval_id=str(approval["id"]))
 
 
 def _text(value: Any) -> str | None:

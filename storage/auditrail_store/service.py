@@ -167,7 +167,9 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
                                      _Handles(url, database))
         # Protobuf requests of all-tenant tokens on an embedded store: decoded by the engine (ingest_fast.py).
         app.state.auditrail_fast = FastLogWriter.for_store(store, app.state.auditrail.writer.columns)
-        app.state.auditrail_approvals = open_approvals(url, database)  # its own handle and lock
+        # Its own handle and lock; its approval.* events are written through the ingest writer.
+        app.state.auditrail_approvals = open_approvals(url, database,
+                                                       lambda batch: _write(app.state.auditrail, batch))
         try:
             yield
         finally:

@@ -78,8 +78,6 @@ class ApprovalOut(BaseModel):
     expires_at: str | None
     decided_at: str | None
     used_at: str | None
-    closed: list[dict[str, Any]] = Field(default_factory=list,
-                                         description="denied/expired requests of the same action, told once")
 
 
 class Problem(BaseModel):

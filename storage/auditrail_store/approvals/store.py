@@ -10,8 +10,9 @@ succeeds (migration 0020 says why KeeperMap).
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -21,13 +22,15 @@ from ..db import Store, StoreError, tenant_scope
 
 __all__ = ["APPROVAL_STATES", "Approval", "ApprovalError", "ApprovalStore"]
 
+logger = logging.getLogger("auditrail.store")
+
 APPROVAL_STATES = ("pending", "granted", "denied", "expired", "used")
 _COLUMNS = ("approval_id", "tenant_id", "digest", "event_type", "target", "requester", "impersonator", "bound",
             "before", "reason", "approvers", "approved_by", "decided_by", "decision_reason", "state", "created_at",
-            "expires_at", "decided_at", "used_at", "reported", "version")
+            "expires_at", "decided_at", "used_at", "version")
 _TYPES = ("String", "String", "String", "String", "String", "String", "String", "String", "String", "String",
           "UInt8", "String", "String", "String", "String", "DateTime64(3, 'UTC')", "DateTime64(3, 'UTC')",
-          "Nullable(DateTime64(3, 'UTC'))", "Nullable(DateTime64(3, 'UTC'))", "UInt8", "UInt64")
+          "Nullable(DateTime64(3, 'UTC'))", "Nullable(DateTime64(3, 'UTC'))", "UInt64")
 
 
 class ApprovalError(StoreError):
@@ -73,9 +76,7 @@ class Approval:
     expires_at: datetime
     decided_at: datetime | None
     used_at: datetime | None
-    reported: int
     version: int
-    closed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def approvers_so_far(self) -> list[str]:
@@ -98,7 +99,7 @@ class Approval:
                 "decided_by": self.decided_by or None, "decision_reason": self.decision_reason or None,
                 "state": self.effective_state(), "created_at": _iso(self.created_at),
                 "expires_at": _iso(self.expires_at), "decided_at": _iso(self.decided_at),
-                "used_at": _iso(self.used_at), "closed": self.closed}
+                "used_at": _iso(self.used_at)}
 
     def row(self) -> dict[str, Any]:
         """The column values, for an insert."""
@@ -108,8 +109,9 @@ class Approval:
 class ApprovalStore:
     """The approvals and approval_claims tables of one store, behind the service's approval lock."""
 
-    def __init__(self, store: Store, cluster: bool = False) -> None:
+    def __init__(self, store: Store, cluster: bool = False, events: Any = None) -> None:
         self._store = store
+        self._events = events  # DecisionEvents: approval.granted/denied/expired into the tenant's chain
         self._table = store.table("approvals")
         self._claims = store.table("approval_claims")
         self._cluster = cluster
@@ -118,21 +120,22 @@ class ApprovalStore:
         self.lock = threading.RLock()
 
     def close(self) -> None:
-        """Release the store handle."""
+        """Deliver the spooled approval events, then release the store handle."""
+        if self._events is not None:
+            self._events.close()
         self._store.close()
 
     # --- the app's side ------------------------------------------------------------------------
 
     def submit(self, request: dict[str, Any], caller: str) -> tuple[int, Approval]:
         """The app's call needing approval: (200, the claimed approval) when a granted one exists for its
-        digest; (202, the pending one) when one waits; (201, a new one) otherwise, with the denied or expired
-        requests of the same action not yet told to the app in `closed`."""
+        digest; (202, the pending one) when one waits; (201, a new one) otherwise. A request found expired
+        here is marked so (its approval.expired event)."""
         digest = request["digest"]
         with self.lock:
             now = _now()
             rows = self._select("digest = {digest:String} AND tenant_id = {t:String}",
                                 {"digest": digest, "t": request["tenant"] or ""})
-            closed = []
             for row in rows:
                 state = row.effective_state(now)
                 if state == "granted" and self._claim(row.approval_id, caller, now):
@@ -142,21 +145,16 @@ class ApprovalStore:
                 if state == "expired" and row.state != "expired":
                     row.state = "expired"
                     self._write(row)
+                    self._record("approval.expired", row)
             for row in rows:
                 if row.effective_state(now) == "pending":
                     return 202, row
-            for row in rows:
-                if row.state in ("denied", "expired") and not row.reported:
-                    row.reported = 1
-                    self._write(row)
-                    closed.append(row.to_dict())
             approval = Approval(
                 str(uuid_utils.uuid7()), request["tenant"] or "", digest, request["event"], request["target"],
                 request["requester"] or "", request.get("impersonator") or "", _json(request.get("bound")),
                 _json(request.get("before")), (request.get("reason") or "")[:1000], int(request["approvers"]), "[]",
-                "", "", "pending", now, now + timedelta(seconds=int(request["ttl_seconds"])), None, None, 0, 0)
+                "", "", "pending", now, now + timedelta(seconds=int(request["ttl_seconds"])), None, None, 0)
             self._write(approval)
-            approval.closed = closed
             return 201, approval
 
     # --- people's side -------------------------------------------------------------------------
@@ -207,7 +205,18 @@ class ApprovalStore:
             else:
                 approval.state = "denied"
             self._write(approval)
+            if approval.state != "pending":  # (one of several approvers so far: the table has it)
+                self._record(f"approval.{approval.state}", approval)
             return approval
+
+    def _record(self, event_type: str, approval: Approval) -> None:
+        """The decision's audit event (never lost: spooled on disk; never fatal: the decision stands)."""
+        if self._events is None:
+            return
+        try:
+            self._events.record(event_type, approval)
+        except Exception:  # noqa: BLE001
+            logger.exception("approval %s: its %s event could not be recorded", approval.approval_id, event_type)
 
     # --- SQL -----------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 -- approvals: requests for dual approval of sensitive actions (approvals/store.py, README "Approvals").
 --
--- Append-only like api_tokens: every change of a request (a decision, expiry, being told to the app) inserts
+-- Append-only like api_tokens: every change of a request (a decision, an expiry, its use) inserts
 -- the whole row again with a higher version; ReplacingMergeTree(version) keeps the newest, reads use FINAL.
 -- `digest` is the action's binding digest (SHA-256 of event type, target, tenant, requester, bound values):
 -- an approval is found, and only usable, by it.
@@ -24,7 +24,6 @@ CREATE TABLE IF NOT EXISTS ${db}.`approvals${local}` ${on_cluster} (
     `expires_at` DateTime64(3, 'UTC'),
     `decided_at` Nullable(DateTime64(3, 'UTC')),
     `used_at` Nullable(DateTime64(3, 'UTC')),
-    `reported` UInt8 DEFAULT 0 COMMENT '1 once a denial/expiry was told to the app (its approval.* event)',
     `version` UInt64
 ) ENGINE = ${replicated}ReplacingMergeTree(version)
 ORDER BY approval_id;
