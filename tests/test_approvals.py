@@ -488,3 +488,11 @@ def test_the_approval_store_over_clickhouse_http(tmp_path: Path) -> None:
         assert sorted(statuses) == [200, 201, 202, 202], statuses  # one claim; then a new request, pending
         assert approvals.get(created.approval_id).state == "used"
         assert [a.state for a in approvals.list("acme")] == ["pending", "used"]
+
+
+def test_what_the_approver_sees_has_its_secrets_scrubbed(app: Any, service: dict[str, Any]) -> None:
+    approval_id = ask(app.disable, "acme", "secrets", "ops@vendor.io",
+                      reason="rotate it: api_key=sk_live_4eC39HqLyjWDarjtT1zdp7dc").approval_id
+    shown = httpx.get(f"{service['base']}/v1/approvals/{approval_id}",
+                      headers={"Authorization": f"Bearer {service['alice']}"}).text
+    assert "sk_live_4eC39HqLyjWDarjtT1zdp7dc" not in shown and "rotate it" in shown

@@ -297,6 +297,10 @@ class Gate:
             raise ApprovalUnavailable(f"auditrail: {self.event} needs an approval but audit.yaml names no "
                                       "`approvals: {url, token}` service; the action was refused", event=self.event)
         before, tenant, actor = early[0], _text(early[1]), _text(early[2])
+        if "request" not in ns and any("request" in e.names for _, e in self.bind):
+            from .context import current_request
+
+            ns["request"] = current_request()
         bound = {}
         for name, expr in self.bind:
             try:
@@ -313,7 +317,8 @@ class Gate:
             "impersonator": session.impersonator if session is not None else None,
             # What the approver sees: the values as an event would show them (secrets redacted).
             "bound": policy.clean(dict(bound)), "before": policy.clean({"value": before})["value"],
-            "reason": _text(early[3]), "approvers": self.spec.approvers, "ttl_seconds": self.spec.ttl_seconds,
+            "reason": None if early[3] is None else policy.scrub_text(_text(early[3])),
+            "approvers": self.spec.approvers, "ttl_seconds": self.spec.ttl_seconds,
         }
         status, answer = client.ask(body)
         approval_id = str(answer["id"])
@@ -334,7 +339,12 @@ class Gate:
                    "approvers": approval.get("approved_by") or [], "expires_at": approval.get("expires_at")}
         if event_type == "approval.requested":
             payload["bound"] = approval.get("bound")
-        recorder.record(event_type, tenant=tenant, actor=actor, payload=payload, approval_id=str(approval["id"]))
+        try:
+            recorder.record(event_type, tenant=tenant, actor=actor, payload=payload, approval_id=str(approval["id"]))
+        except AuditUnavailable:
+            raise  # fail_closed (or a full spool that refuses): the action is refused, as for any event
+        except Exception:  # noqa: BLE001 - never the app's problem: counted and logged
+            recorder.counters.capture_failed(f"{self.target} ({event_type})")
 
 
 def _text(value: Any) -> str | None:
