@@ -41,6 +41,7 @@ def browser() -> Iterator[Any]:
     options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(60)
+    driver.implicitly_wait(15)  # after a click the next page may still be loading (a busy machine)
     try:
         yield driver
     finally:
