@@ -36,8 +36,17 @@ demo-django: install
 
 # With Go on the PATH the collector distribution is built first (once; then only when its inputs change),
 # so the collector tests run against the real binary; without Go they skip, saying why.
-test: install lint $(if $(shell command -v go 2>/dev/null),collector)
+test: install lint browser $(if $(shell command -v go 2>/dev/null),collector)
 	$(BIN)/python -m pytest -q
+
+# The /approvals page is tested in a real browser: Debian's chromium and chromium-driver, installed when missing
+# (apt-get, as root or through sudo).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+.PHONY: browser
+browser:
+	@command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium and chromium-driver (the /approvals page's browser tests)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check instrumentation storage tests examples benchmarks

@@ -49,7 +49,7 @@ def serve_wsgi(app: Callable[..., Any]) -> tuple[str, Callable[[], None]]:
     return f"http://127.0.0.1:{server.server_port}", stop
 
 
-def serve_asgi(app: Any) -> tuple[str, Callable[[], None]]:
+def serve_asgi(app: Any, lifespan: str = "off") -> tuple[str, Callable[[], None]]:
     """Serve an ASGI app with uvicorn on 127.0.0.1 (ephemeral port); returns (base URL, stop)."""
     import uvicorn
 
@@ -58,7 +58,7 @@ def serve_asgi(app: Any) -> tuple[str, Callable[[], None]]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     # proxy_headers off: uvicorn would otherwise rewrite the client from X-Forwarded-For for 127.0.0.1.
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", proxy_headers=False, access_log=False)
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, proxy_headers=False, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

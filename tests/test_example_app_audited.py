@@ -23,13 +23,17 @@ def captured(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("example")
     events = tmp / "events.jsonl"
     port = demo.free_port()
-    env = demo.app_env(tmp / "assistant.db", AUDITRAIL_EXPORTER=f"file:{events}")
+    # The global kill switch needs an approval: the store service is the approval service.
+    service, _, app_token, desk = demo.approval_service(f"chdb://{tmp / 'store'}", tmp / "store.log")
+    env = demo.app_env(tmp / "assistant.db", AUDITRAIL_EXPORTER=f"file:{events}",
+                       AUDITRAIL_APPROVALS_URL=desk.base_url, AUDITRAIL_APPROVALS_TOKEN=app_token)
     proc = demo.start_server(demo.server_command(port, audit=True), env, tmp / "app.log")
     try:
         demo.wait_healthy(f"http://127.0.0.1:{port}", proc, tmp / "app.log")
-        steps = run_scenario(f"http://127.0.0.1:{port}")
+        steps = run_scenario(f"http://127.0.0.1:{port}", desk)
     finally:
         demo.stop_server(proc)  # SIGTERM, as a process manager would: queued events must still be flushed
+        demo.stop_server(service)
     everything = [r for r in read_records([events]) if r["scope_name"] == "auditrail"]
     for r in everything:
         r["payload"] = json.loads(r["attributes"][semconv.PAYLOAD])
@@ -62,14 +66,29 @@ def of_type(records, event):
 
 def test_every_scenario_step_is_one_audit_event_and_every_category_is_covered(captured):
     steps, records, _ = captured
-    assert len(records) == len(steps) == 16
+    # The five approval steps record 1, 0, 0, 2 and 1 events in the app (alice's approval.granted is the
+    # approval service's event, in the store): one fewer than there are steps.
+    assert len(records) == len(steps) - 1 == 19
     names = {r["event_name"] for r in records}
     assert names == {
         "prompt.update", "crawl.run", "policy.update", "billing.plan.change", "billing.quota.override",
         "billing.grace.start", "billing.grace.end", "admin.impersonation.start", "admin.impersonation.end",
-        "killswitch.disable", "killswitch.enable",
+        "killswitch.disable", "killswitch.enable", "approval.requested", "approval.used",
     }
-    assert len({r["attributes"][semconv.EVENT_ID] for r in records}) == 16
+    assert len({r["attributes"][semconv.EVENT_ID] for r in records}) == 19
+
+
+def test_the_global_kill_switch_ran_once_with_its_approval(captured):
+    steps, records, _ = captured
+    requested = of_type(records, "approval.requested")
+    assert [r["attributes"][semconv.ACTOR] for r in requested] == ["ops@vendor.io", "ops@vendor.io"]
+    first = requested[0]["attributes"][semconv.APPROVAL]
+    assert f"needs approval {first}" in steps[13] and "self-approval" in steps[14]
+    [used] = of_type(records, "approval.used")
+    assert used["attributes"][semconv.APPROVAL] == first
+    disable = of_type(records, "killswitch.disable")[0]
+    assert disable["attributes"][semconv.TENANT] == "*" and disable["attributes"][semconv.APPROVAL] == first
+    assert requested[1]["attributes"][semconv.APPROVAL] != first  # the second retry: a new request
     assert {r["resource"]["service.name"] for r in records} == {"assistant-admin"}
 
 

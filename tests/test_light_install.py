@@ -62,7 +62,7 @@ def test_the_light_install_carries_none_of_the_store(light: Path) -> None:
     assert megabytes < LIGHT_MAX_MB
 
 
-@pytest.mark.parametrize("verb", ["serve", "migrate", "export", "tokens", "retention"])
+@pytest.mark.parametrize("verb", ["serve", "migrate", "export", "tokens", "retention", "approvals"])
 def test_store_verbs_say_exactly_what_to_install(light: Path, verb: str) -> None:
     proc = subprocess.run([str(light / "auditrail"), verb, "--help"], capture_output=True, text=True,
                           env=_env(light), timeout=60, check=False)

@@ -3,7 +3,8 @@
     .venv/bin/python examples/assistant/demo.py              # app -> OTLP -> `auditrail serve` (embedded chDB)
     .venv/bin/python examples/assistant/demo.py --collector  # app -> the auditrail collector -> the store,
                                                              # alerts -> a local Google Chat webhook receiver
-    .venv/bin/python examples/assistant/demo.py --file       # app -> OTLP JSON lines file, no store
+    .venv/bin/python examples/assistant/demo.py --file       # app -> OTLP JSON lines file (the store service
+                                                             # runs as the approval service only)
     .venv/bin/python examples/assistant/demo.py --no-audit   # the same app and story, plain uvicorn
 
 The default run starts the store service on an embedded ClickHouse (chDB) under .auditrail/demo/store,
@@ -196,6 +197,36 @@ def start_store(store_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes]
     return proc, base_url
 
 
+class CliApprovals:
+    """The scenario's approval desk: each person approves with their own approve token, through the CLI
+    (`auditrail approvals approve ID --reason ... --service URL --token TOKEN`)."""
+
+    def __init__(self, base_url: str, tokens: dict[str, str]) -> None:
+        self.base_url = base_url
+        self.tokens = tokens
+
+    def approve(self, who: str, approval_id: str, reason: str) -> tuple[bool, str]:
+        """`who` approves `approval_id`: (granted, the CLI's answer)."""
+        done = subprocess.run([str(AUDITRAIL), "approvals", "approve", approval_id, "--reason", reason,
+                               "--service", self.base_url, "--token", self.tokens[who]],
+                              capture_output=True, text=True, timeout=120)
+        said = (done.stdout.strip() or done.stderr.strip()).removeprefix("auditrail approvals approve: ")
+        return done.returncode == 0, said
+
+
+def approval_service(store_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str, str, CliApprovals]:
+    """`auditrail serve` as the approval service (and the store): (process, base URL, the app's token, the desk
+    where alice@acme.io and ops@vendor.io approve with approve tokens of their own)."""
+    store, base_url = start_store(store_url, log_path)
+
+    def token(scope: str, who: str) -> str:
+        return auditrail_cli("tokens", "create", "--tenant", "*", "--scope", scope, "--description", who,
+                             "--url", store_url).strip().splitlines()[-1]
+
+    desk = CliApprovals(base_url, {"alice": token("approve", "alice@acme.io"), "ops": token("approve", "ops@vendor.io")})
+    return store, base_url, token("ingest", "demo app"), desk
+
+
 def stored_events(base_url: str, token: str, tenant: str) -> list[dict[str, object]]:
     """A tenant's stored events through the service's export API (NDJSON)."""
     response = httpx.get(f"{base_url}/v1/tenants/{tenant}/events", params={"format": "ndjson"},
@@ -370,13 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     base_url = f"http://127.0.0.1:{port}"
 
     use_store = not args.file and not args.no_audit
-    store = store_url = read_token = store_base = collector = webhook = None
-    if use_store:
+    store = store_url = read_token = store_base = collector = webhook = desk = None
+    if not args.no_audit:  # the store service is also the approval service (the global kill switch)
         store_url = f"chdb://{DEMO_DIR / 'store'}"
         print(f"starting: auditrail serve --url {store_url}")
-        store, store_base = start_store(store_url, DEMO_DIR / "store.log")
-        ingest_token = auditrail_cli("tokens", "create", "--tenant", "*", "--scope", "ingest",
-                                     "--description", "demo app", "--url", store_url).strip().splitlines()[-1]
+        store, store_base, ingest_token, desk = approval_service(store_url, DEMO_DIR / "store.log")
+    if use_store:
         read_token = auditrail_cli("tokens", "create", "--tenant", "*", "--scope", "read",
                                    "--description", "demo reader", "--url", store_url).strip().splitlines()[-1]
         endpoint, token = store_base, ingest_token
@@ -389,8 +419,11 @@ def main(argv: list[str] | None = None) -> int:
                       OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{token}")
     else:
         env = app_env(DEMO_DIR / "assistant.db", AUDITRAIL_EXPORTER=f"file:{events}")
+    if desk is not None:
+        env.update(AUDITRAIL_APPROVALS_URL=desk.base_url, AUDITRAIL_APPROVALS_TOKEN=ingest_token)
     try:
-        code = _run_app(args, env, port, base_url, log_path, events, store_base, read_token, store_url)
+        code = _run_app(args, env, port, base_url, log_path, events, store_base if use_store else None, read_token,
+                        store_url, desk)
         if webhook is not None and show_alerts(webhook) == 0:
             print(f"no alert arrived: see {_shown(DEMO_DIR / 'collector.log')}")
             code = 1
@@ -404,12 +437,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_app(args: argparse.Namespace, env: dict[str, str], port: int, base_url: str, log_path: Path, events: Path,
-             store_base: str | None, read_token: str | None, store_url: str | None) -> int:
+             store_base: str | None, read_token: str | None, store_url: str | None,
+             desk: CliApprovals | None = None) -> int:
     command = server_command(port, audit=not args.no_audit)
     print(f"starting: {' '.join(command)}  (in {HERE.relative_to(REPO)})")
     proc = start_server(command, env, log_path)
     steps, _ = drive(proc, base_url, log_path, f"assistant-admin is up on {base_url}; running the scenario:",
-                     lambda: run_scenario(base_url))
+                     lambda: run_scenario(base_url, desk))
     print()
     if args.no_audit:
         print("auditing was off (--no-audit): no events recorded")

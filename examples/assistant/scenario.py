@@ -7,7 +7,7 @@ so the app (and its audit events) see them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -54,8 +54,46 @@ class _Driver:
         return body if isinstance(body, dict) else {"items": body}
 
 
-def run_scenario(base_url: str) -> list[str]:
-    """Drive the whole story against `base_url`; return what happened, one line per step."""
+class ApprovalDesk(Protocol):
+    """Where people decide approval requests (the demo: `auditrail approvals approve` with their token)."""
+
+    def approve(self, who: str, approval_id: str, reason: str) -> tuple[bool, str]:
+        """`who` approves `approval_id`: (granted, what the service said)."""
+
+
+def _approved_global_disable(d: _Driver, approvals: ApprovalDesk, body: dict[str, Any]) -> list[str]:
+    """The global kill switch under dual approval (audit.yaml: `approval: {when: 'scope == "*"'}`).
+
+    Audit events, step by step: approval.requested; none; none (the decision is recorded in the app's
+    chain when it is used); approval.granted, approval.used, killswitch.disable; approval.requested.
+    """
+    steps = []
+    r = d.call("ops", "POST", "/killswitches/embed/disable", 428, body)
+    approval_id = r["approval_id"]
+    steps.append(f"ops@vendor.io asked to disable embed for every tenant: refused (428), needs approval "
+                 f"{approval_id} ({r['approval_url']})")
+    granted, said = approvals.approve("ops", approval_id, "urgent, approving my own")
+    if granted:
+        raise ScenarioError(f"ops@vendor.io approved their own request: {said}")
+    steps.append(f"ops@vendor.io tried to approve it: {said}")
+    granted, said = approvals.approve("alice", approval_id, "SEC-77 confirmed with the security team")
+    if not granted:
+        raise ScenarioError(f"alice@acme.io could not approve {approval_id}: {said}")
+    steps.append(f"alice@acme.io approved it: {said}")
+    r = d.call("ops", "POST", "/killswitches/embed/disable", 200, body)
+    steps.append(f"ops@vendor.io retried: embed {r['state']} for every tenant (global kill switch), "
+                 f"with approval {approval_id}")
+    r = d.call("ops", "POST", "/killswitches/embed/disable", 428, body)
+    steps.append(f"ops@vendor.io retried once more: refused (428), an approval is used once: "
+                 f"a new request {r['approval_id']}")
+    return steps
+
+
+def run_scenario(base_url: str, approvals: ApprovalDesk | None = None) -> list[str]:
+    """Drive the whole story against `base_url`; return what happened, one line per step.
+
+    `approvals`: the audited app's approval service, where people approve (None: the app runs unaudited,
+    so the global kill switch needs none)."""
     steps: list[str] = []
     with httpx.Client(base_url=base_url, timeout=10.0) as client:
         d = _Driver(client)
@@ -116,10 +154,12 @@ def run_scenario(base_url: str) -> list[str]:
         r = d.call("ops", "DELETE", f"/admin/impersonations/{session}", 200)
         steps.append(f"ops@vendor.io ended impersonation session {session} at {r['ended_at']}")
 
-        d.call("ops", "POST", "/killswitches/embed/disable", 200, {
-            "scope": "*", "reason": "SEC-77: XSS report against the embed widget",
-        })
-        steps.append("ops@vendor.io disabled embed for every tenant (global kill switch)")
+        disable = {"scope": "*", "reason": "SEC-77: XSS report against the embed widget"}
+        if approvals is None:  # the app runs without auditrail: nothing asks for an approval
+            d.call("ops", "POST", "/killswitches/embed/disable", 200, disable)
+            steps.append("ops@vendor.io disabled embed for every tenant (global kill switch)")
+        else:
+            steps.extend(_approved_global_disable(d, approvals, disable))
         d.call("ops", "POST", "/killswitches/embed/enable", 200, {
             "scope": "*", "reason": "SEC-77: widget 2.4.1 deployed with the fix",
         })

@@ -14,11 +14,14 @@ In code, for those who want it:
 
 from .api import audited, configure, emit, flush, impersonation
 from .context import audit_context, current_request
+from .approvals import ApprovalRequired, ApprovalUnavailable
 from .pipeline import AuditUnavailable
 from .setup import shutdown
 from .version import __version__
 
 __all__ = [
+    "ApprovalRequired",
+    "ApprovalUnavailable",
     "AuditUnavailable",
     "__version__",
     "audit_context",

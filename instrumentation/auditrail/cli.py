@@ -18,10 +18,11 @@ STORE_COMMANDS = {
     "tokens": "create, list and revoke API tokens",
     "retention": "per-tenant retention and legal hold",
     "archive": "archive one tenant-month as Parquet to S3-compatible storage",
+    "approvals": "list, approve and deny approval requests",
 }
 # What `pip install 'auditrail[store]'` adds (pyproject.toml's `store` extra), by import name. The plain
 # install is the instrumentation alone: an app's environment never carries the ClickHouse engine.
-STORE_MODULES = ("clickhouse_connect", "chdb", "fastapi", "uvicorn", "httpx")
+STORE_MODULES = ("clickhouse_connect", "chdb", "fastapi", "uvicorn", "httpx", "jinja2")
 STORE_INSTALL = "pip install 'auditrail[store]'"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from . import semconv
+from .approvals import ApprovalsConfig, ApprovalSpec, parse_approval, parse_approvals, warn_without_service
 from .events import EVENT_NAME_RE, IMPERSONATION_END, IMPERSONATION_START, REQUIRED_PAYLOAD
 from .expressions import (
     CALL_NAMES,
@@ -32,7 +33,7 @@ DEFAULT_CONFIG = "audit.yaml"
 DELIVERY_MODES = ("durable", "fail_closed", "best_effort")
 
 TOP_KEYS = ("service_name", "delivery", "integrity", "context", "redact", "redact_allow", "payload_max_bytes", "resource",
-            "call_modules", "events", "integrations")
+            "call_modules", "approvals", "events", "integrations")
 DELIVERY_KEYS = ("mode", "spool_dir", "max_bytes", "on_full")
 ON_FULL = ("block", "refuse")
 INTEGRITY_KEYS = ("checkpoint_every", "checkpoint_seconds", "signing_key_file")
@@ -40,7 +41,7 @@ CONTEXT_KEYS = ("actor", "tenant", "source_ip", "impersonation")
 IMPERSONATION_KEYS = ("marker",)
 FIELD_KEYS = ("tenant", "actor", "reason", "source_ip", "approval_id", "when")
 PAYLOAD_KEYS = ("before", "after", "payload")
-EVENT_KEYS = ("target", "event", "risk", "actor_type", *FIELD_KEYS, *PAYLOAD_KEYS, "impersonation")
+EVENT_KEYS = ("target", "event", "risk", "actor_type", *FIELD_KEYS, *PAYLOAD_KEYS, "impersonation", "approval")
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,7 @@ class EventSpec:
     after: PayloadSpec
     payload: PayloadSpec
     where: str  # "file:line" for messages at run time
+    approval: ApprovalSpec | None = None  # `approval:`: runs only with a granted approval (approvals.py)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class AuditConfig:
     events: list[EventSpec] = field(default_factory=list)
     # integrations: name -> checked options ({}: defaults), None: turned off; absent: on when importable
     integrations: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    approvals: ApprovalsConfig | None = None  # the approval service (`approvals: {url, token}`)
 
 
 # --- YAML with positions --------------------------------------------------------------------------
@@ -246,12 +249,14 @@ def parse_config(text: str, *, filename: str = "<audit.yaml>", check_targets: bo
         raise doc.error(("resource",), "must be a mapping of resource attribute names to values")
     cfg.resource = {str(k): str(v) for k, v in resource.items()}
     cfg.integrations = _integrations(doc, root.get("integrations"))
+    cfg.approvals = parse_approvals(doc, root.get("approvals"))
     events = root.get("events")
     if "events" in root and (not isinstance(events, list) or not events):  # absent: the integrations alone
         raise doc.error(("events",), "must be a non-empty list of {target, event, ...} entries")
     resolver = TargetResolver() if check_targets else None
     cfg.events = [_event(doc, i, entry, resolver) for i, entry in enumerate(events or [])]
     _warn_unlinkable_impersonation(doc, cfg)
+    warn_without_service(doc, cfg)
     return cfg
 
 
@@ -495,7 +500,9 @@ def _event(doc: _Located, index: int, entry: Any, resolver: TargetResolver | Non
             if key in payload and entry.get(key) is not None:
                 raise doc.error(path + ("payload", key), f"payload.{key} clashes with the event's own `{key}:`")
     _warn_missing_fields(doc, path, event, before, after, payload)
-    return EventSpec(target, module, qualname, event, risk, actor_type, fields, before, after, payload, doc.line(path))
+    approval = parse_approval(doc, path + ("approval",), entry.get("approval"))
+    return EventSpec(target, module, qualname, event, risk, actor_type, fields, before, after, payload, doc.line(path),
+                     approval)
 
 
 def _payload_spec(doc: _Located, path: Path_, value: Any, allowed: frozenset[str] | None,

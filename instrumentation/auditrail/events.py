@@ -29,7 +29,8 @@ CATEGORIES: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {
     ),
     "killswitch": (("killswitch.disable", "killswitch.enable"), "critical", ("scope",)),
     "system": (
-        ("approval.requested", "approval.granted", "approval.denied", "review.completed", "audit.checkpoint"),
+        ("approval.requested", "approval.granted", "approval.denied", "approval.expired", "approval.used",
+         "review.completed", "audit.checkpoint"),
         "low",
         (),
     ),

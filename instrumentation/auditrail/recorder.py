@@ -83,6 +83,7 @@ class Recorder:
         self.policy = policy or PayloadPolicy()
         self.sources = sources or ContextSources()
         self.counters = counters or Counters()
+        self.approvals: Any = None  # the approval service's client (approvals.py), when audit.yaml names one
 
     def record(
         self,

@@ -72,6 +72,10 @@ def configure(config: AuditConfig | None = None, *, exporter: LogRecordExporter 
         fail_closed=config.delivery.mode == "fail_closed",
         durable=config.delivery.mode == "durable",
     )
+    if config.approvals is not None:
+        from .approvals import ApprovalClient
+
+        recorder.approvals = ApprovalClient(config.approvals)
     previous = runtime.set_recorder(recorder)
     if previous is not None:
         previous.provider.shutdown()

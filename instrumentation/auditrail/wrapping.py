@@ -9,6 +9,7 @@ Every step of ours runs under a guard: the app sees its own result or its own ex
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import logging
@@ -110,6 +111,12 @@ class AuditWrapper:
         self._when = spec.fields.get("when")
         self._emitter = generate_emitter(spec, spec.risk or default_risk(spec.event), self.binder.names())
         self._gen = generate(spec, fn, kind, self.is_async, self._emitter, self._generated_failed)
+        self.approval = None
+        if spec.approval is not None:  # `approval:`: the gate runs on the generic path, before the call
+            from .approvals import Gate
+
+            self.approval = Gate(self, spec.approval)
+            self._gen = None
 
     def _generated_failed(self, recorder: Any, label: str, expr: Expression, exc: BaseException) -> None:
         if "error" in expr.names and "result" not in expr.names:
@@ -149,6 +156,8 @@ class AuditWrapper:
         """The call with every expression evaluated one by one (no generated function, or one that cannot
         bind these arguments)."""
         early = self._start(recorder, instance, args, kwargs)
+        if self.approval is not None:  # raises ApprovalRequired: the target does not run
+            early = self.approval.check(self, recorder, early, self._namespace(instance, args, kwargs))
         try:
             result = wrapped(*args, **kwargs)
         except Exception as exc:
@@ -163,6 +172,9 @@ class AuditWrapper:
                             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """generic_call for coroutine functions."""
         early = self._start(recorder, instance, args, kwargs)
+        if self.approval is not None:  # a network round trip: in a worker thread, not on the event loop
+            early = await asyncio.to_thread(self.approval.check, self, recorder, early,
+                                            self._namespace(instance, args, kwargs))
         try:
             result = await wrapped(*args, **kwargs)
         except Exception as exc:

@@ -116,10 +116,18 @@ def find_service(url: str) -> LocalService | None:
 # add_parsers() and dispatches to run_*; each run_* imports what it needs when it runs.
 
 
+def add_approvals_parser(sub: Any) -> None:
+    """`approvals list|approve|deny` (approvals/cli.py)."""
+    from .approvals.cli import add_parser
+
+    add_parser(sub)
+
+
 def add_parsers(sub: Any) -> None:
     """Add serve / tokens / export / verify / archive to the store CLI's subparsers."""
     url_help = "storage URL (default $AUDITRAIL_CLICKHOUSE_URL or chdb://./.auditrail/store)"
 
+    add_approvals_parser(sub)
     serve = sub.add_parser("serve", help="run the store service (OTLP/HTTP ingest, exports, verify)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4320, help="port (default 4320)")
@@ -129,8 +137,8 @@ def add_parsers(sub: Any) -> None:
     tsub = tokens.add_subparsers(dest="tokens_command", required=True)
     create = tsub.add_parser("create", help="create a token; it is printed once, alone on the last line")
     create.add_argument("--tenant", required=True, help="tenant id, or '*' for every tenant")
-    create.add_argument("--scope", required=True, choices=("read", "ingest", "admin"))
-    create.add_argument("--description", default="")
+    create.add_argument("--scope", required=True, choices=("read", "ingest", "approve", "admin"))
+    create.add_argument("--description", default="", help="approve tokens: the holder's identity (the approver)")
     create.add_argument("--url", default=None, help=url_help)
     listing = tsub.add_parser("list", help="list tokens (ids, tenants, scopes; never secrets)")
     listing.add_argument("--all", action="store_true", help="include revoked tokens")
@@ -314,5 +322,12 @@ def run_archive(args: Any) -> int:
     return main_archive(args)
 
 
+def run_approvals(args: Any) -> int:
+    """`auditrail approvals list|approve|deny`."""
+    from .approvals.cli import run_approvals as run
+
+    return run(args)
+
+
 COMMANDS = {"serve": run_serve, "tokens": run_tokens, "export": run_export, "verify": run_verify,
-            "archive": run_archive}
+            "archive": run_archive, "approvals": run_approvals}

@@ -7,7 +7,7 @@ Each file is a template with a few placeholders, so one file serves a single nod
     ${cluster}     the cluster name, backquoted (only in statements marked ``-- @cluster-only``)
 
 A statement whose leading comment has a line ``-- @cluster-only`` runs only with a cluster (the Distributed
-tables). ``bootstrap.sql`` (database + ``schema_migrations``) runs first every time; each numbered file runs
+tables), one with ``-- @single-only`` only without one. ``bootstrap.sql`` (database + ``schema_migrations``) runs first every time; each numbered file runs
 once, in order, and is recorded with its SHA-256: re-running applies nothing, and a file changed after it
 was applied is an error (write a new migration instead). ``grants.sql`` runs only with ``--grants``.
 A migration's statements are all ``IF NOT EXISTS`` / idempotent ALTERs, so one interrupted half-way is
@@ -28,6 +28,7 @@ from .db import DEFAULT_DATABASE, Store, StoreError, check_identifier, quote_ide
 
 _MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 CLUSTER_ONLY = "-- @cluster-only"
+SINGLE_ONLY = "-- @single-only"  # a statement for a single node only (its cluster twin is marked @cluster-only)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def render(text: str, database: str, cluster: str | None = None) -> list[str]:
     }
     out = []
     for statement in split_statements(text):
-        if not cluster and any(line.strip() == CLUSTER_ONLY for line in statement.splitlines()):
+        if any(line.strip() == (SINGLE_ONLY if cluster else CLUSTER_ONLY) for line in statement.splitlines()):
             continue
         try:
             sql = string.Template(statement).substitute(values)

@@ -11,6 +11,7 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
 * ``GET /v1/tenants/{tenant}/verify``: the chain verification of that tenant's stored events, streamed
   chain by chain (verify_store.verify_stored).
 * ``GET /healthz``; ``/v1/admin/tokens`` (create, list, revoke: admin of ``*``).
+* ``/v1/approvals`` and the ``/approvals`` page: dual approval of sensitive actions (approvals/).
 
 Auth is one dependency (:func:`principal`); tenant checks are :meth:`TokenInfo.allows`. Each export and
 verify opens its own engine handle, so a long export never blocks ingest on the shared client's lock.
@@ -45,6 +46,7 @@ from .export import FORMATS, ExportFilters, parse_time, stream_export
 from .ingest import DEFAULT_MAX_BODY, PROTOBUF, IngestError, LogBatch, LogWriter, decode_request, decompress
 from .ingest_fast import FastLogWriter
 from .tokens import ALL_TENANTS, SCOPES, TokenInfo, TokenStore
+from .approvals.service import include_approvals, open_approvals
 
 __all__ = ["create_app", "serve"]
 
@@ -112,7 +114,7 @@ class TokenRequest(BaseModel):
     """A token to create."""
 
     tenant: str = Field(min_length=1, max_length=256, description="tenant id, or * for all tenants")
-    scope: Literal["read", "ingest", "admin"]
+    scope: Literal["read", "ingest", "approve", "admin"]
     description: str = Field(default="", max_length=500)
 
 
@@ -165,12 +167,16 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
                                      _Handles(url, database))
         # Protobuf requests of all-tenant tokens on an embedded store: decoded by the engine (ingest_fast.py).
         app.state.auditrail_fast = FastLogWriter.for_store(store, app.state.auditrail.writer.columns)
+        # Its own handle and lock; its approval.* events are written through the ingest writer.
+        app.state.auditrail_approvals = open_approvals(url, database,
+                                                       lambda batch: _write(app.state.auditrail, batch))
         try:
             yield
         finally:
             if app.state.auditrail_fast is not None:
                 app.state.auditrail_fast.close()
             admin.remove_control(url, secret)
+            app.state.auditrail_approvals.close()
             app.state.auditrail.handles.close()
             token_handle.close()
             store.close()
@@ -296,6 +302,8 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
             raise HTTPException(404, f"no active token {token_id}")
         logger.info("token %s revoked by %s", token_id, caller.token_id)
         return Response(status_code=204)
+
+    include_approvals(app)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, error: StoreError) -> JSONResponse:

@@ -6,8 +6,9 @@ A token reads ``art_<token_id>_<secret>``: ``token_id`` (16 hex digits) is publi
 nothing to brute-force. Checking a presented token looks the row up by id and compares the hashes with
 ``hmac.compare_digest`` (constant time). Tokens never reach a log: the service logs token ids only.
 
-Scopes: ``read`` (exports, verify), ``ingest`` (``POST /v1/logs``), ``admin`` (everything, including
-tokens). A token acts for one tenant, or for every tenant with ``*`` (ingest tokens usually are).
+Scopes: ``read`` (exports, verify), ``ingest`` (``POST /v1/logs``), ``approve`` (decide approval requests;
+the token's description names its holder, the approver), ``admin`` (everything, including tokens).
+A token acts for one tenant, or for every tenant with ``*`` (ingest tokens usually are).
 
 Tokens live in the store itself, so every replica of a stateless service (ClickHouse server or cluster)
 sees the same ones; the service caches lookups for a few seconds (``cache_seconds``), so a revocation
@@ -32,7 +33,7 @@ from .db import Store, StoreError
 
 __all__ = ["ALL_TENANTS", "SCOPES", "TokenInfo", "TokenStore", "hash_secret", "new_token", "parse_token"]
 
-SCOPES = ("read", "ingest", "admin")
+SCOPES = ("read", "ingest", "approve", "admin")
 ALL_TENANTS = "*"
 PREFIX = "art_"
 _TOKEN = re.compile(r"art_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
