@@ -418,8 +418,14 @@ def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, dat
           max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
     """Run the service with uvicorn until interrupted: slow clients cut off (connections.py), at most
     `max_connections` served at once (503 beyond)."""
+    import copy
+
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     app = create_app(url, database, host=host, port=port, limits=limits, body_timeout=body_timeout)
+    log_config = copy.deepcopy(LOGGING_CONFIG)  # the service's own lines beside uvicorn's, in its format
+    log_config["loggers"][logger.name] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False,
-                http=header_timeout_protocol(header_timeout), limit_concurrency=max_connections)
+                http=header_timeout_protocol(header_timeout), limit_concurrency=max_connections,
+                log_config=log_config)
