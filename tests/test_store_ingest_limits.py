@@ -364,3 +364,34 @@ def test_a_restart_removes_the_request_files_of_a_killed_instance(tmp_path: Path
     finally:
         stop(process)
     assert list(spool.iterdir()) == []  # a clean stop removes it too
+
+
+def test_a_foreign_tenant_is_refused_before_decoding_with_its_record(default: Svc) -> None:
+    """A tenant-scoped token's request holding another tenant's record: 403 from the wire scan, naming it."""
+    body = _tenant_request("globex", 9_000_000, 500_000 // 5)  # 100,000 records, all of globex
+    peak = default.peak_rss()
+    response = default.post(default.ingest_acme, body, PROTOBUF)
+    assert response.status_code == 403, response.content
+    assert b"'globex' (log record 0)" in response.content
+    assert default.peak_rss() - peak < 60 << 20  # the 40 MB body and its copy at most: nothing decoded
+
+
+def test_the_native_scan_and_its_python_twin_agree_on_mutated_requests() -> None:
+    import random
+
+    import auditrail_native
+
+    from auditrail_store.ingest_limits import scan_protobuf_python
+
+    request = otlp_request("acme", [uuid7ish(i) for i in range(5)])
+    request.resource_logs[0].scope_logs[0].log_records[3].attributes[1].value.string_value = "globex"
+    clean = request.SerializeToString()
+    rng = random.Random(15)
+    for _ in range(1500):
+        body = bytearray(clean)
+        for _ in range(rng.randint(0, 4)):
+            body[rng.randrange(len(body))] = rng.randrange(256)
+        for tenant in (None, "acme"):
+            for limits in ((1000, 1 << 20, 10**6), (3, 200, 40)):
+                native = auditrail_native.otlp_logs_scan(bytes(body), *limits, tenant)
+                assert native == scan_protobuf_python(bytes(body), *limits, tenant), (bytes(body), tenant, limits)

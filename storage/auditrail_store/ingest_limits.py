@@ -91,17 +91,22 @@ class IngestLimits:
                           f"{BYTES_PER_MESSAGE} bytes, or {MESSAGE_FLOOR}): the request is mostly empty entries")
 
 
-def check_protobuf(data: bytes, limits: IngestLimits) -> None:
-    """LimitError when the protobuf request `data` exceeds a limit; what is not readable is left to the decoders."""
+def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None) -> tuple[int, str] | None:
+    """LimitError when the protobuf request `data` exceeds a limit; what is not readable is left to the decoders.
+    With `tenant` (a tenant-scoped token's): (index, tenant) of the first record plainly of another tenant,
+    found before anything is decoded (the decoders' check still decides every record this cannot judge)."""
     scan = _native.otlp_logs_scan if _native is not None else scan_protobuf_python
-    verdict, _, _, index, size = scan(data, limits.max_records, limits.max_record_bytes,
-                                      limits.max_messages(len(data)))
+    verdict, _, _, index, size, foreign = scan(data, limits.max_records, limits.max_record_bytes,
+                                               limits.max_messages(len(data)), tenant)
+    if verdict == "tenant":
+        return index, foreign
     if verdict == "records":
         raise limits.too_many_records()
     if verdict == "record_bytes":
         raise limits.record_too_large(index, size)
     if verdict == "messages":
         raise limits.too_many_messages(len(data), "protobuf messages (records, attributes, values)")
+    return None
 
 
 def check_json(data: bytes, limits: IngestLimits) -> None:
@@ -128,8 +133,34 @@ _CHILD = {
 
 
 class _Stop(Exception):
-    def __init__(self, verdict: str, index: int = 0, size: int = 0) -> None:
-        self.verdict, self.index, self.size = verdict, index, size
+    def __init__(self, verdict: str, index: int = 0, size: int = 0, tenant: str | None = None) -> None:
+        self.verdict, self.index, self.size, self.tenant = verdict, index, size, tenant
+
+
+_TENANT_KEY = b"audit.tenant_id"
+
+
+def _plain_pair(data: bytes, pos: int, end: int) -> tuple[bytes, bytes] | None:
+    """(key, string value) of the KeyValue at data[pos:end] in its plain shape, else None (limits.rs)."""
+    fields = []
+    try:
+        for _ in range(2):
+            if pos >= end:
+                return None
+            tag, pos = _varint(data, pos, end)
+            length, pos = _varint(data, pos, end)
+            fields.append((tag, pos, pos + length))
+            pos += length
+        if pos != end or [tag for tag, _, _ in fields] != [0x0A, 0x12]:
+            return None
+        (_, key_start, key_end), (_, start, stop) = fields
+        tag, at = _varint(data, start, stop)
+        length, at = _varint(data, at, stop)
+    except _Stop:
+        return None
+    if tag != 0x0A or at + length != stop:
+        return None
+    return data[key_start:key_end], data[at:stop]
 
 
 def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -167,8 +198,9 @@ def _skip(data: bytes, pos: int, end: int, number: int, wire: int, depth: int) -
 
 
 class _Scan:
-    def __init__(self, max_records: int, max_record_bytes: int, max_messages: int) -> None:
+    def __init__(self, max_records: int, max_record_bytes: int, max_messages: int, tenant: bytes | None) -> None:
         self.max_records, self.max_record_bytes, self.max_messages = max_records, max_record_bytes, max_messages
+        self.tenant = tenant
         self.records = self.messages = 0
 
     def message(self, data: bytes, pos: int, end: int, kind: int, depth: int) -> None:
@@ -183,6 +215,8 @@ class _Scan:
                 raise _Stop("records")
             if end - pos > self.max_record_bytes:
                 raise _Stop("record_bytes", self.records - 1, end - pos)
+        judge = kind == _RECORD and self.tenant is not None
+        tenant: bytes | None = None
         while pos < end:
             tag, pos = _varint(data, pos, end)
             number, wire = tag >> 3, tag & 7
@@ -195,17 +229,26 @@ class _Scan:
             length, pos = _varint(data, pos, end)
             if pos + length > end:
                 raise _Stop("unreadable")
+            if judge and inner == _KEY_VALUE:
+                pair = _plain_pair(data, pos, pos + length)
+                if pair is None:
+                    judge = False  # an attribute whose key is not known here came first: the decoders judge
+                elif pair[0] == _TENANT_KEY:
+                    tenant, judge = pair[1], False
             self.message(data, pos, pos + length, inner, depth + 1)
             pos += length
+        if tenant is not None and tenant != self.tenant:
+            raise _Stop("tenant", self.records - 1, tenant=tenant.decode(errors="replace"))
 
 
-def scan_protobuf_python(data: bytes, max_records: int, max_record_bytes: int,
-                         max_messages: int) -> tuple[str, int, int, int, int]:
-    """The native ``otlp_logs_scan`` in Python: (verdict, records, messages, record index, record size)."""
-    scan = _Scan(max_records, max_record_bytes, max_messages)
-    verdict, index, size = "ok", 0, 0
+def scan_protobuf_python(data: bytes, max_records: int, max_record_bytes: int, max_messages: int,
+                         tenant: str | None = None) -> tuple[str, int, int, int, int, str | None]:
+    """The native ``otlp_logs_scan`` in Python: (verdict, records, messages, record index, record size,
+    foreign tenant)."""
+    scan = _Scan(max_records, max_record_bytes, max_messages, None if tenant is None else tenant.encode())
+    verdict, index, size, foreign = "ok", 0, 0, None
     try:
         scan.message(data, 0, len(data), _REQUEST, 0)
     except _Stop as stop:
-        verdict, index, size = stop.verdict, stop.index, stop.size
-    return verdict, scan.records, max(scan.messages - 1, 0), index, size
+        verdict, index, size, foreign = stop.verdict, stop.index, stop.size, stop.tenant
+    return verdict, scan.records, max(scan.messages - 1, 0), index, size, foreign

@@ -332,7 +332,12 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, body: 
     kind = media_type(content_type)
     data = decompress(body, encoding, state.limits.max_body)
     if kind == PROTOBUF:
-        check_protobuf(data, state.limits)  # before upb, the native encoder or the Python decoder read it
+        # before upb, the native encoder or the Python decoder read it; a record plainly of another tenant
+        # than a tenant-scoped token's stops it too (the check after decoding judges the rest)
+        foreign = check_protobuf(data, state.limits, None if caller.tenant_id == ALL_TENANTS else caller.tenant_id)
+        if foreign is not None:
+            return (f"token {caller.token_id} may not ingest events of tenant(s) {foreign[1][:200]!r} "
+                    f"(log record {foreign[0]})")
         if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data) is not None:
             return None  # the engine path wrote it (no tenant check to make for an all-tenant token)
         batch = decode_protobuf(data)  # the existing path: tenant-scoped tokens, servers, what the engine declined
