@@ -5,7 +5,9 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
 * ``POST /v1/logs``: OTLP/HTTP logs, protobuf or JSON, gzip/deflate or not; an ``ingest`` or ``admin``
   bearer token. A token of one tenant may only send that tenant's events (``audit.tenant_id``); anything
   else is refused whole (403). Malformed input: 400 with a ``google.rpc.Status`` in the request's
-  encoding, nothing written (ingest.py decodes and validates all of it before the single insert).
+  encoding, nothing written (ingest.py decodes and validates all of it before the single insert). Over a
+  limit (ingest_limits.py: records, bytes of a record, messages, bytes; checked on the wire before anything
+  decodes it): 413 naming it, nothing written.
 * ``GET /v1/tenants/{tenant}/events?since=&until=&type=&actor=&format=csv|json|ndjson``: streamed from
   the engine (export.py); a ``read`` token of that tenant (or ``*``), or ``admin``.
 * ``GET /v1/tenants/{tenant}/verify``: the chain verification of that tenant's stored events, streamed
@@ -17,6 +19,7 @@ verify opens its own engine handle, so a long export never blocks ingest on the 
 An error after an export's 200 went out aborts the response (no last chunk; :func:`_closing` logs it): the
 client sees the transfer cut, never a complete-looking end.
 On an embedded store the service writes its local admin door (admin.py) so the CLI keeps working.
+Slow clients are cut off by connections.py (header and body timeouts); :func:`serve` caps the connections.
 """
 
 from __future__ import annotations
