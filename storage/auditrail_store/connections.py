@@ -106,23 +106,45 @@ class BodyDeadline:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # One timer a request, not asyncio.timeout around each receive: a 4 MB body is ~70 receives, and the
+        # event loop is what every request shares. When it fires it cancels the receive that waits, if any; a
+        # receive after it raises at once.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.seconds
-        complete = False
+        complete = expired = False
+        waiting: asyncio.Task[Any] | None = None
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            if waiting is not None:
+                waiting.cancel()
+
+        timer = loop.call_later(self.seconds, expire)
 
         async def timed_receive() -> dict[str, Any]:
-            nonlocal complete
+            nonlocal complete, waiting
             if complete:
                 return await receive()
+            if expired:
+                raise BodyTimeout(self.seconds)
+            waiting = asyncio.current_task()
             try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyTimeout(self.seconds) from None
+                message = await receive()
+            except asyncio.CancelledError:
+                if expired and waiting is not None and waiting.uncancel() == 0:
+                    raise BodyTimeout(self.seconds) from None
+                raise
+            finally:
+                waiting = None
             complete = message["type"] != "http.request" or not message.get("more_body", False)
+            if complete:
+                timer.cancel()
             return message
 
-        await self.app(scope, timed_receive, send)
+        try:
+            await self.app(scope, timed_receive, send)
+        finally:
+            timer.cancel()
 
 
 async def client_disconnected(request: Request, error: Exception) -> Response:
