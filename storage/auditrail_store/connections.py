@@ -5,7 +5,7 @@ uvicorn bounds the idle time between two requests of a connection (``timeout_kee
 may take to send a request: a connection that sends half a header line, or a body one byte a minute, stays
 open for as long as it likes (measured: 60 s and more). Two deadlines close that:
 
-* headers (:class:`HeaderTimeoutProtocol`, uvicorn's h11 protocol with one timer more): the request line
+* headers (:class:`HeaderTimeout`, uvicorn's HTTP protocol with one timer more): the request line
   and headers must be complete within ``header_timeout`` seconds of the connection being ready for a request
   (opened, or its previous response sent); else the connection is closed.
 * body (:class:`BodyDeadline`, ASGI middleware): the body must be complete within ``body_timeout`` seconds of
@@ -26,7 +26,7 @@ from fastapi import HTTPException, Request, Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_HEADER_TIMEOUT", "DEFAULT_MAX_CONNECTIONS", "BodyDeadline",
-           "HeaderTimeoutProtocol",
+           "HeaderTimeout",
            "client_disconnected", "header_timeout_protocol"]
 
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -36,13 +36,18 @@ DEFAULT_MAX_CONNECTIONS = 128  # uvicorn's limit_concurrency: connections (and r
 logger = logging.getLogger("auditrail.store")
 
 
-class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request headers take longer than header_timeout."""
+class HeaderTimeout:
+    """Mixin for uvicorn's HTTP protocols (h11, httptools): a connection whose request headers take longer than
+    header_timeout is closed."""
 
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    cycle: Any
+    loop: Any
+    transport: Any
+    client: Any
 
     def connection_made(self, transport: Any) -> None:  # noqa: D102 - uvicorn's
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm()
 
@@ -50,17 +55,17 @@ class HeaderTimeoutProtocol(H11Protocol):
         between = self.cycle is None or self.cycle.response_complete
         if between and self._header_timer is None:
             self._arm()  # the first bytes of a next request: keep-alive's timer stops here, this one starts
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         if self.cycle is not None and not self.cycle.response_complete:
             self._disarm()  # the headers are in: the request runs (its body is BodyDeadline's)
 
     def on_response_complete(self) -> None:  # noqa: D102 - uvicorn's
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         self._disarm()  # keep-alive's timer bounds the idle time until the next request's first bytes
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102 - uvicorn's
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm(self) -> None:
         self._disarm()
@@ -80,9 +85,14 @@ class HeaderTimeoutProtocol(H11Protocol):
             self.transport.close()
 
 
-def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutProtocol]:
-    """The protocol class for uvicorn's ``http=`` with this header timeout."""
-    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})
+def header_timeout_protocol(seconds: float) -> type:
+    """The protocol class for uvicorn's ``http=`` with this header timeout: on httptools (C parser) when it is
+    installed, as uvicorn's own "auto" picks, else on h11."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:
+        base = H11Protocol
+    return type("HeaderTimeoutProtocol", (HeaderTimeout, base), {"header_timeout": seconds})
 
 
 class BodyTimeout(HTTPException):
