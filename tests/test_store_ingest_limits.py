@@ -395,3 +395,16 @@ def test_the_native_scan_and_its_python_twin_agree_on_mutated_requests() -> None
             for limits in ((1000, 1 << 20, 10**6), (3, 200, 40)):
                 native = auditrail_native.otlp_logs_scan(bytes(body), *limits, tenant)
                 assert native == scan_protobuf_python(bytes(body), *limits, tenant), (bytes(body), tenant, limits)
+
+
+def test_endless_request_headers_close_the_connection(default: Svc) -> None:
+    with _connect(default) as sock:
+        sock.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        try:
+            for _ in range(64):
+                sock.sendall(b"X-Pad: " + b"a" * 16_000 + b"\r\n")  # 1 MB of headers, never ending
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        closed, _ = _closed_within(sock, 6)
+    assert closed and time.monotonic() - started < 0.9  # well before the 1 s header timeout

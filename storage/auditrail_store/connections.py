@@ -31,6 +31,7 @@ __all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_HEADER_TIMEOUT", "DEFAULT_MAX_CONNEC
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 60.0
+MAX_HEADER_BYTES = 64 << 10  # a request line and headers (h11's own bound is 16 KiB)
 DEFAULT_MAX_CONNECTIONS = 128  # uvicorn's limit_concurrency: connections (and requests) served at once, 503 beyond
 
 logger = logging.getLogger("auditrail.store")
@@ -53,11 +54,16 @@ class HeaderTimeout:
 
     def data_received(self, data: bytes) -> None:  # noqa: D102 - uvicorn's
         between = self.cycle is None or self.cycle.response_complete
-        if between and self._header_timer is None:
-            self._arm()  # the first bytes of a next request: keep-alive's timer stops here, this one starts
+        if between:
+            if self._header_timer is None:
+                self._arm()  # the first bytes of a next request: keep-alive's timer stops here, this one starts
+            self._header_bytes += len(data)
         super().data_received(data)  # type: ignore[misc]
         if self.cycle is not None and not self.cycle.response_complete:
             self._disarm()  # the headers are in: the request runs (its body is BodyDeadline's)
+        elif self._header_timer is not None and self._header_bytes > MAX_HEADER_BYTES:
+            # httptools keeps every header it is sent (h11 stops at 16 KiB): the headers' size is bounded here
+            self._close(f"more than {MAX_HEADER_BYTES} bytes of request headers")
 
     def on_response_complete(self) -> None:  # noqa: D102 - uvicorn's
         super().on_response_complete()  # type: ignore[misc]
@@ -69,6 +75,7 @@ class HeaderTimeout:
 
     def _arm(self) -> None:
         self._disarm()
+        self._header_bytes = 0
         self._header_timer = self.loop.call_later(self.header_timeout, self._headers_timed_out)
 
     def _disarm(self) -> None:
@@ -78,10 +85,13 @@ class HeaderTimeout:
 
     def _headers_timed_out(self) -> None:
         self._header_timer = None
+        self._close(f"no complete request headers within {self.header_timeout:g} s")
+
+    def _close(self, why: str) -> None:
+        self._disarm()
         if not self.transport.is_closing():
             client = "%s:%d" % self.client if self.client else "a client"
-            logger.info("%s: no complete request headers within %.0f s, connection closed", client,
-                        self.header_timeout)
+            logger.info("%s: %s, connection closed", client, why)
             self.transport.close()
 
 
