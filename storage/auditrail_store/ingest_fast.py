@@ -493,6 +493,7 @@ class RequestSpool:
 
     def __init__(self, base: str) -> None:
         self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
         self.removed = self._remove_dead()
         # Locked before it takes its name: a directory of that name without a live lock is a dead one's.
         fresh = tempfile.mkdtemp(prefix="." + self.PREFIX, dir=self.base)
