@@ -1,8 +1,10 @@
 """Store service performance beside its baselines, from one run (issue 4's Performance section).
 
 1. Ingest: OTLP/HTTP protobuf batches through a real `auditrail serve` (decode + insert into otel_logs,
-   the materialized view into audit_events included), beside clickhouse-connect inserting the same decoded
-   rows (client.insert, Native) into a plain table of otel_logs' columns with no view. The service runs
+   the materialized view into audit_events included), beside the engine alone inserting the same rows,
+   pre-encoded as Native blocks, into the same otel_logs with the same view (issue 15's target: the service
+   at least 0.8x that), and clickhouse-connect inserting the same decoded rows (client.insert, Native) into a
+   plain table of otel_logs' columns with no view. The service runs
    twice on fresh stores: the engine-decoding path (ingest_fast.py, the default; concurrent requests
    coalesced into one insert) and, with AUDITRAIL_INGEST_FAST=0, the Python decoding path. --senders
    requests at a time, as a collector's exporter queue sends; besides events/s, the CPU time the service
@@ -141,20 +143,26 @@ def _records(body: bytes) -> int:
     return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
 
 
-def bench_ingest(total: int, tmp: Path, batch: int, senders: int) -> dict[str, float]:
+def bench_ingest(total: int, tmp: Path, batch: int, senders: int, python: bool = True,
+                 collector: bool = True) -> dict[str, float]:
     bodies = batches(total, batch)
-    python_rate, python_cpu, python_peak = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-python", tmp / "ingest-python.log",
-                                                   False, senders)
+    python_rate = python_cpu = python_peak = float("nan")
+    if python:
+        python_rate, python_cpu, python_peak = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-python",
+                                                                    tmp / "ingest-python.log", False, senders)
     fast_rate, fast_cpu, fast_peak = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-fast", tmp / "ingest-fast.log", True,
                                                senders)
 
-    # Baseline, in this process on its own chDB directory: clickhouse-connect inserting the same rows.
+    # Baselines, in this process on its own chDB directory (one engine a process): first the engine itself
+    # inserting the same rows pre-encoded as Native blocks into otel_logs with its view, then clickhouse-connect
+    # inserting the same decoded rows into a plain table.
     from auditrail_store.db import Store
     from auditrail_store.ingest import BASE_COLUMNS, FEATURE_COLUMNS, decode_protobuf
     from auditrail_store.migrate import migrate
 
     store = Store.open(f"chdb://{tmp}/baseline")
     migrate(store)
+    engine_rate, engine_cpu = bench_engine_native(bodies[1:], store, tmp)
     store.command("CREATE TABLE auditrail.plain_logs AS auditrail.otel_logs ENGINE = MergeTree "
                   "ORDER BY (ServiceName, Timestamp)")
     columns = BASE_COLUMNS + FEATURE_COLUMNS
@@ -174,9 +182,137 @@ def bench_ingest(total: int, tmp: Path, batch: int, senders: int) -> dict[str, f
     baseline_rate = events / (time.perf_counter() - started)
     baseline_cpu = 1e6 * (sum(os.times()[:2]) - cpu_before) / events
     store.close()
-    return {"service": fast_rate, "service_cpu": fast_cpu, "service_peak": fast_peak, "python": python_rate,
+    exporter = bench_collector_exporter(bodies, tmp, senders) if collector else None
+    return {"exporter": exporter["rate"] if exporter else float("nan"),
+            "exporter_cpu": exporter["cpu"] if exporter else float("nan"), "service": fast_rate, "service_cpu": fast_cpu, "service_peak": fast_peak, "python": python_rate,
             "python_cpu": python_cpu, "python_peak": python_peak, "baseline": baseline_rate,
-            "baseline_cpu": baseline_cpu}
+            "baseline_cpu": baseline_cpu, "engine": engine_rate, "engine_cpu": engine_cpu}
+
+
+_EXPORTER_CONFIG = """
+extensions:
+  health_check:
+    endpoint: ${env:AUDITRAIL_COLLECTOR_HEALTH_ENDPOINT}
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: ${env:AUDITRAIL_COLLECTOR_HTTP_ENDPOINT}
+exporters:
+  clickhouse:
+    endpoint: ${env:BENCH_CLICKHOUSE_ENDPOINT}
+    database: auditrail
+    logs_table_name: otel_logs
+    create_schema: false
+    compress: none
+    sending_queue:
+      num_consumers: ${env:BENCH_CONSUMERS}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [clickhouse]
+"""
+
+
+def bench_collector_exporter(bodies: list[bytes], tmp: Path, senders: int) -> dict[str, float] | None:
+    """The collector's clickhouse exporter (bin/otelcol-auditrail: otlp receiver -> clickhouse exporter, its
+    sending queue with `senders` consumers) into the same schema and view on the same engine, chDB, behind
+    tests/clickhouse_http.py (the test fixture that speaks ClickHouse's HTTP interface: no ClickHouse server
+    can be installed here). Timed from the first request until every row is in otel_logs. None without the
+    binary (`make collector`)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from clickhouse_http import ClickHouseHTTPFixture
+    from collector import BINARY, Collector
+
+    from auditrail_store.db import Store
+    from auditrail_store.migrate import migrate
+
+    if not BINARY.exists():
+        return None
+    with ClickHouseHTTPFixture(tmp / "exporter-clickhouse") as clickhouse:
+        with Store.open(clickhouse.url) as store:
+            migrate(store)
+        config = tmp / "exporter.yaml"
+        config.write_text(_EXPORTER_CONFIG)
+        collector = Collector(tmp / "exporter-collector", {"BENCH_CLICKHOUSE_ENDPOINT": clickhouse.url,
+                                                           "BENCH_CONSUMERS": str(senders)}, [config])
+
+        def stored() -> int:
+            return int(clickhouse.execute("SELECT count() FROM auditrail.otel_logs"))
+
+        def wait_for(count: int) -> None:
+            deadline = time.monotonic() + 600
+            while stored() < count:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the collector stored {stored()} of {count} rows: {collector.log_tail()}")
+                time.sleep(0.1)
+
+        with collector, httpx.Client(base_url=collector.otlp_http, timeout=300,
+                                     headers={"Content-Type": "application/x-protobuf"},
+                                     limits=httpx.Limits(max_connections=senders)) as client:
+            assert client.post("/v1/logs", content=bodies[0]).status_code == 200  # warm-up
+            wait_for(_records(bodies[0]))
+            import psutil
+
+            fixture = psutil.Process(clickhouse._proc.pid)
+            cpu_before = collector.cpu_seconds() + sum(fixture.cpu_times()[:2])
+            started = time.perf_counter()
+            with ThreadPoolExecutor(senders) as pool:
+                codes = list(pool.map(lambda body: client.post("/v1/logs", content=body).status_code, bodies[1:]))
+            assert set(codes) == {200}, codes
+            total = sum(_records(body) for body in bodies)
+            wait_for(total)
+            elapsed = time.perf_counter() - started
+            cpu = collector.cpu_seconds() + sum(fixture.cpu_times()[:2]) - cpu_before
+    events = total - _records(bodies[0])
+    return {"rate": events / elapsed, "cpu": 1e6 * cpu / events}
+
+
+def bench_engine_native(bodies: list[bytes], store: object, tmp: Path) -> tuple[float, float]:
+    """(events/s, CPU us per event) of the engine alone: the requests' rows pre-encoded (untimed) as the
+    native core's Native blocks, grouped as the service groups them (ingest_fast.GROUP_ROWS / GROUP_BYTES),
+    written to files beforehand, then inserted one group after the other into the same otel_logs, its view into
+    audit_events running, with the service's own statement (ingest_fast.native_insert_sql)."""
+    import auditrail_native
+    import chdb
+
+    from auditrail_store.db import engine_connection_string
+    from auditrail_store.ingest_fast import GROUP_BYTES, GROUP_ROWS, native_insert_sql
+
+    blocks = [auditrail_native.otlp_logs_native(body) for body in bodies]
+    groups: list[list[bytes]] = [[]]
+    rows = size = 0
+    for count, block in blocks:
+        if groups[-1] and (rows + count > GROUP_ROWS or size + len(block) > GROUP_BYTES):
+            groups.append([])
+            rows = size = 0
+        groups[-1].append(block)
+        rows, size = rows + count, size + len(block)
+    spool = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else tmp
+    files = []
+    for i, group in enumerate(groups):
+        path = spool / f"auditrail-bench-{os.getpid()}-{i}.native"
+        path.write_bytes(b"".join(group))
+        files.append(path)
+    connection = chdb.connect(engine_connection_string(str(tmp / "baseline")))
+    try:
+        cpu_before = sum(os.times()[:2])
+        started = time.perf_counter()
+        for path in files:
+            connection.query(native_insert_sql("`auditrail`.`otel_logs`", auditrail_native.COLUMNS, str(path)))
+        elapsed = time.perf_counter() - started
+        cpu = sum(os.times()[:2]) - cpu_before
+    finally:
+        connection.close()
+        for path in files:
+            path.unlink()
+    events = sum(count for count, _ in blocks)
+    return events / elapsed, 1e6 * cpu / events
 
 
 _FILL = """
@@ -298,20 +434,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000, help="records per ingest request")
     parser.add_argument("--senders", type=int, default=8, help="concurrent ingest requests")
     parser.add_argument("--only", choices=("ingest", "export", "query"), help="run one section")
+    parser.add_argument("--no-python", action="store_true", help="ingest: skip the Python decoding path's run")
+    parser.add_argument("--no-collector", action="store_true",
+                        help="ingest: skip the collector's clickhouse exporter (it needs bin/otelcol-auditrail)")
     parser.add_argument("--export", type=int, default=1_000_000)
     parser.add_argument("--query-rows", type=int, default=10_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="auditrail-bench-") as name:
         tmp = Path(name)
         if args.only in (None, "ingest"):
-            ingest = bench_ingest(args.ingest, tmp, args.batch, args.senders)
+            ingest = bench_ingest(args.ingest, tmp, args.batch, args.senders, not args.no_python,
+                                  not args.no_collector)
             print(f"ingest  {args.ingest:>10,} events  service (OTLP/HTTP protobuf, {args.batch:,}-record requests, "
                   f"{args.senders} senders, MV incl.) {ingest['service']:>9,.0f}/s, "
                   f"{ingest['service_cpu']:.0f} CPU us/event, peak RSS {ingest['service_peak'] / 1e6:.0f} MB "
                   f"(engine decodes; Python decoding path {ingest['python']:>7,.0f}/s, {ingest['python_cpu']:.0f} us, "
                   f"{ingest['python_peak'] / 1e6:.0f} MB) | clickhouse-connect insert, plain "
                   f"table {ingest['baseline']:>9,.0f}/s, {ingest['baseline_cpu']:.0f} us"
-                  f" | ratio {ingest['service'] / ingest['baseline']:.2f}  (target >= 100,000/s)"
+                  f" | ratio {ingest['service'] / ingest['baseline']:.2f}"
+                  f" | engine alone, the same rows as Native blocks into otel_logs + view {ingest['engine']:>9,.0f}/s, "
+                  f"{ingest['engine_cpu']:.0f} us | service/engine {ingest['service'] / ingest['engine']:.2f} "
+                  f"(target >= 0.8) | the collector's clickhouse exporter into the same schema (chDB behind "
+                  f"tests/clickhouse_http.py) {ingest['exporter']:>9,.0f}/s, {ingest['exporter_cpu']:.0f} us | "
+                  f"service/exporter {ingest['service'] / ingest['exporter']:.2f} (target >= 1)"
                   f"  [load {os.getloadavg()[0]:.1f}]", flush=True)
         if args.only in (None, "export"):
             export = bench_export(args.export, tmp)

@@ -85,13 +85,13 @@ class Service:
         return httpx.Client(base_url=self.base, headers=headers, timeout=60)
 
 
-def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    """`auditrail serve` on a free loopback port over a fresh embedded store; waits for /healthz."""
-    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp}/store")
+def start_service(tmp: Path, *options: str, **extra_env: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """`auditrail serve [options]` on a free loopback port over a fresh embedded store; waits for /healthz."""
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp}/store", **extra_env)
     port = free_port()
-    log = open(tmp / "serve.log", "wb")
-    process = subprocess.Popen([PYTHON, "-m", "auditrail.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(tmp / "serve.log", "ab")
+    process = subprocess.Popen([PYTHON, "-m", "auditrail.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                *options], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -21,6 +21,7 @@ use pyo3::types::PyBytes;
 
 mod batch;
 mod drain;
+mod limits;
 mod sign;
 mod spool;
 
@@ -890,6 +891,7 @@ fn otlp_logs_native<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<(usize
 #[pymodule]
 fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(otlp_logs_native, m)?)?;
+    m.add_function(wrap_pyfunction!(limits::otlp_logs_scan, m)?)?;
     m.add_function(wrap_pyfunction!(drain::link_events, m)?)?;
     m.add_function(wrap_pyfunction!(drain::sha256_text, m)?)?;
     m.add_function(wrap_pyfunction!(drain::encode_request, m)?)?;

@@ -132,6 +132,22 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4320, help="port (default 4320)")
     serve.add_argument("--url", default=None, help=url_help)
+    limits = serve.add_argument_group("ingest limits (a request over one is refused whole: 413 naming it)")
+    limits.add_argument("--max-records", type=int, default=None,
+                        help="log records per request (default $AUDITRAIL_INGEST_MAX_RECORDS or 100000)")
+    limits.add_argument("--max-record-bytes", type=int, default=None,
+                        help="bytes of one log record (default $AUDITRAIL_INGEST_MAX_RECORD_BYTES or 1048576)")
+    limits.add_argument("--max-body", type=int, default=None,
+                        help="bytes of a request, decompressed (default $AUDITRAIL_INGEST_MAX_BODY or 67108864)")
+    clients = serve.add_argument_group("connections")
+    clients.add_argument("--header-timeout", type=float, default=None,
+                         help="seconds for a request's headers to arrive, else the connection is closed (default "
+                              "$AUDITRAIL_SERVE_HEADER_TIMEOUT or 10)")
+    clients.add_argument("--body-timeout", type=float, default=None,
+                         help="seconds for a request's body to arrive after its headers, else 408 (default "
+                              "$AUDITRAIL_SERVE_BODY_TIMEOUT or 60)")
+    clients.add_argument("--max-connections", type=int, default=None,
+                         help="connections served at once, 503 beyond (default $AUDITRAIL_SERVE_MAX_CONNECTIONS or 128)")
 
     tokens = sub.add_parser("tokens", help="create, list and revoke API tokens")
     tsub = tokens.add_subparsers(dest="tokens_command", required=True)
@@ -213,9 +229,22 @@ def _service_error(response: Any) -> str:
 
 def run_serve(args: Any) -> int:
     """`auditrail serve`."""
+    from .connections import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+    from .db import StoreError
+    from .ingest_limits import IngestLimits
     from .service import serve
 
-    serve(args.host, args.port, args.url)
+    def pick(value: float | None, env: str, default: float) -> float:
+        return value if value is not None else float(os.environ.get(env) or default)
+
+    try:
+        limits = IngestLimits.from_env(args.max_body, args.max_records, args.max_record_bytes)
+    except ValueError as error:
+        raise StoreError(str(error)) from None
+    serve(args.host, args.port, args.url, limits=limits,
+          header_timeout=pick(args.header_timeout, "AUDITRAIL_SERVE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
+          body_timeout=pick(args.body_timeout, "AUDITRAIL_SERVE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
+          max_connections=int(pick(args.max_connections, "AUDITRAIL_SERVE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)))
     return 0
 
 

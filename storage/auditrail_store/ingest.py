@@ -66,6 +66,8 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValueList
 
+from .ingest_limits import DEFAULT_MAX_BODY, IngestError, IngestLimits, LimitError, check_json, check_protobuf
+
 __all__ = [
     "BASE_COLUMNS",
     "FEATURE_COLUMNS",
@@ -90,11 +92,6 @@ BASE_COLUMNS: tuple[str, ...] = (
 FEATURE_COLUMNS: tuple[str, ...] = ("EventName",)
 
 SERVICE_NAME = "service.name"
-DEFAULT_MAX_BODY = 64 << 20  # decompressed request size accepted by the service
-
-
-class IngestError(ValueError):
-    """A request that cannot be ingested (malformed, unsupported): HTTP 400, nothing written."""
 
 
 # A map column value: a dict, or a list of (key, value) pairs when the request repeats a key (the exporter
@@ -454,18 +451,21 @@ def _attr_map(pairs: list[tuple[str, str]]) -> AttrMap:
     return as_dict if len(as_dict) == len(pairs) else pairs
 
 
-def decode_protobuf(data: bytes) -> LogBatch:
-    """Rows of a protobuf ExportLogsServiceRequest; IngestError when it is not one."""
+def decode_protobuf(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
+    """Rows of a protobuf ExportLogsServiceRequest; IngestError when it is not one, LimitError (before upb
+    reads it) when it exceeds `limits`."""
+    if limits is not None:
+        check_protobuf(data, limits)
     try:
-        message = ExportLogsServiceRequest.FromString(data)
-    except DecodeError as error:
+        ExportLogsServiceRequest.FromString(data)  # the validation; not kept while the walker builds the rows
+    except DecodeError as error:                  # (upb's objects are ~60 bytes a message: 40% of the peak)
         raise IngestError(f"malformed protobuf ExportLogsServiceRequest: {error}") from None
     try:
         return _walk_request(bytes(data))
     except IngestError:
         raise
     except Exception:  # _Fallback, or anything the walker did not foresee: the plain reading decides
-        return rows_from_message(message)
+        return rows_from_message(ExportLogsServiceRequest.FromString(data))
 
 
 def _walk_request(data: bytes) -> LogBatch:
@@ -823,8 +823,14 @@ def _json_attributes(value: Any, where: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def decode_json(data: bytes) -> LogBatch:
-    """Rows of an OTLP/JSON ExportLogsServiceRequest; IngestError when it is not one."""
+def decode_json(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
+    """Rows of an OTLP/JSON ExportLogsServiceRequest; IngestError when it is not one, LimitError (before the
+    parse, or at the first record over) when it exceeds `limits`."""
+    if limits is not None:
+        check_json(data, limits)
+    # A record can only exceed the per-record limit in a body larger than it: only then is each one measured.
+    measure = limits is not None and len(data) > limits.max_record_bytes
+    records = 0
     try:
         request = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -847,9 +853,15 @@ def decode_json(data: bytes) -> LogBatch:
             scope_url = _json_string(_get(scope_logs, "schemaUrl", "schema_url"), where_scope + ".schemaUrl")
             scope_name = _json_string(scope.get("name"), where_scope + ".scope.name")
             scope_version = _json_string(scope.get("version"), where_scope + ".scope.version")
-            for i, record in enumerate(_json_list(_get(scope_logs, "logRecords", "log_records"), where_scope)):
+            log_records = _json_list(_get(scope_logs, "logRecords", "log_records"), where_scope)
+            if limits is not None and records + len(log_records) > limits.max_records:
+                raise limits.too_many_records()
+            for i, record in enumerate(log_records):
                 at = f"{where_scope}.logRecords[{i}]"
                 record = _json_object(record, at)
+                if measure and len(size := orjson.dumps(record)) > limits.max_record_bytes:
+                    raise limits.record_too_large(records, len(size))
+                records += 1
                 body = record.get("body")
                 batch.timestamps.append(_timestamp(
                     _json_uint(_get(record, "timeUnixNano", "time_unix_nano"), at + ".timeUnixNano", 64),
@@ -884,24 +896,55 @@ JSON = "application/json"
 
 
 def decompress(body: bytes, content_encoding: str | None, max_bytes: int = DEFAULT_MAX_BODY) -> bytes:
-    """The request body without its Content-Encoding (gzip, deflate or identity), at most max_bytes."""
+    """The request body without its Content-Encoding (gzip, deflate or identity), at most max_bytes
+    (LimitError, 413, beyond: inflating stops there, so a zip bomb costs max_bytes)."""
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         data = body
     elif encoding in ("gzip", "x-gzip", "deflate"):
-        wbits = 16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS
-        inflater = zlib.decompressobj(wbits)
-        try:
-            data = inflater.decompress(body, max_bytes + 1)
-        except zlib.error as error:
-            raise IngestError(f"malformed {encoding} body: {error}") from None
-        if not inflater.eof and len(data) <= max_bytes:
-            raise IngestError(f"truncated {encoding} body")
+        data = _inflate(body, encoding, max_bytes)
     else:
         raise IngestError(f"unsupported Content-Encoding {content_encoding!r} (gzip, deflate or none)")
     if len(data) > max_bytes:
-        raise IngestError(f"request larger than {max_bytes} bytes")
+        raise LimitError(f"request larger than {max_bytes} bytes (decompressed; --max-body)")
     return data
+
+
+_INFLATE_STEP = 4 << 20
+
+
+def _inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
+    """Every member of a gzip body (RFC 1952: a gzip file is a series of members; gzip, Go and the collector
+    read them all), or the one zlib stream of deflate. Anything after the last member that is not another
+    member, a truncated member or a corrupt one: IngestError, so a body is taken whole or not at all."""
+    gzip = encoding != "deflate"
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    member = 0
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
+        while not inflater.eof:
+            # in steps: zlib's own output buffer for one large call peaks at twice its output (a bomb's 64 MiB
+            # limit cost 137 MB); never 0, which would be unbounded (size <= max_bytes here)
+            try:
+                part = inflater.decompress(rest, min(_INFLATE_STEP, max_bytes + 1 - size))
+            except zlib.error as error:
+                raise IngestError(f"malformed {encoding} body (member {member}): {error}") from None
+            parts.append(part)
+            size += len(part)
+            if size > max_bytes:
+                raise LimitError(f"request larger than {max_bytes} bytes (decompressed; --max-body)")
+            rest = inflater.unconsumed_tail
+            if not part and not rest and not inflater.eof:
+                raise IngestError(f"truncated {encoding} body (member {member})")
+        rest = inflater.unused_data
+        if not rest:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if not gzip or not rest.startswith(b"\x1f\x8b"):
+            raise IngestError(f"{len(rest)} bytes of trailing data after the {encoding} body's "
+                              f"{'member ' + str(member) if gzip else 'stream'}")
+        member += 1
 
 
 def media_type(content_type: str | None) -> str:
@@ -915,11 +958,13 @@ def media_type(content_type: str | None) -> str:
 
 
 def decode_request(body: bytes, content_type: str | None, content_encoding: str | None = None,
-                   max_bytes: int = DEFAULT_MAX_BODY) -> LogBatch:
-    """Decode an OTLP/HTTP logs request body into rows; IngestError (HTTP 400) when it is malformed."""
+                   max_bytes: int = DEFAULT_MAX_BODY, limits: IngestLimits | None = None) -> LogBatch:
+    """Decode an OTLP/HTTP logs request body into rows; IngestError (HTTP 400) when it is malformed,
+    LimitError (413) when it exceeds `limits` (default: the defaults, at most max_bytes decompressed)."""
     kind = media_type(content_type)
-    data = decompress(body, content_encoding, max_bytes)
-    return decode_protobuf(data) if kind == PROTOBUF else decode_json(data)
+    limits = limits or IngestLimits(max_body=max_bytes)
+    data = decompress(body, content_encoding, limits.max_body)
+    return decode_protobuf(data, limits) if kind == PROTOBUF else decode_json(data, limits)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -79,9 +79,13 @@ requests of tenant-scoped tokens (the service must see each record's tenant befo
 from __future__ import annotations
 
 import collections
+import fcntl
+import logging
 import os
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +107,8 @@ from .ingest import _attributes as _attribute_map
 __all__ = ["FAST_ENV", "GROUP_BYTES", "GROUP_ROWS", "MAX_ROWS", "MIN_ROWS", "FastLogWriter", "fast_enabled", "insert_sql"]
 
 FAST_ENV = "AUDITRAIL_INGEST_FAST"
+SPOOL_ENV = "AUDITRAIL_INGEST_SPOOL"  # where request files go (default /dev/shm)
+logger = logging.getLogger("auditrail.store")
 MAX_ROWS = 1_000_000  # below min_insert_block_size_rows (1,048,449): one squashed block, all or nothing
 # Below this many records the existing path is quicker: this one pays ~30-45 ms a request for the engine to plan
 # its statement (measured: 10 records 101 vs 49 ms, 500: 136 vs 106 ms, 1,000: 138 vs 136, 2,000: 187 vs 254).
@@ -327,7 +333,7 @@ class FastLogWriter:
         self._columns = tuple(columns)
         # The native core when built (native=False: the engine decodes, as where it is not).
         self._native = _native if native and _native is not None and set(columns) == set(_native.COLUMNS) else None
-        self._spool = spool or (Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) and "/dev/shm") or None
+        self._spool = RequestSpool(spool or os.environ.get(SPOOL_ENV) or _default_spool())
         # the store's engine (chDB: one per process), with its configuration should this be the first handle
         self._connections = [chdb.connect(engine_connection_string(path)) for _ in range(max(1, handles))]
         self._idle = list(self._connections)
@@ -441,7 +447,7 @@ class FastLogWriter:
 
     def _insert(self, connection: Any, group: list[_Pending]) -> bool:
         """One INSERT ... SELECT over the group's concatenated bodies; False when the engine refused it."""
-        descriptor, name = tempfile.mkstemp(prefix="auditrail-otlp-", suffix=".pb", dir=self._spool)
+        descriptor, name = self._spool.file()
         try:
             with os.fdopen(descriptor, "wb") as file:
                 file.writelines(item.data for item in group)
@@ -464,3 +470,75 @@ class FastLogWriter:
             except Exception:  # noqa: S110 - closing at shutdown; the engine goes with the process
                 pass
         self._connections = []
+        self._spool.close()
+
+
+def _default_spool() -> str:
+    """/dev/shm when there is one to write to (the files never touch a disk), else the temporary directory."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+class RequestSpool:
+    """The directory of this writer's request files: ``auditrail-ingest-*/`` under `base`, locked (flock) for
+    the process's life, removed on close.
+
+    A process killed (kill -9, OOM) leaves its directory, up to a group's bytes; the next writer to start on
+    the host removes every such directory whose lock it can take: its owner is dead (the kernel drops a flock
+    with its process), whatever its pid became since, and a live replica's directory is never touched. Files
+    of the earlier layout (``auditrail-otlp-*.pb`` directly in `base`, no owner to ask) are removed once older
+    than :data:`STALE_SECONDS`, far longer than an insert takes."""
+
+    PREFIX = "auditrail-ingest-"
+    STALE_SECONDS = 600.0
+
+    def __init__(self, base: str) -> None:
+        self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.removed = self._remove_dead()
+        # Locked before it takes its name: a directory of that name without a live lock is a dead one's.
+        fresh = tempfile.mkdtemp(prefix="." + self.PREFIX, dir=self.base)
+        self._lock = os.open(fresh, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path = self.base / Path(fresh).name[1:]
+        os.rename(fresh, self.path)  # the lock is the inode's: it follows
+
+    def file(self) -> tuple[int, str]:
+        """(descriptor, path) of a new request file."""
+        return tempfile.mkstemp(prefix="otlp-", suffix=".pb", dir=self.path)
+
+    def close(self) -> None:
+        if self._lock < 0:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._lock)
+        self._lock = -1
+
+    def _remove_dead(self) -> int:
+        """Remove what dead writers left here; the number of files removed."""
+        removed = 0
+        now = time.time()
+        for entry in self.base.glob(self.PREFIX + "*"):
+            try:
+                descriptor = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live writer holds it
+            else:
+                removed += sum(1 for _ in entry.iterdir())
+                shutil.rmtree(entry, ignore_errors=True)
+            finally:
+                os.close(descriptor)
+        # the earlier layout's files, and directories of writers killed between their creation and naming
+        for legacy in [*self.base.glob("auditrail-otlp-*.pb"), *self.base.glob("." + self.PREFIX + "*")]:
+            try:
+                if now - legacy.stat().st_mtime > self.STALE_SECONDS:
+                    shutil.rmtree(legacy) if legacy.is_dir() else legacy.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        if removed:
+            logger.info("removed %d request file(s) a dead ingest process left in %s", removed, self.base)
+        return removed

@@ -5,7 +5,9 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
 * ``POST /v1/logs``: OTLP/HTTP logs, protobuf or JSON, gzip/deflate or not; an ``ingest`` or ``admin``
   bearer token. A token of one tenant may only send that tenant's events (``audit.tenant_id``); anything
   else is refused whole (403). Malformed input: 400 with a ``google.rpc.Status`` in the request's
-  encoding, nothing written (ingest.py decodes and validates all of it before the single insert).
+  encoding, nothing written (ingest.py decodes and validates all of it before the single insert). Over a
+  limit (ingest_limits.py: records, bytes of a record, messages, bytes; checked on the wire before anything
+  decodes it): 413 naming it, nothing written.
 * ``GET /v1/tenants/{tenant}/events?since=&until=&type=&actor=&format=csv|json|ndjson``: streamed from
   the engine (export.py); a ``read`` token of that tenant (or ``*``), or ``admin``.
 * ``GET /v1/tenants/{tenant}/verify``: the chain verification of that tenant's stored events, streamed
@@ -18,6 +20,7 @@ verify opens its own engine handle, so a long export never blocks ingest on the 
 An error after an export's 200 went out aborts the response (no last chunk; :func:`_closing` logs it): the
 client sees the transfer cut, never a complete-looking end.
 On an embedded store the service writes its local admin door (admin.py) so the CLI keeps working.
+Slow clients are cut off by connections.py (header and body timeouts); :func:`serve` caps the connections.
 """
 
 from __future__ import annotations
@@ -37,13 +40,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from auditrail import semconv
 
 from . import admin
+from .connections import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, BodyDeadline,
+                          client_disconnected, header_timeout_protocol)
 from .db import DEFAULT_DATABASE, Store, StoreError, default_url
 from .export import FORMATS, ExportFilters, parse_time, stream_export
-from .ingest import DEFAULT_MAX_BODY, PROTOBUF, IngestError, LogBatch, LogWriter, decode_request, decompress
+from .ingest import (PROTOBUF, IngestError, LogBatch, LogWriter, decode_json, decode_protobuf, decompress,
+                     media_type)
+from .ingest_limits import IngestLimits, LimitError, check_protobuf
 from .ingest_fast import FastLogWriter
 from .tokens import ALL_TENANTS, SCOPES, TokenInfo, TokenStore
 from .approvals.service import include_approvals, open_approvals
@@ -64,7 +72,7 @@ class _State:
     writer: LogWriter
     tokens: TokenStore
     local_secret: str | None
-    max_body: int
+    limits: IngestLimits
     write_lock: threading.Lock
     handles: _Handles
 
@@ -147,9 +155,13 @@ class Health(BaseModel):
 
 
 def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migrate_schema: bool = True,
-               max_body: int = DEFAULT_MAX_BODY, host: str = "127.0.0.1", port: int | None = None) -> FastAPI:
-    """The FastAPI app over the store at `url`; the store is opened (and migrated) when the app starts."""
+               limits: IngestLimits | None = None, host: str = "127.0.0.1", port: int | None = None,
+               body_timeout: float = DEFAULT_BODY_TIMEOUT) -> FastAPI:
+    """The FastAPI app over the store at `url`; the store is opened (and migrated) when the app starts.
+    `limits`: per-request ingest limits (default: ``AUDITRAIL_INGEST_MAX_*`` or the defaults); a request's
+    body must arrive within `body_timeout` seconds of its headers (408 otherwise)."""
     url = url or default_url()
+    limits = limits or IngestLimits.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -163,7 +175,7 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         secret = admin.write_control(url, host, port) if (store.embedded and port) else None
         token_handle = Store.open(url, database)  # its own handle: auth never waits behind an insert
         app.state.auditrail = _State(url, database, store, LogWriter(store.client, store.database),
-                                     TokenStore(token_handle), secret, max_body, threading.Lock(),
+                                     TokenStore(token_handle), secret, limits, threading.Lock(),
                                      _Handles(url, database))
         # Protobuf requests of all-tenant tokens on an embedded store: decoded by the engine (ingest_fast.py).
         app.state.auditrail_fast = FastLogWriter.for_store(store, app.state.auditrail.writer.columns)
@@ -186,43 +198,36 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
 
     @app.post("/v1/logs", summary="OTLP/HTTP logs ingest (protobuf or JSON, gzip)",
               responses={200: {"content": {"application/x-protobuf": {}, "application/json": {}}},
-                         400: {"description": "malformed request; nothing written"}, 401: {}, 403: {}, 413: {}})
+                         400: {"description": "malformed request; nothing written"}, 401: {}, 403: {},
+                         408: {"description": "the body did not arrive within the body timeout"},
+                         413: {"description": "over a limit (body bytes, records, bytes of a record, messages), "
+                                              "named in the message; nothing written"}})
     async def ingest_logs(request: Request, caller: Caller) -> Response:
-        _require(caller, "ingest", None)
+        _require(caller, "ingest", None)  # before the body is read: an unknown or read token costs nothing more
         state = _state(request)
         content_type = request.headers.get("content-type")
         is_protobuf = (content_type or "").split(";")[0].strip().lower() in (PROTOBUF, "application/protobuf")
+        max_body = state.limits.max_body
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > state.max_body:
-            return _otlp_error(413, f"request larger than {state.max_body} bytes", is_protobuf)
+        if length and length.isdigit() and int(length) > max_body:
+            return _otlp_error(413, f"request larger than {max_body} bytes (--max-body)", is_protobuf)
         chunks: list[bytes] = []
         received = 0
         async for chunk in request.stream():  # bounded even without Content-Length (chunked uploads)
             received += len(chunk)
-            if received > state.max_body:
-                return _otlp_error(413, f"request larger than {state.max_body} bytes", is_protobuf)
+            if received > max_body:
+                return _otlp_error(413, f"request larger than {max_body} bytes (--max-body)", is_protobuf)
             chunks.append(chunk)
-        body = b"".join(chunks)
-        encoding = request.headers.get("content-encoding")
         fast: FastLogWriter | None = request.app.state.auditrail_fast
-        if fast is not None and is_protobuf and caller.tenant_id == ALL_TENANTS:  # no tenant check to make
-            try:
-                body = await run_in_threadpool(decompress, body, encoding, state.max_body)
-                encoding = None
-                written = await run_in_threadpool(fast.write, body)
-            except IngestError as error:
-                return _otlp_error(400, str(error), is_protobuf)
-            if written is not None:
-                return Response(ExportLogsServiceResponse().SerializeToString(), media_type=PROTOBUF)
-        try:  # the existing path: JSON, tenant-scoped tokens, servers, and what the engine path declined
-            batch = await run_in_threadpool(decode_request, body, content_type, encoding, state.max_body)
+        try:  # the chunks are joined in the worker: a 4 MB join on the event loop held every other request
+            refused = await run_in_threadpool(_ingest, state, fast, caller, chunks, content_type,
+                                              request.headers.get("content-encoding"))
+        except LimitError as error:
+            return _otlp_error(413, str(error), is_protobuf)
         except IngestError as error:
             return _otlp_error(400, str(error), is_protobuf)
-        refused = _foreign_tenants(caller, batch)
         if refused:
-            return _otlp_error(403, f"token {caller.token_id} may not ingest events of tenant(s) "
-                                    f"{', '.join(sorted(repr(t) for t in refused))[:200]}", is_protobuf)
-        await run_in_threadpool(_write, state, batch)
+            return _otlp_error(403, refused, is_protobuf)
         if is_protobuf:
             return Response(ExportLogsServiceResponse().SerializeToString(), media_type=PROTOBUF)
         return Response(b"{}", media_type="application/json")
@@ -309,6 +314,9 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
     async def store_error(request: Request, error: StoreError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=400)
 
+    app.add_exception_handler(ClientDisconnect, client_disconnected)
+    app.add_middleware(BodyDeadline, seconds=body_timeout)
+
     assert SCOPES and FORMATS  # the names the routes' Literal types spell out
     return app
 
@@ -324,7 +332,40 @@ def _foreign_tenants(caller: TokenInfo, batch: LogBatch) -> set[str | None]:
     return {t for t in batch.attribute_values(semconv.TENANT) if t != caller.tenant_id}
 
 
+def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks: list[bytes],
+            content_type: str | None, encoding: str | None) -> str | None:
+    """Join the body's chunks, decompress, check the limits, decode and write one request (in a worker thread);
+    the 403 message when the token may not ingest one of its tenants. LimitError (413) before anything
+    proportional to the records runs: the limits are checked on the wire (protobuf) or on the body's brackets
+    and then record by record (JSON). IngestError (400), LimitError and a 403: nothing written."""
+    kind = media_type(content_type)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    chunks.clear()
+    data = decompress(body, encoding, state.limits.max_body)
+    del body
+    if kind == PROTOBUF:
+        # before upb, the native encoder or the Python decoder read it; a record plainly of another tenant
+        # than a tenant-scoped token's stops it too (the check after decoding judges the rest)
+        foreign = check_protobuf(data, state.limits, None if caller.tenant_id == ALL_TENANTS else caller.tenant_id)
+        if foreign is not None:
+            return (f"token {caller.token_id} may not ingest events of tenant(s) {foreign[1][:200]!r} "
+                    f"(log record {foreign[0]})")
+        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data) is not None:
+            return None  # the engine path wrote it (no tenant check to make for an all-tenant token)
+        batch = decode_protobuf(data)  # the existing path: tenant-scoped tokens, servers, what the engine declined
+    else:
+        batch = decode_json(data, state.limits)
+    del data
+    refused = _foreign_tenants(caller, batch)
+    if refused:
+        return (f"token {caller.token_id} may not ingest events of tenant(s) "
+                f"{', '.join(sorted(repr(t) for t in refused))[:200]}")
+    _write(state, batch)
+    return None
+
+
 def _write(state: _State, batch: LogBatch) -> int:
+    """Write one decoded batch under the service's write lock (ingest and the approval service's events)."""
     with state.write_lock:
         return state.writer.write(batch)
 
@@ -394,9 +435,19 @@ def _otlp_error(status: int, message: str, protobuf: bool) -> Response:
 
 
 def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, database: str = DEFAULT_DATABASE,
-          log_level: str = "info") -> None:
-    """Run the service with uvicorn until interrupted."""
-    import uvicorn
+          log_level: str = "info", *, limits: IngestLimits | None = None,
+          header_timeout: float = DEFAULT_HEADER_TIMEOUT, body_timeout: float = DEFAULT_BODY_TIMEOUT,
+          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+    """Run the service with uvicorn until interrupted: slow clients cut off (connections.py), at most
+    `max_connections` served at once (503 beyond)."""
+    import copy
 
-    app = create_app(url, database, host=host, port=port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False)
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    app = create_app(url, database, host=host, port=port, limits=limits, body_timeout=body_timeout)
+    log_config = copy.deepcopy(LOGGING_CONFIG)  # the service's own lines beside uvicorn's, in its format
+    log_config["loggers"][logger.name] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False,
+                http=header_timeout_protocol(header_timeout), limit_concurrency=max_connections,
+                log_config=log_config)

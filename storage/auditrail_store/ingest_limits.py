@@ -1,0 +1,254 @@
+"""Per-request ingest limits, checked before any decoding (HTTP 413 naming the limit, nothing written).
+
+The byte limit (``--max-body``, 64 MiB decompressed) does not bound what a request costs: an empty LogRecord
+is 2 bytes on the wire and ~140 bytes in upb, ~360 in the Python rows, so 8,000,000 of them (15 KiB of gzip)
+took the service to 4.2 GB. What memory follows is the number of messages, so three limits:
+
+* records per request, ``--max-records`` (``AUDITRAIL_INGEST_MAX_RECORDS``, default 100,000);
+* bytes per record, ``--max-record-bytes`` (``AUDITRAIL_INGEST_MAX_RECORD_BYTES``, default 1 MiB): a
+  LogRecord's encoded size (protobuf), its compact JSON text (OTLP/JSON);
+* protobuf messages (resource and scope entries, records, attributes, values) per request: at most one per
+  :data:`BYTES_PER_MESSAGE` bytes of the decompressed request, or :data:`MESSAGE_FLOOR` for small ones. Real
+  audit records are ~27 bytes a message (an 850-byte record of 15 attributes is 31 messages); a body of empty
+  attributes or values, 2 bytes each, is what this refuses. OTLP/JSON: objects and arrays, counted as the
+  ``{`` and ``[`` bytes of the body (an upper bound: braces inside strings count too; real requests have one
+  per ~40 bytes).
+
+With these a request's peak memory is a small multiple of its decompressed size (upb ~140 bytes a message at
+most, 8 bytes of body each: ~17x; measured figures in docs/storage.md). The protobuf scan is the native
+core's (``otlp_logs_scan``: no allocation, stops at the first limit exceeded); :func:`scan_protobuf_python`
+is its twin where the core is not built. Both run before upb, the native encoder or the Python decoder see the
+body, and before the tenant check that needs the decoded records.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+try:
+    import auditrail_native as _native
+except ImportError:  # not built: the Python twin scans
+    _native = None
+
+__all__ = ["BYTES_PER_MESSAGE", "MESSAGE_FLOOR", "IngestError", "IngestLimits", "LimitError", "check_json", "check_protobuf",
+           "scan_protobuf_python"]
+
+BYTES_PER_MESSAGE = 8
+MESSAGE_FLOOR = 250_000
+DEFAULT_MAX_BODY = 64 << 20  # decompressed request size accepted by the service
+DEFAULT_MAX_RECORDS = 100_000
+DEFAULT_MAX_RECORD_BYTES = 1 << 20
+MAX_RECORDS_ENV = "AUDITRAIL_INGEST_MAX_RECORDS"
+MAX_RECORD_BYTES_ENV = "AUDITRAIL_INGEST_MAX_RECORD_BYTES"
+MAX_BODY_ENV = "AUDITRAIL_INGEST_MAX_BODY"
+
+
+class IngestError(ValueError):
+    """A request that cannot be ingested (malformed, unsupported): HTTP 400, nothing written."""
+
+
+class LimitError(IngestError):
+    """A request over one of the limits: HTTP 413, nothing written; the message names the limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """What one ingest request may hold."""
+
+    max_body: int = DEFAULT_MAX_BODY
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+
+    @classmethod
+    def from_env(cls, max_body: int | None = None, max_records: int | None = None,
+                 max_record_bytes: int | None = None) -> IngestLimits:
+        """The given values, else ``AUDITRAIL_INGEST_MAX_*``, else the defaults."""
+        def pick(value: int | None, env: str, default: int) -> int:
+            chosen = value if value is not None else int(os.environ.get(env) or default)
+            if chosen < 1:
+                raise ValueError(f"{env.removeprefix('AUDITRAIL_INGEST_').lower()} must be positive, got {chosen}")
+            return chosen
+
+        return cls(pick(max_body, MAX_BODY_ENV, DEFAULT_MAX_BODY),
+                   pick(max_records, MAX_RECORDS_ENV, DEFAULT_MAX_RECORDS),
+                   pick(max_record_bytes, MAX_RECORD_BYTES_ENV, DEFAULT_MAX_RECORD_BYTES))
+
+    def max_messages(self, size: int) -> int:
+        """The message budget of a request of `size` decompressed bytes."""
+        return max(MESSAGE_FLOOR, size // BYTES_PER_MESSAGE)
+
+    def too_many_records(self) -> LimitError:
+        return LimitError(f"more than {self.max_records} log records in one request (the records-per-request "
+                          "limit, --max-records): split it")
+
+    def record_too_large(self, index: int, size: int) -> LimitError:
+        return LimitError(f"log record {index} is {size} bytes, more than the per-record limit of "
+                          f"{self.max_record_bytes} (--max-record-bytes)")
+
+    def too_many_messages(self, size: int, what: str) -> LimitError:
+        return LimitError(f"more than {self.max_messages(size)} {what} in a {size}-byte request (at most one per "
+                          f"{BYTES_PER_MESSAGE} bytes, or {MESSAGE_FLOOR}): the request is mostly empty entries")
+
+
+def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None) -> tuple[int, str] | None:
+    """LimitError when the protobuf request `data` exceeds a limit; what is not readable is left to the decoders.
+    With `tenant` (a tenant-scoped token's): (index, tenant) of the first record plainly of another tenant,
+    found before anything is decoded (the decoders' check still decides every record this cannot judge)."""
+    scan = _native.otlp_logs_scan if _native is not None else scan_protobuf_python
+    verdict, _, _, index, size, foreign = scan(data, limits.max_records, limits.max_record_bytes,
+                                               limits.max_messages(len(data)), tenant)
+    if verdict == "tenant":
+        return index, foreign
+    if verdict == "records":
+        raise limits.too_many_records()
+    if verdict == "record_bytes":
+        raise limits.record_too_large(index, size)
+    if verdict == "messages":
+        raise limits.too_many_messages(len(data), "protobuf messages (records, attributes, values)")
+    return None
+
+
+def check_json(data: bytes, limits: IngestLimits) -> None:
+    """LimitError when an OTLP/JSON body holds more objects and arrays than its size allows (counted before
+    parsing: the parse is what would spend the memory). Records are counted as decode_json reads them."""
+    containers = data.count(b"{") + data.count(b"[")
+    if containers > limits.max_messages(len(data)):
+        raise limits.too_many_messages(len(data), "JSON objects and arrays")
+
+
+# --------------------------------------------------------------------------------------------------
+# The native scan's twin (native/src/limits.rs), for where the native core is not built.
+
+_LEN, _START_GROUP, _END_GROUP = 2, 3, 4
+_MAX_DEPTH = 100
+# (message kind, field number) -> the kind of that length-delimited field's message
+_REQUEST, _RESOURCE_LOGS, _RESOURCE, _SCOPE_LOGS, _SCOPE, _RECORD, _KEY_VALUE, _ANY, _ARRAY, _KVLIST, _LEAF = range(11)
+_CHILD = {
+    (_REQUEST, 1): _RESOURCE_LOGS, (_RESOURCE_LOGS, 1): _RESOURCE, (_RESOURCE_LOGS, 2): _SCOPE_LOGS,
+    (_RESOURCE, 1): _KEY_VALUE, (_SCOPE, 3): _KEY_VALUE, (_RECORD, 6): _KEY_VALUE, (_KVLIST, 1): _KEY_VALUE,
+    (_RESOURCE, 3): _LEAF, (_SCOPE_LOGS, 1): _SCOPE, (_SCOPE_LOGS, 2): _RECORD, (_RECORD, 5): _ANY,
+    (_KEY_VALUE, 2): _ANY, (_ARRAY, 1): _ANY, (_ANY, 5): _ARRAY, (_ANY, 6): _KVLIST,
+}
+
+
+class _Stop(Exception):
+    def __init__(self, verdict: str, index: int = 0, size: int = 0, tenant: str | None = None) -> None:
+        self.verdict, self.index, self.size, self.tenant = verdict, index, size, tenant
+
+
+_TENANT_KEY = b"audit.tenant_id"
+
+
+def _plain_pair(data: bytes, pos: int, end: int) -> tuple[bytes, bytes] | None:
+    """(key, string value) of the KeyValue at data[pos:end] in its plain shape, else None (limits.rs)."""
+    fields = []
+    try:
+        for _ in range(2):
+            if pos >= end:
+                return None
+            tag, pos = _varint(data, pos, end)
+            length, pos = _varint(data, pos, end)
+            fields.append((tag, pos, pos + length))
+            pos += length
+        if pos != end or [tag for tag, _, _ in fields] != [0x0A, 0x12]:
+            return None
+        (_, key_start, key_end), (_, start, stop) = fields
+        tag, at = _varint(data, start, stop)
+        length, at = _varint(data, at, stop)
+    except _Stop:
+        return None
+    if tag != 0x0A or at + length != stop:
+        return None
+    return data[key_start:key_end], data[at:stop]
+
+
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise _Stop("unreadable")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _skip(data: bytes, pos: int, end: int, number: int, wire: int, depth: int) -> int:
+    if wire == 0:
+        return _varint(data, pos, end)[1]
+    if wire == 1 or wire == 5:
+        pos += 8 if wire == 1 else 4
+    elif wire == _LEN:
+        length, pos = _varint(data, pos, end)
+        pos += length
+    elif wire == _START_GROUP and depth <= _MAX_DEPTH:
+        while True:
+            tag, pos = _varint(data, pos, end)
+            if tag & 7 == _END_GROUP and tag >> 3 == number:
+                return pos
+            pos = _skip(data, pos, end, tag >> 3, tag & 7, depth + 1)
+    else:
+        raise _Stop("unreadable")
+    if pos > end:
+        raise _Stop("unreadable")
+    return pos
+
+
+class _Scan:
+    def __init__(self, max_records: int, max_record_bytes: int, max_messages: int, tenant: bytes | None) -> None:
+        self.max_records, self.max_record_bytes, self.max_messages = max_records, max_record_bytes, max_messages
+        self.tenant = tenant
+        self.records = self.messages = 0
+
+    def message(self, data: bytes, pos: int, end: int, kind: int, depth: int) -> None:
+        if depth > _MAX_DEPTH:
+            raise _Stop("unreadable")
+        self.messages += 1
+        if self.messages > self.max_messages:
+            raise _Stop("messages")
+        if kind == _RECORD:
+            self.records += 1
+            if self.records > self.max_records:
+                raise _Stop("records")
+            if end - pos > self.max_record_bytes:
+                raise _Stop("record_bytes", self.records - 1, end - pos)
+        judge = kind == _RECORD and self.tenant is not None
+        tenant: bytes | None = None
+        while pos < end:
+            tag, pos = _varint(data, pos, end)
+            number, wire = tag >> 3, tag & 7
+            if number == 0:
+                raise _Stop("unreadable")
+            inner = _CHILD.get((kind, number)) if wire == _LEN else None
+            if inner is None:
+                pos = _skip(data, pos, end, number, wire, depth + 1)
+                continue
+            length, pos = _varint(data, pos, end)
+            if pos + length > end:
+                raise _Stop("unreadable")
+            if judge and inner == _KEY_VALUE:
+                pair = _plain_pair(data, pos, pos + length)
+                if pair is None:
+                    judge = False  # an attribute whose key is not known here came first: the decoders judge
+                elif pair[0] == _TENANT_KEY:
+                    tenant, judge = pair[1], False
+            self.message(data, pos, pos + length, inner, depth + 1)
+            pos += length
+        if tenant is not None and tenant != self.tenant:
+            raise _Stop("tenant", self.records - 1, tenant=tenant.decode(errors="replace"))
+
+
+def scan_protobuf_python(data: bytes, max_records: int, max_record_bytes: int, max_messages: int,
+                         tenant: str | None = None) -> tuple[str, int, int, int, int, str | None]:
+    """The native ``otlp_logs_scan`` in Python: (verdict, records, messages, record index, record size,
+    foreign tenant)."""
+    scan = _Scan(max_records, max_record_bytes, max_messages, None if tenant is None else tenant.encode())
+    verdict, index, size, foreign = "ok", 0, 0, None
+    try:
+        scan.message(data, 0, len(data), _REQUEST, 0)
+    except _Stop as stop:
+        verdict, index, size, foreign = stop.verdict, stop.index, stop.size, stop.tenant
+    return verdict, scan.records, max(scan.messages - 1, 0), index, size, foreign
