@@ -1,0 +1,166 @@
+"""`auditrail archive --to gs://` through a real GCS emulator (gcp-storage-emulator's JSON API on 127.0.0.1),
+read back with pyarrow and compared with the store's own export, on a store a running `auditrail serve` owns
+and on one it does not; and `--bigquery-ddl` checked against google-cloud-bigquery's own types."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+storage = pytest.importorskip("google.cloud.storage")
+bigquery = pytest.importorskip("google.cloud.bigquery")
+pytest.importorskip("gcp_storage_emulator")
+
+from test_store_archive import _WRITE  # noqa: E402  (after the skips: the same 12 events, 8 of acme)
+from test_store_service import PYTHON, Service, cli, events, free_port, seeded_service  # noqa: E402
+
+BUCKET = "audit-archive"
+MONTH = datetime.now(timezone.utc).strftime("%Y-%m")  # the seeded events are stamped now
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """gcp-storage-emulator on a free loopback port, in memory, with the archive bucket; its host:port."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("gcs") / "emulator.log"
+    process = subprocess.Popen([PYTHON, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port",
+                                str(port), "--in-memory", "--default-bucket", BUCKET],
+                               stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, gcs: str) -> Iterator[Service]:
+    """A running service (owning its embedded store) with chained, signed events of three tenants."""
+    for svc in seeded_service(tmp_path_factory.mktemp("store")):
+        svc.env["STORAGE_EMULATOR_HOST"] = gcs
+        yield svc
+
+
+def _blob_table(emulator: str, key: str) -> object:
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator  # read by the client at construction
+    try:
+        data = storage.Client().bucket(BUCKET).blob(key).download_as_bytes()
+    finally:
+        del os.environ["STORAGE_EMULATOR_HOST"]
+    return pq.read_table(io.BytesIO(data))
+
+
+def test_archive_to_gcs_while_serving_reads_back_as_the_export(served: Service, gcs: str) -> None:
+    result = cli("archive", "--tenant", "acme", "--month", MONTH, "--to", f"gs://{BUCKET}/exports", env=served.env)
+    key = f"exports/tenant=acme/month={MONTH}/events.parquet"
+    assert result.stdout.strip() == f"gs://{BUCKET}/{key}"
+    assert "through the running service" in result.stderr
+    table = _blob_table(gcs, key)
+    exported = events(served, "acme", served.read_acme)
+    assert table.num_rows == len(exported) >= 10  # 10 events of acme and its chain's checkpoint events
+    rows = table.to_pylist()
+    # Each event once, oldest first, field by field as the export spells it.
+    assert [r["event_id"] for r in rows] == [e["event_id"] for e in exported]
+    for row, event in zip(rows, exported, strict=True):
+        assert row["tenant_id"] == "acme" and row["event_type"] == event["event_type"]
+        assert (row["actor"], row["reason"], row["source_ip"]) == (event["actor"], event["reason"], event["source_ip"])
+        assert (row["chain_id"], row["chain_seq"], row["chain_hash"]) == (event["chain_id"], event["chain_seq"],
+                                                                         event["chain_hash"])
+        assert json.loads(row["payload"]) == event["payload"]
+        assert json.loads(row["attributes"]) == event["attributes"]
+        assert row["timestamp"].isoformat().replace("+00:00", "") == event["timestamp"][:26]
+        assert datetime.fromtimestamp(row["time_unix_nano"] // 10**9, timezone.utc) == row["timestamp"].replace(
+            microsecond=0)
+    assert str(table.schema.field("timestamp").type) == "timestamp[us, tz=UTC]"
+
+
+def test_rerunning_a_month_replaces_its_object(served: Service, gcs: str) -> None:
+    for _ in range(2):
+        cli("archive", "--tenant", "globex", "--month", MONTH, "--to", f"gs://{BUCKET}/again", env=served.env)
+    os.environ["STORAGE_EMULATOR_HOST"] = gcs
+    try:
+        names = [b.name for b in storage.Client().list_blobs(BUCKET, prefix="again/")]
+    finally:
+        del os.environ["STORAGE_EMULATOR_HOST"]
+    assert names == [f"again/tenant=globex/month={MONTH}/events.parquet"]
+    assert _blob_table(gcs, names[0]).num_rows == len(events(served, "globex", served.read_globex))
+
+
+def test_archive_errors_are_one_clear_line(served: Service) -> None:
+    missing = cli("archive", "--tenant", "acme", "--month", MONTH, "--to", "gs://no-such-bucket/x", env=served.env,
+                  check=False)
+    assert missing.returncode != 0 and "no-such-bucket" in missing.stderr and "Traceback" not in missing.stderr
+    bad = cli("archive", "--tenant", "acme", "--month", "2026-13", "--to", f"gs://{BUCKET}/x", env=served.env,
+              check=False)
+    assert bad.returncode != 0 and "invalid month '2026-13'" in bad.stderr
+    other = cli("archive", "--tenant", "acme", "--month", MONTH, "--to", "ftp://b/x", env=served.env, check=False)
+    assert other.returncode != 0 and "use s3://bucket/prefix or gs://bucket/prefix" in other.stderr
+
+
+def test_archive_to_gcs_on_the_store_itself(tmp_path: Path, gcs: str) -> None:
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp_path}/store", STORAGE_EMULATOR_HOST=gcs)
+    subprocess.run([PYTHON, "-c", _WRITE, str(Path(__file__).parent)], env=env, check=True, capture_output=True,
+                   timeout=120)
+    result = cli("archive", "--tenant", "acme", "--month", MONTH, "--to", f"gs://{BUCKET}/direct/", env=env)
+    assert "through the running service" not in result.stderr
+    table = _blob_table(gcs, f"direct/tenant=acme/month={MONTH}/events.parquet")
+    assert table.num_rows == 8 and set(table.column("tenant_id").to_pylist()) == {"acme"}
+    assert result.stderr.startswith("archived 8 events of tenant 'acme'")
+
+
+def _ddl_columns(ddl: str, statement: str) -> list[tuple[str, str, bool]]:
+    body = ddl.split(statement, 1)[1].split("\n)", 1)[0]
+    return [(m.group(1), m.group(2), bool(m.group(3))) for m in re.finditer(r"`(\w+)` (\w+)( NOT NULL)?", body)]
+
+
+def test_bigquery_ddl_matches_the_archive_in_bigquerys_own_types(served: Service, gcs: str) -> None:
+    from google.cloud.bigquery import _pandas_helpers
+    from google.cloud.bigquery.enums import StandardSqlTypeNames
+
+    cli("archive", "--tenant", "initech", "--month", MONTH, "--to", f"gs://{BUCKET}/bq", env=served.env)
+    table = _blob_table(gcs, f"bq/tenant=initech/month={MONTH}/events.parquet")
+    ddl = cli("archive", "--bigquery-ddl", "--to", f"gs://{BUCKET}/bq", "--table", "proj.audit.events",
+              env=served.env).stdout
+    columns = _ddl_columns(ddl, "CREATE EXTERNAL TABLE `proj.audit.events` (")
+    assert [c[0] for c in columns] == table.column_names
+    for name, kind, required in columns:
+        assert kind in StandardSqlTypeNames.__members__, kind
+        field = bigquery.SchemaField(name, kind, mode="REQUIRED" if required else "NULLABLE")
+        arrow = table.schema.field(name)
+        # google-cloud-bigquery's own BigQuery -> Arrow mapping gives back the archive's column type (or, for
+        # a narrower integer such as severity_number's uint8, the INT64 that holds it losslessly).
+        back = _pandas_helpers.bq_to_arrow_data_type(field)
+        widened = pa.types.is_integer(arrow.type) and back == pa.int64() and arrow.type.bit_width < 64
+        assert back == arrow.type or widened, (name, kind, arrow.type)
+        assert required == (not arrow.nullable), name
+    assert "WITH PARTITION COLUMNS (\n  `tenant` STRING,\n  `month` STRING\n)" in ddl
+    assert f"uris = ['gs://{BUCKET}/bq/*']" in ddl and f"hive_partition_uri_prefix = 'gs://{BUCKET}/bq'" in ddl
+    assert _ddl_columns(ddl, "LOAD DATA INTO `proj.audit.events` (") == columns
+    assert "FROM FILES (\n  format = 'PARQUET'" in ddl
+
+
+def test_bigquery_ddl_refuses_what_bigquery_cannot_read(served: Service) -> None:
+    s3 = cli("archive", "--bigquery-ddl", "--to", "s3://b/p", env=served.env, check=False)
+    assert s3.returncode != 0 and "BigQuery reads gs:// archives" in s3.stderr
+    table = cli("archive", "--bigquery-ddl", "--to", "gs://b/p", "--table", "x`; DROP", env=served.env, check=False)
+    assert table.returncode != 0 and "invalid table" in table.stderr
