@@ -164,3 +164,22 @@ def test_bigquery_ddl_refuses_what_bigquery_cannot_read(served: Service) -> None
     assert s3.returncode != 0 and "BigQuery reads gs:// archives" in s3.stderr
     table = cli("archive", "--bigquery-ddl", "--to", "gs://b/p", "--table", "x`; DROP", env=served.env, check=False)
     assert table.returncode != 0 and "invalid table" in table.stderr
+
+
+_WITHOUT_GOOGLE = """
+import sys
+sys.modules["google.cloud.storage"] = None  # as on an install without the archive extra
+sys.modules["google.cloud.bigquery"] = None
+from auditrail.cli import main
+sys.exit(main())
+"""
+
+
+def test_without_the_archive_extra_it_says_what_to_install(tmp_path: Path) -> None:
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp_path}/store")
+    for args in (["--tenant", "acme", "--month", MONTH, "--to", f"gs://{BUCKET}/x"], ["--bigquery-ddl", "--to",
+                                                                                     f"gs://{BUCKET}/x"]):
+        result = subprocess.run([PYTHON, "-c", _WITHOUT_GOOGLE, "archive", *args], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert "pip install 'auditrail[archive]'" in result.stderr and "Traceback" not in result.stderr

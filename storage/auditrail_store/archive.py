@@ -150,14 +150,24 @@ def _s3_insert(store: Store, url: str, select: str, params: dict[str, Any], acce
                   settings={"s3_truncate_on_insert": 1, "output_format_parquet_compression_method": "zstd"})
 
 
+def _require_extra(module: str, what: str) -> None:
+    """Fail before any work when the archive extra is missing."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise StoreError(f"{what} need the archive extra: {_NEEDS_ARCHIVE_EXTRA} "
+                         f"(not installed: {module.replace('.', '-')})") from None
+
+
 def _gcs_upload(path: Path, bucket: str, key: str) -> str:
     """Upload the file to gs://bucket/key with google-cloud-storage; the gs:// URL."""
-    try:
-        from google.api_core import exceptions as api_exceptions
-        from google.auth import exceptions as auth_exceptions
-        from google.cloud import storage
-    except ImportError:
-        raise StoreError(f"gs:// archives need google-cloud-storage: {_NEEDS_ARCHIVE_EXTRA}") from None
+    _require_extra("google.cloud.storage", "gs:// archives")
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+    from google.cloud import storage
+
     try:
         client = storage.Client()  # Application Default Credentials; STORAGE_EMULATOR_HOST: anonymous
         blob = client.bucket(bucket).blob(key)
@@ -244,10 +254,9 @@ def _bigquery_type(arrow_type: Any) -> str:
 
 def bigquery_fields(parquet_schema: Any) -> list[Any]:
     """google-cloud-bigquery SchemaFields for the archive's Parquet schema (a pyarrow.Schema)."""
-    try:
-        from google.cloud.bigquery import SchemaField
-    except ImportError:
-        raise StoreError(f"--bigquery-ddl needs google-cloud-bigquery: {_NEEDS_ARCHIVE_EXTRA}") from None
+    _require_extra("google.cloud.bigquery", "BigQuery DDLs")
+    from google.cloud.bigquery import SchemaField
+
     return [SchemaField(field.name, _bigquery_type(field.type), mode="NULLABLE" if field.nullable else "REQUIRED")
             for field in parquet_schema]
 
@@ -321,7 +330,11 @@ def main_archive(args: Any) -> int:
     """`auditrail archive --tenant T --month YYYY-MM --to s3://|gs://bucket/prefix`, or `--bigquery-ddl`."""
     from .admin import open_store_or_service
 
-    parse_target(args.target)
+    scheme = parse_target(args.target)[0]
+    if args.bigquery_ddl:
+        _require_extra("google.cloud.bigquery", "BigQuery DDLs")
+    elif scheme == "gs":
+        _require_extra("google.cloud.storage", "gs:// archives")
     if not args.bigquery_ddl:
         if not (args.tenant and args.month):
             raise StoreError("archive needs --tenant and --month (or --bigquery-ddl)")
@@ -329,7 +342,7 @@ def main_archive(args: Any) -> int:
     endpoint = args.endpoint or os.environ.get("AUDITRAIL_S3_ENDPOINT")
     access_key = os.environ.get("AUDITRAIL_S3_ACCESS_KEY_ID") or os.environ.get("AWS_ACCESS_KEY_ID")
     secret_key = os.environ.get("AUDITRAIL_S3_SECRET_ACCESS_KEY") or os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if args.target.startswith("gs:"):
+    if scheme == "gs":
         endpoint = args.endpoint  # $AUDITRAIL_S3_ENDPOINT is S3's
     store, service = open_store_or_service(args.url)
     if args.bigquery_ddl:
