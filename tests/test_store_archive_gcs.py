@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 
 pa = pytest.importorskip("pyarrow")
@@ -113,6 +114,11 @@ def test_archive_errors_are_one_clear_line(served: Service) -> None:
     bad = cli("archive", "--tenant", "acme", "--month", "2026-13", "--to", f"gs://{BUCKET}/x", env=served.env,
               check=False)
     assert bad.returncode != 0 and "invalid month '2026-13'" in bad.stderr
+    with httpx.Client(base_url=served.base, headers={"Authorization": f"Bearer {served.read_acme}"}) as client:
+        for month in ("0000-05", "2026-00", "2262-04", "26-1"):  # outside the store's DateTime64 range: 4xx, not 500
+            response = client.get("/v1/tenants/acme/archive", params={"month": month})
+            assert response.status_code in (400, 422) and "month" in response.text, (month, response.text)
+        assert client.get("/v1/tenants/globex/archive", params={"month": MONTH}).status_code == 403
     other = cli("archive", "--tenant", "acme", "--month", MONTH, "--to", "ftp://b/x", env=served.env, check=False)
     assert other.returncode != 0 and "use s3://bucket/prefix or gs://bucket/prefix" in other.stderr
 
@@ -155,7 +161,7 @@ def test_bigquery_ddl_matches_the_archive_in_bigquerys_own_types(served: Service
         assert required == (not arrow.nullable), name
     assert "WITH PARTITION COLUMNS (\n  `tenant` STRING,\n  `month` STRING\n)" in ddl
     assert f"uris = ['gs://{BUCKET}/bq/*']" in ddl and f"hive_partition_uri_prefix = 'gs://{BUCKET}/bq'" in ddl
-    assert _ddl_columns(ddl, "LOAD DATA INTO `proj.audit.events` (") == columns
+    assert _ddl_columns(ddl, "LOAD DATA OVERWRITE `proj.audit.events` (") == columns
     assert "FROM FILES (\n  format = 'PARQUET'" in ddl
 
 

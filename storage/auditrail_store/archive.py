@@ -50,8 +50,9 @@ _NEEDS_ARCHIVE_EXTRA = "pip install 'auditrail[archive]'"
 def month_range(month: str) -> tuple[datetime, datetime]:
     """[first instant, first instant of the next month) of YYYY-MM, UTC."""
     match = _MONTH.fullmatch(month or "")
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        raise StoreError(f"invalid month {month!r}: use YYYY-MM")
+    # The store's DateTime64(9) holds 1900-01-01 .. 2262-04-11: months wholly inside it.
+    if not match or not 1 <= int(match.group(2)) <= 12 or not "1900-01" <= month <= "2262-03":
+        raise StoreError(f"invalid month {month!r}: use YYYY-MM, 1900-01 to 2262-03")
     year, number = int(match.group(1)), int(match.group(2))
     start = datetime(year, number, 1, tzinfo=timezone.utc)
     end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=timezone.utc)
@@ -281,8 +282,9 @@ def bigquery_ddl(fields: list[Any], target: str, table: str) -> str:
             f"-- Hive partition folders (a tenant id is percent-encoded in its folder name; tenant_id holds it as is).\n"
             f"CREATE EXTERNAL TABLE `{table}` (\n{columns}\n)\nWITH PARTITION COLUMNS (\n{partitions}\n)\n"
             f"OPTIONS (\n{options}\n);\n\n"
-            f"-- Or a load job into a native table (re-run per month; APPEND keeps earlier months):\n"
-            f"LOAD DATA INTO `{table}` (\n{columns}\n)\n"
+            f"-- Or a load job into a native table. OVERWRITE: each run reloads every archived month, so\n"
+            f"-- re-running it after the next archive never counts an event twice.\n"
+            f"LOAD DATA OVERWRITE `{table}` (\n{columns}\n)\n"
             f"FROM FILES (\n{options}\n)\nWITH PARTITION COLUMNS (\n{partitions}\n);\n")
 
 
