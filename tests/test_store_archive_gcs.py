@@ -189,3 +189,16 @@ def test_without_the_archive_extra_it_says_what_to_install(tmp_path: Path) -> No
                                 text=True, timeout=120)
         assert result.returncode == 2, result.stderr
         assert "pip install 'auditrail[archive]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_large_archive_goes_up_resumably_in_chunks(tmp_path: Path, gcs: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from auditrail_store import archive
+
+    path = tmp_path / "events.parquet"
+    path.write_bytes(os.urandom(archive._UPLOAD_CHUNK + 3 * (1 << 20)))  # past the 8 MiB multipart limit: 2 chunks
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs)
+    assert archive._gcs_upload(path, BUCKET, "big/events.parquet") == f"gs://{BUCKET}/big/events.parquet"
+    data = storage.Client().bucket(BUCKET).blob("big/events.parquet").download_as_bytes()
+    assert hashlib.sha256(data).digest() == hashlib.sha256(path.read_bytes()).digest()

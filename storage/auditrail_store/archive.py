@@ -43,6 +43,7 @@ __all__ = ["PARQUET_MEDIA_TYPE", "archive_month", "bigquery_ddl", "bigquery_fiel
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 _CHUNK = 1 << 20
+_UPLOAD_CHUNK = 8 << 20  # a multiple of 256 KiB, as GCS's resumable uploads require
 _PARQUET_SETTINGS = " SETTINGS output_format_parquet_compression_method = 'zstd'"
 _NEEDS_ARCHIVE_EXTRA = "pip install 'auditrail[archive]'"
 
@@ -168,11 +169,14 @@ def _gcs_upload(path: Path, bucket: str, key: str) -> str:
     from google.api_core import exceptions as api_exceptions
     from google.auth import exceptions as auth_exceptions
     from google.cloud import storage
+    from google.cloud.storage.retry import DEFAULT_RETRY
 
     try:
         client = storage.Client()  # Application Default Credentials; STORAGE_EMULATOR_HOST: anonymous
-        blob = client.bucket(bucket).blob(key)
-        blob.upload_from_filename(str(path), content_type=PARQUET_MEDIA_TYPE, checksum="crc32c")
+        # Past 8 MiB the client uploads resumably, chunk by chunk, each chunk in memory: 8 MiB, not its 100 MiB.
+        blob = client.bucket(bucket).blob(key, chunk_size=_UPLOAD_CHUNK)
+        # Retried on transient errors: the upload is idempotent (it replaces the object with the same bytes).
+        blob.upload_from_filename(str(path), content_type=PARQUET_MEDIA_TYPE, checksum="crc32c", retry=DEFAULT_RETRY)
     except auth_exceptions.DefaultCredentialsError as error:
         raise StoreError(f"no Google Cloud credentials for gs://{bucket}: {error}") from None
     except api_exceptions.GoogleAPICallError as error:
