@@ -1,4 +1,4 @@
-"""`auditrail archive --to gs://` through a real GCS emulator (gcp-storage-emulator's JSON API on 127.0.0.1),
+"""`auditrail archive --to gs://` through real GCS emulators (fake-gcs-server, gcp-storage-emulator) on 127.0.0.1,
 read back with pyarrow and compared with the store's own export, on a store a running `auditrail serve` owns
 and on one it does not; and `--bigquery-ddl` checked against google-cloud-bigquery's own types."""
 
@@ -8,8 +8,10 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -31,14 +33,45 @@ BUCKET = "audit-archive"
 MONTH = datetime.now(timezone.utc).strftime("%Y-%m")  # the seeded events are stamped now
 
 
-@pytest.fixture(scope="module")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gcp-storage-emulator on a free loopback port, in memory, with the archive bucket; its host:port."""
+# fake-gcs-server (Go, from the Go module proxy; built once into .tools/ by the first test run that needs it)
+# and gcp-storage-emulator (Python, from PyPI, in the dev extra): two independent implementations of GCS's
+# JSON API, so a quirk of one cannot pass for the protocol.
+FAKE_GCS_VERSION = "v1.56.1"
+TOOLS = Path(__file__).resolve().parent.parent / ".tools"
+
+
+def _fake_gcs_server() -> Path:
+    """The fake-gcs-server binary, built with `go install` at the pinned version if it is not there yet."""
+    binary = TOOLS / f"fake-gcs-server-{FAKE_GCS_VERSION}"
+    if binary.exists():
+        return binary
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+    if go is None:
+        pytest.skip("fake-gcs-server needs Go to build (the gcp-storage-emulator runs still test gs://)")
+    gobin = Path(tempfile.mkdtemp(prefix=".fake-gcs.", dir=TOOLS.parent))
+    try:
+        subprocess.run([go, "install", f"github.com/fsouza/fake-gcs-server@{FAKE_GCS_VERSION}"], check=True,
+                       env=dict(os.environ, GOBIN=str(gobin)), capture_output=True, timeout=1200)
+        TOOLS.mkdir(exist_ok=True)
+        os.replace(gobin / "fake-gcs-server", binary)  # whole or absent: a cut build is never run
+    finally:
+        shutil.rmtree(gobin, ignore_errors=True)
+    return binary
+
+
+@pytest.fixture(scope="module", params=["fake-gcs-server", "gcp-storage-emulator"])
+def gcs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A GCS emulator on a free loopback port, in memory, with the archive bucket; its URL."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("gcs") / "emulator.log"
-    process = subprocess.Popen([PYTHON, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port",
-                                str(port), "--in-memory", "--default-bucket", BUCKET],
-                               stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    if request.param == "fake-gcs-server":
+        command = [str(_fake_gcs_server()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+                   "-backend", "memory", "-external-url", url, "-public-host", f"127.0.0.1:{port}"]
+    else:
+        command = [PYTHON, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
+                   "--in-memory"]
+    process = subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -48,7 +81,12 @@ def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except OSError:
                 assert process.poll() is None, log.read_text()
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        os.environ["STORAGE_EMULATOR_HOST"] = url
+        try:
+            storage.Client().create_bucket(BUCKET)
+        finally:
+            del os.environ["STORAGE_EMULATOR_HOST"]
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=20)
