@@ -159,6 +159,9 @@ def test_archive_errors_are_one_clear_line(served: Service) -> None:
         assert client.get("/v1/tenants/globex/archive", params={"month": MONTH}).status_code == 403
     other = cli("archive", "--tenant", "acme", "--month", MONTH, "--to", "ftp://b/x", env=served.env, check=False)
     assert other.returncode != 0 and "use s3://bucket/prefix or gs://bucket/prefix" in other.stderr
+    endpoint = cli("archive", "--tenant", "acme", "--month", MONTH, "--to", f"gs://{BUCKET}/x", "--endpoint",
+                   "http://127.0.0.1:9", env=served.env, check=False)
+    assert endpoint.returncode != 0 and "set STORAGE_EMULATOR_HOST" in endpoint.stderr
 
 
 def test_archive_to_gcs_on_the_store_itself(tmp_path: Path, gcs: str) -> None:

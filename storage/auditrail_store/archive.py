@@ -30,6 +30,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from urllib.parse import quote, urlparse
 
 from .db import EVENT_COLUMNS, Store, StoreError, quote_identifier, select_events
 
-__all__ = ["PARQUET_MEDIA_TYPE", "archive_month", "bigquery_ddl", "bigquery_fields", "main_archive", "object_url",
+__all__ = ["PARQUET_MEDIA_TYPE", "S3Options", "archive_month", "bigquery_ddl", "bigquery_fields", "main_archive", "object_url",
            "parquet_chunks", "upload_parquet"]
 
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
@@ -137,17 +138,32 @@ def parquet_rows(path: Path) -> int:
     return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def _s3_function(access_key: str | None, secret_key: str | None, params: dict[str, Any]) -> str:
-    if access_key and secret_key:
-        params.update(s3_key=access_key, s3_secret=secret_key)
-        return "s3({s3_url:String}, {s3_key:String}, {s3_secret:String}, 'Parquet')"
-    return "s3({s3_url:String}, 'Parquet')"
+@dataclass(frozen=True)
+class S3Options:
+    """Where and as whom s3:// archives are written; :meth:`from_env` fills what is not given."""
+
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, endpoint: str | None = None, region: str | None = None) -> S3Options:
+        """The given endpoint/region, else $AUDITRAIL_S3_ENDPOINT / $AWS_REGION; keys from AUDITRAIL_S3_* or AWS_*."""
+        env = os.environ.get
+        return cls(endpoint or env("AUDITRAIL_S3_ENDPOINT"),
+                   region or env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
+                   env("AUDITRAIL_S3_ACCESS_KEY_ID") or env("AWS_ACCESS_KEY_ID"),
+                   env("AUDITRAIL_S3_SECRET_ACCESS_KEY") or env("AWS_SECRET_ACCESS_KEY"))
 
 
-def _s3_insert(store: Store, url: str, select: str, params: dict[str, Any], access_key: str | None,
-               secret_key: str | None) -> None:
+def _s3_insert(store: Store, url: str, select: str, params: dict[str, Any], s3: S3Options) -> None:
     params = dict(params, s3_url=url)
-    function = _s3_function(access_key, secret_key, params)
+    if s3.access_key and s3.secret_key:
+        params.update(s3_key=s3.access_key, s3_secret=s3.secret_key)
+        function = "s3({s3_url:String}, {s3_key:String}, {s3_secret:String}, 'Parquet')"
+    else:
+        function = "s3({s3_url:String}, 'Parquet')"
     store.command(f"INSERT INTO FUNCTION {function} {select}", params,
                   settings={"s3_truncate_on_insert": 1, "output_format_parquet_compression_method": "zstd"})
 
@@ -184,49 +200,42 @@ def _gcs_upload(path: Path, bucket: str, key: str) -> str:
     return f"gs://{bucket}/{key}"
 
 
-def archive_month(store: Store, tenant: str, month: str, target: str, endpoint: str | None = None,
-                  region: str | None = None, access_key: str | None = None,
-                  secret_key: str | None = None) -> tuple[str, int]:
-    """Write one tenant-month as Parquet to s3:// or gs:// (replacing it); (object URL, rows written)."""
+def archive_month(store: Store, tenant: str, month: str, target: str,
+                  s3: S3Options | None = None) -> tuple[str, int]:
+    """Write one tenant-month as Parquet to s3:// or gs:// (replacing it); (object URL, rows written).
+
+    One call from anywhere that holds the store (the CLI, the service's monthly close): s3:// settings default
+    to the environment (:meth:`S3Options.from_env`), gs:// uses Application Default Credentials.
+    """
     scheme, bucket, prefix = parse_target(target)
     month_range(month)
     if scheme == "gs":
-        _no_endpoint_for_gs(endpoint)
         with tempfile.TemporaryDirectory(prefix="auditrail-archive.") as directory:
             path = spool(parquet_chunks(store, tenant, month), directory)
             return _gcs_upload(path, bucket, object_key(prefix, tenant, month)), parquet_rows(path)
-    url = object_url(target, tenant, month, endpoint, _region(region))
+    s3 = s3 or S3Options.from_env()
+    url = object_url(target, tenant, month, s3.endpoint, s3.region)
     select, params = archive_query(store, tenant, month)
     rows = int(store.query(f"SELECT count() FROM ({select})", params).result_rows[0][0])
-    _s3_insert(store, url, select, params, access_key, secret_key)
+    _s3_insert(store, url, select, params, s3)
     return url, rows
 
 
-def upload_parquet(path: Path, tenant: str, month: str, target: str, endpoint: str | None = None,
-                   region: str | None = None, access_key: str | None = None,
-                   secret_key: str | None = None) -> tuple[str, int]:
+def upload_parquet(path: Path, tenant: str, month: str, target: str,
+                   s3: S3Options | None = None) -> tuple[str, int]:
     """Upload an archive file made elsewhere (the running service's) to its place; (object URL, rows)."""
     scheme, bucket, prefix = parse_target(target)
     rows = parquet_rows(path)
     if scheme == "gs":
-        _no_endpoint_for_gs(endpoint)
         return _gcs_upload(path, bucket, object_key(prefix, tenant, month)), rows
-    url = object_url(target, tenant, month, endpoint, _region(region))
+    s3 = s3 or S3Options.from_env()
+    url = object_url(target, tenant, month, s3.endpoint, s3.region)
     # A scratch engine of this process (the store's is the service's) sends the file with the same s3 writer.
     with tempfile.TemporaryDirectory(prefix="auditrail-archive-engine.") as scratch, \
             Store.open(f"chdb://{scratch}/engine") as engine:
         _s3_insert(engine, url, "SELECT * FROM file({archive_file:String}, 'Parquet')",
-                   {"archive_file": str(path)}, access_key, secret_key)
+                   {"archive_file": str(path)}, s3)
     return url, rows
-
-
-def _region(region: str | None) -> str:
-    return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-
-def _no_endpoint_for_gs(endpoint: str | None) -> None:
-    if endpoint:
-        raise StoreError("--endpoint is for s3:// targets; for a GCS emulator set STORAGE_EMULATOR_HOST")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,23 +354,19 @@ def main_archive(args: Any) -> int:
         if not (args.tenant and args.month):
             raise StoreError("archive needs --tenant and --month (or --bigquery-ddl)")
         month_range(args.month)
-    endpoint = args.endpoint or os.environ.get("AUDITRAIL_S3_ENDPOINT")
-    access_key = os.environ.get("AUDITRAIL_S3_ACCESS_KEY_ID") or os.environ.get("AWS_ACCESS_KEY_ID")
-    secret_key = os.environ.get("AUDITRAIL_S3_SECRET_ACCESS_KEY") or os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if scheme == "gs":
-        endpoint = args.endpoint  # $AUDITRAIL_S3_ENDPOINT is S3's
+    if scheme == "gs" and args.endpoint:
+        raise StoreError("--endpoint is for s3:// targets; for a GCS emulator set STORAGE_EMULATOR_HOST")
+    s3 = S3Options.from_env(args.endpoint, args.region) if scheme == "s3" else None
     store, service = open_store_or_service(args.url)
     if args.bigquery_ddl:
         return _print_ddl(args, store, service)
     if service is not None:
         with tempfile.TemporaryDirectory(prefix="auditrail-archive.") as directory:
             path = _service_parquet(service, args.tenant, args.month, directory)
-            url, rows = upload_parquet(path, args.tenant, args.month, args.target, endpoint, args.region,
-                                       access_key, secret_key)
+            url, rows = upload_parquet(path, args.tenant, args.month, args.target, s3)
     else:
         with store:
-            url, rows = archive_month(store, args.tenant, args.month, args.target, endpoint, args.region,
-                                      access_key, secret_key)
+            url, rows = archive_month(store, args.tenant, args.month, args.target, s3)
     via = " through the running service" if service is not None else ""
     print(f"archived {rows} events of tenant {args.tenant!r}, {args.month}, to {url}{via}", file=sys.stderr)
     print(url)
