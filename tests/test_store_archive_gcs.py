@@ -149,6 +149,7 @@ def test_archive_errors_are_one_clear_line(served: Service) -> None:
     missing = cli("archive", "--tenant", "acme", "--month", MONTH, "--to", "gs://no-such-bucket/x", env=served.env,
                   check=False)
     assert missing.returncode != 0 and "no-such-bucket" in missing.stderr and "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
     bad = cli("archive", "--tenant", "acme", "--month", "2026-13", "--to", f"gs://{BUCKET}/x", env=served.env,
               check=False)
     assert bad.returncode != 0 and "invalid month '2026-13'" in bad.stderr

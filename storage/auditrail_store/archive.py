@@ -196,7 +196,9 @@ def _gcs_upload(path: Path, bucket: str, key: str) -> str:
     except auth_exceptions.DefaultCredentialsError as error:
         raise StoreError(f"no Google Cloud credentials for gs://{bucket}: {error}") from None
     except api_exceptions.GoogleAPICallError as error:
-        raise StoreError(f"upload to gs://{bucket}/{key} failed: {error.code} {error.message}") from None
+        # The client's message ends with its own retry details on later lines: the first is the server's answer.
+        reason = str(error.message).splitlines()[0] if error.message else type(error).__name__
+        raise StoreError(f"upload to gs://{bucket}/{key} failed: {error.code} {reason}") from None
     return f"gs://{bucket}/{key}"
 
 
