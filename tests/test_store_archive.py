@@ -83,3 +83,21 @@ def test_archive_writes_one_tenant_month_as_parquet(tmp_path: Path, moto_endpoin
     assert table.column_names[:7] == ["event_id", "event_type", "timestamp", "time_unix_nano", "tenant_id", "actor",
                                       "source_ip"]
     assert str(table.schema.field("timestamp").type) == "timestamp[us, tz=UTC]"
+
+
+def test_archive_to_s3_while_the_service_owns_the_store(tmp_path: Path, moto_endpoint: str) -> None:
+    from test_store_service import cli, events, seeded_service
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="audit-archive")
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    for svc in seeded_service(tmp_path):
+        env = dict(svc.env, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
+        result = cli("archive", "--tenant", "globex", "--month", month, "--to", "s3://audit-archive/live",
+                     "--endpoint", moto_endpoint, env=env)
+        assert "through the running service" in result.stderr and "testing" not in result.stdout + result.stderr
+        key = f"live/tenant=globex/month={month}/events.parquet"
+        table = pq.read_table(io.BytesIO(s3.get_object(Bucket="audit-archive", Key=key)["Body"].read()))
+        assert table.column("event_id").to_pylist() == [e["event_id"] for e in events(svc, "globex", svc.read_globex)]
+        assert set(table.column("tenant_id").to_pylist()) == {"globex"}

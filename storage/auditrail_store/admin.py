@@ -184,13 +184,18 @@ def add_parsers(sub: Any) -> None:
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--url", default=None, help=url_help)
 
-    archive = sub.add_parser("archive", help="archive one tenant-month as Parquet to S3-compatible storage")
-    archive.add_argument("--tenant", required=True)
-    archive.add_argument("--month", required=True, help="YYYY-MM (UTC)")
-    archive.add_argument("--to", required=True, dest="target", help="s3://bucket/prefix")
+    archive = sub.add_parser("archive", help="archive one tenant-month as Parquet to S3 or GCS (works while serving)")
+    archive.add_argument("--tenant", default=None, help="the tenant (required unless --bigquery-ddl)")
+    archive.add_argument("--month", default=None, help="YYYY-MM (UTC; required unless --bigquery-ddl)")
+    archive.add_argument("--to", required=True, dest="target", help="s3://bucket/prefix or gs://bucket/prefix")
+    archive.add_argument("--bigquery-ddl", action="store_true",
+                         help="print BigQuery's CREATE EXTERNAL TABLE (and a LOAD DATA job) over the gs:// archive")
+    archive.add_argument("--table", default="auditrail.audit_events",
+                         help="--bigquery-ddl: [project.]dataset.table (default auditrail.audit_events)")
     archive.add_argument("--endpoint", default=None,
-                         help="S3-compatible endpoint, e.g. https://storage.googleapis.com or a local moto "
-                              "(default $AUDITRAIL_S3_ENDPOINT, else AWS from the bucket's region)")
+                         help="s3:// only: S3-compatible endpoint, e.g. a local moto or MinIO (default "
+                              "$AUDITRAIL_S3_ENDPOINT, else AWS from the bucket's region); GCS emulators: "
+                              "$STORAGE_EMULATOR_HOST")
     archive.add_argument("--region", default=None, help="default $AWS_REGION or us-east-1")
     archive.add_argument("--url", default=None, help=url_help)
 
@@ -345,7 +350,7 @@ def run_verify(args: Any) -> int:
 
 
 def run_archive(args: Any) -> int:
-    """`auditrail archive --tenant T --month YYYY-MM --to s3://bucket/prefix`."""
+    """`auditrail archive --tenant T --month YYYY-MM --to s3://|gs://bucket/prefix`, or `--bigquery-ddl`."""
     from .archive import main_archive
 
     return main_archive(args)

@@ -12,6 +12,8 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
   the engine (export.py); a ``read`` token of that tenant (or ``*``), or ``admin``.
 * ``GET /v1/tenants/{tenant}/verify``: the chain verification of that tenant's stored events, streamed
   chain by chain (verify_store.verify_stored).
+* ``GET /v1/tenants/{tenant}/archive?month=YYYY-MM``: that tenant-month as Parquet, streamed from the engine
+  (archive.py); what ``auditrail archive`` uploads while the service owns an embedded store.
 * ``GET /healthz``; ``/v1/admin/tokens`` (create, list, revoke: admin of ``*``).
 * ``/v1/approvals`` and the ``/approvals`` page: dual approval of sensitive actions (approvals/).
 
@@ -47,6 +49,7 @@ from auditrail import semconv
 from . import admin
 from .connections import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, BodyDeadline,
                           client_disconnected, header_timeout_protocol)
+from .archive import PARQUET_MEDIA_TYPE, month_range, parquet_chunks
 from .db import DEFAULT_DATABASE, Store, StoreError, default_url
 from .export import FORMATS, ExportFilters, parse_time, stream_export
 from .ingest import (PROTOBUF, IngestError, LogBatch, LogWriter, decode_json, decode_protobuf, decompress,
@@ -270,6 +273,24 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
             raise
         state.handles.give(store)
         return report.to_dict()
+
+    @app.get("/v1/tenants/{tenant}/archive", summary="one tenant-month as Parquet, streamed (`auditrail archive`)",
+             responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}}})
+    def tenant_archive(
+        request: Request,
+        caller: Caller,
+        tenant: TenantPath,
+        month: Annotated[str, Query(description="YYYY-MM (UTC)", pattern=r"^\d{4}-\d{2}$")],
+        schema_only: Annotated[bool, Query(description="no rows: the archive's Parquet schema")] = False,
+    ) -> StreamingResponse:
+        # The CLI uploads what this returns with the operator's own cloud credentials (archive.py says why).
+        _require(caller, "read", tenant)
+        month_range(month)  # a bad month is a 400 before the 200 goes out
+        state = _state(request)
+        store = _open_handle(state)
+        chunks = parquet_chunks(store, tenant, month, empty=schema_only)
+        return StreamingResponse(_closing(state, store, chunks, f"archive of tenant {tenant!r}, {month}"),
+                                 media_type=PARQUET_MEDIA_TYPE)
 
     @app.get("/healthz", summary="liveness: the store answers")
     def healthz(request: Request) -> Health:
