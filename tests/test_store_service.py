@@ -85,12 +85,12 @@ class Service:
         return httpx.Client(base_url=self.base, headers=headers, timeout=60)
 
 
-def start_service(tmp: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    """`auditrail serve` on a free loopback port over a fresh embedded store; waits for /healthz."""
+def start_service(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """`auditrail serve [EXTRA]` on a free loopback port over a fresh embedded store; waits for /healthz."""
     env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp}/store")
     port = free_port()
     log = open(tmp / "serve.log", "wb")
-    process = subprocess.Popen([PYTHON, "-m", "auditrail.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+    process = subprocess.Popen([PYTHON, "-m", "auditrail.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
                                env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -121,9 +121,10 @@ def token_of(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout.rstrip("\n").splitlines()[-1]
 
 
-def seeded_service(tmp: Path) -> Iterator[Service]:
-    """A running service with one token per role and hash-chained, signed events of acme, globex and initech."""
-    process, base, env = start_service(tmp)
+def seeded_service(tmp: Path, *extra: str) -> Iterator[Service]:
+    """A running service (`serve EXTRA`) with one token per role and hash-chained, signed events of acme,
+    globex and initech."""
+    process, base, env = start_service(tmp, *extra)
     try:
         # The service owns the chDB directory: these go through its local admin door.
         tokens = {name: token_of(cli("tokens", "create", "--tenant", tenant, "--scope", scope, env=env))

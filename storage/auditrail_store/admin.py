@@ -132,6 +132,9 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4320, help="port (default 4320)")
     serve.add_argument("--url", default=None, help=url_help)
+    serve.add_argument("--grafana-port", type=int, default=None,
+                       help="also serve a read-only ClickHouse HTTP interface for Grafana on this port "
+                            "(embedded store; off by default)")
 
     tokens = sub.add_parser("tokens", help="create, list and revoke API tokens")
     tsub = tokens.add_subparsers(dest="tokens_command", required=True)
@@ -215,7 +218,7 @@ def run_serve(args: Any) -> int:
     """`auditrail serve`."""
     from .service import serve
 
-    serve(args.host, args.port, args.url)
+    serve(args.host, args.port, args.url, grafana_port=args.grafana_port)
     return 0
 
 

@@ -147,8 +147,12 @@ class Health(BaseModel):
 
 
 def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migrate_schema: bool = True,
-               max_body: int = DEFAULT_MAX_BODY, host: str = "127.0.0.1", port: int | None = None) -> FastAPI:
-    """The FastAPI app over the store at `url`; the store is opened (and migrated) when the app starts."""
+               max_body: int = DEFAULT_MAX_BODY, host: str = "127.0.0.1", port: int | None = None,
+               grafana_port: int | None = None) -> FastAPI:
+    """The FastAPI app over the store at `url`; the store is opened (and migrated) when the app starts.
+
+    `grafana_port`: also serve the read-only ClickHouse HTTP interface for Grafana there (embedded stores).
+    """
     url = url or default_url()
 
     @asynccontextmanager
@@ -170,9 +174,12 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         # Its own handle and lock; its approval.* events are written through the ingest writer.
         app.state.auditrail_approvals = open_approvals(url, database,
                                                        lambda batch: _write(app.state.auditrail, batch))
+        grafana = _start_grafana(store, app.state.auditrail.tokens, host, grafana_port)
         try:
             yield
         finally:
+            if grafana is not None:
+                grafana.close()
             if app.state.auditrail_fast is not None:
                 app.state.auditrail_fast.close()
             admin.remove_control(url, secret)
@@ -384,6 +391,20 @@ def _closing(state: _State, store: Store, chunks: Iterator[bytes], what: str) ->
         state.handles.give(store)
 
 
+def _start_grafana(store: Store, tokens: TokenStore, host: str, port: int | None) -> Any:
+    """The Grafana interface on `port` over the service's engine (grafana/); None when off."""
+    if port is None:
+        return None
+    if not store.embedded:
+        raise StoreError("--grafana-port serves the embedded store only: point Grafana's ClickHouse data source "
+                         f"at the server itself ({store.url.split('@')[-1]}) with a reader account")
+    from urllib.parse import urlparse
+
+    from .grafana import GrafanaInterface
+
+    return GrafanaInterface(urlparse(store.url).path, store.database, tokens, host, port).start()
+
+
 def _otlp_error(status: int, message: str, protobuf: bool) -> Response:
     """An OTLP/HTTP error: google.rpc.Status in the request's encoding."""
     code = {400: 3, 401: 16, 403: 7, 413: 8}.get(status, 13)
@@ -394,9 +415,9 @@ def _otlp_error(status: int, message: str, protobuf: bool) -> Response:
 
 
 def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, database: str = DEFAULT_DATABASE,
-          log_level: str = "info") -> None:
+          log_level: str = "info", grafana_port: int | None = None) -> None:
     """Run the service with uvicorn until interrupted."""
     import uvicorn
 
-    app = create_app(url, database, host=host, port=port)
+    app = create_app(url, database, host=host, port=port, grafana_port=grafana_port)
     uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False)
