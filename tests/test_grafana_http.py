@@ -170,7 +170,7 @@ def test_the_data_source_client_clickhouse_go_reads_the_same_rows(grafana: Grafa
     for token in (grafana.read_all, grafana.svc.read_acme):
         through_go = go_results(grafana.url, token, queries, tmp_path)
         client = grafana.client(token)
-        for result, sql in zip(through_go[:2], queries[:2]):
+        for result, sql in zip(through_go[:2], queries[:2], strict=True):
             assert not result["error"], result
             expected = [[str(v).lower() if isinstance(v, bool) else str(v) for v in row] for row in rows(client, sql)]
             assert result["rows"] == expected and expected, sql

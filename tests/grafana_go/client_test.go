@@ -89,7 +89,7 @@ func run(ctx context.Context, db *sql.DB, query string) result {
 		}
 		row := make([]string, len(values))
 		for i, v := range values {
-			row[i] = fmt.Sprint(reflect.ValueOf(v).Elem().Interface())
+			row[i] = text(reflect.ValueOf(v).Elem())
 		}
 		res.Rows = append(res.Rows, row)
 	}
@@ -97,4 +97,15 @@ func run(ctx context.Context, db *sql.DB, query string) result {
 		res.Error = err.Error()
 	}
 	return res
+}
+
+// text prints a scanned value, through any pointers (nullable and some LowCardinality columns scan into them).
+func text(v reflect.Value) string {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return "NULL"
+		}
+		v = v.Elem()
+	}
+	return fmt.Sprint(v.Interface())
 }
