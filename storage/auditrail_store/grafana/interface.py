@@ -233,6 +233,7 @@ class GrafanaInterface:
         conn = self._connect()
         try:
             _run(conn.query, f"USE {quote_identifier(database or self.database, 'database name')}")
+            theirs = []
             for key, value in params.items():
                 if key in _PROTOCOL or key.startswith("param_") or key in _CAPPED:
                     continue
@@ -242,15 +243,17 @@ class GrafanaInterface:
                 if not _SETTING.fullmatch(key):
                     raise QueryError(f"Code: 115. DB::Exception: Unknown setting {key[:64]!r}. (UNKNOWN_SETTING)")
                 if key != "readonly":
-                    _run(conn.query, f"SET {key} = {setting_literal(value)}")
-            for key, ours in (("max_execution_time", self.limits.timeout_seconds),
-                              ("max_result_rows", self.limits.max_rows)):
+                    theirs.append(f"{key} = {setting_literal(value)}")
+            if theirs:
+                _run(conn.query, "SET " + ", ".join(theirs))
+            ours = [f"additional_table_filters = {self.table_filters(token.tenant_id)}",
+                    "result_overflow_mode = 'throw'"]
+            for key, limit in (("max_execution_time", self.limits.timeout_seconds),
+                               ("max_result_rows", self.limits.max_rows)):
                 asked = params.get(key, "")
-                value = min(int(asked), ours) if asked.isdigit() and int(asked) > 0 else ours
-                _run(conn.query, f"SET {key} = {value}")
-            _run(conn.query, "SET result_overflow_mode = 'throw'")
-            _run(conn.query, f"SET additional_table_filters = {self.table_filters(token.tenant_id)}")
-            _run(conn.query, "SET readonly = 1")
+                ours.append(f"{key} = {min(int(asked), limit) if asked.isdigit() and int(asked) > 0 else limit}")
+            _run(conn.query, "SET " + ", ".join(ours))  # after theirs: ours win
+            _run(conn.query, "SET readonly = 1")  # last: from here the engine refuses any change
         except BaseException:
             conn.close()
             raise
