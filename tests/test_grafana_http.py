@@ -68,6 +68,9 @@ def test_a_tenant_token_sees_only_its_tenant_whatever_the_sql(grafana: Grafana) 
     assert rows(client, "SELECT DISTINCT tenant_id FROM (SELECT * FROM auditrail.audit_events WHERE 1 OR 1)") \
         == [("acme",)]
     assert rows(client, "SELECT DISTINCT LogAttributes['audit.tenant_id'] FROM otel_logs") == [("acme",)]
+    # The data source's OTel schema 1.2.9 filters on TimestampTime (migration 0025).
+    assert rows(client, "SELECT DISTINCT LogAttributes['audit.tenant_id'] FROM otel_logs"
+                        " WHERE TimestampTime >= now() - INTERVAL 1 DAY") == [("acme",)]
     assert rows(client, "SELECT count() FROM retention_contracts WHERE tenant_id != 'acme'") == [(0,)]
     assert rows(client, "SELECT DISTINCT tenant_id FROM audit_events_mv") == [("acme",)]
     # Not a tenant's business: token hashes, bookkeeping.
