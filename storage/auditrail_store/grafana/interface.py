@@ -252,8 +252,8 @@ class GrafanaInterface:
                                ("max_result_rows", self.limits.max_rows)):
                 asked = params.get(key, "")
                 ours.append(f"{key} = {min(int(asked), limit) if asked.isdigit() and int(asked) > 0 else limit}")
-            _run(conn.query, "SET " + ", ".join(ours))  # after theirs: ours win
-            _run(conn.query, "SET readonly = 1")  # last: from here the engine refuses any change
+            # After theirs, so ours win; readonly last: from there the engine refuses any change.
+            _run(conn.query, "SET " + ", ".join([*ours, "readonly = 1"]))
         except BaseException:
             conn.close()
             raise
