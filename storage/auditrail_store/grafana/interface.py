@@ -47,7 +47,8 @@ from typing import Any
 from ..db import engine_connection_string, quote_identifier
 from ..tokens import ALL_TENANTS, TokenInfo, TokenStore
 
-__all__ = ["GrafanaInterface", "Limits", "TABLE_FUNCTIONS", "hello_block", "setting_literal"]
+__all__ = ["HANDSHAKE", "PROTOCOL_PARAMETERS", "STREAMABLE", "GrafanaInterface", "Limits", "TABLE_FUNCTIONS",
+           "content_type", "exception_block", "hello_block", "setting_literal"]
 
 logger = logging.getLogger("auditrail.store.grafana")
 
@@ -55,13 +56,13 @@ logger = logging.getLogger("auditrail.store.grafana")
 TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries",
                              "values", "null", "view", "generateRandom"})
 # URL parameters that are protocol, not settings.
-_PROTOCOL = {"query", "default_format", "database", "query_id", "session_id", "session_timeout", "quota_key",
+PROTOCOL_PARAMETERS = {"query", "default_format", "database", "query_id", "session_id", "session_timeout", "quota_key",
              "client_protocol_version", "compress", "decompress", "enable_http_compression", "user", "password",
              "wait_end_of_query", "buffer_size", "session_check", "role"}
 _CAPPED = ("max_execution_time", "max_result_rows")  # the client may ask for less, never more
 _FIXED = {"readonly", "additional_table_filters", "result_overflow_mode"}
-_HANDSHAKE = re.compile(r"^\s*SELECT\s+displayName\(\),\s*version\(\),\s*revision\(\),\s*timezone\(\)\s*;?\s*$", re.I)
-_STREAMABLE = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.I)
+HANDSHAKE = re.compile(r"^\s*SELECT\s+displayName\(\),\s*version\(\),\s*revision\(\),\s*timezone\(\)\s*;?\s*$", re.I)
+STREAMABLE = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.I)
 _TABLE_FUNCTION = re.compile(r"^( *)TableExpression \(children \d+\)\n\1 Function (\w+)", re.M)
 _SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _ERROR_CODE = re.compile(r"Code: (\d+)")
@@ -235,7 +236,7 @@ class GrafanaInterface:
             _run(conn.query, f"USE {quote_identifier(database or self.database, 'database name')}")
             theirs = []
             for key, value in params.items():
-                if key in _PROTOCOL or key.startswith("param_") or key in _CAPPED:
+                if key in PROTOCOL_PARAMETERS or key.startswith("param_") or key in _CAPPED:
                     continue
                 if key in _FIXED and not (key == "readonly" and value == "1"):
                     raise QueryError(f"Code: 164. DB::Exception: the setting {key!r} is fixed by auditrail's "
@@ -327,14 +328,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise QueryError("Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
         conn = interface.session(token, params, params.get("database") or self.headers.get("X-ClickHouse-Database"))
         try:
-            if _HANDSHAKE.match(sql) and fmt == "Native":
+            if HANDSHAKE.match(sql) and fmt == "Native":
                 name, version, tz = _run(conn.query, "SELECT displayName(), version(), timezone()",
                                          "TabSeparated").bytes().decode().rstrip("\n").split("\t")
                 hello = hello_block(name, version, tz, int(params.get("client_protocol_version") or 0))
                 self._reply(200, hello, content_type(fmt), {"X-ClickHouse-Format": fmt})
                 return
             interface.check_table_functions(conn, sql, bound)
-            if _STREAMABLE.match(sql):
+            if STREAMABLE.match(sql):
                 self._stream(conn, sql, fmt, bound)
             else:  # SHOW, DESCRIBE, EXPLAIN, EXISTS: chDB cannot stream those
                 data = _run(conn.query, sql, fmt, bound).bytes()
@@ -363,7 +364,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise
         except Exception as e:
             # What a server does once the status line is out (a limit hit mid-stream): an exception block.
-            self.wfile.write(b"%x\r\n%s\r\n" % _exception_block(str(e)))
+            block = exception_block(str(e))
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
         self.wfile.write(b"0\r\n\r\n")
 
     def _reply(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
@@ -384,9 +386,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-def _exception_block(message: str) -> tuple[int, bytes]:
-    data = f"\r\n__exception__\r\n{'0' * 16}\r\n{message}\n0 {'0' * 16}\r\n__exception__\r\n".encode()
-    return len(data), data
+def exception_block(message: str) -> bytes:
+    """What a ClickHouse server writes into a result stream that fails after the 200 went out."""
+    return f"\r\n__exception__\r\n{'0' * 16}\r\n{message}\n0 {'0' * 16}\r\n__exception__\r\n".encode()
 
 
 def _run(fn: Any, *args: Any) -> Any:
