@@ -144,6 +144,12 @@ def test_result_formats_the_data_source_asks_for(grafana: Grafana) -> None:
     assert [json.loads(line)["t"] for line in each] == ["acme"]
 
 
+def test_a_server_store_is_pointed_at_directly_not_through_serve() -> None:
+    done = cli("serve", "--grafana-port", str(free_port()), "--url", "http://127.0.0.1:9/", env=dict(os.environ),
+               check=False)
+    assert done.returncode == 2 and "point Grafana's ClickHouse data source at the ClickHouse server" in done.stderr
+
+
 def go_binary() -> str:
     """go on the PATH, or where these machines install it; skip (saying why) without it."""
     found = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)

@@ -419,5 +419,8 @@ def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, dat
     """Run the service with uvicorn until interrupted."""
     import uvicorn
 
+    if grafana_port is not None and not (url or default_url()).startswith("chdb://"):
+        raise StoreError("--grafana-port serves the embedded store only: point Grafana's ClickHouse data source "
+                         "at the ClickHouse server itself, with a reader account (auditrail migrate --grants)")
     app = create_app(url, database, host=host, port=port, grafana_port=grafana_port)
     uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False)
