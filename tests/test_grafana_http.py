@@ -7,6 +7,7 @@ real service seeded with three tenants' chained events. Entry point for dashboar
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -132,6 +133,17 @@ def test_only_read_tokens_get_in(grafana: Grafana) -> None:
         answer = httpx.post(grafana.url, params={"query": "SELECT 1"}, headers=headers)
         assert answer.status_code == 200 and answer.text == "1\n"
     assert httpx.get(grafana.url + "/ping").text == "Ok.\n"
+
+
+def test_sql_in_a_chunked_or_gzipped_body(grafana: Grafana) -> None:
+    auth = ("grafana", grafana.svc.read_acme)
+    sql = b"SELECT DISTINCT tenant_id FROM audit_events"
+    chunked = httpx.post(grafana.url, content=iter([sql[:10], sql[10:]]), auth=auth)
+    zipped = httpx.post(grafana.url, content=gzip.compress(sql), headers={"Content-Encoding": "gzip"}, auth=auth)
+    assert chunked.text == zipped.text == "acme\n"
+    too_long = httpx.post(grafana.url, content=gzip.compress(b"SELECT 1" + b" " * (2 << 20)), auth=auth,
+                          headers={"Content-Encoding": "gzip"})
+    assert too_long.status_code == 500 and "longer than" in too_long.text
 
 
 def test_result_formats_the_data_source_asks_for(grafana: Grafana) -> None:

@@ -1,8 +1,8 @@
 """The read-only ClickHouse HTTP interface over the embedded engine, for Grafana's ClickHouse data source.
 
 What it answers (what grafana-clickhouse-datasource in HTTP mode, i.e. clickhouse-go, and clickhouse-connect
-send): POST or GET on any path, the SQL in the ``query`` URL parameter, the body, or both (joined by a
-newline, as ClickHouse does); ``default_format`` (clickhouse-go: ``Native``) or the SQL's own ``FORMAT``;
+send): POST or GET on any path, the SQL in the ``query`` URL parameter, the body (plain, chunked, gzip or
+deflate), or both (joined by a newline, as ClickHouse does); ``default_format`` (clickhouse-go: ``Native``) or the SQL's own ``FORMAT``;
 ``database``; server-side parameters (``param_<name>``); other URL parameters are settings. ``GET /ping``.
 
 How each request is confined, in this order, on a fresh engine session (so nothing leaks between requests):
@@ -11,7 +11,8 @@ How each request is confined, in this order, on a fresh engine session (so nothi
    ``X-ClickHouse-Key``, or ``Authorization: Bearer``; tokens.py compares in constant time.
 2. The client's own settings (URL parameters), then ours over them: limits are capped at ours
    (``max_execution_time``, ``max_result_rows`` with ``result_overflow_mode='throw'``), and
-   ``additional_table_filters`` scopes every table of the store's database to the token's tenant (below).
+   ``additional_table_filters`` scopes every table (of every database but the engine's own) to the token's
+   tenant (below).
 3. ``SET readonly = 1``: from here the **engine** refuses writes, DDL, ``SET`` and any ``SETTINGS`` clause
    that changes a setting (``readonly=0`` or the filters included). Nothing is decided by parsing SQL.
 4. Table functions: ``merge()`` and ``mergeTreeIndex()`` read a table's storage past
@@ -24,8 +25,8 @@ Tenant scoping is ``additional_table_filters`` because chDB has no users, so no 
 through views (``audit_events_unique``) and subqueries, and under readonly=1 a query cannot change it.
 A token of one tenant sees: tables with a ``tenant_id`` column, filtered to it; ``otel_logs`` filtered on
 ``LogAttributes['audit.tenant_id']``; views (their tables are filtered); nothing of any other table of
-the database (filter ``0``: ``api_tokens``, ``schema_migrations``, materialized views). An all-tenant
-token sees every table but ``api_tokens``.
+any other table (filter ``0``: ``schema_migrations``, ``api_tokens``, tables of other databases). An
+all-tenant token sees every table but ``api_tokens``. The table list is re-read every 5 s.
 
 clickhouse-go's handshake ``SELECT displayName(), version(), revision(), timezone()`` is answered with
 revision 0: chDB writes Native blocks without block info (the revision-0 layout), so the client then reads
@@ -40,11 +41,13 @@ import logging
 import re
 import struct
 import threading
+import time
+import zlib
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from ..db import engine_connection_string, quote_identifier
+from ..db import engine_connection_string
 from ..tokens import ALL_TENANTS, TokenInfo, TokenStore
 
 __all__ = ["HANDSHAKE", "PROTOCOL_PARAMETERS", "STREAMABLE", "GrafanaInterface", "Limits", "TABLE_FUNCTIONS",
@@ -69,6 +72,7 @@ _ERROR_CODE = re.compile(r"Code: (\d+)")
 _STATUS = {115: 400, 164: 403, 497: 403, 516: 401, 62: 400, 60: 404, 81: 404, 159: 504, 396: 400}
 _REVISION_WITH_CUSTOM_SERIALIZATION = 54454
 _CHUNK = 64 * 1024
+_KINDS_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,10 @@ class GrafanaInterface:
         self.tokens = tokens
         self.limits = limits
         self._slots = threading.BoundedSemaphore(limits.concurrency)
-        self._scopes = self._table_kinds()
+        self._kinds: dict[str, str] = {}
+        self._kinds_at = -_KINDS_SECONDS
+        self._kinds_lock = threading.Lock()
+        self._table_kinds()
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -194,29 +201,34 @@ class GrafanaInterface:
         self._server.server_close()
 
     def _table_kinds(self) -> dict[str, str]:
-        """table -> 'tenant' | 'otel' | 'view' | 'hidden', for the tables of the store's database."""
-        conn = self._connect()
-        try:
-            text = conn.query(
-                "SELECT name, engine, has(groupArray(c.name), 'tenant_id'), has(groupArray(c.name), 'LogAttributes')"
-                " FROM system.tables AS t LEFT JOIN system.columns AS c ON c.database = t.database AND c.table = t.name"
-                " WHERE t.database = {db:String} GROUP BY name, engine", "TabSeparated",
-                {"db": self.database}).bytes().decode()
-        finally:
-            conn.close()
-        kinds = {}
-        for line in text.splitlines():
-            name, engine, tenant, otel = line.split("\t")
-            kinds[name] = ("tenant" if tenant == "1" else "otel" if otel == "1" else
-                           "view" if engine == "View" else "hidden")
-        return kinds
+        """`db.table` -> 'tenant' | 'otel' | 'view' | 'hidden', for every table outside the engine's own
+        databases; refreshed every few seconds, so a table made while serving is scoped too."""
+        with self._kinds_lock:
+            if time.monotonic() - self._kinds_at < _KINDS_SECONDS:
+                return self._kinds
+            conn = self._connect()
+            try:
+                text = conn.query(
+                    "SELECT t.database, t.name, t.engine, has(groupArray(c.name), 'tenant_id'),"
+                    " has(groupArray(c.name), 'LogAttributes') FROM system.tables AS t LEFT JOIN system.columns AS c"
+                    " ON c.database = t.database AND c.table = t.name"
+                    " WHERE t.database NOT IN ('system', 'INFORMATION_SCHEMA', 'information_schema')"
+                    " GROUP BY t.database, t.name, t.engine", "TabSeparated").bytes().decode()
+            finally:
+                conn.close()
+            kinds = {}
+            for line in text.splitlines():
+                database, name, engine, tenant, otel = line.split("\t")
+                kinds[f"{database}.{name}"] = ("tenant" if tenant == "1" else "otel" if otel == "1" else
+                                               "view" if engine == "View" else "hidden")
+            self._kinds, self._kinds_at = kinds, time.monotonic()
+            return kinds
 
     def table_filters(self, tenant: str) -> str:
         """The additional_table_filters map literal that scopes a token of `tenant` (``*``: all tenants)."""
-        db = self.database
         filters = {}
-        for name, kind in self._scopes.items():
-            if name == "api_tokens":
+        for table, kind in self._table_kinds().items():
+            if table == f"{self.database}.api_tokens":
                 expr = "0"  # token hashes are for the service, not for dashboards
             elif tenant == ALL_TENANTS or kind == "view":
                 continue
@@ -226,14 +238,17 @@ class GrafanaInterface:
                 expr = f"LogAttributes['audit.tenant_id'] = {_quote(tenant)}"
             else:
                 expr = "0"
-            filters[f"{db}.{name}"] = expr
+            filters[table] = expr
         return "{" + ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in filters.items()) + "}"
 
     def session(self, token: TokenInfo, params: dict[str, str], database: str | None) -> Any:
         """A fresh engine session confined for `token`: the client's settings, ours over them, readonly=1."""
         conn = self._connect()
         try:
-            _run(conn.query, f"USE {quote_identifier(database or self.database, 'database name')}")
+            database = database or self.database
+            if not _SETTING.fullmatch(database):
+                raise QueryError(f"Code: 81. DB::Exception: Database {database[:64]!r} does not exist. (UNKNOWN_DATABASE)")
+            _run(conn.query, f"USE `{database}`")
             theirs = []
             for key, value in params.items():
                 if key in PROTOCOL_PARAMETERS or key.startswith("param_") or key in _CAPPED:
@@ -314,12 +329,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _sql(self, params: dict[str, str], limit: int) -> str:
-        length = int(self.headers.get("Content-Length") or 0)
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked" or length > limit:
-            self.close_connection = True
-            raise QueryError(f"Code: 1000. auditrail: send the SQL with a Content-Length of at most {limit} bytes")
-        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
-        return "\n".join(part for part in (params.get("query", ""), body) if part)
+        """The statement: the ``query`` parameter and the body (Content-Length or chunked; gzip/deflate)."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = bytearray()
+            while size := int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
+                if len(body) + size > limit:
+                    self.close_connection = True
+                    raise QueryError(f"Code: 1000. auditrail: the SQL is longer than {limit} bytes")
+                body += self.rfile.read(size)
+                self.rfile.readline()  # the CRLF after each chunk
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > limit:
+                self.close_connection = True
+                raise QueryError(f"Code: 1000. auditrail: the SQL is longer than {limit} bytes")
+            body = self.rfile.read(length) if length else b""
+        encoding = self.headers.get("Content-Encoding", "").lower()
+        if body and encoding in ("gzip", "deflate"):
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+            try:
+                body = inflate.decompress(bytes(body), limit + 1)
+            except zlib.error as e:
+                raise QueryError(f"Code: 1000. auditrail: cannot decompress the {encoding} body: {e}") from None
+            if len(body) > limit:
+                raise QueryError(f"Code: 1000. auditrail: the SQL is longer than {limit} bytes")
+        elif encoding not in ("", "identity"):
+            raise QueryError(f"Code: 1000. auditrail: Content-Encoding {encoding} is not supported (none, gzip)")
+        text = bytes(body).decode("utf-8", "replace")
+        return "\n".join(part for part in (params.get("query", ""), text) if part)
 
     def _run(self, interface: GrafanaInterface, token: TokenInfo, params: dict[str, str], sql: str) -> None:
         fmt = params.get("default_format") or "TabSeparated"
