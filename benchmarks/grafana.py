@@ -15,6 +15,7 @@ Dashboards may replace QUERIES with their panels' expanded SQL (run_refresh take
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -89,6 +90,7 @@ def main() -> None:
         for engine in engines.values():
             engine.close()
         store.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"{len(QUERIES)} queries per refresh, {args.rows} events, 24 h range, p50 of {args.repeats}:")
     for scope in ("*", "t7"):
         base = statistics.median(results[(scope, "engine")])
