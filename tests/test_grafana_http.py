@@ -1,8 +1,7 @@
 """Grafana on the embedded store: `auditrail serve --grafana-port` through real ClickHouse clients in HTTP mode.
 
 clickhouse-connect (``http://``) and clickhouse-go (the data source's own client, tests/grafana_go) against a
-real service seeded with three tenants' chained events. Entry point for dashboard tests:
-:func:`go_results` runs any list of SQL through clickhouse-go and returns rows as strings.
+real service seeded with three tenants' chained events (the clients: tests/grafana_clients.py).
 """
 
 from __future__ import annotations
@@ -10,35 +9,17 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import clickhouse_connect
 import httpx
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from test_store_service import Service, cli, free_port, seeded_service, token_of
+from grafana_clients import Grafana, go_results
+from test_store_service import cli, free_port, seeded_service
 
-GO_MODULE = Path(__file__).resolve().parent / "grafana_go"
 PER_TENANT = "SELECT tenant_id, toString(count()) FROM audit_events_unique GROUP BY tenant_id ORDER BY tenant_id"
-
-
-class Grafana:
-    """The seeded service and its Grafana interface."""
-
-    def __init__(self, svc: Service, port: int) -> None:
-        self.svc = svc
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.read_all = token_of(cli("tokens", "create", "--tenant", "*", "--scope", "read", env=svc.env))
-
-    def client(self, token: str, **settings: object):
-        """clickhouse-connect over HTTP, as a user would point it at the interface (user free, password token)."""
-        return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, username="grafana", password=token,
-                                             database="auditrail", settings=settings or None)
 
 
 @pytest.fixture(scope="module")
@@ -160,27 +141,6 @@ def test_a_server_store_is_pointed_at_directly_not_through_serve() -> None:
     done = cli("serve", "--grafana-port", str(free_port()), "--url", "http://127.0.0.1:9/", env=dict(os.environ),
                check=False)
     assert done.returncode == 2 and "point Grafana's ClickHouse data source at the ClickHouse server" in done.stderr
-
-
-def go_binary() -> str:
-    """go on the PATH, or where these machines install it; skip (saying why) without it."""
-    found = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
-    if found is None:
-        pytest.skip("Go is not installed: the clickhouse-go (Grafana data source client) test needs it")
-    return found
-
-
-def go_results(url: str, token: str, queries: list[str], tmp: Path) -> list[dict]:
-    """Run `queries` through clickhouse-go in HTTP mode (the data source's client); their results, in order:
-    {"sql", "columns", "rows" (values as Go prints them), "error"}."""
-    cases, out = tmp / "cases.json", tmp / "results.json"
-    cases.write_text(json.dumps(queries))
-    env = dict(os.environ, AUDITRAIL_GRAFANA_ADDR=url.removeprefix("http://"), AUDITRAIL_GRAFANA_TOKEN=token,
-               AUDITRAIL_GRAFANA_CASES=str(cases), AUDITRAIL_GRAFANA_OUT=str(out))
-    done = subprocess.run([go_binary(), "test", "-count=1", "./..."], cwd=GO_MODULE, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return json.loads(out.read_text())
 
 
 def test_the_data_source_client_clickhouse_go_reads_the_same_rows(grafana: Grafana, tmp_path: Path) -> None:
