@@ -92,6 +92,11 @@ def test_url_settings_cannot_lift_the_scope_or_the_limits(grafana: Grafana) -> N
         assert answer.status_code == 403 and answer.headers["X-ClickHouse-Exception-Code"] == "164", answer.text
     asked = httpx.post(grafana.url, params={**base, "max_result_rows": "10000000000"}, auth=auth)
     assert asked.status_code == 200 and asked.text.startswith("acme\t")
+    # The engine's query cache keys on the settings, filters included: one tenant's cached rows never answer
+    # another's identical query.
+    for tenant, token in (("acme", grafana.svc.read_acme), ("globex", grafana.svc.read_globex)) * 2:
+        cached = httpx.post(grafana.url, params={**base, "use_query_cache": "1"}, auth=("grafana", token))
+        assert [line.split("\t")[0] for line in cached.text.splitlines()] == [tenant], cached.text
 
 
 def test_row_limit_and_timeout_stop_the_query(grafana: Grafana) -> None:
