@@ -12,6 +12,8 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
   chain by chain (verify_store.verify_stored).
 * ``GET /healthz``; ``/v1/admin/tokens`` (create, list, revoke: admin of ``*``).
 * ``/v1/approvals`` and the ``/approvals`` page: dual approval of sensitive actions (approvals/).
+* With ``grafana_port`` (``serve --grafana-port``), on its own port: the read-only ClickHouse HTTP interface
+  for Grafana over the same engine (grafana/).
 
 Auth is one dependency (:func:`principal`); tenant checks are :meth:`TokenInfo.allows`. Each export and
 verify opens its own engine handle, so a long export never blocks ingest on the shared client's lock.
