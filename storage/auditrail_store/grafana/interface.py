@@ -25,7 +25,8 @@ Tenant scoping is ``additional_table_filters`` because chDB has no users, so no 
 through views (``audit_events_unique``) and subqueries, and under readonly=1 a query cannot change it.
 A token of one tenant sees: tables with a ``tenant_id`` column, filtered to it; ``otel_logs`` filtered on
 ``LogAttributes['audit.tenant_id']``; views (their tables are filtered); nothing of any other table of
-any other table (filter ``0``: ``schema_migrations``, ``api_tokens``, tables of other databases). An
+any other table (filter ``0``: ``schema_migrations``, ``api_tokens``, tables of other databases), nor of
+the system tables that show other sessions' SQL (``system.processes``, ``system.mutations``...). An
 all-tenant token sees every table but ``api_tokens``. The table list is re-read every 5 s.
 
 clickhouse-go's handshake ``SELECT displayName(), version(), revision(), timezone()`` is answered with
@@ -58,6 +59,9 @@ logger = logging.getLogger("auditrail.store.grafana")
 # Table functions that read no stored table (view() runs a subquery, whose tables stay filtered).
 TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries",
                              "values", "null", "view", "generateRandom"})
+# System tables that show other sessions' SQL (another tenant's literals): hidden from one-tenant tokens.
+_OTHERS_QUERIES = ("system.processes", "system.mutations", "system.query_log", "system.user_query_log",
+                   "system.query_views_log", "system.text_log")
 # URL parameters that are protocol, not settings.
 PROTOCOL_PARAMETERS = {"query", "default_format", "database", "query_id", "session_id", "session_timeout", "quota_key",
              "client_protocol_version", "compress", "decompress", "enable_http_compression", "user", "password",
@@ -239,6 +243,8 @@ class GrafanaInterface:
             else:
                 expr = "0"
             filters[table] = expr
+        if tenant != ALL_TENANTS:
+            filters.update(dict.fromkeys(_OTHERS_QUERIES, "0"))
         return "{" + ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in filters.items()) + "}"
 
     def session(self, token: TokenInfo, params: dict[str, str], database: str | None) -> Any:
