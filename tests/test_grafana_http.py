@@ -58,6 +58,12 @@ def test_a_tenant_token_sees_only_its_tenant_whatever_the_sql(grafana: Grafana) 
     # Not a tenant's business: token hashes, bookkeeping.
     for table in ("api_tokens", "schema_migrations", "system.processes", "system.mutations"):
         assert rows(client, f"SELECT count() FROM {table}") == [(0,)], table
+    # A table's TTL names the tenants that have their own retention contract.
+    with pytest.raises(DatabaseError, match="SHOW CREATE is not available"):
+        client.query("SHOW CREATE TABLE audit_events")
+    assert rows(client, "SELECT count() FROM system.tables WHERE create_table_query LIKE '% TTL %'") == [(0,)]
+    assert "audit_events_unique" in [r[0] for r in rows(client, "SHOW TABLES")]
+    assert "tenant_id" in [r[0] for r in rows(client, "DESCRIBE TABLE audit_events")]
     # Table functions that read storage past the filters are refused.
     for sql in ("SELECT count() FROM merge(auditrail, '^audit_events$')",
                 "SELECT count() FROM mergeTreeIndex('auditrail', 'audit_events')"):

@@ -26,7 +26,9 @@ through views (``audit_events_unique``) and subqueries, and under readonly=1 a q
 A token of one tenant sees: tables with a ``tenant_id`` column, filtered to it; ``otel_logs`` filtered on
 ``LogAttributes['audit.tenant_id']``; views (their tables are filtered); nothing of any other table of
 any other table (filter ``0``: ``schema_migrations``, ``api_tokens``, tables of other databases), nor of
-the system tables that show other sessions' SQL (``system.processes``, ``system.mutations``...). An
+the system tables that show other sessions' SQL (``system.processes``, ``system.mutations``...), nor a
+table's TTL (``SHOW CREATE``, ``system.tables`` rows with one: it names the tenants with their own
+retention contract). An
 all-tenant token sees every table but ``api_tokens``. The table list is re-read every 5 s.
 
 clickhouse-go's handshake ``SELECT displayName(), version(), revision(), timezone()`` is answered with
@@ -245,6 +247,8 @@ class GrafanaInterface:
             filters[table] = expr
         if tenant != ALL_TENANTS:
             filters.update(dict.fromkeys(_OTHERS_QUERIES, "0"))
+            # A table's TTL names the tenants with their own retention contract (retention.py).
+            filters["system.tables"] = "position(create_table_query, ' TTL ') = 0"
         return "{" + ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in filters.items()) + "}"
 
     def session(self, token: TokenInfo, params: dict[str, str], database: str | None) -> Any:
@@ -281,9 +285,13 @@ class GrafanaInterface:
             raise
         return conn
 
-    def check_table_functions(self, conn: Any, sql: str, bound: dict[str, str]) -> None:
-        """Refuse a statement using a table function outside TABLE_FUNCTIONS (as the engine parses it)."""
+    def check_statement(self, conn: Any, token: TokenInfo, sql: str, bound: dict[str, str]) -> None:
+        """Refuse, as the engine parses the statement: a table function outside TABLE_FUNCTIONS; for a
+        one-tenant token, SHOW CREATE (a table's TTL names the tenants with their own retention contract)."""
         ast = _run(conn.query, "EXPLAIN AST " + sql, "TSVRaw", bound).bytes().decode()
+        if token.tenant_id != ALL_TENANTS and ast.startswith("ShowCreate"):
+            raise QueryError("Code: 164. DB::Exception: SHOW CREATE is not available to a one-tenant token "
+                             "(use DESCRIBE). (READONLY)")
         for _, name in _TABLE_FUNCTION.findall(ast):
             if name not in TABLE_FUNCTIONS:
                 raise QueryError(f"Code: 164. DB::Exception: table function {name}() is not available through "
@@ -379,7 +387,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 hello = hello_block(name, version, tz, int(params.get("client_protocol_version") or 0))
                 self._reply(200, hello, content_type(fmt), {"X-ClickHouse-Format": fmt})
                 return
-            interface.check_table_functions(conn, sql, bound)
+            interface.check_statement(conn, token, sql, bound)
             if STREAMABLE.match(sql):
                 self._stream(conn, sql, fmt, bound)
             else:  # SHOW, DESCRIBE, EXPLAIN, EXISTS: chDB cannot stream those
