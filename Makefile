@@ -62,6 +62,7 @@ bench-all: install collector
 	$(BIN)/python benchmarks/integrations_flask.py
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/storage.py
+	$(BIN)/python benchmarks/grafana.py
 	$(BIN)/python benchmarks/collector.py
 
 clean:

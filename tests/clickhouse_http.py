@@ -30,7 +30,6 @@ import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -41,23 +40,18 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+# The ClickHouse HTTP protocol details the product's Grafana interface speaks too.
+from auditrail_store.grafana.interface import (HANDSHAKE, PROTOCOL_PARAMETERS, STREAMABLE, content_type,
+                                               exception_block, hello_block, setting_literal)
+
 from processes import free_port, terminate, wait_for_http
 
-# URL parameters that are protocol, not ClickHouse settings.
-_NOT_SETTINGS = {
-    "query", "default_format", "database", "query_id", "session_id", "session_timeout", "quota_key",
-    "client_protocol_version", "compress", "decompress", "enable_http_compression", "user", "password",
-    "wait_end_of_query", "buffer_size", "session_check", "role",
-}
 # Settings this fixture drops: inserts are always synchronous here so a test sees rows once acknowledged.
 _IGNORED_SETTINGS = {"async_insert", "wait_for_async_insert", "wait_for_async_insert_timeout"}
 
-_HANDSHAKE = re.compile(r"^\s*SELECT\s+displayName\(\),\s*version\(\),\s*revision\(\),\s*timezone\(\)\s*$", re.I)
 _FORMAT_CLAUSE = re.compile(rb"\bFORMAT\s+([A-Za-z0-9_]+)", re.I)
 _ERROR_CODE = re.compile(r"Code: (\d+)")
-_STREAMABLE = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.I)
 _CHUNK = 64 * 1024
-_REVISION_WITH_CUSTOM_SERIALIZATION = 54454
 
 
 class _ChunkedReader:
@@ -185,9 +179,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if database:
                 _chdb_call(conn.query, f"USE `{database}`")
             for key, value in params.items():
-                if key in _NOT_SETTINGS or key in _IGNORED_SETTINGS or key.startswith("param_"):
+                if key in PROTOCOL_PARAMETERS or key in _IGNORED_SETTINGS or key.startswith("param_"):
                     continue
-                _chdb_call(conn.query, f"SET {key} = {_setting_literal(value)}")
+                _chdb_call(conn.query, f"SET {key} = {setting_literal(value)}")
             fmt = params.get("default_format") or "TabSeparated"
             # Server-side parameters ({name:Type} in the SQL) arrive as param_<name>.
             bound = {k[len("param_"):]: v for k, v in params.items() if k.startswith("param_")}
@@ -234,14 +228,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._reply(200, b"", "text/plain; charset=UTF-8", {"X-ClickHouse-Summary": summary})
 
     def _select(self, conn, sql: str, fmt: str, bound: dict[str, str]) -> None:
-        if _HANDSHAKE.match(sql) and fmt == "Native":
+        if HANDSHAKE.match(sql) and fmt == "Native":
             self._handshake(conn, int(self.server_params.get("client_protocol_version") or 0))
             return
         if sql.strip().rstrip(";").strip() == "":
             raise ClickHouseError("Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
-        if not _STREAMABLE.match(sql):
+        if not STREAMABLE.match(sql):
             out = _chdb_call(conn.query, sql, fmt, bound)
-            self._reply(200, _result_bytes(out), _content_type(fmt), {"X-ClickHouse-Format": fmt})
+            self._reply(200, _result_bytes(out), content_type(fmt), {"X-ClickHouse-Format": fmt})
             return
         try:
             stream = conn.send_query(sql, fmt, bound)
@@ -249,7 +243,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except Exception as e:  # chDB raises ChdbError (a RuntimeError subclass) or RuntimeError
             raise ClickHouseError(str(e))
         self.send_response(200)
-        self.send_header("Content-Type", _content_type(fmt))
+        self.send_header("Content-Type", content_type(fmt))
         self.send_header("X-ClickHouse-Format", fmt)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
@@ -260,7 +254,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 chunk = stream.fetch()
         except Exception as e:
             # What a server does once the status line is out: an exception block in the stream.
-            self._write_chunk(f"\r\n__exception__\r\n{'0' * 16}\r\n{e}\n0 {'0' * 16}\r\n__exception__\r\n".encode())
+            self._write_chunk(exception_block(str(e)))
         self.wfile.write(b"0\r\n\r\n")
 
     def _handshake(self, conn, client_revision: int) -> None:
@@ -273,19 +267,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """
         name, version, timezone = _chdb_call(conn.query, "SELECT displayName(), version(), timezone()",
                                              "TabSeparated").bytes().decode().rstrip("\n").split("\t")
-        out = bytearray()
-        if client_revision > 0:
-            out += _uvarint(1) + b"\x00" + _uvarint(2) + struct.pack("<i", -1) + _uvarint(0)  # block info
-        out += _uvarint(4) + _uvarint(1)
-        for column, ctype, value in (("displayName()", "String", _native_str(name)),
-                                     ("version()", "String", _native_str(version)),
-                                     ("revision()", "UInt32", struct.pack("<I", 0)),
-                                     ("timezone()", "String", _native_str(timezone))):
-            out += _native_str(column) + _native_str(ctype)
-            if client_revision >= _REVISION_WITH_CUSTOM_SERIALIZATION:
-                out += b"\x00"
-            out += value
-        self._reply(200, bytes(out), _content_type("Native"), {"X-ClickHouse-Format": "Native"})
+        out = hello_block(name, version, timezone, client_revision)
+        self._reply(200, out, content_type("Native"), {"X-ClickHouse-Format": "Native"})
 
     def _write_chunk(self, data: bytes) -> None:
         if data:
@@ -338,23 +321,6 @@ def _chdb_call(fn, *args):
         raise ClickHouseError(str(e))
 
 
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _native_str(text: str) -> bytes:
-    data = text.encode()
-    return _uvarint(len(data)) + data
-
-
 def _result_bytes(result) -> bytes:
     if result is None:
         return b""
@@ -363,17 +329,6 @@ def _result_bytes(result) -> bytes:
     if isinstance(result, str):
         return result.encode()
     return result.bytes()
-
-
-def _content_type(fmt: str) -> str:
-    return "application/octet-stream" if fmt.lower() in ("native", "rowbinary", "arrow", "parquet") else \
-        "text/plain; charset=UTF-8"
-
-
-def _setting_literal(value: str) -> str:
-    if re.fullmatch(r"-?\d+(\.\d+)?", value) or value.lower() in ("true", "false"):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _read_statement(body) -> bytes:

@@ -135,12 +135,29 @@ def _declared_columns(sql: str) -> list[tuple[str, str, str, str, str, str]]:
 
 def test_otel_logs_columns_types_codecs_equal_the_exporter_ddl(store: Store) -> None:
     declared = _declared_columns(render((MIGRATIONS / "0001_otel_logs.sql").read_text(), "auditrail")[0])
-    described = [tuple(r[:6]) for r in store.query("DESCRIBE TABLE auditrail.otel_logs").result_rows]
-    # DESCRIBE: name, type, default_type, default_expression, comment, codec_expression
+    # DESCRIBE: name, type, default_type, default_expression, comment, codec_expression. ALIAS columns are
+    # computed at read time, stored nowhere and outside every INSERT (0025: TimestampTime for Grafana).
+    described = [tuple(r[:6]) for r in store.query("DESCRIBE TABLE auditrail.otel_logs").result_rows
+                 if r[2] != "ALIAS"]
     assert [(n, t, k, e, c, codec) for n, t, k, e, c, codec in described] == declared
     assert len(declared) == 24
     types = {n: t for n, t, *_ in described}
     assert {n: types[n] for n in EXPORTER_COLUMNS} == EXPORTER_INSERT_COLUMNS
+
+
+def test_grafana_otel_schema_1_2_9_reads_timestamptime_and_exporter_inserts_still_work(store: Store) -> None:
+    """0025's ALIAS column: an insert naming the exporter's columns (logs_insert.sql), and the unnamed form, run
+    unchanged; the data source's OTel schema 1.2.9 filter on TimestampTime finds the row; SELECT * omits it."""
+    now = time.time_ns()
+    insert_rows(store, [exporter_row(time_ns=now, attributes={"audit.tenant_id": "tt-alias"}, event_name="x.y")])
+    star = store.query("SELECT * FROM auditrail.otel_logs LIMIT 1").column_names
+    assert "TimestampTime" not in star and star == EXPORTER_COLUMNS
+    store.command("INSERT INTO auditrail.otel_logs SELECT * FROM auditrail.otel_logs"
+                  " WHERE LogAttributes['audit.tenant_id'] = 'tt-alias'")
+    found = store.query(
+        "SELECT TimestampTime, toDateTime(Timestamp) FROM auditrail.otel_logs WHERE TimestampTime >= now() - 600"
+        " AND LogAttributes['audit.tenant_id'] = 'tt-alias' ORDER BY TimestampTime DESC").result_rows
+    assert len(found) == 2 and found[0][0] == found[0][1]
 
 
 def test_otel_logs_keys_and_engine_are_the_exporters(store: Store) -> None:

@@ -85,6 +85,9 @@ def test_ingest_rows_equal_the_collector_exporters_rows(tmp_path: Path) -> None:
                     expected += writer.write(decode_protobuf(request.SerializeToString()))
                 wait_until(lambda: int(clickhouse.execute("SELECT count() FROM auditrail.otel_logs")) >= expected,
                            timeout=60, what=f"{expected} rows from the collector")
+            # The exporter inserted into otel_logs with migration 0025's ALIAS column (Grafana's OTel 1.2.9).
+            assert clickhouse.execute("SELECT countIf(TimestampTime = toDateTime(Timestamp)) = count()"
+                                      " FROM auditrail.otel_logs") == "1\n"
             order = " ORDER BY ts, Body, lk, lv, rk, rv, sk, sv, TraceId, SpanId, SeverityNumber, TraceFlags"
             theirs = clickhouse.rows(f"SELECT {COLUMNS} FROM auditrail.otel_logs{order}")
             ours = clickhouse.rows(f"SELECT {COLUMNS} FROM auditrail.otel_logs_ours{order}")

@@ -121,9 +121,10 @@ def token_of(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout.rstrip("\n").splitlines()[-1]
 
 
-def seeded_service(tmp: Path) -> Iterator[Service]:
-    """A running service with one token per role and hash-chained, signed events of acme, globex and initech."""
-    process, base, env = start_service(tmp)
+def seeded_service(tmp: Path, *extra: str) -> Iterator[Service]:
+    """A running service (`serve EXTRA`) with one token per role and hash-chained, signed events of acme,
+    globex and initech."""
+    process, base, env = start_service(tmp, *extra)
     try:
         # The service owns the chDB directory: these go through its local admin door.
         tokens = {name: token_of(cli("tokens", "create", "--tenant", tenant, "--scope", scope, env=env))

@@ -148,6 +148,9 @@ def add_parsers(sub: Any) -> None:
                               "$AUDITRAIL_SERVE_BODY_TIMEOUT or 60)")
     clients.add_argument("--max-connections", type=int, default=None,
                          help="connections served at once, 503 beyond (default $AUDITRAIL_SERVE_MAX_CONNECTIONS or 128)")
+    serve.add_argument("--grafana-port", type=int, default=None,
+                       help="also serve a read-only ClickHouse HTTP interface for Grafana on this port "
+                            "(embedded store; off by default)")
 
     tokens = sub.add_parser("tokens", help="create, list and revoke API tokens")
     tsub = tokens.add_subparsers(dest="tokens_command", required=True)
@@ -249,7 +252,8 @@ def run_serve(args: Any) -> int:
     serve(args.host, args.port, args.url, limits=limits,
           header_timeout=pick(args.header_timeout, "AUDITRAIL_SERVE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
           body_timeout=pick(args.body_timeout, "AUDITRAIL_SERVE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
-          max_connections=int(pick(args.max_connections, "AUDITRAIL_SERVE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)))
+          max_connections=int(pick(args.max_connections, "AUDITRAIL_SERVE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
+          grafana_port=args.grafana_port)
     return 0
 
 

@@ -16,6 +16,8 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
   (archive.py); what ``auditrail archive`` uploads while the service owns an embedded store.
 * ``GET /healthz``; ``/v1/admin/tokens`` (create, list, revoke: admin of ``*``).
 * ``/v1/approvals`` and the ``/approvals`` page: dual approval of sensitive actions (approvals/).
+* With ``grafana_port`` (``serve --grafana-port``), on its own port: the read-only ClickHouse HTTP interface
+  for Grafana over the same engine (grafana/).
 
 Auth is one dependency (:func:`principal`); tenant checks are :meth:`TokenInfo.allows`. Each export and
 verify opens its own engine handle, so a long export never blocks ingest on the shared client's lock.
@@ -159,10 +161,11 @@ class Health(BaseModel):
 
 def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migrate_schema: bool = True,
                limits: IngestLimits | None = None, host: str = "127.0.0.1", port: int | None = None,
-               body_timeout: float = DEFAULT_BODY_TIMEOUT) -> FastAPI:
+               body_timeout: float = DEFAULT_BODY_TIMEOUT, grafana_port: int | None = None) -> FastAPI:
     """The FastAPI app over the store at `url`; the store is opened (and migrated) when the app starts.
     `limits`: per-request ingest limits (default: ``AUDITRAIL_INGEST_MAX_*`` or the defaults); a request's
-    body must arrive within `body_timeout` seconds of its headers (408 otherwise)."""
+    body must arrive within `body_timeout` seconds of its headers (408 otherwise). `grafana_port`: also serve
+    the read-only ClickHouse HTTP interface for Grafana there (embedded stores)."""
     url = url or default_url()
     limits = limits or IngestLimits.from_env()
 
@@ -185,9 +188,12 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         # Its own handle and lock; its approval.* events are written through the ingest writer.
         app.state.auditrail_approvals = open_approvals(url, database,
                                                        lambda batch: _write(app.state.auditrail, batch))
+        grafana = _start_grafana(store, app.state.auditrail.tokens, host, grafana_port)
         try:
             yield
         finally:
+            if grafana is not None:
+                grafana.close()
             if app.state.auditrail_fast is not None:
                 app.state.auditrail_fast.close()
             admin.remove_control(url, secret)
@@ -446,6 +452,20 @@ def _closing(state: _State, store: Store, chunks: Iterator[bytes], what: str) ->
         state.handles.give(store)
 
 
+def _start_grafana(store: Store, tokens: TokenStore, host: str, port: int | None) -> Any:
+    """The Grafana interface on `port` over the service's engine (grafana/); None when off."""
+    if port is None:
+        return None
+    if not store.embedded:
+        raise StoreError("--grafana-port serves the embedded store only: point Grafana's ClickHouse data source "
+                         f"at the server itself ({store.url.split('@')[-1]}) with a reader account")
+    from urllib.parse import urlparse
+
+    from .grafana import GrafanaInterface
+
+    return GrafanaInterface(urlparse(store.url).path, store.database, tokens, host, port).start()
+
+
 def _otlp_error(status: int, message: str, protobuf: bool) -> Response:
     """An OTLP/HTTP error: google.rpc.Status in the request's encoding."""
     code = {400: 3, 401: 16, 403: 7, 413: 8}.get(status, 13)
@@ -458,7 +478,7 @@ def _otlp_error(status: int, message: str, protobuf: bool) -> Response:
 def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, database: str = DEFAULT_DATABASE,
           log_level: str = "info", *, limits: IngestLimits | None = None,
           header_timeout: float = DEFAULT_HEADER_TIMEOUT, body_timeout: float = DEFAULT_BODY_TIMEOUT,
-          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+          max_connections: int = DEFAULT_MAX_CONNECTIONS, grafana_port: int | None = None) -> None:
     """Run the service with uvicorn until interrupted: slow clients cut off (connections.py), at most
     `max_connections` served at once (503 beyond)."""
     import copy
@@ -466,7 +486,11 @@ def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, dat
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
-    app = create_app(url, database, host=host, port=port, limits=limits, body_timeout=body_timeout)
+    if grafana_port is not None and not (url or default_url()).startswith("chdb://"):
+        raise StoreError("--grafana-port serves the embedded store only: point Grafana's ClickHouse data source "
+                         "at the ClickHouse server itself, with a reader account (auditrail migrate --grants)")
+    app = create_app(url, database, host=host, port=port, limits=limits, body_timeout=body_timeout,
+                     grafana_port=grafana_port)
     log_config = copy.deepcopy(LOGGING_CONFIG)  # the service's own lines beside uvicorn's, in its format
     log_config["loggers"][logger.name] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False,

@@ -1,0 +1,452 @@
+"""The read-only ClickHouse HTTP interface over the embedded engine, for Grafana's ClickHouse data source.
+
+What it answers (what grafana-clickhouse-datasource in HTTP mode, i.e. clickhouse-go, and clickhouse-connect
+send): POST or GET on any path, the SQL in the ``query`` URL parameter, the body (plain, chunked, gzip or
+deflate), or both (joined by a newline, as ClickHouse does); ``default_format`` (clickhouse-go: ``Native``) or the SQL's own ``FORMAT``;
+``database``; server-side parameters (``param_<name>``); other URL parameters are settings. ``GET /ping``.
+
+How each request is confined, in this order, on a fresh engine session (so nothing leaks between requests):
+
+1. **Who**: a token of ``read`` (or ``admin``) scope, as HTTP Basic auth's password (the user is free text),
+   ``X-ClickHouse-Key``, or ``Authorization: Bearer``; tokens.py compares in constant time.
+2. The client's own settings (URL parameters), then ours over them: limits are capped at ours
+   (``max_execution_time``, ``max_result_rows`` with ``result_overflow_mode='throw'``), and
+   ``additional_table_filters`` scopes every table (of every database but the engine's own) to the token's
+   tenant (below).
+3. ``SET readonly = 1``: from here the **engine** refuses writes, DDL, ``SET`` and any ``SETTINGS`` clause
+   that changes a setting (``readonly=0`` or the filters included). Nothing is decided by parsing SQL.
+4. Table functions: ``merge()`` and ``mergeTreeIndex()`` read a table's storage past
+   ``additional_table_filters`` (measured on chDB 26.9), so the statement's table functions, as the
+   engine's own ``EXPLAIN AST`` lists them, must be in :data:`TABLE_FUNCTIONS` (readonly=1 already refuses
+   ``file``, ``url``, ``remote``, ``executable``...).
+
+Tenant scoping is ``additional_table_filters`` because chDB has no users, so no row policies
+(``CREATE ROW POLICY`` is refused): the engine ANDs the filter into every read of the table, including
+through views (``audit_events_unique``) and subqueries, and under readonly=1 a query cannot change it.
+A token of one tenant sees: tables with a ``tenant_id`` column, filtered to it; ``otel_logs`` filtered on
+``LogAttributes['audit.tenant_id']``; views (their tables are filtered); nothing of any other table of
+any other table (filter ``0``: ``schema_migrations``, ``api_tokens``, tables of other databases), nor of
+the system tables that show other sessions' SQL (``system.processes``, ``system.mutations``...), nor a
+table's TTL (``SHOW CREATE``, ``system.tables`` rows with one: it names the tenants with their own
+retention contract). An
+all-tenant token sees every table but ``api_tokens``. The table list is re-read every 5 s.
+
+clickhouse-go's handshake ``SELECT displayName(), version(), revision(), timezone()`` is answered with
+revision 0: chDB writes Native blocks without block info (the revision-0 layout), so the client then reads
+every later block right; the hello block itself is encoded at the revision the client sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import logging
+import re
+import struct
+import threading
+import time
+import zlib
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from ..db import engine_connection_string
+from ..tokens import ALL_TENANTS, TokenInfo, TokenStore
+
+__all__ = ["HANDSHAKE", "PROTOCOL_PARAMETERS", "STREAMABLE", "GrafanaInterface", "Limits", "TABLE_FUNCTIONS",
+           "content_type", "exception_block", "hello_block", "setting_literal"]
+
+logger = logging.getLogger("auditrail.store.grafana")
+
+# Table functions that read no stored table (view() runs a subquery, whose tables stay filtered).
+TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries",
+                             "values", "null", "view", "generateRandom"})
+# System tables that show other sessions' SQL (another tenant's literals): hidden from one-tenant tokens.
+_OTHERS_QUERIES = ("system.processes", "system.mutations", "system.query_log", "system.user_query_log",
+                   "system.query_views_log", "system.text_log")
+# URL parameters that are protocol, not settings.
+PROTOCOL_PARAMETERS = {"query", "default_format", "database", "query_id", "session_id", "session_timeout", "quota_key",
+             "client_protocol_version", "compress", "decompress", "enable_http_compression", "user", "password",
+             "wait_end_of_query", "buffer_size", "session_check", "role"}
+_CAPPED = ("max_execution_time", "max_result_rows")  # the client may ask for less, never more
+_FIXED = {"readonly", "additional_table_filters", "result_overflow_mode"}
+HANDSHAKE = re.compile(r"^\s*SELECT\s+displayName\(\),\s*version\(\),\s*revision\(\),\s*timezone\(\)\s*;?\s*$", re.I)
+STREAMABLE = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.I)
+_TABLE_FUNCTION = re.compile(r"^( *)TableExpression \(children \d+\)\n\1 Function (\w+)", re.M)
+_SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_ERROR_CODE = re.compile(r"Code: (\d+)")
+_STATUS = {115: 400, 164: 403, 497: 403, 516: 401, 62: 400, 60: 404, 81: 404, 159: 504, 396: 400}
+_REVISION_WITH_CUSTOM_SERIALIZATION = 54454
+_CHUNK = 64 * 1024
+_KINDS_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may use; the client may ask for less."""
+
+    timeout_seconds: int = 30          # max_execution_time (the engine stops the query)
+    max_rows: int = 1_000_000          # max_result_rows, result_overflow_mode='throw': never a silent cut
+    max_sql_bytes: int = 1 << 20       # a request carries SQL only
+    concurrency: int = 4               # queries at once; more wait (the engine shares the host's cores)
+
+
+class QueryError(Exception):
+    """An error for the client, as ClickHouse reports it (status, X-ClickHouse-Exception-Code, text)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        m = _ERROR_CODE.search(message)
+        self.code = code if code is not None else int(m.group(1)) if m else 1000
+        self.status = _STATUS.get(self.code, 500)
+
+
+def setting_literal(value: str) -> str:
+    """A URL setting value as SQL: numbers and booleans bare, everything else a quoted string."""
+    if re.fullmatch(r"-?\d+(\.\d+)?", value) or value.lower() in ("true", "false"):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
+
+
+def _native_str(text: str) -> bytes:
+    data = text.encode()
+    return _uvarint(len(data)) + data
+
+
+def hello_block(name: str, version: str, timezone: str, client_revision: int) -> bytes:
+    """The Native answer to clickhouse-go's handshake, claiming revision 0, encoded at the client's revision."""
+    out = bytearray()
+    if client_revision > 0:
+        out += _uvarint(1) + b"\x00" + _uvarint(2) + struct.pack("<i", -1) + _uvarint(0)  # block info
+    out += _uvarint(4) + _uvarint(1)
+    for column, ctype, value in (("displayName()", "String", _native_str(name)),
+                                 ("version()", "String", _native_str(version)),
+                                 ("revision()", "UInt32", struct.pack("<I", 0)),
+                                 ("timezone()", "String", _native_str(timezone))):
+        out += _native_str(column) + _native_str(ctype)
+        if client_revision >= _REVISION_WITH_CUSTOM_SERIALIZATION:
+            out += b"\x00"
+        out += value
+    return bytes(out)
+
+
+def content_type(fmt: str) -> str:
+    """The Content-Type ClickHouse sends for a result format."""
+    return "application/octet-stream" if fmt.lower() in ("native", "rowbinary", "arrow", "parquet") else \
+        "text/plain; charset=UTF-8"
+
+
+def presented_token(headers: Any) -> str | None:
+    """The token a request carries: Basic auth's password, X-ClickHouse-Key, or a bearer token."""
+    key = headers.get("X-ClickHouse-Key")
+    if key:
+        return key
+    scheme, _, value = (headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return None
+
+
+class GrafanaInterface:
+    """The interface's HTTP server, on a thread of ``auditrail serve``, over the service's engine."""
+
+    def __init__(self, path: str, database: str, tokens: TokenStore, host: str = "127.0.0.1", port: int = 0,
+                 limits: Limits = Limits()) -> None:
+        import chdb  # the store's engine: one per process, this opens another session on it
+
+        self._connect = lambda: chdb.connect(engine_connection_string(path))
+        self.database = database
+        self.tokens = tokens
+        self.limits = limits
+        self._slots = threading.BoundedSemaphore(limits.concurrency)
+        self._kinds: dict[str, str] = {}
+        self._kinds_at = -_KINDS_SECONDS
+        self._kinds_lock = threading.Lock()
+        self._table_kinds()
+        self._server = _Server((host, port), self)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """http://host:port of the interface."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> GrafanaInterface:
+        """Serve on a daemon thread."""
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="auditrail-grafana", daemon=True)
+        self._thread.start()
+        logger.info("Grafana interface (read-only ClickHouse HTTP) on %s", self.url)
+        return self
+
+    def close(self) -> None:
+        """Stop serving."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(10)
+        self._server.server_close()
+
+    def _table_kinds(self) -> dict[str, str]:
+        """`db.table` -> 'tenant' | 'otel' | 'view' | 'hidden', for every table outside the engine's own
+        databases; refreshed every few seconds, so a table made while serving is scoped too."""
+        with self._kinds_lock:
+            if time.monotonic() - self._kinds_at < _KINDS_SECONDS:
+                return self._kinds
+            conn = self._connect()
+            try:
+                text = conn.query(
+                    "SELECT t.database, t.name, t.engine, has(groupArray(c.name), 'tenant_id'),"
+                    " has(groupArray(c.name), 'LogAttributes') FROM system.tables AS t LEFT JOIN system.columns AS c"
+                    " ON c.database = t.database AND c.table = t.name"
+                    " WHERE t.database NOT IN ('system', 'INFORMATION_SCHEMA', 'information_schema')"
+                    " GROUP BY t.database, t.name, t.engine", "TabSeparated").bytes().decode()
+            finally:
+                conn.close()
+            kinds = {}
+            for line in text.splitlines():
+                database, name, engine, tenant, otel = line.split("\t")
+                kinds[f"{database}.{name}"] = ("tenant" if tenant == "1" else "otel" if otel == "1" else
+                                               "view" if engine == "View" else "hidden")
+            self._kinds, self._kinds_at = kinds, time.monotonic()
+            return kinds
+
+    def table_filters(self, tenant: str) -> str:
+        """The additional_table_filters map literal that scopes a token of `tenant` (``*``: all tenants)."""
+        filters = {}
+        for table, kind in self._table_kinds().items():
+            if table == f"{self.database}.api_tokens":
+                expr = "0"  # token hashes are for the service, not for dashboards
+            elif tenant == ALL_TENANTS or kind == "view":
+                continue
+            elif kind == "tenant":
+                expr = f"tenant_id = {_quote(tenant)}"
+            elif kind == "otel":
+                expr = f"LogAttributes['audit.tenant_id'] = {_quote(tenant)}"
+            else:
+                expr = "0"
+            filters[table] = expr
+        if tenant != ALL_TENANTS:
+            filters.update(dict.fromkeys(_OTHERS_QUERIES, "0"))
+            # A table's TTL names the tenants with their own retention contract (retention.py).
+            filters["system.tables"] = "position(create_table_query, ' TTL ') = 0"
+        return "{" + ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in filters.items()) + "}"
+
+    def session(self, token: TokenInfo, params: dict[str, str], database: str | None) -> Any:
+        """A fresh engine session confined for `token`: the client's settings, ours over them, readonly=1."""
+        conn = self._connect()
+        try:
+            database = database or self.database
+            if not _SETTING.fullmatch(database):
+                raise QueryError(f"Code: 81. DB::Exception: Database {database[:64]!r} does not exist. (UNKNOWN_DATABASE)")
+            _run(conn.query, f"USE `{database}`")
+            theirs = []
+            for key, value in params.items():
+                if key in PROTOCOL_PARAMETERS or key.startswith("param_") or key in _CAPPED:
+                    continue
+                if key in _FIXED and not (key == "readonly" and value == "1"):
+                    raise QueryError(f"Code: 164. DB::Exception: the setting {key!r} is fixed by auditrail's "
+                                     "read-only Grafana interface. (READONLY)")
+                if not _SETTING.fullmatch(key):
+                    raise QueryError(f"Code: 115. DB::Exception: Unknown setting {key[:64]!r}. (UNKNOWN_SETTING)")
+                if key != "readonly":
+                    theirs.append(f"{key} = {setting_literal(value)}")
+            if theirs:
+                _run(conn.query, "SET " + ", ".join(theirs))
+            ours = [f"additional_table_filters = {self.table_filters(token.tenant_id)}",
+                    "result_overflow_mode = 'throw'"]
+            for key, limit in (("max_execution_time", self.limits.timeout_seconds),
+                               ("max_result_rows", self.limits.max_rows)):
+                asked = params.get(key, "")
+                ours.append(f"{key} = {min(int(asked), limit) if asked.isdigit() and int(asked) > 0 else limit}")
+            # After theirs, so ours win; readonly last: from there the engine refuses any change.
+            _run(conn.query, "SET " + ", ".join([*ours, "readonly = 1"]))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def check_statement(self, conn: Any, token: TokenInfo, sql: str, bound: dict[str, str]) -> None:
+        """Refuse, as the engine parses the statement: a table function outside TABLE_FUNCTIONS; for a
+        one-tenant token, SHOW CREATE (a table's TTL names the tenants with their own retention contract)."""
+        ast = _run(conn.query, "EXPLAIN AST " + sql, "TSVRaw", bound).bytes().decode()
+        if token.tenant_id != ALL_TENANTS and ast.startswith("ShowCreate"):
+            raise QueryError("Code: 164. DB::Exception: SHOW CREATE is not available to a one-tenant token "
+                             "(use DESCRIBE). (READONLY)")
+        for _, name in _TABLE_FUNCTION.findall(ast):
+            if name not in TABLE_FUNCTIONS:
+                raise QueryError(f"Code: 164. DB::Exception: table function {name}() is not available through "
+                                 "auditrail's read-only Grafana interface. (READONLY)")
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], interface: GrafanaInterface) -> None:
+        super().__init__(address, _Handler)
+        self.interface = interface
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else every answer waits for the peer's delayed ACK
+    timeout = 120  # an idle or stalled client never holds a thread for ever
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        logger.debug("grafana %s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        if url.path in ("/ping", "/") and "query" not in urllib.parse.parse_qs(url.query):
+            self._reply(200, b"Ok.\n", "text/plain; charset=UTF-8")
+            return
+        self._serve(url)
+
+    def do_POST(self) -> None:
+        self._serve(urllib.parse.urlsplit(self.path))
+
+    def _serve(self, url: urllib.parse.SplitResult) -> None:
+        interface = self.server.interface
+        params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        try:
+            sql = self._sql(params, interface.limits.max_sql_bytes)
+            token = interface.tokens.authenticate(presented_token(self.headers))
+            if token is None or not token.allows("read"):
+                raise QueryError("Code: 516. DB::Exception: auditrail: a valid token of read scope is required "
+                                 "(the password, or X-ClickHouse-Key). (AUTHENTICATION_FAILED)")
+            with interface._slots:
+                self._run(interface, token, params, sql)
+        except QueryError as error:
+            self._error(error)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def _sql(self, params: dict[str, str], limit: int) -> str:
+        """The statement: the ``query`` parameter and the body (Content-Length or chunked; gzip/deflate)."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = bytearray()
+            while size := int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
+                if len(body) + size > limit:
+                    self.close_connection = True
+                    raise QueryError(f"Code: 1000. auditrail: the SQL is longer than {limit} bytes")
+                body += self.rfile.read(size)
+                self.rfile.readline()  # the CRLF after each chunk
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > limit:
+                self.close_connection = True
+                raise QueryError(f"Code: 1000. auditrail: the SQL is longer than {limit} bytes")
+            body = self.rfile.read(length) if length else b""
+        encoding = self.headers.get("Content-Encoding", "").lower()
+        if body and encoding in ("gzip", "deflate"):
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+            try:
+                body = inflate.decompress(bytes(body), limit + 1)
+            except zlib.error as e:
+                raise QueryError(f"Code: 1000. auditrail: cannot decompress the {encoding} body: {e}") from None
+            if len(body) > limit:
+                raise QueryError(f"Code: 1000. auditrail: the SQL is longer than {limit} bytes")
+        elif encoding not in ("", "identity"):
+            raise QueryError(f"Code: 1000. auditrail: Content-Encoding {encoding} is not supported (none, gzip)")
+        text = bytes(body).decode("utf-8", "replace")
+        return "\n".join(part for part in (params.get("query", ""), text) if part)
+
+    def _run(self, interface: GrafanaInterface, token: TokenInfo, params: dict[str, str], sql: str) -> None:
+        fmt = params.get("default_format") or "TabSeparated"
+        bound = {k[len("param_"):]: v for k, v in params.items() if k.startswith("param_")}
+        if not sql.strip().rstrip(";").strip():
+            raise QueryError("Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
+        conn = interface.session(token, params, params.get("database") or self.headers.get("X-ClickHouse-Database"))
+        try:
+            if HANDSHAKE.match(sql) and fmt == "Native":
+                name, version, tz = _run(conn.query, "SELECT displayName(), version(), timezone()",
+                                         "TabSeparated").bytes().decode().rstrip("\n").split("\t")
+                hello = hello_block(name, version, tz, int(params.get("client_protocol_version") or 0))
+                self._reply(200, hello, content_type(fmt), {"X-ClickHouse-Format": fmt})
+                return
+            interface.check_statement(conn, token, sql, bound)
+            if STREAMABLE.match(sql):
+                self._stream(conn, sql, fmt, bound)
+            else:  # SHOW, DESCRIBE, EXPLAIN, EXISTS: chDB cannot stream those
+                data = _run(conn.query, sql, fmt, bound).bytes()
+                self._reply(200, data, content_type(fmt), {"X-ClickHouse-Format": fmt})
+        finally:
+            conn.close()
+
+    def _stream(self, conn: Any, sql: str, fmt: str, bound: dict[str, str]) -> None:
+        try:
+            stream = conn.send_query(sql, fmt, bound)
+            chunk = stream.fetch()
+        except Exception as e:  # chDB raises ChdbError (a RuntimeError) or RuntimeError
+            raise QueryError(str(e)) from None
+        self.send_response(200)
+        self.send_header("Content-Type", content_type(fmt))
+        self.send_header("X-ClickHouse-Format", fmt)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            while chunk is not None:
+                data = chunk if isinstance(chunk, bytes) else chunk.bytes()
+                if data:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                chunk = stream.fetch()
+        except (ConnectionError, TimeoutError):
+            raise
+        except Exception as e:
+            # What a server does once the status line is out (a limit hit mid-stream): an exception block.
+            block = exception_block(str(e))
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _reply(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, error: QueryError) -> None:
+        logger.info("grafana query refused (%d): %s", error.code, str(error)[:300])
+        headers = {"X-ClickHouse-Exception-Code": str(error.code)}
+        if error.status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="auditrail"'
+        self._reply(error.status, (str(error) + "\n").encode(), "text/plain; charset=UTF-8", headers)
+        self.close_connection = True
+
+
+def exception_block(message: str) -> bytes:
+    """What a ClickHouse server writes into a result stream that fails after the 200 went out."""
+    return f"\r\n__exception__\r\n{'0' * 16}\r\n{message}\n0 {'0' * 16}\r\n__exception__\r\n".encode()
+
+
+def _run(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as e:  # the engine's errors go to the client as ClickHouse's would
+        raise QueryError(str(e)) from None
+
