@@ -9,6 +9,7 @@ must return the expected columns and rows; an empty range returns no rows and no
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -296,3 +297,32 @@ def test_the_dashboards_validate_with_the_foundation_sdk_and_regenerate_without_
         assert (out / path.name).read_bytes() == path.read_bytes(), f"{path.name} differs from the generator's"
     assert queries.DATASOURCE["uid"] in (REPO / "grafana" / "provisioning" / "datasources" /
                                          "clickhouse-server.yaml").read_text()
+
+
+_BACKFILL = """
+import sys
+from auditrail_store import migrate as migrate_module
+from auditrail_store.db import Store
+from auditrail_store.ingest import JSON, LogWriter, decode_request
+from test_grafana_queries import build_scenario
+every = migrate_module.load_migrations()
+with Store.open(sys.argv[1]) as store:
+    migrate_module.load_migrations = lambda: [m for m in every if m.version < 31]
+    migrate_module.migrate(store)
+    writer = LogWriter(store.client, store.database)
+    for body in build_scenario().requests():
+        writer.write(decode_request(body, JSON))
+    migrate_module.load_migrations = lambda: every
+    print(migrate_module.migrate(store))
+    print(store.query("SELECT tenant_id, source_ip FROM auditrail.source_ips ORDER BY 1, 2").result_rows)
+"""
+
+
+def test_source_ips_is_backfilled_from_the_events_stored_before_its_migration(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _BACKFILL, f"chdb://{tmp_path}/store"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    applied, rows = done.stdout.strip().splitlines()[-2:]
+    assert "0031_source_ips" in applied
+    assert rows == str([("acme", "198.51.100.7"), ("acme", "203.0.113.5"), ("globex", "192.0.2.44"),
+                        ("globex", "198.51.100.8")])
