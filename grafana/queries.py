@@ -195,7 +195,10 @@ APPROVALS = Dashboard(
               "       countIf(NOT startsWith(event_type, 'admin.impersonation.')) AS actions,\n"
               "       arraySort(groupUniqArrayIf(event_type, NOT startsWith(event_type, 'admin.impersonation.')))\n"
               "           AS action_types\n"
-              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY} AND {_SESSION} IS NOT NULL\n"
+              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY}\n"
+              # the cheap columns first: the payload is parsed only for the session's own events
+              "  AND (impersonation_id IS NOT NULL OR startsWith(event_type, 'admin.impersonation.'))\n"
+              f"  AND {_SESSION} IS NOT NULL\n"
               "GROUP BY session\nORDER BY started DESC",
               ("session", "tenant", "impersonator", "impersonated", "started", "ended", "actions", "action_types"),
               "One row per session (audit.impersonation.id); ended is empty while it runs.", width=24),
@@ -266,13 +269,15 @@ INTEGRITY = Dashboard(
         _over_time("Events per source service", "service_name"),
         Panel("Retried copies in otel_logs", "stat",
               # otel_logs keeps every copy a retry delivered (the data source's OTel log views read it);
-              # audit_events_unique shows each event once.
-              "SELECT count() AS otel_logs_rows, uniqExact(LogAttributes['audit.event_id']) AS events,\n"
-              "       otel_logs_rows - events AS retried_copies\n"
-              "FROM auditrail.otel_logs\nWHERE $__timeFilter(Timestamp) AND mapContains(LogAttributes, 'audit.event_id')\n"
-              "  AND $__conditionalAll(LogAttributes['audit.tenant_id'] IN (${tenant:singlequote}), $tenant)",
+              # audit_events_unique holds each event once. Counted on plain columns: reading LogAttributes
+              # for the event id took 11.7 s over 30 days of 10M rows (benchmarks/grafana.py), this 0.1 s.
+              "SELECT (SELECT count() FROM auditrail.otel_logs\n"
+              "        WHERE $__timeFilter(Timestamp) AND ScopeName = 'auditrail') AS otel_logs_rows,\n"
+              f"       (SELECT count() FROM {EVENTS} WHERE $__timeFilter(timestamp)) AS events,\n"
+              "       greatest(toInt64(otel_logs_rows) - toInt64(events), 0) AS retried_copies",
               ("otel_logs_rows", "events", "retried_copies"),
-              "Audit rows in otel_logs beside distinct events: the extra copies retries left there.", width=8),
+              "Every tenant: auditrail's records in otel_logs beside distinct events, the difference being "
+              "the copies retries left there (events of other emitters count as events only).", width=8),
     ),
 )
 
