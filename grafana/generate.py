@@ -107,7 +107,7 @@ def _variable(variable: Variable) -> dash.QueryVariable:
 def build(spec: Dashboard) -> dict[str, object]:
     """One dashboard's JSON model, panels laid out left to right in a 24-column grid."""
     board = (dash.Dashboard(spec.title).uid(spec.uid).description(spec.description).tags(["auditrail"])
-             .editable().tooltip(DashboardCursorSync.CROSSHAIR).time("now-24h", "now").refresh("1m")
+             .editable().tooltip(DashboardCursorSync.CROSSHAIR).time("now-24h", "now").refresh(spec.refresh)
              .timezone("utc"))
     for variable in spec.variables:
         board = board.with_variable(_variable(variable))

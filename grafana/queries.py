@@ -65,6 +65,7 @@ class Dashboard:
     description: str
     variables: tuple[Variable, ...] = ()
     panels: tuple[Panel, ...] = field(default_factory=tuple)
+    refresh: str = "1m"  # Grafana's auto-refresh
 
 
 def _over_time(title: str, dimension: str, where: str = "", description: str = "") -> Panel:
@@ -279,7 +280,10 @@ INTEGRITY = Dashboard(
               "Every tenant: auditrail's records in otel_logs beside distinct events, the difference being "
               "the copies retries left there (events of other emitters count as events only).", width=8),
     ),
+    # chain_state reads whole chains (seconds over 10M chained events): refreshed every 5 minutes.
+    refresh="5m",
 )
+
 
 DASHBOARDS = (OVERVIEW, DRILL_DOWN, APPROVALS, INTEGRITY)
 
