@@ -9,7 +9,7 @@ the CPU time this process spent: chDB runs in it, and CPU time is what a busy sh
 least) and its slowest panel. Results are read as Native, the format the data source's client asks for.
 Grafana runs a dashboard's panels concurrently; the sum here is the engine work of one refresh.
 
-    .venv/bin/python benchmarks/grafana.py [--rows 10000000] [--repeats 7] [--store DIR]
+    .venv/bin/python benchmarks/grafana.py [--rows 10000000] [--repeats 7] [--store DIR] [--only UID]
 
 `engine_refreshes(store, repeats)` returns the figures; the HTTP interface's comparison reuses
 queries.dashboard_queries for the same SQL.
@@ -80,12 +80,12 @@ def fill(store: Any, rows: int, days: int = 30, tenants: int = 100) -> float:
     return time.perf_counter() - started
 
 
-def engine_refreshes(store: Any, repeats: int) -> dict[tuple[str, str], dict[str, Any]]:
+def engine_refreshes(store: Any, repeats: int, only: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """p50 of each dashboard's full refresh per range, with its slowest panel's p50, on the engine."""
     now = datetime.now(timezone.utc)
     values = {"tenant": ALL, "event_type": ALL, "actor": ALL}
     figures = {}
-    for dashboard in DASHBOARDS:
+    for dashboard in (d for d in DASHBOARDS if only in (None, d.uid)):
         for label, span in RANGES.items():
             # The drill-down is one tenant's; the others run over every tenant (All).
             chosen = dict(values, tenant="t7") if dashboard.uid == "auditrail-tenant" else values
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--store", type=Path, help="reuse (or create) this store directory")
+    parser.add_argument("--only", choices=[d.uid for d in DASHBOARDS], help="one dashboard")
     args = parser.parse_args()
     from auditrail_store.db import Store
     from auditrail_store.migrate import migrate
@@ -127,7 +128,7 @@ def main() -> None:
         print(f"{events:,} events, {os.cpu_count()} CPUs (shared: read the ratios), {args.repeats} refreshes each")
         print(f"load average {os.getloadavg()[0]:.1f} at the start")
         print(f"{'dashboard':30} {'range':5} {'panels':>6} {'p50 refresh':>12} {'CPU p50':>9}  slowest panel (p50)")
-        for (title, label), f in engine_refreshes(store, args.repeats).items():
+        for (title, label), f in engine_refreshes(store, args.repeats, args.only).items():
             print(f"{title:30} {label:5} {f['panels']:6} {f['p50_ms']:9.0f} ms {f['cpu_p50_ms']:6.0f} ms  "
                   f"{f['slowest']} ({f['slowest_ms']:.0f} ms)")
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
