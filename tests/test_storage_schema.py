@@ -354,6 +354,9 @@ def test_cluster_ddl_is_replicated_distributed_and_parses(store: Store) -> None:
     statements = [sql for _, sqls in steps for sql in sqls]
     for sql in statements:
         formatted = store.query("SELECT formatQuery({q:String})", {"q": sql}).result_rows[0][0]
+        if formatted.startswith("INSERT INTO auditrail."):  # a backfill: once, through the Distributed tables
+            assert "_local" not in formatted, formatted
+            continue
         assert "ON CLUSTER prod" in formatted or formatted.startswith("GRANT ON CLUSTER prod"), formatted
     text = "\n".join(statements)
     assert "`otel_logs_local` ON CLUSTER `prod`" in text and "ENGINE = ReplicatedMergeTree()" in text

@@ -18,6 +18,11 @@ CREATE SETTINGS PROFILE IF NOT EXISTS auditrail_writer_settings ${on_cluster} SE
 -- Readers (the store service's export/verify, Grafana): SELECT on the typed table only.
 GRANT ${on_cluster} SELECT ON ${db}.`audit_events` TO auditrail_reader;
 GRANT ${on_cluster} SELECT ON ${db}.`audit_events${local}` TO auditrail_reader;
+-- Grafana's dashboards (grafana/queries.py) also read the chain_state view (over audit_events, so the
+-- policy below applies through it) and source_ips (its own policy below).
+GRANT ${on_cluster} SELECT ON ${db}.`chain_state` TO auditrail_reader;
+GRANT ${on_cluster} SELECT ON ${db}.`source_ips` TO auditrail_reader;
+GRANT ${on_cluster} SELECT ON ${db}.`source_ips${local}` TO auditrail_reader;
 
 -- Operators: retention contracts (an INSERT plus ALTER ... MODIFY TTL) and everything a reader may do.
 GRANT ${on_cluster} auditrail_reader TO auditrail_admin;
@@ -30,4 +35,6 @@ GRANT ${on_cluster} ALTER TTL, ALTER MODIFY SETTING, OPTIMIZE ON ${db}.`otel_log
 -- setting SQL_auditrail_tenant (the store service sets it per query from the token's tenant; the server's
 -- custom_settings_prefixes must allow SQL_, its default). Unset, the query fails: fail closed.
 CREATE ROW POLICY IF NOT EXISTS auditrail_tenant_scope ON ${db}.`audit_events${local}` ${on_cluster}
+    FOR SELECT USING tenant_id = getSetting('SQL_auditrail_tenant') TO auditrail_reader;
+CREATE ROW POLICY IF NOT EXISTS auditrail_tenant_scope ON ${db}.`source_ips${local}` ${on_cluster}
     FOR SELECT USING tenant_id = getSetting('SQL_auditrail_tenant') TO auditrail_reader;
