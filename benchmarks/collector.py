@@ -16,8 +16,10 @@ request size (events per OTLP request, 500 to 10,000 by default), in the same ru
 Then the store is checked: every event acknowledged is stored exactly once.
 
     python benchmarks/collector.py [--events 50000] [--batches 500,2048,5000,10000] [--clients 4]
-                                   [--burst-seconds 10] [--pprof DIR] [--json FILE]
+                                   [--burst-seconds 10] [--pprof DIR] [--json FILE] [--extra-config FILE]
 
+--extra-config FILE merges one more collector config file last (a variant to measure against the shipped one,
+e.g. other sending_queue or file_storage settings); the figures name it.
 --pprof DIR saves a CPU profile of the collector over each collector phase (its pprof extension, through
 collector-config/pprof.yaml): `go tool pprof -top DIR/collector-2048.pprof`.
 
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gomemlimit", default="1GiB")
     parser.add_argument("--pprof", type=Path, default=None, help="save the collector's CPU profiles here")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the figures here")
+    parser.add_argument("--extra-config", type=Path, default=None,
+                        help="a collector config file merged last: a variant to measure")
     args = parser.parse_args(argv)
     sizes = [int(b) for b in args.batches.split(",")]
     if not BINARY.exists():
@@ -193,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             token = cli("tokens", "create", "--tenant", "*", "--scope", "admin", "--url", store_url).splitlines()[-1]
             pprof_port = free_port()
             configs = list(EMBEDDED_CONFIGS) + ([REPO / "collector-config" / "pprof.yaml"] if args.pprof else [])
+            configs += [args.extra_config.resolve()] if args.extra_config else []
             runtime = {} if args.gogc == "off" else {"GOGC": args.gogc, "GOMEMLIMIT": args.gomemlimit}
             collector = Collector(root / "collector", collector_env(
                 AUDITRAIL_STORE_ENDPOINT=service, AUDITRAIL_STORE_TOKEN=token,
@@ -206,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             wait_sent(collector, 2 * sizes[0])
             print(f"{args.events}+ events per phase (20 requests at least), {args.clients} clients; collector with "
                   f"{' '.join(f'{k}={v}' for k, v in runtime.items()) or 'the Go GC defaults'}; "
-                  f"load average at start {load_average()}")
+                  f"load average at start {load_average()}"
+                  + (f"; variant {args.extra_config.name}" if args.extra_config else ""))
             print(f"{'per request':>11} | {'direct ev/s':>11} | {'collector ev/s':>14} | {'ratio':>5} | "
                   f"{'accepted ev/s':>13} | {'CPU s/100k':>10} | load")
             for size in sizes:
@@ -242,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['collector_cpu_s_per_100k']:>10.2f} | {row['load']}")
 
             # 3. a burst at twice the store's rate (first size)
-            figures: dict[str, object] = {"events": args.events, "clients": args.clients, "sizes": rows, "runtime": runtime}
+            figures: dict[str, object] = {"events": args.events, "clients": args.clients, "sizes": rows, "runtime": runtime,
+                                          "variant": str(args.extra_config or "")}
             if args.burst_seconds > 0:
                 size = sizes[0]
                 rate = 2 * rows[0]["direct_events_per_s"]
