@@ -23,7 +23,7 @@ Then the store is checked: every event acknowledged is stored exactly once.
 pipeline settings) beside the shipped one: each size goes through every collector in turn, between the same two
 direct measurements, so variants are compared within one run; --repeat N does N rounds and prints the medians.
 --pprof DIR saves a CPU profile of the collector over each collector phase (its pprof extension, through
-collector-config/pprof.yaml): `go tool pprof -top DIR/collector-2048.pprof`.
+collector-config/pprof.yaml): `go tool pprof -top DIR/shipped-2048.pprof`.
 
 Needs bin/otelcol-auditrail (`make collector`).
 """
