@@ -17,9 +17,13 @@ Then the store is checked: every event acknowledged is stored exactly once.
 
     python benchmarks/collector.py [--events 50000] [--batches 500,2048,5000,10000] [--clients 4]
                                    [--burst-seconds 10] [--pprof DIR] [--json FILE]
+                                   [--variant FILE ...] [--repeat N]
 
+--variant FILE (repeatable) runs one more collector with FILE merged last (other sending_queue, file_storage or
+pipeline settings) beside the shipped one: each size goes through every collector in turn, between the same two
+direct measurements, so variants are compared within one run; --repeat N does N rounds and prints the medians.
 --pprof DIR saves a CPU profile of the collector over each collector phase (its pprof extension, through
-collector-config/pprof.yaml): `go tool pprof -top DIR/collector-2048.pprof`.
+collector-config/pprof.yaml): `go tool pprof -top DIR/shipped-2048.pprof`.
 
 Needs bin/otelcol-auditrail (`make collector`).
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -170,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gomemlimit", default="1GiB")
     parser.add_argument("--pprof", type=Path, default=None, help="save the collector's CPU profiles here")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the figures here")
+    parser.add_argument("--variant", dest="variants", type=Path, action="append", default=[],
+                        help="a collector config file merged last: a variant measured beside the shipped config "
+                             "in the same run (repeatable)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over every size; the medians are reported")
     args = parser.parse_args(argv)
     sizes = [int(b) for b in args.batches.split(",")]
     if not BINARY.exists():
@@ -185,65 +194,88 @@ def main(argv: list[str] | None = None) -> int:
         serve = subprocess.Popen([str(AUDITRAIL), "serve", "--url", store_url, "--port", str(port)],
                                  stdout=log, stderr=subprocess.STDOUT)
         service = f"http://127.0.0.1:{port}"
-        collector = None
+        collectors: dict[str, tuple[Collector, Profiler]] = {}
         rows: list[dict[str, float | str]] = []
         expected: dict[str, int] = {}
+        figures: dict[str, object] = {}
+        from collector import TOKEN as collector_token
         try:
             wait_for_http(f"{service}/healthz", serve, "auditrail serve")
             token = cli("tokens", "create", "--tenant", "*", "--scope", "admin", "--url", store_url).splitlines()[-1]
-            pprof_port = free_port()
-            configs = list(EMBEDDED_CONFIGS) + ([REPO / "collector-config" / "pprof.yaml"] if args.pprof else [])
             runtime = {} if args.gogc == "off" else {"GOGC": args.gogc, "GOMEMLIMIT": args.gomemlimit}
-            collector = Collector(root / "collector", collector_env(
-                AUDITRAIL_STORE_ENDPOINT=service, AUDITRAIL_STORE_TOKEN=token,
-                AUDITRAIL_COLLECTOR_PPROF_ENDPOINT=f"127.0.0.1:{pprof_port}", **runtime), configs=configs)
-            collector.start()
-            profiler = Profiler(args.pprof, pprof_port)
-            intake = f"{collector.otlp_http}/v1/logs"
-            from collector import TOKEN as collector_token
+            # Every variant's collector runs for the whole run (an idle one costs next to nothing), so each size is
+            # measured through each variant between the same two direct measurements.
+            for variant in [None, *args.variants]:
+                name = "shipped" if variant is None else variant.stem
+                pprof_port = free_port()
+                configs = list(EMBEDDED_CONFIGS) + ([REPO / "collector-config" / "pprof.yaml"] if args.pprof else [])
+                configs += [variant.resolve()] if variant else []
+                collector = Collector(root / f"collector-{name}", collector_env(
+                    AUDITRAIL_STORE_ENDPOINT=service, AUDITRAIL_STORE_TOKEN=token,
+                    AUDITRAIL_COLLECTOR_PPROF_ENDPOINT=f"127.0.0.1:{pprof_port}", **runtime), configs=configs)
+                collector.start()
+                collectors[name] = (collector, Profiler(args.pprof, pprof_port))
+                Load(f"{collector.otlp_http}/v1/logs", collector_token,
+                     encode_batches(f"bench-warmup-{name}", 2 * sizes[0], sizes[0]), 1).run()
+                wait_sent(collector, 2 * sizes[0])
             Load(f"{service}/v1/logs", token, encode_batches("bench-warmup", 2 * sizes[0], sizes[0]), 1).run()
-            Load(intake, collector_token, encode_batches("bench-warmup2", 2 * sizes[0], sizes[0]), 1).run()
-            wait_sent(collector, 2 * sizes[0])
             print(f"{args.events}+ events per phase (20 requests at least), {args.clients} clients; collector with "
                   f"{' '.join(f'{k}={v}' for k, v in runtime.items()) or 'the Go GC defaults'}; "
-                  f"load average at start {load_average()}")
-            print(f"{'per request':>11} | {'direct ev/s':>11} | {'collector ev/s':>14} | {'ratio':>5} | "
-                  f"{'accepted ev/s':>13} | {'CPU s/100k':>10} | load")
-            for size in sizes:
-                events = max(args.events, 20 * size)
-                # 1. straight to the store, before and after the collector's turn (the store slows as it fills
-                #    and the machine's load drifts: the mean of both sides is the fair baseline)
-                def direct_run(tenant: str, size: int = size, events: int = events) -> float:
-                    expected[tenant] = events
-                    return Load(f"{service}/v1/logs", token, encode_batches(tenant, events, size),
-                                args.clients).run()
+                  f"variants: {', '.join(collectors)}; load average at start {load_average()}")
+            print(f"{'variant':>12} | {'per request':>11} | {'direct ev/s':>11} | {'collector ev/s':>14} | "
+                  f"{'ratio':>5} | {'accepted ev/s':>13} | {'CPU s/100k':>10} | load")
+            for rnd in range(args.repeat):
+                for size in sizes:
+                    events = max(args.events, 20 * size)
 
-                seconds = direct_run(f"bench-direct-{size}")
-                # 2. through the collector
-                tenant = f"bench-collector-{size}"
-                via = encode_batches(tenant, events, size)
-                expected[tenant] = events
-                base = collector.metrics().get(SENT_METRIC, 0.0)
-                cpu0 = collector.cpu_seconds()
-                profiler.start(f"collector-{size}", max(3, round(seconds * 2)))  # about the phase
-                t0 = time.perf_counter()
-                accepted = Load(intake, collector_token, via, args.clients).run()
-                done = wait_sent(collector, base + events) - t0
-                cpu = collector.cpu_seconds() - cpu0
-                profiler.wait()
-                seconds = (seconds + direct_run(f"bench-direct2-{size}")) / 2
-                row = {"batch": size, "events": events, "direct_events_per_s": events / seconds,
-                       "collector_delivered_events_per_s": events / done,
-                       "ratio": seconds / done, "collector_accept_events_per_s": events / accepted,
-                       "collector_cpu_s_per_100k": cpu * 100_000 / events, "load": load_average()}
-                rows.append(row)
-                print(f"{size:>11} | {row['direct_events_per_s']:>11.0f} | {row['collector_delivered_events_per_s']:>14.0f}"
-                      f" | {row['ratio']:>5.2f} | {row['collector_accept_events_per_s']:>13.0f} | "
-                      f"{row['collector_cpu_s_per_100k']:>10.2f} | {row['load']}")
+                    # 1. straight to the store, before and after the collectors' turns (the store slows as it fills
+                    #    and the machine's load drifts: the mean of both sides is the fair baseline)
+                    def direct_run(tenant: str, size: int = size, events: int = events) -> float:
+                        expected[tenant] = events
+                        return Load(f"{service}/v1/logs", token, encode_batches(tenant, events, size),
+                                    args.clients).run()
 
-            # 3. a burst at twice the store's rate (first size)
-            figures: dict[str, object] = {"events": args.events, "clients": args.clients, "sizes": rows, "runtime": runtime}
+                    before = direct_run(f"bench-direct-{rnd}-{size}")
+                    # 2. through each collector
+                    turns = []
+                    order = list(collectors.items())
+                    order = order[rnd % len(order):] + order[:rnd % len(order)]  # no variant always goes first
+                    for name, (collector, profiler) in order:
+                        tenant = f"bench-{name}-{rnd}-{size}"
+                        via = encode_batches(tenant, events, size)
+                        expected[tenant] = events
+                        base = collector.metrics().get(SENT_METRIC, 0.0)
+                        cpu0 = collector.cpu_seconds()
+                        profiler.start(f"{name}-{size}", max(3, round(before * 2)))  # about the phase
+                        t0 = time.perf_counter()
+                        accepted = Load(f"{collector.otlp_http}/v1/logs", collector_token, via, args.clients).run()
+                        done = wait_sent(collector, base + events) - t0
+                        turns.append((name, done, accepted, collector.cpu_seconds() - cpu0))
+                        profiler.wait()
+                    seconds = (before + direct_run(f"bench-direct2-{rnd}-{size}")) / 2
+                    for name, done, accepted, cpu in turns:
+                        row = {"variant": name, "round": rnd, "batch": size, "events": events,
+                               "direct_events_per_s": events / seconds, "collector_delivered_events_per_s": events / done,
+                               "ratio": seconds / done, "collector_accept_events_per_s": events / accepted,
+                               "collector_cpu_s_per_100k": cpu * 100_000 / events, "load": load_average()}
+                        rows.append(row)
+                        print(f"{name:>12} | {size:>11} | {row['direct_events_per_s']:>11.0f} | "
+                              f"{row['collector_delivered_events_per_s']:>14.0f} | {row['ratio']:>5.2f} | "
+                              f"{row['collector_accept_events_per_s']:>13.0f} | {row['collector_cpu_s_per_100k']:>10.2f}"
+                              f" | {row['load']}")
+            if args.repeat > 1:
+                print("medians over the rounds:")
+                for name in collectors:
+                    for size in sizes:
+                        mine = [r for r in rows if r["variant"] == name and r["batch"] == size]
+                        print(f"{name:>12} | {size:>11} | ratio {statistics.median(r['ratio'] for r in mine):.2f} | "
+                              f"CPU s/100k {statistics.median(r['collector_cpu_s_per_100k'] for r in mine):.2f}")
+
+            # 3. a burst at twice the store's rate (first size), through the shipped config
+            figures = {"events": args.events, "clients": args.clients, "sizes": rows, "runtime": runtime,
+                       "variants": [str(v) for v in args.variants]}
             if args.burst_seconds > 0:
+                collector = collectors["shipped"][0]
                 size = sizes[0]
                 rate = 2 * rows[0]["direct_events_per_s"]
                 burst_events = int(rate * args.burst_seconds) // size * size
@@ -257,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                         time.sleep(delay)
 
                 base = collector.metrics().get(SENT_METRIC, 0.0)
-                load = Load(intake, collector_token, burst, max(args.clients, 8), pace)
+                load = Load(f"{collector.otlp_http}/v1/logs", collector_token, burst, max(args.clients, 8), pace)
                 offered = load.run()
                 drained = wait_sent(collector, base + burst_events) - start
                 figures.update(burst_events=burst_events, burst_offered_events_per_s=burst_events / offered,
@@ -265,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"2x burst ({size}/request): {burst_events} events offered at {burst_events / offered:.0f}/s "
                       f"({load.refused} requests refused and retried), all delivered after {drained:.2f} s")
         finally:
-            if collector is not None:
+            for collector, _ in collectors.values():
                 collector.stop()
             terminate(serve, 30)
             log.close()

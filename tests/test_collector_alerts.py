@@ -7,9 +7,17 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
+from auditrail import ApprovalRequired
 from collector import AuditEvent, Collector, audit_request, collector_env, require_binary, wait_until
 from destinations import WebhookRecorder
+from test_approvals import APP, CONFIG
+from test_store_service import cli, start_service, stop, token_of
 
 
 def test_a_burst_is_deduplicated_and_rate_limited_per_rule_and_tenant_with_exact_summaries(tmp_path: Path) -> None:
@@ -99,3 +107,65 @@ def test_an_open_window_survives_a_sigkill_and_its_summary_goes_out_after_the_re
     finally:
         collector.stop()
         chat.stop()
+
+
+def card_fields(post: dict[str, Any]) -> dict[str, str]:
+    """A posted card as label -> text, its button as "link" and "link text"."""
+    out = {}
+    for widget in post["cardsV2"][0]["card"]["sections"][0]["widgets"]:
+        if "decoratedText" in widget:
+            out[widget["decoratedText"]["topLabel"]] = widget["decoratedText"]["text"]
+        if "buttonList" in widget:
+            button = widget["buttonList"]["buttons"][0]
+            out["link"], out["link text"] = button["onClick"]["openLink"]["url"], button["text"]
+    return out
+
+
+def test_an_approval_request_from_the_real_gate_posts_a_card_whose_button_opens_its_page(
+        tmp_path: Path, audit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """issue 17: the approval.requested card says which approval, what action for whom in which tenant, and its
+    button opens that request's page on `auditrail serve` (AUDITRAIL_APPROVALS_URL), not an exporter-wide link.
+    The record is the app's own: the real gate against a real service, exported as OTLP into the collector."""
+    require_binary()
+    (tmp_path / "service").mkdir()
+    service, base, env = start_service(tmp_path / "service")
+    chat = WebhookRecorder()
+    chat.start()
+    collector = Collector(tmp_path / "collector", collector_env(
+        AUDITRAIL_GOOGLE_CHAT_WEBHOOK_URL=chat.url, AUDITRAIL_APPROVALS_URL=base))
+    collector.start()
+    try:
+        monkeypatch.setenv("APV_TEST_TOKEN", token_of(cli("tokens", "create", "--tenant", "*", "--scope", "ingest",
+                                                          env=env)))
+        audit.module("apv.ops", APP)
+        audit.instrument(CONFIG.replace("URL", base))
+        import apv.ops
+
+        secret = "AKIA" + "Q" * 16  # an AWS key id that slipped into the reason, a bound value
+        with pytest.raises(ApprovalRequired) as caught:
+            apv.ops.disable("*", "embed", "ops@vendor.io", reason=f"incident 7, key {secret}")
+        refused = caught.value
+        records = [r for r in audit.records() if r.log_record.event_name == "approval.requested"]
+        assert len(records) == 1
+        stored_bound = json.loads(records[0].log_record.attributes["audit.payload"])["bound"]
+        assert collector.send(encode_logs(records)) == 200
+
+        posts = wait_until(lambda: [p for p in chat.posts if "approval.requested" in json.dumps(p)], timeout=30,
+                           what="the approval card")
+        card = card_fields(posts[0])
+        assert card["link"] == refused.url == f"{base}/approvals/{refused.approval_id}", card
+        assert card["link text"] == "Approve or deny"
+        assert card["Approval ID"] == refused.approval_id
+        assert card["Action"] == "killswitch.disable" and card["Target"] == "apv.ops:disable"
+        assert card["Requester"] == "ops@vendor.io" and card["Actor"] == "ops@vendor.io"
+        assert card["Tenant"] == "*"
+        lines = card["Bound values"].split("<br>")
+        assert [line.split(": ", 1)[0] for line in lines] == sorted(stored_bound), (lines, stored_bound)
+        assert "feature: embed" in lines and "tenant_id: *" in lines
+        assert secret not in json.dumps(posts[0])  # masked as in the store's copy, or by redaction/outbound
+        page = httpx.get(card["link"], timeout=30)  # the button's page exists: the sign-in form leading back to it
+        assert page.status_code == 200 and f"/approvals/{refused.approval_id}" in page.text
+    finally:
+        collector.stop()
+        chat.stop()
+        stop(service)

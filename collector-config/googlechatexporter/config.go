@@ -76,6 +76,11 @@ type RuleConfig struct {
 	DedupWindow *time.Duration `mapstructure:"dedup_window"`
 	// RateLimit overrides the exporter's rate_limit for this rule.
 	RateLimit *RateLimitConfig `mapstructure:"rate_limit"`
+	// LinkTemplate overrides the exporter's link_template for this rule's cards (e.g. the approval
+	// request's own page, from {{.ApprovalID}}).
+	LinkTemplate string `mapstructure:"link_template"`
+	// LinkText overrides the exporter's link_text for this rule's cards.
+	LinkText string `mapstructure:"link_text"`
 }
 
 var _ component.Config = (*Config)(nil)
@@ -132,6 +137,11 @@ func (r *RuleConfig) validate(i int, seen map[string]bool) error {
 	}
 	if r.RateLimit != nil {
 		errs = append(errs, validateLimits(where+".", 0, *r.RateLimit))
+	}
+	if r.LinkTemplate != "" {
+		if _, err := parseLinkTemplate(r.LinkTemplate); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%w", where, err))
+		}
 	}
 	return errors.Join(errs...)
 }

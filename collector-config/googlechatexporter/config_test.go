@@ -68,7 +68,8 @@ func TestLoadConfigFullReadsEveryOption(t *testing.T) {
 	assert.Nil(t, risky.DedupWindow, "an unset rule field falls back to the exporter's")
 	assert.Nil(t, risky.RateLimit)
 
-	rules := buildRules(cfg)
+	rules, err := buildRules(cfg)
+	require.NoError(t, err)
 	require.Len(t, rules, 3)
 	assert.Equal(t, 2*time.Minute, rules[1].dedupWindow, "high-risk inherits dedup_window")
 	assert.Equal(t, 5, rules[1].maxMessages, "high-risk inherits rate_limit")
@@ -156,4 +157,15 @@ func assertNoSecret(t *testing.T, text string, secrets ...string) {
 	for _, s := range secrets {
 		assert.NotContains(t, text, s, "secret leaked")
 	}
+}
+
+func TestRuleLinkTemplateIsValidatedWithTheRulesName(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	cfg.WebhookURL = "https://chat.googleapis.com/v1/spaces/S/messages?key=k&token=t"
+	cfg.Rules = []RuleConfig{{Name: "approval", LinkTemplate: "/approvals/{{ .ApprovalID }}"}}
+	err := cfg.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "rules[0].link_template: the rendered link is not an absolute http(s) URL")
+	cfg.Rules[0].LinkTemplate = "http://127.0.0.1:4320/approvals/{{ required .Raw.ApprovalID | pathescape }}"
+	require.NoError(t, cfg.Validate())
 }

@@ -31,6 +31,7 @@ const (
 	attrEventName    = "event.name" // older emitters put the event name here instead of EventName
 	attrSession      = "audit.impersonation.id"
 	attrPayload      = "audit.payload"
+	attrApprovalID   = "audit.approval.id"
 )
 
 // The exporter's own sending queue holds plog.Logs under queueScope: alert records
@@ -85,10 +86,14 @@ func newChatExporter(cfg *Config, set component.TelemetrySettings) (*chatExporte
 		cfg:       cfg,
 		telemetry: set,
 		logger:    set.Logger,
-		rules:     buildRules(cfg),
 		limiter:   newLimiter().withBudget(cfg.SpaceBudget.MaxMessages, cfg.SpaceBudget.Interval),
 		now:       time.Now,
 	}
+	rules, err := buildRules(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.rules = rules
 	if q := cfg.QueueConfig; q.HasValue() && q.Get().StorageID != nil {
 		e.storageID = q.Get().StorageID
 	}
@@ -363,14 +368,28 @@ func (e *chatExporter) render(scope string, lr plog.LogRecord) (chatMessage, str
 		}
 		return summaryCard(s), threadKey(s.tenant, s.event), a
 	}
+	tmpl, text := e.link, e.cfg.LinkText
+	if r := e.ruleNamed(a.Rule); r != nil && r.link != nil {
+		tmpl, text = r.link, r.linkText
+	}
 	link := ""
-	if e.link != nil {
+	if tmpl != nil {
 		var err error
-		if link, err = renderLink(e.link, a); err != nil {
+		if link, err = renderLink(tmpl, a); err != nil {
 			e.logger.Warn("card sent without its link", zap.String("event_id", a.EventID), zap.Error(err))
 		}
 	}
-	return alertCard(a, link, e.cfg.LinkText), threadKey(a.Tenant, a.EventName), a
+	return alertCard(a, link, text), threadKey(a.Tenant, a.EventName), a
+}
+
+// ruleNamed is the rule a queued card was admitted by (its name is kept on the record), nil if none is.
+func (e *chatExporter) ruleNamed(name string) *rule {
+	for _, r := range e.rules {
+		if r.name == name {
+			return r
+		}
+	}
+	return nil
 }
 
 func alertFromRecord(lr plog.LogRecord) alert {
@@ -392,6 +411,7 @@ func alertFromRecord(lr plog.LogRecord) alert {
 		Risk:         get(attrRisk),
 		Outcome:      get(attrOutcome),
 		Session:      get(attrSession),
+		ApprovalID:   get(attrApprovalID),
 		Time:         lr.Timestamp().AsTime(),
 	}
 	if raw := get(attrPayload); raw != "" {

@@ -145,6 +145,7 @@ func noQueue(c *Config) { c.QueueConfig = configoptional.None[exporterhelper.Que
 
 type event struct {
 	name, tenant, id, actor, impersonator, reason, risk string
+	approvalID, payload                                 string
 	at                                                  time.Time
 }
 
@@ -164,6 +165,7 @@ func logsOf(events ...event) plog.Logs {
 		for k, v := range map[string]string{
 			attrTenant: ev.tenant, attrEventID: ev.id, attrActor: ev.actor,
 			attrImpersonator: ev.impersonator, attrReason: ev.reason, attrRisk: ev.risk,
+			attrApprovalID: ev.approvalID, attrPayload: ev.payload,
 		} {
 			if v != "" {
 				attrs.PutStr(k, v)
@@ -285,6 +287,49 @@ func TestCardCarriesTheAuditFieldsAndTheTemplatedLink(t *testing.T) {
 		"link":         "https://grafana.test/d/audit?var-tenant=acme%26co&var-event_id=0193a0c2-2222-7000-8000-000000000002&rule=default",
 		"link text":    "Open in Grafana",
 	}, cardFields(posts[0].msg))
+}
+
+// issue 17: the approval.requested card's button opens that request's page, from the rule's own link_template;
+// the other rules' cards keep the exporter-wide link, and a record without an approval id gets no button.
+func TestApprovalCardLinksToTheRequestsOwnPageWithItsRulesTemplate(t *testing.T) {
+	chat := newFakeChat(t)
+	noDedup := time.Duration(0)
+	exp := startExporter(t, chat.url(), func(c *Config) {
+		c.LinkTemplate = "https://grafana.test/d/audit?var-event_id={{ .EventID }}"
+		c.LinkText = "Open in Grafana"
+		c.Rules = []RuleConfig{{
+			Name: "approval", EventNames: []string{"approval.requested"}, DedupWindow: &noDedup,
+			LinkTemplate: "https://audit.acme.test/approvals/{{ required .Raw.ApprovalID | pathescape }}",
+			LinkText:     "Approve or deny",
+		}}
+	})
+	payload := `{"action":"killswitch.disable","target":"app.ops:disable","requester":"ops@vendor.test",` +
+		`"approvers":[],"expires_at":"2026-11-26T17:30:00Z","bound":{"feature":"embed","scope":"*"}}`
+	require.NoError(t, exp.ConsumeLogs(context.Background(), logsOf(
+		event{name: "approval.requested", tenant: "*", id: "e1", actor: "ops@vendor.test", risk: "low",
+			approvalID: "01a24e8b-cbc0-718b-8000-00000000000a", payload: payload},
+		event{name: "approval.requested", tenant: "*", id: "e2", actor: "ops@vendor.test", payload: payload},
+		event{name: "prompt.update", tenant: "t1", id: "e3", actor: "bob@acme.test"},
+	)))
+	posts := chat.waitPosts(t, 3)
+	byID := map[string]map[string]string{}
+	for _, p := range posts {
+		byID[p.msg.CardsV2[0].CardID] = cardFields(p.msg)
+	}
+	card := byID["alert-e1"]
+	assert.Equal(t, "https://audit.acme.test/approvals/01a24e8b-cbc0-718b-8000-00000000000a", card["link"])
+	assert.Equal(t, "Approve or deny", card["link text"])
+	assert.Equal(t, "01a24e8b-cbc0-718b-8000-00000000000a", card["Approval ID"])
+	assert.Equal(t, "killswitch.disable", card["Action"])
+	assert.Equal(t, "app.ops:disable", card["Target"])
+	assert.Equal(t, "ops@vendor.test", card["Requester"])
+	assert.Equal(t, "feature: embed<br>scope: *", card["Bound values"])
+	assert.Equal(t, "2026-11-26T17:30:00Z", card["Expires"])
+	assert.Equal(t, "*", card["Tenant"])
+	assert.NotContains(t, byID["alert-e2"], "link", "no approval id: no button rather than a wrong page")
+	assert.Equal(t, "ops@vendor.test", byID["alert-e2"]["Requester"])
+	assert.Equal(t, "https://grafana.test/d/audit?var-event_id=e3", byID["alert-e3"]["link"])
+	assert.Equal(t, "Open in Grafana", byID["alert-e3"]["link text"])
 }
 
 func TestRulesShareOneExporterWithTheirOwnLimitsAndShutdownFlushesSummaries(t *testing.T) {

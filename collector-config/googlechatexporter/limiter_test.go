@@ -132,7 +132,8 @@ func TestRuleMatchingByEventNameAndRisk(t *testing.T) {
 		{Name: "kill", EventNames: []string{"killswitch.disable"}, Risks: []string{"critical"}},
 		{Name: "risky", Risks: []string{"high", "critical"}},
 	}
-	rules := buildRules(cfg)
+	rules, err := buildRules(cfg)
+	require.NoError(t, err)
 	for _, tt := range []struct{ event, risk, want string }{
 		{"admin.impersonation.start", "", "imp"},
 		{"admin.impersonation.end", "high", "imp"},

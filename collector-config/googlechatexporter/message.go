@@ -90,6 +90,9 @@ type alert struct {
 	Time         time.Time
 	// Session is audit.impersonation.id: the impersonation session an action belongs to.
 	Session string
+	// ApprovalID is audit.approval.id: the approval request an approval.* event is about, or the approval an
+	// approved action ran with.
+	ApprovalID string
 	// Payload is audit.payload, decoded (nil when absent or not a JSON object). It is the record's own
 	// copy, masked as the store's copy is (audit.yaml redact:, then the pipeline's redaction processor).
 	Payload map[string]any
@@ -97,7 +100,7 @@ type alert struct {
 
 // linkData is what a link template sees: fields are URL query-escaped; Raw holds them as they are.
 type linkData struct {
-	Rule, EventName, EventID, Tenant, Actor, Impersonator, Risk string
+	Rule, EventName, EventID, Tenant, Actor, Impersonator, Risk, ApprovalID string
 	// Time is the event time in RFC 3339 UTC; TimeUnixMilli suits Grafana's from/to.
 	Time          string
 	TimeUnixMilli int64
@@ -107,6 +110,16 @@ type linkData struct {
 var linkFuncs = template.FuncMap{
 	"pathescape":  url.PathEscape,
 	"queryescape": url.QueryEscape,
+	"required":    required,
+}
+
+// required fails the link when a value it needs is empty, so the card goes out without a button rather than
+// with one that opens the wrong page (e.g. an approval link of a record without audit.approval.id).
+func required(v string) (string, error) {
+	if v == "" {
+		return "", errors.New("a value the link needs is empty")
+	}
+	return v, nil
 }
 
 // parseLinkTemplate parses the template and renders it once on a sample, so a template that
@@ -117,7 +130,8 @@ func parseLinkTemplate(text string) (*template.Template, error) {
 		return nil, fmt.Errorf("link_template: %w", err)
 	}
 	sample := alert{Rule: "r", EventName: "prompt.update", EventID: "0190a0c2-0000-7000-8000-000000000000",
-		Tenant: "t 1", Actor: "a", Risk: "high", Time: time.Unix(0, 0).UTC()}
+		Tenant: "t 1", Actor: "a", Risk: "high", ApprovalID: "0190a0c2-0000-7000-8000-000000000001",
+		Time: time.Unix(0, 0).UTC()}
 	if _, err := renderLink(tmpl, sample); err != nil {
 		return nil, err
 	}
@@ -128,7 +142,7 @@ func renderLink(tmpl *template.Template, a alert) (string, error) {
 	q := url.QueryEscape
 	data := linkData{
 		Rule: q(a.Rule), EventName: q(a.EventName), EventID: q(a.EventID), Tenant: q(a.Tenant),
-		Actor: q(a.Actor), Impersonator: q(a.Impersonator), Risk: q(a.Risk),
+		Actor: q(a.Actor), Impersonator: q(a.Impersonator), Risk: q(a.Risk), ApprovalID: q(a.ApprovalID),
 		Time: a.Time.UTC().Format(time.RFC3339), TimeUnixMilli: a.Time.UnixMilli(), Raw: a,
 	}
 	var buf bytes.Buffer
@@ -168,6 +182,9 @@ func alertCard(a alert, link, linkText string) chatMessage {
 	}
 	if a.Session != "" {
 		widgets = append(widgets, field("Impersonation session", a.Session, false))
+	}
+	if a.ApprovalID != "" {
+		widgets = append(widgets, field("Approval ID", a.ApprovalID, false))
 	}
 	for _, d := range details(a) {
 		widgets = append(widgets, field(d.label, d.text, true))
@@ -216,6 +233,13 @@ var payloadLabels = []struct{ key, label string }{
 	{"domain", "Domain"},
 	{"run_id", "Run"},
 	{"triggered_by", "Triggered by"},
+	// approval.* (instrumentation/auditrail/approvals.py): what will run, for whom, bound to which values.
+	{"action", "Action"},
+	{"target", "Target"},
+	{"requester", "Requester"},
+	{"bound", "Bound values"},
+	{"approvers", "Approved by"},
+	{"expires_at", "Expires"},
 }
 
 // maxDetails bounds the payload lines of one card (Google Chat caps a message's size).
@@ -237,6 +261,9 @@ func details(a alert) []detail {
 			continue
 		}
 		text := valueText(v)
+		if m, ok := v.(map[string]any); ok && kl.key == "bound" {
+			text = keyLines(m)
+		}
 		if kl.key == "scope" && text == "*" {
 			text = "* (global)"
 		}
@@ -289,6 +316,20 @@ func changeLines(before, after any) string {
 		bv, inB := b[k]
 		av, inA := a[k]
 		lines = append(lines, fmt.Sprintf("%s: %s → %s", k, unsetOr(bv, inB), unsetOr(av, inA)))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// keyLines writes an object as "key: value" lines in name order.
+func keyLines(m map[string]any) string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	lines := make([]string, 0, len(names))
+	for _, k := range names {
+		lines = append(lines, k+": "+valueText(m[k]))
 	}
 	return strings.Join(lines, "\n")
 }

@@ -1,8 +1,10 @@
 package googlechatexporter // import "github.com/auditrail/auditrail/collector-config/googlechatexporter"
 
 import (
+	"cmp"
 	"slices"
 	"strings"
+	"text/template"
 	"time"
 )
 
@@ -14,11 +16,14 @@ type rule struct {
 	dedupWindow time.Duration
 	maxMessages int
 	interval    time.Duration
+	// link and linkText replace the exporter-wide link_template and link_text for this rule's cards.
+	link     *template.Template
+	linkText string
 }
 
 // buildRules resolves the configured rules and appends the implicit default rule,
 // so every record has a rule and nothing is dropped for matching none.
-func buildRules(cfg *Config) []*rule {
+func buildRules(cfg *Config) ([]*rule, error) {
 	rules := make([]*rule, 0, len(cfg.Rules)+1)
 	for _, rc := range cfg.Rules {
 		r := &rule{
@@ -35,6 +40,13 @@ func buildRules(cfg *Config) []*rule {
 		if rc.RateLimit != nil {
 			r.maxMessages, r.interval = rc.RateLimit.MaxMessages, rc.RateLimit.Interval
 		}
+		if rc.LinkTemplate != "" {
+			tmpl, err := parseLinkTemplate(rc.LinkTemplate)
+			if err != nil {
+				return nil, err
+			}
+			r.link, r.linkText = tmpl, cmp.Or(rc.LinkText, cfg.LinkText)
+		}
 		rules = append(rules, r)
 	}
 	return append(rules, &rule{
@@ -42,7 +54,7 @@ func buildRules(cfg *Config) []*rule {
 		dedupWindow: cfg.DedupWindow,
 		maxMessages: cfg.RateLimit.MaxMessages,
 		interval:    cfg.RateLimit.Interval,
-	})
+	}), nil
 }
 
 // matchRule returns the first rule that matches; the last rule (default) matches everything.

@@ -341,6 +341,7 @@ def start_collector(store_base: str, store_token: str, webhook: ChatWebhook) -> 
         AUDITRAIL_STORE_ENDPOINT=store_base, AUDITRAIL_STORE_TOKEN=store_token,
         AUDITRAIL_GOOGLE_CHAT_WEBHOOK_URL=webhook.url, AUDITRAIL_GOOGLE_CHAT_ALLOW_HTTP="true",
         AUDITRAIL_ALERT_LINK_TEMPLATE="http://127.0.0.1:3000/d/auditrail?var-tenant={{.Tenant}}",
+        AUDITRAIL_APPROVALS_URL=store_base,  # the approval card's button: this service's /approvals/<id>
         AUDITRAIL_GCP_PROJECT="demo", AUDITRAIL_GCP_LOGGING_ENDPOINT=closed, AUDITRAIL_GCP_LOGGING_INSECURE="true",
         AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
         AUDITRAIL_CLOUDWATCH_ENDPOINT=f"http://{closed}",
