@@ -123,3 +123,20 @@ def test_cli_generates_every_tenant_and_the_global_document(store: Store, tmp_pa
     tenants = [json.loads(line)["tenant"] for line in out.stdout.splitlines()]
     assert tenants == ["*", "acme", "globex"]
     assert (tmp_path / "2026-10" / "review-global-2026-10.pdf").exists()
+
+
+def test_sign_off_is_a_signed_chained_event_that_verifies(generated: Generated, store: Store) -> None:
+    from auditrail_store.export import ExportFilters
+    from auditrail_store.reviews.signoff import sign, signoffs
+    from auditrail_store.verify_store import verify_stored
+
+    payload = sign(store, review_month.TENANT, review_month.MONTH, "rita@acme.io", "looked at imp-1: agreed",
+                   generated.pdf.parent.parent)
+    assert payload["report_sha256"] == generated.pdf_sha256
+    [row] = signoffs(store, review_month.TENANT, review_month.MONTH)
+    assert row[1] == "review.completed" and row[2] == "rita@acme.io"
+    assert json.loads(row[6])["report_sha256"] == generated.pdf_sha256
+    report = verify_stored(store, review_month.TENANT, ExportFilters(event_type="review.completed"))
+    [chain] = report.chains.values()
+    # seq 1 the sign-off, seq 2 the checkpoint that anchors it (signed right after, checkpoint_every=1)
+    assert chain.ok and chain.checkpoints >= 1 and chain.anchored_through >= 1 and chain.key_ids
