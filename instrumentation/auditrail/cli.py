@@ -93,6 +93,8 @@ def _store_verify(args: list[str]) -> bool:
     for arg in args:
         if arg.startswith("-"):
             continue
+        if arg.endswith(".zip"):  # an evidence pack (`auditrail review pack`)
+            return True
         try:
             with open(arg, "rb") as stream:  # a store export starts with its format marker
                 head = stream.read(64)
