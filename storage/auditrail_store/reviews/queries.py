@@ -8,7 +8,7 @@ with their full count beside them, so a report says when it shows only the first
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..db import Store, tenant_scope, tenant_settings
@@ -159,3 +159,39 @@ def month_tenants(store: Store, start: datetime, end: datetime) -> list[str]:
                        " WHERE timestamp >= {start:DateTime64(9, 'UTC')} AND timestamp < {end:DateTime64(9, 'UTC')}"
                        " ORDER BY tenant_id", {"start": start, "end": end}).result_rows
     return [r[0] for r in rows]
+
+
+def first_event_time(store: Store) -> datetime | None:
+    """The oldest event's time in the store (operator-wide), None when empty."""
+    rows = store.query(f"SELECT min(timestamp), count() FROM {store.table('audit_events')}").result_rows
+    return rows[0][0] if rows and rows[0][1] else None
+
+
+def steps_done(store: Store, months: list[str]) -> set[tuple[str, str, str]]:
+    """(month, tenant, step) of the close's steps already done for `months`."""
+    rows = store.query(f"SELECT DISTINCT month, tenant_id, step FROM {store.table('review_steps')}"
+                       " WHERE status = 'done' AND month IN {months:Array(String)}", {"months": months}).result_rows
+    return {(m, t, s) for m, t, s in rows}
+
+
+def record_step(store: Store, month: str, tenant: str, step: str, status: str, detail: str, at: datetime) -> None:
+    """Append one step of the close to review_steps."""
+    store.insert("review_steps", [[month, tenant, step, status, detail[:2000], at]],
+                 ["month", "tenant_id", "step", "status", "detail", "at"])
+
+
+def step_time(store: Store, month: str, tenant: str, step: str) -> datetime | None:
+    """When a step of a tenant-month was done (its first time), None if never."""
+    params: dict[str, Any] = {"month": month, "step": step}
+    rows = store.query(f"SELECT min(at), count() FROM {store.table('review_steps')} WHERE {tenant_scope(tenant, params)}"
+                       " AND month = {month:String} AND step = {step:String} AND status = 'done'", params).result_rows
+    return rows[0][0].replace(tzinfo=timezone.utc) if rows and rows[0][1] else None
+
+
+def step_log(store: Store, tenant: str | None, limit: int = 200) -> list[tuple[Any, ...]]:
+    """The newest steps (at, month, tenant, step, status, detail): one tenant's (and none of another's), or all."""
+    params: dict[str, Any] = {"limit": limit}
+    where = tenant_scope(tenant, params) if tenant is not None else "1"
+    return [tuple(r) for r in store.query(
+        f"SELECT at, month, tenant_id, step, status, detail FROM {store.table('review_steps')} WHERE {where}"
+        " ORDER BY at DESC LIMIT {limit:UInt64}", params).result_rows]

@@ -237,7 +237,7 @@ def charts(review: dict[str, Any]) -> dict[str, bytes]:
     ax.legend(loc="upper right", fontsize=8)
     out["per_day"] = _png(fig)
     types = volume["per_type"][:12]
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.32 * max(1, len(types))), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, max(2.2, 0.8 + 0.32 * len(types))), dpi=120)
     names = [t["event_type"] for t in types][::-1]
     positions = range(len(names))
     ax.barh([p + 0.2 for p in positions], [t["count"] for t in types][::-1], height=0.4, color="#2f6fb0",
