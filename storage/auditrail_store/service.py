@@ -12,6 +12,7 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
   chain by chain (verify_store.verify_stored).
 * ``GET /healthz``; ``/v1/admin/tokens`` (create, list, revoke: admin of ``*``).
 * ``/v1/approvals`` and the ``/approvals`` page: dual approval of sensitive actions (approvals/).
+* ``/reviews``: the monthly reviews, their sign-off, and the monthly close's log (reviews/).
 
 Auth is one dependency (:func:`principal`); tenant checks are :meth:`TokenInfo.allows`. Each export and
 verify opens its own engine handle, so a long export never blocks ingest on the shared client's lock.
@@ -47,6 +48,7 @@ from .ingest import DEFAULT_MAX_BODY, PROTOBUF, IngestError, LogBatch, LogWriter
 from .ingest_fast import FastLogWriter
 from .tokens import ALL_TENANTS, SCOPES, TokenInfo, TokenStore
 from .approvals.service import include_approvals, open_approvals
+from .reviews.service import include_reviews, open_reviews
 
 __all__ = ["create_app", "serve"]
 
@@ -170,12 +172,15 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         # Its own handle and lock; its approval.* events are written through the ingest writer.
         app.state.auditrail_approvals = open_approvals(url, database,
                                                        lambda batch: _write(app.state.auditrail, batch))
+        # The monthly close (reviews/schedule.py) and /reviews: review.* events go through the same writer.
+        app.state.auditrail_reviews = open_reviews(url, database, lambda batch: _write(app.state.auditrail, batch))
         try:
             yield
         finally:
             if app.state.auditrail_fast is not None:
                 app.state.auditrail_fast.close()
             admin.remove_control(url, secret)
+            app.state.auditrail_reviews.shutdown()
             app.state.auditrail_approvals.close()
             app.state.auditrail.handles.close()
             token_handle.close()
@@ -304,6 +309,7 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         return Response(status_code=204)
 
     include_approvals(app)
+    include_reviews(app)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, error: StoreError) -> JSONResponse:
