@@ -89,7 +89,7 @@ class Month:
         """(actor, first seen, events this month) for actors never seen before the month."""
         return self._rows(
             "SELECT actor, min(timestamp) AS first, countIf(timestamp >= {start:DateTime64(9, 'UTC')})"
-            f" FROM {self.events} WHERE {self.scope} AND actor IS NOT NULL"
+            f" FROM {self.events} WHERE {self.scope} AND actor IS NOT NULL AND event_type != 'audit.checkpoint'"
             " AND timestamp < {end:DateTime64(9, 'UTC')} GROUP BY actor"
             " HAVING first >= {start:DateTime64(9, 'UTC')} ORDER BY first LIMIT {limit:UInt64}")
 
@@ -98,7 +98,7 @@ class Month:
         return self._rows(
             "SELECT actor, toStartOfMinute(timestamp) AS minute, count() AS c,"
             " arrayStringConcat(arraySlice(arraySort(groupUniqArray(event_type)), 1, 5), ', ')"
-            f" FROM {self.events} WHERE {self._in_month()} AND actor IS NOT NULL"
+            f" FROM {self.events} WHERE {self._in_month()} AND actor IS NOT NULL AND event_type != 'audit.checkpoint'"
             " GROUP BY actor, minute HAVING c >= {burst:UInt32} ORDER BY c DESC, minute LIMIT {limit:UInt64}",
             burst=per_minute)
 
