@@ -52,9 +52,21 @@ def run_review(args: Any) -> int:
     from ..admin import open_store_or_service
 
     store, service = open_store_or_service(args.url)
+    if service is not None and args.review_command == "sign":  # the service signs its own report
+        from urllib.parse import quote
+
+        from ..admin import _service_error
+
+        response = service.request("POST", f"/v1/reviews/{quote(args.tenant, safe='')}/{args.month}/sign",
+                                   json={"reviewer": args.reviewer, "notes": args.notes})
+        if response.status_code != 201:
+            raise StoreError(_service_error(response))
+        _print_signed(args, response.json())
+        return 0
     if service is not None:
-        raise StoreError("a running `auditrail serve` owns the embedded store: use the /reviews page, or stop the "
-                         "service for a moment (chDB allows one process per directory)")
+        raise StoreError("a running `auditrail serve` owns the embedded store: it generates the reports itself "
+                         "(the monthly close; see /reviews), or stop it for a moment (chDB allows one process per "
+                         "directory)")
     from .generate import reports_dir
 
     with store:
@@ -68,8 +80,7 @@ def run_review(args: Any) -> int:
 
             event = sign(store, args.tenant, args.month, args.reviewer, args.notes,
                          Path(args.out) if args.out else reports_dir(store.url))
-            print(f"review.completed recorded for tenant {args.tenant!r}, {args.month}: report SHA-256 "
-                  f"{event['report_sha256']}, reviewer {args.reviewer}")
+            _print_signed(args, event)
             return 0
         from .pack import build_pack
 
@@ -77,6 +88,11 @@ def run_review(args: Any) -> int:
                           Path(args.reports) if args.reports else reports_dir(store.url))
         print(f"evidence pack written: {path}")
         return 0
+
+
+def _print_signed(args: Any, payload: dict[str, Any]) -> None:
+    print(f"review.completed recorded for tenant {args.tenant!r}, {args.month}: report SHA-256 "
+          f"{payload['report_sha256']}, reviewer {payload['reviewer']}")
 
 
 def _generate(store: Any, args: Any, directory: Path) -> int:

@@ -50,7 +50,9 @@ def open_reviews(url: str, database: str, write: Callable[[LogBatch], Any]) -> R
 
 
 def include_reviews(app: FastAPI) -> None:
-    """The `/reviews` page."""
-    from .page import router
+    """`/v1/reviews` and the `/reviews` page."""
+    from .api import router
+    from .page import router as page_router
 
     app.include_router(router)
+    app.include_router(page_router)
