@@ -1,4 +1,4 @@
-"""`auditrail review generate|sign|pack|status`: the monthly review from the command line."""
+"""`auditrail review generate|sign|pack`: the monthly review from the command line."""
 
 from __future__ import annotations
 
