@@ -8,7 +8,10 @@ an NDJSON file. Then, each as the operator runs it (a subprocess on the embedded
 * `auditrail review generate --month <the month> --tenant big` (HTML, PDF, JSON: aggregates in the engine,
   plus the month's chain verification, which streams every event once, as `verify --tenant` does);
 * the same review of the smaller month before: peak RSS of the two reviews shows whether memory follows
-  the event count.
+  the event count;
+* each with `--integrity quick` (the chains' shape counted in the engine) and `full` (every event hashed
+  and linked in Python, signatures checked: verify_stored, which holds the links of every chain still open,
+  so interleaved chains of many emitters are held until their last event passes).
 
 Wall time and the child's peak RSS (psutil, sampled every 50 ms). Target: review <= 3x the export's time,
 memory flat. 2 CPU cores shared with other work here: read the ratios, and the load printed with them.
@@ -138,18 +141,21 @@ def main() -> None:
                   "--no-progress"]
         csv_s, csv_mb = timed(["export", *window, "--format", "csv", "--out", f"{tmp}/month.csv"], env)
         json_s, json_mb = timed(["export", *window, "--format", "json", "--out", f"{tmp}/month.json"], env)
-        review_s, review_mb = timed(["review", "generate", "--month", month, "--tenant", "big",
-                                     "--out", f"{tmp}/reviews", "--config", os.devnull], env)
-        small_s, small_mb = timed(["review", "generate", "--month", previous, "--tenant", "big",
-                                   "--out", f"{tmp}/reviews", "--config", os.devnull], env)
+        runs = {}
+        for mode in ("quick", "full"):
+            for label, which in ((month, args.events), (previous, args.events // 4)):
+                runs[mode, which] = timed(["review", "generate", "--month", label, "--tenant", "big", "--integrity",
+                                           mode, "--out", f"{tmp}/reviews-{mode}", "--config", os.devnull], env)
         print(f"load {os.getloadavg()[0]:.1f} (2 shared cores)")
-        print(f"export csv   {args.events:>9} events  {csv_s:6.1f} s  peak RSS {csv_mb:5.0f} MB")
-        print(f"export json  {args.events:>9} events  {json_s:6.1f} s  peak RSS {json_mb:5.0f} MB")
-        print(f"review       {args.events:>9} events  {review_s:6.1f} s  peak RSS {review_mb:5.0f} MB  "
-              f"= {review_s / csv_s:.2f}x the csv export, {review_s / json_s:.2f}x the json export")
-        print(f"review       {args.events // 4:>9} events  {small_s:6.1f} s  peak RSS {small_mb:5.0f} MB  "
-              f"(memory at 4x the events: {review_mb / small_mb:.2f}x)")
-
+        print(f"export csv          {args.events:>9} events  {csv_s:6.1f} s  peak RSS {csv_mb:5.0f} MB")
+        print(f"export json         {args.events:>9} events  {json_s:6.1f} s  peak RSS {json_mb:5.0f} MB")
+        for mode in ("quick", "full"):
+            big_s, big_mb = runs[mode, args.events]
+            small_s, small_mb = runs[mode, args.events // 4]
+            print(f"review --integrity {mode:<5} {args.events:>9} events  {big_s:6.1f} s  peak RSS {big_mb:5.0f} MB  "
+                  f"= {big_s / csv_s:.2f}x the csv export, {big_s / json_s:.2f}x the json export")
+            print(f"review --integrity {mode:<5} {args.events // 4:>9} events  {small_s:6.1f} s  peak RSS "
+                  f"{small_mb:5.0f} MB  (RSS at 4x the events: {big_mb / small_mb:.2f}x)")
 
 if __name__ == "__main__":
     main()

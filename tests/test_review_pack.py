@@ -16,10 +16,12 @@ import pytest
 from auditrail_store.db import Store
 from auditrail_store.migrate import migrate
 from auditrail_store.reviews.generate import generate
+from auditrail_store.reviews.report import ReviewOptions
 from auditrail_store.reviews.signoff import ReviewEvents, sign
 from test_storage_schema import AUDITRAIL
 
 TENANT = "initech"
+QUICK: dict[str, dict] = {}
 MONTH = datetime.now(timezone.utc).strftime("%Y-%m")
 
 
@@ -37,6 +39,8 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                             reason=f"edit {n}")
     events.close()
     generate(store, TENANT, MONTH, root / "reports")
+    QUICK["review"] = json.loads(generate(store, TENANT, MONTH, root / "quick",
+                                          ReviewOptions(integrity="quick")).data.read_text())
     sign(store, TENANT, MONTH, "rita@initech.io", "all edits expected", root / "reports")
     path = build_pack(store, TENANT, MONTH, root / "pack.zip", root / "reports")
     store.close()
@@ -88,3 +92,12 @@ def test_an_edited_event_fails_even_with_the_manifest_rehashed(pack: Path, tmp_p
     result = _verify(_tampered(pack, tmp_path / "c.zip", "events.json",
                                lambda b: b.replace(b"edit 3", b"edit 9"), rehash=True))
     assert result.returncode == 1 and "events.json:" in result.stdout and "chain problems" in result.stdout
+
+
+def test_quick_integrity_in_the_engine_agrees_with_full_verification(pack: Path) -> None:
+    with zipfile.ZipFile(pack) as zf:
+        full = json.loads(zf.read("report.json"))["integrity"]
+    quick = QUICK["review"]["integrity"]
+    assert quick["mode"] == "quick" and quick["ok"] == full["ok"]
+    fields = ("chain_id", "events", "first_seq", "last_seq", "anchored_through", "key_ids", "ok")
+    assert [{f: c[f] for f in fields} for c in quick["chains"]] == [{f: c[f] for f in fields} for c in full["chains"]]

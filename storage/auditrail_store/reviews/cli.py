@@ -31,6 +31,9 @@ def add_parser(sub: Any) -> None:
                                                    "(default $AUDITRAIL_CONFIG or ./audit.yaml when present)")
     gen.add_argument("--burst", type=int, default=30, help="events by one actor in one minute that make a burst")
     gen.add_argument("--failures", type=int, default=3, help="failures of one action by one actor in an hour")
+    gen.add_argument("--integrity", choices=("full", "quick"), default="full",
+                     help="full (default): verify the month's chains, hashes and signatures (streams every event "
+                          "through Python); quick: the chains' seq gaps, repeats and checkpoint cover, in the engine")
     gen.add_argument("--url", default=None, help=URL_HELP)
     sign = rsub.add_parser("sign", help="record review.completed (the report's SHA-256, reviewer, notes)")
     sign.add_argument("--month", required=True)
@@ -100,7 +103,8 @@ def _generate(store: Any, args: Any, directory: Path) -> int:
     from .report import ReviewOptions
 
     month = args.month or _this_month()
-    options = ReviewOptions(burst_per_minute=args.burst, failures_per_hour=args.failures, config=args.config)
+    options = ReviewOptions(burst_per_minute=args.burst, failures_per_hour=args.failures, config=args.config,
+                            integrity=args.integrity)
     tenants = [args.tenant] if args.tenant else tenants_of(store, month)
     for tenant in tenants:
         done = generate(store, tenant, month, directory, options)

@@ -195,3 +195,21 @@ def step_log(store: Store, tenant: str | None, limit: int = 200) -> list[tuple[A
     return [tuple(r) for r in store.query(
         f"SELECT at, month, tenant_id, step, status, detail FROM {store.table('review_steps')} WHERE {where}"
         " ORDER BY at DESC LIMIT {limit:UInt64}", params).result_rows]
+
+
+def chain_structure(month: Month) -> list[tuple[Any, ...]]:
+    """(chain id, events, distinct seqs, first seq, last seq) of the month's chains, and (None, unchained, ...)."""
+    return month._rows(
+        "SELECT chain_id, count(), uniqExact(chain_seq), min(chain_seq), max(chain_seq)"
+        f" FROM {month.events} WHERE {month._in_month()} GROUP BY chain_id ORDER BY min(timestamp)")
+
+
+def checkpoint_cover(month: Month) -> dict[str, tuple[int, int, list[str]]]:
+    """chain id -> (checkpoints, highest seq covered, key ids) of the tenant's checkpoints, at any time after the
+    month began (a month's last events are anchored by a checkpoint written after it ends)."""
+    rows = month._rows(
+        "SELECT chain_id, count(), max(JSONExtractUInt(ifNull(payload, '{}'), 'seq')),"
+        " arraySort(groupUniqArray(JSONExtractString(ifNull(payload, '{}'), 'key_id')))"
+        f" FROM {month.events} WHERE {month.scope} AND event_type = 'audit.checkpoint'"
+        " AND timestamp >= {start:DateTime64(9, 'UTC')} AND chain_id IS NOT NULL GROUP BY chain_id")
+    return {c: (int(n), int(top), list(keys)) for c, n, top, keys in rows}

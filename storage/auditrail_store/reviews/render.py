@@ -173,9 +173,15 @@ def outline(review: dict[str, Any]) -> list[Section]:
     sections.append(s)
 
     chains = integ.get("chains", [])
-    s = Section("6. Integrity", [f"Chain verification of the month's events: {'OK' if integ.get('ok') else 'PROBLEMS'} "
-                                 f"({len(chains)} chains; checkpoint signatures checked with "
-                                 f"{'pinned keys' if integ.get('trusted_keys') else 'the keys the checkpoints carry'})."])
+    if integ.get("mode") == "quick":
+        summary = (f"Chain shape of the month's events (quick: seq gaps, repeats and checkpoint cover counted in the "
+                   f"engine; no hash recomputed, no signature checked: `auditrail verify --tenant` or the evidence "
+                   f"pack does): {'OK' if integ.get('ok') else 'PROBLEMS'} ({len(chains)} chains).")
+    else:
+        summary = (f"Chain verification of the month's events: {'OK' if integ.get('ok') else 'PROBLEMS'} "
+                   f"({len(chains)} chains; hashes recomputed; checkpoint signatures checked with "
+                   f"{'pinned keys' if integ.get('trusted_keys') else 'the keys the checkpoints carry'}).")
+    s = Section("6. Integrity", [summary])
     s.tables.append(Table(["chain", "events", "seq", "anchored through", "unanchored tail", "key ids", "result"],
                           [[c["chain_id"], str(c["events"]), f"{c['first_seq']}-{c['last_seq']}",
                             str(c["anchored_through"]),
