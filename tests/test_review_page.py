@@ -3,6 +3,7 @@ off with a button, tenants see only their own reviews, forms need their CSRF tok
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -22,7 +23,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dic
     with Store.open(f"chdb://{tmp}/store") as store:
         migrate(store)
         review_month.fill(store)
-    process, base, env = start_service(tmp)
+    os.environ["AUDITRAIL_REVIEW_SCHEDULE"] = "on"  # the close is what this page shows (conftest turns it off)
+    try:
+        process, base, env = start_service(tmp)
+    finally:
+        os.environ["AUDITRAIL_REVIEW_SCHEDULE"] = "off"
     try:
         yield base, env
     finally:
