@@ -123,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--chains", type=int, default=20, help="emitters' chains the events are spread over")
+    parser.add_argument("--modes", default="quick,full", help="the --integrity modes to time (quick,full)")
     args = parser.parse_args()
     month_start, month_end = month_bounds(1)
     prev_start, prev_end = month_bounds(2)
@@ -142,14 +143,15 @@ def main() -> None:
         csv_s, csv_mb = timed(["export", *window, "--format", "csv", "--out", f"{tmp}/month.csv"], env)
         json_s, json_mb = timed(["export", *window, "--format", "json", "--out", f"{tmp}/month.json"], env)
         runs = {}
-        for mode in ("quick", "full"):
+        modes = args.modes.split(",")
+        for mode in modes:
             for label, which in ((month, args.events), (previous, args.events // 4)):
                 runs[mode, which] = timed(["review", "generate", "--month", label, "--tenant", "big", "--integrity",
                                            mode, "--out", f"{tmp}/reviews-{mode}", "--config", os.devnull], env)
         print(f"load {os.getloadavg()[0]:.1f} (2 shared cores)")
         print(f"export csv          {args.events:>9} events  {csv_s:6.1f} s  peak RSS {csv_mb:5.0f} MB")
         print(f"export json         {args.events:>9} events  {json_s:6.1f} s  peak RSS {json_mb:5.0f} MB")
-        for mode in ("quick", "full"):
+        for mode in modes:
             big_s, big_mb = runs[mode, args.events]
             small_s, small_mb = runs[mode, args.events // 4]
             print(f"review --integrity {mode:<5} {args.events:>9} events  {big_s:6.1f} s  peak RSS {big_mb:5.0f} MB  "

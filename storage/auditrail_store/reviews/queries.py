@@ -94,11 +94,17 @@ class Month:
             " HAVING first >= {start:DateTime64(9, 'UTC')} ORDER BY first LIMIT {limit:UInt64}")
 
     def bursts(self, per_minute: int) -> list[tuple[Any, ...]]:
-        """(actor, minute, events) where one actor did at least `per_minute` things in a minute."""
+        """(actor, minute, events, types) where one actor did at least `per_minute` things in a minute.
+
+        Minutes busy enough overall are found first (a GROUP BY of the month's minutes); only their events
+        are then grouped by actor: grouping every actor-minute of a month would hold millions of groups.
+        """
         return self._rows(
             "SELECT actor, toStartOfMinute(timestamp) AS minute, count() AS c,"
             " arrayStringConcat(arraySlice(arraySort(groupUniqArray(event_type)), 1, 5), ', ')"
             f" FROM {self.events} WHERE {self._in_month()} AND actor IS NOT NULL AND event_type != 'audit.checkpoint'"
+            " AND toStartOfMinute(timestamp) IN (SELECT toStartOfMinute(timestamp) AS m"
+            f" FROM {self.events} WHERE {self._in_month()} GROUP BY m HAVING count() >= {{burst:UInt32}})"
             " GROUP BY actor, minute HAVING c >= {burst:UInt32} ORDER BY c DESC, minute LIMIT {limit:UInt64}",
             burst=per_minute)
 
