@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pypdf import PdfReader
-
 import review_month
+from auditrail.events import AuditEvent
 from auditrail_store.db import Store
 from auditrail_store.migrate import migrate
 from auditrail_store.reviews.generate import Generated, generate
 from auditrail_store.reviews.report import ReviewOptions
-from test_storage_schema import AUDITRAIL
+from pypdf import PdfReader
+from test_storage_schema import AUDITRAIL, audit_row, insert_rows
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +140,22 @@ def test_sign_off_is_a_signed_chained_event_that_verifies(generated: Generated, 
     [chain] = report.chains.values()
     # seq 1 the sign-off, seq 2 the checkpoint that anchors it (signed right after, checkpoint_every=1)
     assert chain.ok and chain.checkpoints >= 1 and chain.anchored_through >= 1 and chain.key_ids
+
+
+def test_quick_integrity_finds_a_missing_seq_and_an_unanchored_tail(store: Store, tmp_path: Path) -> None:
+    from auditrail import semconv
+
+    def chained(seq: int) -> AuditEvent:
+        e = review_month.event("crawl.run", review_month.at(2, 10, seq), "alice@gappy.io", tenant="gappy")
+        e.extra = {semconv.CHAIN_ID: "c-gappy", semconv.CHAIN_SEQ: seq, semconv.CHAIN_PREV: "a" * 64,
+                   semconv.CHAIN_HASH: f"{seq:064x}"}
+        return e
+
+
+    insert_rows(store, [audit_row(chained(seq)) for seq in (1, 2, 4, 5)])  # seq 3 deleted
+    done = generate(store, "gappy", review_month.MONTH, tmp_path, ReviewOptions(integrity="quick"))
+    [chain] = _review(done)["integrity"]["chains"]
+    assert (chain["events"], chain["first_seq"], chain["last_seq"], chain["ok"]) == (4, 1, 5, False)
+    assert {p["kind"]: p["message"] for p in chain["problems"]} == {
+        "missing": "1 seqs missing in 1-5", "unanchored": "no checkpoint covers these yet"}
+    assert "no hash recomputed" in done.html.read_text()
