@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness import Audit, audit_fixture
+
+# Services the tests start run no monthly close (reviews/schedule.py) unless a test asks for it: on the 1st of
+# a month, yesterday's test events would otherwise get review.due events beside them, and counts would move.
+os.environ.setdefault("AUDITRAIL_REVIEW_SCHEDULE", "off")
 
 
 @pytest.fixture

@@ -428,13 +428,27 @@ def main(argv: list[str] | None = None) -> int:
         if webhook is not None and show_alerts(webhook) == 0:
             print(f"no alert arrived: see {_shown(DEMO_DIR / 'collector.log')}")
             code = 1
-        return code
     finally:
         for proc in (collector, store):
             if proc is not None:
                 stop_server(proc)
         if webhook is not None:
             webhook.close()
+    if code == 0 and use_store and store_url is not None:  # the service stopped: the CLI opens the store
+        show_review(store_url)
+    return code
+
+
+def show_review(store_url: str, tenant: str = "acme") -> None:
+    """The month's review of one tenant (`auditrail review generate`), named by its PDF."""
+    month = time.strftime("%Y-%m", time.gmtime())
+    print(f"\nauditrail review generate --month {month} --tenant {tenant}")
+    out = auditrail_cli("review", "generate", "--month", month, "--tenant", tenant, "--url", store_url,
+                        "--config", str(HERE / "audit.yaml"), "--out", str(DEMO_DIR / "reviews"))
+    done = json.loads(out.strip().splitlines()[-1])
+    print(f"monthly review of tenant {tenant!r}, {month}: {_shown(Path(done['pdf']))} (and .html); "
+          f"sign it: auditrail review sign --month {month} --tenant {tenant} --reviewer NAME --notes TEXT "
+          f"--url {store_url} --out {_shown(DEMO_DIR / 'reviews')}")
 
 
 def _run_app(args: argparse.Namespace, env: dict[str, str], port: int, base_url: str, log_path: Path, events: Path,

@@ -19,6 +19,7 @@ STORE_COMMANDS = {
     "retention": "per-tenant retention and legal hold",
     "archive": "archive one tenant-month as Parquet to S3-compatible storage",
     "approvals": "list, approve and deny approval requests",
+    "review": "monthly review: generate the report, sign it off, pack the evidence",
 }
 # What `pip install 'auditrail[store]'` adds (pyproject.toml's `store` extra), by import name. The plain
 # install is the instrumentation alone: an app's environment never carries the ClickHouse engine.
@@ -92,6 +93,8 @@ def _store_verify(args: list[str]) -> bool:
     for arg in args:
         if arg.startswith("-"):
             continue
+        if arg.endswith(".zip"):  # an evidence pack (`auditrail review pack`)
+            return True
         try:
             with open(arg, "rb") as stream:  # a store export starts with its format marker
                 head = stream.read(64)

@@ -128,6 +128,9 @@ def add_parsers(sub: Any) -> None:
     url_help = "storage URL (default $AUDITRAIL_CLICKHOUSE_URL or chdb://./.auditrail/store)"
 
     add_approvals_parser(sub)
+    from .reviews.cli import add_parser as add_review_parser
+
+    add_review_parser(sub)
     serve = sub.add_parser("serve", help="run the store service (OTLP/HTTP ingest, exports, verify)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4320, help="port (default 4320)")
@@ -367,5 +370,12 @@ def run_approvals(args: Any) -> int:
     return run(args)
 
 
-COMMANDS = {"serve": run_serve, "tokens": run_tokens, "export": run_export, "verify": run_verify,
+def run_review(args: Any) -> int:
+    """`auditrail review generate|sign|pack`."""
+    from .reviews.cli import run_review as run
+
+    return run(args)
+
+
+COMMANDS = {"review": run_review, "serve": run_serve, "tokens": run_tokens, "export": run_export, "verify": run_verify,
             "archive": run_archive, "approvals": run_approvals}

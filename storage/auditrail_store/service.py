@@ -18,6 +18,7 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
 * ``/v1/approvals`` and the ``/approvals`` page: dual approval of sensitive actions (approvals/).
 * With ``grafana_port`` (``serve --grafana-port``), on its own port: the read-only ClickHouse HTTP interface
   for Grafana over the same engine (grafana/).
+* ``/reviews``: the monthly reviews, their sign-off, and the monthly close's log (reviews/).
 
 Auth is one dependency (:func:`principal`); tenant checks are :meth:`TokenInfo.allows`. Each export and
 verify opens its own engine handle, so a long export never blocks ingest on the shared client's lock.
@@ -60,6 +61,7 @@ from .ingest_limits import IngestLimits, LimitError, check_protobuf
 from .ingest_fast import FastLogWriter
 from .tokens import ALL_TENANTS, SCOPES, TokenInfo, TokenStore
 from .approvals.service import include_approvals, open_approvals
+from .reviews.service import include_reviews, open_reviews
 
 __all__ = ["create_app", "serve"]
 
@@ -189,6 +191,8 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         app.state.auditrail_approvals = open_approvals(url, database,
                                                        lambda batch: _write(app.state.auditrail, batch))
         grafana = _start_grafana(store, app.state.auditrail.tokens, host, grafana_port)
+        # The monthly close (reviews/schedule.py) and /reviews: review.* events go through the same writer.
+        app.state.auditrail_reviews = open_reviews(url, database, lambda batch: _write(app.state.auditrail, batch))
         try:
             yield
         finally:
@@ -197,6 +201,7 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
             if app.state.auditrail_fast is not None:
                 app.state.auditrail_fast.close()
             admin.remove_control(url, secret)
+            app.state.auditrail_reviews.shutdown()
             app.state.auditrail_approvals.close()
             app.state.auditrail.handles.close()
             token_handle.close()
@@ -336,6 +341,7 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         return Response(status_code=204)
 
     include_approvals(app)
+    include_reviews(app)
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, error: StoreError) -> JSONResponse:

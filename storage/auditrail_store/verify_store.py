@@ -353,6 +353,12 @@ def main_verify(args: Any) -> int:
         trusted = load_public_keys(args.key)
     except SigningKeyError as error:
         raise StoreError(str(error)) from None
+    if args.export_file and args.export_file.endswith(".zip"):  # an evidence pack (reviews/pack.py)
+        from .reviews.pack import verify_pack
+
+        ok, lines = verify_pack(args.export_file, trusted or None)
+        print("\n".join(lines))
+        return 0 if ok else 1
     if args.export_file:
         try:
             with open(args.export_file, "rb") as stream:

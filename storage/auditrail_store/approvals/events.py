@@ -76,10 +76,11 @@ class StoreExporter:
 class DecisionEvents:
     """Records the service's approval events into the tenant's chain (this service's chain of it)."""
 
-    def __init__(self, url: str, write: Callable[[LogBatch], Any]) -> None:
-        spool_dir = spool_dir_for(url)
+    def __init__(self, url: str, write: Callable[[LogBatch], Any], *, service_name: str = "auditrail-approvals",
+                 spool_dir: str | None = None) -> None:
+        spool_dir = spool_dir or spool_dir_for(url)
         self.provider = AuditLoggerProvider(
-            StoreExporter(write), resource=Resource.create({SERVICE_NAME: "auditrail-approvals"}),
+            StoreExporter(write), resource=Resource.create({SERVICE_NAME: service_name}),
             spool=DiskSpool.open(spool_dir, mode="durable"), chained=True,
             signer=load_signer(None, spool_dir=spool_dir),
             # Decisions are rare and each must be anchored at once: a signed checkpoint follows every one
@@ -100,6 +101,13 @@ class DecisionEvents:
             event_type, approval.tenant_id or None, actor, "user" if actor else "system", payload, None,
             approval.decision_reason or None if decided else None, "success", default_risk(event_type),
             approval.approval_id, None, False, False, True, None)
+
+    def record_event(self, event_type: str, tenant: str, actor: str | None, payload: dict[str, Any],
+                     reason: str | None = None) -> None:
+        """One of the service's own events (review.completed, review.due, review.overdue) in `tenant`'s chain."""
+        self.recorder.record_positional(
+            event_type, tenant, actor, "user" if actor else "system", payload, None, reason, "success",
+            default_risk(event_type), None, None, False, False, True, None)
 
     def close(self) -> None:
         """Deliver what is spooled and stop (a final checkpoint is signed)."""
