@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,14 +150,41 @@ def component_cost(rounds: int = 15, calls: int = 100_000) -> dict[str, float]:
             "update_wrapped_ns": statistics.median(samples["wrapped"]), "added_ns": statistics.median(diffs)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the rounds, print p50 per variant and the added p50; non-zero exit with --strict over target."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=40)
+def parse_args(argv: list[str] | None, doc: str | None, requests: int, rounds: int) -> argparse.Namespace:
+    """The options the integration benchmarks share, with each one's docstring and default counts."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=requests)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the added p50 is over the target")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def alternate(rounds: int, off: str, on: str, tmp: Path, measure: Callable[[], float]) -> dict[str, list[float]]:
+    """Per round, re-instrument off then on (reversed every other round) and collect each variant's measure()."""
+    p50s: dict[str, list[float]] = {"baseline": [], "integrations": []}
+    for round_ in range(rounds):
+        order = [("baseline", off), ("integrations", on)]
+        for name, text in order if round_ % 2 == 0 else reversed(order):
+            instrument(text, tmp)
+            p50s[name].append(measure())
+    return p50s
+
+
+def print_request_p50s(title: str, result: dict[str, Any], added: list[float], noise: str) -> None:
+    """The lines both benchmarks print for the request: each variant's p50 and the added p50 with its spread."""
+    print(f"{title} ({result['rounds']} rounds x {result['requests']} requests, "
+          f"load {result['load_avg_1m']:.1f}):")
+    print(f"  baseline (integrations off)  p50 {result['baseline_p50_us']:8.1f} us")
+    print(f"  integrations on              p50 {result['integrations_p50_us']:8.1f} us")
+    spread = statistics.quantiles(added, n=4)
+    print(f"  added p50 {result['added_p50_us']:+.2f} us (median of per-round differences, interquartile "
+          f"{spread[0]:+.1f} .. {spread[2]:+.1f} us{noise})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the rounds, print p50 per variant and the added p50; non-zero exit with --strict over target."""
+    args = parse_args(argv, __doc__, requests=500, rounds=40)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         instrument(OFF, tmp)  # the request capture first, as under auditrail-instrument
@@ -168,15 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         handler.load_middleware()
         factory = RequestFactory()
         timed(handler, factory, args.requests)  # warm-up
-        p50s: dict[str, list[float]] = {"baseline": [], "integrations": []}
-        for round_ in range(args.rounds):
-            order = [("baseline", OFF), ("integrations", ON)]
-            for name, text in order if round_ % 2 == 0 else reversed(order):
-                instrument(text, tmp)
-                handler = BaseHandler()
-                handler.load_middleware()  # the wrapped methods, as the process would see them
-                timed(handler, factory, args.requests // 10)
-                p50s[name].append(statistics.median(timed(handler, factory, args.requests)) / 1000)
+
+        def measure() -> float:
+            handler = BaseHandler()
+            handler.load_middleware()  # the wrapped methods, as the process would see them
+            timed(handler, factory, args.requests // 10)
+            return statistics.median(timed(handler, factory, args.requests)) / 1000
+
+        p50s = alternate(args.rounds, OFF, ON, tmp, measure)
     added = [on - off for on, off in zip(p50s["integrations"], p50s["baseline"], strict=True)]
     component = component_cost()
     result = {**{f"component_{k}": v for k, v in component.items()},"baseline_p50_us": statistics.median(p50s["baseline"]),
@@ -186,13 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"Django request that audits nothing ({args.rounds} rounds x {args.requests} requests, "
-              f"load {result['load_avg_1m']:.1f}):")
-        print(f"  baseline (integrations off)  p50 {result['baseline_p50_us']:8.1f} us")
-        print(f"  integrations on              p50 {result['integrations_p50_us']:8.1f} us")
-        spread = statistics.quantiles(added, n=4)
-        print(f"  added p50 {result['added_p50_us']:+.2f} us (median of per-round differences, interquartile "
-              f"{spread[0]:+.1f} .. {spread[2]:+.1f} us: the machine's noise at this level)")
+        print_request_p50s("Django request that audits nothing", result, added, ": the machine's noise at this level")
         print("The integration's own work on that request, in isolation (QuerySet.update on an untracked model):")
         print(f"  unwrapped {component['update_plain_ns']:.0f} ns, through the wrapper "
               f"{component['update_wrapped_ns']:.0f} ns: added {component['added_ns']:.0f} ns per call")

@@ -22,7 +22,6 @@ in subscription calls and verified webhooks; Scrapy's once per crawl. Target: un
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -36,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from integrations import instrument  # noqa: E402 - the Django benchmark's (re-)instrument helper
+from integrations import alternate, instrument, parse_args, print_request_p50s  # noqa: E402 - the Django benchmark's helpers
 
 TARGET_US = 2.0
 BASE = "delivery: {mode: best_effort}\n"
@@ -171,24 +170,18 @@ def component_cost(module: Any, rounds: int = 15, calls: int = 20_000) -> dict[s
 
 def main(argv: list[str] | None = None) -> int:
     """Run the rounds, print p50 per variant and the added p50; non-zero exit with --strict over target."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when the added p50 is over the target")
-    args = parser.parse_args(argv)
+    args = parse_args(argv, __doc__, requests=300, rounds=30)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         instrument(OFF, tmp)  # the request capture first, as under auditrail-instrument
         module, client = load_app()
         timed(client, args.requests)  # warm-up
-        p50s: dict[str, list[float]] = {"baseline": [], "integrations": []}
-        for round_ in range(args.rounds):
-            order = [("baseline", OFF), ("integrations", ON)]
-            for name, text in order if round_ % 2 == 0 else reversed(order):
-                instrument(text, tmp)
-                timed(client, args.requests // 10)
-                p50s[name].append(statistics.median(timed(client, args.requests)) / 1000)
+
+        def measure() -> float:
+            timed(client, args.requests // 10)
+            return statistics.median(timed(client, args.requests)) / 1000
+
+        p50s = alternate(args.rounds, OFF, ON, tmp, measure)
         instrument(ON, tmp)
         component = component_cost(module)
     added = [on - off for on, off in zip(p50s["integrations"], p50s["baseline"], strict=True)]
@@ -199,13 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"Flask request that audits nothing ({args.rounds} rounds x {args.requests} requests, "
-              f"load {result['load_avg_1m']:.1f}):")
-        print(f"  baseline (integrations off)  p50 {result['baseline_p50_us']:8.1f} us")
-        print(f"  integrations on              p50 {result['integrations_p50_us']:8.1f} us")
-        spread = statistics.quantiles(added, n=4)
-        print(f"  added p50 {result['added_p50_us']:+.2f} us (median of per-round differences, interquartile "
-              f"{spread[0]:+.1f} .. {spread[2]:+.1f} us)")
+        print_request_p50s("Flask request that audits nothing", result, added, "")
         print("The integrations' own code on that request, in isolation (sqlalchemy's do_orm_execute, "
               "after_commit, after_transaction_end on its real objects):")
         print(f"  added {component['added_ns']:.0f} ns per request")
