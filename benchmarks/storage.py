@@ -189,36 +189,6 @@ def bench_ingest(total: int, tmp: Path, batch: int, senders: int, python: bool =
             "baseline_cpu": baseline_cpu, "engine": engine_rate, "engine_cpu": engine_cpu}
 
 
-_EXPORTER_CONFIG = """
-extensions:
-  health_check:
-    endpoint: ${env:AUDITRAIL_COLLECTOR_HEALTH_ENDPOINT}
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: ${env:AUDITRAIL_COLLECTOR_HTTP_ENDPOINT}
-exporters:
-  clickhouse:
-    endpoint: ${env:BENCH_CLICKHOUSE_ENDPOINT}
-    database: auditrail
-    logs_table_name: otel_logs
-    create_schema: false
-    compress: none
-    sending_queue:
-      num_consumers: ${env:BENCH_CONSUMERS}
-service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    logs:
-      receivers: [otlp]
-      exporters: [clickhouse]
-"""
-
-
 def bench_collector_exporter(bodies: list[bytes], tmp: Path, senders: int) -> dict[str, float] | None:
     """The collector's clickhouse exporter (bin/otelcol-auditrail: otlp receiver -> clickhouse exporter, its
     sending queue with `senders` consumers) into the same schema and view on the same engine, chDB, behind
@@ -227,7 +197,7 @@ def bench_collector_exporter(bodies: list[bytes], tmp: Path, senders: int) -> di
     binary (`make collector`)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from clickhouse_http import ClickHouseHTTPFixture
-    from collector import BINARY, Collector
+    from collector import BINARY, Collector, exporter_only_config
 
     from auditrail_store.db import Store
     from auditrail_store.migrate import migrate
@@ -238,8 +208,8 @@ def bench_collector_exporter(bodies: list[bytes], tmp: Path, senders: int) -> di
         with Store.open(clickhouse.url) as store:
             migrate(store)
         config = tmp / "exporter.yaml"
-        config.write_text(_EXPORTER_CONFIG)
-        collector = Collector(tmp / "exporter-collector", {"BENCH_CLICKHOUSE_ENDPOINT": clickhouse.url,
+        config.write_text(exporter_only_config("num_consumers: ${env:BENCH_CONSUMERS}", telemetry_off=True))
+        collector = Collector(tmp / "exporter-collector", {"EXPORTER_CLICKHOUSE_ENDPOINT": clickhouse.url,
                                                            "BENCH_CONSUMERS": str(senders)}, [config])
 
         def stored() -> int:

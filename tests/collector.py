@@ -256,3 +256,34 @@ def collector_env(**overrides: str) -> dict[str, str]:
         "AUDITRAIL_STORE_TOKEN": "unused",
     }
     return {**env, **overrides}
+
+
+def exporter_only_config(sending_queue: str, telemetry_off: bool = False) -> str:
+    """A collector that only does otlp receiver -> clickhouse exporter into auditrail.otel_logs at
+    ${env:EXPORTER_CLICKHOUSE_ENDPOINT}; `sending_queue` is the exporter's queue block, e.g. "enabled: false"."""
+    telemetry = "  telemetry:\n    metrics:\n      level: none\n" if telemetry_off else ""
+    return f"""
+extensions:
+  health_check:
+    endpoint: ${{env:AUDITRAIL_COLLECTOR_HEALTH_ENDPOINT}}
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: ${{env:AUDITRAIL_COLLECTOR_HTTP_ENDPOINT}}
+exporters:
+  clickhouse:
+    endpoint: ${{env:EXPORTER_CLICKHOUSE_ENDPOINT}}
+    database: auditrail
+    logs_table_name: otel_logs
+    create_schema: false
+    compress: none
+    sending_queue:
+      {sending_queue}
+service:
+  extensions: [health_check]
+{telemetry}  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [clickhouse]
+"""

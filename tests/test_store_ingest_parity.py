@@ -16,34 +16,10 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from clickhouse_http import ClickHouseHTTPFixture
-from collector import Collector, require_binary, wait_until
+from collector import Collector, exporter_only_config, require_binary, wait_until
 from test_store_ingest import _random_request
 
-CONFIG = """
-extensions:
-  health_check:
-    endpoint: ${env:AUDITRAIL_COLLECTOR_HEALTH_ENDPOINT}
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: ${env:AUDITRAIL_COLLECTOR_HTTP_ENDPOINT}
-exporters:
-  clickhouse:
-    endpoint: ${env:PARITY_CLICKHOUSE_ENDPOINT}
-    database: auditrail
-    logs_table_name: otel_logs
-    create_schema: false
-    compress: none
-    sending_queue:
-      enabled: false
-service:
-  extensions: [health_check]
-  pipelines:
-    logs:
-      receivers: [otlp]
-      exporters: [clickhouse]
-"""
+CONFIG = exporter_only_config("enabled: false")
 
 COLUMNS = ("toUnixTimestamp64Nano(Timestamp) AS ts, TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, "
            "ServiceName, Body, ResourceSchemaUrl, mapKeys(ResourceAttributes) AS rk, "
@@ -74,7 +50,7 @@ def test_ingest_rows_equal_the_collector_exporters_rows(tmp_path: Path) -> None:
             store.command("CREATE TABLE auditrail.otel_logs_ours AS auditrail.otel_logs")
             config = tmp_path / "parity.yaml"
             config.write_text(CONFIG)
-            collector = Collector(tmp_path / "collector", {"PARITY_CLICKHOUSE_ENDPOINT": clickhouse.url}, [config])
+            collector = Collector(tmp_path / "collector", {"EXPORTER_CLICKHOUSE_ENDPOINT": clickhouse.url}, [config])
             rng = random.Random(161)
             requests = [_recent(_random_request(rng), time.time_ns() - 60 * 10**9 + n * 10**7) for n in range(40)]
             expected = 0
