@@ -47,3 +47,18 @@ def _key_value(key: str, value: str | int) -> KeyValue:
 def uuid7ish(n: int) -> str:
     """A fixed UUIDv7-shaped event id, distinct per n."""
     return f"01900000-0000-7000-8000-{n:012x}"
+
+
+def varint(value: int) -> bytes:
+    """A protobuf base-128 varint; negative values as their 64-bit two's complement, as int64 fields are."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out + bytes([value]))
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2): hand-made bodies the SDK's classes cannot build."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload

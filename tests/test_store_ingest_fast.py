@@ -25,7 +25,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 import test_store_ingest
-from otlp_requests import logs_request, uuid7ish
+from otlp_requests import length_delimited as _field
+from otlp_requests import logs_request, uuid7ish, varint as _varint
 from auditrail_store.db import Store
 from auditrail_store.ingest import IngestError, LogWriter, decode_protobuf
 from auditrail_store import ingest_fast
@@ -370,20 +371,6 @@ def test_the_service_takes_this_path_and_still_refuses_malformed_bodies(tmp_path
 # The native core reads the protobuf with its own wire reader (native/src/lib.rs): the shapes below are the ones
 # where a hand-written reader could part from upb's. Each is compared with the existing path (upb), or must be
 # refused as upb refuses it.
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    return bytes(out + bytes([value]))
-
 
 def _scalar(number: int, value: int) -> bytes:
     return _varint(number << 3) + _varint(value)

@@ -27,6 +27,7 @@ from google.protobuf.json_format import MessageToDict
 from auditrail_store.db import Store
 from auditrail_store.migrate import migrate
 from auditrail_store.tokens import TokenStore
+from otlp_requests import length_delimited as _field
 from otlp_requests import uuid7ish
 from test_store_service import cli, otlp_request, start_service, stop, token_of
 
@@ -86,19 +87,6 @@ def default(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Svc]:
     """The default limits; short header and body timeouts."""
     yield from _service(tmp_path_factory.mktemp("default"), AUDITRAIL_SERVE_HEADER_TIMEOUT="1",
                         AUDITRAIL_SERVE_BODY_TIMEOUT="2")
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _empty_records(count: int) -> bytes:
