@@ -41,8 +41,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # The ClickHouse HTTP protocol details the product's Grafana interface speaks too.
-from auditrail_store.grafana.interface import (HANDSHAKE, PROTOCOL_PARAMETERS, STREAMABLE, content_type,
-                                               exception_block, hello_block, setting_literal)
+from auditrail_store.grafana.interface import (HANDSHAKE, PROTOCOL_PARAMETERS, STREAMABLE, ClickHouseHTTPHandler,
+                                               content_type, hello_block, setting_literal)
 
 from processes import free_port, terminate, wait_for_http
 
@@ -122,11 +122,8 @@ class ClickHouseError(Exception):
         self.code = int(m.group(1)) if m else 1000
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(ClickHouseHTTPHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-    # Without this every response waits for the peer's delayed ACK (~40-50 ms per request).
-    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
         if self.server.verbose:
@@ -242,20 +239,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             first = stream.fetch()
         except Exception as e:  # chDB raises ChdbError (a RuntimeError subclass) or RuntimeError
             raise ClickHouseError(str(e))
-        self.send_response(200)
-        self.send_header("Content-Type", content_type(fmt))
-        self.send_header("X-ClickHouse-Format", fmt)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            chunk = first
-            while chunk is not None:
-                self._write_chunk(_result_bytes(chunk))
-                chunk = stream.fetch()
-        except Exception as e:
-            # What a server does once the status line is out: an exception block in the stream.
-            self._write_chunk(exception_block(str(e)))
-        self.wfile.write(b"0\r\n\r\n")
+        self._stream_result(stream, first, fmt)
 
     def _handshake(self, conn, client_revision: int) -> None:
         """Answer clickhouse-go's server-hello query, claiming revision 0.
@@ -269,19 +253,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                              "TabSeparated").bytes().decode().rstrip("\n").split("\t")
         out = hello_block(name, version, timezone, client_revision)
         self._reply(200, out, content_type("Native"), {"X-ClickHouse-Format": "Native"})
-
-    def _write_chunk(self, data: bytes) -> None:
-        if data:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-
-    def _reply(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
 
     def _error(self, e: ClickHouseError) -> None:
         self.server.errors += 1

@@ -53,7 +53,7 @@ from typing import Any
 from ..db import engine_connection_string
 from ..tokens import ALL_TENANTS, TokenInfo, TokenStore
 
-__all__ = ["HANDSHAKE", "PROTOCOL_PARAMETERS", "STREAMABLE", "GrafanaInterface", "Limits", "TABLE_FUNCTIONS",
+__all__ = ["HANDSHAKE", "PROTOCOL_PARAMETERS", "STREAMABLE", "ClickHouseHTTPHandler", "GrafanaInterface", "Limits", "TABLE_FUNCTIONS",
            "content_type", "exception_block", "hello_block", "setting_literal"]
 
 logger = logging.getLogger("auditrail.store.grafana")
@@ -307,10 +307,46 @@ class _Server(http.server.ThreadingHTTPServer):
         self.interface = interface
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
+class ClickHouseHTTPHandler(http.server.BaseHTTPRequestHandler):
+    """The reply side of ClickHouse's HTTP interface: whole answers, and result streams sent in chunks."""
+
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else every answer waits for the peer's delayed ACK
+
+    def _reply(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _write_chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _stream_result(self, stream: Any, chunk: Any, fmt: str) -> None:
+        """The 200 with chunked encoding, then `chunk` and the rest of `stream` in `fmt`."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type(fmt))
+        self.send_header("X-ClickHouse-Format", fmt)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            while chunk is not None:
+                self._write_chunk(chunk if isinstance(chunk, bytes) else chunk.bytes())
+                chunk = stream.fetch()
+        except (ConnectionError, TimeoutError):
+            raise
+        except Exception as e:
+            # What a server does once the status line is out (a limit hit mid-stream): an exception block.
+            self._write_chunk(exception_block(str(e)))
+        self.wfile.write(b"0\r\n\r\n")
+
+
+class _Handler(ClickHouseHTTPHandler):
+    server: _Server
     timeout = 120  # an idle or stalled client never holds a thread for ever
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
@@ -402,33 +438,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             chunk = stream.fetch()
         except Exception as e:  # chDB raises ChdbError (a RuntimeError) or RuntimeError
             raise QueryError(str(e)) from None
-        self.send_response(200)
-        self.send_header("Content-Type", content_type(fmt))
-        self.send_header("X-ClickHouse-Format", fmt)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            while chunk is not None:
-                data = chunk if isinstance(chunk, bytes) else chunk.bytes()
-                if data:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                chunk = stream.fetch()
-        except (ConnectionError, TimeoutError):
-            raise
-        except Exception as e:
-            # What a server does once the status line is out (a limit hit mid-stream): an exception block.
-            block = exception_block(str(e))
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
-        self.wfile.write(b"0\r\n\r\n")
-
-    def _reply(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        self._stream_result(stream, chunk, fmt)
 
     def _error(self, error: QueryError) -> None:
         logger.info("grafana query refused (%d): %s", error.code, str(error)[:300])
