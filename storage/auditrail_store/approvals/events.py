@@ -30,16 +30,16 @@ logger = logging.getLogger("auditrail.store")
 SPOOL_ENV = "AUDITRAIL_APPROVALS_SPOOL"
 
 
-def spool_dir_for(url: str) -> str:
-    """Where the service spools its approval events: $AUDITRAIL_APPROVALS_SPOOL, else beside an embedded
-    store (`<store>.approval-spool`), else ./.auditrail/approval-spool."""
-    configured = os.environ.get(SPOOL_ENV)
+def spool_dir_for(url: str, env: str = SPOOL_ENV, name: str = "approval-spool") -> str:
+    """Where the service spools its events: $`env` (AUDITRAIL_APPROVALS_SPOOL), else beside an embedded
+    store (`<store>.<name>`), else ./.auditrail/<name>."""
+    configured = os.environ.get(env)
     if configured:
         return configured
     parsed = urlparse(url)
     if parsed.scheme == "chdb" and parsed.path:
-        return os.path.abspath(parsed.path.rstrip("/")) + ".approval-spool"
-    return os.path.abspath(os.path.join(".auditrail", "approval-spool"))
+        return os.path.abspath(parsed.path.rstrip("/")) + "." + name
+    return os.path.abspath(os.path.join(".auditrail", name))
 
 
 class StoreExporter:

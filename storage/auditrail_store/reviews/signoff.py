@@ -7,13 +7,11 @@ service name ``auditrail-reviews`` with a spool of its own, so `verify` covers t
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from ..approvals.events import DecisionEvents
+from ..approvals.events import DecisionEvents, spool_dir_for
 from ..db import Store, StoreError
 from ..ingest import LogWriter
 from .generate import report_paths, sha256_file
@@ -26,13 +24,7 @@ SPOOL_ENV = "AUDITRAIL_REVIEWS_SPOOL"
 
 def review_spool_dir(url: str) -> str:
     """$AUDITRAIL_REVIEWS_SPOOL, else beside an embedded store (`<store>.review-spool`), else ./.auditrail."""
-    configured = os.environ.get(SPOOL_ENV)
-    if configured:
-        return configured
-    parsed = urlparse(url)
-    if parsed.scheme == "chdb" and parsed.path:
-        return os.path.abspath(parsed.path.rstrip("/")) + ".review-spool"
-    return os.path.abspath(os.path.join(".auditrail", "review-spool"))
+    return spool_dir_for(url, SPOOL_ENV, "review-spool")
 
 
 class ReviewEvents(DecisionEvents):
