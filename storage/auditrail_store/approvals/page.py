@@ -43,15 +43,30 @@ def _csrf(info: TokenInfo) -> str:
     return hmac.new(_SECRET, info.token_id.encode(), hashlib.sha256).hexdigest()
 
 
-def _signed_in(request: Request) -> TokenInfo | None:
-    token = request.cookies.get(COOKIE)
+def _signed_in(request: Request, cookie: str = COOKIE) -> TokenInfo | None:
+    """The token the page's session `cookie` holds, if it is still valid."""
+    token = request.cookies.get(cookie)
     if not token:
         return None
     return request.app.state.auditrail.tokens.authenticate(token)
 
 
+def _start_session(response: RedirectResponse, request: Request, cookie: str, token: str, path: str) -> None:
+    """The session cookie of a page under `path`: HTTP-only, same-site strict, 8 hours."""
+    response.set_cookie(cookie, token, httponly=True, samesite="strict", path=path,
+                        secure=request.url.scheme == "https", max_age=8 * 3600)
+
+
 def _render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(_templates.get_template(name).render(**context), status_code=status, headers=_HEADERS)
+
+
+async def _checked_form(request: Request, info: TokenInfo) -> dict[str, str]:
+    """The form of a signed-in action, refused unless it carries the CSRF value of `info`'s page."""
+    form = await _form(request)
+    if not hmac.compare_digest(form.get("csrf", ""), _csrf(info)):
+        raise HTTPException(403, "the form is stale or not from this page: reload it")
+    return form
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -112,8 +127,7 @@ async def signin(request: Request) -> RedirectResponse:
     if info is None or not (info.allows("approve") or info.allows("read")):
         return _back("/approvals", "that token is not valid for approvals", ok=False)
     response = RedirectResponse(target, status_code=303, headers=_HEADERS)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/approvals",
-                        secure=request.url.scheme == "https", max_age=8 * 3600)
+    _start_session(response, request, COOKIE, token, "/approvals")
     return response
 
 
@@ -133,9 +147,7 @@ async def decide(request: Request, approval_id: Annotated[str, Path(max_length=6
     info = await run_in_threadpool(_signed_in, request)
     if info is None:
         return _back("/approvals", "sign in first", ok=False)
-    form = await _form(request)
-    if not hmac.compare_digest(form.get("csrf", ""), _csrf(info)):
-        raise HTTPException(403, "the form is stale or not from this page: reload it")
+    form = await _checked_form(request, info)
     decision = form.get("decision")
     if decision not in ("approve", "deny"):
         return _back(f"/approvals/{approval_id}", "choose approve or deny", ok=False)

@@ -6,7 +6,6 @@ the close's steps, an ``approve`` or ``admin`` token may also sign off.
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ..approvals.page import _HEADERS, _back, _csrf, _form
+from ..approvals.page import _HEADERS, _back, _checked_form, _csrf, _form, _signed_in, _start_session
 from ..db import StoreError
 from ..tokens import ALL_TENANTS, TokenInfo
 from .generate import report_paths
@@ -29,11 +28,6 @@ _templates = Environment(loader=FileSystemLoader(FilePath(__file__).with_name("t
                          autoescape=select_autoescape(default=True, default_for_string=True))
 router = APIRouter(prefix="/reviews", include_in_schema=False)
 Month = Annotated[str, Path(pattern=r"^\d{4}-\d{2}$")]
-
-
-def _signed_in(request: Request) -> TokenInfo | None:
-    token = request.cookies.get(COOKIE)
-    return request.app.state.auditrail.tokens.authenticate(token) if token else None
 
 
 def _may_sign(info: TokenInfo, tenant: str) -> bool:
@@ -64,7 +58,7 @@ def _render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
 
 @router.get("", response_class=HTMLResponse)
 async def page(request: Request) -> HTMLResponse:
-    info = await run_in_threadpool(_signed_in, request)
+    info = await run_in_threadpool(_signed_in, request, COOKIE)
     if info is None or not (info.allows("read") or info.allows("approve")):
         return _render("reviews.html", signin=True, error=request.query_params.get("error"))
     overview = await run_in_threadpool(_overview, request, info)
@@ -74,7 +68,7 @@ async def page(request: Request) -> HTMLResponse:
 
 @router.get("/report/{month}/{tenant}.pdf")
 async def report(request: Request, month: Month, tenant: Annotated[str, Path(max_length=256)]) -> FileResponse:
-    info = await run_in_threadpool(_signed_in, request)
+    info = await run_in_threadpool(_signed_in, request, COOKIE)
     if info is None or not (info.allows("read", tenant) or _may_sign(info, tenant)):
         raise HTTPException(404, "no such report that you may see")
     pdf = report_paths(request.app.state.auditrail_reviews.directory, tenant, month)[1]
@@ -91,8 +85,7 @@ async def signin(request: Request) -> RedirectResponse:
     if info is None or not (info.allows("read") or info.allows("approve")):
         return _back("/reviews", "that token is not valid for reviews", ok=False)
     response = RedirectResponse("/reviews", status_code=303, headers=_HEADERS)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/reviews",
-                        secure=request.url.scheme == "https", max_age=8 * 3600)
+    _start_session(response, request, COOKIE, token, "/reviews")
     return response
 
 
@@ -106,12 +99,10 @@ async def signout(request: Request) -> RedirectResponse:
 
 @router.post("/sign")
 async def sign_off(request: Request) -> RedirectResponse:
-    info = await run_in_threadpool(_signed_in, request)
+    info = await run_in_threadpool(_signed_in, request, COOKIE)
     if info is None:
         return _back("/reviews", "sign in first", ok=False)
-    form = await _form(request)
-    if not hmac.compare_digest(form.get("csrf", ""), _csrf(info)):
-        raise HTTPException(403, "the form is stale or not from this page: reload it")
+    form = await _checked_form(request, info)
     month, tenant = form.get("month", ""), form.get("tenant", "")
     if not _may_sign(info, tenant):
         return _back("/reviews", f"token {info.token_id} may not sign off tenant {tenant!r}", ok=False)
