@@ -37,6 +37,21 @@ def wait_for_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 
     raise TimeoutError(f"{what} did not answer {url} within {timeout}s\n{details()}")
 
 
+def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0,
+                  details: Callable[[], str] = lambda: "") -> None:
+    """Poll until 127.0.0.1:port accepts a connection; fail if proc exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}\n{details()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{what} did not listen on port {port} within {timeout}s\n{details()}")
+
+
 def terminate(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
     """SIGTERM and wait; SIGKILL when it does not exit in time. None or an exited process: nothing to do."""
     if proc is None or proc.poll() is not None:

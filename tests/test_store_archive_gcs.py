@@ -9,10 +9,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +24,7 @@ storage = pytest.importorskip("google.cloud.storage")
 bigquery = pytest.importorskip("google.cloud.bigquery")
 pytest.importorskip("gcp_storage_emulator")
 
+from processes import wait_for_port  # noqa: E402
 from test_store_archive import _WRITE  # noqa: E402  (after the skips: the same 12 events, 8 of acme)
 from test_store_service import PYTHON, Service, cli, events, free_port, seeded_service  # noqa: E402
 
@@ -73,14 +72,7 @@ def gcs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                    "--in-memory"]
     process = subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, log.read_text()
-                time.sleep(0.2)
+        wait_for_port(port, process, request.param, details=log.read_text)
         os.environ["STORAGE_EMULATOR_HOST"] = url
         try:
             storage.Client().create_bucket(BUCKET)
