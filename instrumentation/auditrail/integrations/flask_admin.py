@@ -144,13 +144,7 @@ class FlaskAdminIntegration(Integration):
         before: dict[str, Any] | None = None
         with capture_internal_exceptions("integration flask_admin update (before)"):
             before = snapshot(obj, form)  # the object as loaded for the edit form, before populate_obj
-        ok = False
-        try:
-            result = wrapped(*args, **kwargs)
-            ok = result is not False
-            return result
-        finally:
-            self._updated(view, form, obj, before or {}, ok)
+        return _call_then(wrapped, args, kwargs, lambda ok: self._updated(view, form, obj, before or {}, ok))
 
     def _updated(self, view: Any, form: Any, obj: Any, before: dict[str, Any], ok: bool) -> None:
         with capture_internal_exceptions("integration flask_admin update"):
@@ -176,15 +170,12 @@ class FlaskAdminIntegration(Integration):
         payload: dict[str, Any] | None = None
         with capture_internal_exceptions("integration flask_admin delete (before)"):
             payload = {**self._describe(view, obj), "before": public(snapshot(obj))}  # the pk: gone after
-        ok = False
-        try:
-            result = wrapped(*args, **kwargs)
-            ok = result is not False
-            return result
-        finally:
-            if payload is not None:
-                with capture_internal_exceptions("integration flask_admin delete"):
-                    self.emit("admin.object.delete", payload, obj, "success" if ok else "failure", risk="high")
+        return _call_then(wrapped, args, kwargs, lambda ok: self._deleted(payload, obj, ok))
+
+    def _deleted(self, payload: dict[str, Any] | None, obj: Any, ok: bool) -> None:
+        if payload is not None:
+            with capture_internal_exceptions("integration flask_admin delete"):
+                self.emit("admin.object.delete", payload, obj, "success" if ok else "failure", risk="high")
 
     def _handle_action(self, wrapped: Callable[..., Any], view: Any, args: tuple[Any, ...],
                        kwargs: dict[str, Any]) -> Any:
@@ -224,3 +215,16 @@ class FlaskAdminIntegration(Integration):
 
 
 INTEGRATION = FlaskAdminIntegration
+
+
+def _call_then(wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+               then: Callable[[bool], None]) -> Any:
+    """Call Flask-Admin's update/delete_model, then `then(ok)` however it ends: False back (the failure it
+    caught, flashed and rolled back) or an exception is not ok."""
+    ok = False
+    try:
+        result = wrapped(*args, **kwargs)
+        ok = result is not False
+        return result
+    finally:
+        then(ok)
