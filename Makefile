@@ -63,7 +63,6 @@ bench-all: install collector
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/storage.py
 	$(BIN)/python benchmarks/grafana.py
-	$(BIN)/python benchmarks/grafana_http.py
 	$(BIN)/python benchmarks/collector.py
 
 clean:

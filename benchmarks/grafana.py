@@ -1,28 +1,37 @@
-"""Grafana dashboard refreshes on the engine (issue 19's Performance section).
+"""Grafana dashboard refreshes on the engine and through the read-only HTTP interface (issue 19, Performance).
 
 Fills an embedded store with --rows generated audit events over 30 days (100 tenants, 1000 actors, a dozen
 event types, impersonations, approvals, one hash chain per tenant), inserted into otel_logs so the
 materialized view types them into audit_events as ingest does, then merged. Then, per dashboard and range
 (24 h, 30 days), runs every panel's query as the ClickHouse data source sends it (grafana/queries.py,
-variables at All) one after another, --repeats times, and reports the p50 of a whole refresh (wall clock and
-the CPU time this process spent: chDB runs in it, and CPU time is what a busy shared machine distorts
-least) and its slowest panel. Results are read as Native, the format the data source's client asks for.
-Grafana runs a dashboard's panels concurrently; the sum here is the engine work of one refresh.
+variables at All; the tenant drill-down on one tenant) one after another, four ways in interleaved rounds
+(so load drifts hit every way alike), all in this process on the same engine:
+
+- engine, all tenants: a chDB session, result in Native (the engine's cost);
+- interface, all-tenant read token: GrafanaInterface over HTTP through clickhouse-connect, Native as the
+  data source's client asks;
+- engine, one tenant: a chDB session with the interface's additional_table_filters for that tenant;
+- interface, that tenant's read token.
+
+Prints the p50 of a whole refresh each way with the interface/engine ratio, the CPU time this process
+spent on the engine's refresh (chDB runs in it; the steadier figure on a busy shared machine) and its
+slowest panel, then the two targets (a 24 h overview refresh under 300 ms on the engine; the interface
+adds at most 15 %) as PASS/FAIL with the load average. Grafana runs a dashboard's panels concurrently;
+the sum here is the work of one refresh.
 
     .venv/bin/python benchmarks/grafana.py [--rows 10000000] [--repeats 7] [--store DIR] [--only UID]
-
-`engine_refreshes(store, repeats)` returns the figures; the HTTP interface's comparison reuses
-queries.dashboard_queries for the same SQL.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grafana.queries import ALL, DASHBOARDS, dashboard_queries  # noqa: E402
+
+TENANT = "t7"  # the one-tenant token's tenant, and the drill-down's
+OVERVIEW_TARGET_MS = 300
+INTERFACE_TARGET = 1.15
 
 # One INSERT ... SELECT per million rows. Event types by weight; risk, actors, addresses, sessions and
 # approvals derived from the row number so every panel has data to chew on.
@@ -80,58 +93,138 @@ def fill(store: Any, rows: int, days: int = 30, tenants: int = 100) -> float:
     return time.perf_counter() - started
 
 
-def engine_refreshes(store: Any, repeats: int, only: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """p50 of each dashboard's full refresh per range, with its slowest panel's p50, on the engine."""
+def refresh(run: Callable[[str], Any], sqls: dict[str, str], panels: dict[str, list[float]] | None = None) -> float:
+    """Seconds for one refresh: every panel's query, one after the other; each panel's time into `panels`."""
+    started = time.perf_counter()
+    for title, sql in sqls.items():
+        at = time.perf_counter()
+        run(sql)
+        if panels is not None:
+            panels.setdefault(title, []).append(time.perf_counter() - at)
+    return time.perf_counter() - started
+
+
+def refreshes(ways: dict[tuple[str, str], Callable[[str], Any]], repeats: int,
+              only: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per dashboard and range: p50 of a refresh each way (interleaved rounds), engine CPU and slowest panel."""
     now = datetime.now(timezone.utc)
     values = {"tenant": ALL, "event_type": ALL, "actor": ALL}
     figures = {}
     for dashboard in (d for d in DASHBOARDS if only in (None, d.uid)):
         for label, span in RANGES.items():
-            # The drill-down is one tenant's; the others run over every tenant (All).
-            chosen = dict(values, tenant="t7") if dashboard.uid == "auditrail-tenant" else values
+            chosen = dict(values, tenant=TENANT) if dashboard.uid == "auditrail-tenant" else values
             sqls = dashboard_queries(dashboard, now - span, now, chosen)
-            totals, cpu, per_panel = [], [], {title: [] for title in sqls}
+            for run in ways.values():  # warm: marks, caches, the HTTP connection
+                refresh(run, sqls)
+            times: dict[tuple[str, str], list[float]] = {way: [] for way in ways}
+            cpu: list[float] = []
+            panels: dict[str, list[float]] = {}
             for _ in range(repeats):
-                started, cpu_started = time.perf_counter(), time.process_time()
-                for title, sql in sqls.items():
-                    at = time.perf_counter()
-                    store.client.raw_query(sql, fmt="Native")
-                    per_panel[title].append(time.perf_counter() - at)
-                totals.append(time.perf_counter() - started)
-                cpu.append(time.process_time() - cpu_started)
-            slowest = max(per_panel, key=lambda t: statistics.median(per_panel[t]))
-            figures[(dashboard.title, label)] = {"p50_ms": statistics.median(totals) * 1000, "panels": len(sqls),
-                                                 "cpu_p50_ms": statistics.median(cpu) * 1000,
-                                                 "slowest": slowest,
-                                                 "slowest_ms": statistics.median(per_panel[slowest]) * 1000}
+                for way, run in ways.items():
+                    cpu_started = time.process_time()
+                    times[way].append(refresh(run, sqls, panels if way == ("*", "engine") else None))
+                    if way == ("*", "engine"):
+                        cpu.append(time.process_time() - cpu_started)
+            slowest = max(panels, key=lambda t: statistics.median(panels[t]))
+            figures[(dashboard.title, label)] = {
+                "panels": len(sqls), "p50_ms": {way: statistics.median(t) * 1000 for way, t in times.items()},
+                "cpu_p50_ms": statistics.median(cpu) * 1000, "slowest": slowest,
+                "slowest_ms": statistics.median(panels[slowest]) * 1000}
     return figures
+
+
+def ways(directory: Path, store: Any) -> tuple[dict[tuple[str, str], Callable[[str], Any]], Callable[[], None]]:
+    """The four ways to run a query, by (token tenant, engine|interface), and how to close them."""
+    import chdb
+    import clickhouse_connect
+
+    from auditrail_store.db import engine_connection_string
+    from auditrail_store.grafana import GrafanaInterface
+    from auditrail_store.tokens import TokenStore
+
+    tokens = TokenStore(store)
+    interface = GrafanaInterface(str(directory / "store"), store.database, tokens).start()
+    engines = {scope: chdb.connect(engine_connection_string(str(directory / "store"))) for scope in ("*", TENANT)}
+    engines[TENANT].query(f"SET additional_table_filters = {interface.table_filters(TENANT)}")
+    runs: dict[tuple[str, str], Callable[[str], Any]] = {}
+    clients = []
+    for scope in ("*", TENANT):
+        token, _ = tokens.create(scope, "read", description="benchmarks/grafana.py")
+        client = clickhouse_connect.get_client(host="127.0.0.1", port=int(interface.url.rsplit(":", 1)[1]),
+                                               username="grafana", password=token, database=store.database,
+                                               send_receive_timeout=300)
+        clients.append(client)
+        runs[(scope, "engine")] = lambda sql, c=engines[scope]: c.query(sql, "Native").bytes()
+        runs[(scope, "interface")] = lambda sql, c=client: c.raw_query(sql, fmt="Native")
+
+    def close() -> None:
+        for client in clients:
+            client.close()
+        interface.close()
+        for engine in engines.values():
+            engine.close()
+
+    return runs, close
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--store", type=Path, help="reuse (or create) this store directory")
+    parser.add_argument("--store", type=Path, help="reuse (or create) this store directory (kept)")
     parser.add_argument("--only", choices=[d.uid for d in DASHBOARDS], help="one dashboard")
     args = parser.parse_args()
     from auditrail_store.db import Store
     from auditrail_store.migrate import migrate
 
     directory = args.store or Path(tempfile.mkdtemp(prefix="auditrail-grafana-"))
-    with Store.open(f"chdb://{directory}/store") as store:
-        migrate(store)
-        present = store.query("SELECT count() FROM auditrail.audit_events").result_rows[0][0]
-        if present < args.rows:
-            print(f"filling {args.rows:,} events ...", flush=True)
-            print(f"filled in {fill(store, args.rows):.0f} s", flush=True)
-        events = store.query("SELECT count() FROM auditrail.audit_events_unique").result_rows[0][0]
-        print(f"{events:,} events, {os.cpu_count()} CPUs (shared: read the ratios), {args.repeats} refreshes each")
-        print(f"load average {os.getloadavg()[0]:.1f} at the start")
-        print(f"{'dashboard':30} {'range':5} {'panels':>6} {'p50 refresh':>12} {'CPU p50':>9}  slowest panel (p50)")
-        for (title, label), f in engine_refreshes(store, args.repeats, args.only).items():
-            print(f"{title:30} {label:5} {f['panels']:6} {f['p50_ms']:9.0f} ms {f['cpu_p50_ms']:6.0f} ms  "
-                  f"{f['slowest']} ({f['slowest_ms']:.0f} ms)")
-        print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    try:
+        with Store.open(f"chdb://{directory}/store") as store:
+            migrate(store)
+            present = store.query("SELECT count() FROM auditrail.audit_events").result_rows[0][0]
+            if present < args.rows:
+                print(f"filling {args.rows:,} events ...", flush=True)
+                print(f"filled in {fill(store, args.rows):.0f} s", flush=True)
+            events = store.query("SELECT count() FROM auditrail.audit_events_unique").result_rows[0][0]
+            runs, close = ways(directory, store)
+            try:
+                load_start = os.getloadavg()[0]
+                print(f"{events:,} events, {os.cpu_count()} CPUs (shared: read the ratios), {args.repeats} "
+                      f"interleaved rounds; load average {load_start:.1f} at the start", flush=True)
+                figures = refreshes(runs, args.repeats, args.only)
+            finally:
+                close()
+    finally:
+        if args.store is None:
+            shutil.rmtree(directory, ignore_errors=True)
+    load_end = os.getloadavg()[0]
+    print(f"p50 of a refresh, ms: engine / interface (ratio); all-tenant token, then token of {TENANT}")
+    print(f"{'dashboard':34} {'range':5} {'panels':>6} {'all tenants':>26} {'one tenant':>26} {'CPU':>6}"
+          "  slowest panel (engine, all)")
+    for (title, label), f in figures.items():
+        cells = []
+        for scope in ("*", TENANT):
+            engine, http = f["p50_ms"][(scope, "engine")], f["p50_ms"][(scope, "interface")]
+            cells.append(f"{engine:8.0f} / {http:7.0f} ({http / engine:4.2f})")
+        print(f"{title:34} {label:5} {f['panels']:6} {cells[0]:>26} {cells[1]:>26} {f['cpu_p50_ms']:6.0f}"
+              f"  {f['slowest']} ({f['slowest_ms']:.0f} ms)")
+    print(f"load average {load_end:.1f} at the end")
+    overview = next((f for (title, label), f in figures.items() if label == "24h" and "overview" in title.lower()),
+                    None)
+    if overview is not None:
+        p50 = overview["p50_ms"][("*", "engine")]
+        verdict = "PASS" if p50 < OVERVIEW_TARGET_MS else "FAIL"
+        print(f"{verdict}: overview 24 h refresh on the engine {p50:.0f} ms (CPU {overview['cpu_p50_ms']:.0f} ms), "
+              f"target < {OVERVIEW_TARGET_MS} ms, load average {load_start:.1f}-{load_end:.1f}")
+    ratios = {(title, label, scope): f["p50_ms"][(scope, "interface")] / f["p50_ms"][(scope, "engine")]
+              for (title, label), f in figures.items() for scope in ("*", TENANT)}
+    added = statistics.median((f["p50_ms"][(scope, "interface")] - f["p50_ms"][(scope, "engine")]) / f["panels"]
+                              for f in figures.values() for scope in ("*", TENANT))
+    worst = max(ratios, key=ratios.get)
+    verdict = "PASS" if ratios[worst] <= INTERFACE_TARGET else "FAIL"
+    print(f"{verdict}: the interface adds at most {(ratios[worst] - 1) * 100:+.0f} % over the engine (worst: "
+          f"{worst[0]}, {worst[1]}, token {worst[2]}), target at most +{(INTERFACE_TARGET - 1) * 100:.0f} %, "
+          f"load average {load_start:.1f}-{load_end:.1f}; median {added:+.1f} ms a query")
 
 
 if __name__ == "__main__":
