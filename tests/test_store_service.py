@@ -238,7 +238,7 @@ def test_a_read_token_never_sees_another_tenant(service: Service) -> None:
         for tenant in ["globex", "*", "ACME", "acme ", *INJECTIONS]:
             response = client.get(f"/v1/tenants/{httpx.URL(path=tenant).raw_path.decode()}/events",
                                   params={"format": "ndjson"})
-            assert response.status_code in (403, 404), (tenant, response.status_code)
+            assert response.status_code in (403, 404, 422), (tenant, response.status_code)  # 422: not a tenant id
         for name in ("type", "actor", "since", "until"):
             for value in INJECTIONS:
                 response = client.get("/v1/tenants/acme/events", params={name: value, "format": "ndjson"})
@@ -247,10 +247,12 @@ def test_a_read_token_never_sees_another_tenant(service: Service) -> None:
                            if response.status_code == 200 and line}
                 assert tenants <= {"acme"}, (name, value)
         assert client.get("/v1/tenants/globex/verify").status_code == 403
-    # The injection strings as tenants of an admin read: bound parameters, so simply no such tenant.
-    for value in INJECTIONS:
-        if value != "*":  # '*' is the real global tenant
-            assert events(service, httpx.URL(path=value).raw_path.decode(), service.admin) == [], value
+    # The injection strings as tenants of an admin read: outside the tenant id syntax, refused before any SQL.
+    with service.client(service.admin) as client:
+        for value in INJECTIONS:
+            if value != "*":  # '*' is the real global tenant
+                path = f"/v1/tenants/{httpx.URL(path=value).raw_path.decode()}/events"
+                assert client.get(path).status_code in (404, 422), value
 
 
 def test_filters_select_by_type_actor_and_time(service: Service) -> None:

@@ -217,6 +217,10 @@ def run_tokens(args: Any) -> int:
 
     from .db import StoreError
 
+    if args.tokens_command == "create":
+        from .db import check_tenant
+
+        check_tenant(args.tenant)  # here too: the service's answer would be a 422 of its request validation
     store, service = open_store_or_service(args.url)
     if service is not None:
         if args.tokens_command == "create":

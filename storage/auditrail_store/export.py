@@ -17,7 +17,9 @@ text the chain hashed) it carries, per chain, the signed ``audit.checkpoint`` ev
 the public keys they name, and *link stubs* (seq, prev_hash, hash: no content) for the chain's events that
 are not in this export: other tenants' events, or the tenant's own outside the filters. Chains are per
 emitter process and interleave tenants; stubs let the verifier follow the hash links across the events it
-may not see, while their content stays private.
+may not see, while their content stays private. Last, ``conflicts``: the exported event ids the store received
+in more than one version (verify_store.event_conflicts); the export shows the first stored of each, and
+``verify`` reports each conflict.
 """
 
 from __future__ import annotations
@@ -260,7 +262,7 @@ def _json_document(store: Store, tenant: str, filters: ExportFilters, count: lis
 def _chain_sections(store: Store, tenant: str, filters: ExportFilters,
                     ranges: dict[str, list[int]]) -> Iterator[bytes]:
     """``chains`` (range and anchoring checkpoints), ``links`` (stubs) and ``public_keys`` of the document."""
-    from .verify_store import chain_checkpoints, chain_links
+    from .verify_store import chain_checkpoints, chain_links, event_conflicts
 
     checkpoints = chain_checkpoints(store, tenant, list(ranges))
     exclude = stub_exclusion(store, tenant, filters)
@@ -276,6 +278,7 @@ def _chain_sections(store: Store, tenant: str, filters: ExportFilters,
             first = False
     yield b"]"
     yield b',"public_keys":' + orjson.dumps([{"key_id": k, "public_key": v} for k, v in keys.items()])
+    yield b',"conflicts":' + orjson.dumps(event_conflicts(store, tenant, filters))
 
 
 def exported_ids(store: Store, tenant: str, filters: ExportFilters,

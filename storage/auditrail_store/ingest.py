@@ -917,9 +917,13 @@ def media_type(content_type: str | None) -> str:
 def decode_request(body: bytes, content_type: str | None, content_encoding: str | None = None,
                    max_bytes: int = DEFAULT_MAX_BODY) -> LogBatch:
     """Decode an OTLP/HTTP logs request body into rows; IngestError (HTTP 400) when it is malformed."""
+    from .validation import check_batch  # (imports this module)
+
     kind = media_type(content_type)
     data = decompress(body, content_encoding, max_bytes)
-    return decode_protobuf(data) if kind == PROTOBUF else decode_json(data)
+    batch = decode_protobuf(data) if kind == PROTOBUF else decode_json(data)
+    check_batch(batch)  # times the store cannot hold, tenant ids outside the syntax: 400 naming the record
+    return batch
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ Each file is a template with a few placeholders, so one file serves a single nod
     ${cluster}     the cluster name, backquoted (only in statements marked ``-- @cluster-only``)
 
 A statement whose leading comment has a line ``-- @cluster-only`` runs only with a cluster (the Distributed
-tables). ``bootstrap.sql`` (database + ``schema_migrations``) runs first every time; each numbered file runs
+tables), one with ``-- @single-node-only`` only without (a data copy that a cluster does through its
+Distributed tables instead). ``bootstrap.sql`` (database + ``schema_migrations``) runs first every time; each numbered file runs
 once, in order, and is recorded with its SHA-256: re-running applies nothing, and a file changed after it
 was applied is an error (write a new migration instead). ``grants.sql`` runs only with ``--grants``.
 A migration's statements are all ``IF NOT EXISTS`` / idempotent ALTERs, so one interrupted half-way is
@@ -28,6 +29,7 @@ from .db import DEFAULT_DATABASE, Store, StoreError, check_identifier, quote_ide
 
 _MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 CLUSTER_ONLY = "-- @cluster-only"
+SINGLE_NODE_ONLY = "-- @single-node-only"
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ def render(text: str, database: str, cluster: str | None = None) -> list[str]:
     }
     out = []
     for statement in split_statements(text):
-        if not cluster and any(line.strip() == CLUSTER_ONLY for line in statement.splitlines()):
+        marks = {line.strip() for line in statement.splitlines()}
+        if (CLUSTER_ONLY in marks and not cluster) or (SINGLE_NODE_ONLY in marks and cluster):
             continue
         try:
             sql = string.Template(statement).substitute(values)
@@ -159,6 +162,10 @@ def migrate(store: Store, cluster: str | None = None) -> list[str]:
             {"version": m.version, "name": m.name, "checksum": m.checksum},
         )
         names.append(label)
+    if names:
+        from .retention import reapply  # a migration that rewrote a TTL left the default contract in it
+
+        reapply(store)
     return names
 
 

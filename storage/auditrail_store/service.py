@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 from auditrail import semconv
 
 from . import admin
-from .db import DEFAULT_DATABASE, Store, StoreError, default_url
+from .db import DEFAULT_DATABASE, TENANT_MAX, TENANT_PATTERN, TENANT_SYNTAX, Store, StoreError, default_url
 from .export import FORMATS, ExportFilters, parse_time, stream_export
 from .ingest import DEFAULT_MAX_BODY, PROTOBUF, IngestError, LogBatch, LogWriter, decode_request, decompress
 from .ingest_fast import FastLogWriter
@@ -99,7 +99,8 @@ def _from_this_host(request: Request) -> bool:
 
 
 Caller = Annotated[TokenInfo, Depends(principal)]
-TenantPath = Annotated[str, Path(min_length=1, max_length=256, description="the tenant id (`*`: global events)")]
+TenantPath = Annotated[str, Path(min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN,
+                                  description=f"the tenant id: {TENANT_SYNTAX}")]
 
 
 def _require(info: TokenInfo, scope: str, tenant: str | None) -> None:
@@ -111,7 +112,8 @@ def _require(info: TokenInfo, scope: str, tenant: str | None) -> None:
 class TokenRequest(BaseModel):
     """A token to create."""
 
-    tenant: str = Field(min_length=1, max_length=256, description="tenant id, or * for all tenants")
+    tenant: str = Field(min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN,
+                        description=f"tenant id ({TENANT_SYNTAX}); * for all tenants")
     scope: Literal["read", "ingest", "admin"]
     description: str = Field(default="", max_length=500)
 
