@@ -420,3 +420,35 @@ def test_engine_written_json_exports_equal_orjson_byte_for_byte(tmp_path: Path) 
     events, respelled, total = map(int, result.stdout.split())
     assert events == total == 7 * 8 * 3 + 1
     assert 0 < respelled < total  # both ways were taken: written by the engine, and finished by orjson
+
+
+def test_an_event_id_resent_with_other_times_is_exported_once_and_verify_reports_the_conflict(service: Service) -> None:
+    """Issue 15: one id sent three times with three timestamps showed three rows in an export. Now every
+    format shows the first stored version alone, and verify (streamed, and offline on the JSON export) reports
+    the id as a conflict: 3 versions, 4 copies (the first also replayed as is)."""
+    now = time.time_ns()
+    first = otlp_request("resent", [uuid7ish(700)])
+    with service.client(service.ingest) as client:
+        for request in (first, *[otlp_request("resent", [uuid7ish(700)]) for _ in range(2)], first):
+            assert client.post("/v1/logs", content=request.SerializeToString(),
+                               headers={"Content-Type": "application/x-protobuf"}).status_code == 200
+        assert client.post("/v1/logs", content=otlp_request("resent", [uuid7ish(701)]).SerializeToString(),
+                           headers={"Content-Type": "application/x-protobuf"}).status_code == 200
+    stamp = first.resource_logs[0].scope_logs[0].log_records[0].time_unix_nano
+    assert now <= stamp
+    seen = events(service, "resent", service.admin)
+    assert sorted(e["event_id"] for e in seen) == [uuid7ish(700), uuid7ish(701)]
+    from auditrail_store.verify_store import time_unix_nano, verify_document
+
+    assert time_unix_nano(next(e for e in seen if e["event_id"] == uuid7ish(700))["timestamp"]) == stamp  # the first
+    with service.client(service.admin) as client:
+        csv = client.get("/v1/tenants/resent/events", params={"format": "csv"}).text.split("\n")[1:-1]
+        document = client.get("/v1/tenants/resent/events", params={"format": "json"}).json()
+        streamed = client.get("/v1/tenants/resent/verify").json()
+    assert len(csv) == 2 and len(document["events"]) == 2
+    assert document["conflicts"] == [{"event_id": uuid7ish(700), "versions": 3, "copies": 4}]
+    assert streamed == verify_document(document).to_dict()
+    conflicts = [p for p in streamed["problems"] if p["kind"] == "conflict"]
+    assert [(p["event_id"], p["message"].split(":")[0]) for p in conflicts] == [
+        (uuid7ish(700), "the store received this event id in 3 different versions (4 copies)")]
+    assert not streamed["ok"]
