@@ -452,3 +452,45 @@ def test_an_event_id_resent_with_other_times_is_exported_once_and_verify_reports
     assert [(p["event_id"], p["message"].split(":")[0]) for p in conflicts] == [
         (uuid7ish(700), "the store received this event id in 3 different versions (4 copies)")]
     assert not streamed["ok"]
+
+
+def test_csv_escapes_cells_a_spreadsheet_would_run_as_formulas_json_keeps_exact_values(service: Service) -> None:
+    """Issue 15 (OWASP CSV injection): a text cell starting with = + - @, tab or CR gets a leading ' in CSV
+    (the engine quotes every text cell already); csv_escape=false (CLI --no-csv-escape) writes it as stored;
+    JSON and NDJSON always carry the exact values."""
+    import csv
+    import io
+
+    values = {"enduser.id": "=HYPERLINK(\"http://x\",\"y\")", "audit.reason": "+1+cmd|' /C calc'!A0",
+              "client.address": "-2+3", "audit.approval.id": "@SUM(1)", "audit.impersonator.id": "\tx",
+              "audit.impersonation.id": "\rx", "audit.payload": "=1", "audit.outcome": "success"}
+    request = logs_request([{"time_unix_nano": time.time_ns(), "event_name": "=evil()",
+                             "attributes": {"audit.event_id": uuid7ish(800), "audit.tenant_id": "sheets", **values}}])
+    with service.client(service.ingest) as client:
+        assert client.post("/v1/logs", content=request.SerializeToString(),
+                           headers={"Content-Type": "application/x-protobuf"}).status_code == 200
+    columns = {"enduser.id": "actor", "audit.reason": "reason", "client.address": "source_ip",
+               "audit.approval.id": "approval_id", "audit.impersonator.id": "impersonator_id",
+               "audit.impersonation.id": "impersonation_id", "audit.payload": "payload", "audit.outcome": "outcome"}
+    with service.client(service.admin) as client:
+        escaped = list(csv.DictReader(io.StringIO(client.get("/v1/tenants/sheets/events",
+                                                             params={"format": "csv"}).text, newline="")))
+        kept = list(csv.DictReader(io.StringIO(client.get("/v1/tenants/sheets/events",
+                                                          params={"format": "csv", "csv_escape": "false"}).text,
+                                               newline="")))
+    assert len(escaped) == len(kept) == 1
+    for key, column in columns.items():
+        expected = values[key] if key == "audit.outcome" else "'" + values[key]
+        assert escaped[0][column] == expected, column
+        assert kept[0][column] == values[key], column
+    assert escaped[0]["event_type"] == "'=evil()" and kept[0]["event_type"] == "=evil()"
+    assert escaped[0]["event_id"] == uuid7ish(800) and escaped[0]["timestamp"].endswith("Z")
+    (exact,) = events(service, "sheets", service.admin)
+    assert {column: exact[column] for column in columns.values() if column != "payload"} == {
+        column: values[key] for key, column in columns.items() if column != "payload"}
+    assert exact["payload"] == "=1" and exact["event_type"] == "=evil()"  # (not JSON: kept as the string sent)
+    out = service.tmp / "sheets.csv"
+    cli("export", "--tenant", "sheets", "--out", str(out), "--no-csv-escape", env=service.env)
+    assert list(csv.DictReader(io.StringIO(out.read_bytes().decode(), newline=""))) == kept
+    cli("export", "--tenant", "sheets", "--out", str(out), env=service.env)
+    assert list(csv.DictReader(io.StringIO(out.read_bytes().decode(), newline=""))) == escaped

@@ -235,11 +235,14 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
                                           max_length=256)] = None,
         actor: Annotated[str | None, Query(max_length=1024)] = None,
         format: Annotated[Literal["csv", "json", "ndjson"], Query()] = "json",
+        csv_escape: Annotated[bool, Query(description="CSV only: a text cell starting with = + - @, tab or CR gets "
+                                          "a leading ' so spreadsheets do not run it as a formula (OWASP); false "
+                                          "writes every value as stored")] = True,
     ) -> StreamingResponse:
         _require(caller, "read", tenant)
         filters = _filters(since, until, type, actor)
         store = _open_handle(_state(request))
-        chunks = stream_export(store, tenant, filters, format)
+        chunks = stream_export(store, tenant, filters, format, csv_escape=csv_escape)
         return StreamingResponse(_closing(_state(request), store, chunks, f"export of tenant {tenant!r}"),
                                  media_type=_MEDIA[format], headers={
                                      "Content-Disposition": f'attachment; filename="audit-events.{format}"'})
