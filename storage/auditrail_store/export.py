@@ -76,7 +76,7 @@ class ExportFilters:
 
 def parse_time(text: str | None, what: str = "time") -> datetime | None:
     """ISO-8601 (``2026-01-31``, ``2026-01-31T12:00:00Z``, offsets) as an aware UTC datetime; naive is UTC."""
-    if text is None or text == "":
+    if text is None:
         return None
     try:
         value = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
@@ -85,10 +85,13 @@ def parse_time(text: str | None, what: str = "time") -> datetime | None:
             value = datetime.combine(date.fromisoformat(text.strip()), datetime.min.time())
         except ValueError:
             raise StoreError(f"invalid {what} {text!r}: use ISO-8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z") from None
-    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    if not _TIME_MIN <= value <= _TIME_MAX:  # else the engine refuses the bound value after a 200 went out
-        raise StoreError(f"invalid {what} {text!r}: outside {iso_time(_TIME_MIN)} .. {iso_time(_TIME_MAX)}")
-    return value
+    try:
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except OverflowError:  # an offset past year 1 or 9999: far outside what the store holds either way
+        return _TIME_MIN if value.year < 1000 else _TIME_MAX
+    # A bound outside what a DateTime64(9) holds selects what the nearest one does (the engine would refuse
+    # the value itself, after a 200 went out).
+    return min(max(value, _TIME_MIN), _TIME_MAX)
 
 
 def iso_time(value: datetime | None) -> str | None:

@@ -691,6 +691,8 @@ def _json_uint(value: Any, where: str, bits: int) -> int:
     """An unsigned integer as a JSON number or a decimal string."""
     if value is None:
         return 0
+    if type(value) is float and value.is_integer():  # 1513.0: an integer to JSON (Schema), as protojson reads it
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise IngestError(f"{where}: expected an integer")
     try:
@@ -703,6 +705,8 @@ def _json_uint(value: Any, where: str, bits: int) -> int:
 
 
 def _json_int64(value: Any, where: str) -> int:
+    if type(value) is float and value.is_integer():  # as in _json_uint
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise IngestError(f"{where}: expected an integer")
     try:
