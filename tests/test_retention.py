@@ -60,15 +60,20 @@ def _insert_ages(store: Store, tenant: str) -> None:
     _insert_received(store, rows, [datetime.now(timezone.utc) - timedelta(days=age) for age in AGES])
 
 
-def _ages(store: Store, tenant: str) -> tuple[list[int], list[int]]:
-    """Ages in days of `tenant`'s rows after the TTL merge: (audit_events, otel_logs audit rows)."""
+def _after_ttl(store: Store, tenant: str, typed_expr: str, raw_expr: str) -> tuple[list[Any], list[Any]]:
+    """`typed_expr` of `tenant`'s audit_events rows and `raw_expr` of its otel_logs rows after the TTL merge."""
     for table in ("audit_events", "otel_logs"):
         store.command(f"OPTIMIZE TABLE auditrail.{table} FINAL")
-    typed = store.query("SELECT dateDiff('day', timestamp, now64(9)) FROM auditrail.audit_events FINAL"
-                        " WHERE tenant_id = {t:String} ORDER BY 1", {"t": tenant}).result_rows
-    raw = store.query("SELECT dateDiff('day', Timestamp, now64(9)) FROM auditrail.otel_logs"
-                      " WHERE LogAttributes['audit.tenant_id'] = {t:String} ORDER BY 1", {"t": tenant}).result_rows
+    typed = store.query(f"SELECT {typed_expr} AS v FROM auditrail.audit_events FINAL"
+                        " WHERE tenant_id = {t:String} ORDER BY v", {"t": tenant}).result_rows
+    raw = store.query(f"SELECT {raw_expr} AS v FROM auditrail.otel_logs"
+                      " WHERE LogAttributes['audit.tenant_id'] = {t:String} ORDER BY v", {"t": tenant}).result_rows
     return [r[0] for r in typed], [r[0] for r in raw]
+
+
+def _ages(store: Store, tenant: str) -> tuple[list[int], list[int]]:
+    """Ages in days of `tenant`'s rows after the TTL merge: (audit_events, otel_logs audit rows)."""
+    return _after_ttl(store, tenant, "dateDiff('day', timestamp, now64(9))", "dateDiff('day', Timestamp, now64(9))")
 
 
 def test_rows_past_the_contract_expire_and_rows_within_it_or_on_hold_stay(store: Store) -> None:
@@ -186,13 +191,8 @@ def _odd_time_request(tenant: str) -> bytes:
 
 def _cases(store: Store, tenant: str) -> tuple[list[str], list[str]]:
     """The `case` of `tenant`'s rows after the TTL merge: (audit_events, otel_logs)."""
-    for table in ("audit_events", "otel_logs"):
-        store.command(f"OPTIMIZE TABLE auditrail.{table} FINAL")
-    typed = store.query("SELECT JSONExtractString(payload, 'case') AS c FROM auditrail.audit_events FINAL"
-                        " WHERE tenant_id = {t:String} ORDER BY c", {"t": tenant}).result_rows
-    raw = store.query("SELECT JSONExtractString(LogAttributes['audit.payload'], 'case') AS c FROM auditrail.otel_logs"
-                      " WHERE LogAttributes['audit.tenant_id'] = {t:String} ORDER BY c", {"t": tenant}).result_rows
-    return [r[0] for r in typed], [r[0] for r in raw]
+    return _after_ttl(store, tenant, "JSONExtractString(payload, 'case')",
+                      "JSONExtractString(LogAttributes['audit.payload'], 'case')")
 
 
 def test_an_accepted_event_is_kept_its_retention_from_receipt_whatever_its_time(store: Store) -> None:

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from pydantic import BaseModel, Field
@@ -107,7 +107,8 @@ def _from_this_host(request: Request) -> bool:
 Caller = Annotated[TokenInfo, Depends(principal)]
 # ISO-8601 filter bounds: what the document says, and export.parse_time reads (a bound outside the years the
 # store holds selects what the nearest one does).
-TimeQuery = Annotated[str | None, Query(max_length=64, json_schema_extra={
+TimeQuery = Annotated[str | None, Query(max_length=64, description="ISO-8601 date-time or date (UTC without an "
+                                        "offset); since is inclusive, until exclusive", json_schema_extra={
     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}, {"type": "null"}]})]
 TenantPath = Annotated[str, Path(min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN,
                                   description=f"the tenant id: {TENANT_SYNTAX}")]

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS ${db}.`audit_events_next${local}` ${on_cluster} (
     `event_key` String MATERIALIZED multiIf(event_id != toUUID('00000000-0000-0000-0000-000000000000'), toString(event_id),
         mapContains(attributes, 'audit.event_id'), attributes['audit.event_id'],
         concat('content:', hex(cityHash64(tuple(event_type, timestamp, tenant_id, actor, payload, chain_id, chain_seq)))))
-        COMMENT 'the dedup key: the event id (canonical UUID text, else as sent)' CODEC(ZSTD(1)),
+        COMMENT 'the dedup key: the event id (canonical UUID text, else as sent)',
     INDEX idx_timestamp timestamp TYPE minmax GRANULARITY 1,
     INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_event_type event_type TYPE set(256) GRANULARITY 1,
