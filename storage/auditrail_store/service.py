@@ -305,7 +305,7 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         return report.to_dict()
 
     @app.get("/v1/tenants/{tenant}/archive", summary="one tenant-month as Parquet, streamed (`auditrail archive`)",
-             responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}}})
+             responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}}, **responses(400, 401, 403)})
     def tenant_archive(
         request: Request,
         caller: Caller,

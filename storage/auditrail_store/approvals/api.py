@@ -94,7 +94,7 @@ def approvals_store(request: Request) -> ApprovalStore:
 def _principal(request: Request) -> TokenInfo:
     from ..service import principal  # (service.py includes this router: imported when first called)
 
-    return principal(request)
+    return principal(request, None)  # (the bearer credentials are read from the request itself)
 
 
 Caller = Annotated[TokenInfo, Depends(_principal)]
