@@ -282,7 +282,7 @@ def test_self_approval_and_the_impersonators_approval_are_refused(app: Any, serv
     refused = decide(service, "ops", approval_id)
     assert refused.status_code == 403 and "self-approval" in refused.json()["detail"]
     # An admin token must name the person, and that person may not be the requester either.
-    assert decide(service, "admin", approval_id).status_code == 400
+    assert decide(service, "admin", approval_id).status_code == 403
     assert decide(service, "admin", approval_id, approver="OPS@vendor.io").status_code == 403
     # An approve token may not decide as someone else.
     assert decide(service, "ops", approval_id, approver="alice@acme.io").status_code == 403
