@@ -92,13 +92,19 @@ def test_the_document_lists_every_response_and_allow_names_every_method(live: di
     codes = {(path, method): set(operation["responses"]) for path, item in document["paths"].items()
              for method, operation in item.items()}
     assert codes == {
-        ("/v1/logs", "post"): {"200", "400", "401", "403", "413"},
+        ("/v1/logs", "post"): {"200", "400", "401", "403", "408", "413"},
         ("/v1/tenants/{tenant}/events", "get"): {"200", "400", "401", "403", "422"},
         ("/v1/tenants/{tenant}/verify", "get"): {"200", "400", "401", "403", "422"},
+        ("/v1/tenants/{tenant}/archive", "get"): {"200", "401", "403", "422"},
         ("/healthz", "get"): {"200"},
         ("/v1/admin/tokens", "post"): {"201", "400", "401", "403", "422"},
         ("/v1/admin/tokens", "get"): {"200", "401", "403", "422"},
         ("/v1/admin/tokens/{token_id}", "delete"): {"204", "401", "403", "404", "422"},
+        ("/v1/approvals", "post"): {"200", "201", "202", "400", "401", "403", "422"},
+        ("/v1/approvals", "get"): {"200", "401", "403", "422"},
+        ("/v1/approvals/{approval_id}", "get"): {"200", "401", "403", "404", "422"},
+        ("/v1/approvals/{approval_id}/approve", "post"): {"200", "400", "401", "403", "404", "409", "422"},
+        ("/v1/approvals/{approval_id}/deny", "post"): {"200", "400", "401", "403", "404", "409", "422"},
     }
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     headers = {"Authorization": f"Bearer {_fresh_token(live, 'admin')}"}
