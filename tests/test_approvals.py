@@ -282,7 +282,7 @@ def test_self_approval_and_the_impersonators_approval_are_refused(app: Any, serv
     refused = decide(service, "ops", approval_id)
     assert refused.status_code == 403 and "self-approval" in refused.json()["detail"]
     # An admin token must name the person, and that person may not be the requester either.
-    assert decide(service, "admin", approval_id).status_code == 400
+    assert decide(service, "admin", approval_id).status_code == 403
     assert decide(service, "admin", approval_id, approver="OPS@vendor.io").status_code == 403
     # An approve token may not decide as someone else.
     assert decide(service, "ops", approval_id, approver="alice@acme.io").status_code == 403
@@ -299,10 +299,20 @@ def test_approvers_hold_the_approve_scope_of_the_tenant(app: Any, service: dict[
     assert decide(service, "carol_globex", approval_id).status_code == 404  # another tenant's: not even seen
     assert decide(service, "read_acme", approval_id).status_code == 403  # read is not approve
     assert decide(service, "app", approval_id).status_code == 403  # nor is the app's own ingest token
+    # The app's ingest token reads no approvals (it asks again to poll): 403, not the 404 of an unseen id.
+    shown = {who: httpx.get(f"{service['base']}/v1/approvals/{approval_id}",
+                            headers={"Authorization": f"Bearer {service[who]}"}).status_code
+             for who in ("app", "carol_globex", "read_acme")}
+    assert shown == {"app": 403, "carol_globex": 404, "read_acme": 200}
+    # The schema says what is refused: an empty reason, a tenant outside the tenant id syntax (422, not 400).
+    assert decide(service, "bob_acme", approval_id, reason="").status_code == 422
     assert decide(service, "bob_acme", approval_id).status_code == 200
     listed = httpx.get(f"{service['base']}/v1/approvals", params={"tenant": "globex"},
                        headers={"Authorization": f"Bearer {service['bob_acme']}"})
     assert listed.status_code == 403
+    too_long = httpx.get(f"{service['base']}/v1/approvals", params={"tenant": "a" * 300},
+                         headers={"Authorization": f"Bearer {service['admin']}"})
+    assert too_long.status_code == 422
 
 
 def test_a_call_without_approval_is_untouched(app: Any, audit: Any) -> None:

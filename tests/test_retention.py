@@ -7,18 +7,26 @@ agree: nothing past its contract, nothing lost before it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
+from auditrail import semconv
 from auditrail.events import AuditEvent
 from auditrail_store import retention
 from auditrail_store.db import Store, StoreError
-from test_storage_schema import AUDITRAIL, audit_row, exporter_row, insert_rows, migrated_store
+from auditrail_store.ingest import LogWriter, decode_request
+from otlp_requests import logs_request
+from test_storage_schema import AUDITRAIL, EXPORTER_COLUMNS, audit_row, exporter_row, insert_rows, migrated_store
 
 DAY_NS = 86400 * 10**9
 AGES = (1, 40, 400, 800)  # days
@@ -29,21 +37,43 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     yield from migrated_store(tmp_path_factory, "retention")
 
 
+def _insert_received(store: Store, rows: list[list[Any]], received: list[datetime]) -> None:
+    """Exporter rows that the store received at `received` (one per row): the receipt column is MATERIALIZED,
+    which only this setting lets an INSERT name (the way to age rows in a test)."""
+    lines = []
+    for row, at in zip(rows, received, strict=True):
+        record = dict(zip(EXPORTER_COLUMNS, row, strict=True))
+        seconds, fraction = divmod(record["Timestamp"], 10**9)
+        record["Timestamp"] = orjson.Fragment(b"%d.%09d" % (seconds, fraction))  # unquoted: exact ns
+        record["__auditrail_received_at"] = at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        lines.append(orjson.dumps(record))
+    columns = ", ".join(f"`{c}`" for c in (*EXPORTER_COLUMNS, "__auditrail_received_at"))
+    store.command(f"INSERT INTO auditrail.otel_logs ({columns}) SETTINGS insert_allow_materialized_columns = 1"
+                  " FORMAT JSONEachRow\n" + b"\n".join(lines).decode())
+
+
 def _insert_ages(store: Store, tenant: str) -> None:
+    """Events of `tenant` AGES days old, each received when it happened (as if the store has run for years)."""
     now = time.time_ns()
-    insert_rows(store, [audit_row(AuditEvent("crawl.run", tenant=tenant, actor="cron", payload=f'{{"age":{age}}}',
-                                             time_unix_nano=now - age * DAY_NS)) for age in AGES])
+    rows = [audit_row(AuditEvent("crawl.run", tenant=tenant, actor="cron", payload=f'{{"age":{age}}}',
+                                 time_unix_nano=now - age * DAY_NS)) for age in AGES]
+    _insert_received(store, rows, [datetime.now(timezone.utc) - timedelta(days=age) for age in AGES])
+
+
+def _after_ttl(store: Store, tenant: str, typed_expr: str, raw_expr: str) -> tuple[list[Any], list[Any]]:
+    """`typed_expr` of `tenant`'s audit_events rows and `raw_expr` of its otel_logs rows after the TTL merge."""
+    for table in ("audit_events", "otel_logs"):
+        store.command(f"OPTIMIZE TABLE auditrail.{table} FINAL")
+    typed = store.query(f"SELECT {typed_expr} AS v FROM auditrail.audit_events FINAL"
+                        " WHERE tenant_id = {t:String} ORDER BY v", {"t": tenant}).result_rows
+    raw = store.query(f"SELECT {raw_expr} AS v FROM auditrail.otel_logs"
+                      " WHERE LogAttributes['audit.tenant_id'] = {t:String} ORDER BY v", {"t": tenant}).result_rows
+    return [r[0] for r in typed], [r[0] for r in raw]
 
 
 def _ages(store: Store, tenant: str) -> tuple[list[int], list[int]]:
     """Ages in days of `tenant`'s rows after the TTL merge: (audit_events, otel_logs audit rows)."""
-    for table in ("audit_events", "otel_logs"):
-        store.command(f"OPTIMIZE TABLE auditrail.{table} FINAL")
-    typed = store.query("SELECT dateDiff('day', timestamp, now64(9)) FROM auditrail.audit_events FINAL"
-                        " WHERE tenant_id = {t:String} ORDER BY 1", {"t": tenant}).result_rows
-    raw = store.query("SELECT dateDiff('day', Timestamp, now64(9)) FROM auditrail.otel_logs"
-                      " WHERE LogAttributes['audit.tenant_id'] = {t:String} ORDER BY 1", {"t": tenant}).result_rows
-    return [r[0] for r in typed], [r[0] for r in raw]
+    return _after_ttl(store, tenant, "dateDiff('day', timestamp, now64(9))", "dateDiff('day', Timestamp, now64(9))")
 
 
 def test_rows_past_the_contract_expire_and_rows_within_it_or_on_hold_stay(store: Store) -> None:
@@ -54,8 +84,9 @@ def test_rows_past_the_contract_expire_and_rows_within_it_or_on_hold_stay(store:
     for tenant in ("short", "long", "held", "default"):
         _insert_ages(store, tenant)
     now = time.time_ns()
-    insert_rows(store, [exporter_row(time_ns=now - age * DAY_NS, scope="myapp", body=f"app log {age}",
-                                     attributes={"http.route": "/"}) for age in AGES])
+    _insert_received(store, [exporter_row(time_ns=now - age * DAY_NS, scope="myapp", body=f"app log {age}",
+                                          attributes={"http.route": "/"}) for age in AGES],
+                     [datetime.now(timezone.utc) - timedelta(days=age) for age in AGES])
 
     assert _ages(store, "short") == ([1], [1])
     assert _ages(store, "default") == ([1, 40], [1, 40])          # 365 days unless a contract says otherwise
@@ -99,12 +130,13 @@ def test_every_change_is_kept_and_the_latest_one_counts(store: Store) -> None:
 
 
 def test_tenant_names_are_data_not_sql(store: Store) -> None:
-    tenant = "evil'), 1) DELETE WHERE 1 --"
+    tenant = "a.b:c@d+e-f_G9"  # every character the tenant syntax allows beside letters and digits
     retention.set_days(store, tenant, 30, force=True)
     _insert_ages(store, tenant)
     assert _ages(store, tenant) == ([1], [1])
-    with pytest.raises(StoreError, match="invalid tenant"):
-        retention.set_days(store, "bad\ntenant", 400)
+    for bad in ("evil'), 1) DELETE WHERE 1 --", "bad\ntenant", " ", "-x", ""):  # outside the one syntax
+        with pytest.raises(StoreError, match="invalid tenant id"):
+            retention.set_days(store, bad, 400)
 
 
 def test_cli_set_refuses_then_forces_holds_and_lists(tmp_path: Path) -> None:
@@ -135,7 +167,59 @@ def test_cluster_retention_alters_the_local_tables_on_every_node_and_parse(store
     assert [sql.split(" MODIFY TTL")[0] for sql, _ in statements] == [
         "ALTER TABLE `auditrail`.`audit_events_local` ON CLUSTER `prod`",
         "ALTER TABLE `auditrail`.`otel_logs_local` ON CLUSTER `prod`",
+        "ALTER TABLE `auditrail`.`audit_event_versions_local` ON CLUSTER `prod`",
     ]
     for sql, _ in statements:
         formatted = store.query("SELECT formatQuery({q:String})", {"q": sql}).result_rows[0][0]
         assert "MODIFY TTL" in formatted and "{ttl_held:Array(String)}" in formatted
+
+
+# --- the clock starts when the store receives an event (issue 15) ---------------------------------------------
+
+# Times an accepted event may carry: 0 (OTLP "unknown"), years before its tenant's contract, after 2106 (where a
+# TTL's toDateTime wraps), the last nanosecond int64 holds, and now.
+ODD_TIMES = {"zero": 0, "400 days old": time.time_ns() - 400 * DAY_NS, "800 days old": time.time_ns() - 800 * DAY_NS,
+             "2150": 5_680_281_600 * 10**9, "int64 end": 2**63 - 1, "now": time.time_ns()}
+
+
+def _odd_time_request(tenant: str) -> bytes:
+    return logs_request(({"time_unix_nano": ns, "event_name": "crawl.run",
+                          "attributes": {"audit.event_id": str(uuid.uuid4()), "audit.tenant_id": tenant,
+                                         "audit.payload": json.dumps({"case": case})}}
+                         for case, ns in ODD_TIMES.items()), service="late-app").SerializeToString()
+
+
+def _cases(store: Store, tenant: str) -> tuple[list[str], list[str]]:
+    """The `case` of `tenant`'s rows after the TTL merge: (audit_events, otel_logs)."""
+    return _after_ttl(store, tenant, "JSONExtractString(payload, 'case')",
+                      "JSONExtractString(LogAttributes['audit.payload'], 'case')")
+
+
+def test_an_accepted_event_is_kept_its_retention_from_receipt_whatever_its_time(store: Store) -> None:
+    """Ingested through the service's own decoder and writer, and as the collector's exporter writes them
+    (straight into otel_logs): after the TTL merge every row is still there, on a 30-day contract too."""
+    retention.set_days(store, "late30", 30, force=True)
+    writer = LogWriter(store.client, store.database)
+    for tenant in ("late", "late30"):
+        batch = decode_request(_odd_time_request(tenant), "application/x-protobuf")
+        assert writer.write(batch) == len(ODD_TIMES)
+    insert_rows(store, [exporter_row(time_ns=ns, event_name="crawl.run", attributes={
+        semconv.EVENT_ID: str(uuid.uuid4()), semconv.TENANT: "late-collector", semconv.PAYLOAD: json.dumps({"case": case})})
+        for case, ns in ODD_TIMES.items()])
+    every = sorted(ODD_TIMES)
+    for tenant in ("late", "late30", "late-collector"):
+        assert _cases(store, tenant) == (every, every), tenant
+
+
+def test_the_retention_clock_runs_from_receipt(store: Store) -> None:
+    """Received 40 days ago: gone on a 30-day contract whatever time the event carries; kept on the default."""
+    retention.set_days(store, "received30", 30, force=True)
+    for tenant in ("received30", "received365"):
+        rows = [exporter_row(time_ns=ns, event_name="crawl.run", attributes={
+            semconv.EVENT_ID: str(uuid.uuid4()), semconv.TENANT: tenant, semconv.PAYLOAD: json.dumps({"case": case})})
+            for case, ns in ODD_TIMES.items() if case != "now"]
+        _insert_received(store, rows, [datetime.now(timezone.utc) - timedelta(days=40)] * len(rows))
+    # An event time later than its receipt counts from the event time: 2150 and the int64 end stay.
+    assert _cases(store, "received30") == (["2150", "int64 end"], ["2150", "int64 end"])
+    kept = sorted(c for c in ODD_TIMES if c != "now")
+    assert _cases(store, "received365") == (kept, kept)

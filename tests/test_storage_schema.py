@@ -139,8 +139,11 @@ def test_otel_logs_columns_types_codecs_equal_the_exporter_ddl(store: Store) -> 
     # computed at read time, stored nowhere and outside every INSERT (0025: TimestampTime for Grafana).
     described = [tuple(r[:6]) for r in store.query("DESCRIBE TABLE auditrail.otel_logs").result_rows
                  if r[2] != "ALIAS"]
-    assert [(n, t, k, e, c, codec) for n, t, k, e, c, codec in described] == declared
+    # The exporter's columns, then the one column of ours (migration 0011: the receipt time retention counts
+    # from; MATERIALIZED, so the exporter's inserts, which name their columns, never see it).
+    assert [(n, t, k, e, c, codec) for n, t, k, e, c, codec in described[:24]] == declared
     assert len(declared) == 24
+    assert [tuple(r[:3]) for r in described[24:]] == [("__auditrail_received_at", "DateTime64(3, 'UTC')", "MATERIALIZED")]
     types = {n: t for n, t, *_ in described}
     assert {n: types[n] for n in EXPORTER_COLUMNS} == EXPORTER_INSERT_COLUMNS
 
@@ -276,16 +279,66 @@ def test_an_event_id_that_is_no_uuid_is_kept_verbatim(store: Store) -> None:
 
 def test_replayed_event_is_visible_once(store: Store) -> None:
     event = AuditEvent("policy.update", tenant="mv-dup", actor="alice", payload='{"before":{},"after":{}}')
-    for _ in range(3):  # three batches: a retry after a lost ack, then a spool replay after a crash
-        insert_rows(store, [audit_row(event)])
-    raw = "SELECT count() FROM auditrail.audit_events WHERE tenant_id = 'mv-dup'"
-    assert store.query(raw).result_rows[0][0] == 3  # stored three times, until merged
-    sql, params = select_events(store, "mv-dup")
-    assert len(store.query(sql, params).result_rows) == 1
-    view = "SELECT count() FROM auditrail.audit_events_unique WHERE tenant_id = 'mv-dup'"
-    assert store.query(view).result_rows[0][0] == 1
+    store.command("SYSTEM STOP MERGES auditrail.audit_events")  # (the copies must not be merged before we count)
+    try:
+        for _ in range(3):  # three batches: a retry after a lost ack, then a spool replay after a crash
+            insert_rows(store, [audit_row(event)])
+        raw = "SELECT count() FROM auditrail.audit_events WHERE tenant_id = 'mv-dup'"
+        assert store.query(raw).result_rows[0][0] == 3  # stored three times, until merged
+        sql, params = select_events(store, "mv-dup")
+        assert len(store.query(sql, params).result_rows) == 1
+        view = "SELECT count() FROM auditrail.audit_events_unique WHERE tenant_id = 'mv-dup'"
+        assert store.query(view).result_rows[0][0] == 1
+    finally:
+        store.command("SYSTEM START MERGES auditrail.audit_events")
     store.command("OPTIMIZE TABLE auditrail.audit_events FINAL")
     assert store.query(raw).result_rows[0][0] == 1
+    versions = "SELECT count(), sum(copies) FROM auditrail.audit_event_versions FINAL WHERE tenant_id = 'mv-dup'"
+    assert store.query(versions).result_rows[0] == (1, 3)  # one version, three copies: a replay, no conflict
+
+
+def test_an_event_id_is_one_row_whatever_its_copies_differ_in_and_the_first_stored_wins(store: Store) -> None:
+    """Issue 15: resending an event id with another time, or another content, added rows. Every read shows the
+    first stored version alone, before and after merges; audit_event_versions counts the others."""
+    first = AuditEvent("policy.update", tenant="dedup", actor="alice", payload='{"v":1}', time_unix_nano=RECENT_NS)
+    later = [
+        AuditEvent("policy.update", tenant="dedup", actor="alice", payload='{"v":1}', event_id=first.event_id,
+                   time_unix_nano=RECENT_NS + 3_600 * 10**9),  # another time
+        AuditEvent("policy.update", tenant="dedup", actor="mallory", payload='{"v":2}', event_id=first.event_id,
+                   time_unix_nano=RECENT_NS),  # the same time, other content
+        AuditEvent("policy.update", tenant="dedup", actor="alice", payload='{"v":1}', event_id=first.event_id,
+                   time_unix_nano=RECENT_NS - 40 * 86400 * 10**9),  # earlier, another month
+        first,  # a plain replay
+    ]
+    other = AuditEvent("policy.update", tenant="dedup", actor="bob", payload='{"v":9}', time_unix_nano=RECENT_NS + 1)
+    store.command("SYSTEM STOP MERGES auditrail.audit_events")
+    try:
+        insert_rows(store, [audit_row(first), audit_row(other)])
+        for event in later:
+            insert_rows(store, [audit_row(event)])
+        reads = {
+            "select_events": select_events(store, "dedup", columns=("event_id", "timestamp", "actor", "payload")),
+            "audit_events_unique": ("SELECT event_id, timestamp, actor, payload FROM auditrail.audit_events_unique"
+                                    " WHERE tenant_id = 'dedup' ORDER BY actor", {}),
+        }
+        for name, (sql, params) in reads.items():
+            rows = {r[0]: r[1:] for r in store.query(sql, params).result_rows}
+            assert len(store.query(sql, params).result_rows) == 2, name
+            assert rows[uuid.UUID(first.event_id)][1:] == ("alice", '{"v":1}'), name
+            assert int(rows[uuid.UUID(first.event_id)][0].timestamp() * 1e6) == RECENT_NS // 1000, name
+        count = "SELECT count() FROM auditrail.audit_events_unique WHERE tenant_id = 'dedup'"
+        assert store.query(count).result_rows[0][0] == 2
+    finally:
+        store.command("SYSTEM START MERGES auditrail.audit_events")
+    store.command("OPTIMIZE TABLE auditrail.audit_events FINAL")
+    raw = store.query("SELECT actor, payload, timestamp FROM auditrail.audit_events WHERE tenant_id = 'dedup'"
+                      " ORDER BY actor").result_rows
+    assert [(a, p) for a, p, _ in raw] == [("alice", '{"v":1}'), ("bob", '{"v":9}')]  # merged: the first stays
+    versions = store.query(
+        "SELECT event_key, count() AS versions, sum(copies) FROM (SELECT event_key, version, sum(copies) AS copies"
+        " FROM auditrail.audit_event_versions WHERE tenant_id = 'dedup' GROUP BY event_key, version)"
+        " GROUP BY event_key ORDER BY versions DESC").result_rows
+    assert versions == [(first.event_id, 4, 5), (other.event_id, 1, 1)]
 
 
 def test_reads_are_scoped_to_one_tenant_and_filters_are_bound(store: Store) -> None:
@@ -306,8 +359,11 @@ def test_reads_are_scoped_to_one_tenant_and_filters_are_bound(store: Store) -> N
     assert read("iso-a", event_type="billing.*", actor="bo") == ["billing.grace.start"]
     since = datetime.fromtimestamp(base / 1e9 + 1, timezone.utc)
     assert read("iso-a", since=since, until=since + timedelta(seconds=1)) == ["billing.grace.start"]
+    assert read("*") == []  # the global tenant: a tenant like any other
     for attack in ("iso-a' OR '1'='1", "iso-b' --", "*", "iso-%"):
-        assert read(attack) == []
+        if attack != "*":  # not a tenant id (db.TENANT_SYNTAX): refused before any SQL is built
+            with pytest.raises(StoreError, match="invalid tenant id"):
+                read(attack)
         assert read("iso-b", actor=attack, event_type=attack) == []
     with pytest.raises(StoreError, match="tenant is required"):
         select_events(store, "")
@@ -354,8 +410,8 @@ def test_cluster_ddl_is_replicated_distributed_and_parses(store: Store) -> None:
     statements = [sql for _, sqls in steps for sql in sqls]
     for sql in statements:
         formatted = store.query("SELECT formatQuery({q:String})", {"q": sql}).result_rows[0][0]
-        if formatted.startswith("INSERT INTO auditrail."):  # a backfill: once, through the Distributed tables
-            assert "_local" not in formatted, formatted
+        if formatted.startswith("INSERT INTO"):  # a data copy (0012) or a backfill (0031): through the Distributed tables
+            assert "_local" not in formatted.split("FROM")[0], formatted
             continue
         assert "ON CLUSTER prod" in formatted or formatted.startswith("GRANT ON CLUSTER prod"), formatted
     text = "\n".join(statements)

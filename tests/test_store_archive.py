@@ -89,3 +89,10 @@ def test_archive_to_s3_while_the_service_owns_the_store(tmp_path: Path, moto_end
         table = pq.read_table(io.BytesIO(s3.get_object(Bucket="audit-archive", Key=key)["Body"].read()))
         assert table.column("event_id").to_pylist() == [e["event_id"] for e in events(svc, "globex", svc.read_globex)]
         assert set(table.column("tenant_id").to_pylist()) == {"globex"}
+        # The route's `month` schema is exactly the months it archives (1900-01 .. 2262-03): others are 422.
+        with svc.client(svc.read_globex) as client:
+            codes = {month: client.get("/v1/tenants/globex/archive",
+                                       params={"month": month, "schema_only": "true"}).status_code
+                     for month in ("0000-00", "1899-12", "2026-13", "2262-04", "1900-01", "2262-03")}
+        assert codes == {"0000-00": 422, "1899-12": 422, "2026-13": 422, "2262-04": 422, "1900-01": 200,
+                         "2262-03": 200}

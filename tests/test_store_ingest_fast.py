@@ -97,11 +97,20 @@ def _plain_value(rng: random.Random, depth: int = 0) -> AnyValue:
     return value
 
 
+def _storable(request: ExportLogsServiceRequest) -> ExportLogsServiceRequest:
+    """`request` with its times below 2^63 ns: later ones are refused (validation.py), on either path."""
+    for resource_logs in request.resource_logs:
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                record.time_unix_nano %= 1 << 63
+    return request
+
+
 def _plain_requests(seed: int, count: int, monkeypatch: pytest.MonkeyPatch) -> list[ExportLogsServiceRequest]:
     rng = random.Random(seed)
     with monkeypatch.context() as patch:
         patch.setattr(test_store_ingest, "_random_value", _plain_value)
-        return [test_store_ingest._random_request(rng) for _ in range(count)]
+        return [_storable(test_store_ingest._random_request(rng)) for _ in range(count)]
 
 
 def test_random_requests_give_the_existing_paths_rows(twins: Twins, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,7 +129,7 @@ def test_values_go_formats_are_left_to_the_existing_path(twins: Twins) -> None:
     rng = random.Random(5)
     declined = 0
     for _ in range(120):
-        data = test_store_ingest._random_request(rng).SerializeToString()
+        data = _storable(test_store_ingest._random_request(rng)).SerializeToString()
         if twins.fast.write(data) is None:
             declined += 1
         else:

@@ -176,6 +176,9 @@ def add_parsers(sub: Any) -> None:
     export.add_argument("--actor", default=None)
     export.add_argument("--format", choices=("csv", "json", "ndjson"), default=None,
                         help="default: from --out's extension, else json")
+    export.add_argument("--no-csv-escape", action="store_true",
+                        help="CSV: write cells starting with = + - @, tab or CR as they are (default: a leading ' "
+                             "keeps spreadsheets from running them as formulas)")
     export.add_argument("--out", required=True, help="output file ('-' for stdout)")
     export.add_argument("--no-progress", action="store_true", help="no progress bar")
     export.add_argument("--url", default=None, help=url_help)
@@ -266,6 +269,10 @@ def run_tokens(args: Any) -> int:
 
     from .db import StoreError
 
+    if args.tokens_command == "create":
+        from .db import check_tenant
+
+        check_tenant(args.tenant)  # here too: the service's answer would be a 422 of its request validation
     store, service = open_store_or_service(args.url)
     if service is not None:
         if args.tokens_command == "create":

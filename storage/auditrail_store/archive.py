@@ -38,11 +38,14 @@ from urllib.parse import quote, urlparse
 
 from .db import EVENT_COLUMNS, Store, StoreError, quote_identifier, select_events
 
-__all__ = ["PARQUET_MEDIA_TYPE", "S3Options", "archive_month", "bigquery_ddl", "bigquery_fields", "main_archive", "object_url",
+__all__ = ["MONTH_PATTERN", "PARQUET_MEDIA_TYPE", "S3Options", "archive_month", "bigquery_ddl", "bigquery_fields", "main_archive", "object_url",
            "parquet_chunks", "upload_parquet"]
 
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
+# The months the store's DateTime64(9) holds wholly (1900-01-01 .. 2262-04-11): 1900-01 to 2262-03. The one
+# rule for month_range and the OpenAPI document's `month` parameter.
+MONTH_PATTERN = r"^((19[0-9]{2}|2[01][0-9]{2}|22[0-5][0-9]|226[01])-(0[1-9]|1[0-2])|2262-0[1-3])$"
+_MONTH = re.compile(MONTH_PATTERN)
 _CHUNK = 1 << 20
 _UPLOAD_CHUNK = 8 << 20  # a multiple of 256 KiB, as GCS's resumable uploads require
 _PARQUET_SETTINGS = " SETTINGS output_format_parquet_compression_method = 'zstd'"
@@ -51,11 +54,9 @@ _NEEDS_ARCHIVE_EXTRA = "pip install 'auditrail[archive]'"
 
 def month_range(month: str) -> tuple[datetime, datetime]:
     """[first instant, first instant of the next month) of YYYY-MM, UTC."""
-    match = _MONTH.fullmatch(month or "")
-    # The store's DateTime64(9) holds 1900-01-01 .. 2262-04-11: months wholly inside it.
-    if not match or not 1 <= int(match.group(2)) <= 12 or not "1900-01" <= month <= "2262-03":
+    if not _MONTH.fullmatch(month or ""):
         raise StoreError(f"invalid month {month!r}: use YYYY-MM, 1900-01 to 2262-03")
-    year, number = int(match.group(1)), int(match.group(2))
+    year, number = int(month[:4]), int(month[5:7])
     start = datetime(year, number, 1, tzinfo=timezone.utc)
     end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=timezone.utc)
     return start, end

@@ -16,6 +16,8 @@ Contract (the store service, the CLI and the tests code against exactly this)::
         table(name) -> str                   # "`db`.`name`", the only way SQL names our tables
 
     check_identifier(name, what="identifier") -> str      # the one identifier check (StoreError if bad)
+    check_tenant(tenant) -> str                           # the one tenant id check (StoreError if bad)
+    tenant_problem(tenant) -> str | None                  # why a tenant id is invalid, or None
     tenant_scope(tenant, parameters) -> str               # "tenant_id = {tenant:String}", binds the tenant
     tenant_settings(store, tenant) -> dict                # per-query settings for the server's row policy
     select_events(store, tenant, since=None, until=None, event_type=None, actor=None,
@@ -28,7 +30,7 @@ Rules that keep this layer safe:
 * Identifiers (the database, table names, cluster names) cannot be bound, so they pass
   :func:`check_identifier` (``[A-Za-z_][A-Za-z0-9_]*``, at most 64 chars) and are backquoted.
 * Every read of audit data goes through :func:`tenant_scope`; :func:`select_events` is the canonical read:
-  ``audit_events FINAL`` (ReplacingMergeTree on (tenant_id, timestamp, event_id)) so a replayed event is
+  ``audit_events FINAL`` (ReplacingMergeTree on (tenant_id, event_key): the event id) so a replayed event is
   seen once even before the background merge has collapsed it (docs/storage.md has the measured cost).
 * chDB: one data directory per process and one process per directory (a ``status`` file lock). Opening a
   directory a running ``auditrail serve`` owns fails with a message that says so.
@@ -64,6 +66,16 @@ ENGINE_CONFIG = Path(__file__).with_name("engine") / "chdb.xml"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
+# Tenant ids: `*` (global scope), or 1-128 ASCII letters, digits and `. _ : @ + -`, the first a letter or a
+# digit. Why so strict: a tenant id travels in URL paths, file names, CSV cells and the TTL's metadata, so no
+# spaces, slashes, quotes, control or look-alike characters, and no leading `= + - @` (spreadsheet formulas).
+# README "Tenant ids" and docs/storage.md document it; TENANT_PATTERN is the same rule for the OpenAPI document.
+TENANT_MAX = 128
+TENANT_PATTERN = r"^(\*|[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127})$"
+TENANT_SYNTAX = ("'*' (global), or 1-128 characters from A-Z a-z 0-9 . _ : @ + - starting with a letter or "
+                 "digit")
+_TENANT = re.compile(TENANT_PATTERN)
+
 # The columns of audit_events in export order: DESIGN.md's seed fields first, then the rest of its mapping,
 # then what the store adds (transport and bookkeeping).
 SEED_COLUMNS: tuple[str, ...] = (
@@ -86,6 +98,22 @@ def check_identifier(name: str, what: str = "identifier") -> str:
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise StoreError(f"invalid {what} {name!r}: use letters, digits and '_' (not first), at most 64 chars")
     return name
+
+
+def tenant_problem(tenant: object) -> str | None:
+    """Why `tenant` is not a valid tenant id (a sentence naming the syntax), or None when it is one."""
+    if isinstance(tenant, str) and _TENANT.fullmatch(tenant):
+        return None
+    shown = repr(tenant) if not isinstance(tenant, str) or len(tenant) <= 64 else repr(tenant[:64]) + "..."
+    return f"invalid tenant id {shown}: use {TENANT_SYNTAX}"
+
+
+def check_tenant(tenant: str) -> str:
+    """`tenant` if it is a valid tenant id, else StoreError; the only tenant id check there is."""
+    problem = tenant_problem(tenant)
+    if problem is not None:
+        raise StoreError(problem)
+    return tenant
 
 
 def quote_identifier(name: str, what: str = "identifier") -> str:
@@ -157,7 +185,7 @@ def tenant_scope(tenant: str, parameters: dict[str, Any]) -> str:
     """The tenant predicate every read carries; binds `tenant` into `parameters` as ``tenant``."""
     if not isinstance(tenant, str) or not tenant:
         raise StoreError("a tenant is required to read audit events")
-    parameters["tenant"] = tenant
+    parameters["tenant"] = check_tenant(tenant)
     return "tenant_id = {tenant:String}"
 
 
@@ -181,13 +209,16 @@ def select_events(
     columns: Sequence[str] = EVENT_COLUMNS,
     limit: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The canonical read of one tenant's events, oldest first, each event once: (sql, parameters).
+    """The canonical read of one tenant's events, each event once: (sql, parameters).
+
+    Each event id once, whatever its copies differ in (the first stored; migration 0012), in the table's key
+    order: by event id, which for UUIDv7 ids (the instrumentation's) is time order, read in order as a stream.
 
     `since` is inclusive and `until` exclusive; naive datetimes are taken as UTC. `event_type` ending in
     ``.`` or ``*`` is a prefix (``billing.`` / ``billing.*``), otherwise exact.
     """
     for column in columns:
-        if column not in EVENT_COLUMNS:
+        if column not in EVENT_COLUMNS and column != "event_key":  # (event_key: the dedup key, not exported)
             raise StoreError(f"unknown column {column!r}; known: {', '.join(EVENT_COLUMNS)}")
     params: dict[str, Any] = {}
     where = [tenant_scope(tenant, params)]
@@ -208,7 +239,7 @@ def select_events(
         where.append("actor = {actor:String}")
         params["actor"] = actor
     sql = (f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM {store.table('audit_events')} FINAL"
-           f" WHERE {' AND '.join(where)} ORDER BY timestamp, event_id")
+           f" WHERE {' AND '.join(where)} ORDER BY event_key")
     if limit is not None:
         sql += " LIMIT {limit:UInt64}"
         params["limit"] = int(limit)

@@ -2,7 +2,8 @@
 
 Every export is one query: :func:`db.select_events` (tenant scope, filters as bound parameters, each event
 once) wrapped in a formatting query, streamed block by block. The engine writes every format: CSV leaves
-ClickHouse as bytes and is passed through untouched; for NDJSON and JSON it writes each event as one JSON
+ClickHouse as bytes and is passed through untouched (its text cells starting with ``= + - @``, tab or CR
+get a leading ``'`` in the query, OWASP's rule against formula injection; ``csv_escape=False`` turns it off); for NDJSON and JSON it writes each event as one JSON
 object (payload embedded as JSON), which Python only joins (:func:`_json_query`). Nothing holds more than
 a few blocks, so a million events stream in flat memory.
 
@@ -17,7 +18,9 @@ text the chain hashed) it carries, per chain, the signed ``audit.checkpoint`` ev
 the public keys they name, and *link stubs* (seq, prev_hash, hash: no content) for the chain's events that
 are not in this export: other tenants' events, or the tenant's own outside the filters. Chains are per
 emitter process and interleave tenants; stubs let the verifier follow the hash links across the events it
-may not see, while their content stays private.
+may not see, while their content stays private. Last, ``conflicts``: the exported event ids the store received
+in more than one version (verify_store.event_conflicts); the export shows the first stored of each, and
+``verify`` reports each conflict.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class ExportFilters:
 
 def parse_time(text: str | None, what: str = "time") -> datetime | None:
     """ISO-8601 (``2026-01-31``, ``2026-01-31T12:00:00Z``, offsets) as an aware UTC datetime; naive is UTC."""
-    if text is None or text == "":
+    if text is None:
         return None
     try:
         value = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
@@ -82,10 +85,13 @@ def parse_time(text: str | None, what: str = "time") -> datetime | None:
             value = datetime.combine(date.fromisoformat(text.strip()), datetime.min.time())
         except ValueError:
             raise StoreError(f"invalid {what} {text!r}: use ISO-8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z") from None
-    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    if not _TIME_MIN <= value <= _TIME_MAX:  # else the engine refuses the bound value after a 200 went out
-        raise StoreError(f"invalid {what} {text!r}: outside {iso_time(_TIME_MIN)} .. {iso_time(_TIME_MAX)}")
-    return value
+    try:
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except OverflowError:  # an offset past year 1 or 9999: far outside what the store holds either way
+        return _TIME_MIN if value.year < 1000 else _TIME_MAX
+    # A bound outside what a DateTime64(9) holds selects what the nearest one does (the engine would refuse
+    # the value itself, after a 200 went out).
+    return min(max(value, _TIME_MIN), _TIME_MAX)
 
 
 def iso_time(value: datetime | None) -> str | None:
@@ -93,8 +99,18 @@ def iso_time(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _column_value(column: str, flat: bool) -> str:
-    """How a column of the canonical read is shown in an export (`flat`: CSV, where maps become JSON text)."""
+# Columns whose CSV cell cannot start with a formula character: typed values (a UUID's hex, ISO times, unsigned
+# numbers) and the attributes map (JSON text: '{'). Every other column is text a sender chose.
+_NOT_TEXT = frozenset({"event_id", "timestamp", "inserted_at", "chain_seq", "severity_number", "attributes"})
+# OWASP "CSV Injection": a cell starting with = + - @, tab or carriage return is a formula to Excel, LibreOffice
+# and Google Sheets. Such a cell gets a leading single quote (the spreadsheet's "this is text" mark); the engine's
+# CSV already wraps every text cell in double quotes and doubles the quotes inside, OWASP's other two rules.
+_FORMULA_START = r"'^[-=+@\\t\\r]'"
+
+
+def _column_value(column: str, flat: bool, csv_escape: bool = False) -> str:
+    """How a column of the canonical read is shown in an export (`flat`: CSV, where maps become JSON text;
+    `csv_escape`: text cells that a spreadsheet would take for a formula get a leading ')."""
     name = quote_identifier(column)
     if column == "event_id":
         return f"toString({name})"
@@ -102,15 +118,18 @@ def _column_value(column: str, flat: bool) -> str:
         return f"formatDateTime({name}, {_ISO}, 'UTC')"
     if column == "attributes" and flat:
         return f"toJSONString({name})"
+    if csv_escape and column not in _NOT_TEXT:
+        return f"if(match({name}, {_FORMULA_START}), concat('\\'', {name}), {name})"
     return name
 
 
 def export_query(store: Store, tenant: str, filters: ExportFilters, columns: Sequence[str] = EVENT_COLUMNS,
-                 flat: bool = False) -> tuple[str, dict[str, Any]]:
-    """(sql, parameters) of an export: the canonical read, its columns formatted for people and tools."""
+                 flat: bool = False, csv_escape: bool = True) -> tuple[str, dict[str, Any]]:
+    """(sql, parameters) of an export: the canonical read, its columns formatted for people and tools (`flat`:
+    for CSV, formula-like text cells escaped unless `csv_escape` is False)."""
     inner, params = select_events(store, tenant, since=filters.since, until=filters.until,
                                   event_type=filters.event_type, actor=filters.actor, columns=columns)
-    outer = ", ".join(f"{_column_value(c, flat)} AS {quote_identifier(c)}" for c in columns)
+    outer = ", ".join(f"{_column_value(c, flat, flat and csv_escape)} AS {quote_identifier(c)}" for c in columns)
     # No ORDER BY outside: the canonical read's order (the table's sort key, read in order) is kept.
     return f"SELECT {outer} FROM ({inner}){_settings_clause(_SETTINGS)}", params
 
@@ -206,8 +225,10 @@ def _reshape(line: bytes, keep_text: bool) -> dict[str, Any]:
 
 
 def stream_export(store: Store, tenant: str, filters: ExportFilters, fmt: str,
-                  counter: list[int] | None = None) -> Iterator[bytes]:
+                  counter: list[int] | None = None, csv_escape: bool = True) -> Iterator[bytes]:
     """The export as byte chunks, from one streamed engine query; ``counter[0]`` counts events as they pass.
+    CSV escapes text cells a spreadsheet would run as formulas (``_FORMULA_START``) unless `csv_escape` is
+    False; JSON and NDJSON always carry the exact values (they are the verifiable formats).
 
     One query, not pages: streamed (see ``_SETTINGS``), the engine holds a few blocks of the read-in-order
     FINAL merge at a time, whatever the export's size (tests/test_store_export_scale.py measures it).
@@ -217,7 +238,7 @@ def stream_export(store: Store, tenant: str, filters: ExportFilters, fmt: str,
     count = counter if counter is not None else [0]
     if fmt == "csv":
         yield (",".join(EVENT_COLUMNS) + "\n").encode()
-        sql, params = export_query(store, tenant, filters, flat=True)
+        sql, params = export_query(store, tenant, filters, flat=True, csv_escape=csv_escape)
         for chunk in _chunks(store.client, sql, params, "CSV"):
             count[0] += chunk.count(b"\n")  # approximate while streaming: a payload may hold a newline
             yield chunk
@@ -260,7 +281,7 @@ def _json_document(store: Store, tenant: str, filters: ExportFilters, count: lis
 def _chain_sections(store: Store, tenant: str, filters: ExportFilters,
                     ranges: dict[str, list[int]]) -> Iterator[bytes]:
     """``chains`` (range and anchoring checkpoints), ``links`` (stubs) and ``public_keys`` of the document."""
-    from .verify_store import chain_checkpoints, chain_links
+    from .verify_store import chain_checkpoints, chain_links, event_conflicts
 
     checkpoints = chain_checkpoints(store, tenant, list(ranges))
     exclude = stub_exclusion(store, tenant, filters)
@@ -276,6 +297,7 @@ def _chain_sections(store: Store, tenant: str, filters: ExportFilters,
             first = False
     yield b"]"
     yield b',"public_keys":' + orjson.dumps([{"key_id": k, "public_key": v} for k, v in keys.items()])
+    yield b',"conflicts":' + orjson.dumps(event_conflicts(store, tenant, filters))
 
 
 def exported_ids(store: Store, tenant: str, filters: ExportFilters,
@@ -355,6 +377,8 @@ def main_export(args: Any) -> int:
 
                 params = {k: v for k, v in {"since": args.since, "until": args.until, "type": args.event_type,
                                             "actor": args.actor, "format": fmt}.items() if v}
+                if fmt == "csv" and args.no_csv_escape:
+                    params["csv_escape"] = "false"
                 task = progress.add_task("export", total=None, tenant=args.tenant)
                 with httpx.Client(base_url=service.base_url, timeout=None) as client:
                     with client.stream("GET", f"/v1/tenants/{_quote(args.tenant)}/events", params=params,
@@ -373,7 +397,8 @@ def main_export(args: Any) -> int:
                 with store:
                     total = count_events(store, args.tenant, filters)
                     task = progress.add_task("export", total=total, tenant=args.tenant)
-                    for chunk in stream_export(store, args.tenant, filters, fmt, counter):
+                    for chunk in stream_export(store, args.tenant, filters, fmt, counter,
+                                               csv_escape=not args.no_csv_escape):
                         out.write(chunk)
                         progress.update(task, completed=min(counter[0], total))
                     counter[0] = total

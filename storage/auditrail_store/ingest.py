@@ -691,6 +691,8 @@ def _json_uint(value: Any, where: str, bits: int) -> int:
     """An unsigned integer as a JSON number or a decimal string."""
     if value is None:
         return 0
+    if type(value) is float and value.is_integer():  # 1513.0: an integer to JSON (Schema), as protojson reads it
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise IngestError(f"{where}: expected an integer")
     try:
@@ -703,6 +705,8 @@ def _json_uint(value: Any, where: str, bits: int) -> int:
 
 
 def _json_int64(value: Any, where: str) -> int:
+    if type(value) is float and value.is_integer():  # as in _json_uint
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise IngestError(f"{where}: expected an integer")
     try:
@@ -959,12 +963,17 @@ def media_type(content_type: str | None) -> str:
 
 def decode_request(body: bytes, content_type: str | None, content_encoding: str | None = None,
                    max_bytes: int = DEFAULT_MAX_BODY, limits: IngestLimits | None = None) -> LogBatch:
-    """Decode an OTLP/HTTP logs request body into rows; IngestError (HTTP 400) when it is malformed,
-    LimitError (413) when it exceeds `limits` (default: the defaults, at most max_bytes decompressed)."""
+    """Decode an OTLP/HTTP logs request body into rows; IngestError (HTTP 400) when it is malformed or names
+    what the store refuses (validation.py), LimitError (413) when it exceeds `limits` (default: the defaults,
+    at most max_bytes decompressed)."""
+    from .validation import check_batch  # (imports this module)
+
     kind = media_type(content_type)
     limits = limits or IngestLimits(max_body=max_bytes)
     data = decompress(body, content_encoding, limits.max_body)
-    return decode_protobuf(data, limits) if kind == PROTOBUF else decode_json(data, limits)
+    batch = decode_protobuf(data, limits) if kind == PROTOBUF else decode_json(data, limits)
+    check_batch(batch)
+    return batch
 
 
 # --------------------------------------------------------------------------------------------------

@@ -160,6 +160,10 @@ def migrate(store: Store, cluster: str | None = None) -> list[str]:
             {"version": m.version, "name": m.name, "checksum": m.checksum},
         )
         names.append(label)
+    if names:
+        from .retention import reapply  # a migration that rewrote a TTL left the default contract in it
+
+        reapply(store)
     return names
 
 

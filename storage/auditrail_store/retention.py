@@ -6,8 +6,14 @@ cannot contain non-deterministic functions"), and a per-row "expires at" column 
 follow a contract change. So the contracts live in ``retention_contracts`` (append-only, its history is
 evidence) and every change re-renders one deterministic TTL on ``audit_events`` and on ``otel_logs``::
 
-    TTL toDateTime(timestamp) + toIntervalDay(transform(tenant_id, [tenants], [days], 365))
-        DELETE WHERE NOT has([held tenants], tenant_id)
+    TTL toDateTime(least(greatest(event time s, receipt s) + 86400 * transform(tenant_id, [tenants], [days], 365),
+                         4294967295))
+        DELETE WHERE <that expiry> < 4294967295 AND NOT has([held tenants], tenant_id)
+
+The clock starts at the later of the event's time and its receipt (``inserted_at``; ``otel_logs``: the column
+``__auditrail_received_at``, migration 0011), so an accepted event is kept at least its contract from when the
+store received it whatever time it carries; the arithmetic is in Int64 seconds, and an expiry past 2106-02-07
+(the last second a DateTime names) never fires.
 
 ``transform`` is a hash lookup, so thousands of tenants cost little per row. The arrays travel as bound
 parameters ({name:Array(String)}); the engine stores them as literals in the table's metadata, which on a
@@ -24,17 +30,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .db import Store, StoreError, quote_identifier
+from .db import Store, StoreError, check_tenant, quote_identifier
 from .migrate import installed_cluster
 
 DEFAULT_DAYS = 365
 MAX_DAYS = 36500  # 100 years: a typo guard, not a policy
 
-# (table, its event-time expression, its tenant expression): the two places audit rows live.
+# (table, its event time, its receipt time, its tenant expression): the places audit rows live.
 _TTL_TARGETS = (
-    ("audit_events", "toDateTime(timestamp)", "tenant_id"),
-    ("otel_logs", "toDateTime(Timestamp)", "LogAttributes['audit.tenant_id']"),
+    ("audit_events", "timestamp", "inserted_at", "tenant_id"),
+    ("otel_logs", "Timestamp", "`__auditrail_received_at`", "LogAttributes['audit.tenant_id']"),
+    ("audit_event_versions", "timestamp", "first_stored", "tenant_id"),
 )
+# The last second a TTL can name (DateTime is UInt32 seconds: 2106-02-07 06:28:15 UTC).
+_TTL_END = 4294967295
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ def contract(store: Store, tenant: str) -> Contract:
 
 def set_days(store: Store, tenant: str, days: int, *, force: bool = False, changed_by: str | None = None) -> Contract:
     """Set `tenant`'s retention to `days` (under 365 only with `force`) and apply it."""
-    _check_tenant(tenant)
+    check_tenant(tenant)
     if not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise StoreError(f"--days must be a whole number of days from 1 to {MAX_DAYS}, not {days!r}")
     if days < DEFAULT_DAYS and not force:
@@ -80,22 +89,31 @@ def set_days(store: Store, tenant: str, days: int, *, force: bool = False, chang
 
 def set_hold(store: Store, tenant: str, on: bool, *, changed_by: str | None = None) -> Contract:
     """Put `tenant` under legal hold (nothing of it expires) or lift the hold, and apply it."""
-    _check_tenant(tenant)
+    check_tenant(tenant)
     current = contract(store, tenant)
     return _record(store, Contract(tenant, current.days, on, current.forced, None, _who(changed_by)))
 
 
-def ttl_clause(time_expr: str, tenant_expr: str, all_contracts: list[Contract]) -> tuple[str, dict[str, Any]]:
-    """The TTL clause (with its bound parameters) that enforces `all_contracts` on one table."""
+def ttl_clause(time_expr: str, received_expr: str, tenant_expr: str,
+               all_contracts: list[Contract]) -> tuple[str, dict[str, Any]]:
+    """The TTL clause (with its bound parameters) that enforces `all_contracts` on one table.
+
+    A row expires its contract's days after the later of its event time and its receipt, so no accepted row
+    goes before its retention counted from when the store received it, whatever time it carries (0, years
+    old, or after 2106). Computed in Int64 seconds: ``toDateTime`` of a later time would wrap (UInt32). A row
+    whose expiry is past the last second a TTL can name is never deleted by TTL (DELETE WHERE)."""
     params = {
         "ttl_tenants": [c.tenant_id for c in all_contracts],
         "ttl_days": [c.days for c in all_contracts],
         "ttl_default": DEFAULT_DAYS,
         "ttl_held": [c.tenant_id for c in all_contracts if c.hold],
     }
-    sql = (f"{time_expr} + toIntervalDay(transform({tenant_expr}, {{ttl_tenants:Array(String)}},"
-           f" {{ttl_days:Array(UInt32)}}, {{ttl_default:UInt32}})) DELETE WHERE NOT has({{ttl_held:Array(String)}},"
-           f" {tenant_expr})")
+    days = (f"toInt64(transform({tenant_expr}, {{ttl_tenants:Array(String)}}, {{ttl_days:Array(UInt32)}},"
+            f" {{ttl_default:UInt32}}))")
+    expiry = (f"(greatest(toUnixTimestamp64Second({time_expr}), toUnixTimestamp64Second({received_expr}))"
+              f" + 86400 * {days})")
+    sql = (f"toDateTime(least({expiry}, {_TTL_END})) DELETE WHERE {expiry} < {_TTL_END}"
+           f" AND NOT has({{ttl_held:Array(String)}}, {tenant_expr})")
     return sql, params
 
 
@@ -104,8 +122,8 @@ def alter_statements(store: Store, all_contracts: list[Contract], cluster: str |
     suffix = "_local" if cluster else ""
     on_cluster = f" ON CLUSTER {quote_identifier(cluster, 'cluster name')}" if cluster else ""
     out = []
-    for table, time_expr, tenant_expr in _TTL_TARGETS:
-        ttl, params = ttl_clause(time_expr, tenant_expr, all_contracts)
+    for table, time_expr, received_expr, tenant_expr in _TTL_TARGETS:
+        ttl, params = ttl_clause(time_expr, received_expr, tenant_expr, all_contracts)
         out.append((f"ALTER TABLE {store.table(table + suffix)}{on_cluster} MODIFY TTL {ttl}", params))
     return out
 
@@ -118,6 +136,12 @@ def apply(store: Store) -> None:
         store.command(sql, params, settings={"mutations_sync": 2 if cluster else 1})
 
 
+def reapply(store: Store) -> None:
+    """Render the contracts again if any was set (after migrations, whose TTLs carry the default contract)."""
+    if contracts(store):
+        apply(store)
+
+
 def _record(store: Store, new: Contract) -> Contract:
     store.command(
         f"INSERT INTO {store.table('retention_contracts')} (tenant_id, days, hold, forced, changed_by)"
@@ -127,11 +151,6 @@ def _record(store: Store, new: Contract) -> Contract:
     )
     apply(store)
     return contract(store, new.tenant_id)
-
-
-def _check_tenant(tenant: str) -> None:
-    if not tenant or len(tenant) > 256 or any(ord(ch) < 32 for ch in tenant):
-        raise StoreError(f"invalid tenant {tenant!r}: 1-256 printable characters")
 
 
 def _who(changed_by: str | None) -> str:

@@ -42,6 +42,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from pydantic import BaseModel, Field
@@ -52,13 +53,15 @@ from auditrail import semconv
 from . import admin
 from .connections import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, BodyDeadline,
                           client_disconnected, header_timeout_protocol)
-from .archive import PARQUET_MEDIA_TYPE, month_range, parquet_chunks
-from .db import DEFAULT_DATABASE, Store, StoreError, default_url
+from .archive import MONTH_PATTERN, PARQUET_MEDIA_TYPE, parquet_chunks
+from .db import DEFAULT_DATABASE, TENANT_MAX, TENANT_PATTERN, TENANT_SYNTAX, Store, StoreError, default_url
 from .export import FORMATS, ExportFilters, parse_time, stream_export
 from .ingest import (PROTOBUF, IngestError, LogBatch, LogWriter, decode_json, decode_protobuf, decompress,
                      media_type)
 from .ingest_limits import IngestLimits, LimitError, check_protobuf
 from .ingest_fast import FastLogWriter
+from .validation import check_batch
+from .openapi import OTLP_LOGS_BODY, install_allow_handler, install_otlp_schemas, responses
 from .tokens import ALL_TENANTS, SCOPES, TokenInfo, TokenStore
 from .approvals.service import include_approvals, open_approvals
 from .reviews.service import include_reviews, open_reviews
@@ -88,7 +91,11 @@ def _state(request: Request) -> _State:
     return request.app.state.auditrail
 
 
-def principal(request: Request) -> TokenInfo:
+# Declares the scheme in the OpenAPI document; principal() reads and checks the header itself.
+_BEARER = HTTPBearer(auto_error=False, description="a store token: `art_<token_id>_<secret>` (`auditrail tokens`)")
+
+
+def principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> TokenInfo:
     """The caller: a valid bearer token, or the local admin door; 401 otherwise."""
     state = _state(request)
     local = request.headers.get(admin.LOCAL_ADMIN_HEADER)
@@ -116,19 +123,30 @@ def _from_this_host(request: Request) -> bool:
 
 
 Caller = Annotated[TokenInfo, Depends(principal)]
-TenantPath = Annotated[str, Path(min_length=1, max_length=256, description="the tenant id (`*`: global events)")]
+# ISO-8601 filter bounds: what the document says, and export.parse_time reads (a bound outside the years the
+# store holds selects what the nearest one does).
+TimeQuery = Annotated[str | None, Query(max_length=64, description="ISO-8601 date-time or date (UTC without an "
+                                        "offset); since is inclusive, until exclusive", json_schema_extra={
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}, {"type": "null"}]})]
+TenantPath = Annotated[str, Path(min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN,
+                                  description=f"the tenant id: {TENANT_SYNTAX}")]
+
+
+_MAY = {"read": "read the events of tenant {tenant!r}", "ingest": "ingest events",
+        "admin": "administer tokens (an admin token of tenant '*' may)"}
 
 
 def _require(info: TokenInfo, scope: str, tenant: str | None) -> None:
     if not info.allows(scope, tenant):
-        what = f"{scope} of tenant {tenant!r}" if tenant is not None else scope
-        raise HTTPException(403, f"token {info.token_id} may not {what}")
+        raise HTTPException(403, f"token {info.token_id} ({info.scope} of tenant {info.tenant_id!r}) may not "
+                                 + _MAY[scope].format(tenant=tenant))
 
 
 class TokenRequest(BaseModel):
     """A token to create."""
 
-    tenant: str = Field(min_length=1, max_length=256, description="tenant id, or * for all tenants")
+    tenant: str = Field(min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN,
+                        description=f"tenant id ({TENANT_SYNTAX}); * for all tenants")
     scope: Literal["read", "ingest", "approve", "admin"]
     description: str = Field(default="", max_length=500)
 
@@ -210,12 +228,9 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
     app = FastAPI(title="auditrail store", version="1", lifespan=lifespan,
                   description="OTLP/HTTP ingest of audit events, tenant-scoped exports and chain verification.")
 
-    @app.post("/v1/logs", summary="OTLP/HTTP logs ingest (protobuf or JSON, gzip)",
+    @app.post("/v1/logs", summary="OTLP/HTTP logs ingest (protobuf or JSON, gzip)", openapi_extra=OTLP_LOGS_BODY,
               responses={200: {"content": {"application/x-protobuf": {}, "application/json": {}}},
-                         400: {"description": "malformed request; nothing written"}, 401: {}, 403: {},
-                         408: {"description": "the body did not arrive within the body timeout"},
-                         413: {"description": "over a limit (body bytes, records, bytes of a record, messages), "
-                                              "named in the message; nothing written"}})
+                         **responses(400, 401, 403, 408, 413, otlp=True)})
     async def ingest_logs(request: Request, caller: Caller) -> Response:
         _require(caller, "ingest", None)  # before the body is read: an unknown or read token costs nothing more
         state = _state(request)
@@ -247,30 +262,34 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         return Response(b"{}", media_type="application/json")
 
     @app.get("/v1/tenants/{tenant}/events", summary="one tenant's events, streamed",
-             responses={200: {"content": {_MEDIA["csv"]: {}, _MEDIA["json"]: {}, _MEDIA["ndjson"]: {}}}})
+             responses={200: {"content": {_MEDIA["csv"]: {}, _MEDIA["json"]: {}, _MEDIA["ndjson"]: {}}},
+                        **responses(400, 401, 403)})
     def tenant_events(
         request: Request,
         caller: Caller,
         tenant: TenantPath,
-        since: Annotated[str | None, Query(description="ISO-8601, inclusive", max_length=64)] = None,
-        until: Annotated[str | None, Query(description="ISO-8601, exclusive", max_length=64)] = None,
+        since: TimeQuery = None,
+        until: TimeQuery = None,
         type: Annotated[str | None, Query(description="event type; `billing.*` or `billing.` for a prefix",
                                           max_length=256)] = None,
         actor: Annotated[str | None, Query(max_length=1024)] = None,
         format: Annotated[Literal["csv", "json", "ndjson"], Query()] = "json",
+        csv_escape: Annotated[bool, Query(description="CSV only: a text cell starting with = + - @, tab or CR gets "
+                                          "a leading ' so spreadsheets do not run it as a formula (OWASP); false "
+                                          "writes every value as stored")] = True,
     ) -> StreamingResponse:
         _require(caller, "read", tenant)
         filters = _filters(since, until, type, actor)
         store = _open_handle(_state(request))
-        chunks = stream_export(store, tenant, filters, format)
+        chunks = stream_export(store, tenant, filters, format, csv_escape=csv_escape)
         return StreamingResponse(_closing(_state(request), store, chunks, f"export of tenant {tenant!r}"),
                                  media_type=_MEDIA[format], headers={
                                      "Content-Disposition": f'attachment; filename="audit-events.{format}"'})
 
-    @app.get("/v1/tenants/{tenant}/verify", summary="verify the hash chains of a tenant's stored events")
-    def tenant_verify(request: Request, caller: Caller, tenant: TenantPath,
-                      since: Annotated[str | None, Query(max_length=64)] = None,
-                      until: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+    @app.get("/v1/tenants/{tenant}/verify", summary="verify the hash chains of a tenant's stored events",
+             responses=responses(400, 401, 403))
+    def tenant_verify(request: Request, caller: Caller, tenant: TenantPath, since: TimeQuery = None,
+                      until: TimeQuery = None) -> dict[str, Any]:
         _require(caller, "read", tenant)
         from .verify_store import verify_stored
 
@@ -286,17 +305,18 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         return report.to_dict()
 
     @app.get("/v1/tenants/{tenant}/archive", summary="one tenant-month as Parquet, streamed (`auditrail archive`)",
-             responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}}})
+             responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}}, **responses(401, 403)})
     def tenant_archive(
         request: Request,
         caller: Caller,
         tenant: TenantPath,
-        month: Annotated[str, Query(description="YYYY-MM (UTC)", pattern=r"^\d{4}-\d{2}$")],
+        month: Annotated[str, Query(description="YYYY-MM (UTC), 1900-01 to 2262-03",
+                                         # archive.month_range's own rule: any other month is a 422 here
+                                         pattern=MONTH_PATTERN)],
         schema_only: Annotated[bool, Query(description="no rows: the archive's Parquet schema")] = False,
     ) -> StreamingResponse:
         # The CLI uploads what this returns with the operator's own cloud credentials (archive.py says why).
         _require(caller, "read", tenant)
-        month_range(month)  # a bad month is a 400 before the 200 goes out
         state = _state(request)
         store = _open_handle(state)
         chunks = parquet_chunks(store, tenant, month, empty=schema_only)
@@ -310,7 +330,8 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
             state.store.query("SELECT 1")
         return Health(status="ok", embedded=state.store.embedded, database=state.database)
 
-    @app.post("/v1/admin/tokens", summary="create a token (admin of every tenant)", status_code=201)
+    @app.post("/v1/admin/tokens", summary="create a token (admin of every tenant)", status_code=201,
+              responses=responses(400, 401, 403))
     def create_token(request: Request, caller: Caller, body: TokenRequest) -> CreatedToken:
         _require(caller, "admin", ALL_TENANTS)
         state = _state(request)
@@ -323,13 +344,14 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
                     caller.token_id)
         return CreatedToken(token=token, **info.to_dict())
 
-    @app.get("/v1/admin/tokens", summary="list tokens (no secrets)")
+    @app.get("/v1/admin/tokens", summary="list tokens (no secrets)", responses=responses(401, 403))
     def list_tokens(request: Request, caller: Caller, all: bool = False) -> list[TokenOut]:
         _require(caller, "admin", ALL_TENANTS)
         state = _state(request)
         return [TokenOut(**info.to_dict()) for info in state.tokens.list(include_revoked=all)]
 
-    @app.delete("/v1/admin/tokens/{token_id}", summary="revoke a token", status_code=204)
+    @app.delete("/v1/admin/tokens/{token_id}", summary="revoke a token", status_code=204,
+                responses=responses(401, 403, 404))
     def revoke_token(request: Request, caller: Caller,
                      token_id: Annotated[str, Path(pattern="^[0-9a-f]{16}$")]) -> Response:
         _require(caller, "admin", ALL_TENANTS)
@@ -350,6 +372,8 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
     app.add_exception_handler(ClientDisconnect, client_disconnected)
     app.add_middleware(BodyDeadline, seconds=body_timeout)
 
+    install_allow_handler(app)
+    install_otlp_schemas(app)
     assert SCOPES and FORMATS  # the names the routes' Literal types spell out
     return app
 
@@ -389,6 +413,7 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks
     else:
         batch = decode_json(data, state.limits)
     del data
+    check_batch(batch)  # times the store cannot hold, tenant ids outside the syntax: 400 naming the record
     refused = _foreign_tenants(caller, batch)
     if refused:
         return (f"token {caller.token_id} may not ingest events of tenant(s) "

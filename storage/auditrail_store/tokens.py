@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .db import Store, StoreError
+from .db import Store, StoreError, check_tenant
 
 __all__ = ["ALL_TENANTS", "SCOPES", "TokenInfo", "TokenStore", "hash_secret", "new_token", "parse_token"]
 
@@ -43,7 +43,6 @@ SCOPES = ("read", "ingest", "approve", "admin")
 ALL_TENANTS = "*"
 PREFIX = "art_"
 _TOKEN = re.compile(r"art_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
-_TENANT = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 _COLUMNS = ("token_id", "tenant_id", "scope", "description", "created_at", "created_by", "revoked_at", "revoked_by")
 
 
@@ -99,11 +98,6 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def check_tenant(tenant: str) -> str:
-    """A tenant id a token may carry: printable text, 1-256 chars, or ``*``."""
-    if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
-        raise StoreError(f"invalid tenant {tenant!r}: 1-256 printable characters, or '*' for all tenants")
-    return tenant
 
 
 def who() -> str:

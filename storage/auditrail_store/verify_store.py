@@ -15,7 +15,10 @@ service, the CLI and a customer's auditor run one procedure:
 * the ``payload`` shown as JSON must parse to the same value as ``payload_json``, the exact hashed text,
   else the event is reported edited: a reader of the export sees what was verified;
 * checkpoints are verified with the keys given (``--key``), else with the ones the document carries,
-  and the report says which.
+  and the report says which;
+* an event id the store received in more than one version (other content, another time: evidence of
+  tampering or of a bug) is a ``conflict``: the export shows the first version stored, and the document's
+  ``conflicts`` (:func:`event_conflicts`, from ``audit_event_versions``) says how many others there were.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from auditrail.verify import ChainReport, Problem, VerifyReport, verify_records
 
 from .db import Store, StoreError, tenant_scope
 
-__all__ = ["chain_checkpoints", "chain_links", "document_records", "verify_document", "verify_stored"]
+__all__ = ["chain_checkpoints", "chain_links", "conflict_problems", "document_records", "event_conflicts",
+           "verify_document", "verify_stored"]
 
 # export column -> LogRecord attribute (the hashed ones, chain.HASHED_ATTRIBUTES, and the rest we keep)
 _ATTRIBUTES = {
@@ -132,7 +136,24 @@ def verify_document(document: Mapping[str, Any],
     report = verify_records(records, trusted_keys)
     _trim_windows(report, starts)
     report.problems.extend(problems)
+    report.problems.extend(conflict_problems(document.get("conflicts") or []))
     return report
+
+
+def conflict_problems(conflicts: Iterable[Any]) -> list[Problem]:
+    """A ``conflict`` problem per entry of a document's ``conflicts`` (see :func:`event_conflicts`)."""
+    problems = []
+    for conflict in conflicts:
+        if not isinstance(conflict, dict):
+            problems.append(Problem("unreadable", "a conflict entry of the export is not a JSON object"))
+            continue
+        versions = conflict.get("versions")
+        later = versions - 1 if isinstance(versions, int) else "?"
+        problems.append(Problem(
+            "conflict", f"the store received this event id in {versions} different versions ({conflict.get('copies')}"
+            f" copies): the first stored is the one shown, {later} later one(s) differ from it (tampering or a bug)",
+            event_id=str(conflict.get("event_id"))))
+    return problems
 
 
 def _trim_windows(report: VerifyReport, starts: Mapping[Any, Any]) -> None:
@@ -221,6 +242,7 @@ def _verify_streamed(store: Store, side: Store, tenant: str, filters: Any,
         finish(chain_id)
     _merge(report, verify_records([r for records in pending.values() for r in records], trusted_keys))
     report.problems.extend(problems)
+    report.problems.extend(conflict_problems(event_conflicts(side, tenant, filters)))
     report.chains = {c: report.chains[c] for c in [*ranges, *report.chains] if c in report.chains}  # export order
     return report
 
@@ -285,6 +307,28 @@ def _merge(report: VerifyReport, part: VerifyReport) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # What the JSON export adds to a tenant's events (read by export.py)
+
+
+def event_conflicts(store: Store, tenant: str, filters: Any) -> list[dict[str, Any]]:
+    """`tenant`'s event ids (of the events an export with `filters` holds) that the store received in more than
+    one version, by id: ``{"event_id", "versions", "copies"}`` (copies: every arrival, replays included).
+
+    Read from ``audit_event_versions`` (migration 0012: one row per tenant, event id and content hash, fed on
+    every insert into audit_events), never from otel_logs: its size is the tenant's ids, not its raw rows."""
+    from .export import ExportFilters, exported_ids
+
+    parameters: dict[str, Any] = {}
+    scope = tenant_scope(tenant, parameters)
+    within = ""
+    if filters is not None and filters != ExportFilters():
+        sql, exported = exported_ids(store, tenant, filters, columns=("event_key",))
+        parameters.update(exported)
+        within = f" AND event_key IN (SELECT event_key FROM ({sql}))"
+    rows = store.query(
+        "SELECT event_key, count() AS versions, sum(copies) FROM (SELECT event_key, version, sum(copies) AS copies"
+        f" FROM {store.table('audit_event_versions')} WHERE {scope}{within} GROUP BY event_key, version)"
+        " GROUP BY event_key HAVING versions > 1 ORDER BY event_key", parameters).result_rows
+    return [{"event_id": key, "versions": int(versions), "copies": int(copies)} for key, versions, copies in rows]
 
 
 def chain_checkpoints(store: Store, tenant: str, chain_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:

@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from ..db import TENANT_MAX, TENANT_PATTERN
 from ..tokens import ALL_TENANTS, TokenInfo
 from .store import Approval, ApprovalError, ApprovalStore
 
@@ -51,7 +52,7 @@ class ApprovalAsk(BaseModel):
 class Decision(BaseModel):
     """An approval or a denial."""
 
-    reason: str = Field(default="", max_length=1000)
+    reason: str | None = Field(default=None, min_length=1, max_length=1000, description="why (optional; not empty)")
     approver: str | None = Field(default=None, min_length=1, max_length=1024,
                                  description="who decides; required with an admin token, else the token's holder")
 
@@ -94,20 +95,27 @@ def approvals_store(request: Request) -> ApprovalStore:
 def _principal(request: Request) -> TokenInfo:
     from ..service import principal  # (service.py includes this router: imported when first called)
 
-    return principal(request)
+    return principal(request, None)  # (the bearer credentials are read from the request itself)
 
 
 Caller = Annotated[TokenInfo, Depends(_principal)]
 Approvals = Annotated[ApprovalStore, Depends(approvals_store)]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem, "description": "invalid request"},
+_ERRORS: dict[int, dict[str, Any]] = {
+    400: {"model": Problem, "description": "the body is not JSON"},
     401: {"model": Problem, "description": "no valid bearer token"},
-    403: {"model": Problem, "description": "the token may not do this, or this person may not decide it"},
+    403: {"model": Problem, "description": "the token may not do this (an admin token must name the approver), or "
+                                           "this person may not decide it"},
     404: {"model": Problem, "description": "no such approval that the token may see"},
     409: {"model": Problem, "description": "not pending (decided, expired or used), or already approved by this "
                                            "person"},
     422: {"description": "the request does not match the schema"},
 }
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses an operation can really give (the OpenAPI document lists exactly those)."""
+    return {code: _ERRORS[code] for code in codes}
+
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
@@ -116,11 +124,15 @@ def _may_see(caller: TokenInfo, tenant: str) -> bool:
     return caller.allows("approve", tenant) or caller.allows("read", tenant)
 
 
+def _may_see_any(caller: TokenInfo) -> bool:
+    return caller.allows("approve") or caller.allows("read")
+
+
 @router.post("", summary="ask for the approval of an action (the app's gate)", status_code=201,
              responses={200: {"model": ApprovalOut, "description": "a granted approval was claimed now (single use)"},
                         201: {"model": ApprovalOut, "description": "a new request, pending"},
                         202: {"model": ApprovalOut, "description": "the request for this action is still pending"},
-                        **_ERRORS})
+                        **_errors(400, 401, 403, 422)})
 async def ask(caller: Caller, store: Approvals, body: ApprovalAsk) -> JSONResponse:
     tenant = body.tenant or ""
     if not caller.allows("ingest", tenant or ALL_TENANTS):
@@ -129,37 +141,42 @@ async def ask(caller: Caller, store: Approvals, body: ApprovalAsk) -> JSONRespon
     return JSONResponse(_out(approval).model_dump(), status_code=status)
 
 
-@router.get("", summary="list approval requests", responses=_ERRORS)
+@router.get("", summary="list approval requests", responses=_errors(401, 403, 422))
 async def list_approvals(
     caller: Caller, store: Approvals,
-    tenant: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    tenant: Annotated[str | None, Query(min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN)] = None,
     state: Annotated[State | None, Query()] = None,
 ) -> list[ApprovalOut]:
     if tenant is None and caller.tenant_id != ALL_TENANTS:
         tenant = caller.tenant_id
     if tenant is not None and not _may_see(caller, tenant):
         raise HTTPException(403, f"token {caller.token_id} may not read approvals of tenant {tenant!r}")
-    if tenant is None and not (caller.allows("approve") or caller.allows("read")):
+    if tenant is None and not _may_see_any(caller):
         raise HTTPException(403, f"token {caller.token_id} may not read approvals")
     return [_out(a) for a in await run_in_threadpool(store.list, tenant, state)]
 
 
-@router.get("/{approval_id}", summary="one approval request", responses=_ERRORS)
+@router.get("/{approval_id}", summary="one approval request", responses=_errors(401, 403, 404, 422))
 async def get_approval(caller: Caller, store: Approvals, approval_id: ApprovalId) -> ApprovalOut:
+    # A token that reads no approvals (the app's ingest token polls by asking again) learns nothing of ids:
+    # 403 before the lookup; a reader of another tenant gets the 404 of an id it may not see.
+    if not _may_see_any(caller):
+        raise HTTPException(403, f"token {caller.token_id} may not read approvals")
     approval = await run_in_threadpool(store.get, approval_id)
     if approval is None or not _may_see(caller, approval.tenant_id):
         raise HTTPException(404, f"no approval {approval_id} that you may see")
     return _out(approval)
 
 
-@router.post("/{approval_id}/approve", summary="approve a pending request", responses=_ERRORS)
+@router.post("/{approval_id}/approve", summary="approve a pending request",
+             responses=_errors(400, 401, 403, 404, 409, 422))
 async def approve(caller: Caller, store: Approvals, approval_id: ApprovalId, body: Decision) -> ApprovalOut:
-    return _out(await run_in_threadpool(decide_as, store, caller, approval_id, True, body.reason, body.approver))
+    return _out(await run_in_threadpool(decide_as, store, caller, approval_id, True, body.reason or "", body.approver))
 
 
-@router.post("/{approval_id}/deny", summary="deny a pending request", responses=_ERRORS)
+@router.post("/{approval_id}/deny", summary="deny a pending request", responses=_errors(400, 401, 403, 404, 409, 422))
 async def deny(caller: Caller, store: Approvals, approval_id: ApprovalId, body: Decision) -> ApprovalOut:
-    return _out(await run_in_threadpool(decide_as, store, caller, approval_id, False, body.reason, body.approver))
+    return _out(await run_in_threadpool(decide_as, store, caller, approval_id, False, body.reason or "", body.approver))
 
 
 def decide_as(store: ApprovalStore, caller: TokenInfo, approval_id: str, approve: bool, reason: str,
@@ -167,7 +184,8 @@ def decide_as(store: ApprovalStore, caller: TokenInfo, approval_id: str, approve
     """A decision by the person `caller` stands for (HTTPException with the rule that refused it)."""
     if caller.scope == "admin":
         if not approver:
-            raise HTTPException(400, "an admin token names no person: say who decides (approver, --as)")
+            # 403, not 400: the body is well formed; this token alone may not decide (it names nobody).
+            raise HTTPException(403, "an admin token names no person: say who decides (approver, --as)")
         person = approver
     elif caller.allows("approve"):
         person = caller.description.strip()

@@ -67,7 +67,7 @@ def _call(args: Any) -> tuple[int, Any]:
     """(HTTP-like status, JSON body) from the service or the store."""
     verb = args.approvals_command
     token = args.token or os.environ.get("AUDITRAIL_TOKEN")
-    payload = None if verb == "list" else {"reason": args.reason, "approver": args.approver}
+    payload = None if verb == "list" else {"reason": args.reason or None, "approver": args.approver}
     path = "/v1/approvals" if verb == "list" else f"/v1/approvals/{args.approval_id}/{verb}"
     params = {k: v for k, v in (("tenant", args.tenant), ("state", args.state)) if v} if verb == "list" else None
     if args.service:
