@@ -120,6 +120,7 @@ _FILL_CHAINS = """
 import json, sys, time, uuid
 from auditrail import semconv
 from auditrail.chain import GENESIS_HASH, event_hash, record_fields
+from auditrail.events import new_event_id
 from auditrail_store.db import Store
 from auditrail_store.migrate import migrate
 chains, length, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -130,7 +131,9 @@ with open(path, "w") as out:
             chain_id, prev = str(uuid.uuid4()), GENESIS_HASH
             for seq in range(1, length + 1):
                 now += 1000
-                attributes = {semconv.EVENT_ID: str(uuid.uuid4()), semconv.TENANT: tenant,
+                # ids as emitters make them (UUIDv7 of the event's time): the export's and verify's order is the
+                # event id's, so chains written one after another are read one after another
+                attributes = {semconv.EVENT_ID: new_event_id(now), semconv.TENANT: tenant,
                               semconv.ACTOR: f"user{seq % 7}@acme.io", semconv.OUTCOME: "success",
                               semconv.PAYLOAD: json.dumps({"run_id": seq, "pages": 12, "domain": "acme.io"}),
                               semconv.CHAIN_ID: chain_id, semconv.CHAIN_SEQ: seq, semconv.CHAIN_PREV: prev}
