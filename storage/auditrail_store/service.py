@@ -483,13 +483,18 @@ def _closing(state: _State, store: Store, chunks: Iterator[bytes], what: str) ->
         state.handles.give(store)
 
 
+def _embedded_only_for_grafana(url: str) -> None:
+    """`--grafana-port` serves the embedded store only; a server is Grafana's to reach directly."""
+    if not url.startswith("chdb://"):
+        raise StoreError("--grafana-port serves the embedded store only: point Grafana's ClickHouse data source "
+                         "at the ClickHouse server itself, with a reader account (auditrail migrate --grants)")
+
+
 def _start_grafana(store: Store, tokens: TokenStore, host: str, port: int | None) -> Any:
     """The Grafana interface on `port` over the service's engine (grafana/); None when off."""
     if port is None:
         return None
-    if not store.embedded:
-        raise StoreError("--grafana-port serves the embedded store only: point Grafana's ClickHouse data source "
-                         f"at the server itself ({store.url.split('@')[-1]}) with a reader account")
+    _embedded_only_for_grafana(store.url)
     from urllib.parse import urlparse
 
     from .grafana import GrafanaInterface
@@ -517,9 +522,8 @@ def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, dat
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
-    if grafana_port is not None and not (url or default_url()).startswith("chdb://"):
-        raise StoreError("--grafana-port serves the embedded store only: point Grafana's ClickHouse data source "
-                         "at the ClickHouse server itself, with a reader account (auditrail migrate --grants)")
+    if grafana_port is not None:
+        _embedded_only_for_grafana(url or default_url())  # before uvicorn starts: a plain error and exit 2
     app = create_app(url, database, host=host, port=port, limits=limits, body_timeout=body_timeout,
                      grafana_port=grafana_port)
     log_config = copy.deepcopy(LOGGING_CONFIG)  # the service's own lines beside uvicorn's, in its format
