@@ -1,0 +1,110 @@
+"""The service's own audit events through the collector (issue 18: "a month not signed within N days raises
+review.overdue, which the collector rules send to Google Chat"): `auditrail serve --forward-otlp` sends them, the
+real collector's rules post one card, and the copy the collector routes back into the store is the same event."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+import review_month
+from auditrail_store.db import Store
+from auditrail_store.migrate import migrate
+from auditrail_store.reviews.schedule import CloseConfig, MonthlyClose
+from auditrail_store.reviews.signoff import ReviewEvents, sign
+from collector import EMBEDDED_CONFIGS, TOKEN, Collector, collector_env, require_binary, wait_until
+from destinations import WebhookRecorder
+from test_collector_alerts import card_fields
+from test_store_service import cli, start_service, stop, token_of
+
+
+def _closed_on_2_november_with_only_globex_october_unsigned(tmp: Path) -> None:
+    """A store whose months August-October were closed on 2 November (review.due then, overdue after the 12th)
+    and every review but globex's October signed off."""
+    reports = Path(f"{tmp}/store.reviews")
+    with Store.open(f"chdb://{tmp}/store") as store:
+        migrate(store)
+        review_month.fill(store)
+        events = ReviewEvents(store)
+        try:
+            MonthlyClose(store, reports, events, CloseConfig()).run(datetime(2026, 11, 2, tzinfo=timezone.utc))
+            for month in ("2026-08", "2026-09", "2026-10"):
+                for tenant in ("acme", "globex", "*"):
+                    if (tenant, month) != ("globex", "2026-10") and (reports / month).exists():
+                        try:
+                            sign(store, tenant, month, "rita@acme.io", "reviewed", reports, events)
+                        except Exception as error:  # noqa: BLE001 - a tenant without events that month has no report
+                            assert "no report" in str(error)
+        finally:
+            events.close()
+
+
+def test_an_unsigned_month_past_its_days_posts_one_card_and_is_stored_once(tmp_path: Path) -> None:
+    require_binary()
+    (tmp_path / "service").mkdir()
+    _closed_on_2_november_with_only_globex_october_unsigned(tmp_path / "service")
+    ingest = token_of(cli("tokens", "create", "--tenant", "*", "--scope", "ingest",
+                          env={"AUDITRAIL_CLICKHOUSE_URL": f"chdb://{tmp_path}/service/store"}))
+    chat = WebhookRecorder()
+    chat.start()
+    collector = Collector(tmp_path / "collector", {}, configs=list(EMBEDDED_CONFIGS))
+    # The service starts while the collector is down: its review.overdue waits in the forward spool.
+    service, base, env = start_service(tmp_path / "service", "--forward-otlp", collector.otlp_http,
+                                       AUDITRAIL_REVIEW_SCHEDULE="on",
+                                       AUDITRAIL_FORWARD_OTLP_HEADERS=f"authorization=Bearer%20{TOKEN}")
+    try:
+        collector.env.update(collector_env(AUDITRAIL_GOOGLE_CHAT_WEBHOOK_URL=chat.url, AUDITRAIL_STORE_ENDPOINT=base,
+                                           AUDITRAIL_STORE_TOKEN=ingest, AUDITRAIL_REVIEWS_URL=base))
+        time.sleep(2)  # a few forward attempts fail first
+        collector.start()
+        posts = wait_until(lambda: [p for p in chat.posts if "review.overdue" in json.dumps(p)], timeout=90,
+                           what="the review.overdue card")
+        reader = token_of(cli("tokens", "create", "--tenant", "globex", "--scope", "read", env=env))
+        auth = {"Authorization": f"Bearer {reader}"}
+
+        def stored() -> list[dict[str, str]]:
+            return httpx.get(f"{base}/v1/tenants/globex/events", params={"type": "review.overdue"}, headers=auth,
+                             timeout=30).json()["events"]
+
+        (event,) = wait_until(stored, timeout=30, what="review.overdue in the store")
+        payload = event["payload"]  # (the JSON export shows it as an object)
+        time.sleep(3)  # anything else would have arrived by now
+        titles = sorted((p["cardsV2"][0]["card"]["header"]["title"], card_fields(p).get("Month")) for p in chat.posts)
+        # One overdue card; and November, closed on 1 December, is due now (its global review: no tenant had events).
+        assert titles == [("review.due", "2026-11"), ("review.overdue", "2026-10")], titles
+        card = card_fields(posts[0])
+        assert posts[0]["cardsV2"][0]["card"]["header"]["title"] == "review.overdue"
+        assert posts[0]["cardsV2"][0]["cardId"] == f"alert-{event['event_id']}"
+        assert card["Tenant"] == "globex" and card["Month"] == "2026-10"
+        assert card["Due by"] == "2026-11-12T00:00:00Z" == payload["overdue_after"]
+        days = (datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+                - datetime(2026, 11, 12, tzinfo=timezone.utc)).days
+        assert card["Days overdue"] == str(payload["days_overdue"]) == str(days)
+        assert card["Days to sign off"] == "10" and card["Report"] == "review-globex-2026-10.pdf"
+        assert card["link"] == f"{base}/reviews#review-2026-10-globex" and card["link text"] == "Open the review"
+        assert httpx.get(card["link"], timeout=30).status_code == 200
+
+        # The collector's store pipeline delivered its copy back (its exporter sent it), and the store kept one.
+        def sent_to_store() -> float:
+            return sum(v for k, v in collector.metrics().items() if "sent_log_records" in k and "otlp_http/store" in k)
+
+        wait_until(lambda: sent_to_store() >= 1, timeout=30, what="the collector's copy sent to the store")
+        assert len(stored()) == 1
+        # The service's chain of globex verifies with the copy in it (since today: review_month's rows are unchained).
+        since = datetime.now(timezone.utc).date().isoformat()
+        verified = httpx.get(f"{base}/v1/tenants/globex/verify", params={"since": since}, headers=auth,
+                             timeout=60).json()
+        assert verified["ok"] and verified["chains"], json.dumps(verified)[:3000]
+    finally:
+        collector.stop()
+        chat.stop()
+        stop(service)
+    with Store.open(f"chdb://{tmp_path}/service/store") as store:
+        (versions,) = store.query(
+            "SELECT uniqExact(version), sum(copies) FROM auditrail.audit_event_versions WHERE event_key = {id:String}",
+            {"id": event["event_id"]}).result_rows
+        assert versions == (1, 2)  # two arrivals (the service's write, the collector's copy), one identical version
