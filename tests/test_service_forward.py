@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import pytest
 
 import review_month
 from auditrail_store.db import Store
@@ -18,6 +19,8 @@ from auditrail_store.reviews.schedule import CloseConfig, MonthlyClose
 from auditrail_store.reviews.signoff import ReviewEvents, sign
 from collector import EMBEDDED_CONFIGS, TOKEN, Collector, collector_env, require_binary, wait_until
 from destinations import WebhookRecorder
+from otlp_receiver import OTLPHttpReceiver
+from processes import free_port
 from test_collector_alerts import card_fields
 from test_store_service import cli, start_service, stop, token_of
 
@@ -108,3 +111,33 @@ def test_an_unsigned_month_past_its_days_posts_one_card_and_is_stored_once(tmp_p
             "SELECT uniqExact(version), sum(copies) FROM auditrail.audit_event_versions WHERE event_key = {id:String}",
             {"id": event["event_id"]}).result_rows
         assert versions == (1, 2)  # two arrivals (the service's write, the collector's copy), one identical version
+
+
+def test_a_copy_the_collector_missed_waits_on_disk_and_goes_out_after_a_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    monkeypatch.setenv("AUDITRAIL_FORWARD_OTLP_HEADERS", "authorization=Bearer%20forward-token")
+    with Store.open(f"chdb://{tmp_path}/store") as store:
+        migrate(store)
+        events = ReviewEvents(store, forward=f"http://127.0.0.1:{port}")  # nothing listens there: collector down
+        events.record_event("review.due", "acme", None, {"month": "2026-11"})
+        events.close()  # in the store at once; its copy stays in the forward spool
+        (stored,) = store.query("SELECT event_id, chain_id, chain_seq, chain_hash FROM auditrail.audit_events FINAL "
+                                "WHERE event_type = 'review.due'").result_rows
+        with OTLPHttpReceiver(port) as collector:
+            events = ReviewEvents(store, forward=f"http://127.0.0.1:{port}")  # the service's next start
+            try:
+                (record,) = wait_until(lambda: [r for r in collector.received.log_records()
+                                                if r.event_name == "review.due"], timeout=60, what="the copy")
+            finally:
+                events.close()
+    attributes = {kv.key: kv.value for kv in record.attributes}
+    sent = (attributes["audit.event_id"].string_value, attributes["audit.chain.id"].string_value,
+            attributes["audit.chain.seq"].int_value, attributes["audit.chain.hash"].string_value)
+    assert sent == (str(stored[0]), *stored[1:])  # the very event the store holds, signed chain fields and all
+    assert attributes["audit.tenant_id"].string_value == "acme" and record.severity_text == "INFO"
+    (request, *_), (headers, *_) = collector.received.requests, collector.received.headers
+    resource = {kv.key: kv.value.string_value for kv in request.resource_logs[0].resource.attributes}
+    assert resource["service.name"] == "auditrail-reviews"
+    assert request.resource_logs[0].scope_logs[0].scope.name == "auditrail"
+    assert headers["authorization"] == "Bearer forward-token"
