@@ -17,6 +17,7 @@ from auditrail_store.db import Store
 from auditrail_store.migrate import migrate
 from auditrail_store.reviews.schedule import CloseConfig, MonthlyClose
 from auditrail_store.reviews.signoff import ReviewEvents, sign
+from clickhouse_http import migrated
 from collector import EMBEDDED_CONFIGS, TOKEN, Collector, collector_env, require_binary, wait_until
 from destinations import WebhookRecorder
 from otlp_receiver import OTLPHttpReceiver
@@ -141,3 +142,38 @@ def test_a_copy_the_collector_missed_waits_on_disk_and_goes_out_after_a_restart(
     assert resource["service.name"] == "auditrail-reviews"
     assert request.resource_logs[0].scope_logs[0].scope.name == "auditrail"
     assert headers["authorization"] == "Bearer forward-token"
+
+
+def test_through_the_clickhouse_pipeline_the_collectors_copy_is_the_same_version_of_each_event(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The large deployment: the service writes into ClickHouse itself and the collector's clickhouse exporter
+    writes its copy there too, with the event type copied into LogAttributes['event.name'] (pipelines.yaml,
+    transform/event_name). That copy must be the same version of the event, or verify reports every one of the
+    service's events as a conflict."""
+    require_binary()
+    clickhouse = migrated(tmp_path / "chdb")
+    collector = Collector(tmp_path / "collector", collector_env(AUDITRAIL_CLICKHOUSE_ENDPOINT=clickhouse.url))
+    monkeypatch.setenv("AUDITRAIL_REVIEWS_SPOOL", str(tmp_path / "review-spool"))
+    monkeypatch.setenv("AUDITRAIL_FORWARD_OTLP_HEADERS", f"authorization=Bearer%20{TOKEN}")
+    try:
+        collector.start()
+        with Store.open(clickhouse.url) as store:
+            events = ReviewEvents(store, forward=collector.otlp_http)
+            try:  # review.overdue and its checkpoint
+                events.record_event("review.overdue", "globex", None, {"month": "2026-10", "days_overdue": 3})
+            finally:
+                events.close()
+        arrivals = ("SELECT LogAttributes['audit.event_id'] AS id, count() AS n, max(LogAttributes['event.name']) "
+                    "AS name FROM auditrail.otel_logs WHERE LogAttributes['audit.tenant_id'] = 'globex' GROUP BY id")
+        rows = wait_until(lambda: [r for r in clickhouse.rows(arrivals) if r["n"] == 2] or None, timeout=60,
+                          what="the collector's copies in ClickHouse")
+        assert {r["name"] for r in rows} == {"review.overdue", "audit.checkpoint"} and len(rows) == 2
+        versions = clickhouse.rows("SELECT event_key, uniqExact(version) AS versions, sum(copies) AS copies FROM "
+                                   "auditrail.audit_event_versions WHERE tenant_id = 'globex' GROUP BY event_key")
+        assert sorted((v["versions"], int(v["copies"])) for v in versions) == [(1, 2), (1, 2)], versions
+        (stored,) = clickhouse.rows("SELECT count() AS n, any(attributes) AS attributes FROM auditrail.audit_events "
+                                    "FINAL WHERE event_type = 'review.overdue'")
+        assert int(stored["n"]) == 1 and stored["attributes"] == {}
+    finally:
+        collector.stop()
+        clickhouse.stop()
