@@ -5,6 +5,7 @@ real collector's rules post one card, and the copy the collector routes back int
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +46,15 @@ def _closed_on_2_november_with_only_globex_october_unsigned(tmp: Path) -> None:
                             assert "no report" in str(error)
         finally:
             events.close()
+
+
+def test_a_forward_url_that_is_not_one_stops_serve_before_it_starts(tmp_path: Path) -> None:
+    env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=f"chdb://{tmp_path}/store")
+    done = cli("serve", "--port", str(free_port()), "--forward-otlp", "127.0.0.1:4318", env=env, check=False)
+    assert done.returncode == 2 and "--forward-otlp='127.0.0.1:4318': give the collector's OTLP/HTTP URL" in done.stderr
+    done = cli("serve", "--port", str(free_port()), env={**env, "AUDITRAIL_FORWARD_OTLP": "grpc://x:4317"}, check=False)
+    assert done.returncode == 2 and "AUDITRAIL_FORWARD_OTLP='grpc://x:4317'" in done.stderr
+    assert not (tmp_path / "store").exists()  # nothing opened, nothing migrated
 
 
 def test_an_unsigned_month_past_its_days_posts_one_card_and_is_stored_once(tmp_path: Path) -> None:

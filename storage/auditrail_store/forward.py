@@ -35,6 +35,7 @@ __all__ = ["FORWARD_ENV", "Forwarded", "forward_url", "open_forward"]
 logger = logging.getLogger("auditrail.store")
 FORWARD_ENV = "AUDITRAIL_FORWARD_OTLP"
 HEADERS_ENV = "AUDITRAIL_FORWARD_OTLP_HEADERS"
+SHUTDOWN_FLUSH_MS = 5_000
 
 
 def forward_url(value: str | None = None) -> str | None:
@@ -94,9 +95,10 @@ class Forwarded:
         return True
 
     def shutdown(self) -> None:
-        """Deliver what the forward spool holds (bounded: the rest waits on disk for the next start)."""
+        """Deliver what the forward spool holds, for a few seconds: the rest waits on disk for the next start (a
+        stop must not hang on a collector that is down)."""
         self.store.shutdown()
-        self.forward.shutdown()
+        self.forward.shutdown(timeout_millis=SHUTDOWN_FLUSH_MS)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """The forward's flush (the store's writes are synchronous)."""
