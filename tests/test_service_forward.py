@@ -54,6 +54,10 @@ def test_a_forward_url_that_is_not_one_stops_serve_before_it_starts(tmp_path: Pa
     assert done.returncode == 2 and "--forward-otlp='127.0.0.1:4318': give the collector's OTLP/HTTP URL" in done.stderr
     done = cli("serve", "--port", str(free_port()), env={**env, "AUDITRAIL_FORWARD_OTLP": "grpc://x:4317"}, check=False)
     assert done.returncode == 2 and "AUDITRAIL_FORWARD_OTLP='grpc://x:4317'" in done.stderr
+    done = cli("serve", "--port", str(free_port()), "--forward-otlp", "http://otel:s3cret@127.0.0.1:4318", env=env,
+               check=False)
+    assert done.returncode == 2 and "put the collector's token in AUDITRAIL_FORWARD_OTLP_HEADERS" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
     assert not (tmp_path / "store").exists()  # nothing opened, nothing migrated
 
 

@@ -48,6 +48,9 @@ def forward_url(value: str | None = None) -> str | None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise StoreError(f"{source}={value!r}: give the collector's OTLP/HTTP URL, e.g. http://127.0.0.1:4318")
+    if parts.username or parts.password:  # (never echoed: it would put the secret in the log)
+        raise StoreError(f"{source}: a URL with credentials; put the collector's token in {HEADERS_ENV} "
+                         "(authorization=Bearer%20<token>)")
     if parts.path in ("", "/"):
         parts = parts._replace(path="/v1/logs")  # as OTEL_EXPORTER_OTLP_ENDPOINT: the base of the logs path
     return urlunsplit(parts)
