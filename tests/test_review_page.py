@@ -90,3 +90,18 @@ def test_cli_sign_goes_through_the_running_service(service: tuple[str, dict[str,
     refused = cli("review", "sign", "--month", "2026-01", "--tenant", "globex", "--reviewer", "gus@globex.io",
                   "--notes", "x", env=env, check=False)
     assert refused.returncode == 2 and "no report for tenant 'globex', 2026-01" in refused.stderr
+
+
+def test_sign_out_needs_the_pages_csrf_token(service: tuple[str, dict[str, str]]) -> None:
+    base, env = service
+    token = token_of(cli("tokens", "create", "--tenant", "acme", "--scope", "read", env=env))
+    client = _signed_in(base, token)
+    page = client.get("/reviews").text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    # Another page posting the sign-out (no token, or a wrong one) is refused, and the session stays.
+    assert client.post("/reviews/signout", data={}).status_code == 403
+    assert client.post("/reviews/signout", data={"csrf": "0" * 64}).status_code == 403
+    assert "Sign in to the monthly reviews" not in client.get("/reviews").text
+    signed_out = client.post("/reviews/signout", data={"csrf": csrf})
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/reviews"
+    assert "Sign in to the monthly reviews" in client.get("/reviews").text

@@ -73,3 +73,18 @@ def test_a_service_down_for_months_catches_up_once_and_then_raises_overdue(store
     due = store.query("SELECT payload FROM auditrail.audit_events FINAL WHERE event_type = 'review.due'"
                       " AND tenant_id = 'acme' LIMIT 1").result_rows[0][0]
     assert json.loads(due)["overdue_after"] == "2026-11-12T00:00:00Z"
+
+
+def test_overdue_says_the_deadline_and_how_many_days_late_a_catch_up_raised_it(store: Store, tmp_path: Path) -> None:
+    config, reports = CloseConfig(overdue_days=10), tmp_path / "reports"
+    for now in (datetime(2026, 11, 2, tzinfo=timezone.utc), datetime(2026, 11, 30, 6, tzinfo=timezone.utc)):
+        events = ReviewEvents(store)  # the service ran on the 2nd, then was down until the 30th
+        try:
+            MonthlyClose(store, reports, events, config).run(now)
+        finally:
+            events.close()
+    payload = store.query("SELECT payload FROM auditrail.audit_events FINAL WHERE event_type = 'review.overdue'"
+                          " AND tenant_id = 'globex' AND JSONExtractString(payload, 'month') = '2026-10'"
+                          ).result_rows[0][0]
+    assert json.loads(payload) == {"month": "2026-10", "report": "review-globex-2026-10.pdf",
+                                   "overdue_after": "2026-11-12T00:00:00Z", "days_overdue": 18, "signoff_days": 10}

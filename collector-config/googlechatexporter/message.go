@@ -107,6 +107,16 @@ type linkData struct {
 	Raw           alert
 }
 
+// Payload is the payload field `key` as card text, URL query-escaped; "" when the record has none. E.g. the
+// review cards' `{{ .Payload "month" }}`.
+func (d linkData) Payload(key string) string {
+	v, ok := d.Raw.Payload[key]
+	if !ok {
+		return ""
+	}
+	return url.QueryEscape(valueText(v))
+}
+
 var linkFuncs = template.FuncMap{
 	"pathescape":  url.PathEscape,
 	"queryescape": url.QueryEscape,
@@ -123,7 +133,8 @@ func required(v string) (string, error) {
 }
 
 // parseLinkTemplate parses the template and renders it once on a sample, so a template that
-// fails or yields no http(s) URL is rejected when the config is validated, not per alert.
+// fails or yields no http(s) URL is rejected when the config is validated, not per alert. A template that
+// renders nothing is valid: its cards have no button (e.g. a base URL from an environment variable left unset).
 func parseLinkTemplate(text string) (*template.Template, error) {
 	tmpl, err := template.New("link").Funcs(linkFuncs).Option("missingkey=error").Parse(text)
 	if err != nil {
@@ -150,6 +161,9 @@ func renderLink(tmpl *template.Template, a alert) (string, error) {
 		return "", fmt.Errorf("link_template: %w", err)
 	}
 	link := strings.TrimSpace(buf.String())
+	if link == "" {
+		return "", nil
+	}
 	u, err := url.Parse(link)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return "", errors.New("link_template: the rendered link is not an absolute http(s) URL")
@@ -240,6 +254,12 @@ var payloadLabels = []struct{ key, label string }{
 	{"bound", "Bound values"},
 	{"approvers", "Approved by"},
 	{"expires_at", "Expires"},
+	// review.due / review.overdue (storage/auditrail_store/reviews/schedule.py): which month, since when late.
+	{"month", "Month"},
+	{"days_overdue", "Days overdue"},
+	{"overdue_after", "Due by"},
+	{"signoff_days", "Days to sign off"},
+	{"report", "Report"},
 }
 
 // maxDetails bounds the payload lines of one card (Google Chat caps a message's size).

@@ -193,3 +193,33 @@ func TestLongDigestKeepsItsLastLineWithTheRestCounted(t *testing.T) {
 	require.Len(t, lines, maxDigestLines)
 	assert.Equal(t, "6 more in 6 other groups", lines[maxDigestLines-1])
 }
+
+// The review rules' template (rules.yaml) with its base URL set and unset.
+const reviewLink = `{{ with "%s" }}{{ . }}/reviews#review-{{ $.Payload "month" }}-{{ pathescape $.Raw.Tenant }}{{ end }}`
+
+func TestReviewOverdueCardSaysWhichMonthHowLateAndLinksToReviewsWhenABaseURLIsSet(t *testing.T) {
+	a := alert{Rule: "review", EventName: "review.overdue", EventID: "e1", Tenant: "acme & co", Risk: "medium",
+		Time: t0, Payload: map[string]any{"month": "2026-10", "days_overdue": 25.0, "signoff_days": 10.0,
+			"overdue_after": "2026-11-12T00:00:00Z", "report": "review-acme-2026-10.pdf"}}
+	tmpl, err := parseLinkTemplate(fmt.Sprintf(reviewLink, "https://audit.acme.test"))
+	require.NoError(t, err)
+	link, err := renderLink(tmpl, a)
+	require.NoError(t, err)
+	assert.Equal(t, "https://audit.acme.test/reviews#review-2026-10-acme%20&%20co", link)
+	fields := cardFields(alertCard(a, link, "Open the review"))
+	assert.Equal(t, "2026-10", fields["Month"])
+	assert.Equal(t, "25", fields["Days overdue"])
+	assert.Equal(t, "2026-11-12T00:00:00Z", fields["Due by"])
+	assert.Equal(t, "10", fields["Days to sign off"])
+	assert.Equal(t, "acme &amp; co", fields["Tenant"])
+	assert.Equal(t, "Open the review", fields["link text"])
+}
+
+func TestALinkTemplateThatRendersNothingMeansACardWithoutAButton(t *testing.T) {
+	tmpl, err := parseLinkTemplate(fmt.Sprintf(reviewLink, ""))
+	require.NoError(t, err, "a base URL left unset is a valid config")
+	link, err := renderLink(tmpl, alert{Tenant: "acme", Payload: map[string]any{"month": "2026-10"}})
+	require.NoError(t, err)
+	assert.Equal(t, "", link)
+	assert.NotContains(t, cardFields(alertCard(alert{EventName: "review.overdue", Time: t0}, link, "x")), "link")
+}

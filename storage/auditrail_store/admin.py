@@ -154,6 +154,10 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--grafana-port", type=int, default=None,
                        help="also serve a read-only ClickHouse HTTP interface for Grafana on this port "
                             "(embedded store; off by default)")
+    serve.add_argument("--forward-otlp", default=None, metavar="URL",
+                       help="also send the service's own audit events (approval decisions, review.due/overdue/"
+                            "completed) as OTLP/HTTP to the collector at URL, for its alert rules (default "
+                            "$AUDITRAIL_FORWARD_OTLP; headers from $AUDITRAIL_FORWARD_OTLP_HEADERS)")
 
     tokens = sub.add_parser("tokens", help="create, list and revoke API tokens")
     tsub = tokens.add_subparsers(dest="tokens_command", required=True)
@@ -259,7 +263,7 @@ def run_serve(args: Any) -> int:
           header_timeout=pick(args.header_timeout, "AUDITRAIL_SERVE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
           body_timeout=pick(args.body_timeout, "AUDITRAIL_SERVE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
           max_connections=int(pick(args.max_connections, "AUDITRAIL_SERVE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
-          grafana_port=args.grafana_port)
+          grafana_port=args.grafana_port, forward_otlp=args.forward_otlp)
     return 0
 
 

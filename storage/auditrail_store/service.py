@@ -19,6 +19,8 @@ Routes (the OpenAPI document at ``/openapi.json`` is the contract the tests fuzz
 * With ``grafana_port`` (``serve --grafana-port``), on its own port: the read-only ClickHouse HTTP interface
   for Grafana over the same engine (grafana/).
 * ``/reviews``: the monthly reviews, their sign-off, and the monthly close's log (reviews/).
+* With ``forward_otlp`` (``serve --forward-otlp``): the service's own audit events go to the collector too
+  (forward.py), for its alert rules.
 
 Auth is one dependency (:func:`principal`); tenant checks are :meth:`TokenInfo.allows`. Each export and
 verify opens its own engine handle, so a long export never blocks ingest on the shared client's lock.
@@ -181,11 +183,13 @@ class Health(BaseModel):
 
 def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migrate_schema: bool = True,
                limits: IngestLimits | None = None, host: str = "127.0.0.1", port: int | None = None,
-               body_timeout: float = DEFAULT_BODY_TIMEOUT, grafana_port: int | None = None) -> FastAPI:
+               body_timeout: float = DEFAULT_BODY_TIMEOUT, grafana_port: int | None = None,
+               forward_otlp: str | None = None) -> FastAPI:
     """The FastAPI app over the store at `url`; the store is opened (and migrated) when the app starts.
     `limits`: per-request ingest limits (default: ``AUDITRAIL_INGEST_MAX_*`` or the defaults); a request's
     body must arrive within `body_timeout` seconds of its headers (408 otherwise). `grafana_port`: also serve
-    the read-only ClickHouse HTTP interface for Grafana there (embedded stores)."""
+    the read-only ClickHouse HTTP interface for Grafana there (embedded stores). `forward_otlp`: also send the
+    service's own audit events to this collector (forward.py; default $AUDITRAIL_FORWARD_OTLP)."""
     url = url or default_url()
     limits = limits or IngestLimits.from_env()
 
@@ -207,10 +211,11 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         app.state.auditrail_fast = FastLogWriter.for_store(store, app.state.auditrail.writer.columns)
         # Its own handle and lock; its approval.* events are written through the ingest writer.
         app.state.auditrail_approvals = open_approvals(url, database,
-                                                       lambda batch: _write(app.state.auditrail, batch))
+                                                       lambda batch: _write(app.state.auditrail, batch), forward_otlp)
         grafana = _start_grafana(store, app.state.auditrail.tokens, host, grafana_port)
         # The monthly close (reviews/schedule.py) and /reviews: review.* events go through the same writer.
-        app.state.auditrail_reviews = open_reviews(url, database, lambda batch: _write(app.state.auditrail, batch))
+        app.state.auditrail_reviews = open_reviews(url, database, lambda batch: _write(app.state.auditrail, batch),
+                                                   forward_otlp)
         try:
             yield
         finally:
@@ -514,7 +519,8 @@ def _otlp_error(status: int, message: str, protobuf: bool) -> Response:
 def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, database: str = DEFAULT_DATABASE,
           log_level: str = "info", *, limits: IngestLimits | None = None,
           header_timeout: float = DEFAULT_HEADER_TIMEOUT, body_timeout: float = DEFAULT_BODY_TIMEOUT,
-          max_connections: int = DEFAULT_MAX_CONNECTIONS, grafana_port: int | None = None) -> None:
+          max_connections: int = DEFAULT_MAX_CONNECTIONS, grafana_port: int | None = None,
+          forward_otlp: str | None = None) -> None:
     """Run the service with uvicorn until interrupted: slow clients cut off (connections.py), at most
     `max_connections` served at once (503 beyond)."""
     import copy
@@ -524,8 +530,11 @@ def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, dat
 
     if grafana_port is not None:
         _embedded_only_for_grafana(url or default_url())  # before uvicorn starts: a plain error and exit 2
+    from .forward import forward_url
+
+    forward_otlp = forward_url(forward_otlp)  # the same: a URL that cannot be one stops the start
     app = create_app(url, database, host=host, port=port, limits=limits, body_timeout=body_timeout,
-                     grafana_port=grafana_port)
+                     grafana_port=grafana_port, forward_otlp=forward_otlp)
     log_config = copy.deepcopy(LOGGING_CONFIG)  # the service's own lines beside uvicorn's, in its format
     log_config["loggers"][logger.name] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False,

@@ -3,7 +3,8 @@
 They are recorded when they happen, by the service, through auditrail's own pipeline: a durable disk spool,
 one hash chain per tenant (the service is one more emitter beside the apps), signed checkpoints, and an
 exporter that writes into this very store through the service's ingest path. So a decision is in the
-tenant's chain whether or not the app ever retries, and `verify` covers it like any other event.
+tenant's chain whether or not the app ever retries, and `verify` covers it like any other event. With a
+forward URL (forward.py) each one also goes to the collector, for its alert rules.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from auditrail.signing import load_signer
 from auditrail.spool_file import DiskSpool
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
+from ..forward import Forwarded, forward_url, open_forward
 from ..ingest import LogBatch, decode_protobuf
 
 __all__ = ["DecisionEvents", "spool_dir_for"]
@@ -77,11 +79,16 @@ class DecisionEvents:
     """Records the service's approval events into the tenant's chain (this service's chain of it)."""
 
     def __init__(self, url: str, write: Callable[[LogBatch], Any], *, service_name: str = "auditrail-approvals",
-                 spool_dir: str | None = None) -> None:
+                 spool_dir: str | None = None, forward: str | None = None) -> None:
         spool_dir = spool_dir or spool_dir_for(url)
+        resource = Resource.create({SERVICE_NAME: service_name})
+        exporter: Any = StoreExporter(write)
+        target = forward_url(forward)  # --forward-otlp, else $AUDITRAIL_FORWARD_OTLP: a copy to the collector
+        if target is not None:
+            exporter = Forwarded(exporter, open_forward(target, spool_dir + ".forward", resource))
+            logger.info("%s events are forwarded to %s (spool %s.forward)", service_name, target, spool_dir)
         self.provider = AuditLoggerProvider(
-            StoreExporter(write), resource=Resource.create({SERVICE_NAME: service_name}),
-            spool=DiskSpool.open(spool_dir, mode="durable"), chained=True,
+            exporter, resource=resource, spool=DiskSpool.open(spool_dir, mode="durable"), chained=True,
             signer=load_signer(None, spool_dir=spool_dir),
             # Decisions are rare and each must be anchored at once: a signed checkpoint follows every one
             # (else the newest would be verifiable only after the next checkpoint, minutes later).

@@ -131,15 +131,22 @@ async def signin(request: Request) -> RedirectResponse:
     return response
 
 
+async def _signed_out(request: Request, cookie: str, path: str) -> RedirectResponse:
+    """End the session of the page under `path`: a signed-in session's form must carry its CSRF value (else
+    another page could sign the person out); with no valid session there is nothing to protect."""
+    info = await run_in_threadpool(_signed_in, request, cookie)
+    if info is not None:
+        await _checked_form(request, info)
+    else:
+        await _form(request)
+    response = RedirectResponse(path, status_code=303, headers=_HEADERS)
+    response.delete_cookie(cookie, path=path)
+    return response
+
+
 @router.post("/signout")
 async def signout(request: Request) -> RedirectResponse:
-    info = await run_in_threadpool(_signed_in, request)
-    form = await _form(request)
-    if info is not None and not hmac.compare_digest(form.get("csrf", ""), _csrf(info)):
-        raise HTTPException(403, "the form is stale: reload the page")
-    response = RedirectResponse("/approvals", status_code=303, headers=_HEADERS)
-    response.delete_cookie(COOKIE, path="/approvals")
-    return response
+    return await _signed_out(request, COOKIE, "/approvals")
 
 
 @router.post("/{approval_id}/decide")

@@ -14,7 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ..approvals.page import _HEADERS, _back, _checked_form, _csrf, _form, _signed_in, _start_session
+from ..approvals.page import (_HEADERS, _back, _checked_form, _csrf, _form, _signed_in, _signed_out,
+                              _start_session)
 from ..db import StoreError
 from ..tokens import ALL_TENANTS, TokenInfo
 from .generate import report_paths
@@ -91,10 +92,7 @@ async def signin(request: Request) -> RedirectResponse:
 
 @router.post("/signout")
 async def signout(request: Request) -> RedirectResponse:
-    await _form(request)
-    response = RedirectResponse("/reviews", status_code=303, headers=_HEADERS)
-    response.delete_cookie(COOKIE, path="/reviews")
-    return response
+    return await _signed_out(request, COOKIE, "/reviews")
 
 
 @router.post("/sign")

@@ -42,6 +42,10 @@ def _month_start(month: str) -> datetime:
     return datetime.strptime(month + "-01", "%Y-%m-%d").replace(tzinfo=timezone.utc)
 
 
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _next_month(month: str) -> str:
     return _month_of(_month_start(month) + timedelta(days=32))
 
@@ -118,17 +122,21 @@ class MonthlyClose:
             elif step == "due":
                 self.events.record_event("review.due", tenant, None, {
                     "month": month, "report": report_paths(self.directory, tenant, month)[1].name,
-                    "overdue_after": self._deadline(month, now).isoformat().replace("+00:00", "Z")})
+                    "overdue_after": _iso(self._deadline(month, now))})
                 detail, status = "review.due recorded", "done"
             else:
                 due = step_time(self.store, month, tenant, "due")
-                if due is None or now < self._deadline(month, due):
+                deadline = None if due is None else self._deadline(month, due)
+                if deadline is None or now < deadline:
                     return None  # not yet: checked again at the next run
                 if signoffs(self.store, tenant, month):
                     detail, status = "signed in time: no review.overdue", "done"
                 else:
+                    # days_overdue: more than 0 when the service was down past the deadline (a catch-up)
                     self.events.record_event("review.overdue", tenant, None, {
-                        "month": month, "days": self.config.overdue_days})
+                        "month": month, "report": report_paths(self.directory, tenant, month)[1].name,
+                        "overdue_after": _iso(deadline), "days_overdue": (now - deadline).days,
+                        "signoff_days": self.config.overdue_days})
                     detail, status = f"not signed within {self.config.overdue_days} days: review.overdue recorded", "done"
         except Exception as error:  # noqa: BLE001 - logged and shown at /reviews; the next run retries it
             detail, status = f"{type(error).__name__}: {error}", "failed"

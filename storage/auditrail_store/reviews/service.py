@@ -36,11 +36,12 @@ class Reviews:
         self.store.close()
 
 
-def open_reviews(url: str, database: str, write: Callable[[LogBatch], Any]) -> Reviews:
-    """Open the reviews (after migrations) and start the close's loop unless AUDITRAIL_REVIEW_SCHEDULE=off."""
+def open_reviews(url: str, database: str, write: Callable[[LogBatch], Any], forward: str | None = None) -> Reviews:
+    """Open the reviews (after migrations) and start the close's loop unless AUDITRAIL_REVIEW_SCHEDULE=off;
+    review events are forwarded to `forward` (forward.py) too."""
     config = CloseConfig.from_env()
     handle = Store.open(url, database)
-    events = ReviewEvents(handle, write)
+    events = ReviewEvents(handle, write, forward=forward)
     directory = reports_dir(url)
     close = MonthlyClose(handle, directory, events, config)
     loop = CloseLoop(close) if config.enabled else None

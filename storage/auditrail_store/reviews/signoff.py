@@ -30,10 +30,10 @@ def review_spool_dir(url: str) -> str:
 class ReviewEvents(DecisionEvents):
     """The recorder of the review events, writing into `store` (or through `write`, the service's writer)."""
 
-    def __init__(self, store: Store, write: Any = None) -> None:
+    def __init__(self, store: Store, write: Any = None, forward: str | None = None) -> None:
         writer = None if write is not None else LogWriter(store.client, store.database)
         super().__init__(store.url, write or writer.write, service_name="auditrail-reviews",
-                         spool_dir=review_spool_dir(store.url))
+                         spool_dir=review_spool_dir(store.url), forward=forward)
 
 
 def signoffs(store: Store, tenant: str, month: str) -> list[tuple[Any, ...]]:
