@@ -25,6 +25,7 @@ Then the store is checked: every event acknowledged is stored exactly once.
 --variant FILE (repeatable) runs one more collector with FILE merged last (other sending_queue, file_storage or
 pipeline settings) beside the shipped one: each size goes through every collector in turn, between the same two
 direct measurements, so variants are compared within one run; --repeat N does N rounds and prints the medians.
+benchmarks/collector-variants/ holds the variants measured for collector-config/README.md.
 --pprof DIR saves a CPU profile of the collector over each collector phase (its pprof extension, through
 collector-config/pprof.yaml): `go tool pprof -top DIR/shipped-2048.pprof`.
 
