@@ -10,6 +10,9 @@ request size (events per OTLP request, 500 to 10,000 by default), in the same ru
 2. collector: the same load to the collector; timed until the collector's exporter has sent every event to the
               store (its own `otelcol_exporter_sent_log_records` metric); the collector's CPU seconds per
               100,000 events from /proc. The ratio collector/direct is the figure to compare across machines.
+              The store's CPU seconds per 100,000 events are taken over each phase too (direct: the mean of
+              both), so where the CPU goes on a shared machine is in the figures, not guessed: merges the
+              engine runs after a phase are counted in the next one.
 3. burst:     (once, at the first size) twice the store's measured rate offered to the collector for a few
               seconds; 503/429 answers are retried by the client as auditrail's exporter does.
 
@@ -22,6 +25,7 @@ Then the store is checked: every event acknowledged is stored exactly once.
 --variant FILE (repeatable) runs one more collector with FILE merged last (other sending_queue, file_storage or
 pipeline settings) beside the shipped one: each size goes through every collector in turn, between the same two
 direct measurements, so variants are compared within one run; --repeat N does N rounds and prints the medians.
+benchmarks/collector-variants/ holds the variants measured for collector-config/README.md.
 --pprof DIR saves a CPU profile of the collector over each collector phase (its pprof extension, through
 collector-config/pprof.yaml): `go tool pprof -top DIR/shipped-2048.pprof`.
 
@@ -49,7 +53,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from collector import (BINARY, EMBEDDED_CONFIGS, AuditEvent, Collector, audit_request,  # noqa: E402
                        collector_env)
-from processes import free_port, terminate, wait_for_http  # noqa: E402
+from processes import cpu_seconds, free_port, terminate, wait_for_http  # noqa: E402
 
 AUDITRAIL = Path(sys.executable).with_name("auditrail")
 SENT_METRIC = "otelcol_exporter_sent_log_records{otlp_http/store}"
@@ -223,19 +227,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"{' '.join(f'{k}={v}' for k, v in runtime.items()) or 'the Go GC defaults'}; "
                   f"variants: {', '.join(collectors)}; load average at start {load_average()}")
             print(f"{'variant':>12} | {'per request':>11} | {'direct ev/s':>11} | {'collector ev/s':>14} | "
-                  f"{'ratio':>5} | {'accepted ev/s':>13} | {'CPU s/100k':>10} | load")
+                  f"{'ratio':>5} | {'accepted ev/s':>13} | {'CPU s/100k':>10} | store CPU s/100k direct / via | load")
             for rnd in range(args.repeat):
                 for size in sizes:
                     events = max(args.events, 20 * size)
 
                     # 1. straight to the store, before and after the collectors' turns (the store slows as it fills
                     #    and the machine's load drifts: the mean of both sides is the fair baseline)
-                    def direct_run(tenant: str, size: int = size, events: int = events) -> float:
+                    def direct_run(tenant: str, size: int = size, events: int = events) -> tuple[float, float]:
+                        """(wall seconds, the store's CPU seconds) of one direct phase."""
                         expected[tenant] = events
-                        return Load(f"{service}/v1/logs", token, encode_batches(tenant, events, size),
-                                    args.clients).run()
+                        batches = encode_batches(tenant, events, size)
+                        store0 = cpu_seconds(serve.pid)
+                        wall = Load(f"{service}/v1/logs", token, batches, args.clients).run()
+                        return wall, cpu_seconds(serve.pid) - store0
 
-                    before = direct_run(f"bench-direct-{rnd}-{size}")
+                    before, store_before = direct_run(f"bench-direct-{rnd}-{size}")
                     # 2. through each collector
                     turns = []
                     order = list(collectors.items())
@@ -245,23 +252,29 @@ def main(argv: list[str] | None = None) -> int:
                         via = encode_batches(tenant, events, size)
                         expected[tenant] = events
                         base = collector.metrics().get(SENT_METRIC, 0.0)
-                        cpu0 = collector.cpu_seconds()
+                        cpu0, store0 = collector.cpu_seconds(), cpu_seconds(serve.pid)
                         profiler.start(f"{name}-{size}", max(3, round(before * 2)))  # about the phase
                         t0 = time.perf_counter()
                         accepted = Load(f"{collector.otlp_http}/v1/logs", collector_token, via, args.clients).run()
                         done = wait_sent(collector, base + events) - t0
-                        turns.append((name, done, accepted, collector.cpu_seconds() - cpu0))
+                        turns.append((name, done, accepted, collector.cpu_seconds() - cpu0,
+                                      cpu_seconds(serve.pid) - store0))
                         profiler.wait()
-                    seconds = (before + direct_run(f"bench-direct2-{rnd}-{size}")) / 2
-                    for name, done, accepted, cpu in turns:
+                    after, store_after = direct_run(f"bench-direct2-{rnd}-{size}")
+                    seconds, store_direct = (before + after) / 2, (store_before + store_after) / 2
+                    for name, done, accepted, cpu, store_cpu in turns:
                         row = {"variant": name, "round": rnd, "batch": size, "events": events,
                                "direct_events_per_s": events / seconds, "collector_delivered_events_per_s": events / done,
                                "ratio": seconds / done, "collector_accept_events_per_s": events / accepted,
-                               "collector_cpu_s_per_100k": cpu * 100_000 / events, "load": load_average()}
+                               "collector_cpu_s_per_100k": cpu * 100_000 / events,
+                               "store_cpu_s_per_100k_direct": store_direct * 100_000 / events,
+                               "store_cpu_s_per_100k_via_collector": store_cpu * 100_000 / events,
+                               "load": load_average()}
                         rows.append(row)
                         print(f"{name:>12} | {size:>11} | {row['direct_events_per_s']:>11.0f} | "
                               f"{row['collector_delivered_events_per_s']:>14.0f} | {row['ratio']:>5.2f} | "
                               f"{row['collector_accept_events_per_s']:>13.0f} | {row['collector_cpu_s_per_100k']:>10.2f}"
+                              f" | {row['store_cpu_s_per_100k_direct']:>5.2f} / {row['store_cpu_s_per_100k_via_collector']:<5.2f}"
                               f" | {row['load']}")
             if args.repeat > 1:
                 print("medians over the rounds:")
@@ -269,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                     for size in sizes:
                         mine = [r for r in rows if r["variant"] == name and r["batch"] == size]
                         print(f"{name:>12} | {size:>11} | ratio {statistics.median(r['ratio'] for r in mine):.2f} | "
-                              f"CPU s/100k {statistics.median(r['collector_cpu_s_per_100k'] for r in mine):.2f}")
+                              f"CPU s/100k {statistics.median(r['collector_cpu_s_per_100k'] for r in mine):.2f} | "
+                              "store CPU s/100k direct / via "
+                              f"{statistics.median(r['store_cpu_s_per_100k_direct'] for r in mine):.2f} / "
+                              f"{statistics.median(r['store_cpu_s_per_100k_via_collector'] for r in mine):.2f}")
 
             # 3. a burst at twice the store's rate (first size), through the shipped config
             figures = {"events": args.events, "clients": args.clients, "sizes": rows, "runtime": runtime,

@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from processes import free_port, terminate, wait_for_http
+from processes import cpu_seconds, free_port, terminate, wait_for_http
 
 REPO = Path(__file__).resolve().parent.parent
 BINARY = REPO / "bin" / "otelcol-auditrail"
@@ -139,8 +139,7 @@ class Collector:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the collector process has used so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from collector import (EMBEDDED_CONFIGS, AuditEvent, Collector, audit_request, collector_env, require_binary,
-                       wait_for_at_least)
+import yaml
+from auditrail_store import ingest_fast, ingest_limits
+from collector import (CONFIG_DIR, EMBEDDED_CONFIGS, AuditEvent, Collector, audit_request, collector_env,
+                       require_binary, wait_for_at_least)
 from processes import free_port, terminate, wait_for_http
 
 AUDITRAIL = Path(sys.executable).with_name("auditrail")  # the console script `pip install -e .` made
@@ -56,3 +58,17 @@ def test_embedded_variant_delivers_every_event_to_auditrail_serve(tmp_path: Path
         if collector is not None:
             collector.stop()
         terminate(serve, 20)
+
+
+def test_store_requests_fit_one_store_insert_and_the_store_limits() -> None:
+    """The store exporter's batches (collector-config/otelcol-embedded.yaml) are sized for the store's group
+    insert and stay inside its request limits even for the smallest audit records: the exporter does not retry a
+    413, so a batch over a limit would be lost to the store."""
+    config = yaml.safe_load((CONFIG_DIR / "otelcol-embedded.yaml").read_text())
+    batch = config["exporters"]["otlp_http/store"]["sending_queue"]["batch"]
+    assert batch["sizer"] == "bytes"
+    assert batch["min_size"] <= batch["max_size"] <= ingest_fast.GROUP_BYTES
+    assert batch["max_size"] < ingest_limits.DEFAULT_MAX_BODY
+    smallest = [AuditEvent("a.b", "low", "t", actor="", payload="") for _ in range(1000)]
+    record_bytes = len(audit_request(smallest, service="s").SerializeToString()) / len(smallest)
+    assert batch["max_size"] / record_bytes < ingest_limits.DEFAULT_MAX_RECORDS, record_bytes
