@@ -48,10 +48,8 @@ import fcntl
 import itertools
 import logging
 import mmap
-import operator
 import os
 import secrets
-import struct
 import sys
 import threading
 import time
@@ -62,8 +60,37 @@ from typing import Any
 import orjson
 
 from . import semconv
+from .disk_spool.errors import SpoolFullError, SpoolWriteError
+from .disk_spool.files import (
+    _LINKS_SUFFIX,
+    _MAPPABLE_FS,
+    _close_quiet,
+    _finish_segment,
+    _fsync_dir,
+    _list_segments,
+    _open_segment,
+    _seg_name,
+    _unlink_quiet,
+    _WrittenSegment,
+    filesystem_type,
+)
+from .disk_spool.records import (
+    _CHAIN_KEYS,
+    _END,
+    _HEADER,
+    _HEADER_SIZE,
+    _LINK,
+    _journal_entries,
+    _read_frames,
+    _scan,
+    decode_event,
+    encode_event,
+)
 from .events import AuditEvent
 from .native import native_function
+
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_SEGMENT_BYTES", "MODES", "DiskSpool", "SpoolFullError", "SpoolWriteError",
+           "decode_event", "encode_event", "filesystem_type"]
 
 _native_journal = native_function("journal_payload")  # a journal frame's JSON; None: orjson writes it
 _native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
@@ -73,71 +100,16 @@ _NO_LINKS: dict[int, list[Any]] = {}  # the journal of records past a source's l
 
 _log = logging.getLogger("auditrail")
 
-_HEADER = struct.Struct("<II")
-_HEADER_SIZE = _HEADER.size
-_FORMAT = 1
-_SEG_SUFFIX = ".seg"
-_LINKS_SUFFIX = ".links"
-_CHAIN_KEYS = (semconv.CHAIN_ID, semconv.CHAIN_SEQ, semconv.CHAIN_PREV, semconv.CHAIN_HASH)
-_MAX_RECORD = 64 * 1024 * 1024  # a length above this is corruption, not a record
 _READ_CHUNK = 1024 * 1024
 _CURSOR_WIDTH = 40  # "<segment> <offset>" padded: every cursor write covers the one before
 _LIVE_CAP = 8192  # events kept in memory beside the file for the drain (beyond: read back from disk)
 _POLL_S = 50e-6  # an audited call finding the write lock busy polls it this often (_take_holding_gil)
-_U64 = 1 << 64
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 SYNC_INTERVAL = 0.05
 WARN_FRACTION = 0.8
 MODES = ("durable", "fail_closed")
-
-
-class SpoolWriteError(OSError):
-    """An event could not be recorded in the spool (the message names the path and the OS error)."""
-
-
-class SpoolFullError(SpoolWriteError):
-    """The spool reached its disk cap (`max_bytes`); see DiskSpool.wait_for_space."""
-
-
-# --- record encoding ------------------------------------------------------------------------------
-
-
-def encode_event(e: AuditEvent) -> bytes:
-    """The record payload of an event (orjson list, fields in dataclass order)."""
-    t, s = e.trace_id, e.span_id
-    return orjson.dumps([
-        _FORMAT, e.event_type, e.tenant, e.actor, e.actor_type, e.payload, e.source_ip, e.reason, e.outcome,
-        e.risk, e.impersonator, e.impersonation_id, e.approval_id, e.event_id, e.time_unix_nano,
-        t if t < _U64 else format(t, "x"), s if s < _U64 else format(s, "x"), e.trace_flags, e.extra,
-    ])
-
-
-def decode_event(payload: bytes | memoryview) -> AuditEvent:
-    """The event of a record payload; ValueError when it is not one."""
-    v = orjson.loads(payload)
-    if type(v) is not list or len(v) != 19 or v[0] != _FORMAT:
-        raise ValueError("not an auditrail spool record (format 1)")
-    t, s = v[15], v[16]
-    return AuditEvent(
-        v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14],
-        int(t, 16) if type(t) is str else t, int(s, 16) if type(s) is str else s, v[17], v[18], bytes(payload),
-    )
-
-
-_ID, _SEQ, _PREV, _HASH = _CHAIN_KEYS
-_END, _LINK = operator.itemgetter(0), operator.itemgetter(slice(1, None))  # of a journal entry
-
-
-def _journal_entries(records: list[tuple[AuditEvent, int, int, bool]]) -> list[list[Any]]:
-    """[record end offset, chain id, seq, prev hash, hash] of each linked record (event, segment, end, _)."""
-    entries = []
-    for record in records:
-        event, end = record[0], record[2]
-        extra = event.extra or {}
-        entries.append([end, extra.get(_ID), extra.get(_SEQ), extra.get(_PREV), extra.get(_HASH)])
-    return entries
 
 
 def _take_holding_gil(lock: threading.Lock) -> None:
@@ -150,68 +122,6 @@ def _take_holding_gil(lock: threading.Lock) -> None:
     that holds the GIL: a busy lock is polled, each poll a short sleep that hands the GIL to its holder."""
     while not lock.acquire(False):
         time.sleep(_POLL_S)
-
-
-def _seg_name(n: int) -> str:
-    return f"{n:016d}{_SEG_SUFFIX}"
-
-
-def _list_segments(path: str) -> list[int]:
-    out = []
-    for name in os.listdir(path):
-        if name.endswith(_SEG_SUFFIX) and name[: -len(_SEG_SUFFIX)].isdigit():
-            out.append(int(name[: -len(_SEG_SUFFIX)]))
-    return sorted(out)
-
-
-def _scan(data: bytes | memoryview, start: int, limit: int,
-          max_frames: int = _MAX_RECORD) -> tuple[list[tuple[int, int]], int, bool]:
-    """Up to `max_frames` frames in data[start:limit]: ([(payload_start, payload_end)], end of the last good
-    frame, bad frame seen). Pass a memoryview: the CRC then reads the frames in place, without copies.
-
-    Stops at a zero length (the unwritten, zero-filled tail of a segment: not bad), and at the first frame
-    whose header is implausible or whose CRC does not match; a frame cut off by `limit` counts as bad only
-    if the caller says the data is complete (it decides from the result).
-    """
-    frames = []
-    pos = start
-    unpack = _HEADER.unpack_from
-    crc32 = zlib.crc32
-    while pos + _HEADER_SIZE <= limit and len(frames) < max_frames:
-        length, crc = unpack(data, pos)
-        if not length:
-            break
-        end = pos + _HEADER_SIZE + length
-        if length > _MAX_RECORD:
-            return frames, pos, True
-        if end > limit:
-            break
-        if crc32(data[pos + _HEADER_SIZE:end]) != crc:
-            return frames, pos, True
-        frames.append((pos + _HEADER_SIZE, end))
-        pos = end
-    return frames, pos, False
-
-
-def _read_frames(data: bytes, max_frames: int, base: int, event_cls: type[AuditEvent],
-                 decode: Callable[[memoryview], AuditEvent]) -> tuple[list[tuple[AuditEvent, int]],
-                                                                 list[tuple[int, str]], int, bool]:
-    """Up to `max_frames` frames of `data`, a chunk read at offset `base` of a segment, decoded: (records
-    [(event, base + end of its frame)], errors [(offset of the frame, message)] for the records `decode`
-    refused, the end in `data` of the last frame taken, whether a bad frame stopped the scan).
-
-    The native core's read_frames is its twin: it parses plain records itself and builds `event_cls` from
-    them, and hands the others to `decode`. Here `decode` reads every record."""
-    view = memoryview(data)
-    frames, pos, bad = _scan(view, 0, len(view), max_frames)
-    records: list[tuple[AuditEvent, int]] = []
-    errors: list[tuple[int, str]] = []
-    for start, stop in frames:
-        try:
-            records.append((decode(view[start:stop]), base + stop))
-        except ValueError as exc:
-            errors.append((base + start - _HEADER_SIZE, str(exc)))
-    return records, errors, pos, bad
 
 
 # --- one spool directory --------------------------------------------------------------------------
@@ -278,89 +188,6 @@ class _Source:
         _close_quiet(self.lock_fd)
         self.lock_fd = self.cursor_fd = -1
 
-
-def _unlink_quiet(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _close_quiet(fd: int) -> None:
-    if fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-# Filesystems on which a page of blocks allocated by posix_fallocate takes writes without allocating more:
-# there a mapped segment never faults for space (SIGBUS). Copy-on-write ones (btrfs, ZFS, ...) allocate anew
-# on every overwrite, so elsewhere segments are written with pwrite, whose ENOSPC is an error, not a signal.
-_MAPPABLE_FS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
-
-
-def filesystem_type(path: str) -> str:
-    """The type of the filesystem holding the absolute `path` ("ext4", "btrfs", ...; "" when unknown)."""
-    best, fstype = "", ""
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                mount = parts[1] if len(parts) > 2 else ""
-                if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
-                    best, fstype = mount, parts[2]
-    except OSError:
-        pass
-    return fstype
-
-
-class _WrittenSegment:
-    """A segment being written where mapping it is not safe (see _MAPPABLE_FS): the mmap's slice assignment,
-    done by pwrite."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __setitem__(self, where: slice, data: bytes) -> None:
-        if os.pwrite(self.fd, data, where.start) != len(data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def close(self) -> None:
-        """Nothing is mapped."""
-
-
-def _open_segment(path: str, size: int, mapped: bool) -> tuple[int, mmap.mmap | _WrittenSegment]:
-    """Create a segment of `size` bytes, its blocks allocated (posix_fallocate), mapped for writing if `mapped`."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        os.posix_fallocate(fd, 0, size)
-        if not mapped:
-            return fd, _WrittenSegment(fd)
-        return fd, mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-    except BaseException:
-        os.close(fd)
-        _unlink_quiet(path)
-        raise
-
-
-def _finish_segment(fd: int, segment: mmap.mmap | _WrittenSegment, size: int) -> None:
-    """Unmap a segment and cut its unwritten tail (a failed cut only leaves zeros that readers skip)."""
-    segment.close()
-    try:
-        os.ftruncate(fd, size)
-    except OSError as exc:
-        _log.warning("auditrail: cannot trim a spool segment to its records: %s", exc)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- the spool ------------------------------------------------------------------------------------
