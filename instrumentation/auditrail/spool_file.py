@@ -44,13 +44,11 @@ from __future__ import annotations
 
 import collections
 import errno
-import fcntl
 import itertools
+import operator
 import logging
 import mmap
 import os
-import secrets
-import sys
 import threading
 import time
 import zlib
@@ -60,16 +58,14 @@ from typing import Any
 import orjson
 
 from . import semconv
+from .disk_spool.counters import SpoolCounters
 from .disk_spool.errors import SpoolFullError, SpoolWriteError
 from .disk_spool.files import (
-    _LINKS_SUFFIX,
     _MAPPABLE_FS,
     _close_quiet,
     _finish_segment,
     _fsync_dir,
-    _list_segments,
     _open_segment,
-    _seg_name,
     _unlink_quiet,
     _WrittenSegment,
     filesystem_type,
@@ -86,6 +82,7 @@ from .disk_spool.records import (
     decode_event,
     encode_event,
 )
+from .disk_spool.sources import _Source, adopt_dead, create_own
 from .events import AuditEvent
 from .native import native_function
 
@@ -101,7 +98,6 @@ _NO_LINKS: dict[int, list[Any]] = {}  # the journal of records past a source's l
 _log = logging.getLogger("auditrail")
 
 _READ_CHUNK = 1024 * 1024
-_CURSOR_WIDTH = 40  # "<segment> <offset>" padded: every cursor write covers the one before
 _LIVE_CAP = 8192  # events kept in memory beside the file for the drain (beyond: read back from disk)
 _POLL_S = 50e-6  # an audited call finding the write lock busy polls it this often (_take_holding_gil)
 
@@ -124,77 +120,29 @@ def _take_holding_gil(lock: threading.Lock) -> None:
         time.sleep(_POLL_S)
 
 
-# --- one spool directory --------------------------------------------------------------------------
-
-
-class _Source:
-    """One spool directory: ours (written now) or adopted from a dead process (read only)."""
-
-    __slots__ = ("path", "lock_fd", "cursor_fd", "adopted", "segs", "sizes", "ack_seg", "ack_off", "rseg", "roff",
-                 "pending", "read_done", "link_sizes", "linked_to")
-
-    def __init__(self, path: str, lock_fd: int, adopted: bool) -> None:
-        self.path = path
-        self.lock_fd = lock_fd
-        self.cursor_fd = -1  # opened on the first write
-        self.adopted = adopted
-        self.segs: list[int] = []  # segment numbers on disk, oldest first
-        self.sizes: dict[int, int] = {}  # final (valid) size of each segment no longer written
-        self.ack_seg = 0
-        self.ack_off = 0
-        self.rseg = 0  # the next record not yet handed to the reader (for ours: nor kept in memory)
-        self.roff = 0
-        self.pending = 0  # adopted: records counted at adoption not yet read
-        self.read_done = False
-        self.link_sizes: dict[int, int] = {}  # bytes of each segment's link journal (see DiskSpool.set_linker)
-        # (segment, offset) before which records may have journalled links (ours: after it none has; an
-        # adopted directory's journals were written by another process: anywhere)
-        self.linked_to = (sys.maxsize, 0) if adopted else (-1, 0)
-
-    def seg_path(self, n: int) -> str:
-        return os.path.join(self.path, _seg_name(n))
-
-    def links_path(self, n: int) -> str:
-        return os.path.join(self.path, f"{n:016d}{_LINKS_SUFFIX}")
-
-    def write_cursor(self) -> None:
-        if self.cursor_fd < 0:
-            self.cursor_fd = os.open(os.path.join(self.path, "cursor"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.pwrite(self.cursor_fd, f"{self.ack_seg} {self.ack_off}".ljust(_CURSOR_WIDTH).encode() + b"\n", 0)
-
-    def read_cursor(self) -> tuple[int, int]:
-        try:
-            with open(os.path.join(self.path, "cursor")) as f:
-                seg, off = f.read().split()
-            return int(seg), int(off)
-        except (OSError, ValueError):
-            return 0, 0
-
-    def remove(self) -> None:
-        """Delete the directory (everything in it was acknowledged) and release its lock."""
-        for name in os.listdir(self.path):
-            if name != "lock":
-                _unlink_quiet(os.path.join(self.path, name))
-        _unlink_quiet(os.path.join(self.path, "lock"))
-        try:
-            os.rmdir(self.path)
-        except OSError:
-            pass
-        self.release()
-
-    def release(self) -> None:
-        """Close the directory's files, its lock last (the directory is then free for adoption)."""
-        _close_quiet(self.cursor_fd)
-        _close_quiet(self.lock_fd)
-        self.lock_fd = self.cursor_fd = -1
 
 
 
 # --- the spool ------------------------------------------------------------------------------------
 
 
+def _counter(name: str) -> property:
+    """A counter of the spool's SpoolCounters, read as an attribute of the spool."""
+    return property(operator.attrgetter(f"_counters.{name}"), doc=f"SpoolCounters.{name}")
+
+
 class DiskSpool:
     """A durable, per-process, crash-safe spool with the Spool protocol (see spool.py). Thread-safe."""
+
+    syncs = _counter("syncs")
+    write_errors = _counter("write_errors")
+    sync_errors = _counter("sync_errors")
+    space_warnings = _counter("space_warnings")
+    full_refusals = _counter("full_refusals")
+    corrupt_regions = _counter("corrupt_regions")
+    truncated_bytes = _counter("truncated_bytes")
+    adopted_records = _counter("adopted_records")
+    link_errors = _counter("link_errors")
 
     def __init__(self, spool_dir: str | os.PathLike[str], *, mode: str = "durable",
                  max_bytes: int = DEFAULT_MAX_BYTES, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
@@ -209,16 +157,7 @@ class DiskSpool:
         # Space comes back a segment at a time: keep several segments under the cap.
         self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
         self._adopt = adopt
-        # Counters (metrics): read freely, written under the locks.
-        self.syncs = 0
-        self.write_errors = 0
-        self.sync_errors = 0
-        self.space_warnings = 0
-        self.full_refusals = 0
-        self.corrupt_regions = 0
-        self.truncated_bytes = 0
-        self.adopted_records = 0
-        self.link_errors = 0
+        self._counters = SpoolCounters()  # (metrics) kept across a fork, as the spool's settings
         self._linker: Callable[[list[AuditEvent]], None] | None = None
         self._init_state()
         self._open_dirs()
@@ -280,140 +219,32 @@ class DiskSpool:
 
     def _open_dirs(self) -> None:
         try:
-            os.makedirs(self.spool_dir, exist_ok=True)
-            name = f"{os.getpid()}-{secrets.token_hex(4)}"
-            tmp = os.path.join(self.spool_dir, f".new-{name}")
-            os.mkdir(tmp)
-            lock_fd = os.open(os.path.join(tmp, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # Renamed only once locked: a scanning process never sees an unlocked live directory.
-            path = os.path.join(self.spool_dir, name)
-            os.rename(tmp, path)
-            own = _Source(path, lock_fd, adopted=False)
+            own = create_own(self.spool_dir)
             own.ack_seg = own.rseg = self._wseg = 1
             self._lpos = (1, 0)
             own.segs.append(1)
             own.write_cursor()
-            self._mapped = filesystem_type(os.path.realpath(path)) in _MAPPABLE_FS
+            self._mapped = filesystem_type(os.path.realpath(own.path)) in _MAPPABLE_FS
             self._fd, self._map = _open_segment(own.seg_path(1), self.segment_bytes, self._mapped)
             self._wcap = self.segment_bytes
-            _fsync_dir(path)
+            _fsync_dir(own.path)
             _fsync_dir(self.spool_dir)
         except OSError as exc:
             raise SpoolWriteError(exc.errno, f"auditrail: cannot create a spool in {self.spool_dir}: "
                                   f"{exc.strerror or exc}") from exc
         self._own = own
         if self._adopt:
-            self._adopt_dead()
+            for source in adopt_dead(self.spool_dir, own.path, self._counters):
+                self._sources.append(source)
+                self._count += source.pending
+                self._counters.adopted_records += source.pending
+                self._disk_bytes += sum(source.sizes.values()) + sum(source.link_sizes.values())
         self._sources.append(own)
         self._check_space()
         if self.mode == "durable":
             self._flusher = threading.Thread(target=self._flush_loop, name="auditrail-spool-sync", daemon=True)
             self._flusher.start()
 
-    def _adopt_dead(self) -> None:
-        try:
-            names = os.listdir(self.spool_dir)
-        except OSError:
-            return
-        for _, name in sorted(self._age(name) for name in names):  # oldest spool first
-            path = os.path.join(self.spool_dir, name)
-            if name.startswith(".") or self._own is None or path == self._own.path or not os.path.isdir(path):
-                continue
-            try:
-                fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CLOEXEC)
-            except OSError:
-                continue  # being removed, or not a spool
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)  # alive (or adopted by another process)
-                continue
-            if not os.path.exists(path):  # removed between open and flock by whoever held it
-                os.close(fd)
-                continue
-            source = _Source(path, fd, adopted=True)
-            try:
-                self._recover(source)
-            except OSError as exc:
-                _log.error("auditrail: cannot adopt spool %s: %s (left for a later start)", path, exc)
-                os.close(fd)
-                continue
-            if source.pending == 0:
-                source.remove()
-                continue
-            _log.warning("auditrail: adopted %d unsent audit events from the spool of a process that is gone (%s)",
-                         source.pending, path)
-            self._sources.append(source)
-            self._count += source.pending
-            self.adopted_records += source.pending
-            self._disk_bytes += sum(source.sizes.values()) + sum(source.link_sizes.values())
-
-    def _recover_links(self, source: _Source, segs: set[int]) -> None:
-        """An adopted directory's link journals: delete those of gone segments, cut a torn tail off the others
-        (frames appended later must follow a whole one), count their bytes."""
-        for name in os.listdir(source.path):
-            stem = name[: -len(_LINKS_SUFFIX)]
-            if not (name.endswith(_LINKS_SUFFIX) and stem.isdigit()):
-                continue
-            path = os.path.join(source.path, name)
-            if int(stem) not in segs:
-                _unlink_quiet(path)
-                continue
-            with open(path, "r+b") as f:
-                data = f.read()
-                _, end, _ = _scan(memoryview(data), 0, len(data))
-                if end < len(data):
-                    f.truncate(end)
-                    os.fsync(f.fileno())
-            source.link_sizes[int(stem)] = end
-
-    def _age(self, name: str) -> tuple[int, str]:
-        """(creation time of the spool's lock file, name): adopted spools are delivered oldest first."""
-        try:
-            return os.stat(os.path.join(self.spool_dir, name, "lock")).st_mtime_ns, name
-        except OSError:
-            return 0, name
-
-    def _recover(self, source: _Source) -> None:
-        """Verify an adopted directory: count its unacknowledged records, cut a torn tail, skip corruption."""
-        cseg, coff = source.read_cursor()
-        segs = _list_segments(source.path)
-        for n in [n for n in segs if n < cseg]:
-            _unlink_quiet(source.seg_path(n))  # acknowledged, deletion did not happen before the crash
-        segs = [n for n in segs if n >= cseg]
-        self._recover_links(source, set(segs))
-        if segs and segs[0] != cseg:
-            cseg, coff = segs[0], 0  # the cursor's segment is gone: it was fully acknowledged
-        for i, n in enumerate(segs):
-            last = i == len(segs) - 1
-            path = source.seg_path(n)
-            with open(path, "rb") as f:
-                data = f.read()
-            start = coff if n == cseg else 0
-            start = min(start, len(data))
-            frames, end, bad = _scan(data, start, len(data))
-            written = len(data.rstrip(b"\0"))  # beyond: the zeros of a segment that was never finished
-            if end < len(data) and written <= end:
-                os.truncate(path, end)  # nothing was lost: give the unused space back
-            elif end < len(data):
-                cut = written - end
-                if last:
-                    with open(path, "r+b") as f:
-                        f.truncate(end)
-                        os.fsync(f.fileno())
-                    self.truncated_bytes += cut
-                    _log.warning("auditrail: spool %s: cut a torn record at the tail (%d bytes at offset %d): "
-                                 "a crash interrupted a write", path, cut, end)
-                else:
-                    self.corrupt_regions += 1
-                    _log.error("auditrail: spool %s: corrupt record at offset %d: %d bytes (at least one audit "
-                               "event) skipped, continuing with the next segment; %d good records before it",
-                               path, end, cut, len(frames))
-            source.segs.append(n)
-            source.sizes[n] = end
-            source.pending += len(frames)
-        source.ack_seg, source.ack_off = source.rseg, source.roff = (cseg, coff) if segs else (0, 0)
 
     # --- the hot path ---------------------------------------------------------------------------
 
@@ -440,7 +271,7 @@ class DiskSpool:
             if self._broken is not None:
                 raise self._broken
             if self._disk_bytes + size > self.max_bytes:
-                self.full_refusals += 1
+                self._counters.full_refusals += 1
                 raise SpoolFullError(errno.ENOSPC, f"auditrail: spool {self.spool_dir} is full "
                                      f"({self._disk_bytes} of max_bytes {self.max_bytes} bytes unacknowledged)")
             if self._map is None:
@@ -452,7 +283,7 @@ class DiskSpool:
             try:
                 self._map[woff:woff + size] = rec
             except OSError as exc:  # (pwrite only: the space of a mapped segment is allocated)
-                self.write_errors += 1
+                self._counters.write_errors += 1
                 _log.error("auditrail: cannot write an audit event to the spool %s: %s", self.spool_dir, exc)
                 raise SpoolWriteError(exc.errno, f"auditrail: cannot write audit event to spool "
                                       f"{self.spool_dir}: {exc.strerror or exc}") from exc
@@ -494,7 +325,7 @@ class DiskSpool:
         try:
             fd, segment = _open_segment(own.seg_path(nxt), size, self._mapped)
         except OSError as exc:
-            self.write_errors += 1
+            self._counters.write_errors += 1
             _log.error("auditrail: cannot create spool segment %s: %s", own.seg_path(nxt), exc.strerror or exc)
             raise SpoolWriteError(exc.errno, f"auditrail: cannot create spool segment {own.seg_path(nxt)}: "
                                   f"{exc.strerror or exc}") from exc
@@ -703,10 +534,10 @@ class DiskSpool:
         before it) gets the same links, not new seqs after them."""
         path = src.links_path(seg)
         if error is not None:
-            self.link_errors += 1
-            if self.link_errors == 1 or self.link_errors % 1000 == 0:
+            self._counters.link_errors += 1
+            if self._counters.link_errors == 1 or self._counters.link_errors % 1000 == 0:
                 _log.error("auditrail: cannot write the chain links of %d audit events to %s: %s (%d such "
-                           "errors)", count, path, error.strerror or error, self.link_errors)
+                           "errors)", count, path, error.strerror or error, self._counters.link_errors)
             try:
                 self._links(src, seg)  # the cache, current: the frame joins it unwritten, read when asked
             except OSError:  # (nor read: these links are lost to a re-read, which links those events anew)
@@ -815,7 +646,7 @@ class DiskSpool:
                     self._retired[:0] = retired
                     self._dir_dirty = self._dir_dirty or dir_dirty
                 raise
-            self.syncs += 1
+            self._counters.syncs += 1
             return target
 
     def _wait_synced(self, ticket: int) -> None:
@@ -846,7 +677,7 @@ class DiskSpool:
             else:
                 with self._lock:
                     self._failed_upto = self._written
-                self.sync_errors += 1
+                self._counters.sync_errors += 1
                 self._sync_error = error
                 # After a failed fsync the kernel may have dropped the data: refuse from now on.
                 self._broken = SpoolWriteError(error.errno, f"auditrail: fsync of spool "
@@ -870,7 +701,7 @@ class DiskSpool:
             done = self._sync_pass()
             self._synced = max(self._synced, done)
         except OSError as exc:
-            self.sync_errors += 1
+            self._counters.sync_errors += 1
             _log.error("auditrail: fsync of the spool %s failed: %s (audit events since the last sync may not "
                        "survive a power loss)", self.spool_dir, exc)
 
@@ -882,7 +713,7 @@ class DiskSpool:
 
     def _warn_space(self) -> None:
         self._over_warn = True
-        self.space_warnings += 1
+        self._counters.space_warnings += 1
         _log.warning("auditrail: spool %s is %d%% full (%d of max_bytes %d bytes): audit events are not being "
                      "delivered fast enough", self.spool_dir, 100 * self._disk_bytes // self.max_bytes,
                      self._disk_bytes, self.max_bytes)
@@ -1066,7 +897,7 @@ class DiskSpool:
             limit = loff if rseg == lseg else own.sizes[rseg]
             records, end, skipped, bad = self._read_records(own.seg_path(rseg), roff, limit, want - len(buf))
             if bad:
-                self.corrupt_regions += 1
+                self._counters.corrupt_regions += 1
                 _log.error("auditrail: spool %s: corrupt record at offset %d: %d bytes (at least one audit event) "
                            "skipped to the end of what was written", own.seg_path(rseg), end, limit - end)
                 end = limit
@@ -1088,7 +919,7 @@ class DiskSpool:
             if off < limit:
                 records, end, skipped, bad = self._read_records(src.seg_path(seg), off, limit, want)
                 if bad:  # verified at adoption: changed since
-                    self.corrupt_regions += 1
+                    self._counters.corrupt_regions += 1
                     _log.error("auditrail: spool %s: corrupt record at offset %d (changed after adoption?)",
                                src.seg_path(seg), end)
                     end = limit
@@ -1144,7 +975,7 @@ class DiskSpool:
             out.extend(records)
             for at, message in errors:
                 skipped += 1
-                self.corrupt_regions += 1
+                self._counters.corrupt_regions += 1
                 _log.error("auditrail: spool %s: undecodable record at offset %d skipped: %s", path, at, message)
             off += pos
             if bad:
@@ -1204,7 +1035,7 @@ class DiskSpool:
             _close_quiet(fd)  # closing our copy never releases the parent's flock (it holds its own fd)
         if self._map is not None:
             self._map.close()  # unmaps our view only: the parent's segment and its size stay as they are
-        self.syncs = 0
+        self._counters.syncs = 0
         batch = self._batch
         self._init_state()
         self._open_dirs()
