@@ -82,12 +82,13 @@ from .disk_spool.records import (
     decode_event,
     encode_event,
 )
+from .disk_spool.space import WARN_FRACTION, SpaceAccount
 from .disk_spool.sources import _Source, adopt_dead, create_own
 from .events import AuditEvent
 from .native import native_function
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_SEGMENT_BYTES", "MODES", "DiskSpool", "SpoolFullError", "SpoolWriteError",
-           "decode_event", "encode_event", "filesystem_type"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_SEGMENT_BYTES", "MODES", "SYNC_INTERVAL", "WARN_FRACTION", "DiskSpool",
+           "SpoolFullError", "SpoolWriteError", "decode_event", "encode_event", "filesystem_type"]
 
 _native_journal = native_function("journal_payload")  # a journal frame's JSON; None: orjson writes it
 _native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
@@ -104,7 +105,6 @@ _POLL_S = 50e-6  # an audited call finding the write lock busy polls it this oft
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 SYNC_INTERVAL = 0.05
-WARN_FRACTION = 0.8
 MODES = ("durable", "fail_closed")
 
 
@@ -152,8 +152,6 @@ class DiskSpool:
         self.spool_dir = os.path.abspath(os.fspath(spool_dir))
         self.mode = mode
         self.max_bytes = max_bytes
-        self._warn_at = max_bytes * WARN_FRACTION
-        self._full_at = max_bytes - min(64 * 1024, max_bytes // 16)  # room for a few records, not just one
         # Space comes back a segment at a time: keep several segments under the cap.
         self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
         self._adopt = adopt
@@ -171,7 +169,6 @@ class DiskSpool:
     def _init_state(self) -> None:
         self._lock = threading.Lock()  # the write side: file, position, counters
         self._rlock = threading.Lock()  # the read side: peek/ack (the drain worker)
-        self._space = threading.Condition(threading.Lock())  # wait_for_space
         self._sync_cv = threading.Condition(threading.Lock())  # group commit
         self._syncing = False
         self._sync_mutex = threading.Lock()  # one fsync pass at a time
@@ -181,8 +178,7 @@ class DiskSpool:
         self._sync_error: OSError | None = None
         self._broken: SpoolWriteError | None = None  # fail_closed after a failed fsync: refuse everything
         self._count = 0  # unacknowledged records, all sources
-        self._disk_bytes = 0
-        self._over_warn = False
+        self._usage = SpaceAccount(self.spool_dir, self.max_bytes, self._lock, self._counters)
         self._closed = False
         self._sources: list[_Source] = []  # adopted ones first, ours last
         self._own: _Source | None = None
@@ -238,9 +234,9 @@ class DiskSpool:
                 self._sources.append(source)
                 self._count += source.pending
                 self._counters.adopted_records += source.pending
-                self._disk_bytes += sum(source.sizes.values()) + sum(source.link_sizes.values())
+                self._usage.used += sum(source.sizes.values()) + sum(source.link_sizes.values())
         self._sources.append(own)
-        self._check_space()
+        self._usage.check()
         if self.mode == "durable":
             self._flusher = threading.Thread(target=self._flush_loop, name="auditrail-spool-sync", daemon=True)
             self._flusher.start()
@@ -270,10 +266,9 @@ class DiskSpool:
         try:
             if self._broken is not None:
                 raise self._broken
-            if self._disk_bytes + size > self.max_bytes:
-                self._counters.full_refusals += 1
-                raise SpoolFullError(errno.ENOSPC, f"auditrail: spool {self.spool_dir} is full "
-                                     f"({self._disk_bytes} of max_bytes {self.max_bytes} bytes unacknowledged)")
+            usage = self._usage
+            if usage.used + size > usage.max_bytes:
+                raise usage.full_error()
             if self._map is None:
                 raise SpoolWriteError(errno.EBADF, f"auditrail: spool {self.spool_dir} is closed")
             woff = self._woff
@@ -288,7 +283,7 @@ class DiskSpool:
                 raise SpoolWriteError(exc.errno, f"auditrail: cannot write audit event to spool "
                                       f"{self.spool_dir}: {exc.strerror or exc}") from exc
             self._woff += size
-            self._disk_bytes += size
+            usage.used += size
             self._written += 1
             ticket = self._written
             self._count += 1
@@ -307,8 +302,8 @@ class DiskSpool:
                     own.roff = self._woff  # type: ignore[union-attr]
                 else:
                     self._live_on = False  # the reader reads the rest back from the file
-            if not self._over_warn and self._disk_bytes > self._warn_at:
-                self._warn_space()
+            if not usage.over_warn and usage.used > usage.warn_at:
+                usage.warn()
         finally:
             lock.release()
         if self.mode == "fail_closed":
@@ -550,7 +545,7 @@ class DiskSpool:
         with self._lock:
             size = src.link_sizes.get(seg, 0)
             src.link_sizes[seg] = size + frame
-            self._disk_bytes += frame
+            self._usage.used += frame
             src.linked_to = max(src.linked_to, (seg, end))
         cached = self._links_cache.get(path)
         if cached is not None and cached[0] == size:  # keep the cache current: the frame is read when asked
@@ -711,55 +706,25 @@ class DiskSpool:
 
     # --- disk cap ---------------------------------------------------------------------------------
 
-    def _warn_space(self) -> None:
-        self._over_warn = True
-        self._counters.space_warnings += 1
-        _log.warning("auditrail: spool %s is %d%% full (%d of max_bytes %d bytes): audit events are not being "
-                     "delivered fast enough", self.spool_dir, 100 * self._disk_bytes // self.max_bytes,
-                     self._disk_bytes, self.max_bytes)
-
-    def _check_space(self) -> None:
-        if self._disk_bytes > self._warn_at:
-            if not self._over_warn:
-                self._warn_space()
-        else:
-            self._over_warn = False
-
-    def _freed(self, nbytes: int) -> None:
-        with self._lock:
-            self._disk_bytes -= nbytes
-            self._check_space()
-        with self._space:
-            self._space.notify_all()
-
     def refusal(self) -> str | None:
         """Why an append would be refused now: a damaged spool, or one at its disk cap."""
         if self._broken is not None:
             return str(self._broken)
-        if self._disk_bytes >= self.max_bytes:
-            return f"spool {self.spool_dir} is full ({self._disk_bytes} of max_bytes {self.max_bytes} bytes)"
-        return None
+        return self._usage.refusal()
 
     def full(self) -> bool:
         """At the cap, less room for a few records (a lock-free read: the hot path asks before each action)."""
-        return self._disk_bytes >= self._full_at
+        usage = self._usage
+        return usage.used >= usage.full_at
 
     def wait_for_space(self, timeout: float | None = None) -> bool:
         """Block until the spool is under its cap (acks freed a segment); False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._space:
-            # Room for a few records, not just one (space comes back a segment at a time anyway).
-            while self.full() and not self._closed:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._space.wait(remaining if remaining is not None else 1.0)
-        return True
+        return self._usage.wait(timeout)
 
     @property
     def disk_bytes(self) -> int:
         """Bytes of unacknowledged segments on disk (own and adopted)."""
-        return self._disk_bytes
+        return self._usage.used
 
     @property
     def path(self) -> str:
@@ -821,7 +786,7 @@ class DiskSpool:
         if not src.adopted:
             freed += self._maybe_reset_own(src)
         if freed:
-            self._freed(freed)
+            self._usage.freed(freed)
 
     def _drop_adopted(self, src: _Source) -> None:
         """Everything of an adopted directory is acknowledged: remove it."""
@@ -834,7 +799,7 @@ class DiskSpool:
         with self._lock:
             self._sources = [s for s in self._sources if s is not src]
         src.remove()
-        self._freed(freed)
+        self._usage.freed(freed)
 
     def _maybe_reset_own(self, src: _Source) -> int:
         """All we wrote is acknowledged and the segment is big: start a new segment and delete this one."""
@@ -993,7 +958,7 @@ class DiskSpool:
         """Sync, release the files and locks; unacknowledged events stay on disk for the next start."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = self._usage.closed = True
         self._stop.set()
         if self._flusher is not None and self._flusher is not threading.current_thread():
             self._flusher.join(timeout=5)
@@ -1024,8 +989,7 @@ class DiskSpool:
                 own.remove()
             else:
                 own.release()
-        with self._space:
-            self._space.notify_all()
+        self._usage.wake()
 
     def after_fork_in_child(self) -> None:
         """In a forked child: a spool of its own (the parent keeps its files, locks and queued events)."""
