@@ -1,6 +1,6 @@
 """auditrail_native.drain_segment (DiskSpool batch mode) equals the Python drain over a segment's bytes:
 read back (_read_frames + decode_event), journalled links applied as _apply_links does, the others linked in
-order with Chain.link, the journal frame of the newly linked (appended to the journal file as _write_journal
+order with Chain.link, the journal frame of the newly linked (appended to the journal file as LinkJournal.append_frame
 appends it), and EventEncoder.encode of the whole chunk."""
 
 from __future__ import annotations

@@ -12,11 +12,13 @@ import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from auditrail import spool_file
 from auditrail.chain import Chain
+from auditrail.disk_spool import journal as journal_module
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool, SpoolFullError, SpoolWriteError, decode_event, encode_event
 
@@ -51,11 +53,12 @@ def run_child(code: str, *args: str, **kw: object) -> subprocess.Popen[str]:
                             stdin=subprocess.PIPE, text=True, env=env, **kw)  # type: ignore[call-overload]
 
 
-def native_or_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, name: str) -> str:
-    """Run with spool_file's native function `name` (when built: else skip) or, for "python", its Python twin."""
+def native_or_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, module: ModuleType,
+                   name: str) -> str:
+    """Run with `module`'s native function `name` (when built: else skip) or, for "python", its Python twin."""
     if request.param == "python":
-        monkeypatch.setattr(spool_file, name, None)
-    elif getattr(spool_file, name) is None:
+        monkeypatch.setattr(module, name, None)
+    elif getattr(module, name) is None:
         pytest.skip("the native core is not built")
     return request.param
 
@@ -63,7 +66,7 @@ def native_or_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 @pytest.fixture(params=["native", "python"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Records read back by the native core (when built) and by _scan + decode_event: the same events come back."""
-    return native_or_twin(request, monkeypatch, "_native_read")
+    return native_or_twin(request, monkeypatch, spool_file, "_native_read")
 
 
 # --- encoding -------------------------------------------------------------------------------------
@@ -533,7 +536,7 @@ def test_after_fork_in_child_gets_own_spool(tmp_path: Path) -> None:
 @pytest.fixture(params=["native", "python"])
 def journal(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The journal frames written by the native core (when built) and by orjson: the same links come back."""
-    return native_or_twin(request, monkeypatch, "_native_journal")
+    return native_or_twin(request, monkeypatch, journal_module, "_native_journal")
 
 
 def chain_linker(chain: Chain) -> Callable[[list[AuditEvent]], None]:
@@ -589,6 +592,7 @@ def test_read_back_beyond_memory_window_carries_the_journalled_links(tmp_path: P
 CHILD_LINKED = """
 import json, sys
 from auditrail.chain import Chain
+from auditrail.disk_spool import journal as journal_module
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool
 chain = Chain()

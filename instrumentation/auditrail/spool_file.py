@@ -55,9 +55,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import orjson
 
-from . import semconv
 from .disk_spool.counters import SpoolCounters
 from .disk_spool.errors import SpoolFullError, SpoolWriteError
 from .disk_spool.files import (
@@ -71,17 +69,13 @@ from .disk_spool.files import (
     filesystem_type,
 )
 from .disk_spool.records import (
-    _CHAIN_KEYS,
-    _END,
     _HEADER,
     _HEADER_SIZE,
-    _LINK,
-    _journal_entries,
     _read_frames,
-    _scan,
     decode_event,
     encode_event,
 )
+from .disk_spool.journal import LinkJournal
 from .disk_spool.space import WARN_FRACTION, SpaceAccount
 from .disk_spool.sources import _Source, adopt_dead, create_own
 from .events import AuditEvent
@@ -90,7 +84,6 @@ from .native import native_function
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_SEGMENT_BYTES", "MODES", "SYNC_INTERVAL", "WARN_FRACTION", "DiskSpool",
            "SpoolFullError", "SpoolWriteError", "decode_event", "encode_event", "filesystem_type"]
 
-_native_journal = native_function("journal_payload")  # a journal frame's JSON; None: orjson writes it
 _native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
 _native_drain = native_function("drain_segment")  # a batch from a segment's bytes (batch mode); None: no batch mode
 _BATCH_CHUNK = 8 * 1024 * 1024  # bytes read for one batch-mode take at most
@@ -179,6 +172,7 @@ class DiskSpool:
         self._broken: SpoolWriteError | None = None  # fail_closed after a failed fsync: refuse everything
         self._count = 0  # unacknowledged records, all sources
         self._usage = SpaceAccount(self.spool_dir, self.max_bytes, self._lock, self._counters)
+        self._journal = LinkJournal(self._lock, self._usage, self._counters, self._call_fsync)
         self._closed = False
         self._sources: list[_Source] = []  # adopted ones first, ours last
         self._own: _Source | None = None
@@ -203,9 +197,6 @@ class DiskSpool:
         self._unlinked: collections.deque[tuple[AuditEvent, int, int, bool]] = collections.deque()
         self._queue_on = True
         self._lpos = (0, 0)
-        self._link_fds: dict[str, int] = {}
-        # path -> (journal size, its links, frames written since that are not read into them yet)
-        self._links_cache: dict[str, tuple[int, dict[int, list[Any]], list[bytes]]] = {}
         self._batch = False  # batch mode (batch_mode()): records stay on disk, the drain reads them natively
         self._read_fds: dict[str, int] = {}
         self._flusher: threading.Thread | None = None
@@ -361,14 +352,14 @@ class DiskSpool:
             events = [entry[0] for entry in entries if not entry[3]]
             self._linker(events)
             if len(events) == len(entries) and entries[0][1] == entries[-1][1]:  # the usual batch: one segment
-                self._journal(own, entries[0][1], entries)
+                self._journal.append(own, entries[0][1], entries)
             else:
                 by_seg: dict[int, list[tuple[AuditEvent, int, int, bool]]] = {}
                 for entry in entries:
                     if not entry[3]:
                         by_seg.setdefault(entry[1], []).append(entry)
                 for seg, records in by_seg.items():
-                    self._journal(own, seg, records)
+                    self._journal.append(own, seg, records)
             with self._lock:
                 unlinked, live = self._unlinked, self._live
                 for _ in range(len(entries)):
@@ -428,9 +419,9 @@ class DiskSpool:
         """drain_segment over the records of segment `seg` from `off` (up to `limit`), the new links'
         journal frame written and synced; None when it took no record (the Python path takes them)."""
         fd = self._read_fd(own.seg_path(seg))
-        links = self._links(own, seg) if (seg, off) < own.linked_to else _NO_LINKS
+        links = self._journal.links(own, seg) if (seg, off) < own.linked_to else _NO_LINKS
         try:
-            journal_fd, unopened = self._journal_fd(own, seg), None
+            journal_fd, unopened = self._journal.fd(own, seg), None
         except OSError as exc:  # the payload comes back unwritten: reported below
             journal_fd, unopened = -1, exc
         got = _native_drain(fd, off, min(_BATCH_CHUNK, limit - off), max_records, per_request, links, chain_for,
@@ -438,7 +429,7 @@ class DiskSpool:
         if got is None or not got[2]:
             return None
         if got[1] is not None:
-            self._journalled(own, seg, got[1], sum(got[5].values()), off + got[3], got[6] or unopened)
+            self._journal.appended(own, seg, got[1], sum(got[5].values()), off + got[3], got[6] or unopened)
         return got
 
     def link_through(self, fields: tuple[bytes, bytes, bytes, bytes],
@@ -484,139 +475,21 @@ class DiskSpool:
             with self._lock:
                 self._count -= count
 
-    def _journal(self, src: _Source, seg: int, records: list[tuple[AuditEvent, int, int, bool]]) -> None:
-        """Append link frames to a segment's journal and fdatasync it. A failure is logged and counted, and
-        delivery goes on: the events then carry links that a crash before their export would not keep (the
-        next start links them anew; the store keeps the copy it got first)."""
-        # One frame per write: torn, it takes only its own records with it. The native core writes it (unless
-        # a value is one only orjson writes).
-        payload = _native_journal(records) if _native_journal is not None else None
-        if payload is None:
-            payload = orjson.dumps(_journal_entries(records))
-        self._write_journal(src, seg, payload, len(records), max(end for _, _, end, _ in records))
-
-    def _write_journal(self, src: _Source, seg: int, payload: bytes, count: int, end: int) -> None:
-        """Append one frame (the JSON links of `count` records of segment `seg`, the last of them ending at
-        `end` or before) to the segment's journal and fdatasync it."""
-        data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        error = None
-        try:
-            fd = self._journal_fd(src, seg)
-            try:
-                if os.write(fd, data) != len(data):
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            except OSError:
-                os.ftruncate(fd, src.link_sizes.get(seg, 0))  # no torn frame before the next ones
-                raise
-            self._fsync(fd)
-        except OSError as exc:
-            error = exc
-        self._journalled(src, seg, payload, count, end, error)
-
-    def _journal_fd(self, src: _Source, seg: int) -> int:
-        """A segment's journal, open for appending (created, and its directory synced, on first use)."""
-        path = src.links_path(seg)
-        fd = self._link_fds.get(path)
-        if fd is None:
-            fd = self._link_fds[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            _fsync_dir(src.path)
-        return fd
-
-    def _journalled(self, src: _Source, seg: int, payload: bytes, count: int, end: int, error: OSError | None) -> None:
-        """A journal frame (as _write_journal says) was appended and synced: count it; or `error` kept it
-        out: log that. A failure is logged and counted, and delivery goes on (see _journal): the links are
-        kept in the journal's cache, so a batch read again (a failed export, a checkpoint's link_through
-        before it) gets the same links, not new seqs after them."""
-        path = src.links_path(seg)
-        if error is not None:
-            self._counters.link_errors += 1
-            if self._counters.link_errors == 1 or self._counters.link_errors % 1000 == 0:
-                _log.error("auditrail: cannot write the chain links of %d audit events to %s: %s (%d such "
-                           "errors)", count, path, error.strerror or error, self._counters.link_errors)
-            try:
-                self._links(src, seg)  # the cache, current: the frame joins it unwritten, read when asked
-            except OSError:  # (nor read: these links are lost to a re-read, which links those events anew)
-                return
-            self._links_cache[path][2].append(payload)
-            with self._lock:
-                src.linked_to = max(src.linked_to, (seg, end))
-            return
-        frame = _HEADER_SIZE + len(payload)
-        with self._lock:
-            size = src.link_sizes.get(seg, 0)
-            src.link_sizes[seg] = size + frame
-            self._usage.used += frame
-            src.linked_to = max(src.linked_to, (seg, end))
-        cached = self._links_cache.get(path)
-        if cached is not None and cached[0] == size:  # keep the cache current: the frame is read when asked
-            cached[2].append(payload)
-            self._links_cache[path] = (size + frame, cached[1], cached[2])
-
-    def _links(self, src: _Source, seg: int) -> dict[int, list[Any]]:
-        """A segment's journal: record end offset -> [chain id, seq, prev hash, hash] (cached by size)."""
-        path = src.links_path(seg)
-        size = src.link_sizes.get(seg, 0)
-        cached = self._links_cache.get(path)
-        if cached is not None and cached[0] == size:
-            links, unread = cached[1], cached[2]
-            for payload in unread:  # what the frames written since say, read back
-                entries = orjson.loads(payload)
-                links.update(zip(map(_END, entries), map(_LINK, entries), strict=True))
-            unread.clear()
-            return links
-        links = {}
-        try:
-            with open(path, "rb") as f:
-                data = f.read(size)
-        except FileNotFoundError:
-            data = b""
-        frames, _, _ = _scan(memoryview(data), 0, len(data))
-        for start, stop in frames:
-            try:
-                entries = orjson.loads(data[start:stop])
-            except orjson.JSONDecodeError:
-                continue
-            for entry in entries if type(entries) is list else ():
-                if type(entry) is list and len(entry) == 1 + len(_CHAIN_KEYS):
-                    links[entry[0]] = entry[1:]
-        self._links_cache[path] = (size, links, [])
-        return links
-
     def _apply_links(self, src: _Source, seg: int, records: list[tuple[AuditEvent, int]]) -> None:
         """Give records read back from a segment their journalled links; link (and journal) those without."""
         if self._linker is None or not records:
             return
-        links = self._links(src, seg)
-        need: list[tuple[AuditEvent, int]] = []
-        for event, end in records:
-            link = links.get(end)
-            if link is not None:
-                extra = event.extra
-                if extra is None:
-                    extra = event.extra = {}
-                for key, value in zip(_CHAIN_KEYS, link, strict=True):
-                    extra[key] = value
-            elif not (event.extra and semconv.CHAIN_HASH in event.extra):
-                need.append((event, end))
-        if need:
-            self._linker([event for event, _ in need])
-            self._journal(src, seg, [(event, seg, end, False) for event, end in need])
-
-    def _forget_links(self, src: _Source, seg: int) -> int:
-        """Close and delete a segment's journal (the segment is acknowledged); returns its bytes."""
-        path = src.links_path(seg)
-        fd = self._link_fds.pop(path, None)
-        if fd is not None:
-            _close_quiet(fd)
-        self._links_cache.pop(path, None)
-        _unlink_quiet(path)
-        return src.link_sizes.pop(seg, 0)
+        self._journal.apply(src, seg, records, self._linker)
 
     # --- syncing ----------------------------------------------------------------------------------
 
     def _fsync(self, fd: int) -> None:
         """fdatasync one file (a hook: subclasses may count or fail it)."""
         os.fdatasync(fd)
+
+    def _call_fsync(self, fd: int) -> None:
+        """_fsync as it is when called (the parts get this: a test may replace _fsync on the instance)."""
+        self._fsync(fd)
 
     def _sync_pass(self) -> int:
         """fsync everything written so far; returns the ticket it covers. Raises OSError."""
@@ -782,7 +655,7 @@ class DiskSpool:
         for n in doomed:  # after the cursor moved past them
             self._close_read_fd(src.seg_path(n))
             _unlink_quiet(src.seg_path(n))
-            self._forget_links(src, n)
+            self._journal.forget(src, n)
         if not src.adopted:
             freed += self._maybe_reset_own(src)
         if freed:
@@ -795,7 +668,7 @@ class DiskSpool:
         with self._lock:
             freed = sum(src.sizes.values()) + sum(src.link_sizes.values())
         for n in list(src.link_sizes):
-            self._forget_links(src, n)
+            self._journal.forget(src, n)
         with self._lock:
             self._sources = [s for s in self._sources if s is not src]
         src.remove()
@@ -823,7 +696,7 @@ class DiskSpool:
             pass
         self._close_read_fd(src.seg_path(old))
         _unlink_quiet(src.seg_path(old))
-        self._forget_links(src, old)
+        self._journal.forget(src, old)
         return size
 
     def _fill(self, want: int) -> None:
@@ -976,10 +849,10 @@ class DiskSpool:
             self._retired = []
             _close_quiet(self._fd)
             self._fd = -1
-        for fd in (*self._read_fds.values(), *self._link_fds.values()):
+        for fd in self._read_fds.values():
             _close_quiet(fd)
         self._read_fds.clear()
-        self._link_fds.clear()
+        self._journal.close()
         for src in self._sources:
             if src.adopted:
                 src.release()  # the next start adopts what is left
@@ -993,7 +866,7 @@ class DiskSpool:
 
     def after_fork_in_child(self) -> None:
         """In a forked child: a spool of its own (the parent keeps its files, locks and queued events)."""
-        inherited = [self._fd, *self._retired, *self._read_fds.values(), *self._link_fds.values(),
+        inherited = [self._fd, *self._retired, *self._read_fds.values(), *self._journal.fds.values(),
                      *(fd for s in self._sources for fd in (s.cursor_fd, s.lock_fd))]
         for fd in inherited:
             _close_quiet(fd)  # closing our copy never releases the parent's flock (it holds its own fd)
