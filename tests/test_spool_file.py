@@ -19,6 +19,7 @@ import pytest
 from auditrail import spool_file
 from auditrail.chain import Chain
 from auditrail.disk_spool import journal as journal_module
+from auditrail.disk_spool import segments as segments_module
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool, SpoolFullError, SpoolWriteError, decode_event, encode_event
 
@@ -91,10 +92,10 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
 
 
 def test_pwrite_segments_where_mapping_is_unsafe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spool_file, "_MAPPABLE_FS", frozenset())  # as on btrfs or ZFS
+    monkeypatch.setattr(segments_module, "_MAPPABLE_FS", frozenset())  # as on btrfs or ZFS
     events = [make_event(i) for i in range(300)]
     with DiskSpool.open(tmp_path, segment_bytes=4096) as spool:
-        assert not spool._mapped  # noqa: SLF001
+        assert not spool._writer.mapped  # noqa: SLF001
         for ev in events:
             spool.append(ev)
         assert len(segments(Path(spool.path))) >= 5
@@ -335,7 +336,7 @@ def test_fail_closed_really_fsyncs_with_group_commit(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert len(spool) == 801
-    assert spool._synced == spool._written == 801  # noqa: SLF001 - every append was covered by an fsync
+    assert spool._sync.synced == spool._writer.written == 801  # noqa: SLF001 - every append was covered by an fsync
     assert spool.fsync_calls < 801  # concurrent appenders shared fsyncs
     spool.close()
 
@@ -346,7 +347,7 @@ def test_durable_flusher_syncs_within_50ms(tmp_path: Path) -> None:
     assert getattr(spool, "fsync_calls", 0) == 0  # not on the hot path
     deadline = threading.Event()
     deadline.wait(0.3)
-    assert spool.fsync_calls >= 1 and spool._synced == 1  # noqa: SLF001
+    assert spool.fsync_calls >= 1 and spool._sync.synced == 1  # noqa: SLF001
     spool.close()
 
 
@@ -593,6 +594,7 @@ CHILD_LINKED = """
 import json, sys
 from auditrail.chain import Chain
 from auditrail.disk_spool import journal as journal_module
+from auditrail.disk_spool import segments as segments_module
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool
 chain = Chain()

@@ -45,9 +45,8 @@ from __future__ import annotations
 import collections
 import errno
 import itertools
-import operator
 import logging
-import mmap
+import operator
 import os
 import threading
 import time
@@ -55,29 +54,15 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-
 from .disk_spool.counters import SpoolCounters
 from .disk_spool.errors import SpoolFullError, SpoolWriteError
-from .disk_spool.files import (
-    _MAPPABLE_FS,
-    _close_quiet,
-    _finish_segment,
-    _fsync_dir,
-    _open_segment,
-    _unlink_quiet,
-    _WrittenSegment,
-    filesystem_type,
-)
-from .disk_spool.records import (
-    _HEADER,
-    _HEADER_SIZE,
-    _read_frames,
-    decode_event,
-    encode_event,
-)
+from .disk_spool.files import _close_quiet, _unlink_quiet, filesystem_type
 from .disk_spool.journal import LinkJournal
-from .disk_spool.space import WARN_FRACTION, SpaceAccount
+from .disk_spool.records import _HEADER, _HEADER_SIZE, _read_frames, decode_event, encode_event
+from .disk_spool.segments import SegmentWriter
 from .disk_spool.sources import _Source, adopt_dead, create_own
+from .disk_spool.space import WARN_FRACTION, SpaceAccount
+from .disk_spool.syncing import SYNC_INTERVAL, GroupCommit
 from .events import AuditEvent
 from .native import native_function
 
@@ -97,7 +82,6 @@ _POLL_S = 50e-6  # an audited call finding the write lock busy polls it this oft
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
-SYNC_INTERVAL = 0.05
 MODES = ("durable", "fail_closed")
 
 
@@ -162,28 +146,14 @@ class DiskSpool:
     def _init_state(self) -> None:
         self._lock = threading.Lock()  # the write side: file, position, counters
         self._rlock = threading.Lock()  # the read side: peek/ack (the drain worker)
-        self._sync_cv = threading.Condition(threading.Lock())  # group commit
-        self._syncing = False
-        self._sync_mutex = threading.Lock()  # one fsync pass at a time
-        self._written = 0  # records written (monotonic): the group-commit ticket
-        self._synced = 0  # records known synced
-        self._failed_upto = 0  # records <= this whose sync failed
-        self._sync_error: OSError | None = None
-        self._broken: SpoolWriteError | None = None  # fail_closed after a failed fsync: refuse everything
+        self._writer = SegmentWriter(self.segment_bytes, self._counters)
+        self._sync = GroupCommit(self._writer, self._lock, self._counters, self._call_fsync, self.spool_dir)
         self._count = 0  # unacknowledged records, all sources
         self._usage = SpaceAccount(self.spool_dir, self.max_bytes, self._lock, self._counters)
         self._journal = LinkJournal(self._lock, self._usage, self._counters, self._call_fsync)
         self._closed = False
         self._sources: list[_Source] = []  # adopted ones first, ours last
         self._own: _Source | None = None
-        self._fd = -1
-        self._mapped = False  # whether segments are mapped (see _MAPPABLE_FS)
-        self._map: mmap.mmap | _WrittenSegment | None = None  # the segment being written (None once closed)
-        self._wcap = 0  # its size
-        self._wseg = 0
-        self._woff = 0
-        self._retired: list[int] = []  # fds of rotated segments, closed after their last sync
-        self._dir_dirty = False
         # Read side: _buf holds (event, source, seg, end) read but not acknowledged; _live holds events
         # appended while the reader was caught up (no need to read them back from the file); our source's
         # rseg/roff is the next record that is in neither.
@@ -199,23 +169,14 @@ class DiskSpool:
         self._lpos = (0, 0)
         self._batch = False  # batch mode (batch_mode()): records stay on disk, the drain reads them natively
         self._read_fds: dict[str, int] = {}
-        self._flusher: threading.Thread | None = None
-        self._stop = threading.Event()
 
     # --- opening and adoption -------------------------------------------------------------------
 
     def _open_dirs(self) -> None:
         try:
             own = create_own(self.spool_dir)
-            own.ack_seg = own.rseg = self._wseg = 1
             self._lpos = (1, 0)
-            own.segs.append(1)
-            own.write_cursor()
-            self._mapped = filesystem_type(os.path.realpath(own.path)) in _MAPPABLE_FS
-            self._fd, self._map = _open_segment(own.seg_path(1), self.segment_bytes, self._mapped)
-            self._wcap = self.segment_bytes
-            _fsync_dir(own.path)
-            _fsync_dir(self.spool_dir)
+            self._writer.open(own, self.spool_dir)
         except OSError as exc:
             raise SpoolWriteError(exc.errno, f"auditrail: cannot create a spool in {self.spool_dir}: "
                                   f"{exc.strerror or exc}") from exc
@@ -229,8 +190,7 @@ class DiskSpool:
         self._sources.append(own)
         self._usage.check()
         if self.mode == "durable":
-            self._flusher = threading.Thread(target=self._flush_loop, name="auditrail-spool-sync", daemon=True)
-            self._flusher.start()
+            self._sync.start_flusher()
 
 
     # --- the hot path ---------------------------------------------------------------------------
@@ -255,42 +215,43 @@ class DiskSpool:
             else:
                 _take_holding_gil(lock)
         try:
-            if self._broken is not None:
-                raise self._broken
+            if self._sync.broken is not None:
+                raise self._sync.broken
             usage = self._usage
             if usage.used + size > usage.max_bytes:
                 raise usage.full_error()
-            if self._map is None:
+            writer = self._writer
+            if writer.map is None:
                 raise SpoolWriteError(errno.EBADF, f"auditrail: spool {self.spool_dir} is closed")
-            woff = self._woff
-            if woff + size > self._wcap:
-                self._rotate(size)
+            woff = writer.off
+            if woff + size > writer.cap:
+                writer.rotate(size)
                 woff = 0
             try:
-                self._map[woff:woff + size] = rec
+                writer.map[woff:woff + size] = rec
             except OSError as exc:  # (pwrite only: the space of a mapped segment is allocated)
                 self._counters.write_errors += 1
                 _log.error("auditrail: cannot write an audit event to the spool %s: %s", self.spool_dir, exc)
                 raise SpoolWriteError(exc.errno, f"auditrail: cannot write audit event to spool "
                                       f"{self.spool_dir}: {exc.strerror or exc}") from exc
-            self._woff += size
+            writer.off = end = woff + size
             usage.used += size
-            self._written += 1
-            ticket = self._written
+            writer.written += 1
+            ticket = writer.written
             self._count += 1
             count = self._count
             if self._linker is not None:
                 if self._queue_on:
                     if len(self._unlinked) < _LIVE_CAP:
-                        self._unlinked.append((event, self._wseg, self._woff, linked))
+                        self._unlinked.append((event, writer.seg, end, linked))
                     else:
                         self._queue_on = self._live_on = False  # the reader links the rest as it reads them
             elif self._live_on:
                 if len(self._live) < _LIVE_CAP:
-                    self._live.append((event, self._wseg, self._woff, linked))
+                    self._live.append((event, writer.seg, end, linked))
                     own = self._own
-                    own.rseg = self._wseg  # type: ignore[union-attr]
-                    own.roff = self._woff  # type: ignore[union-attr]
+                    own.rseg = writer.seg  # type: ignore[union-attr]
+                    own.roff = end  # type: ignore[union-attr]
                 else:
                     self._live_on = False  # the reader reads the rest back from the file
             if not usage.over_warn and usage.used > usage.warn_at:
@@ -298,32 +259,8 @@ class DiskSpool:
         finally:
             lock.release()
         if self.mode == "fail_closed":
-            self._wait_synced(ticket)
+            self._sync.wait_synced(ticket)
         return count
-
-    def _rotate(self, need: int) -> None:
-        """Start a new segment with room for `need` bytes (under _lock); the old one is unmapped and cut
-        to its records here, synced and closed by the next sync pass."""
-        own = self._own
-        assert own is not None
-        nxt = self._wseg + 1
-        size = max(self.segment_bytes, -(-need // mmap.PAGESIZE) * mmap.PAGESIZE)
-        try:
-            fd, segment = _open_segment(own.seg_path(nxt), size, self._mapped)
-        except OSError as exc:
-            self._counters.write_errors += 1
-            _log.error("auditrail: cannot create spool segment %s: %s", own.seg_path(nxt), exc.strerror or exc)
-            raise SpoolWriteError(exc.errno, f"auditrail: cannot create spool segment {own.seg_path(nxt)}: "
-                                  f"{exc.strerror or exc}") from exc
-        if self._map is not None:
-            _finish_segment(self._fd, self._map, self._woff)
-        own.sizes[self._wseg] = self._woff
-        own.segs.append(nxt)
-        self._retired.append(self._fd)
-        self._fd, self._map, self._wcap = fd, segment, size
-        self._wseg = nxt
-        self._woff = 0
-        self._dir_dirty = True
 
     # --- linking (hash chains) ---------------------------------------------------------------------
 
@@ -399,7 +336,7 @@ class DiskSpool:
                 return None
             while True:
                 with self._lock:
-                    lseg, loff = self._wseg, self._woff
+                    lseg, loff = self._writer.seg, self._writer.off
                     rseg, roff = own.rseg, own.roff
                 if (rseg, roff) == (lseg, loff):
                     return None
@@ -442,7 +379,7 @@ class DiskSpool:
             if own is None or not self._batch:
                 return counts
             with self._lock:
-                lseg, loff = self._wseg, self._woff
+                lseg, loff = self._writer.seg, self._writer.off
                 seg, off = own.rseg, own.roff
             while (seg, off) != (lseg, loff):
                 if seg < lseg and off >= own.sizes.get(seg, 0):
@@ -491,98 +428,17 @@ class DiskSpool:
         """_fsync as it is when called (the parts get this: a test may replace _fsync on the instance)."""
         self._fsync(fd)
 
-    def _sync_pass(self) -> int:
-        """fsync everything written so far; returns the ticket it covers. Raises OSError."""
-        with self._sync_mutex:
-            with self._lock:
-                target = self._written
-                fd = self._fd
-                retired, self._retired = self._retired, []
-                dir_dirty, self._dir_dirty = self._dir_dirty, False
-                own = self._own
-            try:
-                for old in retired:
-                    self._fsync(old)
-                    os.close(old)
-                    retired = retired[1:]
-                if fd >= 0:
-                    self._fsync(fd)
-                if dir_dirty and own is not None:
-                    _fsync_dir(own.path)
-            except OSError:
-                with self._lock:
-                    self._retired[:0] = retired
-                    self._dir_dirty = self._dir_dirty or dir_dirty
-                raise
-            self._counters.syncs += 1
-            return target
-
-    def _wait_synced(self, ticket: int) -> None:
-        """Group commit: the first waiter syncs for all written so far; the others wait for it."""
-        cv = self._sync_cv
-        with cv:
-            while True:
-                if self._synced >= ticket:
-                    return
-                if ticket <= self._failed_upto:
-                    err = self._sync_error
-                    raise SpoolWriteError(err.errno if err else errno.EIO, f"auditrail: cannot sync audit event "
-                                          f"to spool {self._own.path if self._own else self.spool_dir}: "
-                                          f"{err.strerror if err else 'fsync failed'}")
-                if not self._syncing:
-                    break
-                cv.wait()
-            self._syncing = True
-        try:
-            done = self._sync_pass()
-            error = None
-        except OSError as exc:
-            done, error = 0, exc
-        with cv:
-            self._syncing = False
-            if error is None:
-                self._synced = max(self._synced, done)
-            else:
-                with self._lock:
-                    self._failed_upto = self._written
-                self._counters.sync_errors += 1
-                self._sync_error = error
-                # After a failed fsync the kernel may have dropped the data: refuse from now on.
-                self._broken = SpoolWriteError(error.errno, f"auditrail: fsync of spool "
-                                               f"{self._own.path if self._own else self.spool_dir} failed "
-                                               f"({error.strerror}); audit events are refused")
-                _log.error("auditrail: fsync of the spool %s failed: %s", self.spool_dir, error)
-            cv.notify_all()
-        if error is not None:
-            raise SpoolWriteError(error.errno, f"auditrail: cannot sync audit event to spool "
-                                  f"{self._own.path if self._own else self.spool_dir}: {error.strerror}") from error
-
-    def _flush_loop(self) -> None:
-        stop = self._stop
-        while not stop.wait(SYNC_INTERVAL):
-            self._flush_once()
-
-    def _flush_once(self) -> None:
-        if self._synced >= self._written and not self._retired:
-            return
-        try:
-            done = self._sync_pass()
-            self._synced = max(self._synced, done)
-        except OSError as exc:
-            self._counters.sync_errors += 1
-            _log.error("auditrail: fsync of the spool %s failed: %s (audit events since the last sync may not "
-                       "survive a power loss)", self.spool_dir, exc)
-
     def flush(self) -> None:
         """fsync now (durable mode syncs by itself within 50 ms)."""
-        self._flush_once()
+        self._sync.flush_once()
 
     # --- disk cap ---------------------------------------------------------------------------------
 
     def refusal(self) -> str | None:
         """Why an append would be refused now: a damaged spool, or one at its disk cap."""
-        if self._broken is not None:
-            return str(self._broken)
+        broken = self._sync.broken
+        if broken is not None:
+            return str(broken)
         return self._usage.refusal()
 
     def full(self) -> bool:
@@ -639,7 +495,7 @@ class DiskSpool:
             self._drop_adopted(src)
             return
         with self._lock:
-            last_seg = src.segs[-1] if src.adopted else self._wseg
+            last_seg = src.segs[-1] if src.adopted else self._writer.seg
             if seg < last_seg and end >= src.sizes.get(seg, end + 1):
                 seg, end = next(n for n in src.segs if n > seg), 0  # that segment is finished
             src.ack_seg, src.ack_off = seg, end
@@ -676,17 +532,18 @@ class DiskSpool:
 
     def _maybe_reset_own(self, src: _Source) -> int:
         """All we wrote is acknowledged and the segment is big: start a new segment and delete this one."""
+        writer = self._writer
         with self._lock:
-            if (src.ack_seg != self._wseg or src.ack_off != self._woff or self._woff < self.segment_bytes // 4
-                    or self._live or not self._live_on or self._buf or self._unlinked or self._map is None):
+            if (src.ack_seg != writer.seg or src.ack_off != writer.off or writer.off < self.segment_bytes // 4
+                    or self._live or not self._live_on or self._buf or self._unlinked or writer.map is None):
                 return 0
-            old, size = self._wseg, self._woff
+            old, size = writer.seg, writer.off
             try:
-                self._rotate(0)
+                writer.rotate(0)
             except SpoolWriteError:
                 return 0
-            src.ack_seg, src.ack_off = src.rseg, src.roff = self._wseg, 0
-            self._lpos = (self._wseg, 0)
+            src.ack_seg, src.ack_off = src.rseg, src.roff = writer.seg, 0
+            self._lpos = (writer.seg, 0)
             src.segs.remove(old)
             src.sizes.pop(old, None)
             size += src.link_sizes.get(old, 0)
@@ -720,7 +577,7 @@ class DiskSpool:
                 # The reader's limit: what the writer wrote; with hash chains, while records wait in the queue,
                 # the last one link_pending took (those beyond it are linked by link_pending first).
                 queued = self._linker is not None and (self._queue_on or self._unlinked)
-                lseg, loff = self._lpos if queued else (self._wseg, self._woff)
+                lseg, loff = self._lpos if queued else (self._writer.seg, self._writer.off)
                 if (own.rseg, own.roff) == (lseg, loff):
                     if (self._queue_on or not queued) and not self._batch:
                         # Caught up: new events go to memory again. Resync the count (exact here).
@@ -832,23 +689,15 @@ class DiskSpool:
         if self._closed:
             return
         self._closed = self._usage.closed = True
-        self._stop.set()
-        if self._flusher is not None and self._flusher is not threading.current_thread():
-            self._flusher.join(timeout=5)
+        self._sync.stop_flusher()
         with self._lock:  # appends from now on are refused
-            if self._map is not None:
-                _finish_segment(self._fd, self._map, self._woff)
-                self._map = None
+            self._writer.finish()
         try:
-            self._sync_pass()
+            self._sync.sync_pass()
         except OSError as exc:
             _log.error("auditrail: final fsync of the spool %s failed: %s", self.spool_dir, exc)
         with self._lock:
-            for fd in self._retired:
-                _close_quiet(fd)
-            self._retired = []
-            _close_quiet(self._fd)
-            self._fd = -1
+            self._writer.close()
         for fd in self._read_fds.values():
             _close_quiet(fd)
         self._read_fds.clear()
@@ -866,12 +715,11 @@ class DiskSpool:
 
     def after_fork_in_child(self) -> None:
         """In a forked child: a spool of its own (the parent keeps its files, locks and queued events)."""
-        inherited = [self._fd, *self._retired, *self._read_fds.values(), *self._journal.fds.values(),
+        inherited = [*self._read_fds.values(), *self._journal.fds.values(),
                      *(fd for s in self._sources for fd in (s.cursor_fd, s.lock_fd))]
+        self._writer.forget_inherited()
         for fd in inherited:
             _close_quiet(fd)  # closing our copy never releases the parent's flock (it holds its own fd)
-        if self._map is not None:
-            self._map.close()  # unmaps our view only: the parent's segment and its size stay as they are
         self._counters.syncs = 0
         batch = self._batch
         self._init_state()
