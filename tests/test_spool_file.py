@@ -296,7 +296,8 @@ def test_corrupt_record_in_earlier_segment_is_reported_and_skipped(tmp_path: Pat
         ids.append(ev.event_id)
         spool.append(ev)
     path = Path(spool.path)
-    os.close(spool._own.lock_fd)  # noqa: SLF001 - simulate death without cleanup
+    spool._sync.stop_flusher()  # noqa: SLF001 - simulate death without cleanup (nor a sync after it)
+    os.close(spool._own.lock_fd)  # noqa: SLF001
     spool._own = None  # noqa: SLF001
     segs = segments(path)
     assert len(segs) >= 3
