@@ -16,9 +16,9 @@ from types import ModuleType
 
 import pytest
 
-from auditrail import spool_file
 from auditrail.chain import Chain
 from auditrail.disk_spool import journal as journal_module
+from auditrail.disk_spool import reader as reader_module
 from auditrail.disk_spool import segments as segments_module
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool, SpoolFullError, SpoolWriteError, decode_event, encode_event
@@ -67,7 +67,7 @@ def native_or_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 @pytest.fixture(params=["native", "python"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Records read back by the native core (when built) and by _scan + decode_event: the same events come back."""
-    return native_or_twin(request, monkeypatch, spool_file, "_native_read")
+    return native_or_twin(request, monkeypatch, reader_module, "_native_read")
 
 
 # --- encoding -------------------------------------------------------------------------------------
@@ -595,6 +595,7 @@ CHILD_LINKED = """
 import json, sys
 from auditrail.chain import Chain
 from auditrail.disk_spool import journal as journal_module
+from auditrail.disk_spool import reader as reader_module
 from auditrail.disk_spool import segments as segments_module
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool

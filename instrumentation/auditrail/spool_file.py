@@ -58,7 +58,8 @@ from .disk_spool.counters import SpoolCounters
 from .disk_spool.errors import SpoolFullError, SpoolWriteError
 from .disk_spool.files import _close_quiet, _unlink_quiet, filesystem_type
 from .disk_spool.journal import LinkJournal
-from .disk_spool.records import _HEADER, _HEADER_SIZE, _read_frames, decode_event, encode_event
+from .disk_spool.reader import SegmentReader
+from .disk_spool.records import _HEADER, decode_event, encode_event
 from .disk_spool.segments import SegmentWriter
 from .disk_spool.sources import _Source, adopt_dead, create_own
 from .disk_spool.space import WARN_FRACTION, SpaceAccount
@@ -69,14 +70,12 @@ from .native import native_function
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_SEGMENT_BYTES", "MODES", "SYNC_INTERVAL", "WARN_FRACTION", "DiskSpool",
            "SpoolFullError", "SpoolWriteError", "decode_event", "encode_event", "filesystem_type"]
 
-_native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
 _native_drain = native_function("drain_segment")  # a batch from a segment's bytes (batch mode); None: no batch mode
 _BATCH_CHUNK = 8 * 1024 * 1024  # bytes read for one batch-mode take at most
 _NO_LINKS: dict[int, list[Any]] = {}  # the journal of records past a source's linked_to (read only)
 
 _log = logging.getLogger("auditrail")
 
-_READ_CHUNK = 1024 * 1024
 _LIVE_CAP = 8192  # events kept in memory beside the file for the drain (beyond: read back from disk)
 _POLL_S = 50e-6  # an audited call finding the write lock busy polls it this often (_take_holding_gil)
 
@@ -168,7 +167,7 @@ class DiskSpool:
         self._queue_on = True
         self._lpos = (0, 0)
         self._batch = False  # batch mode (batch_mode()): records stay on disk, the drain reads them natively
-        self._read_fds: dict[str, int] = {}
+        self._reader = SegmentReader(self._counters)
 
     # --- opening and adoption -------------------------------------------------------------------
 
@@ -355,7 +354,7 @@ class DiskSpool:
                      fields: tuple[bytes, bytes, bytes, bytes], chain_for: Callable[[str | None], Any]) -> Any:
         """drain_segment over the records of segment `seg` from `off` (up to `limit`), the new links'
         journal frame written and synced; None when it took no record (the Python path takes them)."""
-        fd = self._read_fd(own.seg_path(seg))
+        fd = self._reader.fd(own.seg_path(seg))
         links = self._journal.links(own, seg) if (seg, off) < own.linked_to else _NO_LINKS
         try:
             journal_fd, unopened = self._journal.fd(own, seg), None
@@ -393,7 +392,7 @@ class DiskSpool:
                         counts[tenant] = counts.get(tenant, 0) + n
                     off += pos
                 else:  # a record the native core leaves: the Python path links this stretch (and journals it)
-                    records, end, _, bad = self._read_records(own.seg_path(seg), off, limit, 1 << 30)
+                    records, end, _, bad = self._reader.records(own.seg_path(seg), off, limit, 1 << 30)
                     self._apply_links(own, seg, records)
                     off = end
                 if bad:
@@ -509,7 +508,7 @@ class DiskSpool:
             _log.error("auditrail: cannot write the spool cursor in %s: %s (acknowledged events may be resent)",
                        src.path, exc)
         for n in doomed:  # after the cursor moved past them
-            self._close_read_fd(src.seg_path(n))
+            self._reader.close_fd(src.seg_path(n))
             _unlink_quiet(src.seg_path(n))
             self._journal.forget(src, n)
         if not src.adopted:
@@ -520,7 +519,7 @@ class DiskSpool:
     def _drop_adopted(self, src: _Source) -> None:
         """Everything of an adopted directory is acknowledged: remove it."""
         for n in src.segs:
-            self._close_read_fd(src.seg_path(n))
+            self._reader.close_fd(src.seg_path(n))
         with self._lock:
             freed = sum(src.sizes.values()) + sum(src.link_sizes.values())
         for n in list(src.link_sizes):
@@ -551,7 +550,7 @@ class DiskSpool:
             src.write_cursor()
         except OSError:
             pass
-        self._close_read_fd(src.seg_path(old))
+        self._reader.close_fd(src.seg_path(old))
         _unlink_quiet(src.seg_path(old))
         self._journal.forget(src, old)
         return size
@@ -590,7 +589,7 @@ class DiskSpool:
                     own.rseg, own.roff = rseg + 1, 0
                 continue
             limit = loff if rseg == lseg else own.sizes[rseg]
-            records, end, skipped, bad = self._read_records(own.seg_path(rseg), roff, limit, want - len(buf))
+            records, end, skipped, bad = self._reader.records(own.seg_path(rseg), roff, limit, want - len(buf))
             if bad:
                 self._counters.corrupt_regions += 1
                 _log.error("auditrail: spool %s: corrupt record at offset %d: %d bytes (at least one audit event) "
@@ -612,7 +611,7 @@ class DiskSpool:
         while later:
             limit = src.sizes.get(seg, 0)
             if off < limit:
-                records, end, skipped, bad = self._read_records(src.seg_path(seg), off, limit, want)
+                records, end, skipped, bad = self._reader.records(src.seg_path(seg), off, limit, want)
                 if bad:  # verified at adoption: changed since
                     self._counters.corrupt_regions += 1
                     _log.error("auditrail: spool %s: corrupt record at offset %d (changed after adoption?)",
@@ -642,46 +641,6 @@ class DiskSpool:
         if not any(entry[1] is src for entry in self._buf):
             self._drop_adopted(src)
 
-    def _read_fd(self, path: str) -> int:
-        """A segment, open for reading (kept open until it is deleted or the spool closes)."""
-        fd = self._read_fds.get(path)
-        if fd is None:
-            fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        return fd
-
-    def _read_records(self, path: str, off: int, limit: int,
-                      want: int) -> tuple[list[tuple[AuditEvent, int]], int, int, bool]:
-        """Decode up to `want` records of a segment from `off` up to `limit`.
-
-        Returns ([(event, end offset)], next offset, undecodable records skipped, hit a bad frame)."""
-        fd = self._read_fd(path)
-        out: list[tuple[AuditEvent, int]] = []
-        skipped = 0
-        read = _native_read or _read_frames
-        while len(out) + skipped < want and off < limit:
-            data = os.pread(fd, min(_READ_CHUNK, limit - off), off)
-            if len(data) >= _HEADER_SIZE:
-                need = _HEADER_SIZE + _HEADER.unpack_from(data, 0)[0]
-                if len(data) < need <= limit - off:
-                    data = os.pread(fd, need, off)  # one record larger than a chunk
-            records, errors, pos, bad = read(data, want - len(out) - skipped, off, AuditEvent, decode_event)
-            if not records and not errors:
-                return out, off, skipped, True  # bad, or a record running past what was written
-            out.extend(records)
-            for at, message in errors:
-                skipped += 1
-                self._counters.corrupt_regions += 1
-                _log.error("auditrail: spool %s: undecodable record at offset %d skipped: %s", path, at, message)
-            off += pos
-            if bad:
-                return out, off, skipped, True
-        return out, off, skipped, False
-
-    def _close_read_fd(self, path: str) -> None:
-        fd = self._read_fds.pop(path, None)
-        if fd is not None:
-            _close_quiet(fd)
-
     # --- lifecycle --------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -698,9 +657,7 @@ class DiskSpool:
             _log.error("auditrail: final fsync of the spool %s failed: %s", self.spool_dir, exc)
         with self._lock:
             self._writer.close()
-        for fd in self._read_fds.values():
-            _close_quiet(fd)
-        self._read_fds.clear()
+        self._reader.close()
         self._journal.close()
         for src in self._sources:
             if src.adopted:
@@ -715,7 +672,7 @@ class DiskSpool:
 
     def after_fork_in_child(self) -> None:
         """In a forked child: a spool of its own (the parent keeps its files, locks and queued events)."""
-        inherited = [*self._read_fds.values(), *self._journal.fds.values(),
+        inherited = [*self._reader.fds.values(), *self._journal.fds.values(),
                      *(fd for s in self._sources for fd in (s.cursor_fd, s.lock_fd))]
         self._writer.forget_inherited()
         for fd in inherited:
