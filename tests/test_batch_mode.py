@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.json_format import MessageToJson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from auditrail import spool_file
+from auditrail.disk_spool.batches import NATIVE_DRAIN
 from auditrail.events import AuditEvent
 from auditrail.exporters.otlp_json import read_records
 from auditrail.exporters.otlp_proto import EventEncoder
@@ -22,7 +22,7 @@ from auditrail.signing import Signer
 from auditrail.spool_file import DiskSpool
 from auditrail.verify import verify_records
 
-if spool_file._native_drain is None:
+if not NATIVE_DRAIN:
     pytest.skip("the native core is not built (make install with cargo), or predates drain_segment",
                 allow_module_level=True)
 

@@ -54,6 +54,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .disk_spool.batches import NATIVE_DRAIN, NativeDrain
 from .disk_spool.counters import SpoolCounters
 from .disk_spool.errors import SpoolFullError, SpoolWriteError
 from .disk_spool.files import _close_quiet, _unlink_quiet, filesystem_type
@@ -65,14 +66,10 @@ from .disk_spool.sources import _Source, adopt_dead, create_own
 from .disk_spool.space import WARN_FRACTION, SpaceAccount
 from .disk_spool.syncing import SYNC_INTERVAL, GroupCommit
 from .events import AuditEvent
-from .native import native_function
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_SEGMENT_BYTES", "MODES", "SYNC_INTERVAL", "WARN_FRACTION", "DiskSpool",
            "SpoolFullError", "SpoolWriteError", "decode_event", "encode_event", "filesystem_type"]
 
-_native_drain = native_function("drain_segment")  # a batch from a segment's bytes (batch mode); None: no batch mode
-_BATCH_CHUNK = 8 * 1024 * 1024  # bytes read for one batch-mode take at most
-_NO_LINKS: dict[int, list[Any]] = {}  # the journal of records past a source's linked_to (read only)
 
 _log = logging.getLogger("auditrail")
 
@@ -168,6 +165,7 @@ class DiskSpool:
         self._lpos = (0, 0)
         self._batch = False  # batch mode (batch_mode()): records stay on disk, the drain reads them natively
         self._reader = SegmentReader(self._counters)
+        self._drain = NativeDrain(self._lock, self._writer, self._journal, self._reader)
 
     # --- opening and adoption -------------------------------------------------------------------
 
@@ -314,7 +312,7 @@ class DiskSpool:
         """Switch to batch mode when the native core can (True): appended records stay on disk only, and the
         drain takes them with take_encoded (linked, journalled and encoded from the segment's bytes, no
         AuditEvent per record); peek and ack remain for what it leaves (adopted spools, odd records)."""
-        if _native_drain is None or self._linker is None:
+        if not NATIVE_DRAIN or self._linker is None:
             return False
         with self._lock:
             self._batch = True
@@ -333,71 +331,17 @@ class DiskSpool:
             own = self._own
             if own is None or self._buf or any(s.adopted for s in self._sources):
                 return None
-            while True:
-                with self._lock:
-                    lseg, loff = self._writer.seg, self._writer.off
-                    rseg, roff = own.rseg, own.roff
-                if (rseg, roff) == (lseg, loff):
-                    return None
-                if rseg < lseg and roff >= own.sizes.get(rseg, 0):
-                    with self._lock:
-                        own.rseg, own.roff = rseg + 1, 0
-                    continue
-                break
-            limit = loff if rseg == lseg else own.sizes[rseg]
-            got = self._drain_chunk(own, rseg, roff, limit, max_records, per_request, fields, chain_for)
-            if got is None:
-                return None
-            return [(request, count, (rseg, end)) for request, count, end in got[0]], got[5]
-
-    def _drain_chunk(self, own: _Source, seg: int, off: int, limit: int, max_records: int, per_request: int,
-                     fields: tuple[bytes, bytes, bytes, bytes], chain_for: Callable[[str | None], Any]) -> Any:
-        """drain_segment over the records of segment `seg` from `off` (up to `limit`), the new links'
-        journal frame written and synced; None when it took no record (the Python path takes them)."""
-        fd = self._reader.fd(own.seg_path(seg))
-        links = self._journal.links(own, seg) if (seg, off) < own.linked_to else _NO_LINKS
-        try:
-            journal_fd, unopened = self._journal.fd(own, seg), None
-        except OSError as exc:  # the payload comes back unwritten: reported below
-            journal_fd, unopened = -1, exc
-        got = _native_drain(fd, off, min(_BATCH_CHUNK, limit - off), max_records, per_request, links, chain_for,
-                            *fields, journal_fd, own.link_sizes.get(seg, 0))
-        if got is None or not got[2]:
-            return None
-        if got[1] is not None:
-            self._journal.appended(own, seg, got[1], sum(got[5].values()), off + got[3], got[6] or unopened)
-        return got
+            return self._drain.take(own, max_records, per_request, fields, chain_for)
 
     def link_through(self, fields: tuple[bytes, bytes, bytes, bytes],
                      chain_for: Callable[[str | None], Any]) -> dict[str | None, int]:
         """Batch mode: link and journal every record written so far that has no links yet (a checkpoint must
         come after them in its chain); {tenant: records linked}. The caller holds the chains' lock."""
-        counts: dict[str | None, int] = {}
         with self._rlock:
             own = self._own
             if own is None or not self._batch:
-                return counts
-            with self._lock:
-                lseg, loff = self._writer.seg, self._writer.off
-                seg, off = own.rseg, own.roff
-            while (seg, off) != (lseg, loff):
-                if seg < lseg and off >= own.sizes.get(seg, 0):
-                    seg, off = seg + 1, 0
-                    continue
-                limit = loff if seg == lseg else own.sizes[seg]
-                got = self._drain_chunk(own, seg, off, limit, 1 << 30, 1 << 30, fields, chain_for)
-                if got is not None:
-                    _, _, _, pos, bad, linked, _ = got
-                    for tenant, n in linked.items():
-                        counts[tenant] = counts.get(tenant, 0) + n
-                    off += pos
-                else:  # a record the native core leaves: the Python path links this stretch (and journals it)
-                    records, end, _, bad = self._reader.records(own.seg_path(seg), off, limit, 1 << 30)
-                    self._apply_links(own, seg, records)
-                    off = end
-                if bad:
-                    break
-        return counts
+                return {}
+            return self._drain.link_through(own, fields, chain_for, self._apply_links)
 
     def ack_encoded(self, count: int, position: tuple[int, int]) -> None:
         """Batch mode: the records of a take_encoded request were accepted downstream: forget them."""
