@@ -38,6 +38,13 @@ are deleted; the cursor is rewritten in place on every ack (one pwrite of a fixe
 one disk sector: a crash leaves the old or the new line; a temp file + rename cost ~1-3 ms per ack here), so
 a restart resends at most the records acknowledged after the last cursor write (downstream deduplicates by
 event id).
+
+DiskSpool composes its parts, one idea a module of auditrail/disk_spool/ (none imports this module):
+records.py (the frame format), files.py (segment files), sources.py (our directory, adopting dead ones),
+segments.py (writing and rotation), syncing.py (group commit, the flusher), space.py (the disk cap),
+journal.py (hash chains' link journals), reader.py (reading records back), batches.py (batch mode's native
+drain), counters.py. Here: the Spool protocol over them (append, link_pending, peek/ack, the acknowledged
+position) and the locks: `_lock` (the write side) and `_rlock` (the read side, the drain's).
 """
 
 from __future__ import annotations

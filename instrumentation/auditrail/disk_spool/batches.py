@@ -53,7 +53,8 @@ class NativeDrain:
 
     def link_through(self, own: _Source, fields: tuple[bytes, bytes, bytes, bytes],
                      chain_for: Callable[[str | None], Any],
-                     apply_links: Callable[[_Source, int, list[tuple[AuditEvent, int]]], None]) -> dict[str | None, int]:
+                     apply_links: Callable[[_Source, int, list[tuple[AuditEvent, int]]], None],
+                     ) -> dict[str | None, int]:
         """DiskSpool.link_through: link and journal `own`'s records written so far from its read position;
         those the native core leaves go through `apply_links` (the Python path)."""
         counts: dict[str | None, int] = {}

@@ -12,7 +12,15 @@ import os
 
 from .counters import SpoolCounters
 from .errors import SpoolWriteError
-from .files import _MAPPABLE_FS, _close_quiet, _finish_segment, _fsync_dir, _open_segment, _WrittenSegment, filesystem_type
+from .files import (
+    _MAPPABLE_FS,
+    _close_quiet,
+    _finish_segment,
+    _fsync_dir,
+    _open_segment,
+    _WrittenSegment,
+    filesystem_type,
+)
 from .sources import _Source
 
 _log = logging.getLogger("auditrail")
