@@ -100,9 +100,6 @@ def _take_holding_gil(lock: threading.Lock) -> None:
         time.sleep(_POLL_S)
 
 
-
-
-
 # --- the spool ------------------------------------------------------------------------------------
 
 
@@ -149,11 +146,14 @@ class DiskSpool:
     def _init_state(self) -> None:
         self._lock = threading.Lock()  # the write side: file, position, counters
         self._rlock = threading.Lock()  # the read side: peek/ack (the drain worker)
+        # The parts (auditrail/disk_spool/), sharing the write lock and the counters.
         self._writer = SegmentWriter(self.segment_bytes, self._counters)
         self._sync = GroupCommit(self._writer, self._lock, self._counters, self._call_fsync, self.spool_dir)
-        self._count = 0  # unacknowledged records, all sources
         self._usage = SpaceAccount(self.spool_dir, self.max_bytes, self._lock, self._counters)
         self._journal = LinkJournal(self._lock, self._usage, self._counters, self._call_fsync)
+        self._reader = SegmentReader(self._counters)
+        self._drain = NativeDrain(self._lock, self._writer, self._journal, self._reader)
+        self._count = 0  # unacknowledged records, all sources
         self._closed = False
         self._sources: list[_Source] = []  # adopted ones first, ours last
         self._own: _Source | None = None
@@ -171,8 +171,6 @@ class DiskSpool:
         self._queue_on = True
         self._lpos = (0, 0)
         self._batch = False  # batch mode (batch_mode()): records stay on disk, the drain reads them natively
-        self._reader = SegmentReader(self._counters)
-        self._drain = NativeDrain(self._lock, self._writer, self._journal, self._reader)
 
     # --- opening and adoption -------------------------------------------------------------------
 
@@ -195,7 +193,6 @@ class DiskSpool:
         self._usage.check()
         if self.mode == "durable":
             self._sync.start_flusher()
-
 
     # --- the hot path ---------------------------------------------------------------------------
 
