@@ -16,6 +16,7 @@ import pytest
 
 import auditrail
 from auditrail import ApprovalRequired, ApprovalUnavailable
+from auditrail_store.db import TENANT_PATTERN
 
 from test_store_service import cli, free_port, start_service, stop, token_of
 
@@ -313,6 +314,18 @@ def test_approvers_hold_the_approve_scope_of_the_tenant(app: Any, service: dict[
     too_long = httpx.get(f"{service['base']}/v1/approvals", params={"tenant": "a" * 300},
                          headers={"Authorization": f"Bearer {service['admin']}"})
     assert too_long.status_code == 422
+
+
+@pytest.mark.parametrize("tenant", [" ", "a b", "=cmd()", "acme/../globex", "x" * 129, ""])
+def test_an_ask_for_a_tenant_outside_the_tenant_id_syntax_is_refused(service: dict[str, Any], tenant: str) -> None:
+    """The tenant of an approval request follows the one tenant id syntax, as tokens, ingest and paths do."""
+    body = {"digest": "c" * 64, "event": "killswitch.disable", "target": "m:f", "tenant": tenant, "requester": "u"}
+    response = httpx.post(f"{service['base']}/v1/approvals", json=body,
+                          headers={"Authorization": f"Bearer {service['app']}"}, timeout=30)
+    assert response.status_code == 422, response.text
+    assert "tenant" in response.text
+    schema = httpx.get(f"{service['base']}/openapi.json").json()["components"]["schemas"]["ApprovalAsk"]
+    assert any(choice.get("pattern") == TENANT_PATTERN for choice in schema["properties"]["tenant"]["anyOf"])
 
 
 def test_a_call_without_approval_is_untouched(app: Any, audit: Any) -> None:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.json_format import MessageToJson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from auditrail import spool_file
+from auditrail.disk_spool.batches import NATIVE_DRAIN
 from auditrail.events import AuditEvent
 from auditrail.exporters.otlp_json import read_records
 from auditrail.exporters.otlp_proto import EventEncoder
@@ -22,7 +22,7 @@ from auditrail.signing import Signer
 from auditrail.spool_file import DiskSpool
 from auditrail.verify import verify_records
 
-if spool_file._native_drain is None:
+if not NATIVE_DRAIN:
     pytest.skip("the native core is not built (make install with cargo), or predates drain_segment",
                 allow_module_level=True)
 
@@ -165,17 +165,17 @@ def test_force_flush_sends_the_last_short_batch_without_waiting_for_it_to_fill(t
 @pytest.mark.parametrize("how", ["open", "write"])
 def test_a_journal_that_cannot_be_written_is_logged_and_delivery_goes_on(tmp_path, caplog, how):
     """Batch mode writes the journal inside the native call: a journal that cannot be opened, or refuses the
-    write, is logged and counted as _write_journal does it, and every event still arrives, linked."""
-    class Unwritable(DiskSpool):
-        def _journal_fd(self, src, seg):
-            if how == "open":
-                raise PermissionError(13, "Permission denied")
-            fd = os.open(src.seg_path(seg), os.O_RDONLY)  # writes fail: EBADF
-            self._link_fds[src.links_path(seg)] = fd  # (closed with the spool)
-            return fd
+    write, is logged and counted as LinkJournal.append_frame does it, and every event still arrives, linked."""
+    def unwritable(src, seg):
+        if how == "open":
+            raise PermissionError(13, "Permission denied")
+        fd = os.open(src.seg_path(seg), os.O_RDONLY)  # writes fail: EBADF
+        spool._journal.fds[src.links_path(seg)] = fd  # (closed with the spool)
+        return fd
 
     collector = Collector()
-    spool = Unwritable.open(str(tmp_path / "spool"), mode="durable")
+    spool = DiskSpool.open(str(tmp_path / "spool"), mode="durable")
+    spool._journal.fd = unwritable  # type: ignore[method-assign]
     provider = AuditLoggerProvider(collector, spool=spool, chained=True, signer=Signer(Ed25519PrivateKey.generate()),
                                    schedule_delay=0.01)
     assert provider._batch

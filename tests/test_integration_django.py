@@ -381,6 +381,41 @@ def test_events_entries_get_the_same_identity_as_their_last_fallback(site) -> No
     assert attrs(entry)[semconv.ACTOR] == "admin" and attrs(entry)[semconv.SOURCE_IP] == "203.0.113.9"
 
 
+RECONFIGURED = '''
+import os
+
+import django
+
+django.setup()
+
+import auditrail  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from catalog.models import Policy  # noqa: E402
+
+call_command("migrate", verbosity=0)
+call_command("seed", password=os.environ["PASSWORD"])
+auditrail.configure()  # the app configures auditing itself, after auditrail-instrument did: a new recorder
+ops = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
+ops.force_login(User.objects.get(username="admin"))
+policy = Policy.objects.create(tenant_id="acme", name="chat")
+response = ops.post("/admin/catalog/policy/", {"action": "deactivate", "index": 0, "_selected_action": [policy.pk]})
+assert response.status_code == 302, response.content[:300]
+auditrail.shutdown()
+print("{}")
+'''
+
+
+def test_a_new_configure_keeps_the_integrations_fallbacks(tmp_path: Path) -> None:
+    """The request's user and address are the integration's fallbacks while it is set up, whichever recorder
+    the app configured since (they were the first recorder's only)."""
+    _, found, stderr = drive(tmp_path, AUDIT_YAML, RECONFIGURED)
+    (entry,) = found["catalog.deactivate"]
+    assert attrs(entry)[semconv.ACTOR] == "admin" and attrs(entry)[semconv.SOURCE_IP] == "203.0.113.9", stderr
+
+
 # --- several worker processes ---------------------------------------------------------------------
 
 START_IN_ONE_WORKER = '''

@@ -10,6 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+import auditrail
+from auditrail import runtime
+from auditrail.config import parse_config
 
 pytest.importorskip("flask_login", reason="Flask-Login is in the dev extras: pip install -e '.[dev]'")
 pytest.importorskip("flask_admin", reason="Flask-Admin is in the dev extras: pip install -e '.[dev]'")
@@ -287,3 +292,61 @@ def test_sqlalchemy_history_in_a_flask_request_carries_the_flask_login_user(audi
     assert history["attrs"]["audit.tenant_id"] == "acme"
     assert history["payload"]["before"] == admin["payload"]["before"] == {"monthly_limit": 100}
     assert history["payload"]["after"] == admin["payload"]["after"] == {"monthly_limit": 7}
+
+
+EVENTS_YAML = YAML + """
+events:
+  - target: flaskapp:rename
+    event: policy.rename
+    payload: {policy: policy_id, name: name}
+"""
+
+
+def _rename_as_bob(app: Any) -> None:
+    client = app.test_client()
+    client.environ_base.update(REMOTE_ADDR="192.0.2.50")
+    client.post("/admin/policy/new/", data=form())
+    client.post("/login/2")
+    assert client.post("/rename/1/docs").status_code == 200
+
+
+def _flask_fallbacks() -> list[str]:
+    sources = runtime.recorder.sources if runtime.recorder is not None else None
+    return [] if sources is None else [s.source for s in (*sources.actor, *sources.source_ip) if "flask" in s.source]
+
+
+def test_the_fallbacks_outlive_a_new_configure_and_not_the_integration(audit: Any) -> None:
+    """The user and address are the integration's fallbacks for as long as it is set up: an app that
+    configures auditing again (a new recorder) keeps them; uninstrumented, a new recorder has none."""
+    audit.module("flaskapp", APP)
+    audit.instrument(EVENTS_YAML)
+    import flaskapp
+
+    exporter = InMemoryLogRecordExporter()  # (the first recorder's shut down with it)
+    auditrail.configure(parse_config(EVENTS_YAML), exporter=exporter)  # the app's own configure()
+    _rename_as_bob(flaskapp.app)
+    assert auditrail.flush(10)
+    (attrs,) = [r.log_record.attributes for r in exporter.get_finished_logs()
+                if r.log_record.event_name == "policy.rename"]
+    assert attrs["enduser.id"] == "2" and attrs["client.address"] == "192.0.2.50"
+    assert _flask_fallbacks() == ["flask_login current_user", "flask request address"]
+    audit.stop()
+    auditrail.configure(parse_config("delivery: {mode: best_effort}"), exporter=InMemoryLogRecordExporter())
+    try:
+        assert _flask_fallbacks() == []
+    finally:
+        auditrail.shutdown()
+
+
+def test_instrument_uninstrument_instrument_adds_the_fallbacks_once(audit: Any) -> None:
+    audit.module("flaskapp", APP)
+    audit.instrument(EVENTS_YAML)
+    audit.stop()
+    audit.exporter = InMemoryLogRecordExporter()  # (the first one was shut down with its recorder)
+    audit.instrument(EVENTS_YAML)
+    import flaskapp
+
+    assert _flask_fallbacks() == ["flask_login current_user", "flask request address"]
+    _rename_as_bob(flaskapp.app)
+    (event,) = audit.events("policy.rename")
+    assert event["attrs"]["enduser.id"] == "2" and event["attrs"]["client.address"] == "192.0.2.50"

@@ -1,6 +1,6 @@
 """auditrail_native.drain_segment (DiskSpool batch mode) equals the Python drain over a segment's bytes:
 read back (_read_frames + decode_event), journalled links applied as _apply_links does, the others linked in
-order with Chain.link, the journal frame of the newly linked (appended to the journal file as _write_journal
+order with Chain.link, the journal frame of the newly linked (appended to the journal file as LinkJournal.append_frame
 appends it), and EventEncoder.encode of the whole chunk."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import zlib
 import orjson
 import pytest
 
-from auditrail import semconv, spool_file
+from auditrail import semconv
 from auditrail.chain import Chain
+from auditrail.disk_spool import records as frames
 from auditrail.events import AuditEvent
 from auditrail.exporters.otlp_proto import EventEncoder
 from auditrail.spool_file import decode_event, encode_event
@@ -31,13 +32,13 @@ def _chunk(events: list[AuditEvent]) -> tuple[bytes, list[int]]:
     out, ends = b"", []
     for event in events:
         record = encode_event(event)
-        out += spool_file._HEADER.pack(len(record), zlib.crc32(record)) + record
+        out += frames._HEADER.pack(len(record), zlib.crc32(record)) + record
         ends.append(len(out))
     return out, ends
 
 
 def _python(data: bytes, base: int, journal: dict, chains: dict) -> tuple:
-    records, errors, pos, bad = spool_file._read_frames(data, 10**6, base, AuditEvent, decode_event)
+    records, errors, pos, bad = frames._read_frames(data, 10**6, base, AuditEvent, decode_event)
     assert not errors
     new = []
     for event, end in records:
@@ -45,11 +46,11 @@ def _python(data: bytes, base: int, journal: dict, chains: dict) -> tuple:
         if link is not None:
             if event.extra is None:
                 event.extra = {}
-            for key, value in zip(spool_file._CHAIN_KEYS, link, strict=True):
+            for key, value in zip(frames._CHAIN_KEYS, link, strict=True):
                 event.extra[key] = value
         elif not (event.extra and semconv.CHAIN_HASH in event.extra):
             chains.setdefault(event.tenant, Chain(f"c-{event.tenant}")).link(event)
-            new.append([end, *(event.extra[k] for k in spool_file._CHAIN_KEYS)])
+            new.append([end, *(event.extra[k] for k in frames._CHAIN_KEYS)])
     request = EventEncoder(RESOURCE, SCOPE, native=False).encode([event for event, _ in records])
     return request, orjson.dumps(new) if new else None, len(records), pos, bad
 
@@ -63,7 +64,7 @@ def _native(data: bytes, base: int, journal: dict, chains: dict, max_records: in
     with open(segment, "wb") as f:
         f.seek(base)
         f.write(data + bytes(4096))  # a segment's zero-filled tail after the chunk
-    before = spool_file._HEADER.pack(2, zlib.crc32(b"[]")) + b"[]"
+    before = frames._HEADER.pack(2, zlib.crc32(b"[]")) + b"[]"
     links.write_bytes(before)
     fd = os.open(segment, os.O_RDONLY)
     journal_fd = os.open(links, os.O_WRONLY | os.O_APPEND)
@@ -80,7 +81,7 @@ def _native(data: bytes, base: int, journal: dict, chains: dict, max_records: in
     assert got[6] is None  # no journal error
     payload = got[1]
     assert links.read_bytes() == before + (b"" if payload is None else
-                                           spool_file._HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+                                           frames._HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
     return got[:6]
 
 
@@ -169,7 +170,7 @@ def test_a_take_splits_into_requests_of_per_request_records(tmp_path, per_reques
         event.extra = None
     data, ends = _chunk(events)
     chains: dict = {}
-    linked = [event for event, _ in spool_file._read_frames(data, 100, 0, AuditEvent, decode_event)[0]]
+    linked = [event for event, _ in frames._read_frames(data, 100, 0, AuditEvent, decode_event)[0]]
     for event in linked:
         chains.setdefault(event.tenant, Chain(f"c-{event.tenant}")).link(event)
     got = _native(data, 0, {}, {}, tmp_path=tmp_path, per_request=per_request)

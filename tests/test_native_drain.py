@@ -18,8 +18,9 @@ import zlib
 
 import pytest
 
-from auditrail import semconv, spool_file
+from auditrail import semconv
 from auditrail.chain import Chain, event_hash, record_fields
+from auditrail.disk_spool import records as frames
 from auditrail.events import AuditEvent
 from auditrail.exporters.otlp_proto import EventEncoder
 from auditrail.pipeline import AuditLoggerProvider
@@ -221,7 +222,7 @@ def test_an_error_midway_leaves_each_chain_at_what_it_linked():
 def test_journal_payload_reads_back_as_the_orjson_entries():
     import orjson
 
-    from auditrail.spool_file import _journal_entries
+    from auditrail.disk_spool.records import _journal_entries
 
     chains: dict = {}
     events = _random_events(random.Random(3), 50) + [AuditEvent("a.b", extra=None), AuditEvent("a.b", extra={})]
@@ -280,7 +281,7 @@ def _chunk(events: list[AuditEvent]) -> bytes:
     out = b""
     for event in events:
         record = encode_event(event)
-        out += spool_file._HEADER.pack(len(record), zlib.crc32(record)) + record
+        out += frames._HEADER.pack(len(record), zlib.crc32(record)) + record
     return out
 
 
@@ -289,12 +290,12 @@ def _both(data: bytes, max_frames: int = 10_000, base: int = 4096) -> tuple:
 
     def decode(payload):
         calls.append(bytes(payload))
-        return spool_file.decode_event(payload)
+        return frames.decode_event(payload)
 
     got = native.read_frames(data, max_frames, base, AuditEvent, decode)
-    assert got == spool_file._read_frames(data, max_frames, base, AuditEvent, spool_file.decode_event)
-    for (event, _), (twin, _) in zip(got[0], spool_file._read_frames(data, max_frames, base, AuditEvent,
-                                                                      spool_file.decode_event)[0], strict=True):
+    assert got == frames._read_frames(data, max_frames, base, AuditEvent, frames.decode_event)
+    for (event, _), (twin, _) in zip(got[0], frames._read_frames(data, max_frames, base, AuditEvent,
+                                                                      frames.decode_event)[0], strict=True):
         assert event.spooled == twin.spooled and event.spooled is not None  # (outside ==)
     return got, calls
 
@@ -320,14 +321,14 @@ def test_read_frames_stops_at_a_bad_frame_and_reports_what_decode_refuses():
     data = bytearray(_chunk(events))
     first = len(_chunk(events[:1]))
     junk = b'[1,"not a record"]'
-    data[first:first] = spool_file._HEADER.pack(len(junk), zlib.crc32(junk)) + junk
+    data[first:first] = frames._HEADER.pack(len(junk), zlib.crc32(junk)) + junk
     (records, errors, _, bad), _ = _both(bytes(data), base=100)
     assert [e.event_id for e, _ in records] == ["id-0", "id-1", "id-2", "id-3"] and not bad
     assert errors == [(100 + first, "not an auditrail spool record (format 1)")]
     data[-3] ^= 0xFF  # the last frame's CRC no longer matches
     (records, errors, pos, bad), _ = _both(bytes(data))
     assert [e.event_id for e, _ in records] == ["id-0", "id-1", "id-2"] and bad
-    huge = spool_file._HEADER.pack(spool_file._MAX_RECORD + 1, 0)
+    huge = frames._HEADER.pack(frames._MAX_RECORD + 1, 0)
     assert _both(huge + bytes(100))[0][2:] == (0, True)
 
 

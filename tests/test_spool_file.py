@@ -12,11 +12,14 @@ import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from auditrail import spool_file
 from auditrail.chain import Chain
+from auditrail.disk_spool import journal as journal_module
+from auditrail.disk_spool import reader as reader_module
+from auditrail.disk_spool import segments as segments_module
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool, SpoolFullError, SpoolWriteError, decode_event, encode_event
 
@@ -51,11 +54,12 @@ def run_child(code: str, *args: str, **kw: object) -> subprocess.Popen[str]:
                             stdin=subprocess.PIPE, text=True, env=env, **kw)  # type: ignore[call-overload]
 
 
-def native_or_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, name: str) -> str:
-    """Run with spool_file's native function `name` (when built: else skip) or, for "python", its Python twin."""
+def native_or_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, module: ModuleType,
+                   name: str) -> str:
+    """Run with `module`'s native function `name` (when built: else skip) or, for "python", its Python twin."""
     if request.param == "python":
-        monkeypatch.setattr(spool_file, name, None)
-    elif getattr(spool_file, name) is None:
+        monkeypatch.setattr(module, name, None)
+    elif getattr(module, name) is None:
         pytest.skip("the native core is not built")
     return request.param
 
@@ -63,7 +67,7 @@ def native_or_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 @pytest.fixture(params=["native", "python"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Records read back by the native core (when built) and by _scan + decode_event: the same events come back."""
-    return native_or_twin(request, monkeypatch, "_native_read")
+    return native_or_twin(request, monkeypatch, reader_module, "_native_read")
 
 
 # --- encoding -------------------------------------------------------------------------------------
@@ -88,10 +92,10 @@ def test_round_trip_every_field(tmp_path: Path) -> None:
 
 
 def test_pwrite_segments_where_mapping_is_unsafe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spool_file, "_MAPPABLE_FS", frozenset())  # as on btrfs or ZFS
+    monkeypatch.setattr(segments_module, "_MAPPABLE_FS", frozenset())  # as on btrfs or ZFS
     events = [make_event(i) for i in range(300)]
     with DiskSpool.open(tmp_path, segment_bytes=4096) as spool:
-        assert not spool._mapped  # noqa: SLF001
+        assert not spool._writer.mapped  # noqa: SLF001
         for ev in events:
             spool.append(ev)
         assert len(segments(Path(spool.path))) >= 5
@@ -292,7 +296,8 @@ def test_corrupt_record_in_earlier_segment_is_reported_and_skipped(tmp_path: Pat
         ids.append(ev.event_id)
         spool.append(ev)
     path = Path(spool.path)
-    os.close(spool._own.lock_fd)  # noqa: SLF001 - simulate death without cleanup
+    spool._sync.stop_flusher()  # noqa: SLF001 - simulate death without cleanup (nor a sync after it)
+    os.close(spool._own.lock_fd)  # noqa: SLF001
     spool._own = None  # noqa: SLF001
     segs = segments(path)
     assert len(segs) >= 3
@@ -332,7 +337,7 @@ def test_fail_closed_really_fsyncs_with_group_commit(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert len(spool) == 801
-    assert spool._synced == spool._written == 801  # noqa: SLF001 - every append was covered by an fsync
+    assert spool._sync.synced == spool._writer.written == 801  # noqa: SLF001 - every append was covered by an fsync
     assert spool.fsync_calls < 801  # concurrent appenders shared fsyncs
     spool.close()
 
@@ -343,7 +348,7 @@ def test_durable_flusher_syncs_within_50ms(tmp_path: Path) -> None:
     assert getattr(spool, "fsync_calls", 0) == 0  # not on the hot path
     deadline = threading.Event()
     deadline.wait(0.3)
-    assert spool.fsync_calls >= 1 and spool._synced == 1  # noqa: SLF001
+    assert spool.fsync_calls >= 1 and spool._sync.synced == 1  # noqa: SLF001
     spool.close()
 
 
@@ -533,7 +538,7 @@ def test_after_fork_in_child_gets_own_spool(tmp_path: Path) -> None:
 @pytest.fixture(params=["native", "python"])
 def journal(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The journal frames written by the native core (when built) and by orjson: the same links come back."""
-    return native_or_twin(request, monkeypatch, "_native_journal")
+    return native_or_twin(request, monkeypatch, journal_module, "_native_journal")
 
 
 def chain_linker(chain: Chain) -> Callable[[list[AuditEvent]], None]:
@@ -589,6 +594,9 @@ def test_read_back_beyond_memory_window_carries_the_journalled_links(tmp_path: P
 CHILD_LINKED = """
 import json, sys
 from auditrail.chain import Chain
+from auditrail.disk_spool import journal as journal_module
+from auditrail.disk_spool import reader as reader_module
+from auditrail.disk_spool import segments as segments_module
 from auditrail.events import AuditEvent
 from auditrail.spool_file import DiskSpool
 chain = Chain()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from time import time_ns
@@ -51,14 +52,52 @@ class Counters:
 
 
 class ContextSources:
-    """audit.yaml `context:` fallbacks: expressions tried in order when an event does not say."""
+    """audit.yaml `context:` fallbacks: expressions tried in order when an event does not say; after them,
+    those the integrations set up now add (add_fallback)."""
 
     def __init__(self, actor: Sequence[Expression] = (), tenant: Sequence[Expression] = (),
                  source_ip: Sequence[Expression] = (), marker: Sequence[Expression] = ()) -> None:
-        self.actor = tuple(actor)
-        self.tenant = tuple(tenant)
-        self.source_ip = tuple(source_ip)
-        self.marker = tuple(marker)  # context.impersonation.marker: the evidence linking an action to a session
+        # context.impersonation.marker: the evidence linking an action to a session
+        self._own = {"actor": tuple(actor), "tenant": tuple(tenant), "source_ip": tuple(source_ip),
+                     "marker": tuple(marker)}
+        self.actor = self.tenant = self.source_ip = self.marker = ()
+        with _added_lock:
+            _all_sources.add(self)
+            self._combine()
+
+    def _combine(self) -> None:
+        """The tuples the recorder reads (plain attributes: the hot path), config's own first (under _added_lock)."""
+        for field, own in self._own.items():
+            setattr(self, field, own + tuple(source for name, source in _added if name == field))
+
+
+# The integrations' fallbacks (field, source) in the order added, and every ContextSources they apply to: a
+# fallback belongs to the integration that added it, not to the recorder there was then (configure() makes
+# a new one; uninstrument removes it once).
+_added: list[tuple[str, Expression]] = []
+_all_sources: weakref.WeakSet[ContextSources] = weakref.WeakSet()
+_added_lock = threading.Lock()
+
+
+def add_fallback(field: str, source: Expression) -> Callable[[], None]:
+    """Add a `context:` fallback for `field` to every recorder's sources, now and later, after audit.yaml's own;
+    returns what removes it (integrations: Hooks.add_fallback, undone on uninstrument)."""
+    if field not in ("actor", "tenant", "source_ip", "marker"):
+        raise ValueError(f"no context fallback field {field!r}")
+    entry = (field, source)
+    with _added_lock:
+        _added.append(entry)
+        for sources in list(_all_sources):
+            sources._combine()
+
+    def remove() -> None:
+        with _added_lock:
+            if entry in _added:
+                _added.remove(entry)
+            for sources in list(_all_sources):
+                sources._combine()
+
+    return remove
 
 
 class Recorder:

@@ -38,106 +38,54 @@ are deleted; the cursor is rewritten in place on every ack (one pwrite of a fixe
 one disk sector: a crash leaves the old or the new line; a temp file + rename cost ~1-3 ms per ack here), so
 a restart resends at most the records acknowledged after the last cursor write (downstream deduplicates by
 event id).
+
+DiskSpool composes its parts, one idea a module of auditrail/disk_spool/ (none imports this module):
+records.py (the frame format), files.py (segment files), sources.py (our directory, adopting dead ones),
+segments.py (writing and rotation), syncing.py (group commit, the flusher), space.py (the disk cap),
+journal.py (hash chains' link journals), reader.py (reading records back), batches.py (batch mode's native
+drain), counters.py. Here: the Spool protocol over them (append, link_pending, peek/ack, the acknowledged
+position) and the locks: `_lock` (the write side) and `_rlock` (the read side, the drain's).
 """
 
 from __future__ import annotations
 
 import collections
 import errno
-import fcntl
 import itertools
 import logging
-import mmap
 import operator
 import os
-import secrets
-import struct
-import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import orjson
-
-from . import semconv
+from .disk_spool.batches import NATIVE_DRAIN, NativeDrain
+from .disk_spool.counters import SpoolCounters
+from .disk_spool.errors import SpoolFullError, SpoolWriteError
+from .disk_spool.files import _close_quiet, _unlink_quiet, filesystem_type
+from .disk_spool.journal import LinkJournal
+from .disk_spool.reader import SegmentReader
+from .disk_spool.records import _HEADER, decode_event, encode_event
+from .disk_spool.segments import SegmentWriter
+from .disk_spool.sources import _Source, adopt_dead, create_own
+from .disk_spool.space import WARN_FRACTION, SpaceAccount
+from .disk_spool.syncing import SYNC_INTERVAL, GroupCommit
 from .events import AuditEvent
-from .native import native_function
 
-_native_journal = native_function("journal_payload")  # a journal frame's JSON; None: orjson writes it
-_native_read = native_function("read_frames")  # _scan + decode_event over a chunk; None: they run
-_native_drain = native_function("drain_segment")  # a batch from a segment's bytes (batch mode); None: no batch mode
-_BATCH_CHUNK = 8 * 1024 * 1024  # bytes read for one batch-mode take at most
-_NO_LINKS: dict[int, list[Any]] = {}  # the journal of records past a source's linked_to (read only)
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_SEGMENT_BYTES", "MODES", "SYNC_INTERVAL", "WARN_FRACTION", "DiskSpool",
+           "SpoolFullError", "SpoolWriteError", "decode_event", "encode_event", "filesystem_type"]
+
 
 _log = logging.getLogger("auditrail")
 
-_HEADER = struct.Struct("<II")
-_HEADER_SIZE = _HEADER.size
-_FORMAT = 1
-_SEG_SUFFIX = ".seg"
-_LINKS_SUFFIX = ".links"
-_CHAIN_KEYS = (semconv.CHAIN_ID, semconv.CHAIN_SEQ, semconv.CHAIN_PREV, semconv.CHAIN_HASH)
-_MAX_RECORD = 64 * 1024 * 1024  # a length above this is corruption, not a record
-_READ_CHUNK = 1024 * 1024
-_CURSOR_WIDTH = 40  # "<segment> <offset>" padded: every cursor write covers the one before
 _LIVE_CAP = 8192  # events kept in memory beside the file for the drain (beyond: read back from disk)
 _POLL_S = 50e-6  # an audited call finding the write lock busy polls it this often (_take_holding_gil)
-_U64 = 1 << 64
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
-SYNC_INTERVAL = 0.05
-WARN_FRACTION = 0.8
 MODES = ("durable", "fail_closed")
-
-
-class SpoolWriteError(OSError):
-    """An event could not be recorded in the spool (the message names the path and the OS error)."""
-
-
-class SpoolFullError(SpoolWriteError):
-    """The spool reached its disk cap (`max_bytes`); see DiskSpool.wait_for_space."""
-
-
-# --- record encoding ------------------------------------------------------------------------------
-
-
-def encode_event(e: AuditEvent) -> bytes:
-    """The record payload of an event (orjson list, fields in dataclass order)."""
-    t, s = e.trace_id, e.span_id
-    return orjson.dumps([
-        _FORMAT, e.event_type, e.tenant, e.actor, e.actor_type, e.payload, e.source_ip, e.reason, e.outcome,
-        e.risk, e.impersonator, e.impersonation_id, e.approval_id, e.event_id, e.time_unix_nano,
-        t if t < _U64 else format(t, "x"), s if s < _U64 else format(s, "x"), e.trace_flags, e.extra,
-    ])
-
-
-def decode_event(payload: bytes | memoryview) -> AuditEvent:
-    """The event of a record payload; ValueError when it is not one."""
-    v = orjson.loads(payload)
-    if type(v) is not list or len(v) != 19 or v[0] != _FORMAT:
-        raise ValueError("not an auditrail spool record (format 1)")
-    t, s = v[15], v[16]
-    return AuditEvent(
-        v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14],
-        int(t, 16) if type(t) is str else t, int(s, 16) if type(s) is str else s, v[17], v[18], bytes(payload),
-    )
-
-
-_ID, _SEQ, _PREV, _HASH = _CHAIN_KEYS
-_END, _LINK = operator.itemgetter(0), operator.itemgetter(slice(1, None))  # of a journal entry
-
-
-def _journal_entries(records: list[tuple[AuditEvent, int, int, bool]]) -> list[list[Any]]:
-    """[record end offset, chain id, seq, prev hash, hash] of each linked record (event, segment, end, _)."""
-    entries = []
-    for record in records:
-        event, end = record[0], record[2]
-        extra = event.extra or {}
-        entries.append([end, extra.get(_ID), extra.get(_SEQ), extra.get(_PREV), extra.get(_HASH)])
-    return entries
 
 
 def _take_holding_gil(lock: threading.Lock) -> None:
@@ -152,222 +100,26 @@ def _take_holding_gil(lock: threading.Lock) -> None:
         time.sleep(_POLL_S)
 
 
-def _seg_name(n: int) -> str:
-    return f"{n:016d}{_SEG_SUFFIX}"
-
-
-def _list_segments(path: str) -> list[int]:
-    out = []
-    for name in os.listdir(path):
-        if name.endswith(_SEG_SUFFIX) and name[: -len(_SEG_SUFFIX)].isdigit():
-            out.append(int(name[: -len(_SEG_SUFFIX)]))
-    return sorted(out)
-
-
-def _scan(data: bytes | memoryview, start: int, limit: int,
-          max_frames: int = _MAX_RECORD) -> tuple[list[tuple[int, int]], int, bool]:
-    """Up to `max_frames` frames in data[start:limit]: ([(payload_start, payload_end)], end of the last good
-    frame, bad frame seen). Pass a memoryview: the CRC then reads the frames in place, without copies.
-
-    Stops at a zero length (the unwritten, zero-filled tail of a segment: not bad), and at the first frame
-    whose header is implausible or whose CRC does not match; a frame cut off by `limit` counts as bad only
-    if the caller says the data is complete (it decides from the result).
-    """
-    frames = []
-    pos = start
-    unpack = _HEADER.unpack_from
-    crc32 = zlib.crc32
-    while pos + _HEADER_SIZE <= limit and len(frames) < max_frames:
-        length, crc = unpack(data, pos)
-        if not length:
-            break
-        end = pos + _HEADER_SIZE + length
-        if length > _MAX_RECORD:
-            return frames, pos, True
-        if end > limit:
-            break
-        if crc32(data[pos + _HEADER_SIZE:end]) != crc:
-            return frames, pos, True
-        frames.append((pos + _HEADER_SIZE, end))
-        pos = end
-    return frames, pos, False
-
-
-def _read_frames(data: bytes, max_frames: int, base: int, event_cls: type[AuditEvent],
-                 decode: Callable[[memoryview], AuditEvent]) -> tuple[list[tuple[AuditEvent, int]],
-                                                                 list[tuple[int, str]], int, bool]:
-    """Up to `max_frames` frames of `data`, a chunk read at offset `base` of a segment, decoded: (records
-    [(event, base + end of its frame)], errors [(offset of the frame, message)] for the records `decode`
-    refused, the end in `data` of the last frame taken, whether a bad frame stopped the scan).
-
-    The native core's read_frames is its twin: it parses plain records itself and builds `event_cls` from
-    them, and hands the others to `decode`. Here `decode` reads every record."""
-    view = memoryview(data)
-    frames, pos, bad = _scan(view, 0, len(view), max_frames)
-    records: list[tuple[AuditEvent, int]] = []
-    errors: list[tuple[int, str]] = []
-    for start, stop in frames:
-        try:
-            records.append((decode(view[start:stop]), base + stop))
-        except ValueError as exc:
-            errors.append((base + start - _HEADER_SIZE, str(exc)))
-    return records, errors, pos, bad
-
-
-# --- one spool directory --------------------------------------------------------------------------
-
-
-class _Source:
-    """One spool directory: ours (written now) or adopted from a dead process (read only)."""
-
-    __slots__ = ("path", "lock_fd", "cursor_fd", "adopted", "segs", "sizes", "ack_seg", "ack_off", "rseg", "roff",
-                 "pending", "read_done", "link_sizes", "linked_to")
-
-    def __init__(self, path: str, lock_fd: int, adopted: bool) -> None:
-        self.path = path
-        self.lock_fd = lock_fd
-        self.cursor_fd = -1  # opened on the first write
-        self.adopted = adopted
-        self.segs: list[int] = []  # segment numbers on disk, oldest first
-        self.sizes: dict[int, int] = {}  # final (valid) size of each segment no longer written
-        self.ack_seg = 0
-        self.ack_off = 0
-        self.rseg = 0  # the next record not yet handed to the reader (for ours: nor kept in memory)
-        self.roff = 0
-        self.pending = 0  # adopted: records counted at adoption not yet read
-        self.read_done = False
-        self.link_sizes: dict[int, int] = {}  # bytes of each segment's link journal (see DiskSpool.set_linker)
-        # (segment, offset) before which records may have journalled links (ours: after it none has; an
-        # adopted directory's journals were written by another process: anywhere)
-        self.linked_to = (sys.maxsize, 0) if adopted else (-1, 0)
-
-    def seg_path(self, n: int) -> str:
-        return os.path.join(self.path, _seg_name(n))
-
-    def links_path(self, n: int) -> str:
-        return os.path.join(self.path, f"{n:016d}{_LINKS_SUFFIX}")
-
-    def write_cursor(self) -> None:
-        if self.cursor_fd < 0:
-            self.cursor_fd = os.open(os.path.join(self.path, "cursor"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.pwrite(self.cursor_fd, f"{self.ack_seg} {self.ack_off}".ljust(_CURSOR_WIDTH).encode() + b"\n", 0)
-
-    def read_cursor(self) -> tuple[int, int]:
-        try:
-            with open(os.path.join(self.path, "cursor")) as f:
-                seg, off = f.read().split()
-            return int(seg), int(off)
-        except (OSError, ValueError):
-            return 0, 0
-
-    def remove(self) -> None:
-        """Delete the directory (everything in it was acknowledged) and release its lock."""
-        for name in os.listdir(self.path):
-            if name != "lock":
-                _unlink_quiet(os.path.join(self.path, name))
-        _unlink_quiet(os.path.join(self.path, "lock"))
-        try:
-            os.rmdir(self.path)
-        except OSError:
-            pass
-        self.release()
-
-    def release(self) -> None:
-        """Close the directory's files, its lock last (the directory is then free for adoption)."""
-        _close_quiet(self.cursor_fd)
-        _close_quiet(self.lock_fd)
-        self.lock_fd = self.cursor_fd = -1
-
-
-def _unlink_quiet(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _close_quiet(fd: int) -> None:
-    if fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-# Filesystems on which a page of blocks allocated by posix_fallocate takes writes without allocating more:
-# there a mapped segment never faults for space (SIGBUS). Copy-on-write ones (btrfs, ZFS, ...) allocate anew
-# on every overwrite, so elsewhere segments are written with pwrite, whose ENOSPC is an error, not a signal.
-_MAPPABLE_FS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
-
-
-def filesystem_type(path: str) -> str:
-    """The type of the filesystem holding the absolute `path` ("ext4", "btrfs", ...; "" when unknown)."""
-    best, fstype = "", ""
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                parts = line.split()
-                mount = parts[1] if len(parts) > 2 else ""
-                if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
-                    best, fstype = mount, parts[2]
-    except OSError:
-        pass
-    return fstype
-
-
-class _WrittenSegment:
-    """A segment being written where mapping it is not safe (see _MAPPABLE_FS): the mmap's slice assignment,
-    done by pwrite."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __setitem__(self, where: slice, data: bytes) -> None:
-        if os.pwrite(self.fd, data, where.start) != len(data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def close(self) -> None:
-        """Nothing is mapped."""
-
-
-def _open_segment(path: str, size: int, mapped: bool) -> tuple[int, mmap.mmap | _WrittenSegment]:
-    """Create a segment of `size` bytes, its blocks allocated (posix_fallocate), mapped for writing if `mapped`."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        os.posix_fallocate(fd, 0, size)
-        if not mapped:
-            return fd, _WrittenSegment(fd)
-        return fd, mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-    except BaseException:
-        os.close(fd)
-        _unlink_quiet(path)
-        raise
-
-
-def _finish_segment(fd: int, segment: mmap.mmap | _WrittenSegment, size: int) -> None:
-    """Unmap a segment and cut its unwritten tail (a failed cut only leaves zeros that readers skip)."""
-    segment.close()
-    try:
-        os.ftruncate(fd, size)
-    except OSError as exc:
-        _log.warning("auditrail: cannot trim a spool segment to its records: %s", exc)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # --- the spool ------------------------------------------------------------------------------------
+
+
+def _counter(name: str) -> property:
+    """A counter of the spool's SpoolCounters, read as an attribute of the spool."""
+    return property(operator.attrgetter(f"_counters.{name}"), doc=f"SpoolCounters.{name}")
 
 
 class DiskSpool:
     """A durable, per-process, crash-safe spool with the Spool protocol (see spool.py). Thread-safe."""
+
+    syncs = _counter("syncs")
+    write_errors = _counter("write_errors")
+    sync_errors = _counter("sync_errors")
+    space_warnings = _counter("space_warnings")
+    full_refusals = _counter("full_refusals")
+    corrupt_regions = _counter("corrupt_regions")
+    truncated_bytes = _counter("truncated_bytes")
+    adopted_records = _counter("adopted_records")
+    link_errors = _counter("link_errors")
 
     def __init__(self, spool_dir: str | os.PathLike[str], *, mode: str = "durable",
                  max_bytes: int = DEFAULT_MAX_BYTES, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
@@ -377,21 +129,10 @@ class DiskSpool:
         self.spool_dir = os.path.abspath(os.fspath(spool_dir))
         self.mode = mode
         self.max_bytes = max_bytes
-        self._warn_at = max_bytes * WARN_FRACTION
-        self._full_at = max_bytes - min(64 * 1024, max_bytes // 16)  # room for a few records, not just one
         # Space comes back a segment at a time: keep several segments under the cap.
         self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
         self._adopt = adopt
-        # Counters (metrics): read freely, written under the locks.
-        self.syncs = 0
-        self.write_errors = 0
-        self.sync_errors = 0
-        self.space_warnings = 0
-        self.full_refusals = 0
-        self.corrupt_regions = 0
-        self.truncated_bytes = 0
-        self.adopted_records = 0
-        self.link_errors = 0
+        self._counters = SpoolCounters()  # (metrics) kept across a fork, as the spool's settings
         self._linker: Callable[[list[AuditEvent]], None] | None = None
         self._init_state()
         self._open_dirs()
@@ -405,29 +146,17 @@ class DiskSpool:
     def _init_state(self) -> None:
         self._lock = threading.Lock()  # the write side: file, position, counters
         self._rlock = threading.Lock()  # the read side: peek/ack (the drain worker)
-        self._space = threading.Condition(threading.Lock())  # wait_for_space
-        self._sync_cv = threading.Condition(threading.Lock())  # group commit
-        self._syncing = False
-        self._sync_mutex = threading.Lock()  # one fsync pass at a time
-        self._written = 0  # records written (monotonic): the group-commit ticket
-        self._synced = 0  # records known synced
-        self._failed_upto = 0  # records <= this whose sync failed
-        self._sync_error: OSError | None = None
-        self._broken: SpoolWriteError | None = None  # fail_closed after a failed fsync: refuse everything
+        # The parts (auditrail/disk_spool/), sharing the write lock and the counters.
+        self._writer = SegmentWriter(self.segment_bytes, self._counters)
+        self._sync = GroupCommit(self._writer, self._lock, self._counters, self._call_fsync, self.spool_dir)
+        self._usage = SpaceAccount(self.spool_dir, self.max_bytes, self._lock, self._counters)
+        self._journal = LinkJournal(self._lock, self._usage, self._counters, self._call_fsync)
+        self._reader = SegmentReader(self._counters)
+        self._drain = NativeDrain(self._lock, self._writer, self._journal, self._reader)
         self._count = 0  # unacknowledged records, all sources
-        self._disk_bytes = 0
-        self._over_warn = False
         self._closed = False
         self._sources: list[_Source] = []  # adopted ones first, ours last
         self._own: _Source | None = None
-        self._fd = -1
-        self._mapped = False  # whether segments are mapped (see _MAPPABLE_FS)
-        self._map: mmap.mmap | _WrittenSegment | None = None  # the segment being written (None once closed)
-        self._wcap = 0  # its size
-        self._wseg = 0
-        self._woff = 0
-        self._retired: list[int] = []  # fds of rotated segments, closed after their last sync
-        self._dir_dirty = False
         # Read side: _buf holds (event, source, seg, end) read but not acknowledged; _live holds events
         # appended while the reader was caught up (no need to read them back from the file); our source's
         # rseg/roff is the next record that is in neither.
@@ -441,152 +170,29 @@ class DiskSpool:
         self._unlinked: collections.deque[tuple[AuditEvent, int, int, bool]] = collections.deque()
         self._queue_on = True
         self._lpos = (0, 0)
-        self._link_fds: dict[str, int] = {}
-        # path -> (journal size, its links, frames written since that are not read into them yet)
-        self._links_cache: dict[str, tuple[int, dict[int, list[Any]], list[bytes]]] = {}
         self._batch = False  # batch mode (batch_mode()): records stay on disk, the drain reads them natively
-        self._read_fds: dict[str, int] = {}
-        self._flusher: threading.Thread | None = None
-        self._stop = threading.Event()
 
     # --- opening and adoption -------------------------------------------------------------------
 
     def _open_dirs(self) -> None:
         try:
-            os.makedirs(self.spool_dir, exist_ok=True)
-            name = f"{os.getpid()}-{secrets.token_hex(4)}"
-            tmp = os.path.join(self.spool_dir, f".new-{name}")
-            os.mkdir(tmp)
-            lock_fd = os.open(os.path.join(tmp, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # Renamed only once locked: a scanning process never sees an unlocked live directory.
-            path = os.path.join(self.spool_dir, name)
-            os.rename(tmp, path)
-            own = _Source(path, lock_fd, adopted=False)
-            own.ack_seg = own.rseg = self._wseg = 1
+            own = create_own(self.spool_dir)
             self._lpos = (1, 0)
-            own.segs.append(1)
-            own.write_cursor()
-            self._mapped = filesystem_type(os.path.realpath(path)) in _MAPPABLE_FS
-            self._fd, self._map = _open_segment(own.seg_path(1), self.segment_bytes, self._mapped)
-            self._wcap = self.segment_bytes
-            _fsync_dir(path)
-            _fsync_dir(self.spool_dir)
+            self._writer.open(own, self.spool_dir)
         except OSError as exc:
             raise SpoolWriteError(exc.errno, f"auditrail: cannot create a spool in {self.spool_dir}: "
                                   f"{exc.strerror or exc}") from exc
         self._own = own
         if self._adopt:
-            self._adopt_dead()
+            for source in adopt_dead(self.spool_dir, own.path, self._counters):
+                self._sources.append(source)
+                self._count += source.pending
+                self._counters.adopted_records += source.pending
+                self._usage.used += sum(source.sizes.values()) + sum(source.link_sizes.values())
         self._sources.append(own)
-        self._check_space()
+        self._usage.check()
         if self.mode == "durable":
-            self._flusher = threading.Thread(target=self._flush_loop, name="auditrail-spool-sync", daemon=True)
-            self._flusher.start()
-
-    def _adopt_dead(self) -> None:
-        try:
-            names = os.listdir(self.spool_dir)
-        except OSError:
-            return
-        for _, name in sorted(self._age(name) for name in names):  # oldest spool first
-            path = os.path.join(self.spool_dir, name)
-            if name.startswith(".") or self._own is None or path == self._own.path or not os.path.isdir(path):
-                continue
-            try:
-                fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CLOEXEC)
-            except OSError:
-                continue  # being removed, or not a spool
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)  # alive (or adopted by another process)
-                continue
-            if not os.path.exists(path):  # removed between open and flock by whoever held it
-                os.close(fd)
-                continue
-            source = _Source(path, fd, adopted=True)
-            try:
-                self._recover(source)
-            except OSError as exc:
-                _log.error("auditrail: cannot adopt spool %s: %s (left for a later start)", path, exc)
-                os.close(fd)
-                continue
-            if source.pending == 0:
-                source.remove()
-                continue
-            _log.warning("auditrail: adopted %d unsent audit events from the spool of a process that is gone (%s)",
-                         source.pending, path)
-            self._sources.append(source)
-            self._count += source.pending
-            self.adopted_records += source.pending
-            self._disk_bytes += sum(source.sizes.values()) + sum(source.link_sizes.values())
-
-    def _recover_links(self, source: _Source, segs: set[int]) -> None:
-        """An adopted directory's link journals: delete those of gone segments, cut a torn tail off the others
-        (frames appended later must follow a whole one), count their bytes."""
-        for name in os.listdir(source.path):
-            stem = name[: -len(_LINKS_SUFFIX)]
-            if not (name.endswith(_LINKS_SUFFIX) and stem.isdigit()):
-                continue
-            path = os.path.join(source.path, name)
-            if int(stem) not in segs:
-                _unlink_quiet(path)
-                continue
-            with open(path, "r+b") as f:
-                data = f.read()
-                _, end, _ = _scan(memoryview(data), 0, len(data))
-                if end < len(data):
-                    f.truncate(end)
-                    os.fsync(f.fileno())
-            source.link_sizes[int(stem)] = end
-
-    def _age(self, name: str) -> tuple[int, str]:
-        """(creation time of the spool's lock file, name): adopted spools are delivered oldest first."""
-        try:
-            return os.stat(os.path.join(self.spool_dir, name, "lock")).st_mtime_ns, name
-        except OSError:
-            return 0, name
-
-    def _recover(self, source: _Source) -> None:
-        """Verify an adopted directory: count its unacknowledged records, cut a torn tail, skip corruption."""
-        cseg, coff = source.read_cursor()
-        segs = _list_segments(source.path)
-        for n in [n for n in segs if n < cseg]:
-            _unlink_quiet(source.seg_path(n))  # acknowledged, deletion did not happen before the crash
-        segs = [n for n in segs if n >= cseg]
-        self._recover_links(source, set(segs))
-        if segs and segs[0] != cseg:
-            cseg, coff = segs[0], 0  # the cursor's segment is gone: it was fully acknowledged
-        for i, n in enumerate(segs):
-            last = i == len(segs) - 1
-            path = source.seg_path(n)
-            with open(path, "rb") as f:
-                data = f.read()
-            start = coff if n == cseg else 0
-            start = min(start, len(data))
-            frames, end, bad = _scan(data, start, len(data))
-            written = len(data.rstrip(b"\0"))  # beyond: the zeros of a segment that was never finished
-            if end < len(data) and written <= end:
-                os.truncate(path, end)  # nothing was lost: give the unused space back
-            elif end < len(data):
-                cut = written - end
-                if last:
-                    with open(path, "r+b") as f:
-                        f.truncate(end)
-                        os.fsync(f.fileno())
-                    self.truncated_bytes += cut
-                    _log.warning("auditrail: spool %s: cut a torn record at the tail (%d bytes at offset %d): "
-                                 "a crash interrupted a write", path, cut, end)
-                else:
-                    self.corrupt_regions += 1
-                    _log.error("auditrail: spool %s: corrupt record at offset %d: %d bytes (at least one audit "
-                               "event) skipped, continuing with the next segment; %d good records before it",
-                               path, end, cut, len(frames))
-            source.segs.append(n)
-            source.sizes[n] = end
-            source.pending += len(frames)
-        source.ack_seg, source.ack_off = source.rseg, source.roff = (cseg, coff) if segs else (0, 0)
+            self._sync.start_flusher()
 
     # --- the hot path ---------------------------------------------------------------------------
 
@@ -610,76 +216,52 @@ class DiskSpool:
             else:
                 _take_holding_gil(lock)
         try:
-            if self._broken is not None:
-                raise self._broken
-            if self._disk_bytes + size > self.max_bytes:
-                self.full_refusals += 1
-                raise SpoolFullError(errno.ENOSPC, f"auditrail: spool {self.spool_dir} is full "
-                                     f"({self._disk_bytes} of max_bytes {self.max_bytes} bytes unacknowledged)")
-            if self._map is None:
+            if self._sync.broken is not None:
+                raise self._sync.broken
+            usage = self._usage
+            if usage.used + size > usage.max_bytes:
+                raise usage.full_error()
+            writer = self._writer
+            if writer.map is None:
                 raise SpoolWriteError(errno.EBADF, f"auditrail: spool {self.spool_dir} is closed")
-            woff = self._woff
-            if woff + size > self._wcap:
-                self._rotate(size)
+            woff = writer.off
+            if woff + size > writer.cap:
+                writer.rotate(size)
                 woff = 0
             try:
-                self._map[woff:woff + size] = rec
+                writer.map[woff:woff + size] = rec
             except OSError as exc:  # (pwrite only: the space of a mapped segment is allocated)
-                self.write_errors += 1
+                self._counters.write_errors += 1
                 _log.error("auditrail: cannot write an audit event to the spool %s: %s", self.spool_dir, exc)
                 raise SpoolWriteError(exc.errno, f"auditrail: cannot write audit event to spool "
                                       f"{self.spool_dir}: {exc.strerror or exc}") from exc
-            self._woff += size
-            self._disk_bytes += size
-            self._written += 1
-            ticket = self._written
+            writer.off = end = woff + size
+            usage.used += size
+            writer.written += 1
+            ticket = writer.written
             self._count += 1
             count = self._count
             if self._linker is not None:
                 if self._queue_on:
                     if len(self._unlinked) < _LIVE_CAP:
-                        self._unlinked.append((event, self._wseg, self._woff, linked))
+                        self._unlinked.append((event, writer.seg, end, linked))
                     else:
                         self._queue_on = self._live_on = False  # the reader links the rest as it reads them
             elif self._live_on:
                 if len(self._live) < _LIVE_CAP:
-                    self._live.append((event, self._wseg, self._woff, linked))
+                    self._live.append((event, writer.seg, end, linked))
                     own = self._own
-                    own.rseg = self._wseg  # type: ignore[union-attr]
-                    own.roff = self._woff  # type: ignore[union-attr]
+                    own.rseg = writer.seg  # type: ignore[union-attr]
+                    own.roff = end  # type: ignore[union-attr]
                 else:
                     self._live_on = False  # the reader reads the rest back from the file
-            if not self._over_warn and self._disk_bytes > self._warn_at:
-                self._warn_space()
+            if not usage.over_warn and usage.used > usage.warn_at:
+                usage.warn()
         finally:
             lock.release()
         if self.mode == "fail_closed":
-            self._wait_synced(ticket)
+            self._sync.wait_synced(ticket)
         return count
-
-    def _rotate(self, need: int) -> None:
-        """Start a new segment with room for `need` bytes (under _lock); the old one is unmapped and cut
-        to its records here, synced and closed by the next sync pass."""
-        own = self._own
-        assert own is not None
-        nxt = self._wseg + 1
-        size = max(self.segment_bytes, -(-need // mmap.PAGESIZE) * mmap.PAGESIZE)
-        try:
-            fd, segment = _open_segment(own.seg_path(nxt), size, self._mapped)
-        except OSError as exc:
-            self.write_errors += 1
-            _log.error("auditrail: cannot create spool segment %s: %s", own.seg_path(nxt), exc.strerror or exc)
-            raise SpoolWriteError(exc.errno, f"auditrail: cannot create spool segment {own.seg_path(nxt)}: "
-                                  f"{exc.strerror or exc}") from exc
-        if self._map is not None:
-            _finish_segment(self._fd, self._map, self._woff)
-        own.sizes[self._wseg] = self._woff
-        own.segs.append(nxt)
-        self._retired.append(self._fd)
-        self._fd, self._map, self._wcap = fd, segment, size
-        self._wseg = nxt
-        self._woff = 0
-        self._dir_dirty = True
 
     # --- linking (hash chains) ---------------------------------------------------------------------
 
@@ -708,14 +290,14 @@ class DiskSpool:
             events = [entry[0] for entry in entries if not entry[3]]
             self._linker(events)
             if len(events) == len(entries) and entries[0][1] == entries[-1][1]:  # the usual batch: one segment
-                self._journal(own, entries[0][1], entries)
+                self._journal.append(own, entries[0][1], entries)
             else:
                 by_seg: dict[int, list[tuple[AuditEvent, int, int, bool]]] = {}
                 for entry in entries:
                     if not entry[3]:
                         by_seg.setdefault(entry[1], []).append(entry)
                 for seg, records in by_seg.items():
-                    self._journal(own, seg, records)
+                    self._journal.append(own, seg, records)
             with self._lock:
                 unlinked, live = self._unlinked, self._live
                 for _ in range(len(entries)):
@@ -734,7 +316,7 @@ class DiskSpool:
         """Switch to batch mode when the native core can (True): appended records stay on disk only, and the
         drain takes them with take_encoded (linked, journalled and encoded from the segment's bytes, no
         AuditEvent per record); peek and ack remain for what it leaves (adopted spools, odd records)."""
-        if _native_drain is None or self._linker is None:
+        if not NATIVE_DRAIN or self._linker is None:
             return False
         with self._lock:
             self._batch = True
@@ -753,71 +335,17 @@ class DiskSpool:
             own = self._own
             if own is None or self._buf or any(s.adopted for s in self._sources):
                 return None
-            while True:
-                with self._lock:
-                    lseg, loff = self._wseg, self._woff
-                    rseg, roff = own.rseg, own.roff
-                if (rseg, roff) == (lseg, loff):
-                    return None
-                if rseg < lseg and roff >= own.sizes.get(rseg, 0):
-                    with self._lock:
-                        own.rseg, own.roff = rseg + 1, 0
-                    continue
-                break
-            limit = loff if rseg == lseg else own.sizes[rseg]
-            got = self._drain_chunk(own, rseg, roff, limit, max_records, per_request, fields, chain_for)
-            if got is None:
-                return None
-            return [(request, count, (rseg, end)) for request, count, end in got[0]], got[5]
-
-    def _drain_chunk(self, own: _Source, seg: int, off: int, limit: int, max_records: int, per_request: int,
-                     fields: tuple[bytes, bytes, bytes, bytes], chain_for: Callable[[str | None], Any]) -> Any:
-        """drain_segment over the records of segment `seg` from `off` (up to `limit`), the new links'
-        journal frame written and synced; None when it took no record (the Python path takes them)."""
-        fd = self._read_fd(own.seg_path(seg))
-        links = self._links(own, seg) if (seg, off) < own.linked_to else _NO_LINKS
-        try:
-            journal_fd, unopened = self._journal_fd(own, seg), None
-        except OSError as exc:  # the payload comes back unwritten: reported below
-            journal_fd, unopened = -1, exc
-        got = _native_drain(fd, off, min(_BATCH_CHUNK, limit - off), max_records, per_request, links, chain_for,
-                            *fields, journal_fd, own.link_sizes.get(seg, 0))
-        if got is None or not got[2]:
-            return None
-        if got[1] is not None:
-            self._journalled(own, seg, got[1], sum(got[5].values()), off + got[3], got[6] or unopened)
-        return got
+            return self._drain.take(own, max_records, per_request, fields, chain_for)
 
     def link_through(self, fields: tuple[bytes, bytes, bytes, bytes],
                      chain_for: Callable[[str | None], Any]) -> dict[str | None, int]:
         """Batch mode: link and journal every record written so far that has no links yet (a checkpoint must
         come after them in its chain); {tenant: records linked}. The caller holds the chains' lock."""
-        counts: dict[str | None, int] = {}
         with self._rlock:
             own = self._own
             if own is None or not self._batch:
-                return counts
-            with self._lock:
-                lseg, loff = self._wseg, self._woff
-                seg, off = own.rseg, own.roff
-            while (seg, off) != (lseg, loff):
-                if seg < lseg and off >= own.sizes.get(seg, 0):
-                    seg, off = seg + 1, 0
-                    continue
-                limit = loff if seg == lseg else own.sizes[seg]
-                got = self._drain_chunk(own, seg, off, limit, 1 << 30, 1 << 30, fields, chain_for)
-                if got is not None:
-                    _, _, _, pos, bad, linked, _ = got
-                    for tenant, n in linked.items():
-                        counts[tenant] = counts.get(tenant, 0) + n
-                    off += pos
-                else:  # a record the native core leaves: the Python path links this stretch (and journals it)
-                    records, end, _, bad = self._read_records(own.seg_path(seg), off, limit, 1 << 30)
-                    self._apply_links(own, seg, records)
-                    off = end
-                if bad:
-                    break
-        return counts
+                return {}
+            return self._drain.link_through(own, fields, chain_for, self._apply_links)
 
     def ack_encoded(self, count: int, position: tuple[int, int]) -> None:
         """Batch mode: the records of a take_encoded request were accepted downstream: forget them."""
@@ -831,133 +359,11 @@ class DiskSpool:
             with self._lock:
                 self._count -= count
 
-    def _journal(self, src: _Source, seg: int, records: list[tuple[AuditEvent, int, int, bool]]) -> None:
-        """Append link frames to a segment's journal and fdatasync it. A failure is logged and counted, and
-        delivery goes on: the events then carry links that a crash before their export would not keep (the
-        next start links them anew; the store keeps the copy it got first)."""
-        # One frame per write: torn, it takes only its own records with it. The native core writes it (unless
-        # a value is one only orjson writes).
-        payload = _native_journal(records) if _native_journal is not None else None
-        if payload is None:
-            payload = orjson.dumps(_journal_entries(records))
-        self._write_journal(src, seg, payload, len(records), max(end for _, _, end, _ in records))
-
-    def _write_journal(self, src: _Source, seg: int, payload: bytes, count: int, end: int) -> None:
-        """Append one frame (the JSON links of `count` records of segment `seg`, the last of them ending at
-        `end` or before) to the segment's journal and fdatasync it."""
-        data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        error = None
-        try:
-            fd = self._journal_fd(src, seg)
-            try:
-                if os.write(fd, data) != len(data):
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            except OSError:
-                os.ftruncate(fd, src.link_sizes.get(seg, 0))  # no torn frame before the next ones
-                raise
-            self._fsync(fd)
-        except OSError as exc:
-            error = exc
-        self._journalled(src, seg, payload, count, end, error)
-
-    def _journal_fd(self, src: _Source, seg: int) -> int:
-        """A segment's journal, open for appending (created, and its directory synced, on first use)."""
-        path = src.links_path(seg)
-        fd = self._link_fds.get(path)
-        if fd is None:
-            fd = self._link_fds[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            _fsync_dir(src.path)
-        return fd
-
-    def _journalled(self, src: _Source, seg: int, payload: bytes, count: int, end: int, error: OSError | None) -> None:
-        """A journal frame (as _write_journal says) was appended and synced: count it; or `error` kept it
-        out: log that. A failure is logged and counted, and delivery goes on (see _journal): the links are
-        kept in the journal's cache, so a batch read again (a failed export, a checkpoint's link_through
-        before it) gets the same links, not new seqs after them."""
-        path = src.links_path(seg)
-        if error is not None:
-            self.link_errors += 1
-            if self.link_errors == 1 or self.link_errors % 1000 == 0:
-                _log.error("auditrail: cannot write the chain links of %d audit events to %s: %s (%d such "
-                           "errors)", count, path, error.strerror or error, self.link_errors)
-            try:
-                self._links(src, seg)  # the cache, current: the frame joins it unwritten, read when asked
-            except OSError:  # (nor read: these links are lost to a re-read, which links those events anew)
-                return
-            self._links_cache[path][2].append(payload)
-            with self._lock:
-                src.linked_to = max(src.linked_to, (seg, end))
-            return
-        frame = _HEADER_SIZE + len(payload)
-        with self._lock:
-            size = src.link_sizes.get(seg, 0)
-            src.link_sizes[seg] = size + frame
-            self._disk_bytes += frame
-            src.linked_to = max(src.linked_to, (seg, end))
-        cached = self._links_cache.get(path)
-        if cached is not None and cached[0] == size:  # keep the cache current: the frame is read when asked
-            cached[2].append(payload)
-            self._links_cache[path] = (size + frame, cached[1], cached[2])
-
-    def _links(self, src: _Source, seg: int) -> dict[int, list[Any]]:
-        """A segment's journal: record end offset -> [chain id, seq, prev hash, hash] (cached by size)."""
-        path = src.links_path(seg)
-        size = src.link_sizes.get(seg, 0)
-        cached = self._links_cache.get(path)
-        if cached is not None and cached[0] == size:
-            links, unread = cached[1], cached[2]
-            for payload in unread:  # what the frames written since say, read back
-                entries = orjson.loads(payload)
-                links.update(zip(map(_END, entries), map(_LINK, entries), strict=True))
-            unread.clear()
-            return links
-        links = {}
-        try:
-            with open(path, "rb") as f:
-                data = f.read(size)
-        except FileNotFoundError:
-            data = b""
-        frames, _, _ = _scan(memoryview(data), 0, len(data))
-        for start, stop in frames:
-            try:
-                entries = orjson.loads(data[start:stop])
-            except orjson.JSONDecodeError:
-                continue
-            for entry in entries if type(entries) is list else ():
-                if type(entry) is list and len(entry) == 1 + len(_CHAIN_KEYS):
-                    links[entry[0]] = entry[1:]
-        self._links_cache[path] = (size, links, [])
-        return links
-
     def _apply_links(self, src: _Source, seg: int, records: list[tuple[AuditEvent, int]]) -> None:
         """Give records read back from a segment their journalled links; link (and journal) those without."""
         if self._linker is None or not records:
             return
-        links = self._links(src, seg)
-        need: list[tuple[AuditEvent, int]] = []
-        for event, end in records:
-            link = links.get(end)
-            if link is not None:
-                extra = event.extra
-                if extra is None:
-                    extra = event.extra = {}
-                for key, value in zip(_CHAIN_KEYS, link, strict=True):
-                    extra[key] = value
-            elif not (event.extra and semconv.CHAIN_HASH in event.extra):
-                need.append((event, end))
-        if need:
-            self._linker([event for event, _ in need])
-            self._journal(src, seg, [(event, seg, end, False) for event, end in need])
-
-    def _forget_links(self, src: _Source, seg: int) -> int:
-        """Close and delete a segment's journal (the segment is acknowledged); returns its bytes."""
-        path = src.links_path(seg)
-        fd = self._link_fds.pop(path, None)
-        if fd is not None:
-            _close_quiet(fd)
-        self._links_cache.pop(path, None)
-        _unlink_quiet(path)
-        return src.link_sizes.pop(seg, 0)
+        self._journal.apply(src, seg, records, self._linker)
 
     # --- syncing ----------------------------------------------------------------------------------
 
@@ -965,143 +371,36 @@ class DiskSpool:
         """fdatasync one file (a hook: subclasses may count or fail it)."""
         os.fdatasync(fd)
 
-    def _sync_pass(self) -> int:
-        """fsync everything written so far; returns the ticket it covers. Raises OSError."""
-        with self._sync_mutex:
-            with self._lock:
-                target = self._written
-                fd = self._fd
-                retired, self._retired = self._retired, []
-                dir_dirty, self._dir_dirty = self._dir_dirty, False
-                own = self._own
-            try:
-                for old in retired:
-                    self._fsync(old)
-                    os.close(old)
-                    retired = retired[1:]
-                if fd >= 0:
-                    self._fsync(fd)
-                if dir_dirty and own is not None:
-                    _fsync_dir(own.path)
-            except OSError:
-                with self._lock:
-                    self._retired[:0] = retired
-                    self._dir_dirty = self._dir_dirty or dir_dirty
-                raise
-            self.syncs += 1
-            return target
-
-    def _wait_synced(self, ticket: int) -> None:
-        """Group commit: the first waiter syncs for all written so far; the others wait for it."""
-        cv = self._sync_cv
-        with cv:
-            while True:
-                if self._synced >= ticket:
-                    return
-                if ticket <= self._failed_upto:
-                    err = self._sync_error
-                    raise SpoolWriteError(err.errno if err else errno.EIO, f"auditrail: cannot sync audit event "
-                                          f"to spool {self._own.path if self._own else self.spool_dir}: "
-                                          f"{err.strerror if err else 'fsync failed'}")
-                if not self._syncing:
-                    break
-                cv.wait()
-            self._syncing = True
-        try:
-            done = self._sync_pass()
-            error = None
-        except OSError as exc:
-            done, error = 0, exc
-        with cv:
-            self._syncing = False
-            if error is None:
-                self._synced = max(self._synced, done)
-            else:
-                with self._lock:
-                    self._failed_upto = self._written
-                self.sync_errors += 1
-                self._sync_error = error
-                # After a failed fsync the kernel may have dropped the data: refuse from now on.
-                self._broken = SpoolWriteError(error.errno, f"auditrail: fsync of spool "
-                                               f"{self._own.path if self._own else self.spool_dir} failed "
-                                               f"({error.strerror}); audit events are refused")
-                _log.error("auditrail: fsync of the spool %s failed: %s", self.spool_dir, error)
-            cv.notify_all()
-        if error is not None:
-            raise SpoolWriteError(error.errno, f"auditrail: cannot sync audit event to spool "
-                                  f"{self._own.path if self._own else self.spool_dir}: {error.strerror}") from error
-
-    def _flush_loop(self) -> None:
-        stop = self._stop
-        while not stop.wait(SYNC_INTERVAL):
-            self._flush_once()
-
-    def _flush_once(self) -> None:
-        if self._synced >= self._written and not self._retired:
-            return
-        try:
-            done = self._sync_pass()
-            self._synced = max(self._synced, done)
-        except OSError as exc:
-            self.sync_errors += 1
-            _log.error("auditrail: fsync of the spool %s failed: %s (audit events since the last sync may not "
-                       "survive a power loss)", self.spool_dir, exc)
+    def _call_fsync(self, fd: int) -> None:
+        """_fsync as it is when called (the parts get this: a test may replace _fsync on the instance)."""
+        self._fsync(fd)
 
     def flush(self) -> None:
         """fsync now (durable mode syncs by itself within 50 ms)."""
-        self._flush_once()
+        self._sync.flush_once()
 
     # --- disk cap ---------------------------------------------------------------------------------
 
-    def _warn_space(self) -> None:
-        self._over_warn = True
-        self.space_warnings += 1
-        _log.warning("auditrail: spool %s is %d%% full (%d of max_bytes %d bytes): audit events are not being "
-                     "delivered fast enough", self.spool_dir, 100 * self._disk_bytes // self.max_bytes,
-                     self._disk_bytes, self.max_bytes)
-
-    def _check_space(self) -> None:
-        if self._disk_bytes > self._warn_at:
-            if not self._over_warn:
-                self._warn_space()
-        else:
-            self._over_warn = False
-
-    def _freed(self, nbytes: int) -> None:
-        with self._lock:
-            self._disk_bytes -= nbytes
-            self._check_space()
-        with self._space:
-            self._space.notify_all()
-
     def refusal(self) -> str | None:
         """Why an append would be refused now: a damaged spool, or one at its disk cap."""
-        if self._broken is not None:
-            return str(self._broken)
-        if self._disk_bytes >= self.max_bytes:
-            return f"spool {self.spool_dir} is full ({self._disk_bytes} of max_bytes {self.max_bytes} bytes)"
-        return None
+        broken = self._sync.broken
+        if broken is not None:
+            return str(broken)
+        return self._usage.refusal()
 
     def full(self) -> bool:
         """At the cap, less room for a few records (a lock-free read: the hot path asks before each action)."""
-        return self._disk_bytes >= self._full_at
+        usage = self._usage
+        return usage.used >= usage.full_at
 
     def wait_for_space(self, timeout: float | None = None) -> bool:
         """Block until the spool is under its cap (acks freed a segment); False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._space:
-            # Room for a few records, not just one (space comes back a segment at a time anyway).
-            while self.full() and not self._closed:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._space.wait(remaining if remaining is not None else 1.0)
-        return True
+        return self._usage.wait(timeout)
 
     @property
     def disk_bytes(self) -> int:
         """Bytes of unacknowledged segments on disk (own and adopted)."""
-        return self._disk_bytes
+        return self._usage.used
 
     @property
     def path(self) -> str:
@@ -1143,7 +442,7 @@ class DiskSpool:
             self._drop_adopted(src)
             return
         with self._lock:
-            last_seg = src.segs[-1] if src.adopted else self._wseg
+            last_seg = src.segs[-1] if src.adopted else self._writer.seg
             if seg < last_seg and end >= src.sizes.get(seg, end + 1):
                 seg, end = next(n for n in src.segs if n > seg), 0  # that segment is finished
             src.ack_seg, src.ack_off = seg, end
@@ -1157,40 +456,41 @@ class DiskSpool:
             _log.error("auditrail: cannot write the spool cursor in %s: %s (acknowledged events may be resent)",
                        src.path, exc)
         for n in doomed:  # after the cursor moved past them
-            self._close_read_fd(src.seg_path(n))
+            self._reader.close_fd(src.seg_path(n))
             _unlink_quiet(src.seg_path(n))
-            self._forget_links(src, n)
+            self._journal.forget(src, n)
         if not src.adopted:
             freed += self._maybe_reset_own(src)
         if freed:
-            self._freed(freed)
+            self._usage.freed(freed)
 
     def _drop_adopted(self, src: _Source) -> None:
         """Everything of an adopted directory is acknowledged: remove it."""
         for n in src.segs:
-            self._close_read_fd(src.seg_path(n))
+            self._reader.close_fd(src.seg_path(n))
         with self._lock:
             freed = sum(src.sizes.values()) + sum(src.link_sizes.values())
         for n in list(src.link_sizes):
-            self._forget_links(src, n)
+            self._journal.forget(src, n)
         with self._lock:
             self._sources = [s for s in self._sources if s is not src]
         src.remove()
-        self._freed(freed)
+        self._usage.freed(freed)
 
     def _maybe_reset_own(self, src: _Source) -> int:
         """All we wrote is acknowledged and the segment is big: start a new segment and delete this one."""
+        writer = self._writer
         with self._lock:
-            if (src.ack_seg != self._wseg or src.ack_off != self._woff or self._woff < self.segment_bytes // 4
-                    or self._live or not self._live_on or self._buf or self._unlinked or self._map is None):
+            if (src.ack_seg != writer.seg or src.ack_off != writer.off or writer.off < self.segment_bytes // 4
+                    or self._live or not self._live_on or self._buf or self._unlinked or writer.map is None):
                 return 0
-            old, size = self._wseg, self._woff
+            old, size = writer.seg, writer.off
             try:
-                self._rotate(0)
+                writer.rotate(0)
             except SpoolWriteError:
                 return 0
-            src.ack_seg, src.ack_off = src.rseg, src.roff = self._wseg, 0
-            self._lpos = (self._wseg, 0)
+            src.ack_seg, src.ack_off = src.rseg, src.roff = writer.seg, 0
+            self._lpos = (writer.seg, 0)
             src.segs.remove(old)
             src.sizes.pop(old, None)
             size += src.link_sizes.get(old, 0)
@@ -1198,9 +498,9 @@ class DiskSpool:
             src.write_cursor()
         except OSError:
             pass
-        self._close_read_fd(src.seg_path(old))
+        self._reader.close_fd(src.seg_path(old))
         _unlink_quiet(src.seg_path(old))
-        self._forget_links(src, old)
+        self._journal.forget(src, old)
         return size
 
     def _fill(self, want: int) -> None:
@@ -1224,7 +524,7 @@ class DiskSpool:
                 # The reader's limit: what the writer wrote; with hash chains, while records wait in the queue,
                 # the last one link_pending took (those beyond it are linked by link_pending first).
                 queued = self._linker is not None and (self._queue_on or self._unlinked)
-                lseg, loff = self._lpos if queued else (self._wseg, self._woff)
+                lseg, loff = self._lpos if queued else (self._writer.seg, self._writer.off)
                 if (own.rseg, own.roff) == (lseg, loff):
                     if (self._queue_on or not queued) and not self._batch:
                         # Caught up: new events go to memory again. Resync the count (exact here).
@@ -1237,9 +537,9 @@ class DiskSpool:
                     own.rseg, own.roff = rseg + 1, 0
                 continue
             limit = loff if rseg == lseg else own.sizes[rseg]
-            records, end, skipped, bad = self._read_records(own.seg_path(rseg), roff, limit, want - len(buf))
+            records, end, skipped, bad = self._reader.records(own.seg_path(rseg), roff, limit, want - len(buf))
             if bad:
-                self.corrupt_regions += 1
+                self._counters.corrupt_regions += 1
                 _log.error("auditrail: spool %s: corrupt record at offset %d: %d bytes (at least one audit event) "
                            "skipped to the end of what was written", own.seg_path(rseg), end, limit - end)
                 end = limit
@@ -1259,9 +559,9 @@ class DiskSpool:
         while later:
             limit = src.sizes.get(seg, 0)
             if off < limit:
-                records, end, skipped, bad = self._read_records(src.seg_path(seg), off, limit, want)
+                records, end, skipped, bad = self._reader.records(src.seg_path(seg), off, limit, want)
                 if bad:  # verified at adoption: changed since
-                    self.corrupt_regions += 1
+                    self._counters.corrupt_regions += 1
                     _log.error("auditrail: spool %s: corrupt record at offset %d (changed after adoption?)",
                                src.seg_path(seg), end)
                     end = limit
@@ -1289,74 +589,24 @@ class DiskSpool:
         if not any(entry[1] is src for entry in self._buf):
             self._drop_adopted(src)
 
-    def _read_fd(self, path: str) -> int:
-        """A segment, open for reading (kept open until it is deleted or the spool closes)."""
-        fd = self._read_fds.get(path)
-        if fd is None:
-            fd = self._read_fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        return fd
-
-    def _read_records(self, path: str, off: int, limit: int,
-                      want: int) -> tuple[list[tuple[AuditEvent, int]], int, int, bool]:
-        """Decode up to `want` records of a segment from `off` up to `limit`.
-
-        Returns ([(event, end offset)], next offset, undecodable records skipped, hit a bad frame)."""
-        fd = self._read_fd(path)
-        out: list[tuple[AuditEvent, int]] = []
-        skipped = 0
-        read = _native_read or _read_frames
-        while len(out) + skipped < want and off < limit:
-            data = os.pread(fd, min(_READ_CHUNK, limit - off), off)
-            if len(data) >= _HEADER_SIZE:
-                need = _HEADER_SIZE + _HEADER.unpack_from(data, 0)[0]
-                if len(data) < need <= limit - off:
-                    data = os.pread(fd, need, off)  # one record larger than a chunk
-            records, errors, pos, bad = read(data, want - len(out) - skipped, off, AuditEvent, decode_event)
-            if not records and not errors:
-                return out, off, skipped, True  # bad, or a record running past what was written
-            out.extend(records)
-            for at, message in errors:
-                skipped += 1
-                self.corrupt_regions += 1
-                _log.error("auditrail: spool %s: undecodable record at offset %d skipped: %s", path, at, message)
-            off += pos
-            if bad:
-                return out, off, skipped, True
-        return out, off, skipped, False
-
-    def _close_read_fd(self, path: str) -> None:
-        fd = self._read_fds.pop(path, None)
-        if fd is not None:
-            _close_quiet(fd)
-
     # --- lifecycle --------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Sync, release the files and locks; unacknowledged events stay on disk for the next start."""
         if self._closed:
             return
-        self._closed = True
-        self._stop.set()
-        if self._flusher is not None and self._flusher is not threading.current_thread():
-            self._flusher.join(timeout=5)
+        self._closed = self._usage.closed = True
+        self._sync.stop_flusher()
         with self._lock:  # appends from now on are refused
-            if self._map is not None:
-                _finish_segment(self._fd, self._map, self._woff)
-                self._map = None
+            self._writer.finish()
         try:
-            self._sync_pass()
+            self._sync.sync_pass()
         except OSError as exc:
             _log.error("auditrail: final fsync of the spool %s failed: %s", self.spool_dir, exc)
         with self._lock:
-            for fd in self._retired:
-                _close_quiet(fd)
-            self._retired = []
-            _close_quiet(self._fd)
-            self._fd = -1
-        for fd in (*self._read_fds.values(), *self._link_fds.values()):
-            _close_quiet(fd)
-        self._read_fds.clear()
-        self._link_fds.clear()
+            self._writer.close()
+        self._reader.close()
+        self._journal.close()
         for src in self._sources:
             if src.adopted:
                 src.release()  # the next start adopts what is left
@@ -1366,18 +616,16 @@ class DiskSpool:
                 own.remove()
             else:
                 own.release()
-        with self._space:
-            self._space.notify_all()
+        self._usage.wake()
 
     def after_fork_in_child(self) -> None:
         """In a forked child: a spool of its own (the parent keeps its files, locks and queued events)."""
-        inherited = [self._fd, *self._retired, *self._read_fds.values(), *self._link_fds.values(),
+        inherited = [*self._reader.fds.values(), *self._journal.fds.values(),
                      *(fd for s in self._sources for fd in (s.cursor_fd, s.lock_fd))]
+        self._writer.forget_inherited()
         for fd in inherited:
             _close_quiet(fd)  # closing our copy never releases the parent's flock (it holds its own fd)
-        if self._map is not None:
-            self._map.close()  # unmaps our view only: the parent's segment and its size stay as they are
-        self.syncs = 0
+        self._counters.syncs = 0
         batch = self._batch
         self._init_state()
         self._open_dirs()

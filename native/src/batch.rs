@@ -2,10 +2,11 @@
 //!
 //! [`drain_segment`] reads a chunk of a spool segment and does, for up to `max_records` records, what the
 //! Python drain does with AuditEvent objects: the framing and CRC-32 (`_scan`), the records (`decode_event`),
-//! their chain links (a journalled link as `_apply_links` gives it, else `Chain.link` in order), the journal
-//! frame of the newly linked ones (`journal_payload`, appended to the segment's journal and fdatasynced as
-//! `_write_journal` does), and the OTLP request (`EventEncoder.encode`). No Python object is made per record:
-//! the GIL is held to read the journal and the chains' state, and to write them back; the reading, parsing,
+//! their chain links (a journalled link as `LinkJournal.apply` gives it, else `Chain.link` in order), the
+//! journal frame of the newly linked ones (`journal_payload`, appended to the segment's journal and
+//! fdatasynced as `LinkJournal.append_frame` does), and the OTLP request (`EventEncoder.encode`). No Python
+//! object is made per record: the GIL is held to read the journal and the chains' state, and to write them
+//! back; the reading, parsing,
 //! linking, encoding and the journal's write and sync run in two stretches without it. (Each time the drain
 //! gives the GIL up, it waits a switch interval or more to get it back while app threads run.) A chunk with a
 //! record outside the plain case gives None before any chain moved or anything was written, and the caller
@@ -106,7 +107,7 @@ fn read_chunk(fd: RawFd, offset: u64, len: usize, buf: &mut Vec<u8>) -> io::Resu
     Ok(())
 }
 
-/// Append `payload` as one frame (spool_file._HEADER: length, CRC-32) and fdatasync; on a failed write the
+/// Append `payload` as one frame (disk_spool.records._HEADER: length, CRC-32) and fdatasync; on a failed write the
 /// journal is cut back to its size before.
 fn write_frame(sink: &Sink, payload: &[u8]) -> io::Result<()> {
     let file = borrowed(sink.fd);
@@ -122,7 +123,7 @@ fn write_frame(sink: &Sink, payload: &[u8]) -> io::Result<()> {
 }
 
 /// `err` as Python raises it: OSError(errno, strerror), of the subclass its errno maps to. A write that
-/// stopped short (nothing written, no errno) is ENOSPC, as DiskSpool._write_journal has it.
+/// stopped short (nothing written, no errno) is ENOSPC, as LinkJournal.append_frame has it.
 fn os_error<'py>(py: Python<'py>, err: &io::Error) -> PyResult<Bound<'py, PyAny>> {
     const ENOSPC: i32 = 28;
     let errno = match err.raw_os_error() {
@@ -139,7 +140,7 @@ fn os_error<'py>(py: Python<'py>, err: &io::Error) -> PyResult<Bound<'py, PyAny>
 /// `per_request` records at most, the new links' frame appended to the journal `journal_fd` (of
 /// `journal_size` bytes; -1: none, the caller writes the payload) and synced before it returns. Returns None (nothing changed or written) when a record is not plain, or a chain
 /// would pass 2**53; else what [`Drained`] says. A journal that cannot be written does not stop the batch:
-/// the error is returned for the caller to report (DiskSpool._journalled). A failed read raises OSError.
+/// the error is returned for the caller to report (LinkJournal.appended). A failed read raises OSError.
 #[pyfunction]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub fn drain_segment<'py>(

@@ -15,7 +15,7 @@
 //! int (int64), bool, float, bytes or None under non-empty str keys. An event outside that goes to `fallback`.
 //!
 //! The fields of an event that a DiskSpool stored come from its record (`AuditEvent.spooled`, the bytes
-//! spool_file.encode_event wrote), parsed and hashed or encoded with the GIL released: the drain's Python
+//! disk_spool.records.encode_event wrote), parsed and hashed or encoded with the GIL released: the drain's Python
 //! part per event is then a few attribute and dict operations, and the app's threads run meanwhile.
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -148,7 +148,7 @@ fn chain_keys(py: Python<'_>) -> [&Bound<'_, PyString>; 4] {
     ]
 }
 
-/// AuditEvent's fields in spool_file.encode_event's order (after its format number), as text or None.
+/// AuditEvent's fields in disk_spool.records.encode_event's order (after its format number), as text or None.
 const SLOTS: [&str; 13] = [
     "event_type", "tenant", "actor", "actor_type", "payload", "source_ip", "reason", "outcome", "risk",
     "impersonator", "impersonation_id", "approval_id", "event_id",
@@ -236,7 +236,7 @@ impl Ev {
     }
 }
 
-/// The fields of a spool record (spool_file.encode_event's format 1) up to its extra attributes.
+/// The fields of a spool record (disk_spool.records.encode_event's format 1) up to its extra attributes.
 pub(crate) struct Spooled {
     pub(crate) text: [Option<String>; 13],
     pub(crate) time: Number,
@@ -1011,7 +1011,7 @@ pub(crate) fn request_heads(resource_field: &[u8], resource_schema: &[u8], scope
     (resource_head, scope_head, 1 + varint_len(resource_logs as u64) + resource_logs)
 }
 
-/// The journal frame payload of `spool_file._journal_entries` + orjson.dumps: JSON
+/// The journal frame payload of `disk_spool.records._journal_entries` + orjson.dumps: JSON
 /// ``[[end, chain id, seq, prev hash, hash], ...]`` for linked records (event, segment, end offset, _), the chain
 /// fields read from each event's extra (null when absent). None when a value is not a str, int or None
 /// (the caller then writes it with orjson).

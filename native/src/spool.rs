@@ -1,9 +1,9 @@
-//! The DiskSpool's read-back, natively: `spool_file.DiskSpool._read_records` over a chunk of a segment.
+//! The DiskSpool's read-back, natively: `disk_spool.reader.SegmentReader.records` over a chunk of a segment.
 //!
 //! [`read_frames`] is `_scan` (length + CRC-32 framing) followed by `decode_event` for each frame, with the
 //! framing checked and the records parsed with the GIL released. A record outside the plain case (extra
 //! attributes of its own, an id or time out of range, anything the parser does not know) is decoded by the
-//! `decode` callable it is given, spool_file.decode_event, which stays the definition; what that refuses
+//! `decode` callable it is given, disk_spool.records.decode_event, which stays the definition; what that refuses
 //! (ValueError) is reported back, not raised.
 use std::convert::Infallible;
 
@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use crate::drain::{Number, Spooled};
 
 const HEADER: usize = 8; // u32 little-endian length, u32 little-endian CRC-32 of the payload
-const MAX_RECORD: usize = 64 * 1024 * 1024; // a length above this is corruption (spool_file._MAX_RECORD)
+const MAX_RECORD: usize = 64 * 1024 * 1024; // a length above this is corruption (disk_spool.records._MAX_RECORD)
 
 /// A frame of the chunk: where its payload is, and its fields when they are plain.
 struct Frame {

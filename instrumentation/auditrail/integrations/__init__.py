@@ -38,6 +38,7 @@ from packaging.version import InvalidVersion, Version
 
 from .. import runtime
 from ..expressions import Expression, ExpressionError, compile_expression
+from ..recorder import add_fallback
 
 _log = logging.getLogger("auditrail")
 
@@ -287,6 +288,13 @@ class Hooks:
         """Run `step` on uninstrument (e.g. remove a SQLAlchemy event listener)."""
         with self._lock:
             self._undo.append(step)
+
+    def add_fallback(self, field: str, source: Any) -> None:
+        """Add a `context:` fallback for `field` (an object with `source`, `names` and `evaluate(namespace)`) to
+        every recorder, after audit.yaml's own; removed on uninstrument (see recorder.add_fallback)."""
+        remove = add_fallback(field, source)
+        with self._lock:
+            self._undo.append(remove)
 
     def register(self, registry: list[Any], item: Any) -> None:
         """Append `item` to a module-level list (e.g. marker providers), removed on uninstrument."""

@@ -134,7 +134,7 @@ class DjangoIntegration(Integration):
             hooks.on_import("django.db.models.query",
                             lambda mod: hooks.replace(mod.QuerySet, "update", self.update_recorder))
         # Only once the app imports Django: an app without it pays nothing for these fallbacks.
-        hooks.on_import("django", lambda mod: runtime_sources(self))
+        hooks.on_import("django", lambda mod: runtime_sources(self, hooks))
         hooks.register(ACTIVE, self)
 
     def _connect_auth(self, hooks: Hooks, signals: Any) -> None:
@@ -633,15 +633,11 @@ class RequestSource:
         return None if request is None else self._read(request)
 
 
-def runtime_sources(integration: DjangoIntegration) -> None:
+def runtime_sources(integration: DjangoIntegration, hooks: Hooks) -> None:
     """Give audit.yaml's events the same identity: actor, source IP and marker after the config's own."""
-    recorder = runtime.recorder
-    if recorder is None:
-        return
-    sources = recorder.sources
-    sources.actor = (*sources.actor, RequestSource("django request.user", lambda r: _username(_user(r))))
-    sources.source_ip = (*sources.source_ip, RequestSource("django source IP", integration.source_ip))
-    sources.marker = (*sources.marker, RequestSource("django impersonation session", marker_for))
+    hooks.add_fallback("actor", RequestSource("django request.user", lambda r: _username(_user(r))))
+    hooks.add_fallback("source_ip", RequestSource("django source IP", integration.source_ip))
+    hooks.add_fallback("marker", RequestSource("django impersonation session", marker_for))
 
 
 ACTIVE: list[DjangoIntegration] = []  # the one set up (a list: Hooks.register undoes it on uninstrument)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import runtime
 from . import Hooks, Integration, Option, client_ip, evaluate, expression, networks
 
 _state: dict[str, Any] = {}  # the active integration's options, for flask_admin's source IP
@@ -71,7 +70,7 @@ class FlaskLoginIntegration(Integration):
 
     def setup(self, hooks: Hooks) -> None:
         """Add the actor and source IP fallbacks once flask_login is imported."""
-        hooks.on_import("flask_login", lambda mod: self._sources())
+        hooks.on_import("flask_login", lambda mod: self._sources(hooks))
 
     def actor(self) -> str | None:
         """The current user's id (or the `actor` expression over it), read when the event is recorded."""
@@ -87,14 +86,11 @@ class FlaskLoginIntegration(Integration):
             value = evaluate(expr, "flask_login.actor", {"user": user, "request": flask.request})
         return None if value is None else str(value)
 
-    def _sources(self) -> None:
-        recorder = runtime.recorder
-        if recorder is None:
-            return
+    def _sources(self, hooks: Hooks) -> None:
         _state["trusted_proxies"] = self.config["trusted_proxies"]
-        sources = recorder.sources
-        sources.actor = (*sources.actor, FlaskSource("flask_login current_user", self.actor))
-        sources.source_ip = (*sources.source_ip, FlaskSource("flask request address", source_ip))
+        hooks.on_undo(lambda: _state.pop("trusted_proxies", None))
+        hooks.add_fallback("actor", FlaskSource("flask_login current_user", self.actor))
+        hooks.add_fallback("source_ip", FlaskSource("flask request address", source_ip))
 
 
 INTEGRATION = FlaskLoginIntegration

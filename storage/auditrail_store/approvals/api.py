@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..db import TENANT_MAX, TENANT_PATTERN
+from ..db import TENANT_MAX, TENANT_PATTERN, TENANT_SYNTAX
 from ..tokens import ALL_TENANTS, TokenInfo
 from .store import Approval, ApprovalError, ApprovalStore
 
@@ -39,7 +39,8 @@ class ApprovalAsk(BaseModel):
                                                                 "requester and bound values")
     event: str = Field(min_length=1, max_length=256)
     target: str = Field(min_length=1, max_length=1024)
-    tenant: str | None = Field(default=None, max_length=256)
+    tenant: str | None = Field(default=None, min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN,
+                               description=f"tenant id ({TENANT_SYNTAX}); none for an action of no tenant")
     requester: str | None = Field(default=None, max_length=1024)
     impersonator: str | None = Field(default=None, max_length=1024)
     bound: dict[str, Any] = Field(default_factory=dict, description="the bound values (redacted), shown to approvers")
