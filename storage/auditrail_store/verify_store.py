@@ -60,17 +60,22 @@ def time_unix_nano(iso: str) -> int:
 
 def event_record(event: Mapping[str, Any]) -> dict[str, Any]:
     """An exported event as the flat record verify_records reads."""
+    timestamp = event.get("timestamp")
+    return stored_record(event, event.get("payload_json", event.get("payload")),
+                         time_unix_nano(timestamp) if isinstance(timestamp, str) else 0)
+
+
+def stored_record(columns: Mapping[str, Any], payload_text: Any, time_ns: int) -> dict[str, Any]:
+    """An event's columns (export names; the payload as `payload_text`, time in ns) as the flat record
+    verify_records reads: the attributes it carries and the chain hashed, an empty event type as none."""
     attributes: dict[str, Any] = {}
     for column, key in _ATTRIBUTES.items():
-        value = event.get(column)
+        value = columns.get(column)
         if value is not None:
             attributes[key] = value
-    payload_text = event.get("payload_json", event.get("payload"))
     if payload_text is not None:
         attributes[semconv.PAYLOAD] = payload_text if isinstance(payload_text, str) else json.dumps(payload_text)
-    timestamp = event.get("timestamp")
-    return {"event_name": event.get("event_type") or None,
-            "time_unix_nano": time_unix_nano(timestamp) if isinstance(timestamp, str) else 0,
+    return {"event_name": columns.get("event_type") or None, "time_unix_nano": time_ns,
             "attributes": attributes, "scope_name": semconv.SCOPE_NAME}
 
 
@@ -193,8 +198,15 @@ def verify_stored(store: Store, tenant: str, filters: Any = None,
     million stubs.) Events a running emitter appends to a chain after the counts were read (they come last in
     the export's time order) are left to the next verification.
     """
+    from auditrail.native import native_function
+
     from .export import ExportFilters
 
+    chain_scan = native_function("ChainScan")
+    if chain_scan is not None:  # the same procedure, the events hashed and folded natively (verify_scan.py)
+        from .verify_scan import verify_scanned
+
+        return verify_scanned(store, tenant, filters or ExportFilters(), trusted_keys, chain_scan)
     with Store.open(store.url, store.database) as side:  # the chains' own queries, while the stream is open
         return _verify_streamed(store, side, tenant, filters or ExportFilters(), trusted_keys)
 
