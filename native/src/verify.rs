@@ -1,8 +1,9 @@
 //! The store's chain verification at engine speed: a tenant's stored events, as the engine streams them in
 //! `RowBinary`, hashed with chain.py's definition (drain.rs's `link_digest`, the one the SDK links with) and
 //! folded into *runs*: maximal stretches of a chain whose events each hash to their stored hash, follow each
-//! other seq by seq and link each to the one before. A run is all `auditrail.verify.verify_records` needs of
-//! those events (it checks the run's first link against what precedes it, counts its events, and anchors or
+//! other seq by seq and link each to the one before, joined in whatever order the rows arrive (the export's
+//! is the event ids', UUIDv7: time order, nearly a chain's seq order; memory holds the runs still apart). A
+//! run is all `auditrail.verify.verify_records` needs of those events (it checks the run's first link against what precedes it, counts its events, and anchors or
 //! reports its tail by seq), so Python holds a few runs per chain instead of an object per event.
 //!
 //! Every other row comes back whole, for Python to build the record verify_records judges itself: unchained
@@ -15,7 +16,7 @@
 //! The columns, in the query's order (verify_scan.py's `_SCAN_COLUMNS`): the 13 hashed fields in drain.rs's
 //! `SLOTS` order as Nullable(String) (the event type NULL when empty, as the export's reader takes it), the
 //! time as Int64 ns, chain id Nullable(String), seq Nullable(UInt64), prev_hash and hash Nullable(String).
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -125,8 +126,36 @@ struct Chain {
     done: bool,
     range: Option<(u64, u64)>,
     cuts: HashSet<u64>,
-    open: Option<Run>,
-    runs: Vec<Run>,
+    open: BTreeMap<u64, Run>, // by first seq, disjoint: rows join them in whatever order they arrive
+    strays: Vec<Run>,         // rows whose seq an open run holds already: left for verify_records to refuse
+}
+
+impl Chain {
+    /// Join a verified row (a run of one) to the runs it links to: the one ending at seq - 1 if the row's
+    /// prev_hash is that run's hash, the one starting at seq + 1 if that run's prev_hash is the row's hash; never
+    /// across a cut (a seq a checkpoint covers ends a run).
+    fn add(&mut self, mut run: Run) {
+        let seq = run.first;
+        if self.open.range(..=seq).next_back().is_some_and(|(_, b)| b.last >= seq) {
+            self.strays.push(run); // a seq claimed twice
+            return;
+        }
+        let joins_after = self.open.get(&(seq + 1)).is_some_and(|a| a.prev == run.hash && !self.cuts.contains(&seq));
+        let after = if joins_after { self.open.remove(&(seq + 1)) } else { None };
+        if let Some(after) = after {
+            run.last = after.last;
+            run.hash = after.hash;
+        }
+        let cuts = &self.cuts;
+        if let Some(before) = self.open.range_mut(..seq).next_back().map(|(_, r)| r) {
+            if before.last + 1 == seq && before.hash == run.prev && !cuts.contains(&before.last) {
+                before.last = run.last;
+                before.hash = run.hash;
+                return;
+            }
+        }
+        self.open.insert(seq, run);
+    }
 }
 
 /// What a row became: returned to Python in stream order.
@@ -212,25 +241,14 @@ impl ChainScan {
             return Some(whole(row));
         }
         let hash = unsafe { std::str::from_utf8_unchecked(hash) };
-        if let Some(open) = chain.open.as_mut() {
-            if join && open.last + 1 == seq && open.hash == prev_text && !chain.cuts.contains(&open.last) {
-                open.last = seq;
-                open.hash.clear();
-                open.hash.push_str(hash);
-                return None;
-            }
-        }
         let run = Run { first: seq, last: seq, prev: prev_text.to_owned(), hash: hash.to_owned(),
                         event_id: fields.field(EVENT_ID).map(str::to_owned) };
         if !join {
             return Some(Item::Run(self.ids[at].clone(), run));
         }
-        if let Some(done) = chain.open.replace(run) {
-            chain.runs.push(done);
-        }
+        chain.add(run);
         None
     }
-
     /// Parse and take every whole row in the buffer; keep a cut-off row's start for the next chunk.
     fn scan(&mut self) -> Vec<Item> {
         let buffer = std::mem::take(&mut self.buffer);
@@ -320,10 +338,7 @@ impl ChainScan {
         }
         let runs = PyList::empty(py);
         for (at, chain) in self.chains.iter_mut().enumerate() {
-            if let Some(open) = chain.open.take() {
-                chain.runs.push(open);
-            }
-            for run in &chain.runs {
+            for run in chain.open.values().chain(&chain.strays) {
                 runs.append(run_to_py(py, &self.ids[at], run)?)?;
             }
         }

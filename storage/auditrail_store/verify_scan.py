@@ -90,32 +90,33 @@ def verify_scanned(store: Store, tenant: str, filters: Any, trusted_keys: Mappin
                    chain_scan: Callable[..., Any]) -> VerifyReport:
     """verify_store.verify_stored with the native scan `chain_scan` (auditrail_native.ChainScan)."""
     from .export import chain_section, stub_exclusion
-    from .verify_store import (_chain_counts, _merge, _verify_chain, chain_checkpoints, conflict_problems,
-                               event_conflicts)
+    from .verify_store import (_chain_counts, _merge, _verify_chain, chain_checkpoints, chain_links,
+                               conflict_problems, event_conflicts)
 
     expected = _chain_counts(store, tenant, filters)
     checkpoints = chain_checkpoints(store, tenant, expected)
     cuts = {chain_id: [c["covers_seq"] for c in items] for chain_id, items in checkpoints.items()}
-    exclude = stub_exclusion(store, tenant, filters)
     sql, params = scan_query(store, tenant, filters)
     records, (_, order, ranges, runs) = _scan(store, chain_scan(expected, cuts), sql, params)
     by_chain: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         by_chain.setdefault(run[0], []).append(_run_record(run))
-    report = VerifyReport(trusted_keys=bool(trusted_keys))
+    late = [chain_id for chain_id in order if chain_id not in expected]  # chains that appeared after the counts
+    checkpoints.update(chain_checkpoints(store, tenant, late))
     keys: dict[str, str] = {}
-    for chain_id in order:
-        if chain_id not in expected:  # a chain that appeared after the counts were read
-            checkpoints.update(chain_checkpoints(store, tenant, [chain_id]))
-        first, last = ranges[chain_id]
-        section = chain_section(chain_id, first, last, checkpoints.get(chain_id, []), keys)
+    sections = {chain_id: chain_section(chain_id, *ranges[chain_id], checkpoints.get(chain_id, []), keys)
+                for chain_id in order}
+    links = chain_links(store, tenant, [(c, s["from_seq"], s["to_seq"]) for c, s in sections.items()],
+                        stub_exclusion(filters))
+    report = VerifyReport(trusted_keys=bool(trusted_keys))
+    for chain_id, section in sections.items():
         chain_records = records.pop(chain_id, []) + by_chain.pop(chain_id, [])
         try:
-            part = _verify_chain(store, tenant, chain_id, chain_records, section, exclude, trusted_keys)
+            part = _verify_chain(chain_id, chain_records, section, links.get(chain_id, ()), trusted_keys)
         except RunConflict:  # event by event, in stream order (see the module docstring)
             sql, params = scan_query(store, tenant, filters, chain_id)
             alone, _ = _scan(store, chain_scan(expected, cuts, runs=False), sql, params)
-            part = _verify_chain(store, tenant, chain_id, alone.get(chain_id, []), section, exclude, trusted_keys)
+            part = _verify_chain(chain_id, alone.get(chain_id, []), section, links.get(chain_id, ()), trusted_keys)
         _merge(report, part)
     _merge(report, verify_records(_flat(records.values()), trusted_keys))
     report.problems.extend(conflict_problems(event_conflicts(store, tenant, filters)))

@@ -24,7 +24,7 @@ service, the CLI and a customer's auditor run one procedure:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -217,7 +217,7 @@ def _verify_streamed(store: Store, side: Store, tenant: str, filters: Any,
 
     expected = _chain_counts(store, tenant, filters)
     checkpoints = chain_checkpoints(store, tenant, expected)
-    exclude = stub_exclusion(store, tenant, filters)
+    exclude = stub_exclusion(filters)
     keys: dict[str, str] = {}
     report = VerifyReport(trusted_keys=bool(trusted_keys))
     pending: dict[str | None, list[dict[str, Any]]] = {}  # chain id (None: unchained) -> its events so far
@@ -232,7 +232,8 @@ def _verify_streamed(store: Store, side: Store, tenant: str, filters: Any,
         if chain_id not in expected:  # a chain that appeared after the counts were read
             checkpoints.update(chain_checkpoints(side, tenant, [chain_id]))
         section = chain_section(chain_id, first, last, checkpoints.get(chain_id, []), keys)
-        _merge(report, _verify_chain(side, tenant, chain_id, records, section, exclude, trusted_keys))
+        links = chain_links(side, tenant, [(chain_id, section["from_seq"], section["to_seq"])], exclude)
+        _merge(report, _verify_chain(chain_id, records, section, links.get(chain_id, ()), trusted_keys))
 
     for lines, (chain_ids, seqs) in _event_blocks(store, tenant, filters, keep_text=True,
                                                   extra=("chain_id", "chain_seq")):
@@ -290,9 +291,8 @@ def _held(record: dict[str, Any]) -> dict[str, Any]:
 _LINKS = (semconv.EVENT_ID, semconv.CHAIN_ID, semconv.CHAIN_SEQ, semconv.CHAIN_PREV, semconv.CHAIN_HASH)
 
 
-def _verify_chain(store: Store, tenant: str, chain_id: str, records: list[dict[str, Any]], section: dict[str, Any],
-                  exclude: tuple[str, dict[str, Any]] | None,
-                  trusted_keys: Mapping[str, Ed25519PublicKey] | None) -> VerifyReport:
+def _verify_chain(chain_id: str, records: list[dict[str, Any]], section: dict[str, Any],
+                  links: Iterable[dict[str, Any]], trusted_keys: Mapping[str, Ed25519PublicKey] | None) -> VerifyReport:
     """One chain's events with what the document adds to them: its anchoring checkpoints and link stubs."""
     seen = {(r["attributes"].get(semconv.EVENT_ID), r["attributes"].get(semconv.CHAIN_SEQ)) for r in records}
     problems: list[Problem] = []
@@ -301,8 +301,7 @@ def _verify_chain(store: Store, tenant: str, chain_id: str, records: list[dict[s
             problems.extend(_payload_problems(checkpoint))
             records.append(event_record(checkpoint))
     full = {seq for _, seq in seen} | {c.get("chain_seq") for c in section["checkpoints"]}
-    stubs = chain_links(store, tenant, chain_id, section["from_seq"], section["to_seq"], exclude) if exclude else ()
-    for stub in stubs:
+    for stub in links:
         if stub["seq"] not in full:
             records.append(stub_record(chain_id, stub))
     report = verify_records(records, trusted_keys)
@@ -331,15 +330,18 @@ def event_conflicts(store: Store, tenant: str, filters: Any) -> list[dict[str, A
 
     parameters: dict[str, Any] = {}
     scope = tenant_scope(tenant, parameters)
-    within = ""
-    if filters is not None and filters != ExportFilters():
-        sql, exported = exported_ids(store, tenant, filters, columns=("event_key",))
-        parameters.update(exported)
-        within = f" AND event_key IN (SELECT event_key FROM ({sql}))"
+    # The tenant's conflicting ids first, aggregated in the table's key order (memory bounded whatever the
+    # tenant's size), then those of them the export holds: no set of the export's ids is ever built.
     rows = store.query(
-        "SELECT event_key, count() AS versions, sum(copies) FROM (SELECT event_key, version, sum(copies) AS copies"
-        f" FROM {store.table('audit_event_versions')} WHERE {scope}{within} GROUP BY event_key, version)"
-        " GROUP BY event_key HAVING versions > 1 ORDER BY event_key", parameters).result_rows
+        "SELECT event_key, uniqExact(version) AS versions, sum(copies)"
+        f" FROM {store.table('audit_event_versions')} WHERE {scope} GROUP BY event_key HAVING versions > 1"
+        " ORDER BY event_key SETTINGS optimize_aggregation_in_order = 1", parameters).result_rows
+    if rows and filters is not None and filters != ExportFilters():
+        sql, exported = exported_ids(store, tenant, filters, columns=("event_key",))
+        inside = {key for (key,) in store.query(f"SELECT event_key FROM ({sql}) WHERE has({{conflicting:Array(String)}},"
+                                               " event_key)", dict(exported, conflicting=[r[0] for r in rows])
+                                               ).result_rows}
+        rows = [row for row in rows if row[0] in inside]
     return [{"event_id": key, "versions": int(versions), "copies": int(copies)} for key, versions, copies in rows]
 
 
@@ -372,28 +374,34 @@ def chain_checkpoints(store: Store, tenant: str, chain_ids: Iterable[str]) -> di
     return found
 
 
-def chain_links(store: Store, tenant: str, chain_id: str, from_seq: int, to_seq: int,
-                exclude: tuple[str, dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
-    """Link stubs (seq, prev_hash, hash) of `tenant`'s events of one chain in [from_seq, to_seq] not in the export
-    (those a filter such as `type` or `actor` left out).
+def chain_links(store: Store, tenant: str, spans: Sequence[tuple[str, int, int]],
+                exclude: tuple[str, dict[str, Any]] | None) -> dict[str, list[dict[str, Any]]]:
+    """Link stubs (seq, prev_hash, hash) of `tenant`'s events of each chain in its span (chain id, from_seq,
+    to_seq) that are not in the export (those a filter such as `type` or `actor` left out), by chain id, in seq
+    order; {} when `exclude` is None (an unfiltered export holds every event).
 
-    `exclude` is the export's canonical read (db.select_events): its events are in the export in full, so
-    they get no stub (a deleted one then shows as a gap). Chains are per tenant, so stubs come from the
-    tenant's own rows only: another tenant cannot place stubs in this tenant's chains.
+    `exclude` is export.stub_exclusion's condition: the events meeting it are in the export in full, so they get
+    no stub (a deleted one then shows as a gap). One query for every chain, on the rows the export's canonical
+    read sees (FINAL), nothing held per exported event. Chains are per tenant, so stubs come from the tenant's
+    own rows only: another tenant cannot place stubs in this tenant's chains.
     """
-    parameters: dict[str, Any] = {"chain_id": chain_id, "first": from_seq, "last": to_seq}
+    if exclude is None or not spans:
+        return {}
+    condition, exclude_params = exclude
+    parameters: dict[str, Any] = {"chains": [c for c, _, _ in spans], "firsts": [f for _, f, _ in spans],
+                                  "lasts": [t for _, _, t in spans], **exclude_params}
     scope = tenant_scope(tenant, parameters)
-    excluded = ""
-    if exclude is not None:
-        sql, exclude_params = exclude
-        parameters.update(exclude_params)
-        excluded = f" AND event_id NOT IN (SELECT event_id FROM ({sql}))"
     rows = store.query(
-        f"SELECT chain_seq, chain_prev_hash, chain_hash FROM {store.table('audit_events')} FINAL"
-        f" WHERE {scope} AND chain_id = {{chain_id:String}} AND chain_seq BETWEEN {{first:UInt64}} AND {{last:UInt64}}"
-        + excluded + " ORDER BY chain_seq", parameters).result_rows
-    for seq, prev_hash, hash_ in rows:
-        yield {"chain_id": chain_id, "seq": int(seq), "prev_hash": prev_hash, "hash": hash_}
+        f"SELECT chain_id, chain_seq, chain_prev_hash, chain_hash FROM {store.table('audit_events')} FINAL"
+        f" WHERE {scope} AND chain_id IS NOT NULL AND chain_seq IS NOT NULL"
+        " AND (indexOf({chains:Array(String)}, assumeNotNull(chain_id)) AS span) > 0"
+        " AND chain_seq BETWEEN {firsts:Array(UInt64)}[span] AND {lasts:Array(UInt64)}[span]"
+        f" AND NOT ifNull(({condition}), 0) ORDER BY chain_id, chain_seq", parameters).result_rows
+    links: dict[str, list[dict[str, Any]]] = {}
+    for chain_id, seq, prev_hash, hash_ in rows:
+        links.setdefault(chain_id, []).append({"chain_id": chain_id, "seq": int(seq), "prev_hash": prev_hash,
+                                               "hash": hash_})
+    return links
 
 
 def main_verify(args: Any) -> int:
