@@ -148,7 +148,7 @@ def test_a_clean_chain_reaches_python_as_a_run_per_checkpoint(store: Store) -> N
     insert_rows(store, [audit_row(e) for e in emitter.events])
     sql, params = scan_query(store, "runs", ExportFilters())
     cuts = {emitter.chain.chain_id: [500, 1001, 1502, 2003]}
-    records, (rows, order, ranges, runs) = _scan(store, native_function("ChainScan")({}, cuts), sql, params)
+    records, (rows, order, ranges, runs) = _scan(store, native_function("ChainScan")(cuts), sql, params)
     assert rows == 2004 and order == [emitter.chain.chain_id] and ranges == {order[0]: (1, 2004)}
     assert [(r[1], r[2]) for r in runs] == [(1, 500), (502, 1001), (1003, 1502), (1504, 2003)]
     assert [r["attributes"][semconv.CHAIN_SEQ] for r in records[order[0]]] == [501, 1002, 1503, 2004]

@@ -121,9 +121,6 @@ struct Run {
 
 #[derive(Default)]
 struct Chain {
-    limit: Option<u64>, // rows of the chain to take (the count read before the stream); later ones are skipped
-    seen: u64,
-    done: bool,
     range: Option<(u64, u64)>,
     cuts: HashSet<u64>,
     open: BTreeMap<u64, Run>, // by first seq, disjoint: rows join them in whatever order they arrive
@@ -171,7 +168,6 @@ pub struct ChainScan {
     ids: Vec<String>,
     chains: Vec<Chain>,
     order: Vec<usize>, // chains in the order their first seq passed (the export's order of chains)
-    limits: HashMap<String, u64>,
     cuts: HashMap<String, Vec<u64>>,
     join: bool,
     buffer: Vec<u8>,
@@ -192,7 +188,7 @@ impl ChainScan {
             return at;
         }
         let name = String::from_utf8_lossy(id).into_owned();
-        let mut chain = Chain { limit: self.limits.get(&name).copied(), ..Chain::default() };
+        let mut chain = Chain::default();
         if let Some(cuts) = self.cuts.get(&name) {
             chain.cuts = cuts.iter().copied().collect();
         }
@@ -202,7 +198,7 @@ impl ChainScan {
         self.chains.len() - 1
     }
 
-    /// Take one row: None when it joined a run (or was skipped), else what Python gets now.
+    /// Take one row: None when it joined a run, else what Python gets now.
     fn take(&mut self, row: &Row<'_>, json: &mut Vec<u8>) -> Option<Item> {
         let whole = |row: &Row<'_>| {
             Item::Row(row.text.iter().map(|t| lossy(*t)).collect(), row.time, lossy(row.chain_id), row.seq,
@@ -212,10 +208,6 @@ impl ChainScan {
         let at = self.chain(id);
         let join = self.join;
         let chain = &mut self.chains[at];
-        if chain.done {
-            return None; // appended after the counts were read: the next verification's
-        }
-        chain.seen += 1;
         if let Some(seq) = row.seq {
             chain.range = Some(match chain.range {
                 None => {
@@ -224,9 +216,6 @@ impl ChainScan {
                 }
                 Some((first, last)) => (first.min(seq), last.max(seq)),
             });
-        }
-        if chain.limit == Some(chain.seen) && chain.range.is_some() {
-            chain.done = true;
         }
         let (Some(seq), Some(prev), Some(hash)) = (row.seq, row.prev, row.hash) else { return Some(whole(row)) };
         if seq == 0 || seq > SAFE_INT || hash.len() != 64 || row.text[EVENT_TYPE] == Some(CHECKPOINT.as_bytes())
@@ -297,12 +286,12 @@ fn run_to_py<'py>(py: Python<'py>, chain_id: &str, run: &Run) -> PyResult<Bound<
 
 #[pymethods]
 impl ChainScan {
-    /// `limits`: chain id -> how many of its rows to take; `cuts`: chain id -> seqs a run must end at;
+    /// `cuts`: chain id -> seqs a run must end at;
     /// `runs`: False makes every plain row a run of its own.
     #[new]
-    #[pyo3(signature = (limits, cuts, runs = true))]
-    fn new(limits: HashMap<String, u64>, cuts: HashMap<String, Vec<u64>>, runs: bool) -> Self {
-        ChainScan { index: HashMap::new(), ids: Vec::new(), chains: Vec::new(), order: Vec::new(), limits, cuts,
+    #[pyo3(signature = (cuts, runs = true))]
+    fn new(cuts: HashMap<String, Vec<u64>>, runs: bool) -> Self {
+        ChainScan { index: HashMap::new(), ids: Vec::new(), chains: Vec::new(), order: Vec::new(), cuts,
                     join: runs, buffer: Vec::new(), rows: 0 }
     }
 
