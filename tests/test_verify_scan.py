@@ -186,7 +186,8 @@ def test_memory_does_not_follow_the_events(store: Store) -> None:
     _peak(store, small)  # warm up: imports, caches
     few, many = _peak(store, small), _peak(store, ExportFilters())
     print(f"\nPython peak verifying 8,000 events {few / 1e6:.1f} MB, 40,000 events {many / 1e6:.1f} MB")
-    assert many < few * 1.3 + 2e6, (few, many)
+    # measured: 6.8 -> 9.0 MB (the engine's blocks grow with the result); the Python scan: 21.5 -> 58.0 MB
+    assert many < few * 1.5 + 3e6, (few, many)
 
 
 def test_the_native_hash_is_the_chains_over_tricky_values(store: Store) -> None:
