@@ -205,3 +205,21 @@ def test_the_native_hash_is_the_chains_over_tricky_values(store: Store) -> None:
     sql, params = scan_query(store, "tricky", ExportFilters())
     records, (rows, _, _, runs) = _scan(store, native_function("ChainScan")({}), sql, params)
     assert rows == len(TRICKY) * 3 and records == {} and [(r[1], r[2]) for r in runs] == [(1, rows)]
+
+
+def test_a_chain_with_a_seq_claimed_twice_is_read_again_event_by_event(store: Store,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked chain (a forged event claiming seq 10) cannot be folded into runs: it alone is read again."""
+    from auditrail_store import verify_scan
+
+    reads: list[str | None] = []
+    scan = verify_scan._scan
+
+    def counted(store: Store, scanner: Any, sql: str, params: dict[str, Any]) -> Any:
+        reads.append(params.get("scan_chain"))
+        return scan(store, scanner, sql, params)
+
+    monkeypatch.setattr(verify_scan, "_scan", counted)
+    report = verify_stored(store, TENANT, ExportFilters()).to_dict()
+    [forked] = [c for c in report["chains"] if any(p["kind"] == "conflict" for p in c["problems"])]
+    assert reads == [None, forked["chain_id"]]
