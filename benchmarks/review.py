@@ -9,9 +9,11 @@ an NDJSON file. Then, each as the operator runs it (a subprocess on the embedded
   plus the month's chain verification, which streams every event once, as `verify --tenant` does);
 * the same review of the smaller month before: peak RSS of the two reviews shows whether memory follows
   the event count;
-* each with `--integrity quick` (the chains' shape counted in the engine) and `full` (every event hashed
-  and linked in Python, signatures checked: verify_stored, which holds the links of every chain still open,
-  so interleaved chains of many emitters are held until their last event passes).
+* each with `--integrity quick` (the chains' shape counted in the engine) and `full` (the default: every
+  event hashed and linked, signatures checked: verify_stored, natively when the core is built, holding runs of
+  verified links rather than events, so the two months' peak RSS should match).
+
+Event ids are UUIDv7 of the event's time, as emitters make them (the export's and verify's order is the id's).
 
 Wall time and the child's peak RSS (psutil, sampled every 50 ms). Target: review <= 3x the export's time,
 memory flat. 2 CPU cores shared with other work here: read the ratios, and the load printed with them.
@@ -37,6 +39,7 @@ import psutil
 
 from auditrail import semconv
 from auditrail.chain import GENESIS_HASH, event_hash, record_fields
+from auditrail.events import new_event_id
 
 AUDITRAIL = str(Path(sys.executable).parent / "auditrail")
 TYPES = ("crawl.run", "crawl.run", "crawl.run", "prompt.update", "policy.update", "billing.plan.change")
@@ -64,7 +67,7 @@ def write_rows(path: Path, spans: list[tuple[datetime, datetime, int]], chains: 
                 seq += 1
                 kind = TYPES[n % len(TYPES)]
                 ts = first + n * step
-                attributes = {semconv.EVENT_ID: str(uuid.uuid4()), semconv.TENANT: "big",
+                attributes = {semconv.EVENT_ID: new_event_id(ts), semconv.TENANT: "big",
                               semconv.ACTOR: f"user{n % 40}@big.io", semconv.ACTOR_TYPE: "user",
                               semconv.OUTCOME: "failure" if n % 997 == 0 else "success",
                               semconv.RISK: "high" if n % 5000 == 0 else "low",
@@ -124,20 +127,27 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--chains", type=int, default=20, help="emitters' chains the events are spread over")
     parser.add_argument("--modes", default="quick,full", help="the --integrity modes to time (quick,full)")
+    parser.add_argument("--store", help="keep the filled store in this directory (reused when it exists: filled "
+                                        "by an earlier run with the same --events and --chains)")
     args = parser.parse_args()
     month_start, month_end = month_bounds(1)
     prev_start, prev_end = month_bounds(2)
     month, previous = month_start.strftime("%Y-%m"), prev_start.strftime("%Y-%m")
     with tempfile.TemporaryDirectory(prefix="auditrail-review-bench-") as tmp:
-        url = f"chdb://{tmp}/store"
+        store = Path(args.store).absolute() if args.store else Path(tmp) / "store"
+        url = f"chdb://{store}"
         env = dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=url)
-        rows = Path(tmp) / "rows.ndjson"
-        began = time.perf_counter()
-        write_rows(rows, [(prev_start, prev_end, args.events // 4), (month_start, month_end, args.events)], args.chains)
-        fill(url, rows)
-        rows.unlink()
-        print(f"filled {args.events} events in {month} and {args.events // 4} in {previous} "
-              f"({args.chains} chains) in {time.perf_counter() - began:.0f} s; load {os.getloadavg()[0]:.1f}")
+        if store.exists():
+            print(f"store {store}: reused")
+        else:
+            rows = Path(tmp) / "rows.ndjson"
+            began = time.perf_counter()
+            write_rows(rows, [(prev_start, prev_end, args.events // 4), (month_start, month_end, args.events)],
+                       args.chains)
+            fill(url, rows)
+            rows.unlink()
+            print(f"filled {args.events} events in {month} and {args.events // 4} in {previous} "
+                  f"({args.chains} chains) in {time.perf_counter() - began:.0f} s; load {os.getloadavg()[0]:.1f}")
         window = ["--tenant", "big", "--since", month_start.isoformat(), "--until", month_end.isoformat(),
                   "--no-progress"]
         csv_s, csv_mb = timed(["export", *window, "--format", "csv", "--out", f"{tmp}/month.csv"], env)

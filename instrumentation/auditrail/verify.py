@@ -23,7 +23,12 @@ kind               severity  meaning
 
 Exact duplicates (same seq, event id and hash, as replays produce) are counted, not reported.
 A record with ``"redacted": True`` is a link stub (the store's exports show other tenants' events of a chain
-as seq, prev_hash and hash only): its hash is taken as given and only its links are checked.
+as seq, prev_hash and hash only): its hash is taken as given and only its links are checked. A redacted record
+with ``"through_seq": M`` (M >= its seq N) is a *run*: events N..M that its producer (the store's verification,
+verify_scan.py) hashed and linked one to the next itself; it carries N's prev_hash and event id and M's hash,
+counts as M-N+1 events, and is anchored, reported or linked as they would be. Runs must not share a seq with
+another record of their chain nor hold a seq a checkpoint covers (but as their last), else
+:class:`RunConflict` is raised: the producer then gives those events one by one.
 ``VerifyReport.ok`` is True only when there is no problem of either severity.
 
 Checkpoints (``audit.checkpoint`` events, see ``signing.py``) are checked with ``trusted_keys`` (key id ->
@@ -52,7 +57,7 @@ from .exporters.otlp_json import read_records
 from .chain import CHECKPOINT_EVENT, GENESIS_HASH, event_hash, record_fields
 from .signing import ALGORITHM, SigningKeyError, key_id_of, load_public_key, load_public_keys, verify_checkpoint_signature
 
-__all__ = ["ChainReport", "Problem", "VerifyReport", "main_verify", "verify_records"]
+__all__ = ["ChainReport", "Problem", "RunConflict", "VerifyReport", "main_verify", "verify_records"]
 
 ERROR = "error"
 WARNING = "warning"
@@ -163,6 +168,10 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+class RunConflict(ValueError):
+    """A run (a redacted record with ``through_seq``) overlaps what verify_records must see event by event."""
+
+
 @dataclass(slots=True)
 class _Entry:
     """One record of a chain, with what was computed about it."""
@@ -174,6 +183,7 @@ class _Entry:
     computed_hash: str | None
     record: Mapping[str, Any]
     order: int
+    last: int  # the last seq it stands for: a run's through_seq, else its seq
 
     @property
     def intact(self) -> bool:
@@ -204,18 +214,23 @@ def verify_records(
             report.problems.append(Problem("edited", f"chain attribute audit.chain.seq is {seq!r}, not a seq",
                                            chain_id=chain_id, event_id=_str_or_none(event_id)))
             continue
+        last = seq
         if record.get("redacted") is True:
             # A link stub (e.g. another tenant's event in a store export): only its hashes are shown, so its
             # stored hash is taken as given and only its links are checked.
             stored = attributes.get(semconv.CHAIN_HASH)
             computed: str | None = stored if isinstance(stored, str) else None
+            through = record.get("through_seq")
+            if type(through) is int and through >= seq:
+                last = through
         else:
             try:
                 computed = event_hash(record_fields(record))
             except (TypeError, ValueError):
                 computed = None
         by_chain.setdefault(chain_id, []).append(_Entry(seq, _str_or_none(event_id), attributes.get(semconv.CHAIN_HASH),
-                                                        attributes.get(semconv.CHAIN_PREV), computed, record, order))
+                                                        attributes.get(semconv.CHAIN_PREV), computed, record, order,
+                                                        last))
     for chain_id, entries in by_chain.items():
         report.chains[chain_id] = _verify_chain(chain_id, entries, trusted_keys)
     return report
@@ -240,7 +255,10 @@ def _verify_chain(chain_id: str, entries: list[_Entry], trusted_keys: Mapping[st
     prev_hash_kept: str = GENESIS_HASH
     prev_seq = 0
     referenced = {entry.prev_hash for entry in entries if isinstance(entry.prev_hash, str)}  # what some event names as its predecessor
+    runs = any(entry.last != entry.seq for entry in entries)
     for seq in sorted(by_seq):
+        if runs and len(by_seq[seq]) > 1:  # which one links may depend on the links inside a run
+            raise RunConflict(f"chain {chain_id}: seq {seq} is claimed twice beside runs")
         candidates: list[_Entry] = []
         for entry in by_seq[seq]:
             if any(c.event_id == entry.event_id and c.stored_hash == entry.stored_hash
@@ -257,13 +275,15 @@ def _verify_chain(chain_id: str, entries: list[_Entry], trusted_keys: Mapping[st
                                         f"{candidates[0].event_id}); inserted or forged", chain_id, seq,
                                         event_id=other.event_id))
         entry = candidates[0]
+        if kept and seq <= kept[-1].last:
+            raise RunConflict(f"chain {chain_id}: seq {seq} lies inside a run")
         kept.append(entry)
         prev_hash_kept = entry.stored_hash if isinstance(entry.stored_hash, str) else ""
         prev_seq = seq
 
-    chain.events = len(kept)
+    chain.events = sum(entry.last - entry.seq + 1 for entry in kept)
     chain.first_seq = kept[0].seq
-    chain.last_seq = kept[-1].seq
+    chain.last_seq = kept[-1].last
 
     # Checkpoint signatures first: a gap before nothing but signed checkpoints is a truncated tail.
     signed: dict[int, tuple[int, str]] = {}  # checkpoint's own seq -> (seq it covers, head it signs)
@@ -285,16 +305,16 @@ def _verify_chain(chain_id: str, entries: list[_Entry], trusted_keys: Mapping[st
     hashes: dict[int, Any] = {}
     previous: _Entry | None = None
     for index, entry in enumerate(kept):
-        hashes[entry.seq] = entry.stored_hash
+        hashes[entry.last] = entry.stored_hash
         if not entry.intact:
             why = ("its content cannot be hashed (values RFC 8785 cannot encode)" if entry.computed_hash is None
                    else "its content does not match its hash")
             problems.append(Problem("edited", f"event edited: {why}", chain_id, entry.seq, event_id=entry.event_id))
-        expected_seq = 1 if previous is None else previous.seq + 1
+        expected_seq = 1 if previous is None else previous.last + 1
         if entry.seq > expected_seq:
             claimed = max((signed[e.seq][0] for e in kept[index:] if e.seq in signed), default=0)
             if index >= tail_start and claimed >= expected_seq:
-                last = "nothing" if previous is None else f"seq {previous.seq}"
+                last = "nothing" if previous is None else f"seq {previous.last}"
                 problems.append(Problem("truncated", f"events stop at {last} but a signed checkpoint covers "
                                         f"through seq {claimed}: the tail was removed", chain_id, expected_seq,
                                         entry.seq - 1))
@@ -306,7 +326,7 @@ def _verify_chain(chain_id: str, entries: list[_Entry], trusted_keys: Mapping[st
                 problems.append(Problem("broken_link", "the first event does not start from the genesis hash",
                                         chain_id, entry.seq, event_id=entry.event_id))
         elif entry.prev_hash != previous.stored_hash:
-            problems.append(Problem("broken_link", f"prev_hash is not the hash of seq {previous.seq}: "
+            problems.append(Problem("broken_link", f"prev_hash is not the hash of seq {previous.last}: "
                                     "reordered, inserted or re-hashed event", chain_id, entry.seq,
                                     event_id=entry.event_id))
         previous = entry
@@ -320,6 +340,8 @@ def _verify_chain(chain_id: str, entries: list[_Entry], trusted_keys: Mapping[st
         if covered_seq == 0:
             matches = head == GENESIS_HASH
         elif covered_seq not in hashes:
+            if runs and any(e.seq <= covered_seq < e.last for e in kept):
+                raise RunConflict(f"chain {chain_id}: a checkpoint covers seq {covered_seq}, inside a run")
             continue  # already reported as missing or truncated
         else:
             matches = hashes[covered_seq] == head
@@ -334,12 +356,15 @@ def _verify_chain(chain_id: str, entries: list[_Entry], trusted_keys: Mapping[st
         anchored = max(anchored, covered_seq)
     chain.anchored_through = anchored
 
+    if runs and any(e.seq <= anchored < e.last for e in kept):
+        raise RunConflict(f"chain {chain_id}: the anchored seq {anchored} lies inside a run")
     tail = [e for e in kept if e.seq > anchored and e.seq not in signed]  # signed checkpoints carry themselves
     if tail:
         first = tail[0]
-        problems.append(Problem("unanchored", f"{len(tail)} event(s) after the last valid checkpoint (which "
+        count = sum(e.last - e.seq + 1 for e in tail)
+        problems.append(Problem("unanchored", f"{count} event(s) after the last valid checkpoint (which "
                                 f"covers seq {anchored}): they could be removed without detection", chain_id,
-                                first.seq, tail[-1].seq, event_id=first.event_id, severity=WARNING))
+                                first.seq, tail[-1].last, event_id=first.event_id, severity=WARNING))
     problems.sort(key=lambda p: (p.seq if p.seq is not None else 0))
     return chain
 

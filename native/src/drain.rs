@@ -462,9 +462,27 @@ impl Parser<'_> {
     }
 }
 
+/// The hashed fields of one event (chain.py's `HASHED_FIELDS` but the chain's own): an `Ev` of the drain, or
+/// a stored row read back by the store's verification (verify.rs). Indexes are `SLOTS`'.
+pub(crate) trait HashedFields {
+    /// The field at `SLOTS` index `i`, None when absent.
+    fn field(&self, i: usize) -> Option<&str>;
+    /// time_unix_nano as a decimal string.
+    fn time(&self) -> &str;
+}
+
+impl HashedFields for Ev {
+    fn field(&self, i: usize) -> Option<&str> {
+        self.get(i)
+    }
+    fn time(&self) -> &str {
+        &self.time
+    }
+}
+
 /// chain.py's hashed object of `ev` at position `seq` after `prev`, as canonical JSON in `out`: its keys in
 /// RFC 8785 order, None values left out, the seq an integer, the time a string.
-fn hashed_json(out: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64) {
+fn hashed_json(out: &mut Vec<u8>, ev: &impl HashedFields, chain_id: &str, prev: &str, seq: u64) {
     out.clear();
     out.push(b'{');
     let mut first = true;
@@ -479,8 +497,8 @@ fn hashed_json(out: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64)
             json_string(out, value);
         }
     };
-    field(out, "audit.actor.type", ev.get(ACTOR_TYPE));
-    field(out, "audit.approval.id", ev.get(APPROVAL));
+    field(out, "audit.actor.type", ev.field(ACTOR_TYPE));
+    field(out, "audit.approval.id", ev.field(APPROVAL));
     field(out, "audit.chain.id", Some(chain_id));
     field(out, "audit.chain.prev_hash", Some(prev));
     out.extend_from_slice(b",\"audit.chain.seq\":");
@@ -491,7 +509,7 @@ fn hashed_json(out: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64)
         ("audit.reason", REASON), ("audit.risk", RISK), ("audit.tenant_id", TENANT),
         ("client.address", SOURCE_IP), ("enduser.id", ACTOR), ("event_name", EVENT_TYPE),
     ] {
-        if let Some(value) = ev.get(index) {
+        if let Some(value) = ev.field(index) {
             out.push(b',');
             json_string(out, key);
             out.push(b':');
@@ -499,12 +517,12 @@ fn hashed_json(out: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64)
         }
     }
     out.extend_from_slice(b",\"time_unix_nano\":");
-    json_string(out, &ev.time);
+    json_string(out, ev.time());
     out.push(b'}');
 }
 
 /// The hex SHA-256 of `ev`'s hashed object at `seq` after `prev`.
-pub(crate) fn link_digest(json: &mut Vec<u8>, ev: &Ev, chain_id: &str, prev: &str, seq: u64) -> [u8; 64] {
+pub(crate) fn link_digest(json: &mut Vec<u8>, ev: &impl HashedFields, chain_id: &str, prev: &str, seq: u64) -> [u8; 64] {
     hashed_json(json, ev, chain_id, prev, seq);
     sha256_hex(json)
 }

@@ -24,6 +24,7 @@ mod drain;
 mod limits;
 mod sign;
 mod spool;
+mod verify;
 
 /// The columns, in the block's order, with the types the block declares (the insert converts to the table's).
 pub const COLUMNS: [(&str, &str); 16] = [
@@ -898,6 +899,7 @@ fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(drain::journal_payload, m)?)?;
     m.add_function(wrap_pyfunction!(spool::read_frames, m)?)?;
     m.add_function(wrap_pyfunction!(batch::drain_segment, m)?)?;
+    m.add_class::<verify::ChainScan>()?;
     m.add_class::<sign::Ed25519Signer>()?;
     m.add("COLUMNS", COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>())?;
     Ok(())

@@ -222,6 +222,22 @@ def select_events(
             raise StoreError(f"unknown column {column!r}; known: {', '.join(EVENT_COLUMNS)}")
     params: dict[str, Any] = {}
     where = [tenant_scope(tenant, params)]
+    conditions, filter_params = event_conditions(since=since, until=until, event_type=event_type, actor=actor)
+    where += conditions
+    params.update(filter_params)
+    sql = (f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM {store.table('audit_events')} FINAL"
+           f" WHERE {' AND '.join(where)} ORDER BY event_key")
+    if limit is not None:
+        sql += " LIMIT {limit:UInt64}"
+        params["limit"] = int(limit)
+    return sql, params
+
+
+def event_conditions(*, since: datetime | None = None, until: datetime | None = None, event_type: str | None = None,
+                     actor: str | None = None) -> tuple[list[str], dict[str, Any]]:
+    """select_events' filters but the tenant's: (conditions on a row of audit_events, parameters)."""
+    params: dict[str, Any] = {}
+    where: list[str] = []
     if since is not None:
         where.append("timestamp >= {since:DateTime64(9, 'UTC')}")
         params["since"] = since
@@ -238,12 +254,7 @@ def select_events(
     if actor:
         where.append("actor = {actor:String}")
         params["actor"] = actor
-    sql = (f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM {store.table('audit_events')} FINAL"
-           f" WHERE {' AND '.join(where)} ORDER BY event_key")
-    if limit is not None:
-        sql += " LIMIT {limit:UInt64}"
-        params["limit"] = int(limit)
-    return sql, params
+    return where, params
 
 
 ENGINE_OPTIONS = {"config-file": str(ENGINE_CONFIG)}

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from .db import EVENT_COLUMNS, Store, StoreError, quote_identifier, select_events
+from .db import EVENT_COLUMNS, Store, StoreError, event_conditions, quote_identifier, select_events
 
 __all__ = ["EXPORT_FORMAT", "FORMATS", "ExportFilters", "iso_time", "parse_time", "stream_export"]
 
@@ -284,15 +284,16 @@ def _chain_sections(store: Store, tenant: str, filters: ExportFilters,
     from .verify_store import chain_checkpoints, chain_links, event_conflicts
 
     checkpoints = chain_checkpoints(store, tenant, list(ranges))
-    exclude = stub_exclusion(store, tenant, filters)
+    exclude = stub_exclusion(filters)
     keys: dict[str, str] = {}
     chains = [chain_section(chain_id, first_seq, last_seq, checkpoints.get(chain_id, []), keys)
               for chain_id, (first_seq, last_seq) in ranges.items()]
     yield b',"chains":' + orjson.dumps(chains)
     yield b',"links":['
+    links = chain_links(store, tenant, [(c["chain_id"], c["from_seq"], c["to_seq"]) for c in chains], exclude)
     first = True
-    for chain in chains if exclude is not None else ():
-        for stub in chain_links(store, tenant, chain["chain_id"], chain["from_seq"], chain["to_seq"], exclude):
+    for chain in chains:
+        for stub in links.get(chain["chain_id"], ()):
             yield (b"" if first else b",") + orjson.dumps(stub)
             first = False
     yield b"]"
@@ -308,10 +309,13 @@ def exported_ids(store: Store, tenant: str, filters: ExportFilters,
                          actor=filters.actor, columns=columns)
 
 
-def stub_exclusion(store: Store, tenant: str, filters: ExportFilters) -> tuple[str, dict[str, Any]] | None:
-    """chain_links' `exclude` for this export; None when it is unfiltered: it then holds every event of the
-    tenant, and stubs stand only for the tenant's own events, so no stub query needs to run."""
-    return None if filters == ExportFilters() else exported_ids(store, tenant, filters)
+def stub_exclusion(filters: ExportFilters) -> tuple[str, dict[str, Any]] | None:
+    """chain_links' `exclude` for this export: (the condition a stored row of the tenant meets when the export
+    holds it, parameters); None when it is unfiltered: it then holds every event of the tenant, and stubs stand
+    only for the tenant's own events, so no stub query needs to run."""
+    conditions, params = event_conditions(since=filters.since, until=filters.until, event_type=filters.event_type,
+                                          actor=filters.actor)
+    return (" AND ".join(conditions), params) if conditions else None
 
 
 def chain_section(chain_id: str, first_seq: int, last_seq: int, checkpoints: list[dict[str, Any]],
