@@ -285,6 +285,9 @@ def test_self_approval_and_the_impersonators_approval_are_refused(app: Any, serv
     # An admin token must name the person, and that person may not be the requester either.
     assert decide(service, "admin", approval_id).status_code == 403
     assert decide(service, "admin", approval_id, approver="OPS@vendor.io").status_code == 403
+    # A blank approver or reason is refused by the schema the document publishes (422), never a 400 after it.
+    for body in ({"approver": "\r"}, {"approver": " \t"}, {"approver": "alice@acme.io", "reason": "\n"}):
+        assert decide(service, "admin", approval_id, **body).status_code == 422, body
     # An approve token may not decide as someone else.
     assert decide(service, "ops", approval_id, approver="alice@acme.io").status_code == 403
     # ops impersonates bob: bob's request may not be approved by ops.
