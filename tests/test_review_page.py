@@ -90,6 +90,13 @@ def test_cli_sign_goes_through_the_running_service(service: tuple[str, dict[str,
     refused = cli("review", "sign", "--month", "2026-01", "--tenant", "globex", "--reviewer", "gus@globex.io",
                   "--notes", "x", env=env, check=False)
     assert refused.returncode == 2 and "no report for tenant 'globex', 2026-01" in refused.stderr
+    # Over the API: a month without a report is a 404, a blank reviewer or an impossible month a 422 (the schema).
+    approver = token_of(cli("tokens", "create", "--tenant", "globex", "--scope", "approve", "--description",
+                            "gus@globex.io", env=env))
+    def api_sign(month: str, reviewer: str) -> int:
+        return httpx.post(f"{base}/v1/reviews/globex/{month}/sign", json={"reviewer": reviewer, "notes": "x"},
+                          headers={"Authorization": f"Bearer {approver}"}, timeout=30).status_code
+    assert [api_sign("2026-01", "gus"), api_sign("2026-10", " \r"), api_sign("2026-13", "gus")] == [404, 422, 422]
 
 
 def test_sign_out_needs_the_pages_csrf_token(service: tuple[str, dict[str, str]]) -> None:

@@ -105,6 +105,7 @@ def test_the_document_lists_every_response_and_allow_names_every_method(live: di
         ("/v1/approvals/{approval_id}", "get"): {"200", "401", "403", "404", "422"},
         ("/v1/approvals/{approval_id}/approve", "post"): {"200", "400", "401", "403", "404", "409", "422"},
         ("/v1/approvals/{approval_id}/deny", "post"): {"200", "400", "401", "403", "404", "409", "422"},
+        ("/v1/reviews/{tenant}/{month}/sign", "post"): {"201", "400", "401", "403", "404", "422"},
     }
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     headers = {"Authorization": f"Bearer {_fresh_token(live, 'admin')}"}

@@ -42,6 +42,10 @@ def signoffs(store: Store, tenant: str, month: str) -> list[tuple[Any, ...]]:
     return Month(store, tenant, now, now, now).signoffs(month)
 
 
+class ReportMissing(StoreError):
+    """No generated report to sign for that tenant and month (the API's 404)."""
+
+
 def sign(store: Store, tenant: str, month: str, reviewer: str, notes: str, directory: Path,
          events: ReviewEvents | None = None) -> dict[str, Any]:
     """Record review.completed for the generated report of `tenant`/`month`; its payload."""
@@ -50,7 +54,7 @@ def sign(store: Store, tenant: str, month: str, reviewer: str, notes: str, direc
         raise StoreError("a sign-off needs the reviewer's name and notes")
     html, pdf, data = report_paths(directory, tenant, month)
     if not pdf.exists():
-        raise StoreError(f"no report for tenant {tenant!r}, {month} in {directory}: run `auditrail review generate "
+        raise ReportMissing(f"no report for tenant {tenant!r}, {month} in {directory}: run `auditrail review generate "
                          f"--month {month} --tenant {tenant}` first")
     payload = {"month": month, "report": pdf.name, "report_sha256": sha256_file(pdf),
                "report_html_sha256": sha256_file(html), "report_json_sha256": sha256_file(data),
