@@ -18,7 +18,7 @@ service, the CLI and a customer's auditor run one procedure:
   and the report says which;
 * an event id the store received in more than one version (other content, another time: evidence of
   tampering or of a bug) is a ``conflict``: the export shows the first version stored, and the document's
-  ``conflicts`` (:func:`event_conflicts`, from ``audit_event_versions``) says how many others there were.
+  ``conflicts`` (:func:`event_conflicts`, counted from the copies otel_logs keeps) says how many others there were.
 """
 
 from __future__ import annotations
@@ -309,12 +309,27 @@ def _merge(report: VerifyReport, part: VerifyReport) -> None:
 # What the JSON export adds to a tenant's events (read by export.py)
 
 
+# What makes a row of otel_logs an audit event and its audit_events key, as audit_events_mv (0003, 0011) and
+# audit_events.event_key (0012) compute them: the canonical UUID text of the id, or the id as sent.
+_AUDIT_ROW = ("mapContains(LogAttributes, 'audit.event_id')"
+              " AND (ScopeName = 'auditrail' OR EventName != '' OR LogAttributes['event.name'] != '')")
+_EVENT_KEY = ("if(toUUIDOrZero(LogAttributes['audit.event_id']) != toUUID('00000000-0000-0000-0000-000000000000'),"
+              " toString(toUUIDOrZero(LogAttributes['audit.event_id'])), LogAttributes['audit.event_id'])")
+# A version: the hash of everything the typed row is made of (the event type as the view picks it, the time,
+# every attribute, service, severity, trace and span ids); the attribute pairs sorted, so the same attributes
+# written in another order (the collector's exporter, the service) are one version. Receipt time, resource
+# and scope are not the event's content: a replay through another collector is no conflict.
+_VERSION = ("cityHash64(if(EventName != '', EventName, LogAttributes['event.name']), Timestamp,"
+            " arraySort(arrayZip(mapKeys(LogAttributes), mapValues(LogAttributes))), ServiceName, SeverityText,"
+            " SeverityNumber, TraceId, SpanId)")
+
+
 def event_conflicts(store: Store, tenant: str, filters: Any) -> list[dict[str, Any]]:
     """`tenant`'s event ids (of the events an export with `filters` holds) that the store received in more than
     one version, by id: ``{"event_id", "versions", "copies"}`` (copies: every arrival, replays included).
 
-    Read from ``audit_event_versions`` (migration 0012: one row per tenant, event id and content hash, fed on
-    every insert into audit_events), never from otel_logs: its size is the tenant's ids, not its raw rows."""
+    Computed here, from otel_logs, which keeps every copy as received (migration 0033): nothing is counted
+    on the insert path. It reads the tenant's raw rows, every copy, once per verify or JSON export."""
     from .export import ExportFilters, exported_ids
 
     parameters: dict[str, Any] = {}
@@ -324,9 +339,11 @@ def event_conflicts(store: Store, tenant: str, filters: Any) -> list[dict[str, A
         sql, exported = exported_ids(store, tenant, filters, columns=("event_key",))
         parameters.update(exported)
         within = f" AND event_key IN (SELECT event_key FROM ({sql}))"
+    arrivals = (f"SELECT LogAttributes['audit.tenant_id'] AS tenant_id, {_EVENT_KEY} AS event_key,"
+                f" {_VERSION} AS version FROM {store.table('otel_logs')} WHERE {_AUDIT_ROW} AND {scope}")
     rows = store.query(
-        "SELECT event_key, count() AS versions, sum(copies) FROM (SELECT event_key, version, sum(copies) AS copies"
-        f" FROM {store.table('audit_event_versions')} WHERE {scope}{within} GROUP BY event_key, version)"
+        "SELECT event_key, count() AS versions, sum(copies) FROM (SELECT event_key, version, count() AS copies"
+        f" FROM ({arrivals}) WHERE 1{within} GROUP BY event_key, version)"
         " GROUP BY event_key HAVING versions > 1 ORDER BY event_key", parameters).result_rows
     return [{"event_id": key, "versions": int(versions), "copies": int(copies)} for key, versions, copies in rows]
 
