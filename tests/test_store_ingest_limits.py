@@ -385,6 +385,46 @@ def test_the_native_scan_and_its_python_twin_agree_on_mutated_requests() -> None
                 assert native == scan_protobuf_python(bytes(body), *limits, tenant), (bytes(body), tenant, limits)
 
 
+def test_the_native_encoder_stops_at_the_limits_exactly_where_the_scan_does() -> None:
+    """The fast path's encoder counts records, record bytes and messages as it reads (one pass over the wire,
+    not the scan's and then its own): it must take a request exactly when the scan passes it. At each limit's
+    boundary, and on mutated requests: a block only for what the scan passes; "limit" only for what it refuses."""
+    import random
+
+    import auditrail_native
+
+    request = otlp_request("acme", [uuid7ish(i) for i in range(5)])
+    request.resource_logs[0].resource.attributes.add(key="host.name").value.string_value = "a"
+    request.resource_logs[0].scope_logs[0].log_records[1].body.array_value.values.add().int_value = 7
+    request.resource_logs[0].scope_logs[0].log_records[2].body.kvlist_value.values.add(key="k").value.bool_value = True
+    clean = request.SerializeToString()
+    verdict, records, messages, _, _, _ = auditrail_native.otlp_logs_scan(clean, 10**6, 1 << 20, 10**6)
+    assert (verdict, records) == ("ok", 5) and messages > 5 * 10
+    largest = max(len(r.SerializeToString()) for r in request.resource_logs[0].scope_logs[0].log_records)
+    exact = (records, largest, messages + 1)  # messages + 1: the scan counts the request itself against the budget
+    assert auditrail_native.otlp_logs_native(clean, *exact)[0] == 5
+    for at in range(3):
+        under = list(exact)
+        under[at] -= 1
+        assert auditrail_native.otlp_logs_scan(clean, *under)[0] != "ok"
+        assert auditrail_native.otlp_logs_native(clean, *under) == "limit", under
+    rng = random.Random(15)
+    for _ in range(1500):
+        body = bytearray(clean)
+        for _ in range(rng.randint(0, 4)):
+            body[rng.randrange(len(body))] = rng.randrange(256)
+        for limits in ((1000, 1 << 20, 10**6), (3, 200, 40), (5, 1000, 180)):
+            scanned = auditrail_native.otlp_logs_scan(bytes(body), *limits)[0]
+            try:
+                encoded = auditrail_native.otlp_logs_native(bytes(body), *limits)
+            except ValueError:
+                continue  # not read natively: the scan runs, then upb
+            if encoded == "limit":
+                assert scanned in ("records", "record_bytes", "messages"), (bytes(body), limits)
+            elif encoded is not None:
+                assert scanned == "ok", (bytes(body), limits, scanned)
+
+
 def test_endless_request_headers_close_the_connection(default: Svc) -> None:
     with _connect(default) as sock:
         sock.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n")

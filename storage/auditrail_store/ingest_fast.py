@@ -103,6 +103,7 @@ except ImportError:  # not built: the engine decodes the protobuf (insert_sql)
 from .db import engine_connection_string
 from .ingest import SERVICE_NAME, IngestError, _first_as_string
 from .ingest import _attributes as _attribute_map
+from .ingest_limits import IngestLimits, check_protobuf
 from .validation import REFUSED_ROW
 
 __all__ = ["FAST_ENV", "GROUP_BYTES", "GROUP_ROWS", "MAX_ROWS", "MIN_ROWS", "FastLogWriter", "fast_enabled", "insert_sql"]
@@ -357,13 +358,16 @@ class FastLogWriter:
         return cls(urlparse(store.url).path, store.database, columns, table=table, handles=handles,
                    min_rows=min_rows, group_rows=group_rows, group_bytes=group_bytes, native=native)
 
-    def write(self, data: bytes) -> int | None:
+    def write(self, data: bytes, limits: IngestLimits | None = None) -> int | None:
         """Insert the rows of protobuf request `data` (already decompressed); the row count once they are
         written, or None when this path does not take the request (nothing of it was written: use
         ingest.decode_protobuf + LogWriter). IngestError (nothing written) when it is not a protobuf
-        ExportLogsServiceRequest."""
+        ExportLogsServiceRequest. With `limits`, LimitError (nothing written) past one of them, found before
+        anything decodes the request beyond it (the native encoder counts as it reads; else the scan first)."""
         if self._native is not None:
-            return self._write_native(data)
+            return self._write_native(data, limits)
+        if limits is not None:
+            check_protobuf(data, limits)
         request = _parse(data)
         if request.ByteSize() != len(data):
             # Not the canonical encoding: a field given twice (protobuf merges: the last one wins, where the
@@ -373,15 +377,24 @@ class FastLogWriter:
         del request  # the parsed copy (~1.8x the body) is not needed while the request waits for its group
         return self._take(_Pending(data, rows, scopes))
 
-    def _write_native(self, data: bytes) -> int | None:
+    def _write_native(self, data: bytes, limits: IngestLimits | None) -> int | None:
         """write() through the native core: its wire reader decodes the request (upb's rules: a field given
-        twice is read as upb reads it, so no canonical-encoding check) into one Native block."""
+        twice is read as upb reads it, so no canonical-encoding check) into one Native block. With `limits` it
+        stops at the first one passed (counted as the scan counts), and the scan then names it: one pass over
+        the wire for the requests within them (the scan cost 0.38 us a record beside the encoder's 1.0)."""
+        bounds = () if limits is None else (limits.max_records, limits.max_record_bytes,
+                                            limits.max_messages(len(data)))
         try:
-            encoded = self._native.otlp_logs_native(data)
+            encoded = self._native.otlp_logs_native(data, *bounds)
         except ValueError:  # the native reader does not take it; upb decides whether it is malformed (else the
-            # Python path, which reads upb's, writes it)
+            # Python path, which reads upb's, writes it), after the limits: upb's memory is what they bound
+            if limits is not None:
+                check_protobuf(data, limits)
             _parse(data)
             return None
+        if encoded == "limit":
+            check_protobuf(data, limits)  # LimitError naming the limit (both count alike: it always raises;
+            return None                   # were it to pass, the existing path would decide)
         if encoded is None:  # a trace or span id of another length (pdata refuses it): the Python path says 400
             return None
         rows, block = encoded
