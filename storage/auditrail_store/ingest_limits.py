@@ -17,8 +17,9 @@ took the service to 4.2 GB. What memory follows is the number of messages, so th
 With these a request's peak memory is a small multiple of its decompressed size (upb ~140 bytes a message at
 most, 8 bytes of body each: ~17x; measured figures in docs/storage.md). The protobuf scan is the native
 core's (``otlp_logs_scan``: no allocation, stops at the first limit exceeded); :func:`scan_protobuf_python`
-is its twin where the core is not built. Both run before upb, the native encoder or the Python decoder see the
-body, and before the tenant check that needs the decoded records.
+is its twin where the core is not built. Both run before upb or the Python decoder see the body, and before the
+tenant check that needs the decoded records. The native encoder (ingest_fast.py) counts the same three as it
+reads and stops at the first passed, so the requests it takes are read once; the scan names what it stops at.
 """
 
 from __future__ import annotations
