@@ -775,14 +775,20 @@ fn entity_ref(seg: &[u8]) -> Res<()> {
 }
 
 /// ResourceLogs and ScopeLogs share a layout: 1 = the head message (merged), 2 = repeated children,
-/// 3 = schema_url. Returns (head occurrences, children, schema url).
-fn container<'a>(seg: &'a [u8]) -> Res<(Vec<&'a [u8]>, Vec<&'a [u8]>, &'a [u8])> {
+/// 3 = schema_url. Returns (head occurrences, children, schema url). More than `max_children` children (a
+/// limit: each is a message, and a ScopeLogs' a record) stop it before their list grows further.
+fn container<'a>(seg: &'a [u8], max_children: usize) -> Res<(Vec<&'a [u8]>, Vec<&'a [u8]>, &'a [u8])> {
     let (mut heads, mut children, mut url) = (Vec::new(), Vec::new(), &b""[..]);
     let mut w = Wire::new(seg);
     while w.more() {
         match w.tag()? {
             (1, LEN) => heads.push(w.bytes()?),
-            (2, LEN) => children.push(w.bytes()?),
+            (2, LEN) => {
+                children.push(w.bytes()?);
+                if children.len() > max_children {
+                    return Err(OVER_LIMIT);
+                }
+            }
             (3, LEN) => url = w.string()?,
             (_, wire) => w.skip(wire)?,
         }
@@ -822,7 +828,7 @@ impl<'a> Encoder<'a> {
 
     fn resource_logs(&mut self, seg: &'a [u8]) -> Result<(), Stop> {
         self.count.one()?;
-        let (heads, scope_logs, url) = container(seg)?;
+        let (heads, scope_logs, url) = container(seg, self.limits.messages)?;
         self.pairs.clear();
         head(&heads, false, &mut self.pairs, &mut self.count)?;
         // pcommon.Map.Get("service.name").AsString(): the first pair with that key
@@ -843,7 +849,7 @@ impl<'a> Encoder<'a> {
     fn scope_logs(&mut self, seg: &'a [u8], service: &[u8], resource_url: &[u8], resource: &MapValue)
                   -> Result<(), Stop> {
         self.count.one()?;
-        let (heads, records, url) = container(seg)?;
+        let (heads, records, url) = container(seg, self.limits.records)?;
         self.pairs.clear();
         let (name, version) = head(&heads, true, &mut self.pairs, &mut self.count)?;
         let scope = MapValue::of(&mut self.pairs, &mut self.scratch);
@@ -1042,7 +1048,8 @@ fn refusal<'py>(py: Python<'py>, encoded: Result<Encoded, &'static str>) -> PyRe
 /// here (malformed, or a shape left to upb: see the module notes).
 ///
 /// With limits (ingest_limits.py's: records, bytes of a record, messages, counted as `otlp_logs_scan` counts
-/// them), the string "limit" as soon as one is passed: the scan then names it. A request encoded within them
+/// them), the string "limit" as soon as one is passed: the scan then names it (or, reading in order, finds
+/// the body unreadable before it: a scope's records are listed before they are read). A request encoded within them
 /// is one the scan passes, so the ingest path scans only requests this does not take (one pass, not two).
 #[pyfunction]
 #[pyo3(signature = (body, max_records=usize::MAX, max_record_bytes=usize::MAX, max_messages=usize::MAX))]

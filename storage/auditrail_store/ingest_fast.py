@@ -394,8 +394,8 @@ class FastLogWriter:
             _parse(data)
             return None
         if encoded == "limit":
-            check_protobuf(data, limits)  # LimitError naming the limit (both count alike: it always raises;
-            return None                   # were it to pass, the existing path would decide)
+            check_protobuf(data, limits)  # LimitError naming the limit; else the scan found the body unreadable
+            return None                   # before it (upb refuses it on the existing path)
         if encoded is None:  # a trace or span id of another length (pdata refuses it): the Python path says 400
             return None
         return self._take(_Pending(encoded, encoded.rows, None))
