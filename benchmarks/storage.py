@@ -14,8 +14,8 @@
 3. A tenant + 24 h query (the canonical read, every event of one tenant-day) over a large table: p50 of
    it through the service and in the engine.
 
-    .venv/bin/python benchmarks/storage.py [--ingest 200000] [--batch 5000] [--senders 8] [--export 1000000]
-                                           [--query-rows 10000000] [--only ingest|export|query]
+    .venv/bin/python benchmarks/storage.py [--ingest 200000] [--batch 5000] [--senders 8] [--repeats 1]
+                                           [--export 1000000] [--query-rows 10000000] [--only ingest|export|query]
 
 The engine work runs where the service runs (chDB in-process): 2 shared cores here, so read the ratios.
 """
@@ -144,25 +144,33 @@ def _records(body: bytes) -> int:
 
 
 def bench_ingest(total: int, tmp: Path, batch: int, senders: int, python: bool = True,
-                 collector: bool = True) -> dict[str, float]:
+                 collector: bool = True, repeats: int = 1) -> dict[str, float]:
+    """Every figure of the ingest section. The service's fast path and the engine alone run `repeats` times,
+    alternated (service, engine, service, ...), and each is the median of its runs: on a shared machine the
+    load moves between two single runs more than the ratio being measured (0.47-1.04 seen for one code)."""
     bodies = batches(total, batch)
     python_rate = python_cpu = python_peak = float("nan")
     if python:
         python_rate, python_cpu, python_peak = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-python",
                                                                     tmp / "ingest-python.log", False, senders)
-    fast_rate, fast_cpu, fast_peak = bench_service_ingest(bodies, f"chdb://{tmp}/ingest-fast", tmp / "ingest-fast.log", True,
-                                               senders)
-
-    # Baselines, in this process on its own chDB directory (one engine a process): first the engine itself
-    # inserting the same rows pre-encoded as Native blocks into otel_logs with its view, then clickhouse-connect
-    # inserting the same decoded rows into a plain table.
+    # The engine alone runs in this process on its own chDB directory (one engine a process), emptied between
+    # runs; then clickhouse-connect inserts the same decoded rows into a plain table.
     from auditrail_store.db import Store
     from auditrail_store.ingest import BASE_COLUMNS, FEATURE_COLUMNS, decode_protobuf
     from auditrail_store.migrate import migrate
 
     store = Store.open(f"chdb://{tmp}/baseline")
     migrate(store)
-    engine_rate, engine_cpu = bench_engine_native(bodies[1:], store, tmp)
+    fast_runs, engine_runs = [], []
+    for run in range(repeats):
+        fast_runs.append(bench_service_ingest(bodies, f"chdb://{tmp}/ingest-fast-{run}", tmp / f"ingest-fast-{run}.log",
+                                              True, senders))
+        for table in ("otel_logs", "audit_events", "source_ips"):  # as fresh as the service's store
+            store.command(f"TRUNCATE TABLE IF EXISTS auditrail.{table}")
+        engine_runs.append(bench_engine_native(bodies[1:], store, tmp))
+    fast_rate, fast_cpu, fast_peak = (statistics.median(run[i] for run in fast_runs) for i in range(3))
+    engine_rate, engine_cpu = (statistics.median(run[i] for run in engine_runs) for i in range(2))
+    pairs = [f"{f[0] / e[0]:.2f}" for f, e in zip(fast_runs, engine_runs, strict=True)]
     store.command("CREATE TABLE auditrail.plain_logs AS auditrail.otel_logs ENGINE = MergeTree "
                   "ORDER BY (ServiceName, Timestamp)")
     columns = BASE_COLUMNS + FEATURE_COLUMNS
@@ -186,7 +194,7 @@ def bench_ingest(total: int, tmp: Path, batch: int, senders: int, python: bool =
     return {"exporter": exporter["rate"] if exporter else float("nan"),
             "exporter_cpu": exporter["cpu"] if exporter else float("nan"), "service": fast_rate, "service_cpu": fast_cpu, "service_peak": fast_peak, "python": python_rate,
             "python_cpu": python_cpu, "python_peak": python_peak, "baseline": baseline_rate,
-            "baseline_cpu": baseline_cpu, "engine": engine_rate, "engine_cpu": engine_cpu}
+            "baseline_cpu": baseline_cpu, "engine": engine_rate, "engine_cpu": engine_cpu, "pairs": pairs}
 
 
 def bench_collector_exporter(bodies: list[bytes], tmp: Path, senders: int) -> dict[str, float] | None:
@@ -407,6 +415,8 @@ def main() -> None:
     parser.add_argument("--no-python", action="store_true", help="ingest: skip the Python decoding path's run")
     parser.add_argument("--no-collector", action="store_true",
                         help="ingest: skip the collector's clickhouse exporter (it needs bin/otelcol-auditrail)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="ingest: runs of the service and of the engine alone, alternated; medians reported")
     parser.add_argument("--export", type=int, default=1_000_000)
     parser.add_argument("--query-rows", type=int, default=10_000_000)
     args = parser.parse_args()
@@ -414,17 +424,18 @@ def main() -> None:
         tmp = Path(name)
         if args.only in (None, "ingest"):
             ingest = bench_ingest(args.ingest, tmp, args.batch, args.senders, not args.no_python,
-                                  not args.no_collector)
+                                  not args.no_collector, args.repeats)
             print(f"ingest  {args.ingest:>10,} events  service (OTLP/HTTP protobuf, {args.batch:,}-record requests, "
                   f"{args.senders} senders, MV incl.) {ingest['service']:>9,.0f}/s, "
-                  f"{ingest['service_cpu']:.0f} CPU us/event, peak RSS {ingest['service_peak'] / 1e6:.0f} MB "
+                  f"{ingest['service_cpu']:.1f} CPU us/event, peak RSS {ingest['service_peak'] / 1e6:.0f} MB "
                   f"(engine decodes; Python decoding path {ingest['python']:>7,.0f}/s, {ingest['python_cpu']:.0f} us, "
                   f"{ingest['python_peak'] / 1e6:.0f} MB) | clickhouse-connect insert, plain "
                   f"table {ingest['baseline']:>9,.0f}/s, {ingest['baseline_cpu']:.0f} us"
                   f" | ratio {ingest['service'] / ingest['baseline']:.2f}"
                   f" | engine alone, the same rows as Native blocks into otel_logs + view {ingest['engine']:>9,.0f}/s, "
-                  f"{ingest['engine_cpu']:.0f} us | service/engine {ingest['service'] / ingest['engine']:.2f} "
-                  f"(target >= 0.8) | the collector's clickhouse exporter into the same schema (chDB behind "
+                  f"{ingest['engine_cpu']:.1f} us | service/engine {ingest['service'] / ingest['engine']:.2f} "
+                  f"(target >= 0.8; each pair {', '.join(ingest['pairs'])}; in CPU "
+                  f"{ingest['engine_cpu'] / ingest['service_cpu']:.2f}) | the collector's clickhouse exporter into the same schema (chDB behind "
                   f"tests/clickhouse_http.py) {ingest['exporter']:>9,.0f}/s, {ingest['exporter_cpu']:.0f} us | "
                   f"service/exporter {ingest['service'] / ingest['exporter']:.2f} (target >= 1)"
                   f"  [load {os.getloadavg()[0]:.1f}]", flush=True)

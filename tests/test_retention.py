@@ -167,7 +167,6 @@ def test_cluster_retention_alters_the_local_tables_on_every_node_and_parse(store
     assert [sql.split(" MODIFY TTL")[0] for sql, _ in statements] == [
         "ALTER TABLE `auditrail`.`audit_events_local` ON CLUSTER `prod`",
         "ALTER TABLE `auditrail`.`otel_logs_local` ON CLUSTER `prod`",
-        "ALTER TABLE `auditrail`.`audit_event_versions_local` ON CLUSTER `prod`",
     ]
     for sql, _ in statements:
         formatted = store.query("SELECT formatQuery({q:String})", {"q": sql}).result_rows[0][0]

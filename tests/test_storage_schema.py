@@ -26,6 +26,7 @@ from auditrail.events import AuditEvent, severity_for
 from auditrail_store import migrate as migrate_module
 from auditrail_store.db import EVENT_COLUMNS, SEED_COLUMNS, Store, StoreError, check_identifier, select_events
 from auditrail_store.migrate import Migration, apply_grants, load_migrations, migrate, plan, render
+from auditrail_store.verify_store import event_conflicts
 
 REPO = Path(__file__).resolve().parent.parent
 AUDITRAIL = str(REPO / ".venv" / "bin" / "auditrail")
@@ -293,13 +294,12 @@ def test_replayed_event_is_visible_once(store: Store) -> None:
         store.command("SYSTEM START MERGES auditrail.audit_events")
     store.command("OPTIMIZE TABLE auditrail.audit_events FINAL")
     assert store.query(raw).result_rows[0][0] == 1
-    versions = "SELECT count(), sum(copies) FROM auditrail.audit_event_versions FINAL WHERE tenant_id = 'mv-dup'"
-    assert store.query(versions).result_rows[0] == (1, 3)  # one version, three copies: a replay, no conflict
+    assert event_conflicts(store, "mv-dup", None) == []  # one version, three copies: a replay, no conflict
 
 
 def test_an_event_id_is_one_row_whatever_its_copies_differ_in_and_the_first_stored_wins(store: Store) -> None:
     """Issue 15: resending an event id with another time, or another content, added rows. Every read shows the
-    first stored version alone, before and after merges; audit_event_versions counts the others."""
+    first stored version alone, before and after merges; event_conflicts counts the others."""
     first = AuditEvent("policy.update", tenant="dedup", actor="alice", payload='{"v":1}', time_unix_nano=RECENT_NS)
     later = [
         AuditEvent("policy.update", tenant="dedup", actor="alice", payload='{"v":1}', event_id=first.event_id,
@@ -334,11 +334,65 @@ def test_an_event_id_is_one_row_whatever_its_copies_differ_in_and_the_first_stor
     raw = store.query("SELECT actor, payload, timestamp FROM auditrail.audit_events WHERE tenant_id = 'dedup'"
                       " ORDER BY actor").result_rows
     assert [(a, p) for a, p, _ in raw] == [("alice", '{"v":1}'), ("bob", '{"v":9}')]  # merged: the first stays
-    versions = store.query(
-        "SELECT event_key, count() AS versions, sum(copies) FROM (SELECT event_key, version, sum(copies) AS copies"
-        " FROM auditrail.audit_event_versions WHERE tenant_id = 'dedup' GROUP BY event_key, version)"
-        " GROUP BY event_key ORDER BY versions DESC").result_rows
-    assert versions == [(first.event_id, 4, 5), (other.event_id, 1, 1)]
+    assert event_conflicts(store, "dedup", None) == [{"event_id": first.event_id, "versions": 4, "copies": 5}]
+
+
+def test_conflicts_cost_the_insert_nothing_and_a_copy_in_another_attribute_order_is_a_replay(store: Store) -> None:
+    """Issue 15: counting versions in a view on audit_events cost 10-15% of ingest CPU. An insert now feeds only
+    audit_events (and source_ips from it); conflicts are counted from otel_logs when read. The attributes of a
+    copy written by another writer in another order are the same content: a replay, not a conflict."""
+    feeds = store.query("SELECT name, dependencies_table FROM system.tables WHERE database = 'auditrail'"
+                        " AND name IN ('otel_logs', 'audit_events') ORDER BY name").result_rows
+    assert feeds == [("audit_events", ["source_ips_mv"]), ("otel_logs", ["audit_events_mv"])]
+    event = AuditEvent("policy.update", tenant="order", actor="alice", payload='{"v":1}', time_unix_nano=RECENT_NS)
+    row = audit_row(event)
+    attributes = {**row[14], "x.one": "1", "x.two": "2"}
+    rows = [row[:14] + [dict(sorted(attributes.items())), row[15]],
+            row[:14] + [dict(sorted(attributes.items(), reverse=True)), row[15]]]
+    insert_rows(store, rows)
+    assert store.query("SELECT count() FROM auditrail.otel_logs WHERE LogAttributes['audit.tenant_id'] = 'order'"
+                       " GROUP BY mapKeys(LogAttributes)").result_rows == [(1,), (1,)]  # stored in both orders
+    assert event_conflicts(store, "order", None) == []
+    insert_rows(store, [row[:14] + [{**attributes, "x.two": "3"}, row[15]]])
+    assert event_conflicts(store, "order", None) == [{"event_id": event.event_id, "versions": 2, "copies": 3}]
+
+
+_BEFORE_0034 = """
+import sys
+from auditrail.events import AuditEvent
+from auditrail_store import migrate as migrate_module
+from auditrail_store.db import Store
+from auditrail_store.verify_store import event_conflicts
+from test_storage_schema import RECENT_NS, audit_row, insert_rows
+every = migrate_module.load_migrations()
+first = AuditEvent("policy.update", tenant="old", actor="alice", payload='{"v":1}', time_unix_nano=RECENT_NS)
+copies = [first, first, AuditEvent("policy.update", tenant="old", actor="alice", payload='{"v":2}',
+                                   event_id=first.event_id, time_unix_nano=RECENT_NS + 10**9),
+          AuditEvent("policy.update", tenant="old", actor="bob", payload='{"v":3}', time_unix_nano=RECENT_NS)]
+with Store.open(sys.argv[1]) as store:
+    migrate_module.load_migrations = lambda: [m for m in every if m.version < 34]
+    migrate_module.migrate(store)
+    for event in copies:
+        insert_rows(store, [audit_row(event)])
+    print(store.query("SELECT event_key, uniqExact(version), sum(copies) FROM auditrail.audit_event_versions"
+                      " GROUP BY event_key HAVING uniqExact(version) > 1").result_rows)
+    migrate_module.load_migrations = lambda: every
+    print(migrate_module.migrate(store))
+    print([(c["event_id"], c["versions"], c["copies"]) for c in event_conflicts(store, "old", None)])
+    print(store.query("SELECT name FROM system.tables WHERE database = 'auditrail' AND name LIKE 'audit_event_versions%'"
+                      " ORDER BY name").result_rows)
+"""
+
+
+def test_a_store_migrated_past_0034_reports_the_conflicts_its_versions_table_counted(tmp_path: Path) -> None:
+    """0034 drops the view that fed audit_event_versions: the conflicts stored before are counted from otel_logs."""
+    done = subprocess.run([sys.executable, "-c", _BEFORE_0034, f"chdb://{tmp_path}/store"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, applied, after, tables = done.stdout.strip().splitlines()[-4:]
+    assert applied == "['0034_conflicts_from_otel_logs']"
+    assert before == after and after.count("(") == 1 and ", 2, 3)" in after  # one id: 2 versions, 3 copies
+    assert tables == "[('audit_event_versions',)]"  # its view is gone: nothing writes the table
 
 
 def test_reads_are_scoped_to_one_tenant_and_filters_are_bound(store: Store) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import random
 import re
 import time
@@ -600,6 +601,28 @@ def test_mutated_requests_native_rows_equal_the_python_paths_or_upb_decides() ->
             assert got[name] == list(values), name
         taken += 1
     assert taken > 1_000
+
+
+def test_a_native_block_writes_the_bytes_of_the_encoding_and_again_for_a_retry(tmp_path: Path) -> None:
+    """The fast path keeps a request's block in the core's buffers and writes it into the group's file from
+    there (no 4 MB bytes copy a request): the file holds exactly the block otlp_logs_native returns, twice
+    when written twice (a group retried request by request writes it again), and len() is its size."""
+    if ingest_fast._native is None:
+        pytest.skip("the native core is not built")
+    data = _audit_request(0, 1_500)
+    rows, expected = ingest_fast._native.otlp_logs_native(data)
+    held = ingest_fast._native.otlp_logs_block(data)
+    assert (held.rows, len(held)) == (rows, len(expected)) == (1_500, len(expected))
+    path = tmp_path / "group.native"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(descriptor, b"before")
+        held.write_to(descriptor)
+        held.write_to(descriptor)
+    finally:
+        os.close(descriptor)
+    assert path.read_bytes() == b"before" + expected + expected
+    assert ingest_fast._native.otlp_logs_block(data, 1_499) == "limit"
 
 
 def test_native_doubles_format_as_the_python_path() -> None:

@@ -40,6 +40,32 @@ const MAX_DEPTH: u32 = 64;
 
 type Res<T> = Result<T, &'static str>;
 
+/// The error that says a request limit was passed (not a wire error): see [`Count`].
+const OVER_LIMIT: &str = "over a request limit";
+
+/// Protobuf messages read so far against the request's budget (limits.rs counts the same ones, the request
+/// itself included: every ResourceLogs, Resource, EntityRef, ScopeLogs, Scope, LogRecord, KeyValue, AnyValue,
+/// ArrayValue and KeyValueList occurrence), so the encoder stops where the scan would, before it spends more.
+struct Count {
+    n: usize,
+    max: usize,
+}
+
+impl Count {
+    fn unlimited() -> Self {
+        Count { n: 0, max: usize::MAX }
+    }
+
+    #[inline]
+    fn one(&mut self) -> Res<()> {
+        self.n += 1;
+        if self.n > self.max {
+            return Err(OVER_LIMIT);
+        }
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The wire reader.
 
@@ -172,7 +198,7 @@ enum Val<'a> {
 }
 
 /// Merge one serialized AnyValue into `val` (as protobuf merges a message given again).
-fn any_merge<'a>(val: &mut Val<'a>, seg: &'a [u8], depth: u32) -> Res<()> {
+fn any_merge<'a>(val: &mut Val<'a>, seg: &'a [u8], depth: u32, count: &mut Count) -> Res<()> {
     if depth > MAX_DEPTH {
         return Err("nesting too deep");
     }
@@ -185,7 +211,8 @@ fn any_merge<'a>(val: &mut Val<'a>, seg: &'a [u8], depth: u32) -> Res<()> {
             (4, FIXED64) => *val = Val::Double(f64::from_bits(w.fixed64()?)),
             (5, LEN) => {
                 let s = w.bytes()?;
-                check_list(s, depth + 1, false)?;
+                count.one()?;
+                check_list(s, depth + 1, false, count)?;
                 match val {
                     Val::Array(segs) => segs.push(s),
                     _ => *val = Val::Array(vec![s]),
@@ -193,7 +220,8 @@ fn any_merge<'a>(val: &mut Val<'a>, seg: &'a [u8], depth: u32) -> Res<()> {
             }
             (6, LEN) => {
                 let s = w.bytes()?;
-                check_list(s, depth + 1, true)?;
+                count.one()?;
+                check_list(s, depth + 1, true, count)?;
                 match val {
                     Val::Kvlist(segs) => segs.push(s),
                     _ => *val = Val::Kvlist(vec![s]),
@@ -211,16 +239,17 @@ fn any_merge<'a>(val: &mut Val<'a>, seg: &'a [u8], depth: u32) -> Res<()> {
 }
 
 /// Check an ArrayValue (`kv` false) or KeyValueList (true) as upb would read it (structure, UTF-8, depth).
-fn check_list(seg: &[u8], depth: u32, kv: bool) -> Res<()> {
+fn check_list(seg: &[u8], depth: u32, kv: bool, count: &mut Count) -> Res<()> {
     let mut w = Wire::new(seg);
     while w.more() {
         match w.tag()? {
             (1, LEN) => {
                 let s = w.bytes()?;
+                count.one()?;
                 if kv {
-                    key_value(s, depth + 1)?;
+                    key_value(s, depth + 1, count)?;
                 } else {
-                    any_merge(&mut Val::Empty, s, depth + 1)?;
+                    any_merge(&mut Val::Empty, s, depth + 1, count)?;
                 }
             }
             (_, wire) => w.skip(wire)?,
@@ -229,16 +258,20 @@ fn check_list(seg: &[u8], depth: u32, kv: bool) -> Res<()> {
     Ok(())
 }
 
-/// One KeyValue: (key, value).
+/// One KeyValue: (key, value). `count` takes its values (the caller counted the KeyValue).
 #[inline]
-fn key_value(seg: &[u8], depth: u32) -> Res<(&[u8], Val<'_>)> {
+fn key_value<'a>(seg: &'a [u8], depth: u32, count: &mut Count) -> Res<(&'a [u8], Val<'a>)> {
     let mut key: &[u8] = b"";
     let mut val = Val::Empty;
     let mut w = Wire::new(seg);
     while w.more() {
         match w.tag()? {
             (1, LEN) => key = w.string()?,
-            (2, LEN) => any_merge(&mut val, w.bytes()?, depth + 1)?,
+            (2, LEN) => {
+                let s = w.bytes()?;
+                count.one()?;
+                any_merge(&mut val, s, depth + 1, count)?
+            }
             (_, wire) => w.skip(wire)?, // key_strindex (3) included
         }
     }
@@ -255,7 +288,7 @@ fn array_items<'a>(segs: &[&'a [u8]]) -> Vec<Val<'a>> {
             match w.tag().unwrap() {
                 (1, LEN) => {
                     let mut v = Val::Empty;
-                    any_merge(&mut v, w.bytes().unwrap(), 0).unwrap();
+                    any_merge(&mut v, w.bytes().unwrap(), 0, &mut Count::unlimited()).unwrap();
                     out.push(v);
                 }
                 (_, wire) => w.skip(wire).unwrap(),
@@ -272,7 +305,7 @@ fn kvlist_items<'a>(segs: &[&'a [u8]]) -> Vec<(&'a [u8], Val<'a>)> {
         let mut w = Wire::new(seg);
         while w.more() {
             match w.tag().unwrap() {
-                (1, LEN) => out.push(key_value(w.bytes().unwrap(), 0).unwrap()),
+                (1, LEN) => out.push(key_value(w.bytes().unwrap(), 0, &mut Count::unlimited()).unwrap()),
                 (_, wire) => w.skip(wire).unwrap(),
             }
         }
@@ -649,6 +682,18 @@ impl Block {
                 .sum::<usize>()
     }
 
+    /// Write the Native block to `out`: the bytes [`Block::write`] makes, from the column buffers themselves.
+    fn write_into<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
+        out.write_all(&self.header())?;
+        for i in 0..16 {
+            out.write_all(&Self::column_header(i))?;
+            out.write_all(&self.data[i])?;
+            out.write_all(&self.keys[i])?;
+            out.write_all(&self.values[i])?;
+        }
+        Ok(())
+    }
+
     /// Write the Native block into `out`, of [`Block::size`] bytes.
     fn write(&self, out: &mut [u8]) {
         let mut at = 0;
@@ -674,26 +719,41 @@ impl Block {
 enum Stop {
     Wire(&'static str),
     Refused,
+    Limit, // a request limit passed: the scan (limits.rs) says which
 }
 
 impl From<&'static str> for Stop {
     fn from(message: &'static str) -> Self {
-        Stop::Wire(message)
+        if message == OVER_LIMIT {
+            Stop::Limit
+        } else {
+            Stop::Wire(message)
+        }
     }
 }
 
 /// Attributes of a Resource or InstrumentationScope given as the concatenation of its occurrences: the
 /// message's pairs, with its other fields checked (name and version of a scope returned).
-fn head<'a>(segs: &[&'a [u8]], scope: bool, pairs: &mut Vec<(&'a [u8], Val<'a>)>) -> Res<(&'a [u8], &'a [u8])> {
+fn head<'a>(segs: &[&'a [u8]], scope: bool, pairs: &mut Vec<(&'a [u8], Val<'a>)>, count: &mut Count)
+            -> Res<(&'a [u8], &'a [u8])> {
     let (mut name, mut version): (&[u8], &[u8]) = (b"", b"");
     for seg in segs {
+        count.one()?;
         let mut w = Wire::new(seg);
         while w.more() {
             match (scope, w.tag()?) {
-                (false, (1, LEN)) | (true, (3, LEN)) => pairs.push(key_value(w.bytes()?, 2)?),
+                (false, (1, LEN)) | (true, (3, LEN)) => {
+                    let s = w.bytes()?;
+                    count.one()?;
+                    pairs.push(key_value(s, 2, count)?)
+                }
                 (true, (1, LEN)) => name = w.string()?,
                 (true, (2, LEN)) => version = w.string()?,
-                (false, (3, LEN)) => entity_ref(w.bytes()?)?,
+                (false, (3, LEN)) => {
+                    let s = w.bytes()?;
+                    count.one()?;
+                    entity_ref(s)?
+                }
                 (_, (_, wire)) => w.skip(wire)?, // dropped_attributes_count included
             }
         }
@@ -716,14 +776,20 @@ fn entity_ref(seg: &[u8]) -> Res<()> {
 }
 
 /// ResourceLogs and ScopeLogs share a layout: 1 = the head message (merged), 2 = repeated children,
-/// 3 = schema_url. Returns (head occurrences, children, schema url).
-fn container<'a>(seg: &'a [u8]) -> Res<(Vec<&'a [u8]>, Vec<&'a [u8]>, &'a [u8])> {
+/// 3 = schema_url. Returns (head occurrences, children, schema url). More than `max_children` children (a
+/// limit: each is a message, and a ScopeLogs' a record) stop it before their list grows further.
+fn container<'a>(seg: &'a [u8], max_children: usize) -> Res<(Vec<&'a [u8]>, Vec<&'a [u8]>, &'a [u8])> {
     let (mut heads, mut children, mut url) = (Vec::new(), Vec::new(), &b""[..]);
     let mut w = Wire::new(seg);
     while w.more() {
         match w.tag()? {
             (1, LEN) => heads.push(w.bytes()?),
-            (2, LEN) => children.push(w.bytes()?),
+            (2, LEN) => {
+                children.push(w.bytes()?);
+                if children.len() > max_children {
+                    return Err(OVER_LIMIT);
+                }
+            }
             (3, LEN) => url = w.string()?,
             (_, wire) => w.skip(wire)?,
         }
@@ -731,14 +797,26 @@ fn container<'a>(seg: &'a [u8]) -> Res<(Vec<&'a [u8]>, Vec<&'a [u8]>, &'a [u8])>
     Ok((heads, children, url))
 }
 
+/// What one request may hold (ingest_limits.py): the encoder stops as soon as one is passed.
+#[derive(Clone, Copy)]
+struct Limits {
+    records: usize,
+    record_bytes: usize,
+    messages: usize,
+}
+
 struct Encoder<'a> {
     block: Block,
     pairs: Vec<(&'a [u8], Val<'a>)>,
     scratch: String,
+    limits: Limits,
+    records: usize,
+    count: Count,
 }
 
 impl<'a> Encoder<'a> {
     fn request(&mut self, body: &'a [u8]) -> Result<(), Stop> {
+        self.count.one()?; // the request itself, as the scan counts it
         let mut w = Wire::new(body);
         while w.more() {
             match w.tag()? {
@@ -750,9 +828,10 @@ impl<'a> Encoder<'a> {
     }
 
     fn resource_logs(&mut self, seg: &'a [u8]) -> Result<(), Stop> {
-        let (heads, scope_logs, url) = container(seg)?;
+        self.count.one()?;
+        let (heads, scope_logs, url) = container(seg, self.limits.messages)?;
         self.pairs.clear();
-        head(&heads, false, &mut self.pairs)?;
+        head(&heads, false, &mut self.pairs, &mut self.count)?;
         // pcommon.Map.Get("service.name").AsString(): the first pair with that key
         let mut service = Vec::new();
         match self.pairs.iter().find(|(k, _)| *k == b"service.name") {
@@ -770,9 +849,10 @@ impl<'a> Encoder<'a> {
 
     fn scope_logs(&mut self, seg: &'a [u8], service: &[u8], resource_url: &[u8], resource: &MapValue)
                   -> Result<(), Stop> {
-        let (heads, records, url) = container(seg)?;
+        self.count.one()?;
+        let (heads, records, url) = container(seg, self.limits.records)?;
         self.pairs.clear();
-        let (name, version) = head(&heads, true, &mut self.pairs)?;
+        let (name, version) = head(&heads, true, &mut self.pairs, &mut self.count)?;
         let scope = MapValue::of(&mut self.pairs, &mut self.scratch);
         let mut fixed = [Vec::new(), Vec::new(), Vec::new()];
         string_to(&mut fixed[0], url);
@@ -794,6 +874,11 @@ impl<'a> Encoder<'a> {
 
     /// A LogRecord's own columns.
     fn record(&mut self, seg: &'a [u8]) -> Result<(), Stop> {
+        self.count.one()?;
+        self.records += 1;
+        if self.records > self.limits.records || seg.len() > self.limits.record_bytes {
+            return Err(Stop::Limit);
+        }
         let (mut time, mut observed, mut severity, mut flags) = (0u64, 0u64, 0u64, 0u32);
         let (mut severity_text, mut trace_id, mut span_id, mut event_name): (&[u8], &[u8], &[u8], &[u8]) =
             (b"", b"", b"", b"");
@@ -806,8 +891,16 @@ impl<'a> Encoder<'a> {
                 (11, FIXED64) => observed = w.fixed64()?,
                 (2, VARINT) => severity = w.varint()?,
                 (3, LEN) => severity_text = w.string()?,
-                (5, LEN) => any_merge(&mut body, w.bytes()?, 4)?,
-                (6, LEN) => self.pairs.push(key_value(w.bytes()?, 4)?),
+                (5, LEN) => {
+                    let s = w.bytes()?;
+                    self.count.one()?;
+                    any_merge(&mut body, s, 4, &mut self.count)?
+                }
+                (6, LEN) => {
+                    let s = w.bytes()?;
+                    self.count.one()?;
+                    self.pairs.push(key_value(s, 4, &mut self.count)?)
+                }
                 (8, FIXED32) => flags = w.fixed32()?,
                 (9, LEN) => trace_id = w.bytes()?,
                 (10, LEN) => span_id = w.bytes()?,
@@ -836,62 +929,153 @@ impl<'a> Encoder<'a> {
     }
 }
 
-/// The request's rows as one Native block: Ok(None) when an id has another length.
-fn encode(body: &[u8]) -> Result<Option<Block>, &'static str> {
+/// What encode() made of a request.
+enum Encoded {
+    Block(Block),
+    Refused, // an id of another length
+    Limit,   // a request limit passed
+}
+
+/// The request's rows as one Native block, stopping at the first limit passed.
+fn encode(body: &[u8], limits: Limits) -> Result<Encoded, &'static str> {
     let mut block = POOL.lock().unwrap().pop().unwrap_or_default();
     block.clear();
-    let mut encoder = Encoder { block, pairs: Vec::with_capacity(32), scratch: String::new() };
+    let mut encoder = Encoder { block, pairs: Vec::with_capacity(32), scratch: String::new(), limits, records: 0,
+                                count: Count { n: 0, max: limits.messages } };
     let result = encoder.request(body);
     match result {
-        Ok(()) => Ok(Some(encoder.block)),
+        Ok(()) => Ok(Encoded::Block(encoder.block)),
         Err(stop) => {
             give_back(encoder.block);
             match stop {
-                Stop::Refused => Ok(None),
+                Stop::Refused => Ok(Encoded::Refused),
+                Stop::Limit => Ok(Encoded::Limit),
                 Stop::Wire(message) => Err(message),
             }
         }
     }
 }
 
-/// Column buffers kept for the next request (at most [`POOL_SIZE`], each up to [`POOL_BYTES`]): a fresh
-/// buffer of a block's size costs its page faults on every request (measured: ~20% of the encoding).
+/// Column buffers kept for the next request (at most [`POOL_SIZE`], each up to [`POOL_BYTES`], together up
+/// to [`POOL_TOTAL`]): a fresh buffer of a block's size costs its page faults on every request (measured:
+/// ~20% of the encoding). A [`NativeBlock`] holds its buffers until its request is written, so as many
+/// blocks live as requests wait for their group: the pool keeps enough for the service's groups in flight.
 static POOL: std::sync::Mutex<Vec<Block>> = std::sync::Mutex::new(Vec::new());
-const POOL_SIZE: usize = 4;
+const POOL_SIZE: usize = 16;
 const POOL_BYTES: usize = 64 << 20;
+const POOL_TOTAL: usize = 128 << 20;
 
 fn give_back(block: Block) {
-    if block.capacity() <= POOL_BYTES {
+    let size = block.capacity();
+    if size <= POOL_BYTES {
         let mut pool = POOL.lock().unwrap();
-        if pool.len() < POOL_SIZE {
+        if pool.len() < POOL_SIZE && pool.iter().map(Block::capacity).sum::<usize>() + size <= POOL_TOTAL {
             pool.push(block);
         }
+    }
+}
+
+/// A request's Native block kept in the core's column buffers ([`otlp_logs_block`]): written straight into
+/// the group's file, never copied into a Python bytes object first (4 MB for 5,000 records: a copy and the
+/// page faults of a fresh allocation per request). `len()` is its size in bytes; the buffers go back to the
+/// pool when it is dropped.
+#[pyclass(frozen)]
+struct NativeBlock {
+    block: std::sync::Mutex<Option<Block>>,
+    #[pyo3(get)]
+    rows: usize,
+    size: usize,
+}
+
+#[pymethods]
+impl NativeBlock {
+    fn __len__(&self) -> usize {
+        self.size
+    }
+
+    /// Write the block at the current offset of the open file descriptor `fd` (left open); again for a retry.
+    fn write_to(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        py.detach(|| {
+            let guard = self.block.lock().unwrap();
+            let Some(block) = guard.as_ref() else { return Ok(()) };
+            // the caller's descriptor: borrowed, never closed here
+            let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, &*file);
+            block.write_into(&mut out)?;
+            out.flush()
+        })
+        .map_err(|e: std::io::Error| pyo3::exceptions::PyOSError::new_err(e.to_string()))
+    }
+}
+
+impl Drop for NativeBlock {
+    fn drop(&mut self) {
+        if let Some(block) = self.block.get_mut().unwrap().take() {
+            give_back(block);
+        }
+    }
+}
+
+/// otlp_logs_native's reading of a request with the block left in the core: a [`NativeBlock`], None (an id of
+/// another length), "limit", or ValueError, as otlp_logs_native answers.
+#[pyfunction]
+#[pyo3(signature = (body, max_records=usize::MAX, max_record_bytes=usize::MAX, max_messages=usize::MAX))]
+fn otlp_logs_block<'py>(py: Python<'py>, body: &[u8], max_records: usize, max_record_bytes: usize,
+                        max_messages: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let limits = Limits { records: max_records, record_bytes: max_record_bytes, messages: max_messages };
+    match py.detach(|| encode(body, limits)) {
+        Ok(Encoded::Block(block)) => {
+            let (rows, size) = (block.rows, block.size());
+            let held = NativeBlock { block: std::sync::Mutex::new(Some(block)), rows, size };
+            Ok(Some(Bound::new(py, held)?.into_any()))
+        }
+        other => refusal(py, other),
+    }
+}
+
+/// The answer for an encoding that made no block.
+fn refusal<'py>(py: Python<'py>, encoded: Result<Encoded, &'static str>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match encoded {
+        Ok(Encoded::Block(_)) | Ok(Encoded::Refused) => Ok(None),
+        Ok(Encoded::Limit) => Ok(Some(pyo3::types::PyString::new(py, "limit").into_any())),
+        Err(message) => Err(PyValueError::new_err(format!("malformed protobuf ExportLogsServiceRequest: {message}"))),
     }
 }
 
 /// (rows, the Native block) of a protobuf ExportLogsServiceRequest, or None when a trace or span id has
 /// another length (pdata refuses it: the caller's Python path answers). ValueError when the body is not read
 /// here (malformed, or a shape left to upb: see the module notes).
+///
+/// With limits (ingest_limits.py's: records, bytes of a record, messages, counted as `otlp_logs_scan` counts
+/// them), the string "limit" as soon as one is passed: the scan then names it (or, reading in order, finds
+/// the body unreadable before it: a scope's records are listed before they are read). A request encoded within them
+/// is one the scan passes, so the ingest path scans only requests this does not take (one pass, not two).
 #[pyfunction]
-fn otlp_logs_native<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<(usize, Bound<'py, PyBytes>)>> {
-    match py.detach(|| encode(body)) {
-        Ok(Some(block)) => {
+#[pyo3(signature = (body, max_records=usize::MAX, max_record_bytes=usize::MAX, max_messages=usize::MAX))]
+fn otlp_logs_native<'py>(py: Python<'py>, body: &[u8], max_records: usize, max_record_bytes: usize,
+                         max_messages: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let limits = Limits { records: max_records, record_bytes: max_record_bytes, messages: max_messages };
+    match py.detach(|| encode(body, limits)) {
+        Ok(Encoded::Block(block)) => {
             let data = PyBytes::new_with(py, block.size(), |out| {
                 block.write(out);
                 Ok(())
             })?;
             let rows = block.rows;
             py.detach(|| give_back(block));
-            Ok(Some((rows, data)))
+            Ok(Some((rows, data).into_pyobject(py)?.into_any()))
         }
-        Ok(None) => Ok(None),
-        Err(message) => Err(PyValueError::new_err(format!("malformed protobuf ExportLogsServiceRequest: {message}"))),
+        other => refusal(py, other),
     }
 }
 
 #[pymodule]
 fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(otlp_logs_native, m)?)?;
+    m.add_function(wrap_pyfunction!(otlp_logs_block, m)?)?;
+    m.add_class::<NativeBlock>()?;
     m.add_function(wrap_pyfunction!(limits::otlp_logs_scan, m)?)?;
     m.add_function(wrap_pyfunction!(drain::link_events, m)?)?;
     m.add_function(wrap_pyfunction!(drain::sha256_text, m)?)?;

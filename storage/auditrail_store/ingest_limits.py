@@ -17,8 +17,9 @@ took the service to 4.2 GB. What memory follows is the number of messages, so th
 With these a request's peak memory is a small multiple of its decompressed size (upb ~140 bytes a message at
 most, 8 bytes of body each: ~17x; measured figures in docs/storage.md). The protobuf scan is the native
 core's (``otlp_logs_scan``: no allocation, stops at the first limit exceeded); :func:`scan_protobuf_python`
-is its twin where the core is not built. Both run before upb, the native encoder or the Python decoder see the
-body, and before the tenant check that needs the decoded records.
+is its twin where the core is not built. Both run before upb or the Python decoder see the body, and before the
+tenant check that needs the decoded records. The native encoder (ingest_fast.py) counts the same three as it
+reads and stops at the first passed, so the requests it takes are read once; the scan names what it stops at.
 """
 
 from __future__ import annotations
@@ -169,11 +170,21 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
         if pos >= end or shift > 63:
             raise _Stop("unreadable")
         byte = data[pos]
+        if shift == 63 and byte > 1:  # past 64 bits (Wire::varint)
+            raise _Stop("unreadable")
         pos += 1
         result |= (byte & 0x7F) << shift
         if byte < 0x80:
             return result, pos
         shift += 7
+
+
+def _tag(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A field's tag; a field number of 0 or a tag past 32 bits is unreadable (Wire::tag)."""
+    tag, pos = _varint(data, pos, end)
+    if tag >> 3 == 0 or tag > 0xFFFFFFFF:
+        raise _Stop("unreadable")
+    return tag, pos
 
 
 def _skip(data: bytes, pos: int, end: int, number: int, wire: int, depth: int) -> int:
@@ -186,7 +197,7 @@ def _skip(data: bytes, pos: int, end: int, number: int, wire: int, depth: int) -
         pos += length
     elif wire == _START_GROUP and depth <= _MAX_DEPTH:
         while True:
-            tag, pos = _varint(data, pos, end)
+            tag, pos = _tag(data, pos, end)
             if tag & 7 == _END_GROUP and tag >> 3 == number:
                 return pos
             pos = _skip(data, pos, end, tag >> 3, tag & 7, depth + 1)
@@ -218,10 +229,8 @@ class _Scan:
         judge = kind == _RECORD and self.tenant is not None
         tenant: bytes | None = None
         while pos < end:
-            tag, pos = _varint(data, pos, end)
+            tag, pos = _tag(data, pos, end)
             number, wire = tag >> 3, tag & 7
-            if number == 0:
-                raise _Stop("unreadable")
             inner = _CHILD.get((kind, number)) if wire == _LEN else None
             if inner is None:
                 pos = _skip(data, pos, end, number, wire, depth + 1)

@@ -40,7 +40,6 @@ MAX_DAYS = 36500  # 100 years: a typo guard, not a policy
 _TTL_TARGETS = (
     ("audit_events", "timestamp", "inserted_at", "tenant_id"),
     ("otel_logs", "Timestamp", "`__auditrail_received_at`", "LogAttributes['audit.tenant_id']"),
-    ("audit_event_versions", "timestamp", "first_stored", "tenant_id"),
 )
 # The last second a TTL can name (DateTime is UInt32 seconds: 2106-02-07 06:28:15 UTC).
 _TTL_END = 4294967295

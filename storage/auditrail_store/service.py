@@ -406,14 +406,15 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks
     data = decompress(body, encoding, state.limits.max_body)
     del body
     if kind == PROTOBUF:
-        # before upb, the native encoder or the Python decoder read it; a record plainly of another tenant
-        # than a tenant-scoped token's stops it too (the check after decoding judges the rest)
+        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data, state.limits) is not None:
+            return None  # the engine path wrote it, the limits checked as it read (no tenant check to make for
+            # an all-tenant token)
+        # before upb or the Python decoder read it; a record plainly of another tenant than a tenant-scoped
+        # token's stops it too (the check after decoding judges the rest)
         foreign = check_protobuf(data, state.limits, None if caller.tenant_id == ALL_TENANTS else caller.tenant_id)
         if foreign is not None:
             return (f"token {caller.token_id} may not ingest events of tenant(s) {foreign[1][:200]!r} "
                     f"(log record {foreign[0]})")
-        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data) is not None:
-            return None  # the engine path wrote it (no tenant check to make for an all-tenant token)
         batch = decode_protobuf(data)  # the existing path: tenant-scoped tokens, servers, what the engine declined
     else:
         batch = decode_json(data, state.limits)

@@ -18,7 +18,7 @@ service, the CLI and a customer's auditor run one procedure:
   and the report says which;
 * an event id the store received in more than one version (other content, another time: evidence of
   tampering or of a bug) is a ``conflict``: the export shows the first version stored, and the document's
-  ``conflicts`` (:func:`event_conflicts`, from ``audit_event_versions``) says how many others there were.
+  ``conflicts`` (:func:`event_conflicts`, counted from the copies otel_logs keeps) says how many others there were.
 """
 
 from __future__ import annotations
@@ -324,23 +324,43 @@ def _merge(report: VerifyReport, part: VerifyReport) -> None:
 # What the JSON export adds to a tenant's events (read by export.py)
 
 
+# What makes a row of otel_logs an audit event and its audit_events key, as audit_events_mv (0003, 0011) and
+# audit_events.event_key (0012) compute them: the canonical UUID text of the id, or the id as sent.
+_AUDIT_ROW = ("mapContains(LogAttributes, 'audit.event_id')"
+              " AND (ScopeName = 'auditrail' OR EventName != '' OR LogAttributes['event.name'] != '')")
+_EVENT_KEY = ("if(toUUIDOrZero(LogAttributes['audit.event_id']) != toUUID('00000000-0000-0000-0000-000000000000'),"
+              " toString(toUUIDOrZero(LogAttributes['audit.event_id'])), LogAttributes['audit.event_id'])")
+# A version: the hash of everything the typed row is made of (the event type as the view picks it, the time,
+# every attribute, service, severity, trace and span ids); the attribute pairs sorted, so the same attributes
+# written in another order (the collector's exporter, the service) are one version. Receipt time, resource
+# and scope are not the event's content: a replay through another collector is no conflict.
+# `event.name` is left out when it only repeats the event type, as audit_events.attributes leaves it (0033): the
+# collector's ClickHouse pipeline copies EventName there, `auditrail serve` does not, and one event arriving
+# both ways (the service's own events with `serve --forward-otlp`) is one version.
+_KEPT = "mapFilter((k, v) -> NOT (k = 'event.name' AND (EventName = '' OR v = EventName)), LogAttributes)"
+_VERSION = (f"cityHash64(if(EventName != '', EventName, LogAttributes['event.name']), Timestamp,"
+            f" arraySort(arrayZip(mapKeys({_KEPT}), mapValues({_KEPT}))),"
+            " ServiceName, SeverityText, SeverityNumber, TraceId, SpanId)")
+
+
 def event_conflicts(store: Store, tenant: str, filters: Any) -> list[dict[str, Any]]:
     """`tenant`'s event ids (of the events an export with `filters` holds) that the store received in more than
     one version, by id: ``{"event_id", "versions", "copies"}`` (copies: every arrival, replays included).
 
-    Read from ``audit_event_versions`` (migration 0012: one row per tenant, event id and content hash, fed on
-    every insert into audit_events), never from otel_logs: its size is the tenant's ids, not its raw rows."""
+    Computed here, from otel_logs, which keeps every copy as received (migration 0034): nothing is counted
+    on the insert path. It reads the tenant's raw rows, every copy, once per verify or JSON export."""
     from .export import ExportFilters, exported_ids
 
     parameters: dict[str, Any] = {}
     scope = tenant_scope(tenant, parameters)
     # The tenant's conflicting ids first, then those of them the export holds: no set of the export's ids is
-    # built (1M events: +270 MB before), only the GROUP BY's (1.25M keys: +130 MB, 0.7 s; in key order with
-    # optimize_aggregation_in_order it took more of both, +280 MB and 1.6 s).
+    # built (1M events: +270 MB before), only the GROUP BY's.
+    arrivals = (f"SELECT LogAttributes['audit.tenant_id'] AS tenant_id, {_EVENT_KEY} AS event_key,"
+                f" {_VERSION} AS version FROM {store.table('otel_logs')} WHERE {_AUDIT_ROW} AND {scope}")
     rows = store.query(
-        "SELECT event_key, uniqExact(version) AS versions, sum(copies)"
-        f" FROM {store.table('audit_event_versions')} WHERE {scope} GROUP BY event_key HAVING versions > 1"
-        " ORDER BY event_key", parameters).result_rows
+        "SELECT event_key, count() AS versions, sum(copies) FROM (SELECT event_key, version, count() AS copies"
+        f" FROM ({arrivals}) GROUP BY event_key, version)"
+        " GROUP BY event_key HAVING versions > 1 ORDER BY event_key", parameters).result_rows
     if rows and filters is not None and filters != ExportFilters():
         sql, exported = exported_ids(store, tenant, filters, columns=("event_key",))
         inside = {key for (key,) in store.query(f"SELECT event_key FROM ({sql}) WHERE has({{conflicting:Array(String)}},"

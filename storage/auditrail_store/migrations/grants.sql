@@ -23,9 +23,10 @@ GRANT ${on_cluster} SELECT ON ${db}.`audit_events${local}` TO auditrail_reader;
 GRANT ${on_cluster} SELECT ON ${db}.`chain_state` TO auditrail_reader;
 GRANT ${on_cluster} SELECT ON ${db}.`source_ips` TO auditrail_reader;
 GRANT ${on_cluster} SELECT ON ${db}.`source_ips${local}` TO auditrail_reader;
--- verify's conflicts (0012): one row per tenant, event id and version; the same row policy as audit_events.
-GRANT ${on_cluster} SELECT ON ${db}.`audit_event_versions` TO auditrail_reader;
-GRANT ${on_cluster} SELECT ON ${db}.`audit_event_versions${local}` TO auditrail_reader;
+-- verify's conflicts (0034): counted from the copies otel_logs keeps, under the row policy below (the tenant
+-- attribute), so a reader sees the raw rows of its own tenant only.
+GRANT ${on_cluster} SELECT ON ${db}.`otel_logs` TO auditrail_reader;
+GRANT ${on_cluster} SELECT ON ${db}.`otel_logs${local}` TO auditrail_reader;
 
 -- Operators: retention contracts (an INSERT plus ALTER ... MODIFY TTL) and everything a reader may do.
 GRANT ${on_cluster} auditrail_reader TO auditrail_admin;
@@ -33,7 +34,6 @@ GRANT ${on_cluster} SELECT, INSERT ON ${db}.`retention_contracts` TO auditrail_a
 GRANT ${on_cluster} SELECT, INSERT ON ${db}.`retention_contracts${local}` TO auditrail_admin;
 GRANT ${on_cluster} ALTER TTL, ALTER MODIFY SETTING, OPTIMIZE ON ${db}.`audit_events${local}` TO auditrail_admin;
 GRANT ${on_cluster} ALTER TTL, ALTER MODIFY SETTING, OPTIMIZE ON ${db}.`otel_logs${local}` TO auditrail_admin;
-GRANT ${on_cluster} ALTER TTL, OPTIMIZE ON ${db}.`audit_event_versions${local}` TO auditrail_admin;
 
 -- Defense in depth for tenant isolation: a reader sees only the tenant its session names in the custom
 -- setting SQL_auditrail_tenant (the store service sets it per query from the token's tenant; the server's
@@ -42,6 +42,5 @@ CREATE ROW POLICY IF NOT EXISTS auditrail_tenant_scope ON ${db}.`audit_events${l
     FOR SELECT USING tenant_id = getSetting('SQL_auditrail_tenant') TO auditrail_reader;
 CREATE ROW POLICY IF NOT EXISTS auditrail_tenant_scope ON ${db}.`source_ips${local}` ${on_cluster}
     FOR SELECT USING tenant_id = getSetting('SQL_auditrail_tenant') TO auditrail_reader;
-
-CREATE ROW POLICY IF NOT EXISTS auditrail_tenant_scope ON ${db}.`audit_event_versions${local}` ${on_cluster}
-    FOR SELECT USING tenant_id = getSetting('SQL_auditrail_tenant') TO auditrail_reader;
+CREATE ROW POLICY IF NOT EXISTS auditrail_tenant_scope ON ${db}.`otel_logs${local}` ${on_cluster}
+    FOR SELECT USING LogAttributes['audit.tenant_id'] = getSetting('SQL_auditrail_tenant') TO auditrail_reader;

@@ -1,0 +1,13 @@
+-- Conflicts are counted when they are read, not on every insert (issue 15: no fix may cost more than 5% of
+-- ingest).
+--
+-- Before (0012): audit_event_versions_mv hashed every row inserted into audit_events and wrote it to
+-- audit_event_versions, an AggregatingMergeTree of one row per (tenant, event id, version): 10-15% of the
+-- fast ingest path's CPU (13-14 us an event against 11-12 without it), paid for every event although
+-- conflicts are rare and only `verify` and the JSON export read them.
+-- Now: verify_store.event_conflicts computes the same (event id, versions, copies) from otel_logs, which keeps
+-- every copy as received (identical replays included) for as long as audit_events keeps the event (retention.py
+-- renders both TTLs from one contract). An insert writes otel_logs and audit_events only.
+-- audit_event_versions itself stays, no longer written or read (store code drops no table, as 0012 kept
+-- audit_events_v1): its TTL empties it, or an operator drops it.
+DROP VIEW IF EXISTS ${db}.`audit_event_versions_mv${local}` ${on_cluster};
