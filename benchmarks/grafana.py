@@ -46,12 +46,13 @@ OVERVIEW_TARGET_MS = 300
 INTERFACE_TARGET = 1.15
 
 # One INSERT ... SELECT per million rows. Event types by weight; risk, actors, addresses, sessions and
-# approvals derived from the row number so every panel has data to chew on.
+# approvals derived from the row number so every panel has data to chew on; event ids are UUIDv7 of the
+# event's time (emitters' ids: instrumentation/auditrail), so each tenant's rows lie in time order.
 _FILL = """
 INSERT INTO auditrail.otel_logs (Timestamp, SeverityText, SeverityNumber, ServiceName, Body, ScopeName,
                                  LogAttributes, EventName)
 SELECT ts, 'INFO', 9, ['assistant', 'billing', 'crawler'][1 + number % 3], type, 'auditrail',
-       mapUpdate(map('audit.event_id', toString(generateUUIDv7(number)), 'audit.tenant_id', tenant,
+       mapUpdate(map('audit.event_id', event_id, 'audit.tenant_id', tenant,
                      'enduser.id', concat('user', toString(number % 1000), '@', tenant, '.io'),
                      'client.address', concat('10.', toString(number % 50), '.', toString(intDiv(number, 7) % 100), '.1'),
                      'audit.risk', multiIf(type IN ('killswitch.disable', 'admin.impersonation.start'), 'critical',
@@ -69,12 +70,17 @@ SELECT ts, 'INFO', 9, ['assistant', 'billing', 'crawler'][1 + number % 3], type,
        type
 FROM (
     SELECT number, fromUnixTimestamp64Nano(toInt64({start:Int64} + number * {step:Int64})) AS ts,
+           -- a UUIDv7 of the event's time, as emitters make them (audit_events is ordered by it, 0012)
+           concat(substring(ms, 1, 8), '-', substring(ms, 9, 4), '-7', substring(r, 1, 3), '-8', substring(r, 4, 3),
+                  '-', substring(r, 7, 12)) AS event_id,
            concat('t', toString(number % {tenants:UInt32})) AS tenant,
            ['crawl.run', 'crawl.run', 'crawl.run', 'crawl.run', 'chat.message', 'chat.message', 'prompt.update',
             'policy.update', 'billing.plan.change', 'killswitch.disable', 'killswitch.enable',
             'admin.impersonation.start', 'approval.requested', 'approval.granted', 'audit.checkpoint',
             'crawl.run'][1 + cityHash64(number) % 16] AS type
-    FROM numbers({offset:UInt64}, {count:UInt64})
+    FROM (SELECT number, leftPad(lower(hex(intDiv({start:Int64} + number * {step:Int64}, 1000000))), 12, '0') AS ms,
+                 lower(hex(sipHash128(number))) AS r
+          FROM numbers({offset:UInt64}, {count:UInt64}))
 )
 """
 
