@@ -161,6 +161,12 @@ def test_kept_sessions_never_answer_another_tenant_or_other_settings(grafana: Gr
             assert tenants is None or got_tenants == tenants, (token, got_tenants)
             assert readonly == "1" and max_threads == threads.get("max_threads", ours), answer.text
     assert len(seen_all) == 1 and "'acme'" in seen_all.pop()
+    # A statement's verdict is kept per token kind: SHOW CREATE passed for an all-tenant token stays refused
+    # to a one-tenant token.
+    show = "SHOW CREATE TABLE audit_events"
+    assert clients[grafana.read_all].post("/", content=show).status_code == 200
+    refused = clients[grafana.svc.read_acme].post("/", content=show)
+    assert refused.status_code == 403 and "SHOW CREATE is not available" in refused.text
     for client in clients.values():
         client.close()
 
