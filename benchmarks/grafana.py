@@ -19,7 +19,10 @@ slowest panel, then the two targets (a 24 h overview refresh under 300 ms on the
 adds at most 15 %) as PASS/FAIL with the load average. Grafana runs a dashboard's panels concurrently;
 the sum here is the work of one refresh.
 
-    .venv/bin/python benchmarks/grafana.py [--rows 10000000] [--repeats 7] [--store DIR] [--only UID]
+    .venv/bin/python benchmarks/grafana.py [--rows 10000000] [--repeats 7] [--store DIR] [--only UID] [--unmerged N]
+
+--unmerged N measures a live store instead of a merged one: N more inserts of 1,000 events over the last 10
+minutes, their parts left unmerged (merges of audit_events stopped), as a store under steady ingest has them.
 """
 
 from __future__ import annotations
@@ -97,6 +100,17 @@ def fill(store: Any, rows: int, days: int = 30, tenants: int = 100) -> float:
                               "count": min(1_000_000, rows - offset)})
     store.command("OPTIMIZE TABLE auditrail.audit_events FINAL")
     return time.perf_counter() - started
+
+
+def unmerged(store: Any, rows: int, parts: int, per_part: int = 1000, tenants: int = 100) -> None:
+    """`parts` more inserts of `per_part` events over the last 10 minutes, left unmerged (audit_events' merges
+    stopped): a live store, whose newest parts the background merges have not caught up with."""
+    store.command("SYSTEM STOP MERGES auditrail.audit_events")
+    step = 600 * 10**9 // (parts * per_part)
+    start = time.time_ns() - 600 * 10**9 - rows * step  # numbers from `rows` on: new ids, the last 10 minutes
+    for part in range(parts):
+        store.command(_FILL, {"start": start, "step": step, "tenants": tenants, "offset": rows + part * per_part,
+                              "count": per_part})
 
 
 def refresh(run: Callable[[str], Any], sqls: dict[str, str], panels: dict[str, list[float]] | None = None) -> float:
@@ -179,6 +193,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--store", type=Path, help="reuse (or create) this store directory (kept)")
     parser.add_argument("--only", choices=[d.uid for d in DASHBOARDS], help="one dashboard")
+    parser.add_argument("--unmerged", type=int, default=0, metavar="N",
+                        help="then N inserts of 1,000 recent events left unmerged, as in a live store (adds them "
+                             "to a --store: use a copy)")
     args = parser.parse_args()
     from auditrail_store.db import Store
     from auditrail_store.migrate import migrate
@@ -191,11 +208,15 @@ def main() -> None:
             if present < args.rows:
                 print(f"filling {args.rows:,} events ...", flush=True)
                 print(f"filled in {fill(store, args.rows):.0f} s", flush=True)
+            if args.unmerged:
+                unmerged(store, args.rows, args.unmerged)
             events = store.query("SELECT count() FROM auditrail.audit_events_unique").result_rows[0][0]
+            parts = store.query("SELECT count() FROM system.parts WHERE active AND database = 'auditrail'"
+                                " AND table = 'audit_events'").result_rows[0][0]
             runs, close = ways(directory, store)
             try:
                 load_start = os.getloadavg()[0]
-                print(f"{events:,} events, {os.cpu_count()} CPUs (shared: read the ratios), {args.repeats} "
+                print(f"{events:,} events in {parts} parts, {os.cpu_count()} CPUs (shared: read the ratios), {args.repeats} "
                       f"interleaved rounds; load average {load_start:.1f} at the start", flush=True)
                 figures = refreshes(runs, args.repeats, args.only)
             finally:
