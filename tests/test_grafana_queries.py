@@ -400,3 +400,64 @@ def test_the_events_view_merges_copies_until_the_table_is_one_merged_part_then_r
     (merging, rows), (merging_after, rows_after), parts = json.loads(done.stdout.strip().splitlines()[-1])
     assert merging and rows and rows_after == rows  # parts not merged yet: FINAL merges the copies
     assert parts == 1 and not merging_after  # one merged part: read as it is, each event once
+
+
+_BOUNDED = """
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from auditrail_store.db import Store
+from auditrail_store.ingest import JSON, LogWriter, decode_request
+from auditrail_store.migrate import migrate
+from grafana.queries import ALL, APPROVALS, INTEGRITY, KEYS_IN_RANGE, OVERVIEW, expand
+from test_grafana_queries import NOW, RANGE, build_scenario
+ROW = ("INSERT INTO auditrail.audit_events (event_id, event_type, timestamp, tenant_id, actor, risk, outcome,"
+       " service_name, severity_text, severity_number, attributes) VALUES")
+with Store.open(sys.argv[1]) as store:
+    migrate(store)
+    store.command("SYSTEM STOP MERGES auditrail.audit_events")  # FINAL must do the work
+    writer = LogWriter(store.client, store.database)
+    for body in build_scenario().requests():
+        writer.write(decode_request(body, JSON))
+    def at(hours):
+        return (NOW - timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M:%S")
+    a, b = "0190a000-0000-7000-8000-00000000000a", "0190a000-0000-7000-8000-00000000000b"
+    # a: first stored inside the range, a later copy claims 3 days ago; b: first stored 3 days ago, a later
+    # copy claims to be inside the range (a forged copy: b must stay out of the range); c: an id no UUID
+    store.command(f"{ROW} ('{a}', 'policy.update', '{at(2)}', 'acme', 'eve', 'high', 'success', 'a', 'WARN', 13, {{}})")
+    store.command(f"{ROW} ('{b}', 'policy.update', '{at(72)}', 'acme', 'eve', 'high', 'failure', 'a', 'WARN', 13, {{}})")
+    store.command(f"{ROW} ('{a}', 'chat.message', '{at(72)}', 'acme', 'mallory', 'low', 'failure', 'a', 'INFO', 9, {{}})")
+    store.command(f"{ROW} ('{b}', 'killswitch.disable', '{at(3)}', 'acme', 'mallory', 'critical', 'failure', 'a', 'WARN', 13, {{}})")
+    store.command(f"{ROW} (toUUID('00000000-0000-0000-0000-000000000000'), 'crawl.run', '{at(1)}', 'globex', 'bot', "
+                  "'low', 'success', 'a', 'INFO', 9, {'audit.event_id': 'build-7'})")
+    # several granules of one tenant's events inside the range, ids in no time order (uuid4): a bound above
+    # the least key of the range would leave granules out
+    store.command("INSERT INTO auditrail.audit_events (event_id, event_type, timestamp, tenant_id, risk, outcome,"
+                  " service_name, severity_text, severity_number) SELECT generateUUIDv4(number), 'crawl.run',"
+                  f" toDateTime64('{at(23)}', 9, 'UTC') + toIntervalSecond(number), 'initech',"
+                  " if(number % 7 = 0, 'high', 'low'), if(number % 11 = 0, 'failure', 'success'), 'crawler',"
+                  " 'INFO', 9 FROM numbers(40000)")
+    out = {}
+    for dashboard in (OVERVIEW, APPROVALS, INTEGRITY):
+        for panel in dashboard.panels:
+            sql = expand(panel.sql, *RANGE, {"tenant": ALL})
+            unbounded = expand(panel.sql.replace(KEYS_IN_RANGE, "1 = 1"), *RANGE, {"tenant": ALL})
+            out[panel.title] = [str(store.query(sql).result_rows), str(store.query(unbounded).result_rows),
+                                KEYS_IN_RANGE in panel.sql]
+    print(json.dumps(out))
+"""
+
+
+def test_the_key_bound_changes_no_answer_with_copies_and_conflicting_versions_unmerged(tmp_path):
+    """KEYS_IN_RANGE: every panel answers as FINAL alone does, with an event's versions on both sides of the
+    range's edge and an id that is no UUID, parts unmerged."""
+    done = subprocess.run([sys.executable, "-c", _BOUNDED, f"chdb://{tmp_path}/store"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": f"{REPO / 'tests'}:{REPO}"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sum(bounded for _, _, bounded in out.values()) >= 10
+    for title, (bounded, unbounded, _) in out.items():
+        assert bounded == unbounded, title
+    high = out["High and critical actions"][0]
+    assert "0190a000-0000-7000-8000-00000000000a" in high and "0190a000-0000-7000-8000-00000000000b" not in high
+    assert "mallory" not in high + out["Failures"][0]  # the later copies never show
