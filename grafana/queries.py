@@ -25,20 +25,6 @@ ALL = "$__all"  # Grafana's value of a variable set to All (no custom all value)
 
 # --- the pieces every dashboard shares ----------------------------------------------------------------
 TENANTS_ANY = "$__conditionalAll(tenant_id IN (${tenant:singlequote}), $tenant)"
-# FINAL reads every granule whose key range meets one the time index picked, and parts not merged yet span
-# every tenant's keys: on a live store a range alone read the whole table (benchmarks/grafana.py --unmerged:
-# 5.8 s of CPU for the overview's 24 h at 10M events). Every copy of an event id has its event_key, so a lower
-# bound on the keys of the rows in range keeps FINAL exact and makes it read the keys from there on only (ids
-# are UUIDv7 of their time: about the range's own). The bound: the least key of the range's rows, UUID ids
-# compared as their text (UUIDToNum: big-endian bytes), other ids (event_id zero) as stored.
-_ZERO_ID = "toUUID('00000000-0000-0000-0000-000000000000')"
-KEYS_IN_RANGE = (
-    "event_key >= least(\n"
-    "    (SELECT UUIDNumToString(min(UUIDToNum(event_id))) FROM auditrail.audit_events\n"
-    f"     WHERE $__timeFilter(timestamp) AND event_id != {_ZERO_ID}),\n"
-    "    (SELECT ifNull(minOrNull(event_key), 'g') FROM auditrail.audit_events\n"
-    f"     WHERE $__timeFilter(timestamp) AND event_id = {_ZERO_ID}))")
-IN_RANGE = f"$__timeFilter(timestamp) AND {KEYS_IN_RANGE}"  # every tenant's events in the range (FINAL, bounded)
 BUCKET = "toStartOfInterval(timestamp, INTERVAL $__interval_s second) AS time"
 
 
@@ -86,7 +72,7 @@ def _over_time(title: str, dimension: str, where: str = "", description: str = "
     """Events per interval split by one dimension (long format: the data source pivots it to series)."""
     return Panel(title, "timeseries",
                  f"SELECT {BUCKET}, {dimension} AS series, count() AS events\nFROM {EVENTS}\n"
-                 f"WHERE {IN_RANGE} AND {TENANTS_ANY}{where}\nGROUP BY time, series\nORDER BY time, series",
+                 f"WHERE $__timeFilter(timestamp) AND {TENANTS_ANY}{where}\nGROUP BY time, series\nORDER BY time, series",
                  ("time", "series", "events"), description, width=8)
 
 
@@ -109,20 +95,20 @@ OVERVIEW = Dashboard(
         Panel("High and critical actions", "table",
               "SELECT timestamp AS time, tenant_id AS tenant, event_type, actor, impersonator_id AS impersonator,\n"
               "       risk, outcome, source_ip, reason, event_id\n"
-              f"FROM {EVENTS}\nWHERE {IN_RANGE} AND {TENANTS_ANY} AND risk IN ('high', 'critical')\n"
+              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY} AND risk IN ('high', 'critical')\n"
               "ORDER BY timestamp DESC\nLIMIT 500",
               ("time", "tenant", "event_type", "actor", "impersonator", "risk", "outcome", "source_ip", "reason",
                "event_id"), "Newest first, at most 500.", width=24),
         Panel("Failures", "table",
               "SELECT timestamp AS time, tenant_id AS tenant, event_type, actor, risk, reason, event_id\n"
-              f"FROM {EVENTS}\nWHERE {IN_RANGE} AND {TENANTS_ANY} AND outcome = 'failure'\n"
+              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY} AND outcome = 'failure'\n"
               "ORDER BY timestamp DESC\nLIMIT 500",
               ("time", "tenant", "event_type", "actor", "risk", "reason", "event_id"),
               "Actions whose audited call raised (outcome failure), newest first.", width=12),
         Panel("Top actors", "table",
               "SELECT actor, count() AS events, countIf(risk IN ('high', 'critical')) AS high_risk,\n"
               "       countIf(outcome = 'failure') AS failures, uniqExact(tenant_id) AS tenants, max(timestamp) AS last_seen\n"
-              f"FROM {EVENTS}\nWHERE {IN_RANGE} AND {TENANTS_ANY} AND actor IS NOT NULL\n"
+              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY} AND actor IS NOT NULL\n"
               "GROUP BY actor\nORDER BY events DESC, actor\nLIMIT 20",
               ("actor", "events", "high_risk", "failures", "tenants", "last_seen"), width=12),
         Panel("Source IPs new this period", "table",
@@ -210,7 +196,7 @@ APPROVALS = Dashboard(
               "       countIf(NOT startsWith(event_type, 'admin.impersonation.')) AS actions,\n"
               "       arraySort(groupUniqArrayIf(event_type, NOT startsWith(event_type, 'admin.impersonation.')))\n"
               "           AS action_types\n"
-              f"FROM {EVENTS}\nWHERE {IN_RANGE} AND {TENANTS_ANY}\n"
+              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY}\n"
               # the cheap columns first: the payload is parsed only for the session's own events
               "  AND (impersonation_id IS NOT NULL OR startsWith(event_type, 'admin.impersonation.'))\n"
               f"  AND {_SESSION} IS NOT NULL\n"
@@ -220,7 +206,7 @@ APPROVALS = Dashboard(
         Panel("Actions inside impersonation sessions", "table",
               "SELECT timestamp AS time, tenant_id AS tenant, impersonator_id AS impersonator, actor AS as_user,\n"
               "       event_type, risk, outcome, impersonation_id AS session\n"
-              f"FROM {EVENTS}\nWHERE {IN_RANGE} AND {TENANTS_ANY} AND impersonator_id IS NOT NULL\n"
+              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY} AND impersonator_id IS NOT NULL\n"
               "  AND NOT startsWith(event_type, 'admin.impersonation.')\nORDER BY timestamp DESC\nLIMIT 500",
               ("time", "tenant", "impersonator", "as_user", "event_type", "risk", "outcome", "session"), width=24),
         _over_time("Approval events", "event_type", " AND startsWith(event_type, 'approval.')"),
@@ -234,7 +220,7 @@ APPROVALS = Dashboard(
               "               replaceOne(argMax(event_type, timestamp), 'approval.', '')) AS state,\n"
               "       anyIf(actor, event_type IN ('approval.granted', 'approval.denied')) AS decided_by,\n"
               "       anyIf(reason, event_type IN ('approval.granted', 'approval.denied')) AS decision_reason\n"
-              f"FROM {EVENTS}\nWHERE {IN_RANGE} AND {TENANTS_ANY}\n"
+              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY}\n"
               "  AND startsWith(event_type, 'approval.') AND approval_id IS NOT NULL\n"
               "GROUP BY approval_id\nORDER BY requested_at DESC",
               ("approval_id", "tenant", "action", "requester", "requested_at", "state", "decided_by",
@@ -244,7 +230,7 @@ APPROVALS = Dashboard(
               # a row here means an approval.granted slipped past that check.
               "SELECT timestamp AS time, tenant_id AS tenant, approval_id, actor AS approver,\n"
               "       JSONExtractString(ifNull(payload, '{}'), 'requester') AS requester\n"
-              f"FROM {EVENTS}\nWHERE {IN_RANGE} AND {TENANTS_ANY} AND event_type = 'approval.granted'\n"
+              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY} AND event_type = 'approval.granted'\n"
               "  AND lower(ifNull(actor, '')) = lower(JSONExtractString(ifNull(payload, '{}'), 'requester'))\n"
               "ORDER BY timestamp DESC",
               ("time", "tenant", "approval_id", "approver", "requester"),
@@ -279,7 +265,7 @@ INTEGRITY = Dashboard(
               "       quantile(0.99)((toUnixTimestamp64Milli(inserted_at) - toUnixTimestamp64Milli(timestamp)) / 1000)"
               " AS p99,\n"
               "       max((toUnixTimestamp64Milli(inserted_at) - toUnixTimestamp64Milli(timestamp)) / 1000) AS max\n"
-              f"FROM {EVENTS}\nWHERE {IN_RANGE} AND {TENANTS_ANY}\nGROUP BY time\nORDER BY time",
+              f"FROM {EVENTS}\nWHERE $__timeFilter(timestamp) AND {TENANTS_ANY}\nGROUP BY time\nORDER BY time",
               ("time", "p50", "p99", "max"), "inserted_at - timestamp: event time to stored.", width=12),
         _over_time("Events per source service", "service_name"),
         Panel("Retried copies in otel_logs", "stat",

@@ -4,11 +4,9 @@
 -- partition that is one merged part (level > 0: its copies already collapsed) as it is, instead of merging
 -- it again on every read. benchmarks/grafana.py, 10M events merged: the overview's 24 h panels read 3-5x less
 -- CPU. With parts not merged yet, FINAL merges as before. A PARTITION BY added to audit_events later must
--- drop this setting (copies of an id could then sit in two partitions). The view also shows event_key (the
--- dedup key, a MATERIALIZED column `*` leaves out): a bound on it keeps FINAL to the keys a query needs
--- (grafana/queries.py, KEYS_IN_RANGE). Still a plain (SQL SECURITY INVOKER)
+-- drop this setting (copies of an id could then sit in two partitions). Still a plain (SQL SECURITY INVOKER)
 -- view: the reader's grants, row policy and additional_table_filters on audit_events apply, and readonly
 -- readers may read it (the setting is the view's own).
 CREATE OR REPLACE VIEW ${db}.`audit_events_unique` ${on_cluster} AS
-SELECT *, event_key FROM ${db}.`audit_events` FINAL
+SELECT * FROM ${db}.`audit_events` FINAL
 SETTINGS do_not_merge_across_partitions_select_final = 1;
