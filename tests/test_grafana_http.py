@@ -119,6 +119,10 @@ def test_a_client_may_lower_the_limits_never_raise_them_and_other_settings_are_r
     assert limits(max_threads="100000", max_memory_usage="1" + "0" * 15, max_execution_time="100000") == ours
     assert limits(max_threads="1", max_memory_usage="1000000", max_execution_time="5") == [1, 1000000, 5]
     assert limits(max_threads="-3", max_execution_time="abc") == ours  # not a positive integer: ours
+    # What audit_events_unique's own SETTINGS cannot do under readonly=1 (migration 0035), the session does.
+    merged = httpx.post(grafana.url, content="SELECT getSetting('do_not_merge_across_partitions_select_final')",
+                        auth=auth)
+    assert merged.text == "true\n", merged.text
     # The kept session of the lowered request never answers one that asked nothing (or another tenant's).
     assert limits() == ours
     for name, value in (("dialect", "kusto"), ("max_streams_to_max_threads_ratio", "100"),

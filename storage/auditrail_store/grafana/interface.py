@@ -80,9 +80,13 @@ PROTOCOL_PARAMETERS = {"query", "default_format", "database", "query_id", "sessi
 # Limits a client may lower, never raise: the setting -> the Limits field holding ours.
 CAPPED = {"max_execution_time": "timeout_seconds", "max_result_rows": "max_rows", "max_result_bytes": "max_result_bytes",
           "max_threads": "max_threads", "max_memory_usage": "max_memory_bytes"}
-# Ours, whatever the client asks: the overflow modes make every limit an error, never a silent cut.
+# Ours, whatever the client asks: the overflow modes make every limit an error, never a silent cut. FINAL
+# reads a partition that is one merged part as it is (audit_events_unique's own setting, migration 0035, which
+# a view cannot apply under readonly=1): no answer changes, as every ReplacingMergeTree of the store is either
+# unpartitioned or partitioned by a column of its sort key (audit_events_v1), so copies never span partitions.
 _FIXED = {"readonly": "1", "additional_table_filters": "", "result_overflow_mode": "throw",
-          "timeout_overflow_mode": "throw", "read_overflow_mode": "throw"}
+          "timeout_overflow_mode": "throw", "read_overflow_mode": "throw",
+          "do_not_merge_across_partitions_select_final": "1"}
 # Settings that only shape the answer or the transport, or limit what we leave unlimited (read_overflow_mode
 # 'throw'): passed as the client asks. Any other is refused.
 PASSED = frozenset({"max_rows_to_read", "max_bytes_to_read", "send_progress_in_http_headers", "http_headers_progress_interval_ms",
