@@ -105,6 +105,76 @@ def test_url_settings_cannot_lift_the_scope_or_the_limits(grafana: Grafana) -> N
         assert [line.split("\t")[0] for line in cached.text.splitlines()] == [tenant], cached.text
 
 
+def test_a_client_may_lower_the_limits_never_raise_them_and_other_settings_are_refused(grafana: Grafana) -> None:
+    auth = ("grafana", grafana.svc.read_acme)
+    sql = "SELECT getSetting('max_threads'), getSetting('max_memory_usage'), getSetting('max_execution_time')"
+
+    def limits(**params: str) -> list[int]:
+        answer = httpx.post(grafana.url, params=params, content=sql, auth=auth)
+        assert answer.status_code == 200, answer.text
+        return [int(v) for v in answer.text.split()]
+
+    ours = limits()
+    assert ours[0] >= 1 and ours[1] > 0 and ours[2] == 30
+    assert limits(max_threads="100000", max_memory_usage="1" + "0" * 15, max_execution_time="100000") == ours
+    assert limits(max_threads="1", max_memory_usage="1000000", max_execution_time="5") == [1, 1000000, 5]
+    assert limits(max_threads="-3", max_execution_time="abc") == ours  # not a positive integer: ours
+    # What audit_events_unique's own SETTINGS cannot do under readonly=1 (migration 0035), the session does.
+    merged = httpx.post(grafana.url, content="SELECT getSetting('do_not_merge_across_partitions_select_final')",
+                        auth=auth)
+    assert merged.text == "true\n", merged.text
+    # The kept session of the lowered request never answers one that asked nothing (or another tenant's).
+    assert limits() == ours
+    for name, value in (("dialect", "kusto"), ("max_streams_to_max_threads_ratio", "100"),
+                        ("timeout_overflow_mode", "break"), ("read_overflow_mode", "break"),
+                        ("allow_introspection_functions", "1")):
+        answer = httpx.post(grafana.url, params={name: value}, content="SELECT 1", auth=auth)
+        assert answer.status_code == 403 and name in answer.text, answer.text
+    # Format settings pass.
+    answer = httpx.post(grafana.url, params={"output_format_json_quote_64bit_integers": "0", "default_format": "JSON"},
+                        content="SELECT toUInt64(7) AS n", auth=auth)
+    assert answer.json()["data"] == [{"n": 7}]
+
+
+@pytest.mark.parametrize("sql", ["KILL QUERY WHERE 1", "SYSTEM STOP MERGES", "USE system", "SET param_x = 1",
+                                 "SET ROLE NONE"])
+def test_statements_readonly_lets_run_are_refused_too(grafana: Grafana, sql: str) -> None:
+    # readonly=1 runs these (chDB 26.9): one would stop another tenant's query or the store's merges, the
+    # others would leave state in a session kept for the next request.
+    auth = ("grafana", grafana.svc.read_acme)
+    answer = httpx.post(grafana.url, content=sql, auth=auth)
+    assert answer.status_code == 403 and "only SELECT" in answer.text, answer.text
+    assert httpx.post(grafana.url, content="SELECT currentDatabase()", auth=auth).text == "auditrail\n"
+
+
+def test_kept_sessions_never_answer_another_tenant_or_other_settings(grafana: Grafana) -> None:
+    # Requests of three tokens and two settings, interleaved on one connection each, many times over: every
+    # answer is its own token's rows, with its own settings, readonly, whichever kept session served it.
+    sql = ("SELECT (SELECT groupArray(DISTINCT tenant_id) FROM (SELECT tenant_id FROM audit_events_unique ORDER BY 1)),"
+           " getSetting('max_threads'), getSetting('readonly')")
+    expected = {grafana.read_all: None, grafana.svc.read_acme: "['acme']", grafana.svc.read_globex: "['globex']"}
+    clients = {token: httpx.Client(base_url=grafana.url, auth=("grafana", token)) for token in expected}
+    ours = clients[grafana.read_all].post("/", content="SELECT getSetting('max_threads')").text.strip()
+    seen_all = set()
+    for round_ in range(12):
+        for token, tenants in expected.items():
+            threads = {"max_threads": "1"} if round_ % 2 else {}
+            answer = clients[token].post("/", params=threads, content=sql + " FORMAT TSVRaw")
+            got_tenants, max_threads, readonly = answer.text.rstrip("\n").split("\t")
+            seen_all.add(got_tenants) if tenants is None else None
+            assert tenants is None or got_tenants == tenants, (token, got_tenants)
+            assert readonly == "1" and max_threads == threads.get("max_threads", ours), answer.text
+    assert len(seen_all) == 1 and "'acme'" in seen_all.pop()
+    # A statement's verdict is kept per token kind: SHOW CREATE passed for an all-tenant token stays refused
+    # to a one-tenant token.
+    show = "SHOW CREATE TABLE audit_events"
+    assert clients[grafana.read_all].post("/", content=show).status_code == 200
+    refused = clients[grafana.svc.read_acme].post("/", content=show)
+    assert refused.status_code == 403 and "SHOW CREATE is not available" in refused.text
+    for client in clients.values():
+        client.close()
+
+
 def test_row_limit_and_timeout_stop_the_query(grafana: Grafana) -> None:
     # As the data source sends its query timeout: a URL setting (capped at the interface's own limits).
     auth = ("grafana", grafana.read_all)

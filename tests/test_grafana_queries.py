@@ -359,3 +359,44 @@ def test_chain_state_of_chains_the_sdk_really_links_and_signs(tmp_path):
         assert (missing, broken) == (0, 0), tenant
         assert anchored > 0 and unanchored == last - anchored and state in ("ok", "unanchored tail"), rows
     assert sum(r[2] for r in rows) >= 23  # the 23 events and the checkpoints, each once
+
+
+_MERGED = """
+import json
+import sys
+from auditrail_store.db import Store
+from auditrail_store.ingest import JSON, LogWriter, decode_request
+from auditrail_store.migrate import migrate
+from test_grafana_queries import build_scenario
+with Store.open(sys.argv[1]) as store:
+    migrate(store)
+    writer = LogWriter(store.client, store.database)
+    requests = build_scenario().requests()
+    for body in requests + requests[:1]:  # the first request delivered twice
+        writer.write(decode_request(body, JSON))
+    # and a few granules of history (30 days, 3 tenants), so a day's read selects ranges by the time index
+    store.command("INSERT INTO auditrail.audit_events (event_id, event_type, timestamp, tenant_id, service_name,"
+                  " severity_text, severity_number) SELECT generateUUIDv7(number), 'crawl.run',"
+                  " now64(9) - INTERVAL 30 DAY + toIntervalSecond(number * 40), ['h1', 'h2', 'h3'][number % 3 + 1],"
+                  " 'crawler', 'INFO', 9 FROM numbers(60000)")
+    def read():
+        plan = store.query("EXPLAIN PIPELINE SELECT count() FROM auditrail.audit_events_unique"
+                           " WHERE timestamp > now() - INTERVAL 1 DAY").result_rows
+        rows = store.query("SELECT tenant_id, event_type, count() FROM auditrail.audit_events_unique"
+                           " GROUP BY ALL ORDER BY ALL").result_rows
+        return ["ReplacingSorted" in str(plan), rows]
+    before = read()
+    store.command("OPTIMIZE TABLE auditrail.audit_events FINAL")
+    print(json.dumps([before, read(), store.query("SELECT count() FROM system.parts WHERE active"
+                      " AND database = 'auditrail' AND table = 'audit_events'").result_rows[0][0]]))
+"""
+
+
+def test_the_events_view_merges_copies_until_the_table_is_one_merged_part_then_reads_it_as_it_is(tmp_path):
+    """Migration 0035: a merged audit_events is read without FINAL's merge, with the same rows as before."""
+    done = subprocess.run([sys.executable, "-c", _MERGED, f"chdb://{tmp_path}/store"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    (merging, rows), (merging_after, rows_after), parts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert merging and rows and rows_after == rows  # parts not merged yet: FINAL merges the copies
+    assert parts == 1 and not merging_after  # one merged part: read as it is, each event once

@@ -5,20 +5,26 @@ send): POST or GET on any path, the SQL in the ``query`` URL parameter, the body
 deflate), or both (joined by a newline, as ClickHouse does); ``default_format`` (clickhouse-go: ``Native``) or the SQL's own ``FORMAT``;
 ``database``; server-side parameters (``param_<name>``); other URL parameters are settings. ``GET /ping``.
 
-How each request is confined, in this order, on a fresh engine session (so nothing leaks between requests):
+How each request is confined, in this order (the engine session that does it is kept for the next request
+confined exactly alike: same token tenant, database, settings and filters; never shared by two at once):
 
 1. **Who**: a token of ``read`` (or ``admin``) scope, as HTTP Basic auth's password (the user is free text),
    ``X-ClickHouse-Key``, or ``Authorization: Bearer``; tokens.py compares in constant time.
-2. The client's own settings (URL parameters), then ours over them: limits are capped at ours
-   (``max_execution_time``, ``max_result_rows`` with ``result_overflow_mode='throw'``), and
-   ``additional_table_filters`` scopes every table (of every database but the engine's own) to the token's
-   tenant (below).
-3. ``SET readonly = 1``: from here the **engine** refuses writes, DDL, ``SET`` and any ``SETTINGS`` clause
-   that changes a setting (``readonly=0`` or the filters included). Nothing is decided by parsing SQL.
-4. Table functions: ``merge()`` and ``mergeTreeIndex()`` read a table's storage past
-   ``additional_table_filters`` (measured on chDB 26.9), so the statement's table functions, as the
-   engine's own ``EXPLAIN AST`` lists them, must be in :data:`TABLE_FUNCTIONS` (readonly=1 already refuses
-   ``file``, ``url``, ``remote``, ``executable``...).
+2. The client's own settings (URL parameters), then ours over them (:func:`client_settings`): the limits in
+   :data:`CAPPED` may be lowered, never raised (a larger or invalid value gets ours); the overflow modes
+   and filters are fixed; the format and transport settings of :data:`PASSED` pass; any other setting is
+   refused (``dialect``, ``max_streams_to_max_threads_ratio``... could change what a statement means or
+   lift a limit sideways). ``additional_table_filters`` scopes every table (of every database but the
+   engine's own) to the token's tenant (below).
+3. ``SET readonly = 1``: from here the **engine** refuses writes, DDL, ``SET`` of a setting and any
+   ``SETTINGS`` clause that changes one (``readonly=0`` or the filters included). Nothing is decided by
+   parsing SQL ourselves.
+4. The statement, as the engine's own ``EXPLAIN AST`` reads it (the verdict is kept per statement text):
+   only the kinds in :data:`STATEMENTS` (SELECT, SHOW, DESCRIBE, EXISTS, EXPLAIN); readonly=1 still lets
+   ``KILL QUERY``, ``SYSTEM STOP MERGES``, ``USE`` and ``SET param_x`` run (measured on chDB 26.9), and
+   the last two would outlive the request in a kept session. Its table functions must be in
+   :data:`TABLE_FUNCTIONS`: ``merge()`` and ``mergeTreeIndex()`` read a table's storage past
+   ``additional_table_filters`` (readonly=1 already refuses ``file``, ``url``, ``remote``, ``executable``...).
 
 Tenant scoping is ``additional_table_filters`` because chDB has no users, so no row policies
 (``CREATE ROW POLICY`` is refused): the engine ANDs the filter into every read of the table, including
@@ -41,20 +47,23 @@ from __future__ import annotations
 import base64
 import http.server
 import logging
+import os
 import re
 import struct
 import threading
 import time
 import zlib
 import urllib.parse
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from ..db import engine_connection_string
 from ..tokens import ALL_TENANTS, TokenInfo, TokenStore
 
-__all__ = ["HANDSHAKE", "PROTOCOL_PARAMETERS", "STREAMABLE", "ClickHouseHTTPHandler", "GrafanaInterface", "Limits", "TABLE_FUNCTIONS",
-           "content_type", "exception_block", "hello_block", "setting_literal"]
+__all__ = ["CAPPED", "HANDSHAKE", "PASSED", "PROTOCOL_PARAMETERS", "STATEMENTS", "STREAMABLE", "ClickHouseHTTPHandler",
+           "GrafanaInterface", "Limits", "TABLE_FUNCTIONS", "client_settings", "content_type", "exception_block",
+           "hello_block", "setting_literal"]
 
 logger = logging.getLogger("auditrail.store.grafana")
 
@@ -68,8 +77,31 @@ _OTHERS_QUERIES = ("system.processes", "system.mutations", "system.query_log", "
 PROTOCOL_PARAMETERS = {"query", "default_format", "database", "query_id", "session_id", "session_timeout", "quota_key",
              "client_protocol_version", "compress", "decompress", "enable_http_compression", "user", "password",
              "wait_end_of_query", "buffer_size", "session_check", "role"}
-_CAPPED = ("max_execution_time", "max_result_rows")  # the client may ask for less, never more
-_FIXED = {"readonly", "additional_table_filters", "result_overflow_mode"}
+# Limits a client may lower, never raise: the setting -> the Limits field holding ours.
+CAPPED = {"max_execution_time": "timeout_seconds", "max_result_rows": "max_rows", "max_result_bytes": "max_result_bytes",
+          "max_threads": "max_threads", "max_memory_usage": "max_memory_bytes"}
+# Ours, whatever the client asks: the overflow modes make every limit an error, never a silent cut. FINAL
+# reads a partition that is one merged part as it is (audit_events_unique's own setting, migration 0035, which
+# a view cannot apply under readonly=1): no answer changes, as every ReplacingMergeTree of the store is either
+# unpartitioned or partitioned by a column of its sort key (audit_events_v1), so copies never span partitions.
+_FIXED = {"readonly": "1", "additional_table_filters": "", "result_overflow_mode": "throw",
+          "timeout_overflow_mode": "throw", "read_overflow_mode": "throw",
+          "do_not_merge_across_partitions_select_final": "1"}
+# Settings that only shape the answer or the transport, or limit what we leave unlimited (read_overflow_mode
+# 'throw'): passed as the client asks. Any other is refused.
+PASSED = frozenset({"max_rows_to_read", "max_bytes_to_read", "send_progress_in_http_headers", "http_headers_progress_interval_ms",
+                    "cancel_http_readonly_queries_on_client_close", "http_response_buffer_size", "log_comment",
+                    "use_query_cache", "query_cache_ttl", "session_timezone", "join_use_nulls", "extremes",
+                    "date_time_output_format", "date_time_input_format", "output_format_json_quote_64bit_integers",
+                    "output_format_json_quote_denormals", "output_format_json_quote_decimals",
+                    "output_format_decimal_trailing_zeros", "output_format_native_encode_types_in_binary_format",
+                    "output_format_arrow_string_as_string", "output_format_arrow_low_cardinality_as_dictionary",
+                    "output_format_parquet_string_as_string", "output_format_json_named_tuples_as_objects",
+                    "output_format_tsv_crlf_end_of_line", "output_format_csv_crlf_end_of_line",
+                    "output_format_write_statistics", "format_csv_delimiter", "format_tsv_null_representation"})
+# Statement kinds served (the first word of EXPLAIN AST's answer); SHOW CREATE only to all-tenant tokens.
+STATEMENTS = ("SelectWithUnionQuery", "Explain", "Show", "DescribeQuery", "ExistsTableQuery", "ExistsDatabaseQuery",
+              "ExistsDictionaryQuery", "ExistsViewQuery")
 HANDSHAKE = re.compile(r"^\s*SELECT\s+displayName\(\),\s*version\(\),\s*revision\(\),\s*timezone\(\)\s*;?\s*$", re.I)
 STREAMABLE = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.I)
 _TABLE_FUNCTION = re.compile(r"^( *)TableExpression \(children \d+\)\n\1 Function (\w+)", re.M)
@@ -79,14 +111,19 @@ _STATUS = {115: 400, 164: 403, 497: 403, 516: 401, 62: 400, 60: 404, 81: 404, 15
 _REVISION_WITH_CUSTOM_SERIALIZATION = 54454
 _CHUNK = 64 * 1024
 _KINDS_SECONDS = 5.0
+_VERDICTS = 1024  # statement texts whose EXPLAIN AST verdict is kept
+_IDLE_SESSIONS = 8  # confined sessions kept between requests
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may use; the client may ask for less."""
+    """What one request may use; the client may ask for less (CAPPED)."""
 
     timeout_seconds: int = 30          # max_execution_time (the engine stops the query)
     max_rows: int = 1_000_000          # max_result_rows, result_overflow_mode='throw': never a silent cut
+    max_result_bytes: int = 1 << 30    # max_result_bytes: the answer's size in memory
+    max_threads: int = os.cpu_count() or 1  # max_threads: the engine's own default, so no client asks more
+    max_memory_bytes: int = 4 << 30    # max_memory_usage of one query
     max_sql_bytes: int = 1 << 20       # a request carries SQL only
     concurrency: int = 4               # queries at once; more wait (the engine shares the host's cores)
 
@@ -106,6 +143,29 @@ def setting_literal(value: str) -> str:
     if re.fullmatch(r"-?\d+(\.\d+)?", value) or value.lower() in ("true", "false"):
         return value
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def client_settings(params: dict[str, str], limits: Limits) -> dict[str, str]:
+    """The settings a request runs with, as SQL literals: the client's (URL parameters) that PASSED allows,
+    CAPPED limits at most ours, the fixed ones ours; QueryError for a fixed one changed or any other."""
+    settings = {}
+    for key, value in params.items():
+        if key in PROTOCOL_PARAMETERS or key.startswith("param_") or key in CAPPED:
+            continue
+        if key in _FIXED:
+            if value != _FIXED[key]:
+                raise QueryError(f"Code: 164. DB::Exception: the setting {key!r} is fixed by auditrail's read-only "
+                                 "Grafana interface. (READONLY)")
+        elif key in PASSED:
+            settings[key] = setting_literal(value)
+        else:
+            raise QueryError(f"Code: 164. DB::Exception: the setting {key[:64]!r} is not available through "
+                             "auditrail's read-only Grafana interface (README: Grafana dashboards). (READONLY)")
+    for key, field in CAPPED.items():
+        ours, asked = getattr(limits, field), params.get(key, "")
+        settings[key] = str(min(int(asked), ours) if asked.isdigit() and int(asked) > 0 else ours)
+    settings.update((key, setting_literal(value)) for key, value in _FIXED.items() if value and key != "readonly")
+    return settings
 
 
 def _quote(text: str) -> str:
@@ -181,6 +241,8 @@ class GrafanaInterface:
         self._kinds: dict[str, str] = {}
         self._kinds_at = -_KINDS_SECONDS
         self._kinds_lock = threading.Lock()
+        self._sessions = _Kept(_IDLE_SESSIONS, drop=lambda conn: conn.close())  # confined sessions, by confinement
+        self._verdicts = _Kept(_VERDICTS)  # check_statement's verdicts, by statement
         self._table_kinds()
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
@@ -205,6 +267,7 @@ class GrafanaInterface:
             self._server.shutdown()
             self._thread.join(10)
         self._server.server_close()
+        self._sessions.clear()
 
     def _table_kinds(self) -> dict[str, str]:
         """`db.table` -> 'tenant' | 'otel' | 'view' | 'hidden', for every table outside the engine's own
@@ -251,51 +314,124 @@ class GrafanaInterface:
             filters["system.tables"] = "position(create_table_query, ' TTL ') = 0"
         return "{" + ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in filters.items()) + "}"
 
-    def session(self, token: TokenInfo, params: dict[str, str], database: str | None) -> Any:
-        """A fresh engine session confined for `token`: the client's settings, ours over them, readonly=1."""
+    def session(self, token: TokenInfo, params: dict[str, str], database: str | None) -> tuple[Any, tuple]:
+        """An engine session confined for `token` and the key it is kept under (:meth:`release`): a kept one
+        confined exactly alike, or a fresh one: the database, the settings (client_settings), readonly=1."""
+        database = database or self.database
+        if not _SETTING.fullmatch(database):
+            raise QueryError(f"Code: 81. DB::Exception: Database {database[:64]!r} does not exist. (UNKNOWN_DATABASE)")
+        settings = client_settings(params, self.limits)
+        settings["additional_table_filters"] = self.table_filters(token.tenant_id)
+        # Everything that confines the session is in its key (the filters name the tenant and every table
+        # they scope), so a kept session is never handed to a request that would be confined otherwise.
+        key = (database, tuple(sorted(settings.items())))
+        conn = self._sessions.take(key)
+        if conn is not None:
+            return conn, key
         conn = self._connect()
         try:
-            database = database or self.database
-            if not _SETTING.fullmatch(database):
-                raise QueryError(f"Code: 81. DB::Exception: Database {database[:64]!r} does not exist. (UNKNOWN_DATABASE)")
             _run(conn.query, f"USE `{database}`")
-            theirs = []
-            for key, value in params.items():
-                if key in PROTOCOL_PARAMETERS or key.startswith("param_") or key in _CAPPED:
-                    continue
-                if key in _FIXED and not (key == "readonly" and value == "1"):
-                    raise QueryError(f"Code: 164. DB::Exception: the setting {key!r} is fixed by auditrail's "
-                                     "read-only Grafana interface. (READONLY)")
-                if not _SETTING.fullmatch(key):
-                    raise QueryError(f"Code: 115. DB::Exception: Unknown setting {key[:64]!r}. (UNKNOWN_SETTING)")
-                if key != "readonly":
-                    theirs.append(f"{key} = {setting_literal(value)}")
-            if theirs:
-                _run(conn.query, "SET " + ", ".join(theirs))
-            ours = [f"additional_table_filters = {self.table_filters(token.tenant_id)}",
-                    "result_overflow_mode = 'throw'"]
-            for key, limit in (("max_execution_time", self.limits.timeout_seconds),
-                               ("max_result_rows", self.limits.max_rows)):
-                asked = params.get(key, "")
-                ours.append(f"{key} = {min(int(asked), limit) if asked.isdigit() and int(asked) > 0 else limit}")
-            # After theirs, so ours win; readonly last: from there the engine refuses any change.
-            _run(conn.query, "SET " + ", ".join([*ours, "readonly = 1"]))
+            # readonly last: from there the engine refuses any change.
+            _run(conn.query, "SET " + ", ".join([*(f"{k} = {v}" for k, v in settings.items()), "readonly = 1"]))
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, key
 
-    def check_statement(self, conn: Any, token: TokenInfo, sql: str, bound: dict[str, str]) -> None:
-        """Refuse, as the engine parses the statement: a table function outside TABLE_FUNCTIONS; for a
-        one-tenant token, SHOW CREATE (a table's TTL names the tenants with their own retention contract)."""
+    def release(self, conn: Any, key: tuple, kind: str | None) -> None:
+        """After a request: keep the session for the next one confined alike when its statement was of a kind
+        that leaves no state behind (`kind`, from check_statement; None: an error, or unknown), else close it."""
+        if kind is not None and kind.startswith(STATEMENTS):
+            self._sessions.give(key, conn)
+        else:
+            conn.close()
+
+    def check_statement(self, conn: Any, token: TokenInfo, sql: str, bound: dict[str, str]) -> str:
+        """The statement's kind, as the engine parses it (EXPLAIN AST; the verdict is kept per statement and
+        token kind); QueryError for a kind outside STATEMENTS, a table function outside TABLE_FUNCTIONS, or,
+        for a one-tenant token, SHOW CREATE (a table's TTL names the tenants with their own retention contract)."""
+        key = (sql, tuple(sorted(bound.items())), token.tenant_id == ALL_TENANTS)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdict(conn, token, sql, bound)
+            self._verdicts.put(key, verdict)
+        if isinstance(verdict, QueryError):
+            raise verdict
+        return verdict
+
+    def _verdict(self, conn: Any, token: TokenInfo, sql: str, bound: dict[str, str]) -> str | QueryError:
         ast = _run(conn.query, "EXPLAIN AST " + sql, "TSVRaw", bound).bytes().decode()
-        if token.tenant_id != ALL_TENANTS and ast.startswith("ShowCreate"):
-            raise QueryError("Code: 164. DB::Exception: SHOW CREATE is not available to a one-tenant token "
-                             "(use DESCRIBE). (READONLY)")
+        kind = ast.split(" ", 1)[0].split("\n", 1)[0]
+        if not kind.startswith(STATEMENTS):
+            return QueryError(f"Code: 164. DB::Exception: only SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN are served "
+                              f"by auditrail's read-only Grafana interface, not {kind}. (READONLY)")
+        if token.tenant_id != ALL_TENANTS and kind.startswith("ShowCreate"):
+            return QueryError("Code: 164. DB::Exception: SHOW CREATE is not available to a one-tenant token "
+                              "(use DESCRIBE). (READONLY)")
         for _, name in _TABLE_FUNCTION.findall(ast):
             if name not in TABLE_FUNCTIONS:
-                raise QueryError(f"Code: 164. DB::Exception: table function {name}() is not available through "
-                                 "auditrail's read-only Grafana interface. (READONLY)")
+                return QueryError(f"Code: 164. DB::Exception: table function {name}() is not available through "
+                                  "auditrail's read-only Grafana interface. (READONLY)")
+        return kind
+
+
+class _Kept:
+    """A bounded, thread-safe LRU of values by key; with `many`, several values per key (each taken once)."""
+
+    def __init__(self, size: int, drop: Any = None) -> None:
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._size, self._drop = size, drop
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        """The value kept under `key` (now the newest), or None."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        """Keep `value` under `key`; the oldest go beyond the size."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            dropped = [self._items.popitem(last=False)[1] for _ in range(len(self._items) - self._size)]
+        for value in dropped:
+            self._drop(value) if self._drop else None
+
+    def take(self, key: Any) -> Any:
+        """A value kept under `key`, no longer kept (so no one else gets it), or None."""
+        with self._lock:
+            values = self._items.get(key)
+            if not values:
+                return None
+            value = values.pop()
+            if not values:
+                del self._items[key]
+            return value
+
+    def give(self, key: Any, value: Any) -> None:
+        """Keep `value` with the others of `key`; the least recently given go beyond the size."""
+        with self._lock:
+            self._items.setdefault(key, []).append(value)
+            self._items.move_to_end(key)
+            dropped = []
+            while sum(map(len, self._items.values())) > self._size:
+                oldest = next(iter(self._items))
+                dropped.append(self._items[oldest].pop(0))
+                if not self._items[oldest]:
+                    del self._items[oldest]
+        for value in dropped:
+            self._drop(value)
+
+    def clear(self) -> None:
+        """Drop everything kept."""
+        with self._lock:
+            values = [v for vs in self._items.values() for v in (vs if isinstance(vs, list) else [vs])]
+            self._items.clear()
+        for value in values:
+            self._drop(value) if self._drop else None
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -326,8 +462,9 @@ class ClickHouseHTTPHandler(http.server.BaseHTTPRequestHandler):
         if data:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
-    def _stream_result(self, stream: Any, chunk: Any, fmt: str) -> None:
-        """The 200 with chunked encoding, then `chunk` and the rest of `stream` in `fmt`."""
+    def _stream_result(self, stream: Any, chunk: Any, fmt: str) -> bool:
+        """The 200 with chunked encoding, then `chunk` and the rest of `stream` in `fmt`; False when the
+        stream failed part way (an exception block went out instead of the rest)."""
         self.send_response(200)
         self.send_header("Content-Type", content_type(fmt))
         self.send_header("X-ClickHouse-Format", fmt)
@@ -342,7 +479,10 @@ class ClickHouseHTTPHandler(http.server.BaseHTTPRequestHandler):
         except Exception as e:
             # What a server does once the status line is out (a limit hit mid-stream): an exception block.
             self._write_chunk(exception_block(str(e)))
+            self.wfile.write(b"0\r\n\r\n")
+            return False
         self.wfile.write(b"0\r\n\r\n")
+        return True
 
 
 class _Handler(ClickHouseHTTPHandler):
@@ -415,30 +555,34 @@ class _Handler(ClickHouseHTTPHandler):
         bound = {k[len("param_"):]: v for k, v in params.items() if k.startswith("param_")}
         if not sql.strip().rstrip(";").strip():
             raise QueryError("Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
-        conn = interface.session(token, params, params.get("database") or self.headers.get("X-ClickHouse-Database"))
+        conn, key = interface.session(token, params, params.get("database") or self.headers.get("X-ClickHouse-Database"))
+        kind = None  # set once the request is answered: the session may then serve the next one
         try:
             if HANDSHAKE.match(sql) and fmt == "Native":
                 name, version, tz = _run(conn.query, "SELECT displayName(), version(), timezone()",
                                          "TabSeparated").bytes().decode().rstrip("\n").split("\t")
                 hello = hello_block(name, version, tz, int(params.get("client_protocol_version") or 0))
                 self._reply(200, hello, content_type(fmt), {"X-ClickHouse-Format": fmt})
+                kind = STATEMENTS[0]
                 return
-            interface.check_statement(conn, token, sql, bound)
+            statement = interface.check_statement(conn, token, sql, bound)
             if STREAMABLE.match(sql):
-                self._stream(conn, sql, fmt, bound)
+                if not self._stream(conn, sql, fmt, bound):
+                    return  # failed part way: the session is not kept
             else:  # SHOW, DESCRIBE, EXPLAIN, EXISTS: chDB cannot stream those
                 data = _run(conn.query, sql, fmt, bound).bytes()
                 self._reply(200, data, content_type(fmt), {"X-ClickHouse-Format": fmt})
+            kind = statement
         finally:
-            conn.close()
+            interface.release(conn, key, kind)
 
-    def _stream(self, conn: Any, sql: str, fmt: str, bound: dict[str, str]) -> None:
+    def _stream(self, conn: Any, sql: str, fmt: str, bound: dict[str, str]) -> bool:
         try:
             stream = conn.send_query(sql, fmt, bound)
             chunk = stream.fetch()
         except Exception as e:  # chDB raises ChdbError (a RuntimeError) or RuntimeError
             raise QueryError(str(e)) from None
-        self._stream_result(stream, chunk, fmt)
+        return self._stream_result(stream, chunk, fmt)
 
     def _error(self, error: QueryError) -> None:
         logger.info("grafana query refused (%d): %s", error.code, str(error)[:300])

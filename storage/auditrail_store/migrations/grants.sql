@@ -15,6 +15,11 @@ GRANT ${on_cluster} SHOW COLUMNS, INSERT ON ${db}.`otel_logs${local}` TO auditra
 CREATE SETTINGS PROFILE IF NOT EXISTS auditrail_writer_settings ${on_cluster} SETTINGS optimize_on_insert = 0
     TO auditrail_writer;
 
+-- Readers (Grafana's readonly=1 account among them) read audit_events_unique with FINAL's merge skipped in a
+-- partition that is one merged part (0035): a view's own SETTINGS are ignored under readonly=1.
+CREATE SETTINGS PROFILE IF NOT EXISTS auditrail_reader_settings ${on_cluster}
+    SETTINGS do_not_merge_across_partitions_select_final = 1 TO auditrail_reader;
+
 -- Readers (the store service's export/verify, Grafana): SELECT on the typed table only.
 GRANT ${on_cluster} SELECT ON ${db}.`audit_events` TO auditrail_reader;
 GRANT ${on_cluster} SELECT ON ${db}.`audit_events${local}` TO auditrail_reader;
