@@ -380,9 +380,10 @@ def test_the_native_scan_and_its_python_twin_agree_on_mutated_requests() -> None
         for _ in range(rng.randint(0, 4)):
             body[rng.randrange(len(body))] = rng.randrange(256)
         for tenant in (None, "acme"):
-            for limits in ((1000, 1 << 20, 10**6), (3, 200, 40)):
-                native = auditrail_native.otlp_logs_scan(bytes(body), *limits, tenant)
-                assert native == scan_protobuf_python(bytes(body), *limits, tenant), (bytes(body), tenant, limits)
+            for limits in ((1000, 1 << 20, 10**6, 10**6), (3, 200, 40, 6), (1000, 1 << 20, 10**6, 3)):
+                native = auditrail_native.otlp_logs_scan(bytes(body), *limits[:3], tenant, limits[3])
+                assert native == scan_protobuf_python(bytes(body), *limits[:3], tenant, limits[3]), (
+                    bytes(body), tenant, limits)
 
 
 def test_endless_request_headers_close_the_connection(default: Svc) -> None:

@@ -835,6 +835,16 @@ def decode_json(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
     # A record can only exceed the per-record limit in a body larger than it: only then is each one measured.
     measure = limits is not None and len(data) > limits.max_record_bytes
     records = 0
+    keys: set[str] = set()
+
+    def counted(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The attribute pairs, their keys counted against the distinct keys limit."""
+        if limits is not None:
+            keys.update(key for key, _ in pairs)
+            if len(keys) > limits.max_keys:
+                raise limits.too_many_keys()
+        return pairs
+
     try:
         request = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -845,7 +855,7 @@ def decode_json(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
         where = f"resourceLogs[{r}]"
         resource_logs = _json_object(resource_logs, where)
         resource = _json_object(resource_logs.get("resource"), where + ".resource")
-        pairs = _json_attributes(resource.get("attributes"), where + ".resource.attributes")
+        pairs = counted(_json_attributes(resource.get("attributes"), where + ".resource.attributes"))
         service_name = next((value for key, value in pairs if key == SERVICE_NAME), "")
         resource_map = _attr_map(pairs)
         resource_url = _json_string(_get(resource_logs, "schemaUrl", "schema_url"), where + ".schemaUrl")
@@ -853,7 +863,7 @@ def decode_json(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
             where_scope = f"{where}.scopeLogs[{s}]"
             scope_logs = _json_object(scope_logs, where_scope)
             scope = _json_object(scope_logs.get("scope"), where_scope + ".scope")
-            scope_map = _attr_map(_json_attributes(scope.get("attributes"), where_scope + ".scope.attributes"))
+            scope_map = _attr_map(counted(_json_attributes(scope.get("attributes"), where_scope + ".scope.attributes")))
             scope_url = _json_string(_get(scope_logs, "schemaUrl", "schema_url"), where_scope + ".schemaUrl")
             scope_name = _json_string(scope.get("name"), where_scope + ".scope.name")
             scope_version = _json_string(scope.get("version"), where_scope + ".scope.version")
@@ -886,7 +896,8 @@ def decode_json(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
                 batch.scope_names.append(scope_name)
                 batch.scope_versions.append(scope_version)
                 batch.scope_attributes.append(scope_map)
-                batch.log_attributes.append(_attr_map(_json_attributes(record.get("attributes"), at + ".attributes")))
+                batch.log_attributes.append(_attr_map(counted(_json_attributes(record.get("attributes"),
+                                                                               at + ".attributes"))))
                 batch.event_names.append(_json_string(_get(record, "eventName", "event_name"), at + ".eventName"))
     return batch
 

@@ -12,13 +12,19 @@ took the service to 4.2 GB. What memory follows is the number of messages, so th
   audit records are ~27 bytes a message (an 850-byte record of 15 attributes is 31 messages); a body of empty
   attributes or values, 2 bytes each, is what this refuses. OTLP/JSON: objects and arrays, counted as the
   ``{`` and ``[`` bytes of the body (an upper bound: braces inside strings count too; real requests have one
-  per ~40 bytes).
+  per ~40 bytes);
+* distinct attribute keys per request (resource, scope and record attributes together), ``--max-attribute-keys``
+  (``AUDITRAIL_INGEST_MAX_ATTRIBUTE_KEYS``, default 10,000). The three attribute columns are
+  ``Map(LowCardinality(String), String)``: the engine's insert builds a dictionary of every distinct key,
+  ~100 bytes each whatever its size on the wire (3.5 million distinct 10-character keys in 63 MiB: +360 MB of
+  the insert's peak, against +45 MB for the same entries under 50 keys). Real requests hold tens.
 
-With these a request's peak memory is a small multiple of its decompressed size (upb ~140 bytes a message at
-most, 8 bytes of body each: ~17x; measured figures in docs/storage.md). The protobuf scan is the native
-core's (``otlp_logs_scan``: no allocation, stops at the first limit exceeded); :func:`scan_protobuf_python`
-is its twin where the core is not built. Both run before upb, the native encoder or the Python decoder see the
-body, and before the tenant check that needs the decoded records.
+The protobuf scan is the native core's (``otlp_logs_scan``: it allocates only the set of keys, bounded by
+their limit, and stops at the first limit exceeded); :func:`scan_protobuf_python` is its twin where the core
+is not built. Both run before upb, the native encoder or the Python decoder see the body, and before the
+tenant check that needs the decoded records. OTLP/JSON counts keys as decode_json reads the records. With
+these and the Python path's decoding in slices (ingest.protobuf_slices) a request's peak memory is a small
+multiple of its decompressed size (docs/storage.md, "Peak memory of the worst requests").
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ DEFAULT_MAX_RECORD_BYTES = 1 << 20
 MAX_RECORDS_ENV = "AUDITRAIL_INGEST_MAX_RECORDS"
 MAX_RECORD_BYTES_ENV = "AUDITRAIL_INGEST_MAX_RECORD_BYTES"
 MAX_BODY_ENV = "AUDITRAIL_INGEST_MAX_BODY"
+DEFAULT_MAX_KEYS = 10_000
+MAX_KEYS_ENV = "AUDITRAIL_INGEST_MAX_ATTRIBUTE_KEYS"
 
 
 class IngestError(ValueError):
@@ -59,10 +67,11 @@ class IngestLimits:
     max_body: int = DEFAULT_MAX_BODY
     max_records: int = DEFAULT_MAX_RECORDS
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_keys: int = DEFAULT_MAX_KEYS
 
     @classmethod
     def from_env(cls, max_body: int | None = None, max_records: int | None = None,
-                 max_record_bytes: int | None = None) -> IngestLimits:
+                 max_record_bytes: int | None = None, max_keys: int | None = None) -> IngestLimits:
         """The given values, else ``AUDITRAIL_INGEST_MAX_*``, else the defaults."""
         def pick(value: int | None, env: str, default: int) -> int:
             chosen = value if value is not None else int(os.environ.get(env) or default)
@@ -72,7 +81,8 @@ class IngestLimits:
 
         return cls(pick(max_body, MAX_BODY_ENV, DEFAULT_MAX_BODY),
                    pick(max_records, MAX_RECORDS_ENV, DEFAULT_MAX_RECORDS),
-                   pick(max_record_bytes, MAX_RECORD_BYTES_ENV, DEFAULT_MAX_RECORD_BYTES))
+                   pick(max_record_bytes, MAX_RECORD_BYTES_ENV, DEFAULT_MAX_RECORD_BYTES),
+                   pick(max_keys, MAX_KEYS_ENV, DEFAULT_MAX_KEYS))
 
     def max_messages(self, size: int) -> int:
         """The message budget of a request of `size` decompressed bytes."""
@@ -86,6 +96,10 @@ class IngestLimits:
         return LimitError(f"log record {index} is {size} bytes, more than the per-record limit of "
                           f"{self.max_record_bytes} (--max-record-bytes)")
 
+    def too_many_keys(self) -> LimitError:
+        return LimitError(f"more than {self.max_keys} distinct attribute keys in one request (the attribute keys "
+                          "limit, --max-attribute-keys)")
+
     def too_many_messages(self, size: int, what: str) -> LimitError:
         return LimitError(f"more than {self.max_messages(size)} {what} in a {size}-byte request (at most one per "
                           f"{BYTES_PER_MESSAGE} bytes, or {MESSAGE_FLOOR}): the request is mostly empty entries")
@@ -97,7 +111,7 @@ def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None)
     found before anything is decoded (the decoders' check still decides every record this cannot judge)."""
     scan = _native.otlp_logs_scan if _native is not None else scan_protobuf_python
     verdict, _, _, index, size, foreign = scan(data, limits.max_records, limits.max_record_bytes,
-                                               limits.max_messages(len(data)), tenant)
+                                               limits.max_messages(len(data)), tenant, limits.max_keys)
     if verdict == "tenant":
         return index, foreign
     if verdict == "records":
@@ -106,6 +120,8 @@ def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None)
         raise limits.record_too_large(index, size)
     if verdict == "messages":
         raise limits.too_many_messages(len(data), "protobuf messages (records, attributes, values)")
+    if verdict == "keys":
+        raise limits.too_many_keys()
     return None
 
 
@@ -197,10 +213,35 @@ def _skip(data: bytes, pos: int, end: int, number: int, wire: int, depth: int) -
     return pos
 
 
+def _key_of(data: bytes, pos: int, end: int) -> bytes | None:
+    """The key of the KeyValue at data[pos:end] as upb reads it (the last one; b"" when none), None where the wire
+    is not readable (limits.rs key_of)."""
+    key = b""
+    try:
+        while pos < end:
+            tag, pos = _varint(data, pos, end)
+            if tag >> 3 == 0 or tag > 0xFFFFFFFF:
+                return None
+            if tag == 0x0A:
+                length, pos = _varint(data, pos, end)
+                key, pos = data[pos:pos + length], pos + length
+                if pos > end:
+                    return None
+            elif tag & 7 not in (0, 1, _LEN, 5):
+                return None
+            else:
+                pos = _skip(data, pos, end, tag >> 3, tag & 7, 0)
+    except _Stop:
+        return None
+    return key
+
+
 class _Scan:
-    def __init__(self, max_records: int, max_record_bytes: int, max_messages: int, tenant: bytes | None) -> None:
+    def __init__(self, max_records: int, max_record_bytes: int, max_messages: int, tenant: bytes | None,
+                 max_keys: int) -> None:
         self.max_records, self.max_record_bytes, self.max_messages = max_records, max_record_bytes, max_messages
-        self.tenant = tenant
+        self.tenant, self.max_keys = tenant, max_keys
+        self.keys: set[bytes] = set()
         self.records = self.messages = 0
 
     def message(self, data: bytes, pos: int, end: int, kind: int, depth: int) -> None:
@@ -235,6 +276,12 @@ class _Scan:
                     judge = False  # an attribute whose key is not known here came first: the decoders judge
                 elif pair[0] == _TENANT_KEY:
                     tenant, judge = pair[1], False
+            if inner == _KEY_VALUE and kind != _KVLIST:
+                key = _key_of(data, pos, pos + length)
+                if key is not None and key not in self.keys:
+                    if len(self.keys) >= self.max_keys:
+                        raise _Stop("keys")
+                    self.keys.add(key)
             self.message(data, pos, pos + length, inner, depth + 1)
             pos += length
         if tenant is not None and tenant != self.tenant:
@@ -242,10 +289,10 @@ class _Scan:
 
 
 def scan_protobuf_python(data: bytes, max_records: int, max_record_bytes: int, max_messages: int,
-                         tenant: str | None = None) -> tuple[str, int, int, int, int, str | None]:
+                         tenant: str | None = None, max_keys: int = 1 << 62) -> tuple[str, int, int, int, int, str | None]:
     """The native ``otlp_logs_scan`` in Python: (verdict, records, messages, record index, record size,
     foreign tenant)."""
-    scan = _Scan(max_records, max_record_bytes, max_messages, None if tenant is None else tenant.encode())
+    scan = _Scan(max_records, max_record_bytes, max_messages, None if tenant is None else tenant.encode(), max_keys)
     verdict, index, size, foreign = "ok", 0, 0, None
     try:
         scan.message(data, 0, len(data), _REQUEST, 0)
