@@ -56,8 +56,8 @@ from .connections import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_
 from .archive import MONTH_PATTERN, PARQUET_MEDIA_TYPE, parquet_chunks
 from .db import DEFAULT_DATABASE, TENANT_MAX, TENANT_PATTERN, TENANT_SYNTAX, Store, StoreError, default_url
 from .export import FORMATS, ExportFilters, parse_time, stream_export
-from .ingest import (PROTOBUF, IngestError, LogBatch, LogWriter, decode_json, decode_protobuf, decompress,
-                     media_type)
+from .ingest import (PROTOBUF, EncodedRows, IngestError, LogBatch, LogWriter, decode_json, decompress, media_type,
+                     protobuf_slices)
 from .ingest_limits import IngestLimits, LimitError, check_protobuf
 from .ingest_fast import FastLogWriter
 from .validation import check_batch
@@ -409,16 +409,25 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks
                     f"(log record {foreign[0]})")
         if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data) is not None:
             return None  # the engine path wrote it (no tenant check to make for an all-tenant token)
-        batch = decode_protobuf(data)  # the existing path: tenant-scoped tokens, servers, what the engine declined
+        # the existing path (tenant-scoped tokens, servers, what the engine declined), a slice at a time
+        batches = protobuf_slices(data)
     else:
-        batch = decode_json(data, state.limits)
-    del data
-    check_batch(batch)  # times the store cannot hold, tenant ids outside the syntax: 400 naming the record
-    refused = _foreign_tenants(caller, batch)
+        batches = iter([decode_json(data, state.limits)])
+    del data  # the skeleton protobuf_slices reads holds what is left of the body
+    rows = EncodedRows(state.writer.columns)
+    refused: set[str | None] = set()
+    first = 0
+    for batch in batches:  # every slice checked and encoded before anything is written: all or nothing
+        check_batch(batch, first)  # times the store cannot hold, tenant ids outside the syntax: 400 naming it
+        first += len(batch)
+        refused |= _foreign_tenants(caller, batch)
+        if not refused:
+            rows.add(batch)
     if refused:
         return (f"token {caller.token_id} may not ingest events of tenant(s) "
                 f"{', '.join(sorted(repr(t) for t in refused))[:200]}")
-    _write(state, batch)
+    with state.write_lock:
+        state.writer.write_encoded(rows)
     return None
 
 
