@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from otlp_requests import length_delimited as _field  # noqa: E402
+from otlp_requests import uuid7ish  # noqa: E402
 from storage import start_service, stop, token  # noqa: E402
 
 MiB = 1 << 20
@@ -78,10 +79,11 @@ def dense_attributes() -> tuple[bytes, str, str]:
 
 
 def _shared_keys(per_record: int, key_size: int, value: bytes | None) -> bytes:
-    """63 MiB of records of `per_record` distinct attributes each, keys of `key_size` characters from one pool of
-    10,000 (the distinct keys limit, the tenant's key included) shared by every record, each valued `value`
-    (None: no value at all), and the tenant acme's (so both tokens' requests are written)."""
-    pool = [(b"%0" + str(key_size).encode() + b"d") % n for n in range(9_999)]
+    """63 MiB of audit records (scope `auditrail`, an event id and the tenant acme: the view copies them into
+    audit_events, and both tokens' requests are written) of `per_record` attributes each, keys of `key_size`
+    characters from one pool of 10,000 (the distinct keys limit, with the two) shared by every record, each
+    valued `value` (None: no value at all)."""
+    pool = [(b"%0" + str(key_size).encode() + b"d") % n for n in range(9_998)]
     tenant = _field(6, _field(1, b"audit.tenant_id") + _field(2, _field(1, b"acme")))
     records = []
     size = 0
@@ -92,9 +94,18 @@ def _shared_keys(per_record: int, key_size: int, value: bytes | None) -> bytes:
             key = pool[n % len(pool)]
             n += 1
             pairs.append(_field(6, _field(1, key) + (b"" if value is None else _field(2, _field(1, value)))))
-        records.append(tenant + b"".join(pairs[1:]))
+        event = _field(6, _field(1, b"audit.event_id") + _field(2, _field(1, uuid7ish(len(records)).encode())))
+        records.append(tenant + event + b"".join(pairs[2:]))
         size += len(records[-1]) + 3
-    return _wrap(records)
+    return _field(1, _field(2, _field(1, _field(1, b"auditrail")) + b"".join(_field(2, record) for record in records)))
+
+
+def resource_rows() -> tuple[bytes, str, str]:
+    """A resource every row repeats, at the map entries limit (250,000 for a request this small): 1,000
+    attributes over 250 one-attribute records, 26 KB."""
+    resource = _field(1, b"".join(_field(1, _field(1, b"r%05d" % i) + _field(2, _field(1, b"v"))) for i in range(1000)))
+    record = _field(2, _field(6, _field(1, b"audit.tenant_id") + _field(2, _field(1, b"acme"))))
+    return _field(1, resource + _field(2, record * 249)), "protobuf", ""
 
 
 def shared_keys() -> tuple[bytes, str, str]:
@@ -127,7 +138,7 @@ def full_records() -> tuple[bytes, str, str]:
 REQUESTS: dict[str, Callable[[], tuple[bytes, str, str]]] = {
     "empty-records": empty_records, "json-empty-records": json_empty_records, "zip-bomb": zip_bomb,
     "dense-attributes": dense_attributes, "shared-keys": shared_keys, "tiny-records": tiny_records,
-    "keys-only": keys_only, "full-records": full_records,
+    "keys-only": keys_only, "resource-rows": resource_rows, "full-records": full_records,
 }
 
 

@@ -62,6 +62,7 @@ from __future__ import annotations
 import base64
 import math
 import struct
+import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -508,7 +509,7 @@ def decode_protobuf(data: bytes, limits: IngestLimits | None = None) -> LogBatch
 
 # Records of one slice, by their size on the wire: its upb objects (~6x) and Python rows (~5x) are what the
 # decoding holds at once, beside the request's skeleton (~1x: its records as bytes).
-SLICE_BYTES = 1 << 20
+SLICE_BYTES = 256 << 10
 
 
 def protobuf_slices(data: bytes, slice_bytes: int = SLICE_BYTES) -> Iterator[LogBatch]:
@@ -911,7 +912,7 @@ def decode_json(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
         check_json(data, limits)
     # A record can only exceed the per-record limit in a body larger than it: only then is each one measured.
     measure = limits is not None and len(data) > limits.max_record_bytes
-    records = 0
+    records = entries = 0
     keys: set[str] = set()
 
     def counted(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -933,6 +934,7 @@ def decode_json(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
         resource_logs = _json_object(resource_logs, where)
         resource = _json_object(resource_logs.get("resource"), where + ".resource")
         pairs = counted(_json_attributes(resource.get("attributes"), where + ".resource.attributes"))
+        resource_size = len(pairs)
         service_name = next((value for key, value in pairs if key == SERVICE_NAME), "")
         resource_map = _attr_map(pairs)
         resource_url = _json_string(_get(resource_logs, "schemaUrl", "schema_url"), where + ".schemaUrl")
@@ -940,7 +942,8 @@ def decode_json(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
             where_scope = f"{where}.scopeLogs[{s}]"
             scope_logs = _json_object(scope_logs, where_scope)
             scope = _json_object(scope_logs.get("scope"), where_scope + ".scope")
-            scope_map = _attr_map(counted(_json_attributes(scope.get("attributes"), where_scope + ".scope.attributes")))
+            scope_pairs = counted(_json_attributes(scope.get("attributes"), where_scope + ".scope.attributes"))
+            scope_map = _attr_map(scope_pairs)
             scope_url = _json_string(_get(scope_logs, "schemaUrl", "schema_url"), where_scope + ".schemaUrl")
             scope_name = _json_string(scope.get("name"), where_scope + ".scope.name")
             scope_version = _json_string(scope.get("version"), where_scope + ".scope.version")
@@ -973,8 +976,11 @@ def decode_json(data: bytes, limits: IngestLimits | None = None) -> LogBatch:
                 batch.scope_names.append(scope_name)
                 batch.scope_versions.append(scope_version)
                 batch.scope_attributes.append(scope_map)
-                batch.log_attributes.append(_attr_map(counted(_json_attributes(record.get("attributes"),
-                                                                               at + ".attributes"))))
+                record_pairs = counted(_json_attributes(record.get("attributes"), at + ".attributes"))
+                entries += resource_size + len(scope_pairs) + len(record_pairs)
+                if limits is not None and entries > limits.max_entries(len(data)):
+                    raise limits.too_many_entries(len(data))
+                batch.log_attributes.append(_attr_map(record_pairs))
                 batch.event_names.append(_json_string(_get(record, "eventName", "event_name"), at + ".eventName"))
     return batch
 
@@ -1100,32 +1106,41 @@ def encode_json_columns(batch: LogBatch, column_names: Sequence[str]) -> bytes:
 
 class EncodedRows:
     """Rows encoded batch by batch into the columns of one JSONColumns document: the service decodes a request a
-    slice at a time (ingest.protobuf_slices), and only this text (~0.9x the request) outlives a slice's rows.
-    Written by LogWriter.write_encoded in one insert."""
+    slice at a time (ingest.protobuf_slices) and writes each slice's columns to a temporary file of each column
+    (the document is ~0.9x the request: held in memory, it and what the allocator keeps of its pieces were 2x),
+    so what the decoding holds is one slice. Written by LogWriter.write_encoded in one insert."""
 
     def __init__(self, column_names: Sequence[str]) -> None:
         self.column_names = tuple(column_names)
         self.rows = 0
-        self._parts: dict[str, list[bytes]] = {name: [] for name in self.column_names}
+        self._files: dict[str, Any] = {}
 
     def add(self, batch: LogBatch) -> None:
         if not len(batch):
             return
+        if not self._files:
+            self._files = {name: tempfile.TemporaryFile() for name in self.column_names}
         columns = batch.columns()
         for name in self.column_names:
-            self._parts[name].append(_column_json(name, columns[name])[1:-1])
+            self._files[name].write((b"," if self.rows else b"") + _column_json(name, columns[name])[1:-1])
         self.rows += len(batch)
 
     def take(self) -> Iterator[bytes]:
-        """The document, in pieces, each column's let go once it is given (the insert's writer copies them)."""
+        """The document, in pieces of at most 1 MiB; each column's file closed once read."""
         for i, name in enumerate(self.column_names):
             yield (b'{"' if i == 0 else b',"') + name.encode() + b'":['
-            parts = self._parts.pop(name)
-            for j in range(len(parts)):
-                yield parts[j] if j == 0 else b"," + parts[j]
-                parts[j] = b""
+            with self._files.pop(name) as file:
+                file.seek(0)
+                while piece := file.read(1 << 20):
+                    yield piece
             yield b"]"
         yield b"}"
+
+    def close(self) -> None:
+        """Remove the column files (a request refused after some of its slices were encoded)."""
+        for file in self._files.values():
+            file.close()
+        self._files = {}
 
 
 class LogWriter:
@@ -1155,5 +1170,8 @@ class LogWriter:
         if not rows.rows:
             return 0
         assert rows.column_names == self.columns, (rows.column_names, self.columns)
-        self._client.raw_insert(self._table, list(self.columns), rows.take(), fmt="JSONColumns")
+        try:
+            self._client.raw_insert(self._table, list(self.columns), rows.take(), fmt="JSONColumns")
+        finally:
+            rows.close()
         return rows.rows

@@ -357,11 +357,14 @@ class FastLogWriter:
         return cls(urlparse(store.url).path, store.database, columns, table=table, handles=handles,
                    min_rows=min_rows, group_rows=group_rows, group_bytes=group_bytes, native=native)
 
-    def write(self, data: bytes) -> int | None:
+    def write(self, data: bytes, records: int | None = None) -> int | None:
         """Insert the rows of protobuf request `data` (already decompressed); the row count once they are
         written, or None when this path does not take the request (nothing of it was written: use
         ingest.decode_protobuf + LogWriter). IngestError (nothing written) when it is not a protobuf
-        ExportLogsServiceRequest."""
+        ExportLogsServiceRequest. `records`: its record count when known (the limits' scan): a request this
+        path would not take is then not encoded first (a Native block of ~1x the request, for nothing)."""
+        if records is not None and not self.min_rows <= records <= MAX_ROWS:
+            return None
         if self._native is not None:
             return self._write_native(data)
         request = _parse(data)

@@ -31,17 +31,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 try:
     import auditrail_native as _native
 except ImportError:  # not built: the Python twin scans
     _native = None
 
-__all__ = ["BYTES_PER_MESSAGE", "MESSAGE_FLOOR", "IngestError", "IngestLimits", "LimitError", "check_json", "check_protobuf",
+__all__ = ["BYTES_PER_ENTRY", "BYTES_PER_MESSAGE", "ENTRY_FLOOR", "MESSAGE_FLOOR", "IngestError", "IngestLimits", "LimitError", "Scanned", "check_json",
+           "check_protobuf",
            "scan_protobuf_python"]
 
 BYTES_PER_MESSAGE = 8
 MESSAGE_FLOOR = 250_000
+BYTES_PER_ENTRY = 8
+ENTRY_FLOOR = 250_000
 DEFAULT_MAX_BODY = 64 << 20  # decompressed request size accepted by the service
 DEFAULT_MAX_RECORDS = 100_000
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
@@ -88,6 +92,15 @@ class IngestLimits:
         """The message budget of a request of `size` decompressed bytes."""
         return max(MESSAGE_FLOOR, size // BYTES_PER_MESSAGE)
 
+    def max_entries(self, size: int) -> int:
+        """The budget of map entries in the rows of a request of `size` decompressed bytes."""
+        return max(ENTRY_FLOOR, size // BYTES_PER_ENTRY)
+
+    def too_many_entries(self, size: int) -> LimitError:
+        return LimitError(f"the rows of this {size}-byte request would hold more than {self.max_entries(size)} "
+                          "attributes (each row holds its resource's and its scope's besides its own; at most one "
+                          f"per {BYTES_PER_ENTRY} bytes, or {ENTRY_FLOOR}): send large resources with fewer records")
+
     def too_many_records(self) -> LimitError:
         return LimitError(f"more than {self.max_records} log records in one request (the records-per-request "
                           "limit, --max-records): split it")
@@ -105,15 +118,23 @@ class IngestLimits:
                           f"{BYTES_PER_MESSAGE} bytes, or {MESSAGE_FLOOR}): the request is mostly empty entries")
 
 
-def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None) -> tuple[int, str] | None:
+class Scanned(NamedTuple):
+    """What the limits' scan of a protobuf request found."""
+
+    records: int | None  # the request's LogRecords; None where the wire was not readable to its end
+    foreign: tuple[int, str] | None  # (index, tenant) of the first record plainly of another tenant
+
+
+def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None) -> Scanned:
     """LimitError when the protobuf request `data` exceeds a limit; what is not readable is left to the decoders.
-    With `tenant` (a tenant-scoped token's): (index, tenant) of the first record plainly of another tenant,
-    found before anything is decoded (the decoders' check still decides every record this cannot judge)."""
+    With `tenant` (a tenant-scoped token's): the first record plainly of another tenant, found before anything
+    is decoded (the decoders' check still decides every record this cannot judge)."""
     scan = _native.otlp_logs_scan if _native is not None else scan_protobuf_python
-    verdict, _, _, index, size, foreign = scan(data, limits.max_records, limits.max_record_bytes,
-                                               limits.max_messages(len(data)), tenant, limits.max_keys)
+    verdict, records, _, index, size, foreign = scan(data, limits.max_records, limits.max_record_bytes,
+                                               limits.max_messages(len(data)), tenant, limits.max_keys,
+                                               limits.max_entries(len(data)))
     if verdict == "tenant":
-        return index, foreign
+        return Scanned(None, (index, foreign))
     if verdict == "records":
         raise limits.too_many_records()
     if verdict == "record_bytes":
@@ -122,7 +143,9 @@ def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None)
         raise limits.too_many_messages(len(data), "protobuf messages (records, attributes, values)")
     if verdict == "keys":
         raise limits.too_many_keys()
-    return None
+    if verdict == "entries":
+        raise limits.too_many_entries(len(data))
+    return Scanned(records if verdict == "ok" else None, None)
 
 
 def check_json(data: bytes, limits: IngestLimits) -> None:
@@ -238,11 +261,11 @@ def _key_of(data: bytes, pos: int, end: int) -> bytes | None:
 
 class _Scan:
     def __init__(self, max_records: int, max_record_bytes: int, max_messages: int, tenant: bytes | None,
-                 max_keys: int) -> None:
+                 max_keys: int, max_entries: int) -> None:
         self.max_records, self.max_record_bytes, self.max_messages = max_records, max_record_bytes, max_messages
-        self.tenant, self.max_keys = tenant, max_keys
+        self.tenant, self.max_keys, self.max_entries = tenant, max_keys, max_entries
         self.keys: set[bytes] = set()
-        self.records = self.messages = 0
+        self.records = self.messages = self.attributes = self.entries = 0
 
     def message(self, data: bytes, pos: int, end: int, kind: int, depth: int) -> None:
         if depth > _MAX_DEPTH:
@@ -258,6 +281,7 @@ class _Scan:
                 raise _Stop("record_bytes", self.records - 1, end - pos)
         judge = kind == _RECORD and self.tenant is not None
         tenant: bytes | None = None
+        records, head = self.records, 0  # a ResourceLogs' or ScopeLogs': its resource's or scope's attributes
         while pos < end:
             tag, pos = _varint(data, pos, end)
             number, wire = tag >> 3, tag & 7
@@ -277,22 +301,32 @@ class _Scan:
                 elif pair[0] == _TENANT_KEY:
                     tenant, judge = pair[1], False
             if inner == _KEY_VALUE and kind != _KVLIST:
+                self.attributes += 1
+                self.entries += kind == _RECORD
                 key = _key_of(data, pos, pos + length)
                 if key is not None and key not in self.keys:
                     if len(self.keys) >= self.max_keys:
                         raise _Stop("keys")
                     self.keys.add(key)
+            before = self.attributes
             self.message(data, pos, pos + length, inner, depth + 1)
+            if inner == _RESOURCE or inner == _SCOPE:
+                head += self.attributes - before
             pos += length
+        self.entries += head * (self.records - records)
+        if self.entries > self.max_entries:
+            raise _Stop("entries")
         if tenant is not None and tenant != self.tenant:
             raise _Stop("tenant", self.records - 1, tenant=tenant.decode(errors="replace"))
 
 
 def scan_protobuf_python(data: bytes, max_records: int, max_record_bytes: int, max_messages: int,
-                         tenant: str | None = None, max_keys: int = 1 << 62) -> tuple[str, int, int, int, int, str | None]:
+                         tenant: str | None = None, max_keys: int = 1 << 62,
+                         max_entries: int = 1 << 62) -> tuple[str, int, int, int, int, str | None]:
     """The native ``otlp_logs_scan`` in Python: (verdict, records, messages, record index, record size,
     foreign tenant)."""
-    scan = _Scan(max_records, max_record_bytes, max_messages, None if tenant is None else tenant.encode(), max_keys)
+    scan = _Scan(max_records, max_record_bytes, max_messages, None if tenant is None else tenant.encode(), max_keys,
+                 max_entries)
     verdict, index, size, foreign = "ok", 0, 0, None
     try:
         scan.message(data, 0, len(data), _REQUEST, 0)

@@ -403,11 +403,12 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks
     if kind == PROTOBUF:
         # before upb, the native encoder or the Python decoder read it; a record plainly of another tenant
         # than a tenant-scoped token's stops it too (the check after decoding judges the rest)
-        foreign = check_protobuf(data, state.limits, None if caller.tenant_id == ALL_TENANTS else caller.tenant_id)
-        if foreign is not None:
-            return (f"token {caller.token_id} may not ingest events of tenant(s) {foreign[1][:200]!r} "
-                    f"(log record {foreign[0]})")
-        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data) is not None:
+        scanned = check_protobuf(data, state.limits, None if caller.tenant_id == ALL_TENANTS else caller.tenant_id)
+        if scanned.foreign is not None:
+            return (f"token {caller.token_id} may not ingest events of tenant(s) {scanned.foreign[1][:200]!r} "
+                    f"(log record {scanned.foreign[0]})")
+        if (fast is not None and caller.tenant_id == ALL_TENANTS
+                and fast.write(data, records=scanned.records) is not None):
             return None  # the engine path wrote it (no tenant check to make for an all-tenant token)
         # the existing path (tenant-scoped tokens, servers, what the engine declined), a slice at a time
         batches = protobuf_slices(data)
@@ -415,19 +416,22 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks
         batches = iter([decode_json(data, state.limits)])
     del data  # the skeleton protobuf_slices reads holds what is left of the body
     rows = EncodedRows(state.writer.columns)
-    refused: set[str | None] = set()
-    first = 0
-    for batch in batches:  # every slice checked and encoded before anything is written: all or nothing
-        check_batch(batch, first)  # times the store cannot hold, tenant ids outside the syntax: 400 naming it
-        first += len(batch)
-        refused |= _foreign_tenants(caller, batch)
-        if not refused:
-            rows.add(batch)
-    if refused:
-        return (f"token {caller.token_id} may not ingest events of tenant(s) "
-                f"{', '.join(sorted(repr(t) for t in refused))[:200]}")
-    with state.write_lock:
-        state.writer.write_encoded(rows)
+    try:
+        refused: set[str | None] = set()
+        first = 0
+        for batch in batches:  # every slice checked and encoded before anything is written: all or nothing
+            check_batch(batch, first)  # times the store cannot hold, tenant ids outside the syntax: 400 naming it
+            first += len(batch)
+            refused |= _foreign_tenants(caller, batch)
+            if not refused:
+                rows.add(batch)
+        if refused:
+            return (f"token {caller.token_id} may not ingest events of tenant(s) "
+                    f"{', '.join(sorted(repr(t) for t in refused))[:200]}")
+        with state.write_lock:
+            state.writer.write_encoded(rows)
+    finally:
+        rows.close()
     return None
 
 
