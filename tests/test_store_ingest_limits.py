@@ -253,6 +253,25 @@ def test_the_densest_request_within_the_limits_costs_a_small_multiple_of_its_siz
         assert grown < 8 * len(body), f"+{grown >> 20} MiB for a {len(body) >> 20} MiB request"
 
 
+def test_a_request_read_in_slices_is_still_all_or_nothing(default: Svc) -> None:
+    """4,000 records (~1 MB: four slices of the Python path). Invalid UTF-8 in the last record: 400, and none of
+    the slices before it written; a tenant id outside the syntax in record 3,500: 400 naming record 3,500."""
+    request = otlp_request("acme", [uuid7ish(9_600_000 + i) for i in range(4000)])
+    request.resource_logs[0].scope_logs[0].log_records[3999].attributes[3].value.string_value = "MARKER"
+    body = request.SerializeToString().replace(b"MARKER", b"\xff\xfeMARK")  # same length: lengths still hold
+    before = len(default.events("acme"))
+    response = default.post(default.ingest_acme, body, PROTOBUF)
+    assert response.status_code == 400, response.content
+    assert b"malformed protobuf" in response.content
+    assert len(default.events("acme")) == before
+    request = otlp_request("slices", [uuid7ish(9_700_000 + i) for i in range(4000)])
+    request.resource_logs[0].scope_logs[0].log_records[3500].attributes[1].value.string_value = "no spaces"
+    response = default.post(default.ingest, request.SerializeToString(), PROTOBUF)
+    assert response.status_code == 400, response.content
+    assert b"record 3500: audit.tenant_id" in response.content
+    assert default.events("slices") == []
+
+
 # --- point 3: gzip bodies whole or not at all --------------------------------------------------------------
 
 

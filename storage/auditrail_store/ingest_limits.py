@@ -215,6 +215,15 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
+def _tag(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(tag, next position) of a field's tag; unreadable as limits.rs's Wire::tag finds it (field number 0, or
+    a tag beyond 32 bits)."""
+    tag, pos = _varint(data, pos, end)
+    if tag >> 3 == 0 or tag > 0xFFFFFFFF:
+        raise _Stop("unreadable")
+    return tag, pos
+
+
 def _skip(data: bytes, pos: int, end: int, number: int, wire: int, depth: int) -> int:
     if wire == 0:
         return _varint(data, pos, end)[1]
@@ -225,7 +234,7 @@ def _skip(data: bytes, pos: int, end: int, number: int, wire: int, depth: int) -
         pos += length
     elif wire == _START_GROUP and depth <= _MAX_DEPTH:
         while True:
-            tag, pos = _varint(data, pos, end)
+            tag, pos = _tag(data, pos, end)
             if tag & 7 == _END_GROUP and tag >> 3 == number:
                 return pos
             pos = _skip(data, pos, end, tag >> 3, tag & 7, depth + 1)
@@ -242,9 +251,7 @@ def _key_of(data: bytes, pos: int, end: int) -> bytes | None:
     key = b""
     try:
         while pos < end:
-            tag, pos = _varint(data, pos, end)
-            if tag >> 3 == 0 or tag > 0xFFFFFFFF:
-                return None
+            tag, pos = _tag(data, pos, end)
             if tag == 0x0A:
                 length, pos = _varint(data, pos, end)
                 key, pos = data[pos:pos + length], pos + length
@@ -283,10 +290,8 @@ class _Scan:
         tenant: bytes | None = None
         records, head = self.records, 0  # a ResourceLogs' or ScopeLogs': its resource's or scope's attributes
         while pos < end:
-            tag, pos = _varint(data, pos, end)
+            tag, pos = _tag(data, pos, end)
             number, wire = tag >> 3, tag & 7
-            if number == 0:
-                raise _Stop("unreadable")
             inner = _CHILD.get((kind, number)) if wire == _LEN else None
             if inner is None:
                 pos = _skip(data, pos, end, number, wire, depth + 1)
