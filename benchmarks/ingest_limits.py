@@ -100,6 +100,16 @@ def _shared_keys(per_record: int, key_size: int, value: bytes | None) -> bytes:
     return _field(1, _field(2, _field(1, _field(1, b"auditrail")) + b"".join(_field(2, record) for record in records)))
 
 
+def json_keys_only() -> tuple[bytes, str, str]:
+    """keys-only's records as OTLP/JSON (`{"key":"00001"}`, 16 bytes and one object an attribute: the objects
+    limit is one per 8 bytes), 63 MiB."""
+    pairs = ",".join('{"key":"%05d"}' % i for i in range(9_998))
+    record = '{"attributes":[{"key":"audit.tenant_id","value":{"stringValue":"acme"}},' + pairs + "]}"
+    records = ",".join([record] * ((63 << 20) // (len(record) + 1)))
+    body = '{"resourceLogs":[{"scopeLogs":[{"scope":{"name":"auditrail"},"logRecords":[' + records + "]}]}]}"
+    return body.encode(), "json", ""
+
+
 def resource_rows() -> tuple[bytes, str, str]:
     """A resource every row repeats, at the map entries limit (250,000 for a request this small): 1,000
     attributes over 250 one-attribute records, 26 KB."""
@@ -138,7 +148,7 @@ def full_records() -> tuple[bytes, str, str]:
 REQUESTS: dict[str, Callable[[], tuple[bytes, str, str]]] = {
     "empty-records": empty_records, "json-empty-records": json_empty_records, "zip-bomb": zip_bomb,
     "dense-attributes": dense_attributes, "shared-keys": shared_keys, "tiny-records": tiny_records,
-    "keys-only": keys_only, "resource-rows": resource_rows, "full-records": full_records,
+    "keys-only": keys_only, "json-keys-only": json_keys_only, "resource-rows": resource_rows, "full-records": full_records,
 }
 
 
