@@ -35,7 +35,7 @@ produced by that pdata itself.
 Decoding. Protobuf is read in slices of records (:func:`protobuf_slices`), so that neither upb's objects for
 the whole request (~6x its size) nor its Python rows (~5x) are ever held at once. upb first reads the
 request's skeleton (logs.proto's messages with each LogRecord left as bytes: every level validated but the
-records' insides), then each slice of ~1 MiB of records wrapped at the depth the request holds them: that is
+records' insides), then each slice of ~256 KiB of records wrapped at the depth the request holds them: that is
 the validation (truncation, wire types, UTF-8, nesting), in C, exactly what reading the whole request refuses;
 the service reads every slice before it writes anything. The rows are read slice by slice by a hand-written
 wire walker,
