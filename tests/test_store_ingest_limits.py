@@ -1,6 +1,7 @@
 """Issue 15, points 1, 3, 5 and 6, against a real `auditrail serve` (uvicorn, embedded chDB) over real HTTP.
 
-Bounded work per request (records, bytes of a record, messages: 413 naming the limit, before any decoding),
+Bounded work per request (records, bytes of a record, messages, distinct attribute keys, attributes the rows
+hold: 413 naming the limit, before any decoding; the Python path in slices, a small multiple of the request),
 gzip bodies taken whole or refused, slow and vanishing clients cut off, unknown token ids refused without a
 lookup, and no request file left behind by a killed process.
 """
