@@ -14,17 +14,21 @@ import random
 from pathlib import Path
 
 import pytest
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from auditrail.exporters.otlp_json import request_to_collector_json
+from otlp_requests import length_delimited as _field
 from auditrail_store.ingest import (
     IngestError,
+    LogBatch,
     decode_json,
     decode_protobuf,
     decode_request,
     encode_json_columns,
     go_float,
+    protobuf_slices,
     rows_from_message,
 )
 
@@ -143,6 +147,53 @@ def test_fast_walker_equals_the_upb_reading_on_random_requests() -> None:
     for _ in range(300):
         request = _random_request(rng)
         assert decode_protobuf(request.SerializeToString()).rows() == rows_from_message(request).rows()
+
+
+def _upb_reading(body: bytes) -> list[dict] | str:
+    """What the service did before slices: upb reads the whole request, then its rows (or the refusal)."""
+    try:
+        return rows_from_message(ExportLogsServiceRequest.FromString(body)).rows()
+    except (DecodeError, IngestError):
+        return "refused"
+
+
+def _sliced_reading(body: bytes, slice_bytes: int) -> list[dict] | str:
+    batch = LogBatch()
+    try:
+        for part in protobuf_slices(body, slice_bytes):
+            batch.extend(part)
+    except IngestError:
+        return "refused"
+    return batch.rows()
+
+
+def test_slices_accept_and_refuse_what_upb_does_on_mutated_requests() -> None:
+    """The request read in slices (skeleton, then records a slice at a time) gives the rows upb's reading of
+    the whole gives, and refuses exactly the bodies upb refuses: mutated bytes, merged and repeated fields,
+    nesting at upb's depth limit (a record read alone may nest deeper)."""
+    rng = random.Random(15)
+    bodies = []
+    for _ in range(150):
+        clean = _random_request(rng).SerializeToString()
+        bodies.append(clean)
+        for _ in range(4):
+            body = bytearray(clean)
+            for _ in range(rng.randint(1, 3)):
+                body[rng.randrange(len(body))] = rng.randrange(256)
+            bodies.append(bytes(body))
+        bodies.append(clean + clean[: rng.randrange(len(clean) + 1)])  # a second, perhaps truncated, copy
+    for depth in (46, 47, 48, 49, 50):  # arrays nested in a record's body around upb's nesting limit (48 here)
+        value = _field(1, b"x")  # AnyValue{string_value}
+        for _ in range(depth):
+            value = _field(5, _field(1, value))  # AnyValue{array_value: ArrayValue{values: [value]}}
+        bodies.append(_field(1, _field(2, _field(2, _field(5, value)))))  # as a record's body
+    refused = 0
+    for body in bodies:
+        expected = _upb_reading(body)
+        refused += expected == "refused"
+        for slice_bytes in (1, 300, 1 << 20):
+            assert _sliced_reading(body, slice_bytes) == expected, (body, slice_bytes)
+    assert 50 < refused < len(bodies) - 150  # both kinds were exercised
 
 
 @pytest.mark.parametrize("body, content_type, encoding, message", [

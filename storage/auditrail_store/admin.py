@@ -142,6 +142,9 @@ def add_parsers(sub: Any) -> None:
                         help="bytes of one log record (default $AUDITRAIL_INGEST_MAX_RECORD_BYTES or 1048576)")
     limits.add_argument("--max-body", type=int, default=None,
                         help="bytes of a request, decompressed (default $AUDITRAIL_INGEST_MAX_BODY or 67108864)")
+    limits.add_argument("--max-attribute-keys", type=int, default=None,
+                        help="distinct attribute keys in a request (default $AUDITRAIL_INGEST_MAX_ATTRIBUTE_KEYS or "
+                             "10000)")
     clients = serve.add_argument_group("connections")
     clients.add_argument("--header-timeout", type=float, default=None,
                          help="seconds for a request's headers to arrive, else the connection is closed (default "
@@ -256,7 +259,8 @@ def run_serve(args: Any) -> int:
         return value if value is not None else float(os.environ.get(env) or default)
 
     try:
-        limits = IngestLimits.from_env(args.max_body, args.max_records, args.max_record_bytes)
+        limits = IngestLimits.from_env(args.max_body, args.max_records, args.max_record_bytes,
+                                       args.max_attribute_keys)
     except ValueError as error:
         raise StoreError(str(error)) from None
     serve(args.host, args.port, args.url, limits=limits,

@@ -12,37 +12,55 @@ took the service to 4.2 GB. What memory follows is the number of messages, so th
   audit records are ~27 bytes a message (an 850-byte record of 15 attributes is 31 messages); a body of empty
   attributes or values, 2 bytes each, is what this refuses. OTLP/JSON: objects and arrays, counted as the
   ``{`` and ``[`` bytes of the body (an upper bound: braces inside strings count too; real requests have one
-  per ~40 bytes).
+  per ~40 bytes);
+* distinct attribute keys per request (resource, scope and record attributes together), ``--max-attribute-keys``
+  (``AUDITRAIL_INGEST_MAX_ATTRIBUTE_KEYS``, default 10,000). The three attribute columns are
+  ``Map(LowCardinality(String), String)``: the engine's insert builds a dictionary of every distinct key,
+  ~100 bytes each whatever its size on the wire (3.5 million distinct 10-character keys in 63 MiB: +360 MB of
+  the insert's peak, against +45 MB for the same entries under 50 keys). Real requests hold tens;
+* attributes the rows hold (map entries): every otel_logs row holds its resource's and its scope's attributes
+  besides its own, so at most one per :data:`BYTES_PER_ENTRY` bytes of the request, or :data:`ENTRY_FLOOR`: a
+  resource of 1,000 attributes over 20,000 one-line records (257 KB) was 20 million entries, a 221 MB Native
+  block. Real audit records are ~28 bytes an entry with a typical resource; small app-log records under a large
+  (k8s) resource come nearest, ~8-10.
 
-With these a request's peak memory is a small multiple of its decompressed size (upb ~140 bytes a message at
-most, 8 bytes of body each: ~17x; measured figures in docs/storage.md). The protobuf scan is the native
-core's (``otlp_logs_scan``: no allocation, stops at the first limit exceeded); :func:`scan_protobuf_python`
-is its twin where the core is not built. Both run before upb or the Python decoder see the body, and before the
-tenant check that needs the decoded records. The native encoder (ingest_fast.py) counts the same three as it
-reads and stops at the first passed, so the requests it takes are read once; the scan names what it stops at.
+The protobuf scan is the native core's (``otlp_logs_scan``: it allocates only the set of keys, bounded by
+their limit, and stops at the first limit exceeded); :func:`scan_protobuf_python` is its twin where the core
+is not built. Both run before upb, the native encoder or the Python decoder see the body, and before the
+tenant check that needs the decoded records. OTLP/JSON counts keys as decode_json reads the records. With
+these and the Python path's decoding in slices (ingest.protobuf_slices) a request's peak memory is a small
+multiple of its decompressed size (docs/storage.md, "Peak memory of the worst requests"). The native
+encoder (ingest_fast.py, an all-tenant token's fast path) counts the same limits as it reads and stops at the
+first passed, so the requests it takes are read once; the scan then names what it stopped at.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 try:
     import auditrail_native as _native
 except ImportError:  # not built: the Python twin scans
     _native = None
 
-__all__ = ["BYTES_PER_MESSAGE", "MESSAGE_FLOOR", "IngestError", "IngestLimits", "LimitError", "check_json", "check_protobuf",
+__all__ = ["BYTES_PER_ENTRY", "BYTES_PER_MESSAGE", "ENTRY_FLOOR", "MESSAGE_FLOOR", "IngestError", "IngestLimits", "LimitError", "Scanned", "check_json",
+           "check_protobuf",
            "scan_protobuf_python"]
 
 BYTES_PER_MESSAGE = 8
 MESSAGE_FLOOR = 250_000
+BYTES_PER_ENTRY = 8
+ENTRY_FLOOR = 250_000
 DEFAULT_MAX_BODY = 64 << 20  # decompressed request size accepted by the service
 DEFAULT_MAX_RECORDS = 100_000
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
 MAX_RECORDS_ENV = "AUDITRAIL_INGEST_MAX_RECORDS"
 MAX_RECORD_BYTES_ENV = "AUDITRAIL_INGEST_MAX_RECORD_BYTES"
 MAX_BODY_ENV = "AUDITRAIL_INGEST_MAX_BODY"
+DEFAULT_MAX_KEYS = 10_000
+MAX_KEYS_ENV = "AUDITRAIL_INGEST_MAX_ATTRIBUTE_KEYS"
 
 
 class IngestError(ValueError):
@@ -60,10 +78,11 @@ class IngestLimits:
     max_body: int = DEFAULT_MAX_BODY
     max_records: int = DEFAULT_MAX_RECORDS
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_keys: int = DEFAULT_MAX_KEYS
 
     @classmethod
     def from_env(cls, max_body: int | None = None, max_records: int | None = None,
-                 max_record_bytes: int | None = None) -> IngestLimits:
+                 max_record_bytes: int | None = None, max_keys: int | None = None) -> IngestLimits:
         """The given values, else ``AUDITRAIL_INGEST_MAX_*``, else the defaults."""
         def pick(value: int | None, env: str, default: int) -> int:
             chosen = value if value is not None else int(os.environ.get(env) or default)
@@ -73,11 +92,21 @@ class IngestLimits:
 
         return cls(pick(max_body, MAX_BODY_ENV, DEFAULT_MAX_BODY),
                    pick(max_records, MAX_RECORDS_ENV, DEFAULT_MAX_RECORDS),
-                   pick(max_record_bytes, MAX_RECORD_BYTES_ENV, DEFAULT_MAX_RECORD_BYTES))
+                   pick(max_record_bytes, MAX_RECORD_BYTES_ENV, DEFAULT_MAX_RECORD_BYTES),
+                   pick(max_keys, MAX_KEYS_ENV, DEFAULT_MAX_KEYS))
 
     def max_messages(self, size: int) -> int:
         """The message budget of a request of `size` decompressed bytes."""
         return max(MESSAGE_FLOOR, size // BYTES_PER_MESSAGE)
+
+    def max_entries(self, size: int) -> int:
+        """The budget of map entries in the rows of a request of `size` decompressed bytes."""
+        return max(ENTRY_FLOOR, size // BYTES_PER_ENTRY)
+
+    def too_many_entries(self, size: int) -> LimitError:
+        return LimitError(f"the rows of this {size}-byte request would hold more than {self.max_entries(size)} "
+                          "attributes (each row holds its resource's and its scope's besides its own; at most one "
+                          f"per {BYTES_PER_ENTRY} bytes, or {ENTRY_FLOOR}): send large resources with fewer records")
 
     def too_many_records(self) -> LimitError:
         return LimitError(f"more than {self.max_records} log records in one request (the records-per-request "
@@ -87,27 +116,43 @@ class IngestLimits:
         return LimitError(f"log record {index} is {size} bytes, more than the per-record limit of "
                           f"{self.max_record_bytes} (--max-record-bytes)")
 
+    def too_many_keys(self) -> LimitError:
+        return LimitError(f"more than {self.max_keys} distinct attribute keys in one request (the attribute keys "
+                          "limit, --max-attribute-keys)")
+
     def too_many_messages(self, size: int, what: str) -> LimitError:
         return LimitError(f"more than {self.max_messages(size)} {what} in a {size}-byte request (at most one per "
                           f"{BYTES_PER_MESSAGE} bytes, or {MESSAGE_FLOOR}): the request is mostly empty entries")
 
 
-def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None) -> tuple[int, str] | None:
+class Scanned(NamedTuple):
+    """What the limits' scan of a protobuf request found."""
+
+    records: int | None  # the request's LogRecords; None where the wire was not readable to its end
+    foreign: tuple[int, str] | None  # (index, tenant) of the first record plainly of another tenant
+
+
+def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None) -> Scanned:
     """LimitError when the protobuf request `data` exceeds a limit; what is not readable is left to the decoders.
-    With `tenant` (a tenant-scoped token's): (index, tenant) of the first record plainly of another tenant,
-    found before anything is decoded (the decoders' check still decides every record this cannot judge)."""
+    With `tenant` (a tenant-scoped token's): the first record plainly of another tenant, found before anything
+    is decoded (the decoders' check still decides every record this cannot judge)."""
     scan = _native.otlp_logs_scan if _native is not None else scan_protobuf_python
-    verdict, _, _, index, size, foreign = scan(data, limits.max_records, limits.max_record_bytes,
-                                               limits.max_messages(len(data)), tenant)
+    verdict, records, _, index, size, foreign = scan(data, limits.max_records, limits.max_record_bytes,
+                                               limits.max_messages(len(data)), tenant, limits.max_keys,
+                                               limits.max_entries(len(data)))
     if verdict == "tenant":
-        return index, foreign
+        return Scanned(None, (index, foreign))
     if verdict == "records":
         raise limits.too_many_records()
     if verdict == "record_bytes":
         raise limits.record_too_large(index, size)
     if verdict == "messages":
         raise limits.too_many_messages(len(data), "protobuf messages (records, attributes, values)")
-    return None
+    if verdict == "keys":
+        raise limits.too_many_keys()
+    if verdict == "entries":
+        raise limits.too_many_entries(len(data))
+    return Scanned(records if verdict == "ok" else None, None)
 
 
 def check_json(data: bytes, limits: IngestLimits) -> None:
@@ -180,7 +225,8 @@ def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
 
 
 def _tag(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    """A field's tag; a field number of 0 or a tag past 32 bits is unreadable (Wire::tag)."""
+    """(tag, next position) of a field's tag; unreadable as limits.rs's Wire::tag finds it (field number 0, or
+    a tag beyond 32 bits)."""
     tag, pos = _varint(data, pos, end)
     if tag >> 3 == 0 or tag > 0xFFFFFFFF:
         raise _Stop("unreadable")
@@ -208,11 +254,34 @@ def _skip(data: bytes, pos: int, end: int, number: int, wire: int, depth: int) -
     return pos
 
 
+def _key_of(data: bytes, pos: int, end: int) -> bytes | None:
+    """The key of the KeyValue at data[pos:end] as upb reads it (the last one; b"" when none), None where the wire
+    is not readable (limits.rs key_of)."""
+    key = b""
+    try:
+        while pos < end:
+            tag, pos = _tag(data, pos, end)
+            if tag == 0x0A:
+                length, pos = _varint(data, pos, end)
+                key, pos = data[pos:pos + length], pos + length
+                if pos > end:
+                    return None
+            elif tag & 7 not in (0, 1, _LEN, 5):
+                return None
+            else:
+                pos = _skip(data, pos, end, tag >> 3, tag & 7, 0)
+    except _Stop:
+        return None
+    return key
+
+
 class _Scan:
-    def __init__(self, max_records: int, max_record_bytes: int, max_messages: int, tenant: bytes | None) -> None:
+    def __init__(self, max_records: int, max_record_bytes: int, max_messages: int, tenant: bytes | None,
+                 max_keys: int, max_entries: int) -> None:
         self.max_records, self.max_record_bytes, self.max_messages = max_records, max_record_bytes, max_messages
-        self.tenant = tenant
-        self.records = self.messages = 0
+        self.tenant, self.max_keys, self.max_entries = tenant, max_keys, max_entries
+        self.keys: set[bytes] = set()
+        self.records = self.messages = self.attributes = self.entries = 0
 
     def message(self, data: bytes, pos: int, end: int, kind: int, depth: int) -> None:
         if depth > _MAX_DEPTH:
@@ -228,6 +297,7 @@ class _Scan:
                 raise _Stop("record_bytes", self.records - 1, end - pos)
         judge = kind == _RECORD and self.tenant is not None
         tenant: bytes | None = None
+        records, head = self.records, 0  # a ResourceLogs' or ScopeLogs': its resource's or scope's attributes
         while pos < end:
             tag, pos = _tag(data, pos, end)
             number, wire = tag >> 3, tag & 7
@@ -244,17 +314,33 @@ class _Scan:
                     judge = False  # an attribute whose key is not known here came first: the decoders judge
                 elif pair[0] == _TENANT_KEY:
                     tenant, judge = pair[1], False
+            if inner == _KEY_VALUE and kind != _KVLIST:
+                self.attributes += 1
+                self.entries += kind == _RECORD
+                key = _key_of(data, pos, pos + length)
+                if key is not None and key not in self.keys:
+                    if len(self.keys) >= self.max_keys:
+                        raise _Stop("keys")
+                    self.keys.add(key)
+            before = self.attributes
             self.message(data, pos, pos + length, inner, depth + 1)
+            if inner == _RESOURCE or inner == _SCOPE:
+                head += self.attributes - before
             pos += length
+        self.entries += head * (self.records - records)
+        if self.entries > self.max_entries:
+            raise _Stop("entries")
         if tenant is not None and tenant != self.tenant:
             raise _Stop("tenant", self.records - 1, tenant=tenant.decode(errors="replace"))
 
 
 def scan_protobuf_python(data: bytes, max_records: int, max_record_bytes: int, max_messages: int,
-                         tenant: str | None = None) -> tuple[str, int, int, int, int, str | None]:
+                         tenant: str | None = None, max_keys: int = 1 << 62,
+                         max_entries: int = 1 << 62) -> tuple[str, int, int, int, int, str | None]:
     """The native ``otlp_logs_scan`` in Python: (verdict, records, messages, record index, record size,
     foreign tenant)."""
-    scan = _Scan(max_records, max_record_bytes, max_messages, None if tenant is None else tenant.encode())
+    scan = _Scan(max_records, max_record_bytes, max_messages, None if tenant is None else tenant.encode(), max_keys,
+                 max_entries)
     verdict, index, size, foreign = "ok", 0, 0, None
     try:
         scan.message(data, 0, len(data), _REQUEST, 0)

@@ -45,7 +45,7 @@ _WHY = {
     403: "the token's scope or tenant does not allow this",
     404: "no such resource",
     408: "the request body did not arrive within the body timeout (the connection is closed); nothing was written",
-    413: "over a limit (body bytes, records, bytes of a record, messages), named in the message; nothing written",
+    413: "over a limit (body bytes, records, bytes of a record, messages, distinct attribute keys, attributes the rows hold), named in the message; nothing written",
 }
 
 

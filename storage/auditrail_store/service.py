@@ -58,8 +58,8 @@ from .connections import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_
 from .archive import MONTH_PATTERN, PARQUET_MEDIA_TYPE, parquet_chunks
 from .db import DEFAULT_DATABASE, TENANT_MAX, TENANT_PATTERN, TENANT_SYNTAX, Store, StoreError, default_url
 from .export import FORMATS, ExportFilters, parse_time, stream_export
-from .ingest import (PROTOBUF, IngestError, LogBatch, LogWriter, decode_json, decode_protobuf, decompress,
-                     media_type)
+from .ingest import (PROTOBUF, EncodedRows, IngestError, LogBatch, LogWriter, decode_json, decompress, media_type,
+                     protobuf_slices)
 from .ingest_limits import IngestLimits, LimitError, check_protobuf
 from .ingest_fast import FastLogWriter
 from .validation import check_batch
@@ -411,20 +411,32 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks
             # an all-tenant token)
         # before upb or the Python decoder read it; a record plainly of another tenant than a tenant-scoped
         # token's stops it too (the check after decoding judges the rest)
-        foreign = check_protobuf(data, state.limits, None if caller.tenant_id == ALL_TENANTS else caller.tenant_id)
-        if foreign is not None:
-            return (f"token {caller.token_id} may not ingest events of tenant(s) {foreign[1][:200]!r} "
-                    f"(log record {foreign[0]})")
-        batch = decode_protobuf(data)  # the existing path: tenant-scoped tokens, servers, what the engine declined
+        scanned = check_protobuf(data, state.limits, None if caller.tenant_id == ALL_TENANTS else caller.tenant_id)
+        if scanned.foreign is not None:
+            return (f"token {caller.token_id} may not ingest events of tenant(s) {scanned.foreign[1][:200]!r} "
+                    f"(log record {scanned.foreign[0]})")
+        # the existing path (tenant-scoped tokens, servers, what the engine declined), a slice at a time
+        batches = protobuf_slices(data)
     else:
-        batch = decode_json(data, state.limits)
-    del data
-    check_batch(batch)  # times the store cannot hold, tenant ids outside the syntax: 400 naming the record
-    refused = _foreign_tenants(caller, batch)
-    if refused:
-        return (f"token {caller.token_id} may not ingest events of tenant(s) "
-                f"{', '.join(sorted(repr(t) for t in refused))[:200]}")
-    _write(state, batch)
+        batches = iter([decode_json(data, state.limits)])
+    del data  # the skeleton protobuf_slices reads holds what is left of the body
+    rows = EncodedRows(state.writer.columns)
+    try:
+        refused: set[str | None] = set()
+        first = 0
+        for batch in batches:  # every slice checked and encoded before anything is written: all or nothing
+            check_batch(batch, first)  # times the store cannot hold, tenant ids outside the syntax: 400 naming it
+            first += len(batch)
+            refused |= _foreign_tenants(caller, batch)
+            if not refused:
+                rows.add(batch)
+        if refused:
+            return (f"token {caller.token_id} may not ingest events of tenant(s) "
+                    f"{', '.join(sorted(repr(t) for t in refused))[:200]}")
+        with state.write_lock:
+            state.writer.write_encoded(rows)
+    finally:
+        rows.close()
     return None
 
 

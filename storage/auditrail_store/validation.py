@@ -35,17 +35,18 @@ REFUSED_ROW = (f"(toUnixTimestamp64Nano(Timestamp) < 0 OR (mapContains(LogAttrib
                f" AND NOT match(LogAttributes['{TENANT_ATTRIBUTE}'], '{TENANT_PATTERN.replace(chr(92), chr(92) * 2)}')))")
 
 
-def check_batch(batch: LogBatch) -> None:
-    """IngestError (HTTP 400) naming the first record of `batch` the store must refuse; None when all are fine."""
+def check_batch(batch: LogBatch, first: int = 0) -> None:
+    """IngestError (HTTP 400) naming the first record of `batch` the store must refuse; None when all are fine.
+    `first`: the request index of the batch's first record (a slice of a request)."""
     timestamps = batch.timestamps
     if timestamps and min(timestamps) < 0:
         index = next(i for i, ns in enumerate(timestamps) if ns < 0)
         sent = timestamps[index] + (1 << 64)
-        raise IngestError(f"record {index}: time {sent} ns is after 2262-04-11T23:47:16.854775807Z, the latest time "
+        raise IngestError(f"record {first + index}: time {sent} ns is after 2262-04-11T23:47:16.854775807Z, the latest time "
                           "the store holds (int64 nanoseconds); nothing of this request was written")
     bad = {t for t in batch.attribute_values(TENANT_ATTRIBUTE) if t is not None and tenant_problem(t)}
     if bad:
         index = next(i for i, attributes in enumerate(batch.log_attributes)
                      if _map_get(attributes, TENANT_ATTRIBUTE) in bad)
         problem = tenant_problem(_map_get(batch.log_attributes[index], TENANT_ATTRIBUTE))
-        raise IngestError(f"record {index}: {TENANT_ATTRIBUTE}: {problem}; nothing of this request was written")
+        raise IngestError(f"record {first + index}: {TENANT_ATTRIBUTE}: {problem}; nothing of this request was written")
