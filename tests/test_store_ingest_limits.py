@@ -498,7 +498,8 @@ def mutated(body: bytearray, rng: Any) -> bytes:
 
 
 def test_the_native_encoder_stops_at_the_limits_exactly_where_the_scan_does() -> None:
-    """The fast path's encoder counts records, record bytes and messages as it reads (one pass over the wire,
+    """The fast path's encoder counts records, record bytes, messages, distinct attribute keys and the rows' map
+    entries as it reads (one pass over the wire,
     not the scan's and then its own): it must take a request exactly when the scan passes it. At each limit's
     boundary, and on mutated requests: a block only for what the scan passes; "limit" only for what it refuses
     or cannot read."""
@@ -514,25 +515,37 @@ def test_the_native_encoder_stops_at_the_limits_exactly_where_the_scan_does() ->
     verdict, records, messages, _, _, _ = auditrail_native.otlp_logs_scan(clean, 10**6, 1 << 20, 10**6)
     assert (verdict, records) == ("ok", 5) and messages > 5 * 10
     largest = max(len(r.SerializeToString()) for r in request.resource_logs[0].scope_logs[0].log_records)
-    exact = (records, largest, messages + 1)  # messages + 1: the scan counts the request itself against the budget
-    assert auditrail_native.otlp_logs_native(clean, *exact)[0] == 5
-    for at in range(3):
+    resource, scope = request.resource_logs[0].resource, request.resource_logs[0].scope_logs[0]
+    keys = {kv.key for kv in resource.attributes} | {kv.key for kv in scope.scope.attributes} | {
+        kv.key for r in scope.log_records for kv in r.attributes}
+    entries = sum(len(resource.attributes) + len(scope.scope.attributes) + len(r.attributes) for r in scope.log_records)
+    # messages + 1: the scan counts the request itself against the budget
+    exact = (records, largest, messages + 1, len(keys), entries)
+
+    def scan(body: bytes, limits: tuple[int, ...]) -> str:
+        return auditrail_native.otlp_logs_scan(body, *limits[:3], None, *limits[3:])[0]
+
+    assert scan(clean, exact) == "ok" and auditrail_native.otlp_logs_native(clean, *exact)[0] == 5
+    for at in range(5):
         under = list(exact)
         under[at] -= 1
-        assert auditrail_native.otlp_logs_scan(clean, *under)[0] != "ok"
+        assert scan(clean, tuple(under)) != "ok"
         assert auditrail_native.otlp_logs_native(clean, *under) == "limit", under
     rng = random.Random(15)
     for _ in range(1500):
         body = mutated(bytearray(clean), rng)
-        for limits in ((1000, 1 << 20, 10**6), (3, 200, 40), (5, 1000, 180)):
-            scanned = auditrail_native.otlp_logs_scan(bytes(body), *limits)[0]
+        for limits in ((1000, 1 << 20, 10**6, 10**6, 10**6), (3, 200, 40, 10**6, 10**6), (5, 1000, 180, 10**6, 10**6),
+                       (1000, 1 << 20, 10**6, len(keys), entries), (1000, 1 << 20, 10**6, 4, 10**6),
+                       (1000, 1 << 20, 10**6, 10**6, entries - 3)):
+            scanned = scan(body, limits)
             try:
-                encoded = auditrail_native.otlp_logs_native(bytes(body), *limits)
+                encoded = auditrail_native.otlp_logs_native(body, *limits)
             except ValueError:
                 continue  # not read natively: the scan runs, then upb
             if encoded == "limit":  # (a scope's records are listed before they are read: the scan, reading in
                 # order, may find the body unreadable first; upb then refuses it)
-                assert scanned in ("records", "record_bytes", "messages", "unreadable"), (bytes(body), limits)
+                assert scanned in ("records", "record_bytes", "messages", "keys", "entries", "unreadable"), (
+                    body, limits)
             elif encoded is not None:
                 assert scanned == "ok", (bytes(body), limits, scanned)
 

@@ -18,6 +18,7 @@ use base64::Engine as _;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use std::collections::HashSet;
 
 mod batch;
 mod drain;
@@ -803,6 +804,16 @@ struct Limits {
     records: usize,
     record_bytes: usize,
     messages: usize,
+    /// distinct attribute keys (resource, scope and record attributes), and map entries of the rows (each row
+    /// holds its resource's and scope's attributes besides its own), as limits.rs counts them
+    keys: usize,
+    entries: usize,
+}
+
+impl Limits {
+    fn new(records: usize, record_bytes: usize, messages: usize, keys: usize, entries: usize) -> Self {
+        Limits { records, record_bytes, messages, keys, entries }
+    }
 }
 
 struct Encoder<'a> {
@@ -812,9 +823,27 @@ struct Encoder<'a> {
     limits: Limits,
     records: usize,
     count: Count,
+    /// map entries the rows hold so far, and the distinct attribute keys seen (at most limits.keys)
+    entries: usize,
+    keys: HashSet<&'a [u8]>,
+    /// the last record's attribute keys, in request order: records of one shape skip the set's lookups
+    last_keys: Vec<&'a [u8]>,
 }
 
 impl<'a> Encoder<'a> {
+    /// Count the distinct keys of `pairs` against the limit (Stop::Limit past it).
+    fn note_keys(&mut self, pairs: &[(&'a [u8], Val<'a>)]) -> Result<(), Stop> {
+        for (key, _) in pairs {
+            if !self.keys.contains(key) {
+                if self.keys.len() >= self.limits.keys {
+                    return Err(Stop::Limit);
+                }
+                self.keys.insert(key);
+            }
+        }
+        Ok(())
+    }
+
     fn request(&mut self, body: &'a [u8]) -> Result<(), Stop> {
         self.count.one()?; // the request itself, as the scan counts it
         let mut w = Wire::new(body);
@@ -832,6 +861,10 @@ impl<'a> Encoder<'a> {
         let (heads, scope_logs, url) = container(seg, self.limits.messages)?;
         self.pairs.clear();
         head(&heads, false, &mut self.pairs, &mut self.count)?;
+        let pairs = std::mem::take(&mut self.pairs);
+        let noted = self.note_keys(&pairs);
+        self.pairs = pairs;
+        noted?;
         // pcommon.Map.Get("service.name").AsString(): the first pair with that key
         let mut service = Vec::new();
         match self.pairs.iter().find(|(k, _)| *k == b"service.name") {
@@ -853,13 +886,22 @@ impl<'a> Encoder<'a> {
         let (heads, records, url) = container(seg, self.limits.records)?;
         self.pairs.clear();
         let (name, version) = head(&heads, true, &mut self.pairs, &mut self.count)?;
+        let pairs = std::mem::take(&mut self.pairs);
+        let noted = self.note_keys(&pairs);
+        self.pairs = pairs;
+        noted?;
         let scope = MapValue::of(&mut self.pairs, &mut self.scratch);
         let mut fixed = [Vec::new(), Vec::new(), Vec::new()];
         string_to(&mut fixed[0], url);
         string_to(&mut fixed[1], name);
         string_to(&mut fixed[2], version);
+        let head = (resource.count + scope.count) as usize;
         for record in records {
             self.record(record)?;
+            self.entries += head;
+            if self.entries > self.limits.entries {
+                return Err(Stop::Limit);
+            }
             let b = &mut self.block;
             b.data[SERVICE].extend_from_slice(service);
             b.data[RESOURCE_URL].extend_from_slice(resource_url);
@@ -908,6 +950,20 @@ impl<'a> Encoder<'a> {
                 (_, wire) => w.skip(wire)?, // dropped_attributes_count (7) included
             }
         }
+        self.entries += self.pairs.len();
+        if self.entries > self.limits.entries {
+            return Err(Stop::Limit);
+        }
+        let same = self.pairs.len() == self.last_keys.len()
+            && self.pairs.iter().zip(self.last_keys.iter()).all(|((k, _), last)| k == last);
+        if !same {
+            let pairs = std::mem::take(&mut self.pairs);
+            let noted = self.note_keys(&pairs);
+            self.last_keys.clear();
+            self.last_keys.extend(pairs.iter().map(|(k, _)| *k));
+            self.pairs = pairs;
+            noted?;
+        }
         let b = &mut self.block;
         let t = if time != 0 { time } else { observed };
         b.data[TS].extend_from_slice(&(t as i64).to_le_bytes());
@@ -941,7 +997,8 @@ fn encode(body: &[u8], limits: Limits) -> Result<Encoded, &'static str> {
     let mut block = POOL.lock().unwrap().pop().unwrap_or_default();
     block.clear();
     let mut encoder = Encoder { block, pairs: Vec::with_capacity(32), scratch: String::new(), limits, records: 0,
-                                count: Count { n: 0, max: limits.messages } };
+                                count: Count { n: 0, max: limits.messages }, entries: 0, keys: HashSet::new(),
+                                last_keys: Vec::with_capacity(32) };
     let result = encoder.request(body);
     match result {
         Ok(()) => Ok(Encoded::Block(encoder.block)),
@@ -1021,10 +1078,12 @@ impl Drop for NativeBlock {
 /// otlp_logs_native's reading of a request with the block left in the core: a [`NativeBlock`], None (an id of
 /// another length), "limit", or ValueError, as otlp_logs_native answers.
 #[pyfunction]
-#[pyo3(signature = (body, max_records=usize::MAX, max_record_bytes=usize::MAX, max_messages=usize::MAX))]
+#[pyo3(signature = (body, max_records=usize::MAX, max_record_bytes=usize::MAX, max_messages=usize::MAX,
+                    max_keys=usize::MAX, max_entries=usize::MAX))]
 fn otlp_logs_block<'py>(py: Python<'py>, body: &[u8], max_records: usize, max_record_bytes: usize,
-                        max_messages: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let limits = Limits { records: max_records, record_bytes: max_record_bytes, messages: max_messages };
+                        max_messages: usize, max_keys: usize, max_entries: usize)
+                        -> PyResult<Option<Bound<'py, PyAny>>> {
+    let limits = Limits::new(max_records, max_record_bytes, max_messages, max_keys, max_entries);
     match py.detach(|| encode(body, limits)) {
         Ok(Encoded::Block(block)) => {
             let (rows, size) = (block.rows, block.size());
@@ -1048,15 +1107,17 @@ fn refusal<'py>(py: Python<'py>, encoded: Result<Encoded, &'static str>) -> PyRe
 /// another length (pdata refuses it: the caller's Python path answers). ValueError when the body is not read
 /// here (malformed, or a shape left to upb: see the module notes).
 ///
-/// With limits (ingest_limits.py's: records, bytes of a record, messages, counted as `otlp_logs_scan` counts
-/// them), the string "limit" as soon as one is passed: the scan then names it (or, reading in order, finds
+/// With limits (ingest_limits.py's: records, bytes of a record, messages, distinct attribute keys, map entries
+/// of the rows, counted as `otlp_logs_scan` counts them), the string "limit" as soon as one is passed: the scan then names it (or, reading in order, finds
 /// the body unreadable before it: a scope's records are listed before they are read). A request encoded within them
 /// is one the scan passes, so the ingest path scans only requests this does not take (one pass, not two).
 #[pyfunction]
-#[pyo3(signature = (body, max_records=usize::MAX, max_record_bytes=usize::MAX, max_messages=usize::MAX))]
+#[pyo3(signature = (body, max_records=usize::MAX, max_record_bytes=usize::MAX, max_messages=usize::MAX,
+                    max_keys=usize::MAX, max_entries=usize::MAX))]
 fn otlp_logs_native<'py>(py: Python<'py>, body: &[u8], max_records: usize, max_record_bytes: usize,
-                         max_messages: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let limits = Limits { records: max_records, record_bytes: max_record_bytes, messages: max_messages };
+                         max_messages: usize, max_keys: usize, max_entries: usize)
+                         -> PyResult<Option<Bound<'py, PyAny>>> {
+    let limits = Limits::new(max_records, max_record_bytes, max_messages, max_keys, max_entries);
     match py.detach(|| encode(body, limits)) {
         Ok(Encoded::Block(block)) => {
             let data = PyBytes::new_with(py, block.size(), |out| {
