@@ -7,6 +7,7 @@ CLI tests run in subprocesses with directories of their own.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -390,7 +391,7 @@ def test_a_store_migrated_past_0034_reports_the_conflicts_its_versions_table_cou
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
     assert done.returncode == 0, done.stderr[-3000:]
     before, applied, after, tables = done.stdout.strip().splitlines()[-4:]
-    assert applied == "['0034_conflicts_from_otel_logs']"
+    assert ast.literal_eval(applied)[0] == "0034_conflicts_from_otel_logs"  # then any later migrations
     assert before == after and after.count("(") == 1 and ", 2, 3)" in after  # one id: 2 versions, 3 copies
     assert tables == "[('audit_event_versions',)]"  # its view is gone: nothing writes the table
 
