@@ -30,7 +30,7 @@ Rules that keep this layer safe:
 * Identifiers (the database, table names, cluster names) cannot be bound, so they pass
   :func:`check_identifier` (``[A-Za-z_][A-Za-z0-9_]*``, at most 64 chars) and are backquoted.
 * Every read of audit data goes through :func:`tenant_scope`; :func:`select_events` is the canonical read:
-  ``audit_events FINAL`` (ReplacingMergeTree on (tenant_id, event_key): the event id) so a replayed event is
+  ``audit_events FINAL`` (ReplacingMergeTree on (key_day, tenant_id, event_key): the event id) so a replayed event is
   seen once even before the background merge has collapsed it (docs/storage.md has the measured cost).
 * chDB: one data directory per process and one process per directory (a ``status`` file lock). Opening a
   directory a running ``auditrail serve`` owns fails with a message that says so.
@@ -212,7 +212,8 @@ def select_events(
     """The canonical read of one tenant's events, each event once: (sql, parameters).
 
     Each event id once, whatever its copies differ in (the first stored; migration 0012), in the table's key
-    order: by event id, which for UUIDv7 ids (the instrumentation's) is time order, read in order as a stream.
+    order (migration 0036), read in order as a stream: by event id, which for UUIDv7 ids (the
+    instrumentation's) is time order; ids without UUIDv7 time come after them, by id.
 
     `since` is inclusive and `until` exclusive; naive datetimes are taken as UTC. `event_type` ending in
     ``.`` or ``*`` is a prefix (``billing.`` / ``billing.*``), otherwise exact.
@@ -226,7 +227,7 @@ def select_events(
     where += conditions
     params.update(filter_params)
     sql = (f"SELECT {', '.join(quote_identifier(c) for c in columns)} FROM {store.table('audit_events')} FINAL"
-           f" WHERE {' AND '.join(where)} ORDER BY event_key")
+           f" WHERE {' AND '.join(where)} ORDER BY key_day, event_key")
     if limit is not None:
         sql += " LIMIT {limit:UInt64}"
         params["limit"] = int(limit)
