@@ -20,9 +20,13 @@ adds at most 15 %) as PASS/FAIL with the load average. Grafana runs a dashboard'
 the sum here is the work of one refresh.
 
     .venv/bin/python benchmarks/grafana.py [--rows 10000000] [--repeats 7] [--store DIR] [--only UID] [--unmerged N]
+                                           [--before]
 
 --unmerged N measures a live store instead of a merged one: N more inserts of 1,000 events over the last 10
 minutes, their parts left unmerged (merges of audit_events stopped), as a store under steady ingest has them.
+--before also times the engine on audit_events as migration 0012 ordered it ((tenant_id, event_key), before
+0036): a copy of the table with the same rows, merged, and the same unmerged parts, read through a copy of
+the events view; two more ways in the same rounds.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ FROM (
 """
 
 RANGES = {"24h": timedelta(hours=24), "30d": timedelta(days=30)}
+BEFORE = "audit_events_0012"  # --before: audit_events as ordered before migration 0036
+BEFORE_VIEW = "audit_events_unique_0012"
 
 
 def fill(store: Any, rows: int, days: int = 30, tenants: int = 100) -> float:
@@ -102,15 +108,47 @@ def fill(store: Any, rows: int, days: int = 30, tenants: int = 100) -> float:
     return time.perf_counter() - started
 
 
-def unmerged(store: Any, rows: int, parts: int, per_part: int = 1000, tenants: int = 100) -> None:
+def _copy(store: Any, target: str, where: str = "1") -> None:
+    """Rows of audit_events into `target`, with their versions (the MATERIALIZED keys are computed again)."""
+    columns = ", ".join(name for (name,) in store.query(
+        "SELECT name FROM system.columns WHERE database = 'auditrail' AND table = 'audit_events'"
+        " AND default_kind != 'MATERIALIZED'").result_rows)
+    store.command(f"INSERT INTO auditrail.{target} ({columns}, ver) SELECT {columns}, ver FROM auditrail.audit_events"
+                  f" WHERE {where} SETTINGS insert_allow_materialized_columns = 1")
+
+
+def before_0036(store: Any) -> None:
+    """--before: audit_events ordered as migration 0012 did, same rows, merged; its events view as 0035's."""
+    if store.query(f"EXISTS TABLE auditrail.{BEFORE}").result_rows[0][0]:
+        return
+    store.command(f"CREATE TABLE auditrail.{BEFORE} AS auditrail.audit_events ENGINE = ReplacingMergeTree(ver)"
+                  " ORDER BY (tenant_id, event_key)")
+    _copy(store, BEFORE)
+    store.command(f"OPTIMIZE TABLE auditrail.{BEFORE} FINAL")
+    store.command(f"CREATE VIEW auditrail.{BEFORE_VIEW} AS SELECT * FROM auditrail.{BEFORE} FINAL"
+                  " SETTINGS do_not_merge_across_partitions_select_final = 1")
+
+
+def _parts(store: Any) -> set[str]:
+    return {name for (name,) in store.query("SELECT name FROM system.parts WHERE active AND database = 'auditrail'"
+                                            " AND table = 'audit_events'").result_rows}
+
+
+def unmerged(store: Any, rows: int, parts: int, per_part: int = 1000, tenants: int = 100,
+             before: bool = False) -> None:
     """`parts` more inserts of `per_part` events over the last 10 minutes, left unmerged (audit_events' merges
-    stopped): a live store, whose newest parts the background merges have not caught up with."""
-    store.command("SYSTEM STOP MERGES auditrail.audit_events")
+    stopped): a live store, whose newest parts the background merges have not caught up with. With `before`,
+    each new part is copied into the --before table as its own part too."""
+    for table in ("audit_events", BEFORE) if before else ("audit_events",):
+        store.command(f"SYSTEM STOP MERGES auditrail.{table}")
     step = 600 * 10**9 // (parts * per_part)
     start = time.time_ns() - 600 * 10**9 - rows * step  # numbers from `rows` on: new ids, the last 10 minutes
     for part in range(parts):
+        present = _parts(store) if before else set()
         store.command(_FILL, {"start": start, "step": step, "tenants": tenants, "offset": rows + part * per_part,
                               "count": per_part})
+        for name in sorted(_parts(store) - present) if before else ():
+            _copy(store, BEFORE, f"_part = '{name}'")
 
 
 def refresh(run: Callable[[str], Any], sqls: dict[str, str], panels: dict[str, list[float]] | None = None) -> float:
@@ -153,8 +191,17 @@ def refreshes(ways: dict[tuple[str, str], Callable[[str], Any]], repeats: int,
     return figures
 
 
-def ways(directory: Path, store: Any) -> tuple[dict[tuple[str, str], Callable[[str], Any]], Callable[[], None]]:
-    """The four ways to run a query, by (token tenant, engine|interface), and how to close them."""
+def on_before_0036(sql: str) -> str:
+    """The query on the --before table and view instead of audit_events and audit_events_unique."""
+    return (sql.replace("auditrail.audit_events_unique", f"auditrail.{BEFORE_VIEW}")
+            .replace("auditrail.audit_events ", f"auditrail.{BEFORE} ").replace("auditrail.audit_events\n",
+                                                                                f"auditrail.{BEFORE}\n"))
+
+
+def ways(directory: Path, store: Any, before: bool = False,
+         ) -> tuple[dict[tuple[str, str], Callable[[str], Any]], Callable[[], None]]:
+    """The four ways to run a query, by (token tenant, engine|interface|before), and how to close them; with
+    `before`, the engine's two on the --before table too."""
     import chdb
     import clickhouse_connect
 
@@ -176,6 +223,8 @@ def ways(directory: Path, store: Any) -> tuple[dict[tuple[str, str], Callable[[s
         clients.append(client)
         runs[(scope, "engine")] = lambda sql, c=engines[scope]: c.query(sql, "Native").bytes()
         runs[(scope, "interface")] = lambda sql, c=client: c.raw_query(sql, fmt="Native")
+    for scope in ("*", TENANT) if before else ():
+        runs[(scope, "before")] = lambda sql, c=engines[scope]: c.query(on_before_0036(sql), "Native").bytes()
 
     def close() -> None:
         for client in clients:
@@ -196,6 +245,8 @@ def main() -> None:
     parser.add_argument("--unmerged", type=int, default=0, metavar="N",
                         help="then N inserts of 1,000 recent events left unmerged, as in a live store (adds them "
                              "to a --store: use a copy)")
+    parser.add_argument("--before", action="store_true",
+                        help="also time the engine on audit_events as ordered before migration 0036 (same rows)")
     args = parser.parse_args()
     from auditrail_store.db import Store
     from auditrail_store.migrate import migrate
@@ -208,12 +259,14 @@ def main() -> None:
             if present < args.rows:
                 print(f"filling {args.rows:,} events ...", flush=True)
                 print(f"filled in {fill(store, args.rows):.0f} s", flush=True)
+            if args.before:
+                before_0036(store)
             if args.unmerged:
-                unmerged(store, args.rows, args.unmerged)
+                unmerged(store, args.rows, args.unmerged, before=args.before)
             events = store.query("SELECT count() FROM auditrail.audit_events_unique").result_rows[0][0]
             parts = store.query("SELECT count() FROM system.parts WHERE active AND database = 'auditrail'"
                                 " AND table = 'audit_events'").result_rows[0][0]
-            runs, close = ways(directory, store)
+            runs, close = ways(directory, store, args.before)
             try:
                 load_start = os.getloadavg()[0]
                 print(f"{events:,} events in {parts} parts, {os.cpu_count()} CPUs (shared: read the ratios), {args.repeats} "
@@ -235,6 +288,15 @@ def main() -> None:
             cells.append(f"{engine:8.0f} / {http:7.0f} ({http / engine:4.2f})")
         print(f"{title:34} {label:5} {f['panels']:6} {cells[0]:>26} {cells[1]:>26} {f['cpu_p50_ms']:6.0f}"
               f"  {f['slowest']} ({f['slowest_ms']:.0f} ms)")
+    if any(way[1] == "before" for f in figures.values() for way in f["p50_ms"]):
+        print("the engine on audit_events before migration 0036 ((tenant_id, event_key)) and now, same rounds:"
+              " p50 ms (CPU ms)")
+        print(f"{'dashboard':34} {'range':5} {'all tenants: before':>20} {'now':>14} {'one tenant: before':>20}"
+              f" {'now':>14}")
+        for (title, label), f in figures.items():
+            cells = [f"{f['p50_ms'][(scope, way)]:7.0f} ({f['cpu_ms'][(scope, way)]:5.0f})"
+                     for scope in ("*", TENANT) for way in ("before", "engine")]
+            print(f"{title:34} {label:5} {cells[0]:>20} {cells[1]:>14} {cells[2]:>20} {cells[3]:>14}")
     print(f"load average {load_end:.1f} at the end")
     overview = next((f for (title, label), f in figures.items() if label == "24h" and "overview" in title.lower()),
                     None)
