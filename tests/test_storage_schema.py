@@ -396,6 +396,65 @@ def test_a_store_migrated_past_0034_reports_the_conflicts_its_versions_table_cou
     assert tables == "[('audit_event_versions',)]"  # its view is gone: nothing writes the table
 
 
+
+_BEFORE_0036 = """
+import sys
+import uuid
+from auditrail.events import AuditEvent
+from auditrail_store import migrate as migrate_module
+from auditrail_store.db import Store, select_events
+from test_storage_schema import RECENT_NS, audit_row, insert_rows
+every = migrate_module.load_migrations()
+first = AuditEvent("policy.update", tenant="old", actor="alice", payload='{"v":1}', time_unix_nano=RECENT_NS)
+copy = AuditEvent("policy.update", tenant="old", actor="mallory", payload='{"v":2}', event_id=first.event_id,
+                  time_unix_nano=RECENT_NS - 20 * 86400 * 10**9)
+v4 = AuditEvent("crawl.run", tenant="old", actor="bob", event_id=str(uuid.uuid4()), time_unix_nano=RECENT_NS)
+named = AuditEvent("crawl.run", tenant="old", actor="carol", event_id="order-17", time_unix_nano=RECENT_NS)
+read = "SELECT event_id, actor, payload FROM auditrail.audit_events_unique WHERE tenant_id = 'old' ORDER BY actor"
+with Store.open(sys.argv[1]) as store:
+    migrate_module.load_migrations = lambda: [m for m in every if m.version < 36]
+    migrate_module.migrate(store)
+    for event in (first, v4, named, copy):
+        insert_rows(store, [audit_row(event)])
+    print(store.query(read).result_rows)
+    migrate_module.load_migrations = lambda: every
+    print(migrate_module.migrate(store))
+    print(store.query(read).result_rows)
+    print(store.query("SELECT sorting_key FROM system.tables WHERE database = 'auditrail' AND name = 'audit_events'"
+                      ).result_rows)
+    print(store.query("SELECT uniqExact(event_key, ver) FROM auditrail.audit_events").result_rows,
+          store.query("SELECT uniqExact(event_key, ver) FROM auditrail.audit_events_v2").result_rows)
+    days = store.query("SELECT actor, key_day FROM auditrail.audit_events FINAL WHERE tenant_id = 'old'"
+                       " ORDER BY actor").result_rows
+    print([(actor.split("@")[0], "its day" if day == (uuid.UUID(first.event_id).int >> 80) // 86_400_000 else day)
+           for actor, day in days])
+    sql, params = select_events(store, "old", columns=("actor",))
+    print(store.query(sql, params).result_rows)
+    store.command("INSERT INTO auditrail.audit_events (event_id, event_type, timestamp, tenant_id, source_ip,"
+                  " service_name, severity_text, severity_number) VALUES (generateUUIDv7(), 'crawl.run', now64(9),"
+                  " 'new', '192.0.2.9', 's', 'INFO', 9)")
+    print(store.query("SELECT tenant_id, source_ip FROM auditrail.source_ips WHERE tenant_id = 'new'"
+                      " GROUP BY ALL").result_rows)
+"""
+
+
+def test_a_store_migrated_past_0035_keeps_each_event_once_first_stored_first_in_the_new_key_order(
+        tmp_path: Path) -> None:
+    """0036 reorders audit_events by (key_day, tenant_id, event_key): rows and versions copied, the first
+    stored version still wins, ids without UUIDv7 time sort last, and inserts still feed source_ips."""
+    done = subprocess.run([sys.executable, "-c", _BEFORE_0036, f"chdb://{tmp_path}/store"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, applied, after, key, counts, days, exported, addresses = done.stdout.strip().splitlines()[-8:]
+    assert ast.literal_eval(applied)[0] == "0036_audit_events_by_key_day"
+    assert after == before and "mallory" not in after and after.count("UUID(") == 3  # alice, bob, carol once each
+    assert key == "[('key_day, tenant_id, event_key',)]"
+    assert counts == "[(4,)] [(4,)]"  # every row with its version (the conflict's copy too, which FINAL outvotes)
+    # alice's UUIDv7 id: the day of its time (days since 1970); bob's UUIDv4 and carol's no-UUID id: 65535
+    assert days == "[('alice', 'its day'), ('bob', 65535), ('carol', 65535)]"
+    assert exported == "[('alice',), ('bob',), ('carol',)]"  # the export's order: UUIDv7 time, then the others by id
+    assert addresses == "[('new', '192.0.2.9')]"  # source_ips_mv feeds from the new table
+
 def test_reads_are_scoped_to_one_tenant_and_filters_are_bound(store: Store) -> None:
     base = RECENT_NS - RECENT_NS % 10**9
     events = [AuditEvent(t, tenant=tenant, actor=actor, time_unix_nano=base + i * 10**9)
