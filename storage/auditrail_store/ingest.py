@@ -817,6 +817,8 @@ def _json_id(value: Any, size: int, where: str) -> str:
         raw = bytes.fromhex(text)
     except ValueError:
         raise IngestError(f"{where}: not hex") from None
+    if len(raw) != size:  # fromhex skips whitespace: 30 digits and 2 spaces made a 15-byte id
+        raise IngestError(f"{where}: not hex")
     return raw.hex() if any(raw) else ""
 
 
