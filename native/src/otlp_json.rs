@@ -430,7 +430,7 @@ impl<'de> DeserializeSeed<'de> for KindSeed {
         if self.0 == 4 || self.0 == 5 {
             let (null, items) = d.deserialize_any(ObjectOr { null: Ok((true, Ok(Vec::new()))),
                                                              inner: ValuesFields(self.0 == 5, self.1) })?
-                .map_or_else(|e| (false, Err(e)), |v| v);
+                .unwrap_or_else(|e| (false, Err(e)));
             return Ok((null, items.map(|items| {
                 field(&mut out, if self.0 == 4 { 0x2A } else { 0x32 }, &items);
                 out

@@ -27,7 +27,9 @@ took the service to 4.2 GB. What memory follows is the number of messages, so th
 The protobuf scan is the native core's (``otlp_logs_scan``: it allocates only the set of keys, bounded by
 their limit, and stops at the first limit exceeded); :func:`scan_protobuf_python` is its twin where the core
 is not built. Both run before upb, the native encoder or the Python decoder see the body, and before the
-tenant check that needs the decoded records. OTLP/JSON counts keys as decode_json reads the records. With
+tenant check that needs the decoded records. OTLP/JSON is read by the native core as a stream into protobuf
+(ingest_json.py: records counted and measured as they are read, the body's objects and arrays counted first),
+then checked as protobuf with the budgets of the JSON body's size; without the core, decode_json counts them. With
 these and the Python path's decoding in slices (ingest.protobuf_slices) a request's peak memory is a small
 multiple of its decompressed size (docs/storage.md, "Peak memory of the worst requests"). The native
 encoder (ingest_fast.py, an all-tenant token's fast path) counts the same limits as it reads and stops at the
