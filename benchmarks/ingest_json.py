@@ -6,7 +6,7 @@ this tree reads JSON as a stream into protobuf (ingest_json.py) and takes the pr
 (``git archive REV storage``, first on PYTHONPATH; the native core is this tree's) parses it with orjson and
 decode_json. Runs alternate (now, baseline, now, ...) on fresh stores; each figure is the median.
 
-    .venv/bin/python benchmarks/ingest_json.py [--baseline 656336e] [--ingest 100000] [--repeats 3]
+    .venv/bin/python benchmarks/ingest_json.py [--baseline 656336e] [--ingest 100000] [--repeats 3] [--python]
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--python", action="store_true",
+                        help="the service's Python path (AUDITRAIL_INGEST_FAST=0: slices, as for a tenant's token)")
     args = parser.parse_args()
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
@@ -51,7 +53,7 @@ def main() -> None:
         for run in range(args.repeats):
             for label, env in (("now", {}), ("baseline", baseline)):
                 url = f"chdb://{tmp}/{label}-{run}"
-                runs[label].append(bench_service_ingest(bodies, url, tmp / f"{label}-{run}.log", True, args.senders,
+                runs[label].append(bench_service_ingest(bodies, url, tmp / f"{label}-{run}.log", not args.python, args.senders,
                                                         "application/json", **env))
                 rate, cpu, peak = runs[label][-1]
                 print(f"{label:8s} run {run}: {rate:8.0f} events/s, {cpu:6.1f} us CPU an event, peak RSS "

@@ -606,23 +606,26 @@ fn attributes(raw: Option<&RawValue>, tag: u8, depth: u32) -> Val {
 // ------------------------------------------------------------------------------------------------
 // Objects whose fields are read in decode_json's order once the object closes: values kept as their text.
 
-/// An object's known fields (the last of each), by `names`; None: not an object (null is an empty one).
+/// An object's fields, the last of each (a Python dict's): the known ones by `names`, then the others.
+type Entries<'de, const N: usize> = ([Option<&'de RawValue>; N], Vec<(Cow<'de, str>, &'de RawValue)>);
+
+/// An object's fields; None: not an object (null is an empty one).
 struct Slots<const N: usize>(&'static [&'static str; N]);
 
 impl<'de, const N: usize> DeserializeSeed<'de> for Slots<N> {
-    type Value = Option<[Option<&'de RawValue>; N]>;
+    type Value = Option<Entries<'de, N>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de, const N: usize> Visitor<'de> for Slots<N> {
-    type Value = Option<[Option<&'de RawValue>; N]>;
+    type Value = Option<Entries<'de, N>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Some([None; N]))
+        Ok(Some(([None; N], Vec::new())))
     }
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
         Ok(None)
@@ -644,16 +647,18 @@ impl<'de, const N: usize> Visitor<'de> for Slots<N> {
         Ok(None)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut slots = [None; N];
+        let (mut slots, mut others) = ([None; N], Vec::new());
         while let Some(Key(key)) = map.next_key()? {
+            let value = map.next_value::<&RawValue>()?;
             match self.0.iter().position(|k| *k == key) {
-                Some(i) => slots[i] = Some(map.next_value::<&RawValue>()?),
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                Some(i) => slots[i] = Some(value),
+                None => match others.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, last)) => *last = value,
+                    None => others.push((key, value)),
+                },
             }
         }
-        Ok(Some(slots))
+        Ok(Some((slots, others)))
     }
 }
 
@@ -968,7 +973,7 @@ impl<'de> Visitor<'de> for Container<'_> {
 /// A Resource's protobuf (its attributes, field 1).
 fn resource(raw: Option<&RawValue>, at: &str) -> Result<Vec<u8>, String> {
     let Some(raw) = raw else { return Ok(Vec::new()) };
-    let Some(Some([attrs])) = reread(raw, Slots(&["attributes"])) else {
+    let Some(Some(([attrs], _))) = reread(raw, Slots(&["attributes"])) else {
         return Err(format!("{at}.resource: expected an object"));
     };
     attributes(attrs, 0x0A, 4).map_err(|e| format!("{at}.resource.attributes: {e}"))
@@ -977,7 +982,7 @@ fn resource(raw: Option<&RawValue>, at: &str) -> Result<Vec<u8>, String> {
 /// An InstrumentationScope's protobuf (name 1, version 2, attributes 3).
 fn scope(raw: Option<&RawValue>, at: &str) -> Result<Vec<u8>, String> {
     let Some(raw) = raw else { return Ok(Vec::new()) };
-    let Some(Some([name, version, attrs])) = reread(raw, Slots(&["name", "version", "attributes"])) else {
+    let Some(Some(([name, version, attrs], _))) = reread(raw, Slots(&["name", "version", "attributes"])) else {
         return Err(format!("{at}.scope: expected an object"));
     };
     let attrs = attributes(attrs, 0x1A, 5).map_err(|e| format!("{at}.scope.attributes: {e}"))?;
@@ -1014,22 +1019,17 @@ impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
             IgnoredAny::deserialize(d)?;
             return Ok(Err(Fault::Records));
         }
-        let fields = if ctx.measure {
-            let raw = <&RawValue>::deserialize(d)?;
-            let fields = reread(raw, Slots(&RECORD_FIELDS)).flatten();
-            if fields.is_some() {
-                let size = if raw.get() == "null" { 2 } else { reread(raw, Measure).unwrap_or(0) };
-                if size > ctx.max_record_bytes {
-                    return Ok(Err(Fault::RecordBytes { index: ctx.records, size }));
-                }
-            }
-            fields
-        } else {
-            Slots(&RECORD_FIELDS).deserialize(d)?
-        };
-        let Some(fields) = fields else {
+        let Some((fields, others)) = Slots(&RECORD_FIELDS).deserialize(d)? else {
             return Ok(Err(Fault::Invalid(format!("{}: expected an object", at()))));
         };
+        if ctx.measure {
+            let entries = RECORD_FIELDS.iter().zip(fields).filter_map(|(k, v)| Some((*k, v?)))
+                .chain(others.iter().map(|(k, v)| (k.as_ref(), *v)));
+            let size = record_size(entries, ctx.max_record_bytes);
+            if size > ctx.max_record_bytes {
+                return Ok(Err(Fault::RecordBytes { index: ctx.records, size }));
+            }
+        }
         let message = record(&fields, &at).map_err(Fault::Invalid);
         ctx.records += message.is_ok() as usize;
         Ok(message)
@@ -1038,6 +1038,22 @@ impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
 
 // ------------------------------------------------------------------------------------------------
 // A record's size as decode_json measures it: len(orjson.dumps(record)), without building the record.
+
+/// A record's size from its fields (a dict's: the last value of each key), as orjson writes the record; no
+/// more than needed to compare it with `max`: a value's compact text is at most 4.5x its text (a number as
+/// short as 1e15 written 1000000000000000.0; strings, escapes and repeated keys only shrink), so a record whose
+/// text is a fifth of the limit is not measured.
+fn record_size<'a>(entries: impl Iterator<Item = (&'a str, &'a RawValue)> + Clone, max: usize) -> usize {
+    let framing = |entries: &mut dyn Iterator<Item = usize>| {
+        let (sum, n) = entries.fold((0, 0), |(sum, n), len| (sum + len, n + 1));
+        2 + sum + n.max(1) - 1
+    };
+    let bound = framing(&mut entries.clone().map(|(k, v)| string_len(k) + 1 + 5 * v.get().len()));
+    if bound <= max {
+        return bound.min(max);
+    }
+    framing(&mut entries.map(|(k, v)| string_len(k) + 1 + reread(v, Measure).unwrap_or(0)))
+}
 
 struct Measure;
 
