@@ -284,6 +284,9 @@ fn hex_id(value: &Scalar, size: usize) -> Result<Vec<u8>, String> {
     if text.chars().count() != size * 2 {
         return Err(format!("expected {} hex digits", size * 2));
     }
+    if !text.is_ascii() {
+        return Err("not hex".into());
+    }
     let digit = |b: u8| (b as char).to_digit(16).ok_or_else(|| "not hex".to_string());
     text.as_bytes().chunks(2).map(|pair| Ok((digit(pair[0])? << 4 | digit(pair[1])?) as u8)).collect()
 }
