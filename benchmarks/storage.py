@@ -23,6 +23,7 @@ The engine work runs where the service runs (chDB in-process): 2 shared cores he
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -96,17 +97,18 @@ def batches(total: int, size: int) -> list[bytes]:
             .SerializeToString() for first in range(0, total, size)]
 
 
-def bench_service_ingest(bodies: list[bytes], url: str, log: Path, fast: bool,
-                         senders: int) -> tuple[float, float, float]:
+def bench_service_ingest(bodies: list[bytes], url: str, log: Path, fast: bool, senders: int,
+                         content_type: str = "application/x-protobuf", **env: str) -> tuple[float, float, float]:
     """(events/s, service CPU us per event, service peak RSS in bytes) through `auditrail serve`: the
-    engine-decoding path (ingest_fast.py, concurrent requests coalesced into one insert) or the Python one."""
+    engine-decoding path (ingest_fast.py, concurrent requests coalesced into one insert) or the Python one;
+    `env`: more of the service's environment (benchmarks/ingest_json.py's baseline: its PYTHONPATH)."""
     import psutil
 
     ingest = token(url, "*", "ingest")
-    process, base = start_service(url, log, AUDITRAIL_INGEST_FAST="1" if fast else "0")
+    process, base = start_service(url, log, AUDITRAIL_INGEST_FAST="1" if fast else "0", **env)
     try:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ingest}",
-                                                  "Content-Type": "application/x-protobuf"}, timeout=300,
+                                                  "Content-Type": content_type}, timeout=300,
                           limits=httpx.Limits(max_connections=senders)) as client:
             client.post("/v1/logs", content=bodies[0])  # warm-up (counted in the store, not in the time)
             service = psutil.Process(process.pid)
@@ -139,6 +141,10 @@ def _peak_rss(pid: int) -> float:
 def _records(body: bytes) -> int:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+    if body.startswith(b"{"):  # OTLP/JSON
+        document = json.loads(body)
+        return sum(len(sl.get("logRecords", ())) for rl in document.get("resourceLogs", ())
+                   for sl in rl.get("scopeLogs", ()))
     request = ExportLogsServiceRequest.FromString(body)
     return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
 

@@ -23,6 +23,7 @@ use std::collections::HashSet;
 mod batch;
 mod drain;
 mod limits;
+mod otlp_json;
 mod sign;
 mod spool;
 mod verify;
@@ -1138,6 +1139,7 @@ fn auditrail_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(otlp_logs_block, m)?)?;
     m.add_class::<NativeBlock>()?;
     m.add_function(wrap_pyfunction!(limits::otlp_logs_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(otlp_json::otlp_logs_json, m)?)?;
     m.add_function(wrap_pyfunction!(drain::link_events, m)?)?;
     m.add_function(wrap_pyfunction!(drain::sha256_text, m)?)?;
     m.add_function(wrap_pyfunction!(drain::encode_request, m)?)?;

@@ -44,7 +44,9 @@ attributes a record); anything it does not expect (a repeated singular field, un
 profiles-only ``*_strindex`` fields) sends that slice to the plain reading of its upb objects
 (:func:`rows_from_message` reads whole requests that way: the tests' oracle). Resource and scope values come
 from the skeleton's upb objects. JSON follows pdata's OTLP/JSON reader: camelCase or snake_case names, int64s
-as numbers or strings, hex trace/span ids, enum names or numbers.
+as numbers or strings, hex trace/span ids, enum names or numbers. decode_json is the reference of that reading:
+the service reads JSON with the native core's streaming transcoder into protobuf (ingest_json.py, the same
+semantics, proven on a corpus) and runs the protobuf path; decode_json where the core is not built.
 
 Writing: one ``INSERT ... FORMAT JSONColumns`` per request, built with orjson (clickhouse-connect's
 Native encoder manages ~17k rows/s with three Map columns here, JSONColumns ~100k). The service encodes each
@@ -817,6 +819,8 @@ def _json_id(value: Any, size: int, where: str) -> str:
         raw = bytes.fromhex(text)
     except ValueError:
         raise IngestError(f"{where}: not hex") from None
+    if len(raw) != size:  # fromhex skips whitespace: 30 digits and 2 spaces made a 15-byte id
+        raise IngestError(f"{where}: not hex")
     return raw.hex() if any(raw) else ""
 
 

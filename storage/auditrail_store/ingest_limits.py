@@ -27,7 +27,9 @@ took the service to 4.2 GB. What memory follows is the number of messages, so th
 The protobuf scan is the native core's (``otlp_logs_scan``: it allocates only the set of keys, bounded by
 their limit, and stops at the first limit exceeded); :func:`scan_protobuf_python` is its twin where the core
 is not built. Both run before upb, the native encoder or the Python decoder see the body, and before the
-tenant check that needs the decoded records. OTLP/JSON counts keys as decode_json reads the records. With
+tenant check that needs the decoded records. OTLP/JSON is read by the native core as a stream into protobuf
+(ingest_json.py: records counted and measured as they are read, the body's objects and arrays counted first),
+then checked as protobuf with the budgets of the JSON body's size; without the core, decode_json counts them. With
 these and the Python path's decoding in slices (ingest.protobuf_slices) a request's peak memory is a small
 multiple of its decompressed size (docs/storage.md, "Peak memory of the worst requests"). The native
 encoder (ingest_fast.py, an all-tenant token's fast path) counts the same limits as it reads and stops at the
@@ -132,26 +134,28 @@ class Scanned(NamedTuple):
     foreign: tuple[int, str] | None  # (index, tenant) of the first record plainly of another tenant
 
 
-def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None) -> Scanned:
+def check_protobuf(data: bytes, limits: IngestLimits, tenant: str | None = None, size: int | None = None) -> Scanned:
     """LimitError when the protobuf request `data` exceeds a limit; what is not readable is left to the decoders.
     With `tenant` (a tenant-scoped token's): the first record plainly of another tenant, found before anything
-    is decoded (the decoders' check still decides every record this cannot judge)."""
+    is decoded (the decoders' check still decides every record this cannot judge). `size`: the request's size
+    the budgets follow, when `data` was transcoded from it (OTLP/JSON: ingest_json.py), else len(data)."""
+    size = len(data) if size is None else size
     scan = _native.otlp_logs_scan if _native is not None else scan_protobuf_python
-    verdict, records, _, index, size, foreign = scan(data, limits.max_records, limits.max_record_bytes,
-                                               limits.max_messages(len(data)), tenant, limits.max_keys,
-                                               limits.max_entries(len(data)))
+    verdict, records, _, index, record_size, foreign = scan(data, limits.max_records, limits.max_record_bytes,
+                                                      limits.max_messages(size), tenant, limits.max_keys,
+                                                      limits.max_entries(size))
     if verdict == "tenant":
         return Scanned(None, (index, foreign))
     if verdict == "records":
         raise limits.too_many_records()
     if verdict == "record_bytes":
-        raise limits.record_too_large(index, size)
+        raise limits.record_too_large(index, record_size)
     if verdict == "messages":
-        raise limits.too_many_messages(len(data), "protobuf messages (records, attributes, values)")
+        raise limits.too_many_messages(size, "protobuf messages (records, attributes, values)")
     if verdict == "keys":
         raise limits.too_many_keys()
     if verdict == "entries":
-        raise limits.too_many_entries(len(data))
+        raise limits.too_many_entries(size)
     return Scanned(records if verdict == "ok" else None, None)
 
 

@@ -60,6 +60,7 @@ from .db import DEFAULT_DATABASE, TENANT_MAX, TENANT_PATTERN, TENANT_SYNTAX, Sto
 from .export import FORMATS, ExportFilters, parse_time, stream_export
 from .ingest import (PROTOBUF, EncodedRows, IngestError, LogBatch, LogWriter, decode_json, decompress, media_type,
                      protobuf_slices)
+from .ingest_json import json_to_protobuf, native_json
 from .ingest_limits import IngestLimits, LimitError, check_protobuf
 from .ingest_fast import FastLogWriter
 from .validation import check_batch
@@ -398,26 +399,32 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks
             content_type: str | None, encoding: str | None) -> str | None:
     """Join the body's chunks, decompress, check the limits, decode and write one request (in a worker thread);
     the 403 message when the token may not ingest one of its tenants. LimitError (413) before anything
-    proportional to the records runs: the limits are checked on the wire (protobuf) or on the body's brackets
-    and then record by record (JSON). IngestError (400), LimitError and a 403: nothing written."""
+    proportional to the records runs: the limits are checked on the wire (protobuf; JSON transcoded to it as a
+    stream, records counted and measured as they are read, the body's brackets first). IngestError (400), LimitError and a 403: nothing written."""
     kind = media_type(content_type)
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     chunks.clear()
     data = decompress(body, encoding, state.limits.max_body)
     del body
+    size = len(data)  # the budgets that follow the request's size are the body's, also once transcoded
+    if kind != PROTOBUF and native_json():
+        # OTLP/JSON read as a stream into protobuf (limits counted as it reads): one pipeline from here
+        data = json_to_protobuf(data, state.limits)
+        kind = PROTOBUF
     if kind == PROTOBUF:
-        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data, state.limits) is not None:
+        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data, state.limits, size) is not None:
             return None  # the engine path wrote it, the limits checked as it read (no tenant check to make for
             # an all-tenant token)
         # before upb or the Python decoder read it; a record plainly of another tenant than a tenant-scoped
         # token's stops it too (the check after decoding judges the rest)
-        scanned = check_protobuf(data, state.limits, None if caller.tenant_id == ALL_TENANTS else caller.tenant_id)
+        scanned = check_protobuf(data, state.limits, None if caller.tenant_id == ALL_TENANTS else caller.tenant_id,
+                                 size)
         if scanned.foreign is not None:
             return (f"token {caller.token_id} may not ingest events of tenant(s) {scanned.foreign[1][:200]!r} "
                     f"(log record {scanned.foreign[0]})")
         # the existing path (tenant-scoped tokens, servers, what the engine declined), a slice at a time
         batches = protobuf_slices(data)
-    else:
+    else:  # no native core: decode_json, the reference reading
         batches = iter([decode_json(data, state.limits)])
     del data  # the skeleton protobuf_slices reads holds what is left of the body
     rows = EncodedRows(state.writer.columns)
