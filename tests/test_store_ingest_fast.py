@@ -126,6 +126,27 @@ def test_random_requests_give_the_existing_paths_rows(twins: Twins, monkeypatch:
     assert any(row[16] != sorted(set(row[16])) for row in fast), "repeated and unsorted keys were exercised"
 
 
+def test_records_of_one_key_shape_and_then_another_sort_each_records_keys(twins: Twins) -> None:
+    """The native encoder sorts a key shape once and reuses the order while the next records repeat it: every
+    change of shape (other keys, the same keys in another order, one more or fewer, a repeated key) is sorted
+    anew, ties in request order, as the existing path sorts each record."""
+    shapes = [["z", "a", "m", "a"], ["z", "a", "m", "a"], ["a", "z", "m", "a"], ["z", "a", "m", "b"],
+              ["z", "a", "m"], [], ["b", "a"], ["b", "a"], ["z", "a", "m", "a", "a"], ["z", "a", "m", "a"]]
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for n, keys in enumerate(shapes):
+        record = records.add(time_unix_nano=1_700_000_000_000_000_000 + n, body=AnyValue(string_value=f"r{n}"))
+        for position, key in enumerate(keys):
+            record.attributes.add(key=key, value=AnyValue(string_value=f"{n}.{position}"))
+    assert twins.both(request.SerializeToString()) == len(shapes)
+    fast = twins.rows("fast")
+    assert fast == twins.rows("slow")
+    # ties (a repeated key) in request order
+    assert [(row[16], row[17]) for row in fast[:3]] == [
+        (["a", "a", "m", "z"], ["0.1", "0.3", "0.2", "0.0"]), (["a", "a", "m", "z"], ["1.1", "1.3", "1.2", "1.0"]),
+        (["a", "a", "m", "z"], ["2.0", "2.3", "2.2", "2.1"])]
+
+
 def test_values_go_formats_are_left_to_the_existing_path(twins: Twins) -> None:
     rng = random.Random(5)
     declined = 0
