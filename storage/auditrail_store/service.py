@@ -53,6 +53,7 @@ from starlette.requests import ClientDisconnect
 from auditrail import semconv
 
 from . import admin
+from .allocator import keep_request_memory
 from .connections import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, BodyDeadline,
                           client_disconnected, header_timeout_protocol)
 from .archive import MONTH_PATTERN, PARQUET_MEDIA_TYPE, parquet_chunks
@@ -546,6 +547,7 @@ def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, dat
     from .forward import forward_url
 
     forward_otlp = forward_url(forward_otlp)  # the same: a URL that cannot be one stops the start
+    keep_request_memory()  # request bodies reuse freed memory, not fresh pages (allocator.py)
     app = create_app(url, database, host=host, port=port, limits=limits, body_timeout=body_timeout,
                      grafana_port=grafana_port, forward_otlp=forward_otlp)
     log_config = copy.deepcopy(LOGGING_CONFIG)  # the service's own lines beside uvicorn's, in its format
