@@ -345,6 +345,61 @@ def test_concurrent_requests_share_inserts(twins: Twins) -> None:
     assert _send_together(twins) < 12
 
 
+def _write_beside_an_arrival(twins: Twins, group_wait: float, then: str) -> tuple[float, int]:
+    """A request written while another is announced (FastLogWriter.arrive: its body being read) into `fast`,
+    merges stopped; `then`: "write" the announced one 0.3 s later, or "leave" (it went away). (Seconds the first
+    write took, parts made.)"""
+    twins.store.command("SYSTEM STOP MERGES auditrail.fast")
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1,
+                                     native=twins.fast._native is not None)
+    assert writer is not None
+    writer.group_wait = group_wait
+    first, second = _audit_request(0, 1_000), _audit_request(1_000, 1_000)
+    try:
+        arrival = writer.arrive()
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            written = pool.submit(lambda: (writer.write(first), time.monotonic() - started))
+            time.sleep(0.3)
+            if then == "write":
+                assert twins.count("fast") == 0, "the first request waits for the announced one"
+                assert writer.write(second, arrival=arrival) == 1_000
+            else:
+                writer.leave(arrival)
+            count, took = written.result()
+        assert count == 1_000
+    finally:
+        writer.close()
+    return took, _parts(twins.store, "fast")
+
+
+def test_an_insert_about_to_start_alone_waits_for_a_request_arriving_beside_it(twins: Twins) -> None:
+    """A burst's first request does not insert alone while the others' bodies are still arriving: it waits for
+    them (at most group_wait) and they make one group, one part, as the next ones do."""
+    took, parts = _write_beside_an_arrival(twins, group_wait=30.0, then="write")
+    assert parts == 1 and took < 30
+    assert twins.count("fast") == 2_000
+
+
+def test_a_request_announced_and_gone_or_late_holds_no_insert_back(twins: Twins) -> None:
+    """An announced request that leaves (413, 400, a client gone) releases the wait at once; one that never
+    comes holds the first back for group_wait at most."""
+    took, parts = _write_beside_an_arrival(twins, group_wait=30.0, then="leave")
+    assert parts == 1 and 0.3 <= took < 10
+    twins.store.command("TRUNCATE TABLE auditrail.fast")
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1,
+                                     native=twins.fast._native is not None)
+    assert writer is not None
+    writer.group_wait = 0.2
+    try:
+        writer.arrive()  # never written, never left
+        started = time.monotonic()
+        assert writer.write(_audit_request(0, 1_000)) == 1_000
+        assert 0.2 <= time.monotonic() - started < 10
+    finally:
+        writer.close()
+
+
 def test_a_group_holds_at_most_group_bytes_of_requests(twins: Twins) -> None:
     """The memory bound: with room for two and a half requests' bodies, no insert takes more than two, however
     many wait; every caller's rows are written all the same."""

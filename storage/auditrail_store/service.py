@@ -62,7 +62,7 @@ from .export import FORMATS, ExportFilters, parse_time, stream_export
 from .ingest import (PROTOBUF, EncodedRows, IngestError, LogBatch, LogWriter, decode_json, decompress, media_type,
                      protobuf_slices)
 from .ingest_limits import IngestLimits, LimitError, check_protobuf
-from .ingest_fast import FastLogWriter
+from .ingest_fast import Arrival, FastLogWriter
 from .validation import check_batch
 from .openapi import OTLP_LOGS_BODY, install_allow_handler, install_otlp_schemas, responses
 from .tokens import ALL_TENANTS, SCOPES, TokenInfo, TokenStore
@@ -246,21 +246,28 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_body:
             return _otlp_error(413, f"request larger than {max_body} bytes (--max-body)", is_protobuf)
-        chunks: list[bytes] = []
-        received = 0
-        async for chunk in request.stream():  # bounded even without Content-Length (chunked uploads)
-            received += len(chunk)
-            if received > max_body:
-                return _otlp_error(413, f"request larger than {max_body} bytes (--max-body)", is_protobuf)
-            chunks.append(chunk)
         fast: FastLogWriter | None = request.app.state.auditrail_fast
-        try:  # the chunks are joined in the worker: a 4 MB join on the event loop held every other request
+        # a request the engine path may take is announced while its body arrives: an insert about to start
+        # alone waits a little for it (ingest_fast.GROUP_WAIT: a burst's requests make one group, not 1 + n)
+        arrival = fast.arrive() if fast is not None and is_protobuf and caller.tenant_id == ALL_TENANTS else None
+        try:
+            chunks: list[bytes] = []
+            received = 0
+            async for chunk in request.stream():  # bounded even without Content-Length (chunked uploads)
+                received += len(chunk)
+                if received > max_body:
+                    return _otlp_error(413, f"request larger than {max_body} bytes (--max-body)", is_protobuf)
+                chunks.append(chunk)
+            # the chunks are joined in the worker: a 4 MB join on the event loop held every other request
             refused = await run_in_threadpool(_ingest, state, fast, caller, chunks, content_type,
-                                              request.headers.get("content-encoding"))
+                                              request.headers.get("content-encoding"), arrival)
         except LimitError as error:
             return _otlp_error(413, str(error), is_protobuf)
         except IngestError as error:
             return _otlp_error(400, str(error), is_protobuf)
+        finally:
+            if fast is not None:
+                fast.leave(arrival)  # gone (413, 400, a client that left) or declined: no group waits for it
         if refused:
             return _otlp_error(403, refused, is_protobuf)
         if is_protobuf:
@@ -396,7 +403,7 @@ def _foreign_tenants(caller: TokenInfo, batch: LogBatch) -> set[str | None]:
 
 
 def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks: list[bytes],
-            content_type: str | None, encoding: str | None) -> str | None:
+            content_type: str | None, encoding: str | None, arrival: Arrival | None = None) -> str | None:
     """Join the body's chunks, decompress, check the limits, decode and write one request (in a worker thread);
     the 403 message when the token may not ingest one of its tenants. LimitError (413) before anything
     proportional to the records runs: the limits are checked on the wire (protobuf) or on the body's brackets
@@ -407,7 +414,7 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks
     data = decompress(body, encoding, state.limits.max_body)
     del body
     if kind == PROTOBUF:
-        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data, state.limits) is not None:
+        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data, state.limits, arrival) is not None:
             return None  # the engine path wrote it, the limits checked as it read (no tenant check to make for
             # an all-tenant token)
         # before upb or the Python decoder read it; a record plainly of another tenant than a tenant-scoped
