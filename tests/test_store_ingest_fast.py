@@ -400,6 +400,28 @@ def test_a_request_announced_and_gone_or_late_holds_no_insert_back(twins: Twins)
         writer.close()
 
 
+def test_a_handles_file_is_rewritten_for_each_insert_and_holds_only_that_group(twins: Twins, tmp_path: Path) -> None:
+    """Native inserts rewrite their handle's one file in place: a smaller group after a larger one reads its own
+    blocks only (nothing of the earlier group's tail), the spool holds one file a handle, and close() removes it."""
+    if twins.fast._native is None:
+        pytest.skip("the engine-decoding statement writes a file an insert")
+    spool = tmp_path / "spool"
+    writer = FastLogWriter(twins.store.url.split("://", 1)[1], twins.store.database, twins.slow.columns,
+                           table="fast", handles=1, min_rows=1, spool=str(spool))
+    requests = [_audit_request(0, 3_000), _audit_request(3_000, 1_000), _audit_request(4_000, 2_000)]
+    try:
+        for data in requests:
+            assert writer.write(data) == len(decode_protobuf(data))
+            (file,) = [path for path in spool.rglob("*") if path.is_file()]
+            assert file.stat().st_size == len(ingest_fast._native.otlp_logs_native(data)[1])
+        for data in requests:
+            twins.slow.write(decode_protobuf(data))
+        assert twins.rows("fast") == twins.rows("slow")
+    finally:
+        writer.close()
+    assert list(spool.iterdir()) == []
+
+
 def test_a_group_holds_at_most_group_bytes_of_requests(twins: Twins) -> None:
     """The memory bound: with room for two and a half requests' bodies, no insert takes more than two, however
     many wait; every caller's rows are written all the same."""

@@ -361,6 +361,7 @@ class FastLogWriter:
         self._queued_rows = 0
         self._queued_bytes = 0
         self._arriving = 0  # requests announced (arrive()) and not yet queued, declined or gone
+        self._group_files: dict[int, tuple[int, str]] = {}  # a handle's (by id) file for its native inserts
         self.group_wait = group_wait
         self._ready = threading.Condition()
 
@@ -519,28 +520,48 @@ class FastLogWriter:
 
     def _insert(self, connection: Any, group: list[_Pending]) -> bool:
         """One INSERT ... SELECT over the group's concatenated bodies; False when the engine refused it."""
+        if group[0].scopes is None:
+            return self._insert_native(connection, group)
         descriptor, name = self._spool.file()
         try:
-            if group[0].scopes is None:  # Native blocks, written from the core's buffers one after the other
-                try:
-                    for item in group:
-                        item.data.write_to(descriptor)
-                finally:
-                    os.close(descriptor)
-            else:
-                with os.fdopen(descriptor, "wb") as file:
-                    file.writelines(item.data for item in group)
+            with os.fdopen(descriptor, "wb") as file:
+                file.writelines(item.data for item in group)
             try:
-                if group[0].scopes is None:  # Native blocks, read one after the other
-                    connection.query(native_insert_sql(self._table, self._native.COLUMNS, name))
-                else:
-                    connection.query(insert_sql(self._table, self._columns, name, self._schema),
-                                     params=scope_parameters([item.scopes for item in group]))
+                connection.query(insert_sql(self._table, self._columns, name, self._schema),
+                                 params=scope_parameters([item.scopes for item in group]))
             except Exception:  # a throwIf of ours, or anything the engine reads otherwise: the existing path decides
                 return False
         finally:
             os.unlink(name)
         return True
+
+    def _insert_native(self, connection: Any, group: list[_Pending]) -> bool:
+        """_insert of Native blocks, written from the core's buffers one after the other into the handle's own
+        file, rewritten in place for each of its inserts: a new file a group cost its pages anew (allocated,
+        charged, zeroed, freed at the unlink: 0.157 against 0.070 us a record written, 16 MB groups), and the
+        write is on the group's path. So each handle keeps its last group's bytes (at most GROUP_BYTES) in the
+        spool until the next insert or close()."""
+        descriptor, name = self._group_file(connection)
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        try:
+            for item in group:
+                item.data.write_to(descriptor)
+            os.ftruncate(descriptor, os.lseek(descriptor, 0, os.SEEK_CUR))  # what an earlier, longer group left
+        except OSError:
+            os.ftruncate(descriptor, 0)  # a full /dev/shm: give back what this write took
+            raise
+        try:
+            connection.query(native_insert_sql(self._table, self._native.COLUMNS, name))
+        except Exception:  # a throwIf of ours, or anything the engine reads otherwise: the existing path decides
+            return False
+        return True
+
+    def _group_file(self, connection: Any) -> tuple[int, str]:
+        """(descriptor, path) of the file `connection`'s native inserts read (one thread uses a handle at once)."""
+        held = self._group_files.get(id(connection))
+        if held is None:
+            held = self._group_files[id(connection)] = self._spool.file()
+        return held
 
     def close(self) -> None:
         for connection in self._connections:
@@ -549,7 +570,10 @@ class FastLogWriter:
             except Exception:  # noqa: S110 - closing at shutdown; the engine goes with the process
                 pass
         self._connections = []
-        self._spool.close()
+        for descriptor, _ in self._group_files.values():
+            os.close(descriptor)
+        self._group_files.clear()
+        self._spool.close()  # removes the files
 
 
 def _default_spool() -> str:
