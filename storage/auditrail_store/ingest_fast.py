@@ -42,7 +42,9 @@ Group commit: requests that arrive while an insert runs are queued, and the next
 bodies (concatenated protobuf messages are one message: every request's ``resource_logs`` in order; the scope
 parameters are joined to match). Each caller is answered once the insert holding its rows succeeded. A second
 handle starts an insert beside a running one only for a full group of backlog: small parts cost more in
-merges than they save.
+merges than they save. With no insert running, a request starts one at once unless requests announced beside
+it (:meth:`FastLogWriter.arrive`: the service announces one while its body arrives) are still on their way:
+it waits for them, :data:`GROUP_WAIT` at most, so a burst's first group is not a group of one.
 
 The byte bound (benchmarks/storage.py --only ingest: 200,000 records in 5,000-record requests of 4.3 MB,
 8 senders, through the service; medians, the shared 2-core machine busy, so read the CPU figure): without it
