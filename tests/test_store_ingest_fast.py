@@ -126,6 +126,27 @@ def test_random_requests_give_the_existing_paths_rows(twins: Twins, monkeypatch:
     assert any(row[16] != sorted(set(row[16])) for row in fast), "repeated and unsorted keys were exercised"
 
 
+def test_records_of_one_key_shape_and_then_another_sort_each_records_keys(twins: Twins) -> None:
+    """The native encoder sorts a key shape once and reuses the order while the next records repeat it: every
+    change of shape (other keys, the same keys in another order, one more or fewer, a repeated key) is sorted
+    anew, ties in request order, as the existing path sorts each record."""
+    shapes = [["z", "a", "m", "a"], ["z", "a", "m", "a"], ["a", "z", "m", "a"], ["z", "a", "m", "b"],
+              ["z", "a", "m"], [], ["b", "a"], ["b", "a"], ["z", "a", "m", "a", "a"], ["z", "a", "m", "a"]]
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for n, keys in enumerate(shapes):
+        record = records.add(time_unix_nano=1_700_000_000_000_000_000 + n, body=AnyValue(string_value=f"r{n}"))
+        for position, key in enumerate(keys):
+            record.attributes.add(key=key, value=AnyValue(string_value=f"{n}.{position}"))
+    assert twins.both(request.SerializeToString()) == len(shapes)
+    fast = twins.rows("fast")
+    assert fast == twins.rows("slow")
+    # ties (a repeated key) in request order
+    assert [(row[16], row[17]) for row in fast[:3]] == [
+        (["a", "a", "m", "z"], ["0.1", "0.3", "0.2", "0.0"]), (["a", "a", "m", "z"], ["1.1", "1.3", "1.2", "1.0"]),
+        (["a", "a", "m", "z"], ["2.0", "2.3", "2.2", "2.1"])]
+
+
 def test_values_go_formats_are_left_to_the_existing_path(twins: Twins) -> None:
     rng = random.Random(5)
     declined = 0
@@ -322,6 +343,83 @@ def test_concurrent_requests_share_inserts(twins: Twins) -> None:
     """Requests that arrive together go in one insert (fewer parts than requests, merges stopped), each caller
     gets its own count back once its rows are written, and the rows are the existing path's."""
     assert _send_together(twins) < 12
+
+
+def _write_beside_an_arrival(twins: Twins, group_wait: float, then: str) -> tuple[float, int]:
+    """A request written while another is announced (FastLogWriter.arrive: its body being read) into `fast`,
+    merges stopped; `then`: "write" the announced one 0.3 s later, or "leave" (it went away). (Seconds the first
+    write took, parts made.)"""
+    twins.store.command("SYSTEM STOP MERGES auditrail.fast")
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1,
+                                     native=twins.fast._native is not None)
+    assert writer is not None
+    writer.group_wait = group_wait
+    first, second = _audit_request(0, 1_000), _audit_request(1_000, 1_000)
+    try:
+        arrival = writer.arrive()
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            written = pool.submit(lambda: (writer.write(first), time.monotonic() - started))
+            time.sleep(0.3)
+            if then == "write":
+                assert twins.count("fast") == 0, "the first request waits for the announced one"
+                assert writer.write(second, arrival=arrival) == 1_000
+            else:
+                writer.leave(arrival)
+            count, took = written.result()
+        assert count == 1_000
+    finally:
+        writer.close()
+    return took, _parts(twins.store, "fast")
+
+
+def test_an_insert_about_to_start_alone_waits_for_a_request_arriving_beside_it(twins: Twins) -> None:
+    """A burst's first request does not insert alone while the others' bodies are still arriving: it waits for
+    them (at most group_wait) and they make one group, one part, as the next ones do."""
+    took, parts = _write_beside_an_arrival(twins, group_wait=30.0, then="write")
+    assert parts == 1 and took < 30
+    assert twins.count("fast") == 2_000
+
+
+def test_a_request_announced_and_gone_or_late_holds_no_insert_back(twins: Twins) -> None:
+    """An announced request that leaves (413, 400, a client gone) releases the wait at once; one that never
+    comes holds the first back for group_wait at most."""
+    took, parts = _write_beside_an_arrival(twins, group_wait=30.0, then="leave")
+    assert parts == 1 and 0.3 <= took < 10
+    twins.store.command("TRUNCATE TABLE auditrail.fast")
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=1, min_rows=1,
+                                     native=twins.fast._native is not None)
+    assert writer is not None
+    writer.group_wait = 0.2
+    try:
+        writer.arrive()  # never written, never left
+        started = time.monotonic()
+        assert writer.write(_audit_request(0, 1_000)) == 1_000
+        assert 0.2 <= time.monotonic() - started < 10
+    finally:
+        writer.close()
+
+
+def test_a_handles_file_is_rewritten_for_each_insert_and_holds_only_that_group(twins: Twins, tmp_path: Path) -> None:
+    """Native inserts rewrite their handle's one file in place: a smaller group after a larger one reads its own
+    blocks only (nothing of the earlier group's tail), the spool holds one file a handle, and close() removes it."""
+    if twins.fast._native is None:
+        pytest.skip("the engine-decoding statement writes a file an insert")
+    spool = tmp_path / "spool"
+    writer = FastLogWriter(twins.store.url.split("://", 1)[1], twins.store.database, twins.slow.columns,
+                           table="fast", handles=1, min_rows=1, spool=str(spool))
+    requests = [_audit_request(0, 3_000), _audit_request(3_000, 1_000), _audit_request(4_000, 2_000)]
+    try:
+        for data in requests:
+            assert writer.write(data) == len(decode_protobuf(data))
+            (file,) = [path for path in spool.rglob("*") if path.is_file()]
+            assert file.stat().st_size == len(ingest_fast._native.otlp_logs_native(data)[1])
+        for data in requests:
+            twins.slow.write(decode_protobuf(data))
+        assert twins.rows("fast") == twins.rows("slow")
+    finally:
+        writer.close()
+    assert list(spool.iterdir()) == []
 
 
 def test_a_group_holds_at_most_group_bytes_of_requests(twins: Twins) -> None:

@@ -565,6 +565,23 @@ fn key_lt(a: &[u8], b: &[u8]) -> bool {
     a < b
 }
 
+/// The positions of `keys` in key-byte order, ties in request order (what [`sort_pairs`] makes of them).
+fn key_order(keys: &[&[u8]], order: &mut Vec<usize>) {
+    order.clear();
+    order.extend(0..keys.len());
+    if !keys.windows(2).all(|w| !key_lt(w[1], w[0])) {
+        order.sort_by(|&a, &b| {
+            if key_lt(keys[a], keys[b]) {
+                std::cmp::Ordering::Less
+            } else if key_lt(keys[b], keys[a]) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+    }
+}
+
 /// Sort pairs by key bytes, ties in request order (a stable sort).
 #[inline]
 fn sort_pairs(pairs: &mut [(&[u8], Val)]) {
@@ -829,6 +846,8 @@ struct Encoder<'a> {
     keys: HashSet<&'a [u8]>,
     /// the last record's attribute keys, in request order: records of one shape skip the set's lookups
     last_keys: Vec<&'a [u8]>,
+    /// the positions of `last_keys` in key order (a stable sort): records of one shape skip the sort
+    last_order: Vec<usize>,
 }
 
 impl<'a> Encoder<'a> {
@@ -964,6 +983,7 @@ impl<'a> Encoder<'a> {
             self.last_keys.extend(pairs.iter().map(|(k, _)| *k));
             self.pairs = pairs;
             noted?;
+            key_order(&self.last_keys, &mut self.last_order);
         }
         let b = &mut self.block;
         let t = if time != 0 { time } else { observed };
@@ -974,8 +994,9 @@ impl<'a> Encoder<'a> {
         b.text(SEVERITY_TEXT, severity_text);
         b.data[SEVERITY_NUMBER].push((severity & 255) as u8);
         as_string_to(&mut b.data[BODY], &body, &mut self.scratch);
-        sort_pairs(&mut self.pairs);
-        for (k, v) in self.pairs.iter() {
+        // the keys are the last record's, in the same order: the same permutation sorts them
+        for &i in self.last_order.iter() {
+            let (k, v) = &self.pairs[i];
             string_to(&mut b.keys[LOG_ATTRS], k);
             as_string_to(&mut b.values[LOG_ATTRS], v, &mut self.scratch);
         }
@@ -999,7 +1020,7 @@ fn encode(body: &[u8], limits: Limits) -> Result<Encoded, &'static str> {
     block.clear();
     let mut encoder = Encoder { block, pairs: Vec::with_capacity(32), scratch: String::new(), limits, records: 0,
                                 count: Count { n: 0, max: limits.messages }, entries: 0, keys: HashSet::new(),
-                                last_keys: Vec::with_capacity(32) };
+                                last_keys: Vec::with_capacity(32), last_order: Vec::with_capacity(32) };
     let result = encoder.request(body);
     match result {
         Ok(()) => Ok(Encoded::Block(encoder.block)),

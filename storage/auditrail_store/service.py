@@ -53,6 +53,7 @@ from starlette.requests import ClientDisconnect
 from auditrail import semconv
 
 from . import admin
+from .allocator import keep_request_memory
 from .connections import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, BodyDeadline,
                           client_disconnected, header_timeout_protocol)
 from .archive import MONTH_PATTERN, PARQUET_MEDIA_TYPE, parquet_chunks
@@ -62,7 +63,7 @@ from .ingest import (PROTOBUF, EncodedRows, IngestError, LogBatch, LogWriter, de
                      protobuf_slices)
 from .ingest_json import json_to_protobuf, native_json
 from .ingest_limits import IngestLimits, LimitError, check_protobuf
-from .ingest_fast import FastLogWriter
+from .ingest_fast import Arrival, FastLogWriter
 from .validation import check_batch
 from .openapi import OTLP_LOGS_BODY, install_allow_handler, install_otlp_schemas, responses
 from .tokens import ALL_TENANTS, SCOPES, TokenInfo, TokenStore
@@ -246,21 +247,28 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_body:
             return _otlp_error(413, f"request larger than {max_body} bytes (--max-body)", is_protobuf)
-        chunks: list[bytes] = []
-        received = 0
-        async for chunk in request.stream():  # bounded even without Content-Length (chunked uploads)
-            received += len(chunk)
-            if received > max_body:
-                return _otlp_error(413, f"request larger than {max_body} bytes (--max-body)", is_protobuf)
-            chunks.append(chunk)
         fast: FastLogWriter | None = request.app.state.auditrail_fast
-        try:  # the chunks are joined in the worker: a 4 MB join on the event loop held every other request
+        # a request the engine path may take is announced while its body arrives: an insert about to start
+        # alone waits a little for it (ingest_fast.GROUP_WAIT: a burst's requests make one group, not 1 + n)
+        arrival = fast.arrive() if fast is not None and is_protobuf and caller.tenant_id == ALL_TENANTS else None
+        try:
+            chunks: list[bytes] = []
+            received = 0
+            async for chunk in request.stream():  # bounded even without Content-Length (chunked uploads)
+                received += len(chunk)
+                if received > max_body:
+                    return _otlp_error(413, f"request larger than {max_body} bytes (--max-body)", is_protobuf)
+                chunks.append(chunk)
+            # the chunks are joined in the worker: a 4 MB join on the event loop held every other request
             refused = await run_in_threadpool(_ingest, state, fast, caller, chunks, content_type,
-                                              request.headers.get("content-encoding"))
+                                              request.headers.get("content-encoding"), arrival)
         except LimitError as error:
             return _otlp_error(413, str(error), is_protobuf)
         except IngestError as error:
             return _otlp_error(400, str(error), is_protobuf)
+        finally:
+            if fast is not None:
+                fast.leave(arrival)  # gone (413, 400, a client that left) or declined: no group waits for it
         if refused:
             return _otlp_error(403, refused, is_protobuf)
         if is_protobuf:
@@ -396,7 +404,7 @@ def _foreign_tenants(caller: TokenInfo, batch: LogBatch) -> set[str | None]:
 
 
 def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks: list[bytes],
-            content_type: str | None, encoding: str | None) -> str | None:
+            content_type: str | None, encoding: str | None, arrival: Arrival | None = None) -> str | None:
     """Join the body's chunks, decompress, check the limits, decode and write one request (in a worker thread);
     the 403 message when the token may not ingest one of its tenants. LimitError (413) before anything
     proportional to the records runs: the limits are checked on the wire (protobuf; JSON transcoded to it as a
@@ -412,7 +420,7 @@ def _ingest(state: _State, fast: FastLogWriter | None, caller: TokenInfo, chunks
         data = json_to_protobuf(data, state.limits)
         kind = PROTOBUF
     if kind == PROTOBUF:
-        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data, state.limits, size) is not None:
+        if fast is not None and caller.tenant_id == ALL_TENANTS and fast.write(data, state.limits, size, arrival) is not None:
             return None  # the engine path wrote it, the limits checked as it read (no tenant check to make for
             # an all-tenant token)
         # before upb or the Python decoder read it; a record plainly of another tenant than a tenant-scoped
@@ -553,6 +561,7 @@ def serve(host: str = "127.0.0.1", port: int = 4320, url: str | None = None, dat
     from .forward import forward_url
 
     forward_otlp = forward_url(forward_otlp)  # the same: a URL that cannot be one stops the start
+    keep_request_memory()  # request bodies reuse freed memory, not fresh pages (allocator.py)
     app = create_app(url, database, host=host, port=port, limits=limits, body_timeout=body_timeout,
                      grafana_port=grafana_port, forward_otlp=forward_otlp)
     log_config = copy.deepcopy(LOGGING_CONFIG)  # the service's own lines beside uvicorn's, in its format
