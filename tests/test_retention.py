@@ -7,7 +7,9 @@ agree: nothing past its contract, nothing lost before it.
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import os
 import subprocess
 import time
@@ -222,3 +224,83 @@ def test_the_retention_clock_runs_from_receipt(store: Store) -> None:
     assert _cases(store, "received30") == (["2150", "int64 end"], ["2150", "int64 end"])
     kept = sorted(c for c in ODD_TIMES if c != "now")
     assert _cases(store, "received365") == (kept, kept)
+
+
+# A store upgraded across a migration that sets a TTL on audit rows: contracts set and rows received over the
+# years (AGES), read, migrated, read again. argv: store URL, the first migration applied in the upgrade, and
+# "old-runner" to apply the upgrade up to 0037 as the runner did before retention.with_contracts (the store
+# then lost rows: 0037 puts them back).
+_UPGRADE = """
+import sys
+from auditrail_store import migrate as migrate_module, retention
+from auditrail_store.db import Store
+from test_retention import _insert_ages
+url, first, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+every = migrate_module.load_migrations()
+read = ("SELECT tenant_id, dateDiff('day', timestamp, now64(9)) AS age, toString(event_id), ver,"
+        " toString(inserted_at) FROM auditrail.audit_events FINAL ORDER BY tenant_id, age")
+with Store.open(url) as store:
+    migrate_module.load_migrations = lambda: [m for m in every if m.version < first]
+    migrate_module.migrate(store)
+    retention.set_days(store, "long", 3650)
+    retention.set_hold(store, "held", True)
+    for tenant in ("long", "held", "default"):
+        _insert_ages(store, tenant)
+    print(store.query(read).result_rows)
+    if mode == "old-runner":
+        fixed, retention.with_contracts = retention.with_contracts, lambda sql, kept: (sql, {})
+        migrate_module.load_migrations = lambda: [m for m in every if m.version < 37]
+        migrate_module.migrate(store)
+        print(store.query(read).result_rows)
+        retention.with_contracts = fixed
+    migrate_module.load_migrations = lambda: every
+    print(migrate_module.migrate(store))
+    print(store.query(read).result_rows)
+"""
+
+
+def _upgrade(tmp_path: Path, first: int, mode: str = "") -> list[list[tuple[Any, ...]]]:
+    done = subprocess.run([os.sys.executable, "-c", _UPGRADE, f"chdb://{tmp_path}/store", str(first), mode or "-"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [ast.literal_eval(line) for line in done.stdout.strip().splitlines()]
+
+
+@pytest.mark.parametrize("first", [12, 36])
+def test_an_upgrade_that_copies_audit_rows_keeps_longer_contracts_and_holds(tmp_path: Path, first: int) -> None:
+    """0012 and 0036 make a new audit_events and copy every row into it: the contracts are its TTL from the
+    start (the engine applies a TTL as rows are inserted), so nothing of a longer contract or a hold is lost."""
+    before, applied, after = _upgrade(tmp_path, first)
+    assert [a for a in applied if int(a[:4]) in (12, 36)][0].startswith(f"{first:04d}_")
+    kept = [row for row in before if row[0] != "default" or row[1] < 365]  # the default's older ones may go
+    assert [(t, age) for t, age, *_ in kept] == [
+        ("default", 1), ("default", 40), ("held", 1), ("held", 40), ("held", 400), ("held", 800),
+        ("long", 1), ("long", 40), ("long", 400), ("long", 800)]
+    assert after == kept  # every row, with its version and receipt
+
+
+def test_0037_puts_back_the_rows_an_earlier_upgrade_dropped(tmp_path: Path) -> None:
+    """A store upgraded to 0036 by the runner before the fix lost its held and long-contract rows received more
+    than 365 days before (kept in audit_events_v2): 0037 copies them back, with their version and receipt."""
+    before, lost, applied, after = _upgrade(tmp_path, 36, "old-runner")
+    assert [(t, age) for t, age, *_ in lost] == [("default", 1), ("default", 40), ("held", 1), ("held", 40),
+                                                 ("long", 1), ("long", 40)]
+    assert applied == ["0037_restore_rows_dropped_by_migration_ttl"]
+    assert after == before
+
+
+def test_every_migration_ttl_on_audit_rows_is_one_the_runner_renders_with_the_contracts() -> None:
+    """From 0011 on (contracts exist from 0004), a migration's TTL must be the default clause that
+    retention.with_contracts replaces: any other would apply the default to rows of longer contracts."""
+    from auditrail_store.migrate import load_migrations, render
+
+    contracts = [retention.Contract("long", 3650, True, False, None, "")]
+    seen = 0
+    for m in load_migrations():
+        for sql in render(m.text, "auditrail") + render(m.text, "auditrail", "c"):
+            if m.version >= 11 and re.search(r"\bTTL\b", sql):
+                rendered, params = retention.with_contracts(sql, contracts)
+                assert params["ttl_held"] == ["long"] and "86400 * 365" not in rendered, (m.name, sql[:200])
+                seen += 1
+    assert seen >= 5  # 0011 (2 tables), 0012 (2), 0036

@@ -138,9 +138,13 @@ def migrate(store: Store, cluster: str | None = None) -> list[str]:
     """Apply what is missing, in order; the names applied now (empty when up to date)."""
     if cluster is not None:
         check_identifier(cluster, "cluster name")
+    from .retention import contracts, with_contracts  # retention imports this module
+
     for sql in render(_read("bootstrap.sql"), store.database, cluster):
         store.command(sql)
     done = applied(store)
+    # A statement that sets a TTL on audit rows carries the tenants' contracts, never the default alone (retention.with_contracts).
+    kept = contracts(store) if store.query(f"EXISTS TABLE {store.table('retention_contracts')}").result_rows[0][0] else []
     names = []
     for m in load_migrations():
         label = f"{m.version:04d}_{m.name}"
@@ -150,8 +154,9 @@ def migrate(store: Store, cluster: str | None = None) -> list[str]:
                                  f" recorded, {m.checksum[:12]} now); never edit an applied migration, add a new one")
             continue
         for sql in render(m.text, store.database, cluster):
+            sql, params = with_contracts(sql, kept)
             try:
-                store.command(sql)
+                store.command(sql, params or None)
             except Exception as exc:  # the engine's message, with which migration and statement failed
                 raise StoreError(f"migration {label} failed: {exc}\n  statement: {sql[:300]}") from exc
         store.command(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,13 @@ _TTL_TARGETS = (
 )
 # The last second a TTL can name (DateTime is UInt32 seconds: 2106-02-07 06:28:15 UTC).
 _TTL_END = 4294967295
+# The default contract's clause as a migration writes it (0011, 0012, 0036): with_contracts renders the store's
+# contracts in its place. Its tenant expression follows from its event time column (_TTL_TARGETS).
+_DEFAULT_TTL = re.compile(
+    r"toDateTime\(least\(greatest\(toUnixTimestamp64Second\((?P<time>[^()]+)\), toUnixTimestamp64Second\("
+    r"(?P<received>[^()]+)\)\) \+ 86400 \* 365, 4294967295\)\)\s+DELETE WHERE greatest\(toUnixTimestamp64Second\("
+    r"(?P=time)\), toUnixTimestamp64Second\((?P=received)\)\) \+ 86400 \* 365 < 4294967295")
+_TENANT_OF = {time_expr: tenant_expr for _, time_expr, _, tenant_expr in _TTL_TARGETS}
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,22 @@ def ttl_clause(time_expr: str, received_expr: str, tenant_expr: str,
     sql = (f"toDateTime(least({expiry}, {_TTL_END})) DELETE WHERE {expiry} < {_TTL_END}"
            f" AND NOT has({{ttl_held:Array(String)}}, {tenant_expr})")
     return sql, params
+
+
+def with_contracts(sql: str, all_contracts: list[Contract]) -> tuple[str, dict[str, Any]]:
+    """A migration's statement with the default contract's TTL clause (_DEFAULT_TTL) replaced by the one
+    enforcing `all_contracts`, and its parameters; `sql` as it is when there are none or no such clause.
+
+    Why: the engine applies a TTL to the rows an INSERT writes at once (a TTL merge right after it) and to every
+    part on MODIFY TTL, so a table a migration creates and copies rows into (0012, 0036), or a TTL a migration
+    resets (0011), must carry the contracts from the start: under the default clause a tenant with a longer
+    contract or under legal hold lost every row received more than 365 days before (restored by 0037)."""
+    match = _DEFAULT_TTL.search(sql)
+    if not all_contracts or match is None:
+        return sql, {}
+    tenant_expr = _TENANT_OF.get(match["time"], "tenant_id")
+    clause, params = ttl_clause(match["time"], match["received"], tenant_expr, all_contracts)
+    return sql[:match.start()] + clause + sql[match.end():], params
 
 
 def alter_statements(store: Store, all_contracts: list[Contract], cluster: str | None) -> list[tuple[str, dict]]:
