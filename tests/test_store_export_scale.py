@@ -89,6 +89,7 @@ def test_a_million_event_csv_export_streams_in_flat_memory(tmp_path: Path) -> No
                 response.read()
         lines = size = 0
         quarter = None  # the service's peak RSS when a quarter of the export has passed
+        quarter_size = 0  # and the CSV bytes by then
         started = time.perf_counter()
         with PeakRss(service) as rss, httpx.stream("GET", base + "/v1/tenants/big/events", params={"format": "csv"},
                                                    headers=headers, timeout=600) as response:
@@ -97,7 +98,7 @@ def test_a_million_event_csv_export_streams_in_flat_memory(tmp_path: Path) -> No
                 lines += chunk.count(b"\n")
                 size += len(chunk)
                 if quarter is None and lines >= EVENTS * 9 // 40:
-                    quarter = rss.peak
+                    quarter, quarter_size = rss.peak, size
         elapsed = time.perf_counter() - started
     finally:
         stop(process)
@@ -108,8 +109,11 @@ def test_a_million_event_csv_export_streams_in_flat_memory(tmp_path: Path) -> No
           f"service RSS {rss.baseline / 1e6:.0f} MB -> {quarter / 1e6:.0f} MB after a quarter -> peak "
           f"{rss.peak / 1e6:.0f} MB (+{growth / 1e6:.0f} MB)")
     # Flat: the export is one streamed query (~+190 MB, the engine's blocks and buffers), so memory stops
-    # growing early; the last three quarters of the export (180 MB of CSV) add next to nothing.
-    assert late < 64e6, f"RSS still grew {late / 1e6:.0f} MB over the last three quarters of the export"
+    # growing early; the last three quarters of the export (~180 MB of CSV) add next to nothing (0-67 MB seen:
+    # allocator arenas on a busy machine), where an export held in memory would add at least their size.
+    late_bytes = size - quarter_size
+    assert late < late_bytes / 2, (f"RSS still grew {late / 1e6:.0f} MB over the last three quarters of the export "
+                                   f"({late_bytes / 1e6:.0f} MB of CSV)")
     assert growth < 400e6, f"RSS grew {growth / 1e6:.0f} MB for a {size / 1e6:.0f} MB export"
 
 
