@@ -12,6 +12,11 @@ once, in order, and is recorded with its SHA-256: re-running applies nothing, an
 was applied is an error (write a new migration instead). ``grants.sql`` runs only with ``--grants``.
 A migration's statements are all ``IF NOT EXISTS`` / idempotent ALTERs, so one interrupted half-way is
 safely re-run as a whole (ClickHouse DDL is not transactional).
+
+A TTL on audit rows is written as the default contract's clause; before the statement runs, the store's
+retention contracts are rendered in its place (retention.with_contracts): the engine applies a TTL to the rows
+an INSERT writes at once, so a table a migration fills must carry them from the start. ``--print`` shows the
+files' default clause.
 """
 
 from __future__ import annotations
