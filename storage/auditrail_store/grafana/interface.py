@@ -19,7 +19,8 @@ confined exactly alike: same token tenant, database, settings and filters; never
 3. ``SET readonly = 1``: from here the **engine** refuses writes, DDL, ``SET`` of a setting and any
    ``SETTINGS`` clause that changes one (``readonly=0`` or the filters included). Nothing is decided by
    parsing SQL ourselves.
-4. The statement, as the engine's own ``EXPLAIN AST`` reads it (the verdict is kept per statement text):
+4. The statement, as the engine's own ``EXPLAIN AST`` reads it (a pass is kept per statement shape, integer
+   literals masked, so a Grafana refresh with new time bounds is not parsed again; a refusal per exact text):
    only the kinds in :data:`STATEMENTS` (SELECT, SHOW, DESCRIBE, EXISTS, EXPLAIN); readonly=1 still lets
    ``KILL QUERY``, ``SYSTEM STOP MERGES``, ``USE`` and ``SET param_x`` run (measured on chDB 26.9), and
    the last two would outlive the request in a kept session. Its table functions must be in
@@ -35,7 +36,8 @@ any other table (filter ``0``: ``schema_migrations``, ``api_tokens``, tables of 
 the system tables that show other sessions' SQL (``system.processes``, ``system.mutations``...), nor a
 table's TTL (``SHOW CREATE``, ``system.tables`` rows with one: it names the tenants with their own
 retention contract). An
-all-tenant token sees every table but ``api_tokens``. The table list is re-read every 5 s.
+all-tenant token sees every table but ``api_tokens``. The table list is re-read every 5 s (a table made while
+serving is scoped from then on; the settings worked out for a token kind are kept per table list).
 
 clickhouse-go's handshake ``SELECT displayName(), version(), revision(), timezone()`` is answered with
 revision 0: chDB writes Native blocks without block info (the revision-0 layout), so the client then reads
@@ -114,7 +116,7 @@ _STATUS = {115: 400, 164: 403, 497: 403, 516: 401, 62: 400, 60: 404, 81: 404, 15
 _REVISION_WITH_CUSTOM_SERIALIZATION = 54454
 _CHUNK = 64 * 1024
 _KINDS_SECONDS = 5.0
-_VERDICTS = 1024  # statement texts whose EXPLAIN AST verdict is kept
+_VERDICTS = 1024  # statement shapes (and refused texts) whose EXPLAIN AST verdict is kept
 _IDLE_SESSIONS = 8  # confined sessions kept between requests
 _CONFINEMENTS = 256  # (tenant, database, settings asked) whose session settings are kept
 
