@@ -4,8 +4,9 @@ Fills an embedded store with --rows generated audit events over 30 days (100 ten
 event types, impersonations, approvals, one hash chain per tenant), inserted into otel_logs so the
 materialized view types them into audit_events as ingest does, then merged. Then, per dashboard and range
 (24 h, 30 days), runs every panel's query as the ClickHouse data source sends it (grafana/queries.py,
-variables at All; the tenant drill-down on one tenant) one after another, four ways in interleaved rounds
-(so load drifts hit every way alike), all in this process on the same engine:
+variables at All; the tenant drill-down on one tenant; each round's range ends when the round starts, so each
+refresh sends new time bounds as Grafana's do) one after another, four ways in interleaved rounds (so load
+drifts hit every way alike, and every way of a round runs the same SQL), all in this process on the same engine:
 
 - engine, all tenants: a chDB session, result in Native (the engine's cost);
 - interface, all-tenant read token: GrafanaInterface over HTTP through clickhouse-connect, Native as the
@@ -164,27 +165,34 @@ def refresh(run: Callable[[str], Any], sqls: dict[str, str], panels: dict[str, l
 
 def refreshes(ways: dict[tuple[str, str], Callable[[str], Any]], repeats: int,
               only: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """Per dashboard and range: p50 of a refresh each way (interleaved rounds), engine CPU and slowest panel."""
-    now = datetime.now(timezone.utc)
+    """Per dashboard and range: p50 of a refresh each way (interleaved rounds), engine CPU and slowest panel.
+    Each round ends its range at the time it starts, so its queries carry new time bounds, as the data source
+    sends every refresh (the same SQL for every way of the round)."""
     values = {"tenant": ALL, "event_type": ALL, "actor": ALL}
     figures = {}
     for dashboard in (d for d in DASHBOARDS if only in (None, d.uid)):
         for label, span in RANGES.items():
             chosen = dict(values, tenant=TENANT) if dashboard.uid == "auditrail-tenant" else values
-            sqls = dashboard_queries(dashboard, now - span, now, chosen)
+
+            def queries(dashboard: Any = dashboard, span: timedelta = span, chosen: dict = chosen) -> dict[str, str]:
+                now = datetime.now(timezone.utc)
+                return dashboard_queries(dashboard, now - span, now, chosen)
+
+            warm = queries()
             for run in ways.values():  # warm: marks, caches, the HTTP connection
-                refresh(run, sqls)
+                refresh(run, warm)
             times: dict[tuple[str, str], list[float]] = {way: [] for way in ways}
             cpu: dict[tuple[str, str], list[float]] = {way: [] for way in ways}
             panels: dict[str, list[float]] = {}
             for _ in range(repeats):
+                sqls = queries()
                 for way, run in ways.items():
                     cpu_started = time.process_time()
                     times[way].append(refresh(run, sqls, panels if way == ("*", "engine") else None))
                     cpu[way].append(time.process_time() - cpu_started)
             slowest = max(panels, key=lambda t: statistics.median(panels[t]))
             figures[(dashboard.title, label)] = {
-                "panels": len(sqls), "p50_ms": {way: statistics.median(t) * 1000 for way, t in times.items()},
+                "panels": len(warm), "p50_ms": {way: statistics.median(t) * 1000 for way, t in times.items()},
                 "cpu_p50_ms": statistics.median(cpu[("*", "engine")]) * 1000,
                 "cpu_ms": {way: statistics.median(c) * 1000 for way, c in cpu.items()}, "slowest": slowest,
                 "slowest_ms": statistics.median(panels[slowest]) * 1000}
