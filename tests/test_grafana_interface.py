@@ -120,3 +120,19 @@ def test_a_refresh_with_new_time_bounds_reuses_the_statement_check_refusals_stay
         every.command("SHOW CREATE TABLE `1`")
     with pytest.raises(DatabaseError, match="SHOW CREATE is not available"):
         tenant.command("SHOW CREATE TABLE `2`")
+
+
+def test_a_revoked_token_stops_working_at_once_here_and_within_the_cache_time_elsewhere(served) -> None:
+    from auditrail_store.tokens import TokenStore
+
+    store, interface, _, _ = served
+    for revoker in (interface.tokens, TokenStore(store)):  # this service's token store, then another replica's
+        token, info = interface.tokens.create("acme", "read")
+        assert post(interface, token, "SELECT 1").status == 200
+        revoker.revoke(info.token_id)
+        started = time.monotonic()
+        while post(interface, token, "SELECT 1").status == 200:
+            assert time.monotonic() - started < 6, "a revoked token still works after the 5 s cache"
+            time.sleep(0.2)
+        assert revoker is not interface.tokens or time.monotonic() - started < 1
+        assert post(interface, token, "SELECT 1").status == 401
