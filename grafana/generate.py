@@ -26,7 +26,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard as DashboardModel
 from grafana_foundation_sdk.models.dashboard import (
-    DashboardCursorSync, DataSourceRef, GridPos, VariableRefresh, VariableSort,
+    DashboardCursorSync, DataSourceRef, DataTransformerConfig, GridPos, VariableRefresh, VariableSort,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -61,13 +61,29 @@ class ClickHouseQuery(cogvariants.Dataquery):
                    data.get("queryType", "table"), DataSourceRef.from_json(source) if source else None)
 
 
-class ClickHouseQueryBuilder(cogbuilder.Builder[ClickHouseQuery]):
-    """Builds one ClickHouseQuery (what panel builders' with_target takes)."""
+class PanelRowsQuery(cogvariants.Dataquery):
+    """A target of Grafana's "-- Dashboard --" data source: another panel's rows, no query of its own."""
 
-    def __init__(self, query: ClickHouseQuery) -> None:
+    def __init__(self, panel_id: int = 0, ref_id: str = "A") -> None:
+        self.panel_id, self.ref_id = panel_id, ref_id
+
+    def to_json(self) -> dict[str, object]:
+        """The target's JSON."""
+        return {"refId": self.ref_id, "datasource": _reused_rows(), "panelId": self.panel_id}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        """Back from a target's JSON."""
+        return cls(data.get("panelId", 0), data.get("refId", "A"))
+
+
+class QueryBuilder(cogbuilder.Builder[cogvariants.Dataquery]):
+    """Builds one target (what panel builders' with_target takes)."""
+
+    def __init__(self, query: cogvariants.Dataquery) -> None:
         self._internal = query
 
-    def build(self) -> ClickHouseQuery:
+    def build(self) -> cogvariants.Dataquery:
         """The query."""
         return self._internal
 
@@ -77,19 +93,34 @@ def register_clickhouse() -> None:
     register_default_plugins()
     cogruntime.register_dataquery_variant(cogruntime.DataqueryConfig(
         identifier=DATASOURCE["type"], from_json_hook=ClickHouseQuery.from_json))
+    cogruntime.register_dataquery_variant(cogruntime.DataqueryConfig(
+        identifier=REUSED_ROWS["type"], from_json_hook=PanelRowsQuery.from_json))
 
 
 def _datasource() -> DataSourceRef:
     return DataSourceRef(type_val=DATASOURCE["type"], uid=DATASOURCE["uid"])
 
 
+def _reused_rows() -> DataSourceRef:
+    return DataSourceRef(type_val=REUSED_ROWS["type"], uid=REUSED_ROWS["uid"])
+
+
 _PANELS = {"timeseries": timeseries.Panel, "table": table.Panel, "stat": stat.Panel}
+# Grafana's built-in data source of another panel's rows.
+REUSED_ROWS = {"type": "datasource", "uid": "-- Dashboard --"}
 
 
-def _panel(panel: Panel, panel_id: int, grid: GridPos) -> Any:
-    fmt, query_type = (FORMAT_TIMESERIES, "timeseries") if panel.timeseries else (FORMAT_TABLE, "table")
-    built = (_PANELS[panel.kind]().id(panel_id).title(panel.title).datasource(_datasource()).grid_pos(grid)
-             .with_target(ClickHouseQueryBuilder(ClickHouseQuery("A", panel.sql, fmt, query_type, _datasource()))))
+def _panel(panel: Panel, panel_id: int, grid: GridPos, ids: dict[str, int]) -> Any:
+    built = _PANELS[panel.kind]().id(panel_id).title(panel.title).grid_pos(grid)
+    if panel.reuses:
+        built = built.datasource(_reused_rows()).with_target(QueryBuilder(PanelRowsQuery(ids[panel.reuses])))
+        for transformation in panel.transformations:
+            built = built.with_transformation(DataTransformerConfig(id_val=transformation["id"],
+                                                                    options=transformation["options"]))
+    else:
+        fmt, query_type = (FORMAT_TIMESERIES, "timeseries") if panel.timeseries else (FORMAT_TABLE, "table")
+        built = built.datasource(_datasource()).with_target(
+            QueryBuilder(ClickHouseQuery("A", panel.sql, fmt, query_type, _datasource())))
     if panel.description:
         built = built.description(panel.description)
     if panel.title.startswith("Ingest lag"):
@@ -112,10 +143,11 @@ def build(spec: Dashboard) -> dict[str, object]:
     for variable in spec.variables:
         board = board.with_variable(_variable(variable))
     x = y = row_height = 0
+    ids = {panel.title: panel_id for panel_id, panel in enumerate(spec.panels, 1)}
     for panel_id, panel in enumerate(spec.panels, 1):
         if x + panel.width > 24:
             x, y, row_height = 0, y + row_height, 0
-        board = board.with_panel(_panel(panel, panel_id, GridPos(h=panel.height, w=panel.width, x=x, y=y)))
+        board = board.with_panel(_panel(panel, panel_id, GridPos(h=panel.height, w=panel.width, x=x, y=y), ids))
         x, row_height = x + panel.width, max(row_height, panel.height)
     # Through the SDK's model once more: the file is its canonical form (what from_json/to_json keep).
     register_clickhouse()

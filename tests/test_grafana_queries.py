@@ -263,6 +263,41 @@ def test_integrity_chain_state_lag_services_and_retried_copies(store):
     assert rows == [(36, 19, 17)]
 
 
+def transformed(transformations: tuple[dict, ...], columns: list[str], rows: list[tuple]) -> tuple[list, list]:
+    """What Grafana's transformations the dashboards use (filterByValue greater, organize, sortBy) make of rows."""
+    for step in transformations:
+        options = step["options"]
+        if step["id"] == "filterByValue":
+            [rule] = options["filters"]
+            assert options["type"] == "include" and rule["config"]["id"] == "greater"
+            at, bound = columns.index(rule["fieldName"]), rule["config"]["options"]["value"]
+            rows = [r for r in rows if r[at] > bound]
+        elif step["id"] == "organize":
+            kept = sorted((c for c in columns if not options["excludeByName"].get(c)),
+                          key=lambda c: options["indexByName"][c])
+            rows = [tuple(r[columns.index(c)] for c in kept) for r in rows]
+            columns = kept
+        else:
+            assert step["id"] == "sortBy"
+            [rule] = options["sort"]
+            rows = sorted(rows, key=lambda r: r[columns.index(rule["field"])], reverse=rule["desc"])
+    return columns, rows
+
+
+@pytest.mark.parametrize("tenant", [ALL, ["acme"], ["globex", "*"]], ids=str)
+def test_a_panel_that_reuses_another_panels_rows_shows_what_its_sql_says(store, tenant):
+    reusing = [(d, p) for d in DASHBOARDS for p in d.panels if p.reuses]
+    assert reusing
+    for dashboard, item in reusing:
+        columns, rows = run(store, panel(dashboard, item.reuses).sql, {"tenant": tenant})
+        columns, rows = transformed(item.transformations, columns, rows)
+        expected_columns, expected = run(store, item.sql, {"tenant": tenant})
+        assert (columns, sorted(rows)) == (expected_columns, sorted(expected)), item.title
+        key = columns.index("unanchored_events")
+        assert [r[key] for r in rows] == [r[key] for r in expected]  # the same order (ties aside)
+        assert tenant != ALL or rows  # there are rows to compare
+
+
 def test_conditional_all_and_quoting_follow_the_data_source():
     sql = "SELECT 1 WHERE $__conditionalAll(a IN (${v:singlequote}), $v) AND $__timeFilter(t) AND x = $__interval_s"
     start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc)
@@ -289,8 +324,14 @@ def test_the_dashboards_validate_with_the_foundation_sdk_and_regenerate_without_
         assert model.uid == dashboard.uid and len(model.panels) == len(dashboard.panels)
         # read back through the SDK's types and written again: nothing lost or unknown to them
         assert json.loads(json.dumps(model, cls=JSONEncoder)) == committed
-        sqls = [t["rawSql"] for p in committed["panels"] for t in p["targets"]]
-        assert sqls == [p.sql for p in dashboard.panels]
+        ids = {p["title"]: p["id"] for p in committed["panels"]}
+        for spec, built in zip(dashboard.panels, committed["panels"], strict=True):
+            if spec.reuses:  # the other panel's rows, transformed: no query of its own
+                assert built["targets"] == [{"datasource": generate.REUSED_ROWS, "panelId": ids[spec.reuses],
+                                             "refId": "A"}] and built["datasource"] == generate.REUSED_ROWS
+                assert built["transformations"] == list(spec.transformations), spec.title
+            else:
+                assert [t["rawSql"] for t in built["targets"]] == [spec.sql], spec.title
     out = tmp_path / "out"
     subprocess.run([sys.executable, str(REPO / "grafana" / "generate.py"), "--out", str(out)], check=True)
     for path in sorted((REPO / "grafana" / "dashboards").glob("*.json")):

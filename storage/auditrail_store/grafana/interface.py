@@ -19,7 +19,8 @@ confined exactly alike: same token tenant, database, settings and filters; never
 3. ``SET readonly = 1``: from here the **engine** refuses writes, DDL, ``SET`` of a setting and any
    ``SETTINGS`` clause that changes one (``readonly=0`` or the filters included). Nothing is decided by
    parsing SQL ourselves.
-4. The statement, as the engine's own ``EXPLAIN AST`` reads it (the verdict is kept per statement text):
+4. The statement, as the engine's own ``EXPLAIN AST`` reads it (a pass is kept per statement shape, integer
+   literals masked, so a Grafana refresh with new time bounds is not parsed again; a refusal per exact text):
    only the kinds in :data:`STATEMENTS` (SELECT, SHOW, DESCRIBE, EXISTS, EXPLAIN); readonly=1 still lets
    ``KILL QUERY``, ``SYSTEM STOP MERGES``, ``USE`` and ``SET param_x`` run (measured on chDB 26.9), and
    the last two would outlive the request in a kept session. Its table functions must be in
@@ -35,7 +36,8 @@ any other table (filter ``0``: ``schema_migrations``, ``api_tokens``, tables of 
 the system tables that show other sessions' SQL (``system.processes``, ``system.mutations``...), nor a
 table's TTL (``SHOW CREATE``, ``system.tables`` rows with one: it names the tenants with their own
 retention contract). An
-all-tenant token sees every table but ``api_tokens``. The table list is re-read every 5 s.
+all-tenant token sees every table but ``api_tokens``. The table list is re-read every 5 s (a table made while
+serving is scoped from then on; the settings worked out for a token kind are kept per table list).
 
 clickhouse-go's handshake ``SELECT displayName(), version(), revision(), timezone()`` is answered with
 revision 0: chDB writes Native blocks without block info (the revision-0 layout), so the client then reads
@@ -105,14 +107,18 @@ STATEMENTS = ("SelectWithUnionQuery", "Explain", "Show", "DescribeQuery", "Exist
 HANDSHAKE = re.compile(r"^\s*SELECT\s+displayName\(\),\s*version\(\),\s*revision\(\),\s*timezone\(\)\s*;?\s*$", re.I)
 STREAMABLE = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.I)
 _TABLE_FUNCTION = re.compile(r"^( *)TableExpression \(children \d+\)\n\1 Function (\w+)", re.M)
+# A run of ASCII digits that is a token of its own: no word character, '.', '$' or non-ASCII character
+# (which the engine's lexer reads as part of a word) on either side.
+_INTEGER = re.compile(r"(?<![0-9A-Za-z_.$\u0080-\U0010ffff])[0-9]+(?![0-9A-Za-z_.$\u0080-\U0010ffff])")
 _SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _ERROR_CODE = re.compile(r"Code: (\d+)")
 _STATUS = {115: 400, 164: 403, 497: 403, 516: 401, 62: 400, 60: 404, 81: 404, 159: 504, 396: 400}
 _REVISION_WITH_CUSTOM_SERIALIZATION = 54454
 _CHUNK = 64 * 1024
 _KINDS_SECONDS = 5.0
-_VERDICTS = 1024  # statement texts whose EXPLAIN AST verdict is kept
+_VERDICTS = 1024  # statement shapes (and refused texts) whose EXPLAIN AST verdict is kept
 _IDLE_SESSIONS = 8  # confined sessions kept between requests
+_CONFINEMENTS = 256  # (tenant, database, settings asked) whose session settings are kept
 
 
 @dataclass(frozen=True)
@@ -243,6 +249,7 @@ class GrafanaInterface:
         self._kinds_lock = threading.Lock()
         self._sessions = _Kept(_IDLE_SESSIONS, drop=lambda conn: conn.close())  # confined sessions, by confinement
         self._verdicts = _Kept(_VERDICTS)  # check_statement's verdicts, by statement
+        self._confinements = _Kept(_CONFINEMENTS)  # confinement()'s answers
         self._table_kinds()
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
@@ -290,13 +297,16 @@ class GrafanaInterface:
                 database, name, engine, tenant, otel = line.split("\t")
                 kinds[f"{database}.{name}"] = ("tenant" if tenant == "1" else "otel" if otel == "1" else
                                                "view" if engine == "View" else "hidden")
-            self._kinds, self._kinds_at = kinds, time.monotonic()
-            return kinds
+            # The same list stays the same object: what confinement() worked out from it still holds.
+            self._kinds = self._kinds if kinds == self._kinds else kinds
+            self._kinds_at = time.monotonic()
+            return self._kinds
 
-    def table_filters(self, tenant: str) -> str:
-        """The additional_table_filters map literal that scopes a token of `tenant` (``*``: all tenants)."""
+    def table_filters(self, tenant: str, kinds: dict[str, str] | None = None) -> str:
+        """The additional_table_filters map literal that scopes a token of `tenant` (``*``: all tenants) over
+        the tables of `kinds` (None: as they are now)."""
         filters = {}
-        for table, kind in self._table_kinds().items():
+        for table, kind in (self._table_kinds() if kinds is None else kinds).items():
             if table == f"{self.database}.api_tokens":
                 expr = "0"  # token hashes are for the service, not for dashboards
             elif tenant == ALL_TENANTS or kind == "view":
@@ -320,11 +330,7 @@ class GrafanaInterface:
         database = database or self.database
         if not _SETTING.fullmatch(database):
             raise QueryError(f"Code: 81. DB::Exception: Database {database[:64]!r} does not exist. (UNKNOWN_DATABASE)")
-        settings = client_settings(params, self.limits)
-        settings["additional_table_filters"] = self.table_filters(token.tenant_id)
-        # Everything that confines the session is in its key (the filters name the tenant and every table
-        # they scope), so a kept session is never handed to a request that would be confined otherwise.
-        key = (database, tuple(sorted(settings.items())))
+        settings, key = self.confinement(token.tenant_id, params, database)
         conn = self._sessions.take(key)
         if conn is not None:
             return conn, key
@@ -338,6 +344,24 @@ class GrafanaInterface:
             raise
         return conn, key
 
+    def confinement(self, tenant: str, params: dict[str, str], database: str) -> tuple[dict[str, str], tuple]:
+        """The settings a request of a `tenant` token with these URL parameters runs with (client_settings and
+        the tenant's table_filters) and the key its sessions are kept under; worked out once per tenant,
+        database, settings asked and table list (a request of a dashboard asks what the one before did)."""
+        kinds = self._table_kinds()
+        asked = tuple((k, v) for k, v in params.items() if k not in PROTOCOL_PARAMETERS and not k.startswith("param_"))
+        cache_key = (tenant, database, asked, id(kinds))
+        known = self._confinements.get(cache_key)
+        if known is not None and known[0] is kinds:  # the entry holds its table list: no later list has its id
+            return known[1], known[2]
+        settings = client_settings(params, self.limits)
+        settings["additional_table_filters"] = self.table_filters(tenant, kinds)
+        # Everything that confines the session is in its key (the filters name the tenant and every table
+        # they scope), so a kept session is never handed to a request that would be confined otherwise.
+        key = (database, tuple(sorted(settings.items())))
+        self._confinements.put(cache_key, (kinds, settings, key))
+        return settings, key
+
     def release(self, conn: Any, key: tuple, kind: str | None) -> None:
         """After a request: keep the session for the next one confined alike when its statement was of a kind
         that leaves no state behind (`kind`, from check_statement; None: an error, or unknown), else close it."""
@@ -347,14 +371,24 @@ class GrafanaInterface:
             conn.close()
 
     def check_statement(self, conn: Any, token: TokenInfo, sql: str, bound: dict[str, str]) -> str:
-        """The statement's kind, as the engine parses it (EXPLAIN AST; the verdict is kept per statement and
-        token kind); QueryError for a kind outside STATEMENTS, a table function outside TABLE_FUNCTIONS, or,
-        for a one-tenant token, SHOW CREATE (a table's TTL names the tenants with their own retention contract)."""
-        key = (sql, tuple(sorted(bound.items())), token.tenant_id == ALL_TENANTS)
-        verdict = self._verdicts.get(key)
+        """The statement's kind, as the engine parses it (EXPLAIN AST; the verdict is kept per statement shape
+        and token kind); QueryError for a kind outside STATEMENTS, a table function outside TABLE_FUNCTIONS, or,
+        for a one-tenant token, SHOW CREATE (a table's TTL names the tenants with their own retention contract).
+
+        A statement passed is kept by its shape, its integer literals masked: Grafana sends each refresh with
+        new time bounds (``toDateTime(1733580000)``), and a literal's value decides neither the statement's
+        kind nor which table functions it calls (a masked run of digits stands alone, so it lexes as a
+        number whatever its value). A refusal is kept by the exact text: it may hang on a literal (a
+        statement too long to parse), so it says nothing about a statement of the same shape."""
+        bound_key, all_tenants = tuple(sorted(bound.items())), token.tenant_id == ALL_TENANTS
+        shape = (_INTEGER.sub("0", sql), bound_key, all_tenants)
+        verdict = self._verdicts.get(shape)
         if verdict is None:
-            verdict = self._verdict(conn, token, sql, bound)
-            self._verdicts.put(key, verdict)
+            exact = (sql, bound_key, all_tenants)
+            verdict = self._verdicts.get(exact)
+            if verdict is None:
+                verdict = self._verdict(conn, token, sql, bound)
+                self._verdicts.put(exact if isinstance(verdict, QueryError) else shape, verdict)
         if isinstance(verdict, QueryError):
             raise verdict
         return verdict
@@ -448,6 +482,22 @@ class ClickHouseHTTPHandler(http.server.BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else every answer waits for the peer's delayed ACK
+    # Replies are buffered and leave when the request is done (handle_one_request flushes) or the buffer is
+    # full: a small answer is one write instead of three (status line and headers, body, end of chunks),
+    # each of which woke the client for part of it (0.2 ms a query with the client in this process).
+    # A result larger than the buffer passes through it as it comes.
+    wbufsize = _CHUNK
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except ConnectionError:  # the client left before the buffered reply went out
+            self.close_connection = True
+
+    def handle_expect_100(self) -> bool:
+        accepted = super().handle_expect_100()
+        self.wfile.flush()  # the client waits for the 100 before it sends the body
+        return accepted
 
     def _reply(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -463,17 +513,29 @@ class ClickHouseHTTPHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def _stream_result(self, stream: Any, chunk: Any, fmt: str) -> bool:
-        """The 200 with chunked encoding, then `chunk` and the rest of `stream` in `fmt`; False when the
-        stream failed part way (an exception block went out instead of the rest)."""
+        """`chunk` (the stream's first, or None) and the rest of `stream` in `fmt`: whole (Content-Length) when
+        the stream ends there, else a 200 in chunks; False when the stream failed part way (an exception block
+        went out instead of the rest). At most two of the stream's chunks are held at once."""
+        try:
+            following = None if chunk is None else stream.fetch()
+        except Exception as e:
+            following = e  # reported after the first chunk, as below
+        data = b"" if chunk is None else chunk if isinstance(chunk, bytes) else chunk.bytes()
+        if following is None:
+            self._reply(200, data, content_type(fmt), {"X-ClickHouse-Format": fmt})
+            return True
         self.send_response(200)
         self.send_header("Content-Type", content_type(fmt))
         self.send_header("X-ClickHouse-Format", fmt)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        self._write_chunk(data)
         try:
-            while chunk is not None:
-                self._write_chunk(chunk if isinstance(chunk, bytes) else chunk.bytes())
-                chunk = stream.fetch()
+            while following is not None:
+                if isinstance(following, Exception):
+                    raise following
+                self._write_chunk(following if isinstance(following, bytes) else following.bytes())
+                following = stream.fetch()
         except (ConnectionError, TimeoutError):
             raise
         except Exception as e:
