@@ -6,23 +6,29 @@ materialized view types them into audit_events as ingest does, then merged. Then
 (24 h, 30 days), runs every panel's query as the ClickHouse data source sends it (grafana/queries.py,
 variables at All; the tenant drill-down on one tenant; each round's range ends when the round starts, so each
 refresh sends new time bounds as Grafana's do) one after another, four ways in interleaved rounds (so load
-drifts hit every way alike, and every way of a round runs the same SQL), all in this process on the same engine:
+drifts hit every way alike, and every way of a round runs the same SQL), on the same engine in this process:
 
 - engine, all tenants: a chDB session, result in Native (the engine's cost);
-- interface, all-tenant read token: GrafanaInterface over HTTP through clickhouse-connect, Native as the
-  data source's client asks;
+- interface, all-tenant read token: GrafanaInterface (a thread of this process, as in `auditrail serve`) over
+  HTTP, its client in a process of its own as Grafana is (benchmarks/grafana_go, built with the Go toolchain):
+  by default the data source's requests sent raw (the SQL POSTed, Native, Basic auth, keep-alive) and the
+  whole answer read, nothing decoded, as the engine's way decodes nothing: the interface's own cost;
+  `--client clickhouse-go`: the data source's client library, every row scanned into Go values (what Grafana
+  spends too: ~1.4 ms of CPU a query here, +270 ms on the 248k rows of 30 days of approvals);
+  `--client clickhouse-connect`, or without Go: in this process (~0.5 ms of Python a query, sharing the GIL
+  with the server);
 - engine, one tenant: a chDB session with the interface's additional_table_filters for that tenant;
 - interface, that tenant's read token.
 
 Prints the p50 of a whole refresh each way with the interface/engine ratio, the CPU time this process
 spent on the engine's refresh (chDB runs in it; the steadier figure on a busy shared machine) and its
-slowest panel, the CPU the interface adds a query and how much of it is the client's own (its thread),
+slowest panel, the CPU the interface adds a query (server and client) and how much of it is the client's,
 then the two targets (a 24 h overview refresh under 300 ms on the engine; the interface adds at most 15 %)
 as PASS/FAIL with the load average. Grafana runs a dashboard's panels concurrently;
 the sum here is the work of one refresh.
 
     .venv/bin/python benchmarks/grafana.py [--rows 10000000] [--repeats 7] [--store DIR] [--only UID] [--unmerged N]
-                                           [--before]
+                                           [--before] [--client raw|clickhouse-go|clickhouse-connect]
 
 --unmerged N measures a live store instead of a merged one: N more inserts of 1,000 events over the last 10
 minutes, their parts left unmerged (merges of audit_events stopped), as a store under steady ingest has them.
@@ -34,9 +40,11 @@ the events view; two more ways in the same rounds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +58,9 @@ sys.path.insert(0, str(ROOT))
 
 from grafana.queries import ALL, DASHBOARDS, dashboard_queries  # noqa: E402
 
-TENANT = "t7"  # the one-tenant token's tenant, and the drill-down's
+TENANT = "t7"
+CLIENTS = {"raw": "raw HTTP from Go, its own process", "clickhouse-go": "clickhouse-go, rows scanned, its own process",
+           "clickhouse-connect": "clickhouse-connect, this process"}  # the one-tenant token's tenant, and the drill-down's
 OVERVIEW_TARGET_MS = 300
 INTERFACE_TARGET = 1.15
 
@@ -164,8 +174,8 @@ def refresh(run: Callable[[str], Any], sqls: dict[str, str], panels: dict[str, l
     return time.perf_counter() - started
 
 
-def refreshes(ways: dict[tuple[str, str], Callable[[str], Any]], repeats: int,
-              only: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+def refreshes(ways: dict[tuple[str, str], Callable[[str], Any]], repeats: int, only: str | None = None,
+              client_cpu: Callable[[], float] = lambda: 0.0) -> dict[tuple[str, str], dict[str, Any]]:
     """Per dashboard and range: p50 of a refresh each way (interleaved rounds), engine CPU and slowest panel.
     Each round ends its range at the time it starts, so its queries carry new time bounds, as the data source
     sends every refresh (the same SQL for every way of the round)."""
@@ -189,11 +199,13 @@ def refreshes(ways: dict[tuple[str, str], Callable[[str], Any]], repeats: int,
             for _ in range(repeats):
                 sqls = queries()
                 for way, run in ways.items():
-                    cpu_started, thread_started = time.process_time(), time.thread_time()
+                    cpu_started, thread_started, own_started = time.process_time(), time.thread_time(), client_cpu()
                     times[way].append(refresh(run, sqls, panels if way == ("*", "engine") else None))
-                    cpu[way].append(time.process_time() - cpu_started)
-                    # The interface's client (clickhouse-connect) runs in this thread, its server in another.
-                    client[way].append(time.thread_time() - thread_started)
+                    # The interface's client: clickhouse-go in its own process, or clickhouse-connect in this
+                    # thread (its server in another); counted either way.
+                    own = client_cpu() - own_started
+                    cpu[way].append(time.process_time() - cpu_started + own)
+                    client[way].append(own if own else time.thread_time() - thread_started)
             slowest = max(panels, key=lambda t: statistics.median(panels[t]))
             figures[(dashboard.title, label)] = {
                 "panels": len(warm), "p50_ms": {way: statistics.median(t) * 1000 for way, t in times.items()},
@@ -211,10 +223,47 @@ def on_before_0036(sql: str) -> str:
                                                                                 f"auditrail.{BEFORE}\n"))
 
 
-def ways(directory: Path, store: Any, before: bool = False,
-         ) -> tuple[dict[tuple[str, str], Callable[[str], Any]], Callable[[], None]]:
-    """The four ways to run a query, by (token tenant, engine|interface|before), and how to close them; with
-    `before`, the engine's two on the --before table too."""
+class GoClient:
+    """benchmarks/grafana_go in a process of its own, as Grafana is: the data source's requests sent raw (`mode`
+    raw) or through clickhouse-go with every row scanned (clickhouse-go); one query at a time. `cpu()`: its CPU
+    seconds."""
+
+    def __init__(self, go: str, mode: str, address: str, tokens: list[str], build_dir: Path) -> None:
+        binary = build_dir / "grafana_go"
+        subprocess.run([go, "build", "-o", str(binary), "."], cwd=ROOT / "benchmarks" / "grafana_go", check=True,
+                       timeout=900)
+        self._process = subprocess.Popen([str(binary), mode, address, *tokens], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._times = Path(f"/proc/{self._process.pid}/stat")
+
+    def query(self, index: int, sql: str) -> int:
+        """Rows (clickhouse-go) or bytes (raw) of `sql` run with the `index`-th token; RuntimeError with the
+        client's message on an error."""
+        self._process.stdin.write(f"{index}\t{json.dumps(sql)}\n")
+        status, _, value = self._process.stdout.readline().rstrip("\n").partition("\t")
+        if status != "ok":
+            raise RuntimeError(f"grafana_go: {json.loads(value) if value else 'the client stopped'}")
+        return int(value)
+
+    def cpu(self) -> float:
+        fields = self._times.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        self._process.stdin.close()
+        self._process.wait(timeout=30)
+
+
+def go_binary() -> str | None:
+    """go on the PATH or where these machines install it; None without it."""
+    return shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+
+
+def ways(directory: Path, store: Any, before: bool = False, client: str = "raw",
+         ) -> tuple[dict[tuple[str, str], Callable[[str], Any]], Callable[[], None], Callable[[], float]]:
+    """The four ways to run a query, by (token tenant, engine|interface|before), how to close them and the CPU
+    seconds of the interface's client so far when it runs in a process of its own (grafana_go; 0 for
+    clickhouse-connect, which runs in this thread); with `before`, the engine's two on the --before table too."""
     import chdb
     import clickhouse_connect
 
@@ -224,29 +273,35 @@ def ways(directory: Path, store: Any, before: bool = False,
 
     tokens = TokenStore(store)
     interface = GrafanaInterface(str(directory / "store"), store.database, tokens).start()
+    port = int(interface.url.rsplit(":", 1)[1])
     engines = {scope: chdb.connect(engine_connection_string(str(directory / "store"))) for scope in ("*", TENANT)}
     engines[TENANT].query(f"SET additional_table_filters = {interface.table_filters(TENANT)}")
     runs: dict[tuple[str, str], Callable[[str], Any]] = {}
-    clients = []
-    for scope in ("*", TENANT):
-        token, _ = tokens.create(scope, "read", description="benchmarks/grafana.py")
-        client = clickhouse_connect.get_client(host="127.0.0.1", port=int(interface.url.rsplit(":", 1)[1]),
-                                               username="grafana", password=token, database=store.database,
-                                               send_receive_timeout=300)
-        clients.append(client)
+    secrets = [tokens.create(scope, "read", description="benchmarks/grafana.py")[0] for scope in ("*", TENANT)]
+    clients: list[Any] = []
+    go = None if client == "clickhouse-connect" else GoClient(go_binary(), client, f"127.0.0.1:{port}", secrets, directory)
+    for index, scope in enumerate(("*", TENANT)):
         runs[(scope, "engine")] = lambda sql, c=engines[scope]: c.query(sql, "Native").bytes()
-        runs[(scope, "interface")] = lambda sql, c=client: c.raw_query(sql, fmt="Native")
+        if go is not None:
+            runs[(scope, "interface")] = lambda sql, i=index: go.query(i, sql)
+        else:
+            clients.append(clickhouse_connect.get_client(host="127.0.0.1", port=port, username="grafana",
+                                                         password=secrets[index], database=store.database,
+                                                         send_receive_timeout=300))
+            runs[(scope, "interface")] = lambda sql, c=clients[-1]: c.raw_query(sql, fmt="Native")
     for scope in ("*", TENANT) if before else ():
         runs[(scope, "before")] = lambda sql, c=engines[scope]: c.query(on_before_0036(sql), "Native").bytes()
 
     def close() -> None:
-        for client in clients:
-            client.close()
+        for c in clients:
+            c.close()
+        if go is not None:
+            go.close()
         interface.close()
         for engine in engines.values():
             engine.close()
 
-    return runs, close
+    return runs, close, (go.cpu if go is not None else lambda: 0.0)
 
 
 def main() -> None:
@@ -258,6 +313,10 @@ def main() -> None:
     parser.add_argument("--unmerged", type=int, default=0, metavar="N",
                         help="then N inserts of 1,000 recent events left unmerged, as in a live store (adds them "
                              "to a --store: use a copy)")
+    parser.add_argument("--client", choices=tuple(CLIENTS),
+                        help="the interface's client: the data source's requests sent raw from a Go process (the "
+                             "default when Go is installed), clickhouse-go with every row scanned, or "
+                             "clickhouse-connect in this process")
     parser.add_argument("--before", action="store_true",
                         help="also time the engine on audit_events as ordered before migration 0036 (same rows)")
     args = parser.parse_args()
@@ -279,19 +338,21 @@ def main() -> None:
             events = store.query("SELECT count() FROM auditrail.audit_events_unique").result_rows[0][0]
             parts = store.query("SELECT count() FROM system.parts WHERE active AND database = 'auditrail'"
                                 " AND table = 'audit_events'").result_rows[0][0]
-            runs, close = ways(directory, store, args.before)
+            client = args.client or ("raw" if go_binary() else "clickhouse-connect")
+            runs, close, client_cpu = ways(directory, store, args.before, client)
             try:
                 load_start = os.getloadavg()[0]
                 print(f"{events:,} events in {parts} parts, {os.cpu_count()} CPUs (shared: read the ratios), {args.repeats} "
                       f"interleaved rounds; load average {load_start:.1f} at the start", flush=True)
-                figures = refreshes(runs, args.repeats, args.only)
+                figures = refreshes(runs, args.repeats, args.only, client_cpu)
             finally:
                 close()
     finally:
         if args.store is None:
             shutil.rmtree(directory, ignore_errors=True)
     load_end = os.getloadavg()[0]
-    print(f"p50 of a refresh, ms: engine / interface (ratio); all-tenant token, then token of {TENANT}")
+    print(f"p50 of a refresh, ms: engine / interface (ratio; client {CLIENTS[client]}); all-tenant token, then "
+          f"token of {TENANT}")
     print(f"{'dashboard':34} {'range':5} {'panels':>6} {'all tenants':>26} {'one tenant':>26} {'CPU':>6}"
           "  slowest panel (engine, all)")
     for (title, label), f in figures.items():
@@ -338,8 +399,7 @@ def main() -> None:
                                   for f in figures.values() for scope in ("*", TENANT))
     print(f"CPU: the interface (server and client) adds {(statistics.median(cpu_ratios.values()) - 1) * 100:+.0f} % "
           f"(median), at most {(cpu_ratios[worst] - 1) * 100:+.0f} % ({worst[0]}, {worst[1]}, token {worst[2]}); "
-          f"median {added:+.1f} ms of CPU a query, of which the client (clickhouse-connect, this process) "
-          f"{in_client:.2f} ms")
+          f"median {added:+.1f} ms of CPU a query, of which the client ({CLIENTS[client]}) {in_client:.2f} ms")
 
 
 if __name__ == "__main__":
