@@ -17,26 +17,15 @@ INSERT INTO ${db}.`audit_events${local}` (event_id, event_type, timestamp, tenan
     payload, reason, outcome, risk, impersonator_id, impersonation_id, approval_id, chain_id, chain_seq,
     chain_prev_hash, chain_hash, service_name, severity_text, severity_number, trace_id, span_id, attributes,
     inserted_at, ver)
-SELECT event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
+SELECT *
+FROM (SELECT event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
     payload, reason, outcome, risk, impersonator_id, impersonation_id, approval_id, chain_id, chain_seq,
     chain_prev_hash, chain_hash, service_name, severity_text, severity_number, trace_id, span_id, attributes,
-    inserted_at, ver
-FROM ${db}.`audit_events_v1${local}`
-WHERE greatest(toUnixTimestamp64Second(timestamp), toUnixTimestamp64Second(inserted_at)) + 86400 * 365 < toUnixTimestamp(now())
-  AND tenant_id IN (SELECT tenant_id FROM ${db}.`retention_contracts` GROUP BY tenant_id
-                    HAVING argMax(days, changed_at) > 365 OR argMax(hold, changed_at))
-SETTINGS insert_allow_materialized_columns = 1;
-
--- @single-only
-INSERT INTO ${db}.`audit_events${local}` (event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
+    inserted_at, ver FROM ${db}.`audit_events_v1${local}`
+      UNION ALL SELECT event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
     payload, reason, outcome, risk, impersonator_id, impersonation_id, approval_id, chain_id, chain_seq,
     chain_prev_hash, chain_hash, service_name, severity_text, severity_number, trace_id, span_id, attributes,
-    inserted_at, ver)
-SELECT event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
-    payload, reason, outcome, risk, impersonator_id, impersonation_id, approval_id, chain_id, chain_seq,
-    chain_prev_hash, chain_hash, service_name, severity_text, severity_number, trace_id, span_id, attributes,
-    inserted_at, ver
-FROM ${db}.`audit_events_v2${local}`
+    inserted_at, ver FROM ${db}.`audit_events_v2${local}`)
 WHERE greatest(toUnixTimestamp64Second(timestamp), toUnixTimestamp64Second(inserted_at)) + 86400 * 365 < toUnixTimestamp(now())
   AND tenant_id IN (SELECT tenant_id FROM ${db}.`retention_contracts` GROUP BY tenant_id
                     HAVING argMax(days, changed_at) > 365 OR argMax(hold, changed_at))
@@ -49,28 +38,15 @@ INSERT INTO ${db}.`audit_events` (event_id, event_type, timestamp, tenant_id, ac
     payload, reason, outcome, risk, impersonator_id, impersonation_id, approval_id, chain_id, chain_seq,
     chain_prev_hash, chain_hash, service_name, severity_text, severity_number, trace_id, span_id, attributes,
     inserted_at, ver)
-SELECT event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
+SELECT *
+FROM (SELECT event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
     payload, reason, outcome, risk, impersonator_id, impersonation_id, approval_id, chain_id, chain_seq,
     chain_prev_hash, chain_hash, service_name, severity_text, severity_number, trace_id, span_id, attributes,
-    inserted_at, ver
-FROM cluster(${cluster}, ${db}, `audit_events_v1_local`)
-WHERE greatest(toUnixTimestamp64Second(timestamp), toUnixTimestamp64Second(inserted_at)) + 86400 * 365 < toUnixTimestamp(now())
-  AND tenant_id IN (SELECT tenant_id FROM ${db}.`retention_contracts` GROUP BY tenant_id
-                    HAVING argMax(days, changed_at) > 365 OR argMax(hold, changed_at))
-SETTINGS insert_allow_materialized_columns = 1, distributed_foreground_insert = 1;
-
--- @cluster-only
--- Cluster: every shard's kept rows (one replica each) through the Distributed table, sharded by event id as
--- before, so each row lands on the shard it came from.
-INSERT INTO ${db}.`audit_events` (event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
+    inserted_at, ver FROM cluster(${cluster}, ${db}, `audit_events_v1_local`)
+      UNION ALL SELECT event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
     payload, reason, outcome, risk, impersonator_id, impersonation_id, approval_id, chain_id, chain_seq,
     chain_prev_hash, chain_hash, service_name, severity_text, severity_number, trace_id, span_id, attributes,
-    inserted_at, ver)
-SELECT event_id, event_type, timestamp, tenant_id, actor, actor_type, source_ip,
-    payload, reason, outcome, risk, impersonator_id, impersonation_id, approval_id, chain_id, chain_seq,
-    chain_prev_hash, chain_hash, service_name, severity_text, severity_number, trace_id, span_id, attributes,
-    inserted_at, ver
-FROM cluster(${cluster}, ${db}, `audit_events_v2_local`)
+    inserted_at, ver FROM cluster(${cluster}, ${db}, `audit_events_v2_local`))
 WHERE greatest(toUnixTimestamp64Second(timestamp), toUnixTimestamp64Second(inserted_at)) + 86400 * 365 < toUnixTimestamp(now())
   AND tenant_id IN (SELECT tenant_id FROM ${db}.`retention_contracts` GROUP BY tenant_id
                     HAVING argMax(days, changed_at) > 365 OR argMax(hold, changed_at))
