@@ -58,9 +58,9 @@ sys.path.insert(0, str(ROOT))
 
 from grafana.queries import ALL, DASHBOARDS, dashboard_queries  # noqa: E402
 
-TENANT = "t7"
+TENANT = "t7"  # the one-tenant token's tenant, and the drill-down's
 CLIENTS = {"raw": "raw HTTP from Go, its own process", "clickhouse-go": "clickhouse-go, rows scanned, its own process",
-           "clickhouse-connect": "clickhouse-connect, this process"}  # the one-tenant token's tenant, and the drill-down's
+           "clickhouse-connect": "clickhouse-connect, this process"}
 OVERVIEW_TARGET_MS = 300
 INTERFACE_TARGET = 1.15
 
@@ -175,7 +175,7 @@ def refresh(run: Callable[[str], Any], sqls: dict[str, str], panels: dict[str, l
 
 
 def refreshes(ways: dict[tuple[str, str], Callable[[str], Any]], repeats: int, only: str | None = None,
-              client_cpu: Callable[[], float] = lambda: 0.0) -> dict[tuple[str, str], dict[str, Any]]:
+              client_cpu: Callable[[], float] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """Per dashboard and range: p50 of a refresh each way (interleaved rounds), engine CPU and slowest panel.
     Each round ends its range at the time it starts, so its queries carry new time bounds, as the data source
     sends every refresh (the same SQL for every way of the round)."""
@@ -199,13 +199,14 @@ def refreshes(ways: dict[tuple[str, str], Callable[[str], Any]], repeats: int, o
             for _ in range(repeats):
                 sqls = queries()
                 for way, run in ways.items():
-                    cpu_started, thread_started, own_started = time.process_time(), time.thread_time(), client_cpu()
+                    cpu_started, thread_started = time.process_time(), time.thread_time()
+                    own_started = client_cpu() if client_cpu else 0.0
                     times[way].append(refresh(run, sqls, panels if way == ("*", "engine") else None))
-                    # The interface's client: clickhouse-go in its own process, or clickhouse-connect in this
-                    # thread (its server in another); counted either way.
-                    own = client_cpu() - own_started
+                    # The interface's client: grafana_go in its own process (`client_cpu`), or clickhouse-connect
+                    # in this thread (its server in another); counted either way.
+                    own = client_cpu() - own_started if client_cpu else 0.0
                     cpu[way].append(time.process_time() - cpu_started + own)
-                    client[way].append(own if own else time.thread_time() - thread_started)
+                    client[way].append(own if client_cpu else time.thread_time() - thread_started)
             slowest = max(panels, key=lambda t: statistics.median(panels[t]))
             figures[(dashboard.title, label)] = {
                 "panels": len(warm), "p50_ms": {way: statistics.median(t) * 1000 for way, t in times.items()},
@@ -234,7 +235,9 @@ class GoClient:
                        timeout=900)
         self._process = subprocess.Popen([str(binary), mode, address, *tokens], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True, bufsize=1)
-        self._times = Path(f"/proc/{self._process.pid}/stat")
+        import psutil
+
+        self._usage = psutil.Process(self._process.pid)
 
     def query(self, index: int, sql: str) -> int:
         """Rows (clickhouse-go) or bytes (raw) of `sql` run with the `index`-th token; RuntimeError with the
@@ -246,8 +249,7 @@ class GoClient:
         return int(value)
 
     def cpu(self) -> float:
-        fields = self._times.read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(self._usage.cpu_times()[:2])
 
     def close(self) -> None:
         self._process.stdin.close()
@@ -260,9 +262,9 @@ def go_binary() -> str | None:
 
 
 def ways(directory: Path, store: Any, before: bool = False, client: str = "raw",
-         ) -> tuple[dict[tuple[str, str], Callable[[str], Any]], Callable[[], None], Callable[[], float]]:
+         ) -> tuple[dict[tuple[str, str], Callable[[str], Any]], Callable[[], None], Callable[[], float] | None]:
     """The four ways to run a query, by (token tenant, engine|interface|before), how to close them and the CPU
-    seconds of the interface's client so far when it runs in a process of its own (grafana_go; 0 for
+    seconds of the interface's client so far when it runs in a process of its own (grafana_go; None for
     clickhouse-connect, which runs in this thread); with `before`, the engine's two on the --before table too."""
     import chdb
     import clickhouse_connect
@@ -301,7 +303,7 @@ def ways(directory: Path, store: Any, before: bool = False, client: str = "raw",
         for engine in engines.values():
             engine.close()
 
-    return runs, close, (go.cpu if go is not None else lambda: 0.0)
+    return runs, close, (go.cpu if go is not None else None)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import json
 import re
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -260,7 +261,7 @@ with Store.open(url) as store:
 
 
 def _upgrade(tmp_path: Path, first: int, mode: str = "") -> list[list[tuple[Any, ...]]]:
-    done = subprocess.run([os.sys.executable, "-c", _UPGRADE, f"chdb://{tmp_path}/store", str(first), mode or "-"],
+    done = subprocess.run([sys.executable, "-c", _UPGRADE, f"chdb://{tmp_path}/store", str(first), mode or "-"],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
     assert done.returncode == 0, done.stderr[-3000:]
