@@ -14,6 +14,7 @@ import math
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -426,6 +427,48 @@ def test_a_group_holds_at_most_group_bytes_of_requests(twins: Twins) -> None:
     """The memory bound: with room for two and a half requests' bodies, no insert takes more than two, however
     many wait; every caller's rows are written all the same."""
     assert _send_together(twins, group_requests=2.5) >= 12 // 2
+
+
+def test_a_full_group_starts_on_the_free_handle_beside_a_running_insert(twins: Twins) -> None:
+    """Two handles, room for two and a half requests a group: while one insert runs, two requests queued are a
+    full group (a third would not fit) and start on the other handle at once, not after the running insert
+    (which made every insert wait for the one before it: one core used of two)."""
+    writer = FastLogWriter.for_store(twins.store, twins.slow.columns, table="fast", handles=2, min_rows=1,
+                                     native=twins.fast._native is not None)
+    assert writer is not None
+    requests = [_audit_request(i * 1_000, 1_000) for i in range(3)]
+    native = ingest_fast._native if writer._native is not None else None
+    size = max(len(native.otlp_logs_native(data)[1]) if native else len(data) for data in requests)
+    writer.group_bytes = int(size * 2.5)
+    started: list[int] = []
+    second = threading.Event()
+    beside: list[bool] = []
+    insert = writer._insert
+
+    def gated(connection: Any, group: list[Any]) -> bool:  # the engine's insert, the first held until a second starts
+        started.append(len(group))
+        if len(started) == 1:
+            beside.append(second.wait(10))
+        else:
+            second.set()
+        return insert(connection, group)
+
+    writer._insert = gated  # type: ignore[method-assign]
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(writer.write, requests[0])
+            deadline = time.monotonic() + 30
+            while not started and time.monotonic() < deadline:
+                time.sleep(0.01)
+            others = list(pool.map(writer.write, requests[1:]))
+            assert first.result() == 1_000 and others == [1_000, 1_000]
+        assert beside == [True], "the full group waited for the running insert"
+        assert started == [1, 2]
+    finally:
+        writer.close()
+    for data in requests:
+        twins.slow.write(decode_protobuf(data))
+    assert twins.rows("fast") == twins.rows("slow")
 
 
 def test_a_refused_request_does_not_take_its_group_down(twins: Twins) -> None:
