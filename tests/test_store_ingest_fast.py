@@ -401,6 +401,41 @@ def test_a_request_announced_and_gone_or_late_holds_no_insert_back(twins: Twins)
         writer.close()
 
 
+@pytest.mark.parametrize("content_type", ["application/x-protobuf", "application/json"])
+def test_the_service_announces_every_request_the_engine_path_may_take(tmp_path: Path, content_type: str) -> None:
+    """A request of an all-tenant token is announced while its body arrives (an insert about to start alone
+    waits for it, GROUP_WAIT), protobuf or OTLP/JSON (transcoded to protobuf, the JSON reaches the same path);
+    a tenant token's never (its records are read on the existing path)."""
+    from fastapi.testclient import TestClient
+    from google.protobuf.json_format import MessageToJson
+
+    from auditrail_store import admin
+    from auditrail_store.service import create_app
+
+    url = f"chdb://{tmp_path}/store"
+    request = ExportLogsServiceRequest.FromString(_audit_request(0, 10))
+    body = MessageToJson(request).encode() if content_type == "application/json" else request.SerializeToString()
+    with TestClient(create_app(url, port=4999), client=("127.0.0.1", 40000)) as client:
+        secret = json.loads(admin.control_path(url).read_text())["secret"]
+        fast = client.app.state.auditrail_fast
+        announced: list[Any] = []
+        arrive = fast.arrive
+
+        def counted() -> Any:
+            announced.append(arrive())
+            return announced[-1]
+
+        fast.arrive = counted
+        for tenant, expected in (("*", 1), ("t0", 0)):
+            announced.clear()
+            token = client.post("/v1/admin/tokens", headers={admin.LOCAL_ADMIN_HEADER: secret},
+                                json={"tenant": tenant, "scope": "ingest"}).json()["token"]
+            response = client.post("/v1/logs", content=body, headers={"Authorization": f"Bearer {token}",
+                                                                       "Content-Type": content_type})
+            assert response.status_code in (200, 403), response.text
+            assert len(announced) == expected and all(arrival.left for arrival in announced)
+
+
 def test_a_handles_file_is_rewritten_for_each_insert_and_holds_only_that_group(twins: Twins, tmp_path: Path) -> None:
     """Native inserts rewrite their handle's one file in place: a smaller group after a larger one reads its own
     blocks only (nothing of the earlier group's tail), the spool holds one file a handle, and close() removes it."""

@@ -59,7 +59,7 @@ from .connections import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_
 from .archive import MONTH_PATTERN, PARQUET_MEDIA_TYPE, parquet_chunks
 from .db import DEFAULT_DATABASE, TENANT_MAX, TENANT_PATTERN, TENANT_SYNTAX, Store, StoreError, default_url
 from .export import FORMATS, ExportFilters, parse_time, stream_export
-from .ingest import (PROTOBUF, EncodedRows, IngestError, LogBatch, LogWriter, decode_json, decompress, media_type,
+from .ingest import (JSON, PROTOBUF, EncodedRows, IngestError, LogBatch, LogWriter, decode_json, decompress, media_type,
                      protobuf_slices)
 from .ingest_json import json_to_protobuf, native_json
 from .ingest_limits import IngestLimits, LimitError, check_protobuf
@@ -242,15 +242,18 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         _require(caller, "ingest", None)  # before the body is read: an unknown or read token costs nothing more
         state = _state(request)
         content_type = request.headers.get("content-type")
-        is_protobuf = (content_type or "").split(";")[0].strip().lower() in (PROTOBUF, "application/protobuf")
+        kind = (content_type or "").split(";")[0].strip().lower()
+        is_protobuf = kind in (PROTOBUF, "application/protobuf")
         max_body = state.limits.max_body
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_body:
             return _otlp_error(413, f"request larger than {max_body} bytes (--max-body)", is_protobuf)
         fast: FastLogWriter | None = request.app.state.auditrail_fast
-        # a request the engine path may take is announced while its body arrives: an insert about to start
-        # alone waits a little for it (ingest_fast.GROUP_WAIT: a burst's requests make one group, not 1 + n)
-        arrival = fast.arrive() if fast is not None and is_protobuf and caller.tenant_id == ALL_TENANTS else None
+        # a request the engine path may take (protobuf, or OTLP/JSON that the native core transcodes to it) is
+        # announced while its body arrives: an insert about to start alone waits a little for it
+        # (ingest_fast.GROUP_WAIT: a burst's requests make one group, not 1 + n)
+        engine_path = is_protobuf or (kind == JSON and native_json())
+        arrival = fast.arrive() if fast is not None and engine_path and caller.tenant_id == ALL_TENANTS else None
         try:
             chunks: list[bytes] = []
             received = 0
