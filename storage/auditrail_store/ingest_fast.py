@@ -496,8 +496,8 @@ class FastLogWriter:
         only wait then, so it starts on the free handle. (Full was once "the queue holds group_bytes or more",
         which a queue of whole groups never reaches: 4 MB requests in a 16 MiB group made a queue of four
         that never started beside a running insert, and 8 senders always queued four; the second handle sat
-        idle and the inserts ran one at a time: benchmarks/storage.py 0.80-0.86 of the engine alone, 0.93-1.02
-        with this rule, same runs.) With no insert running, the requests arriving beside this one are waited
+        idle and the inserts ran one at a time: benchmarks/storage.py, the service 116k-128k events/s, 145k-170k
+        with this rule, same runs alternated.) With no insert running, the requests arriving beside this one are waited
         for until `deadline` (GROUP_WAIT after it was queued), so the first group of a burst is not a group of
         one."""
         if not self._idle:
