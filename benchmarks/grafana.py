@@ -10,8 +10,8 @@ drifts hit every way alike, and every way of a round runs the same SQL), on the 
 
 - engine, all tenants: a chDB session, result in Native (the engine's cost);
 - interface, all-tenant read token: GrafanaInterface (a thread of this process, as in `auditrail serve`) over
-  HTTP, its client in a process of its own as Grafana is (benchmarks/grafana_go, built with the Go toolchain):
-  by default the data source's requests sent raw (the SQL POSTed, Native, Basic auth, keep-alive) and the
+  HTTP, its client in a process of its own as Grafana is (tests/grafana_go/cmd/grafana_go, built with the Go
+  toolchain): by default the data source's requests sent raw (the SQL POSTed, Native, Basic auth, keep-alive) and the
   whole answer read, nothing decoded, as the engine's way decodes nothing: the interface's own cost;
   `--client clickhouse-go`: the data source's client library, every row scanned into Go values (what Grafana
   spends too: ~1.4 ms of CPU a query here, +270 ms on the 248k rows of 30 days of approvals);
@@ -55,7 +55,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/go_tool.py; the Go client is tests/grafana_go's cmd/grafana_go
 
+from go_tool import find_go  # noqa: E402
 from grafana.queries import ALL, DASHBOARDS, dashboard_queries  # noqa: E402
 
 TENANT = "t7"  # the one-tenant token's tenant, and the drill-down's
@@ -225,14 +227,14 @@ def on_before_0036(sql: str) -> str:
 
 
 class GoClient:
-    """benchmarks/grafana_go in a process of its own, as Grafana is: the data source's requests sent raw (`mode`
-    raw) or through clickhouse-go with every row scanned (clickhouse-go); one query at a time. `cpu()`: its CPU
-    seconds."""
+    """tests/grafana_go/cmd/grafana_go in a process of its own, as Grafana is: the data source's requests sent raw
+    (`mode` raw) or through clickhouse-go with every row scanned (clickhouse-go); one query at a time. `cpu()`: its
+    CPU seconds."""
 
     def __init__(self, go: str, mode: str, address: str, tokens: list[str], build_dir: Path) -> None:
         binary = build_dir / "grafana_go"
-        subprocess.run([go, "build", "-o", str(binary), "."], cwd=ROOT / "benchmarks" / "grafana_go", check=True,
-                       timeout=900)
+        subprocess.run([go, "build", "-o", str(binary), "./cmd/grafana_go"], cwd=ROOT / "tests" / "grafana_go",
+                       check=True, timeout=900)
         self._process = subprocess.Popen([str(binary), mode, address, *tokens], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True, bufsize=1)
         import psutil
@@ -256,11 +258,6 @@ class GoClient:
         self._process.wait(timeout=30)
 
 
-def go_binary() -> str | None:
-    """go on the PATH or where these machines install it; None without it."""
-    return shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
-
-
 def ways(directory: Path, store: Any, before: bool = False, client: str = "raw",
          ) -> tuple[dict[tuple[str, str], Callable[[str], Any]], Callable[[], None], Callable[[], float] | None]:
     """The four ways to run a query, by (token tenant, engine|interface|before), how to close them and the CPU
@@ -281,7 +278,7 @@ def ways(directory: Path, store: Any, before: bool = False, client: str = "raw",
     runs: dict[tuple[str, str], Callable[[str], Any]] = {}
     secrets = [tokens.create(scope, "read", description="benchmarks/grafana.py")[0] for scope in ("*", TENANT)]
     clients: list[Any] = []
-    go = None if client == "clickhouse-connect" else GoClient(go_binary(), client, f"127.0.0.1:{port}", secrets, directory)
+    go = None if client == "clickhouse-connect" else GoClient(find_go(), client, f"127.0.0.1:{port}", secrets, directory)
     for index, scope in enumerate(("*", TENANT)):
         runs[(scope, "engine")] = lambda sql, c=engines[scope]: c.query(sql, "Native").bytes()
         if go is not None:
@@ -340,7 +337,7 @@ def main() -> None:
             events = store.query("SELECT count() FROM auditrail.audit_events_unique").result_rows[0][0]
             parts = store.query("SELECT count() FROM system.parts WHERE active AND database = 'auditrail'"
                                 " AND table = 'audit_events'").result_rows[0][0]
-            client = args.client or ("raw" if go_binary() else "clickhouse-connect")
+            client = args.client or ("raw" if find_go() else "clickhouse-connect")
             runs, close, client_cpu = ways(directory, store, args.before, client)
             try:
                 load_start = os.getloadavg()[0]

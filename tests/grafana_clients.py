@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import clickhouse_connect
-import pytest
 
+from go_tool import go_binary
 from test_store_service import Service, cli, token_of
 
 GO_MODULE = Path(__file__).resolve().parent / "grafana_go"
@@ -40,14 +39,6 @@ class Grafana:
                                              database="auditrail", settings=settings or None)
 
 
-def go_binary() -> str:
-    """go on the PATH, or where these machines install it; skip (saying why) without it."""
-    found = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
-    if found is None:
-        pytest.skip("Go is not installed: the clickhouse-go (Grafana data source client) test needs it")
-    return found
-
-
 def go_results(url: str, token: str, queries: list[str], tmp: Path) -> list[dict]:
     """Run `queries` through clickhouse-go in HTTP mode (the data source's client); their results, in order:
     {"sql", "columns", "rows" (values as Go prints them), "error"}."""
@@ -55,7 +46,7 @@ def go_results(url: str, token: str, queries: list[str], tmp: Path) -> list[dict
     cases.write_text(json.dumps(queries))
     env = dict(os.environ, AUDITRAIL_GRAFANA_ADDR=url.removeprefix("http://"), AUDITRAIL_GRAFANA_TOKEN=token,
                AUDITRAIL_GRAFANA_CASES=str(cases), AUDITRAIL_GRAFANA_OUT=str(out))
-    done = subprocess.run([go_binary(), "test", "-count=1", "./..."], cwd=GO_MODULE, env=env, capture_output=True,
+    done = subprocess.run([go_binary("the clickhouse-go (Grafana data source client) test"), "test", "-count=1", "./..."], cwd=GO_MODULE, env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return json.loads(out.read_text())

@@ -3,27 +3,18 @@ the googlechat exporter's budget, card and state tests and the other components'
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from go_tool import go_binary
 
 COMPONENTS = sorted(p.parent for p in (Path(__file__).resolve().parent.parent / "collector-config").glob("*/go.mod"))
 
 
-def go_binary() -> str:
-    """go on the PATH, or where these machines install it; skip (saying why) without it."""
-    found = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
-    if found is None:
-        pytest.skip("Go is not installed: the collector components' unit tests need it")
-    return found
-
-
 @pytest.mark.parametrize("component", COMPONENTS, ids=lambda p: p.name)
 def test_go_unit_tests_of_the_component_pass(component: Path) -> None:
-    done = subprocess.run([go_binary(), "test", "-count=1", "./..."], cwd=component, capture_output=True, text=True,
+    done = subprocess.run([go_binary("the collector components' unit tests"), "test", "-count=1", "./..."], cwd=component, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 

@@ -12,40 +12,18 @@ from pathlib import Path
 import pytest
 
 from test_launcher import AUDITRAIL_INSTRUMENT, events, run
-from test_scrapy_capture import PAGES, site  # noqa: F401 - the local site, a fixture
+from test_scrapy_capture import PAGES, SPIDERS, site  # noqa: F401 - the local site, a fixture
 
 pytest.importorskip("scrapy")
 
-CRAWL = """
-import sys
-
-import scrapy
-from scrapy.crawler import CrawlerProcess
-
-
-class Site(scrapy.Spider):
-    name = "site"
-    allowed_domains = ["127.0.0.1"]
-
-    def __init__(self, start, **kwargs):
-        super().__init__(**kwargs)
-        self.start_urls = [start, start.replace("index.html", "missing.html")]
-
-    def parse(self, response):
-        yield from response.follow_all(css="a", callback=self.parse)
-
-
-class Misconfigured(scrapy.Spider):
-    name = "misconfigured"
-
-    def __init__(self, **kwargs):
-        raise ValueError("no start url configured")
-
+CRAWL = SPIDERS + """
 
 SETTINGS = {"LOG_LEVEL": "ERROR", "ROBOTSTXT_OBEY": False, "TELNETCONSOLE_ENABLED": False}
+SITE = {"start_urls": [sys.argv[1], sys.argv[1].replace("index.html", "missing.html")],
+        "allowed_domains": ["127.0.0.1"]}
 if sys.argv[2] == "deferred":  # CrawlerProcess: Crawler.crawl, a Deferred
     process = CrawlerProcess(settings=SETTINGS)
-    process.crawl(Site, start=sys.argv[1], _job="job-42")
+    process.crawl(Site, **SITE, _job="job-42")
     failed = process.crawl(Misconfigured)
     failed.addErrback(lambda failure: print("misconfigured crawl failed:", failure.value, flush=True))
     process.start()
@@ -53,7 +31,7 @@ else:  # AsyncCrawlerProcess: Crawler.crawl_async, a coroutine
     from scrapy.crawler import AsyncCrawlerProcess
 
     process = AsyncCrawlerProcess(settings=SETTINGS)
-    process.crawl(Site, start=sys.argv[1], _job="job-42")
+    process.crawl(Site, **SITE, _job="job-42")
     failed = process.crawl(Misconfigured)
     failed.add_done_callback(lambda task: print("misconfigured crawl failed:", task.exception(), flush=True))
     process.start()

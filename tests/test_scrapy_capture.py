@@ -43,7 +43,9 @@ events:
       result: result
 """
 
-CRAWL = """
+# The head of the crawl.py scripts (here and in test_integration_scrapy): Site follows every link from its
+# start_urls (a crawl argument, as Scrapy sets any), Misconfigured fails to start.
+SPIDERS = """
 import sys
 
 import scrapy
@@ -52,10 +54,6 @@ from scrapy.crawler import CrawlerProcess
 
 class Site(scrapy.Spider):
     name = "site"
-
-    def __init__(self, start, **kwargs):
-        super().__init__(**kwargs)
-        self.start_urls = [start]
 
     def parse(self, response):
         yield from response.follow_all(css="a", callback=self.parse)
@@ -66,11 +64,13 @@ class Misconfigured(scrapy.Spider):
 
     def __init__(self, **kwargs):
         raise ValueError("no start url configured")
+"""
 
+CRAWL = SPIDERS + """
 
 process = CrawlerProcess(settings={"LOG_LEVEL": "ERROR", "ROBOTSTXT_OBEY": False, "TELNETCONSOLE_ENABLED": False,
                                    "AUDIT_DOMAIN": "127.0.0.1"})
-crawl = process.crawl(Site, start=sys.argv[1])
+crawl = process.crawl(Site, start_urls=[sys.argv[1]])
 print("returned", type(crawl).__name__, flush=True)
 failed = process.crawl(Misconfigured)
 failed.addErrback(lambda failure: print("misconfigured crawl failed:", failure.value, flush=True))

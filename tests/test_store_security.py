@@ -140,6 +140,47 @@ def test_the_services_own_control_file_is_trusted(tmp_path: Path) -> None:
     assert not admin.control_path(url).exists()
 
 
+# --- what the running service answers the CLI's streamed export: an error or a cut stream is one clear line -----
+
+class _Failing(http.server.BaseHTTPRequestHandler):
+    """A service that refuses tenant `refused`'s export and cuts every other one midway (an engine error)."""
+
+    def do_GET(self) -> None:
+        _Recorder.seen.append(f"{self.command} {self.path} {self.headers.get(admin.LOCAL_ADMIN_HEADER)}")
+        body = b'{"detail": "not this tenant"}' if "/refused/" in self.path else b"event_id\n1\n"
+        self.send_response(403 if "/refused/" in self.path else 200)
+        self.send_header("Content-Length", str(len(body) if "/refused/" in self.path else 1000))
+        self.end_headers()
+        self.wfile.write(body)  # then the connection closes: the rest of the promised 1000 bytes never come
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("tenant", "message"), [("refused", "the service answered 403: not this tenant"),
+                                                  ("cut", "the export was cut (")])
+def test_an_export_the_service_refuses_or_cuts_is_one_clear_line_and_no_file(tmp_path: Path, tenant: str,
+                                                                             message: str) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Recorder.seen = []
+    url = f"chdb://{tmp_path}/store"
+    secret = admin.write_control(url, "127.0.0.1", server.server_address[1])
+    out = tmp_path / "out.csv"
+    try:
+        result = cli("export", "--tenant", tenant, "--out", str(out), "--no-progress",
+                     env=dict(os.environ, AUDITRAIL_CLICKHOUSE_URL=url), check=False)
+    finally:
+        admin.remove_control(url, secret)
+        server.shutdown()
+        server.server_close()
+    assert _Recorder.seen == [f"GET /v1/tenants/{tenant}/events?format=csv {secret}"]
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert tenant == "refused" or f"{out} not written" in result.stderr, result.stderr
+    assert not out.exists() and list(tmp_path.glob(".export.*")) == []
+
+
 # --- the embedded store's data is private to its owner ----------------------------------------------------
 
 def test_a_new_embedded_store_directory_is_private(tmp_path: Path) -> None:

@@ -357,12 +357,40 @@ struct ObjectOr<F, T> {
     inner: F,
 }
 
-macro_rules! not_object {
-    ($($name:ident: $t:ty),*) => {$(
-        fn $name<E>(self, _: $t) -> Result<Self::Value, E> {
-            Ok(Self::Value::not_object())
+/// A visitor's methods for the JSON types it does not take: the scalars (bool, numbers, string) and, named
+/// after them, `seq` or `map` (read through, not kept) all give `$value`; `$s` is `self`, so `$value` may use it.
+macro_rules! other_types {
+    ($s:ident => $value:expr $(, $container:ident)*) => {
+        other_types!(@scalars $s => $value; visit_bool: bool, visit_u64: u64, visit_i64: i64, visit_f64: f64, visit_str: &str);
+        $(other_types!(@$container $s => $value);)*
+    };
+    (@scalars $s:ident => $value:expr; $($name:ident: $t:ty),*) => {$(
+        fn $name<E>($s, _: $t) -> Result<Self::Value, E> {
+            Ok($value)
         }
     )*};
+    (@seq $s:ident => $value:expr) => {
+        fn visit_seq<A: SeqAccess<'de>>($s, seq: A) -> Result<Self::Value, A::Error> {
+            drain_seq(seq)?;
+            Ok($value)
+        }
+    };
+    (@map $s:ident => $value:expr) => {
+        fn visit_map<A: MapAccess<'de>>($s, map: A) -> Result<Self::Value, A::Error> {
+            drain_map(map)?;
+            Ok($value)
+        }
+    };
+}
+
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
 }
 
 trait NotObject {
@@ -383,11 +411,7 @@ impl<'de, F: Fields<'de, Value = T>, T: NotObject> Visitor<'de> for ObjectOr<F, 
     fn visit_unit<E>(self) -> Result<T, E> {
         Ok(self.null)
     }
-    not_object!(visit_bool: bool, visit_u64: u64, visit_i64: i64, visit_f64: f64, visit_str: &str);
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(T::not_object())
-    }
+    other_types!(self => T::not_object(), seq);
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
         self.inner.fields(map)
     }
@@ -510,25 +534,7 @@ impl<'de> Visitor<'de> for ListSeed {
     fn visit_unit<E>(self) -> Result<Val, E> {
         Ok(Ok(Vec::new()))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Val, E> {
-        Ok(Err("expected an array".into()))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Val, E> {
-        Ok(Err("expected an array".into()))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Val, E> {
-        Ok(Err("expected an array".into()))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Val, E> {
-        Ok(Err("expected an array".into()))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Val, E> {
-        Ok(Err("expected an array".into()))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Err("expected an array".into()))
-    }
+    other_types!(self => Err("expected an array".into()), map);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val, A::Error> {
         let mut out: Val = Ok(Vec::new());
         loop {
@@ -630,25 +636,7 @@ impl<'de, const N: usize> Visitor<'de> for Slots<N> {
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(Some(([None; N], Vec::new())))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
+    other_types!(self => None, seq);
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut slots, mut others) = ([None; N], Vec::new());
         while let Some(Key(key)) = map.next_key()? {
@@ -778,16 +766,6 @@ impl Level {
 }
 
 /// Drain what a visitor refuses, so that the document's reading goes on.
-fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
-fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
 struct ListOf<'c> {
     ctx: &'c mut Ctx,
     level: Level,
@@ -814,25 +792,7 @@ impl<'de> Visitor<'de> for ListOf<'_> {
     fn visit_unit<E>(self) -> Result<Listed, E> {
         Ok((true, Ok(Vec::new()), 0))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Listed, E> {
-        Ok(self.not_array())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Listed, E> {
-        Ok(self.not_array())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Listed, E> {
-        Ok(self.not_array())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Listed, E> {
-        Ok(self.not_array())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Listed, E> {
-        Ok(self.not_array())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Listed, A::Error> {
-        drain_map(map)?;
-        Ok(self.not_array())
-    }
+    other_types!(self => self.not_array(), map);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listed, A::Error> {
         let before = self.ctx.records;
         let tag = if matches!(self.level, Level::Resources) { 0x0A } else { 0x12 };
@@ -897,25 +857,7 @@ impl<'de> Visitor<'de> for Container<'_> {
     fn visit_unit<E>(self) -> Result<Read, E> {
         Ok(Ok(Vec::new()))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Read, E> {
-        Ok(self.not_object())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Read, E> {
-        Ok(self.not_object())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Read, E> {
-        Ok(self.not_object())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Read, E> {
-        Ok(self.not_object())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Read, E> {
-        Ok(self.not_object())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Read, A::Error> {
-        drain_seq(seq)?;
-        Ok(self.not_object())
-    }
+    other_types!(self => self.not_object(), seq);
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
         let (head_key, camel_key, snake_key, list) = match self.level {
             Level::Resources => ("", "resourceLogs", "resource_logs", Level::Resources),

@@ -17,6 +17,8 @@ import os
 import secrets
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,24 @@ class LocalService:
 
         with httpx.Client(base_url=self.base_url, timeout=60.0) as client:
             return client.request(method, path, headers=self.headers(), **kwargs)
+
+    @contextmanager
+    def stream(self, path: str, params: dict[str, str], what: str, then: str) -> Iterator[Iterator[bytes]]:
+        """The body of a GET, in chunks as they arrive. StoreError for an error answer, or "`what` was cut
+        (...); `then`" when the service aborts the response midway (an engine error)."""
+        import httpx
+
+        from .db import StoreError
+
+        with httpx.Client(base_url=self.base_url, timeout=None) as client:
+            with client.stream("GET", path, params=params, headers=self.headers()) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise StoreError(_service_error(response))
+                try:
+                    yield response.iter_bytes()
+                except httpx.TransportError as error:
+                    raise StoreError(f"{what} was cut ({error}); {then}") from None
 
 
 def find_service(url: str) -> LocalService | None:

@@ -310,22 +310,11 @@ def bigquery_ddl(fields: list[Any], target: str, table: str) -> str:
 
 def _service_parquet(service: Any, tenant: str, month: str, directory: str, empty: bool = False) -> Path:
     """The service's Parquet of one tenant-month, spooled to a file."""
-    import httpx
-
-    from .admin import _service_error
-
     params = {"month": month, **({"schema_only": "true"} if empty else {})}
     path = Path(directory) / "events.parquet"
-    with httpx.Client(base_url=service.base_url, timeout=None) as client:
-        with client.stream("GET", f"/v1/tenants/{quote(tenant, safe='')}/archive", params=params,
-                           headers=service.headers()) as response:
-            if response.status_code != 200:
-                response.read()
-                raise StoreError(_service_error(response))
-            try:
-                spool(response.iter_bytes(), directory)
-            except httpx.TransportError as error:  # the service aborted the response (engine error)
-                raise StoreError(f"the archive stream was cut ({error}); nothing uploaded") from None
+    with service.stream(f"/v1/tenants/{quote(tenant, safe='')}/archive", params, "the archive stream",
+                        "nothing uploaded") as chunks:
+        spool(chunks, directory)
     return path
 
 

@@ -356,7 +356,7 @@ def main_export(args: Any) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .admin import _service_error, open_store_or_service
+    from .admin import open_store_or_service
 
     fmt = _format_for(args.out, args.format)
     filters = ExportFilters(parse_time(args.since, "since"), parse_time(args.until, "until"),
@@ -377,26 +377,17 @@ def main_export(args: Any) -> int:
     try:
         with progress:
             if service is not None:
-                import httpx
-
                 params = {k: v for k, v in {"since": args.since, "until": args.until, "type": args.event_type,
                                             "actor": args.actor, "format": fmt}.items() if v}
                 if fmt == "csv" and args.no_csv_escape:
                     params["csv_escape"] = "false"
                 task = progress.add_task("export", total=None, tenant=args.tenant)
-                with httpx.Client(base_url=service.base_url, timeout=None) as client:
-                    with client.stream("GET", f"/v1/tenants/{_quote(args.tenant)}/events", params=params,
-                                       headers=service.headers()) as response:
-                        if response.status_code != 200:
-                            response.read()
-                            raise StoreError(_service_error(response))
-                        try:
-                            for chunk in response.iter_bytes():
-                                out.write(chunk)
-                                counter[0] += chunk.count(b"\n") if fmt != "json" else 0
-                                progress.update(task, completed=counter[0])
-                        except httpx.TransportError as error:  # the service aborted the response (engine error)
-                            raise StoreError(f"the export was cut ({error}); {args.out} not written") from None
+                with service.stream(f"/v1/tenants/{_quote(args.tenant)}/events", params, "the export",
+                                    f"{args.out} not written") as chunks:
+                    for chunk in chunks:
+                        out.write(chunk)
+                        counter[0] += chunk.count(b"\n") if fmt != "json" else 0
+                        progress.update(task, completed=counter[0])
             else:
                 with store:
                     total = count_events(store, args.tenant, filters)

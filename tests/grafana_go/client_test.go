@@ -15,8 +15,6 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
 type result struct {
@@ -39,14 +37,7 @@ func TestQueriesThroughTheDataSourceClient(t *testing.T) {
 	if err := json.Unmarshal(raw, &cases); err != nil {
 		t.Fatal(err)
 	}
-	// What the data source opens in HTTP mode (pkg/plugin/driver.go: clickhouse.OpenDB with Protocol HTTP).
-	db := clickhouse.OpenDB(&clickhouse.Options{
-		Addr:        []string{addr},
-		Protocol:    clickhouse.HTTP,
-		Auth:        clickhouse.Auth{Username: "grafana", Password: os.Getenv("AUDITRAIL_GRAFANA_TOKEN")},
-		DialTimeout: 10 * time.Second,
-		ReadTimeout: 60 * time.Second,
-	})
+	db := Open(addr, os.Getenv("AUDITRAIL_GRAFANA_TOKEN"), 60*time.Second)
 	defer db.Close()
 	ctx := context.Background()
 	if err := db.PingContext(ctx); err != nil {
@@ -64,36 +55,18 @@ func TestQueriesThroughTheDataSourceClient(t *testing.T) {
 
 func run(ctx context.Context, db *sql.DB, query string) result {
 	res := result{SQL: query, Rows: [][]string{}}
-	rows, err := db.QueryContext(ctx, query)
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	defer rows.Close()
-	types, err := rows.ColumnTypes()
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	for _, ct := range types {
-		res.Columns = append(res.Columns, ct.Name())
-	}
-	for rows.Next() {
-		values := make([]any, len(types))
-		for i, ct := range types {
-			values[i] = reflect.New(ct.ScanType()).Interface()
+	_, err := Scan(ctx, db, query, func(types []*sql.ColumnType) {
+		for _, ct := range types {
+			res.Columns = append(res.Columns, ct.Name())
 		}
-		if err := rows.Scan(values...); err != nil {
-			res.Error = err.Error()
-			return res
-		}
+	}, func(values []any) {
 		row := make([]string, len(values))
 		for i, v := range values {
 			row[i] = text(reflect.ValueOf(v).Elem())
 		}
 		res.Rows = append(res.Rows, row)
-	}
-	if err := rows.Err(); err != nil {
+	})
+	if err != nil {
 		res.Error = err.Error()
 	}
 	return res

@@ -5,8 +5,9 @@
 //     auth with the token as the password, keep-alive), the whole Native answer read, nothing decoded: the
 //     interface's own cost with next to none of a client's (the engine's way in the benchmark decodes nothing
 //     either);
-//   - clickhouse-go: the data source's client library in HTTP mode (as tests/grafana_go), every row read and
-//     scanned into its column's Go type as the data source does: what a refresh costs Grafana's side too.
+//   - clickhouse-go: the data source's client library in HTTP mode, every row read and scanned into its column's
+//     Go type as the data source does (grafanago.Scan, as the test reads them): what a refresh costs Grafana's
+//     side too.
 //
 // Usage: grafana_go raw|clickhouse-go HOST:PORT TOKEN... ; then one request a line on stdin, "<token index>\t<SQL
 // as a JSON string>", answered by one line on stdout: "ok\t<rows, or bytes for raw>" or "error\t<message as a
@@ -23,12 +24,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
+	grafanago "auditrail/tests/grafana_go"
 )
 
 func main() {
@@ -42,16 +42,11 @@ func main() {
 			clients = append(clients, rawClient(os.Args[2], token))
 			continue
 		}
-		// What the data source opens in HTTP mode (pkg/plugin/driver.go: clickhouse.OpenDB, Protocol HTTP).
-		db := clickhouse.OpenDB(&clickhouse.Options{
-			Addr:        []string{os.Args[2]},
-			Protocol:    clickhouse.HTTP,
-			Auth:        clickhouse.Auth{Username: "grafana", Password: token},
-			DialTimeout: 10 * time.Second,
-			ReadTimeout: 300 * time.Second,
-		})
+		db := grafanago.Open(os.Args[2], token, 300*time.Second)
 		defer db.Close()
-		clients = append(clients, func(query string) (int, error) { return scan(context.Background(), db, query) })
+		clients = append(clients, func(query string) (int, error) {
+			return grafanago.Scan(context.Background(), db, query, func([]*sql.ColumnType) {}, func([]any) {})
+		})
 	}
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<24)
@@ -104,29 +99,4 @@ func rawClient(address, token string) func(string) (int, error) {
 		}
 		return len(body), nil
 	}
-}
-
-// scan reads every row of `query`, each value scanned into its column's Go type as the data source does.
-func scan(ctx context.Context, db *sql.DB, query string) (int, error) {
-	rows, err := db.QueryContext(ctx, query)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	types, err := rows.ColumnTypes()
-	if err != nil {
-		return 0, err
-	}
-	values := make([]any, len(types))
-	count := 0
-	for rows.Next() {
-		for i, ct := range types {
-			values[i] = reflect.New(ct.ScanType()).Interface()
-		}
-		if err := rows.Scan(values...); err != nil {
-			return count, err
-		}
-		count++
-	}
-	return count, rows.Err()
 }
