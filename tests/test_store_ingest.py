@@ -21,18 +21,36 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from auditrail.exporters.otlp_json import request_to_collector_json
 from otlp_requests import length_delimited as _field
 from auditrail_store.ingest import (
+    JSON,
+    PROTOBUF,
     IngestError,
     LogBatch,
+    content_kind,
     decode_json,
     decode_protobuf,
     decode_request,
     encode_json_columns,
     go_float,
+    media_type,
     protobuf_slices,
     rows_from_message,
 )
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "pdata_asstring_vectors.json").read_text())
+
+
+@pytest.mark.parametrize(("header", "kind"), [
+    ("application/x-protobuf", PROTOBUF), ("Application/Protobuf; proto=opentelemetry", PROTOBUF),
+    (" application/json ; charset=utf-8", JSON), ("text/plain", "text/plain"), (None, ""),
+])
+def test_a_content_type_names_one_kind_and_only_otlp_kinds_are_taken(header: str | None, kind: str) -> None:
+    """One reading of Content-Type for the service's branch (content_kind) and the decoder's (media_type)."""
+    assert content_kind(header) == kind
+    if kind in (PROTOBUF, JSON):
+        assert media_type(header) == kind
+    else:
+        with pytest.raises(IngestError, match="unsupported Content-Type"):
+            media_type(header)
 
 
 def test_anyvalue_as_string_matches_pdata_for_protobuf_requests() -> None:

@@ -86,6 +86,7 @@ __all__ = [
     "LogBatch",
     "LogWriter",
     "any_value_as_string",
+    "content_kind",
     "decode_json",
     "decode_protobuf",
     "decode_request",
@@ -1049,13 +1050,18 @@ def _inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
         member += 1
 
 
+def content_kind(content_type: str | None) -> str:
+    """A Content-Type header's media type, lowercased, parameters dropped; both protobuf names as
+    ``application/x-protobuf``. Any other type as it is (:func:`media_type` refuses those)."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    return PROTOBUF if kind == "application/protobuf" else kind
+
+
 def media_type(content_type: str | None) -> str:
     """``application/x-protobuf`` or ``application/json`` from a Content-Type header; IngestError else."""
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
-    if kind in (PROTOBUF, "application/protobuf"):
-        return PROTOBUF
-    if kind == JSON:
-        return JSON
+    kind = content_kind(content_type)
+    if kind in (PROTOBUF, JSON):
+        return kind
     raise IngestError(f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}")
 
 

@@ -59,8 +59,8 @@ from .connections import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_
 from .archive import MONTH_PATTERN, PARQUET_MEDIA_TYPE, parquet_chunks
 from .db import DEFAULT_DATABASE, TENANT_MAX, TENANT_PATTERN, TENANT_SYNTAX, Store, StoreError, default_url
 from .export import FORMATS, ExportFilters, parse_time, stream_export
-from .ingest import (JSON, PROTOBUF, EncodedRows, IngestError, LogBatch, LogWriter, decode_json, decompress, media_type,
-                     protobuf_slices)
+from .ingest import (JSON, PROTOBUF, EncodedRows, IngestError, LogBatch, LogWriter, content_kind, decode_json, decompress,
+                     media_type, protobuf_slices)
 from .ingest_json import json_to_protobuf, native_json
 from .ingest_limits import IngestLimits, LimitError, check_protobuf
 from .ingest_fast import Arrival, FastLogWriter
@@ -242,8 +242,8 @@ def create_app(url: str | None = None, database: str = DEFAULT_DATABASE, *, migr
         _require(caller, "ingest", None)  # before the body is read: an unknown or read token costs nothing more
         state = _state(request)
         content_type = request.headers.get("content-type")
-        kind = (content_type or "").split(";")[0].strip().lower()
-        is_protobuf = kind in (PROTOBUF, "application/protobuf")
+        kind = content_kind(content_type)
+        is_protobuf = kind == PROTOBUF
         max_body = state.limits.max_body
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_body:
