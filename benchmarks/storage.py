@@ -34,6 +34,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -172,11 +173,7 @@ def bench_ingest(total: int, tmp: Path, batch: int, senders: int, python: bool =
     for run in range(repeats):
         fast_runs.append(bench_service_ingest(bodies, f"chdb://{tmp}/ingest-fast-{run}", tmp / f"ingest-fast-{run}.log",
                                               True, senders))
-        for table in ("otel_logs", "audit_events", "source_ips"):  # as fresh as the service's store
-            store.command(f"TRUNCATE TABLE IF EXISTS auditrail.{table}")
         engine_runs.append(bench_engine_native(bodies[1:], store, tmp))
-        for table in ("otel_logs", "audit_events", "source_ips"):
-            store.command(f"TRUNCATE TABLE IF EXISTS auditrail.{table}")
         serial_runs.append(bench_engine_native(bodies[1:], store, tmp, inserters=1))
     fast_rate, fast_cpu, fast_peak = (statistics.median(run[i] for run in fast_runs) for i in range(3))
     engine_rate, engine_cpu = (statistics.median(run[i] for run in engine_runs) for i in range(2))
@@ -263,14 +260,15 @@ def bench_collector_exporter(bodies: list[bytes], tmp: Path, senders: int) -> di
     return {"rate": events / elapsed, "cpu": 1e6 * cpu / events}
 
 
-def bench_engine_native(bodies: list[bytes], store: object, tmp: Path, inserters: int | None = None) -> tuple[float, float]:
+def bench_engine_native(bodies: list[bytes], store: Any, tmp: Path, inserters: int | None = None) -> tuple[float, float]:
     """(events/s, CPU us per event) of the engine alone: the requests' rows pre-encoded (untimed) as the
     native core's Native blocks, grouped as the service groups them (ingest_fast.GROUP_ROWS / GROUP_BYTES),
-    written to files beforehand, then inserted into the same otel_logs, its view into audit_events running, with
-    the service's own statement (ingest_fast.native_insert_sql), by `inserters` concurrent inserters (default:
-    as many as the service has engine handles, ingest_fast.HANDLES), each taking the next group when free. (One
-    inserter, the groups one after the other, leaves a core to the merges alone: 134k-179k events/s against
-    201k-248k with two, five alternated rounds on a quiet machine.)"""
+    written to files beforehand, then inserted into `store`'s otel_logs (emptied first, as fresh as the
+    service's store), its view into audit_events running, with the service's own statement
+    (ingest_fast.native_insert_sql), by `inserters` concurrent inserters (default: as many as the service has
+    engine handles, ingest_fast.HANDLES), each taking the next group when free. (One inserter, the groups one
+    after the other, leaves a core to the merges alone: 134k-179k events/s against 201k-248k with two, five
+    alternated rounds on a quiet machine.)"""
     import queue
 
     import auditrail_native
@@ -280,6 +278,8 @@ def bench_engine_native(bodies: list[bytes], store: object, tmp: Path, inserters
     from auditrail_store.ingest_fast import GROUP_BYTES, GROUP_ROWS, HANDLES, native_insert_sql
 
     inserters = inserters or HANDLES
+    for table in ("otel_logs", "audit_events", "source_ips"):
+        store.command(f"TRUNCATE TABLE IF EXISTS auditrail.{table}")
     blocks = [auditrail_native.otlp_logs_native(body) for body in bodies]
     groups: list[list[bytes]] = [[]]
     rows = size = 0
